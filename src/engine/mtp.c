@@ -24,7 +24,11 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     const glm_hparams *hp = &m->hp;
     const glm_backend_ops *o = f->b->ops;
     glm_backend *b = f->b;
-    const int64_t D = hp->hidden_size, pos0 = f->mtp_kv->n;
+    const int64_t D = hp->hidden_size;
+    glm_seq *sq = f->cur;
+    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
     glm_dview cat = glm_dview_rows(f->s.cat, 0, T);
     GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
@@ -34,7 +38,7 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     GLM_TRY(o->matmul(b, x, cat, L->nextn_eh_proj, 0));
     if (d)
         GLM_TRY(glm_dump_view(d, b, "mtp/", "eh_out", x));
-    GLM_TRY(glm_fwd_block(f, L, &f->mtp_kv->layers[0], T, pos0, d, "mtp/", -1));
+    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
     if (logits || d) {
@@ -45,20 +49,20 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
             GLM_TRY(glm_dump_view(d, b, "mtp/", "logits", dst));
         GLM_TRY(glm_fwd_logits_out(f, dst, logits, all_logits));
     }
-    f->mtp_kv->n = pos0 + T;
+    sq->mtp.n += T;
     return GLM_OK;
 }
 
 glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
                            bool all_logits, glm_dump *dump)
 {
-    if (!f->m->mtp || !f->mtp_kv)
+    if (!f->m->mtp || !f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
     if (T <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: no rows to evaluate");
-    if (f->mtp_kv->n + T > f->mtp_kv->n_ctx)
+    if (f->cur->mtp.n + T > f->n_ctx)
         return glm_errorf(GLM_ERR_INVALID, "mtp: %lld + %d rows exceed the context of %lld",
-                          (long long)f->mtp_kv->n, T, (long long)f->mtp_kv->n_ctx);
+                          (long long)f->cur->mtp.n, T, (long long)f->n_ctx);
     if (dump && T > f->n_batch)
         return glm_errorf(GLM_ERR_INVALID, "mtp: a dump needs all %d rows in one batch (n_batch %d)", T, f->n_batch);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
@@ -77,12 +81,12 @@ glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *n
 }
 
 bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
-int64_t glm_forward_mtp_n_past(const glm_forward *f) { return f->mtp_kv ? f->mtp_kv->n : 0; }
+int64_t glm_forward_mtp_n_past(const glm_forward *f) { return glm_seq_mtp_n_past(f->cur); }
 glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
 {
-    if (!f->mtp_kv)
+    if (!f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "mtp: the model has no MTP layer");
-    return glm_kvcache_truncate(f->mtp_kv, n);
+    return glm_kvseq_truncate(&f->cur->mtp, n);
 }
 
 /* ---- greedy draft/verify (§5.3) ---- */
