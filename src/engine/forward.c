@@ -402,6 +402,8 @@ void glm_seq_destroy(glm_seq *s)
 int64_t glm_seq_n_past(const glm_seq *s) { return s->kv.n; }
 int64_t glm_seq_mtp_n_past(const glm_seq *s) { return s->mtp.pool ? s->mtp.n : 0; }
 
+glm_status glm_seq_reserve(glm_seq *s, int64_t n) { return glm_kvseq_reserve(&s->kv, n); }
+
 glm_status glm_seq_truncate(glm_seq *s, int64_t n)
 {
     GLM_TRY(glm_kvseq_truncate(&s->kv, n));

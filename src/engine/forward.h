@@ -63,6 +63,9 @@ glm_status glm_seq_create(glm_forward *f, glm_seq **out); /* empty; holds no pag
 void glm_seq_destroy(glm_seq *s);                          /* NULL is a no-op; pages go back */
 int64_t glm_seq_n_past(const glm_seq *s);
 int64_t glm_seq_mtp_n_past(const glm_seq *s);
+/* Hold the pages of the first n main-cache positions now, so later steps up to n cannot run
+ * out of pages (fails with one line, holding what it held, when the pool is short). */
+glm_status glm_seq_reserve(glm_seq *s, int64_t n);
 /* Keep the first n positions of the main cache (and at most n of the MTP cache). */
 glm_status glm_seq_truncate(glm_seq *s, int64_t n);
 /* dst (empty) takes the first n positions of src (full pages shared, see kvcache.h), and of

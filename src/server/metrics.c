@@ -66,7 +66,8 @@ static void put_hist(srv_buf *b, const char *name, const char *help, const srv_h
     srv_buf_add(b, line, (size_t)n);
 }
 
-char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
+char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded, int running, long long kv_used,
+                       long long kv_total)
 {
     srv_buf b = { 0 };
     char line[256];
@@ -102,6 +103,21 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
                  "glm47_queue_depth %d\n# HELP glm47_model_loaded 1 once the model is loaded.\n"
                  "# TYPE glm47_model_loaded gauge\nglm47_model_loaded %d\n",
                  queue_depth, loaded ? 1 : 0);
+    srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_running_sequences Requests decoding in the current batch.\n"
+                 "# TYPE glm47_running_sequences gauge\nglm47_running_sequences %d\n",
+                 running);
+    srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_kv_pages_used KV cache pages held (running and cached sequences).\n"
+                 "# TYPE glm47_kv_pages_used gauge\nglm47_kv_pages_used %lld\n",
+                 kv_used);
+    srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_kv_pages_total KV cache pages in the pool.\n"
+                 "# TYPE glm47_kv_pages_total gauge\nglm47_kv_pages_total %lld\n",
+                 kv_total);
     srv_buf_add(&b, line, (size_t)n);
     return b.p;
 }
