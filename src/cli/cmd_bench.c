@@ -539,7 +539,7 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     /* the batched tests' sequences share the depth's pages and add their own */
     if (s == GLM_OK)
         s = glm_forward_create_pool(&c.f, m, b, c.n_tokens, (int)(mi.n_batch > most_b ? mi.n_batch : most_b),
-                                    c.n_tokens * (most_b > 1 ? most_b + 1 : 1));
+                                    (c.n_tokens + GLM_KV_PAGE) * (most_b > 1 ? most_b + 1 : 1));
     for (long i = 0; s == GLM_OK && most_b > 1 && i < most_b; i++)
         s = glm_seq_create(c.f, &c.seqs[i]);
     if (s == GLM_OK)
