@@ -74,6 +74,9 @@ typedef struct glm_backend_ops {
     void (*destroy)(glm_backend *b);
     /* A buffer of n elements of dtype, viewed as [rows][cols] contiguous. */
     glm_status (*alloc)(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols);
+    /* The same for a small buffer the host rewrites every step (step rows, page lists): kept
+     * in host-visible memory where the backend has it, so an upload is a plain copy. */
+    glm_status (*alloc_host)(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols);
     void (*free)(glm_backend *b, glm_dbuf *buf);
     glm_status (*upload)(glm_backend *b, glm_dview dst, const void *host /*[rows][cols]*/);
     glm_status (*download)(glm_backend *b, void *host /*[rows][cols]*/, glm_dview src);

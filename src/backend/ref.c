@@ -446,6 +446,7 @@ static const glm_backend_ops k_ref_ops = {
     .name = "ref",
     .destroy = ref_destroy,
     .alloc = ref_alloc,
+    .alloc_host = ref_alloc,
     .free = ref_free,
     .upload = ref_upload,
     .download = ref_download,

@@ -168,7 +168,7 @@ static glm_status ensure_meta(glm_forward *f, glm_dview *meta, int64_t n)
     if (meta->buf)
         f->b->ops->free(f->b, meta->buf);
     meta->buf = NULL;
-    return f->b->ops->alloc(f->b, meta, GLM_DT_I32, 1, cap);
+    return f->b->ops->alloc_host(f->b, meta, GLM_DT_I32, 1, cap);
 }
 
 glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items, bool mtp, glm_kv_rows *r)

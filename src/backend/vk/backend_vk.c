@@ -242,7 +242,7 @@ static void vk_destroy(glm_backend *b)
     free(b);
 }
 
-static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+static glm_status alloc_any(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols, bool host)
 {
     if (rows <= 0 || cols <= 0 || (uint64_t)rows * (uint64_t)cols > UINT32_MAX / 4)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: cannot allocate a %lld x %lld activation", (long long)rows,
@@ -250,7 +250,7 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     glm_dbuf *d = calloc(1, sizeof *d);
     if (!d)
         return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, false);
+    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, host);
     if (s != GLM_OK) {
         free(d);
         return s;
@@ -258,6 +258,16 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     d->dt = dt;
     *out = (glm_dview){ .buf = d, .dt = dt, .off = 0, .rows = rows, .cols = cols, .ld = cols };
     return GLM_OK;
+}
+
+static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, false);
+}
+
+static glm_status vk_alloc_host(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, true);
 }
 
 /* Copy a view between host [rows][cols] and the device, row by row when strided. */
@@ -420,6 +430,7 @@ static const glm_backend_ops k_vk_ops = {
     .name = "vulkan",
     .destroy = vk_destroy,
     .alloc = vk_alloc,
+    .alloc_host = vk_alloc_host,
     .free = vk_free,
     .upload = vk_upload,
     .download = vk_download,
