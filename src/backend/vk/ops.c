@@ -229,8 +229,8 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         return bad("mla_attention", "k_b / v_b / q / out shapes disagree with the heads");
     if (!view_ok(q) || !view_ok(c) || !view_ok(kr) || kr.cols != dr || kr.rows != c.rows || !kv_rows_ok(r, T))
         return bad("mla_attention", "cache or page views disagree or overrun their buffers");
-    if (rkv > 1024 || dr > 256)
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 1024 / 256",
+    if (rkv > 512 || dr > 128)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
     if (glm_vk_mla_scratch_floats(T, H, rkv, r->max_len) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
@@ -251,7 +251,8 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                      r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
                                      1.0f / sqrtf((float)qh) };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * H, 1));
+        /* one workgroup per (split, row, group of 4 heads): the heads share each c row read */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * ((H + 3) / 4), 1));
         glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, u.off, r->pos.off, r->pos.ld,
                                        row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
