@@ -134,14 +134,7 @@ START_TEST(test_ref_paged_attention)
         tu_fill_uniform(&r, kA, (size_t)nA * dr, -1, 1);
         tu_fill_uniform(&r, cB, (size_t)nB * R, -1, 1);
         tu_fill_uniform(&r, kB, (size_t)nB * dr, -1, 1);
-        int32_t *pages = meta + 2 * T;
-        glm_parity_page_cache(pool, pages, cA, kA, nA, R, dr, P, &r.s);
-        glm_parity_page_cache(pool + (size_t)npA * P * W, pages + npA, cB, kB, nB, R, dr, P, &r.s);
-        for (uint32_t i = 0; i < npB; i++)
-            pages[npA + i] += (int32_t)npA;
-        for (uint32_t t = 0; t < TA; t++)
-            meta[t] = (int32_t)(pos0 + t), meta[T + t] = 0;
-        meta[TA] = (int32_t)posB, meta[T + TA] = (int32_t)npA;
+        glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, R, dr, P, &r.s);
         glm_dview dq, dpool, dmeta, dout;
         ck_assert(b->ops->alloc(b, &dq, GLM_DT_F32, T, H * (dn + dr)) == GLM_OK);
         ck_assert(b->ops->alloc(b, &dpool, GLM_DT_F32, (npA + npB) * P, W) == GLM_OK);

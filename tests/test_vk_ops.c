@@ -494,14 +494,7 @@ START_TEST(test_mla_attention)
         glm_ref_mla_naive(ref, q, cA, kA, (const float *)kb.host, (const float *)vb.host, &sA, scr);
         glm_ref_mla_naive(ref + (size_t)TA * oc, q + (size_t)TA * qc, cB, kB, (const float *)kb.host,
                           (const float *)vb.host, &sB, scr);
-        int32_t *pages = meta + 2 * T;
-        glm_parity_page_cache(pool, pages, cA, kA, nA, rkv, dr, P, &g_rng.s);
-        glm_parity_page_cache(pool + (size_t)npA * P * W, pages + npA, cB, kB, nB, rkv, dr, P, &g_rng.s);
-        for (uint32_t i = 0; i < npB; i++)
-            pages[npA + i] += (int32_t)npA;
-        for (uint32_t t = 0; t < TA; t++)
-            meta[t] = (int32_t)(pos0 + t), meta[T + t] = 0;
-        meta[TA] = (int32_t)posB, meta[T + TA] = (int32_t)npA;
+        glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
         glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
         uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P;

@@ -622,6 +622,22 @@ void glm_parity_page_cache(float *pool, int32_t *pages, const float *c, const fl
     }
 }
 
+void glm_parity_two_seq_cache(float *pool, int32_t *meta, const float *cA, const float *kA, uint32_t nA, uint32_t TA,
+                              const float *cB, const float *kB, uint32_t nB, uint32_t rkv, uint32_t dr,
+                              uint32_t page_size, uint64_t *rng_state)
+{
+    const uint32_t T = TA + 1, npA = glm_parity_pages(nA, page_size), npB = glm_parity_pages(nB, page_size);
+    int32_t *pages = meta + 2 * T;
+    glm_parity_page_cache(pool, pages, cA, kA, nA, rkv, dr, page_size, rng_state);
+    glm_parity_page_cache(pool + (size_t)npA * page_size * (rkv + dr), pages + npA, cB, kB, nB, rkv, dr, page_size,
+                          rng_state);
+    for (uint32_t i = 0; i < npB; i++)
+        pages[npA + i] += (int32_t)npA;
+    for (uint32_t t = 0; t < TA; t++)
+        meta[t] = (int32_t)(nA - TA + t), meta[T + t] = 0;
+    meta[TA] = (int32_t)(nB - 1), meta[T + TA] = (int32_t)npA;
+}
+
 typedef struct mla_case {
     uint32_t H, dn, dr, dv, rkv, pos0, T;
 } mla_case;
