@@ -208,15 +208,9 @@ static glm_status turn(chat_state *s)
     glm_chat_options copt;
     glm_chat_options_default(&copt);
     copt.enable_thinking = !s->o->no_think;
-    char *text = NULL;
-    size_t text_len = 0;
     int32_t *ids = NULL;
     size_t n = 0;
-    GLM_TRY(glm_chat_render(&text, &text_len, &s->conv, &copt));
-    glm_status st = glm_tokenizer_encode(s->tok, text, text_len, 0, &ids, &n);
-    free(text);
-    if (st != GLM_OK)
-        return st;
+    GLM_TRY(glm_chat_encode(s->tok, &s->conv, &copt, &ids, &n)); /* what the user typed stays plain text */
     if ((long long)n + s->o->n_predict > s->o->n_ctx) {
         free(ids);
         return glm_errorf(GLM_ERR_INVALID, "the conversation (%zu tokens) plus -n %lld exceeds --ctx %lld; /reset to start over",
@@ -229,7 +223,7 @@ static glm_status turn(chat_state *s)
     if (keep == (int64_t)n)
         keep--;
     int64_t reused = keep;
-    st = glm_forward_truncate(s->f, keep);
+    glm_status st = glm_forward_truncate(s->f, keep);
     s->n_cached = keep;
     for (size_t i = (size_t)keep; st == GLM_OK && i < n; i++)
         st = push_cached(s, ids[i]);

@@ -284,15 +284,13 @@ int glm_cmd_run(int argc, char **argv)
     glm_backend *b = NULL;
     int32_t *prompt = NULL;
     int n_prompt = 0;
-    char *chat_text = NULL;
     glm_status st = glm_model_open(&m, o.model);
     s.m = m;
     if (st == GLM_OK && (o.text || !o.print_ids))
         st = glm_tokenizer_open(&s.tok, o.model);
-    if (st == GLM_OK && o.chat)
-        st = glm_cli_chat_prompt(o.text, !o.no_think, &chat_text);
+    glm_cli_text_mode mode = !o.chat ? GLM_CLI_TEXT_RAW : o.no_think ? GLM_CLI_TEXT_CHAT_NO_THINK : GLM_CLI_TEXT_CHAT_THINK;
     if (st == GLM_OK)
-        st = glm_cli_prompt_tokens(m, o.ids_arg, o.chat ? chat_text : o.text, &s.tok, &prompt, &n_prompt);
+        st = glm_cli_prompt_tokens(m, o.ids_arg, o.text, mode, &s.tok, &prompt, &n_prompt);
     if (st == GLM_OK && !o.print_ids)
         st = glm_detok_stream_create(&s.ds, s.tok);
     if (st == GLM_OK)
@@ -302,7 +300,6 @@ int glm_cmd_run(int argc, char **argv)
     if (st == GLM_OK)
         st = run_with(&s, b, prompt, n_prompt);
     free(prompt);
-    free(chat_text);
     glm_backend_destroy(b);
     glm_sampler_destroy(s.smp);
     glm_detok_stream_destroy(s.ds);

@@ -191,18 +191,14 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
     return get_stop(j, req, e);
 }
 
-/* Tokenize text into the job; check prompt + max_tokens against the context. */
-static bool set_prompt(srv *s, srv_job *j, const char *text, size_t len, srv_err *e)
+/* Take the prompt ids (owned) into the job; check prompt + max_tokens against the context. */
+static bool set_prompt(srv *s, srv_job *j, int32_t *ids, size_t n, const char *param, srv_err *e)
 {
-    size_t n = 0;
-    if (glm_tokenizer_encode(s->tok, text, len, 0, &j->prompt, &n) != GLM_OK) {
-        srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt", "%s", glm_last_error());
-        return false;
-    }
+    j->prompt = ids;
     if (n == 0)
-        return bad(e, "prompt", "must not be empty");
+        return bad(e, param, "must not be empty");
     if ((int64_t)n >= s->n_ctx) {
-        srv_err_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
+        srv_err_set(e, 400, "invalid_request_error", "context_length_exceeded", param,
                     "the prompt has %zu tokens; this server's context is %lld", n, (long long)s->n_ctx);
         return false;
     }
@@ -218,6 +214,46 @@ static bool set_prompt(srv *s, srv_job *j, const char *text, size_t len, srv_err
     return true;
 }
 
+/* A completions prompt: a string (tokenized with special-token matching off, so text that
+ * spells a special token stays text), an array of one string, or an array of token ids
+ * (the way to send special tokens on purpose). */
+static bool completion_prompt(srv *s, srv_job *j, const cJSON *p, srv_err *e)
+{
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
+        p = cJSON_GetArrayItem(p, 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (cJSON_IsString(p)) {
+        if (glm_tokenizer_encode(s->tok, p->valuestring, strlen(p->valuestring), GLM_TOK_NO_SPECIAL, &ids, &n) !=
+            GLM_OK) {
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt", "%s", glm_last_error());
+            return false;
+        }
+        return set_prompt(s, j, ids, n, "prompt", e);
+    }
+    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
+        return bad(e, "prompt", "expected a string, an array of one string, or a non-empty array of token ids");
+    n = (size_t)cJSON_GetArraySize(p);
+    if (!(ids = malloc(n * sizeof *ids))) {
+        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    int32_t nv = glm_tokenizer_n_vocab(s->tok);
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p) {
+        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (x < 0 || x >= nv || x != floor(x)) {
+            free(ids);
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt",
+                        "prompt[%zu]: expected a string or integer token ids in [0, %d)", i, (int)nv);
+            return false;
+        }
+        ids[i++] = (int32_t)x;
+    }
+    return set_prompt(s, j, ids, n, "prompt", e);
+}
+
 static void new_id(srv *s, srv_job *j, const char *prefix)
 {
     unsigned long long k = atomic_fetch_add(&s->next_id, 1);
@@ -229,8 +265,8 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
 {
     srv_job *j = srv_job_new();
     glm_chat *chat = NULL;
-    char *text = NULL;
-    size_t len = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
     bool ok = false;
     if (!j) {
         srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -269,11 +305,12 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     glm_chat_options opt;
     glm_chat_options_default(&opt);
     opt.enable_thinking = j->thinking;
-    if (glm_chat_render(&text, &len, chat, &opt) != GLM_OK) {
+    /* message contents stay plain text: "<|user|>" typed by a user is not a role switch */
+    if (glm_chat_encode(s->tok, chat, &opt, &ids, &n) != GLM_OK) {
         srv_err_set(e, 400, "invalid_request_error", "invalid_value", "messages", "%s", glm_last_error());
         goto done;
     }
-    if (!set_prompt(s, j, text, len, e))
+    if (!set_prompt(s, j, ids, n, "messages", e))
         goto done;
     if (cJSON_IsArray(tools))
         j->tools = cJSON_Duplicate(tools, 1);
@@ -281,7 +318,6 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     ok = true;
 done:
     glm_chat_destroy(chat);
-    free(text);
     if (!ok)
         srv_job_unref(j);
     *out = ok ? j : NULL;
@@ -297,16 +333,9 @@ bool srv_api_completion(srv *s, const cJSON *req, srv_job **out, srv_err *e)
         return false;
     }
     j->kind = SRV_COMPLETION;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1)
-        p = cJSON_GetArrayItem(p, 0);
     if (!get_common(s, req, j, e))
         goto done;
-    if (!cJSON_IsString(p)) {
-        bad(e, "prompt", "expected a string (or an array of one string)");
-        goto done;
-    }
-    if (!set_prompt(s, j, p->valuestring, strlen(p->valuestring), e))
+    if (!completion_prompt(s, j, cJSON_GetObjectItemCaseSensitive(req, "prompt"), e))
         goto done;
     new_id(s, j, "cmpl");
     ok = true;
