@@ -127,6 +127,7 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
 {
     double x;
     bool g;
+    j->logprobs = -1;
     j->sp = glm_sampler_params_default();
     j->sp.top_p = 0.95f; /* model card defaults (model-spec §8.9): temperature 1, top-p 0.95 */
     if (!check_model(s, req, e))
@@ -189,6 +190,29 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
     if (glm_sampler_params_check(&j->sp) != GLM_OK)
         return bad(e, "sampling", glm_last_error());
     return get_stop(j, req, e);
+}
+
+/* chat: "logprobs" (boolean) and "top_logprobs" (0..20, only with logprobs true);
+ * completions: "logprobs" (integer 0..20, the number of alternatives). */
+static bool get_logprobs(const cJSON *req, srv_job *j, srv_err *e)
+{
+    double x;
+    bool g;
+    if (j->kind == SRV_COMPLETION) {
+        if (!get_num(req, "logprobs", 0, GLM_LOGPROBS_MAX_TOP, true, &x, &g, e))
+            return false;
+        j->logprobs = g ? (int)x : -1;
+        return true;
+    }
+    bool on = false;
+    if (!get_bool(req, "logprobs", &on, e))
+        return false;
+    if (!get_num(req, "top_logprobs", 0, GLM_LOGPROBS_MAX_TOP, true, &x, &g, e))
+        return false;
+    if (g && !on)
+        return bad(e, "top_logprobs", "needs \"logprobs\": true");
+    j->logprobs = on ? (g ? (int)x : 0) : -1;
+    return true;
 }
 
 /* Take the prompt ids (owned) into the job; check prompt + max_tokens against the context. */
@@ -278,7 +302,7 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
     const cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
-    if (!get_common(s, req, j, e))
+    if (!get_common(s, req, j, e) || !get_logprobs(req, j, e))
         goto done;
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
         bad(e, "messages", "expected a non-empty array");
@@ -333,7 +357,7 @@ bool srv_api_completion(srv *s, const cJSON *req, srv_job **out, srv_err *e)
         return false;
     }
     j->kind = SRV_COMPLETION;
-    if (!get_common(s, req, j, e))
+    if (!get_common(s, req, j, e) || !get_logprobs(req, j, e))
         goto done;
     if (!completion_prompt(s, j, cJSON_GetObjectItemCaseSensitive(req, "prompt"), e))
         goto done;

@@ -9,6 +9,7 @@
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/status.h"
@@ -23,6 +24,7 @@ typedef struct glm_server_opts {
     int64_t n_ctx;          /* positions per request (prompt + generated); 0: min(4096, model's) */
     int queue_max;          /* waiting + running requests before 503; 0: 256 */
     size_t body_max;        /* request body bytes before 413; 0: 1 MiB */
+    bool mtp;               /* speculative decoding with the model's MTP layer (one draft per step) */
 } glm_server_opts;
 
 /* Listen, load the model (GET /health answers 503 until then), serve until SIGTERM or
