@@ -43,8 +43,7 @@ typedef struct chat_state {
     int32_t *cached;     /* tokens whose keys and values the cache holds, in order */
     int64_t n_cached, cap_cached;
     float *logits;
-    bool tty;
-    int section;         /* 0 none yet, 1 reasoning, 2 answer: for the section headers */
+    glm_cli_sections out; /* section headers of the streamed reply */
 } chat_state;
 
 static glm_status parse_opts(chat_opts *o, int argc, char **argv, int *usage_err)
@@ -168,22 +167,10 @@ static glm_status append(char **buf, size_t *n, const char *text, size_t len)
 static glm_status on_event(void *user, const glm_chat_event *ev)
 {
     turn_out *t = user;
-    chat_state *s = t->s;
-    if (ev->kind == GLM_CHAT_EV_TOOL_CALL) {
-        printf("\n[tool call] %s %s\n", ev->call->name, ev->call->arguments);
+    glm_cli_sections_print(&t->s->out, ev);
+    if (ev->kind == GLM_CHAT_EV_TOOL_CALL)
         return GLM_OK;
-    }
-    bool reasoning = ev->kind == GLM_CHAT_EV_REASONING;
-    int want = reasoning ? 1 : 2;
-    if (s->section != want) {
-        if (s->tty)
-            fputs(reasoning ? "\033[2m" : "\033[0m", stdout);
-        printf("%s[%s]\n", s->section ? "\n" : "", reasoning ? "thinking" : "answer");
-        s->section = want;
-    }
-    fwrite(ev->text, 1, ev->len, stdout);
-    fflush(stdout);
-    return reasoning ? append(&t->reasoning, &t->n_reasoning, ev->text, ev->len)
+    return ev->kind == GLM_CHAT_EV_REASONING ? append(&t->reasoning, &t->n_reasoning, ev->text, ev->len)
                      : append(&t->content, &t->n_content, ev->text, ev->len);
 }
 
@@ -240,7 +227,6 @@ static glm_status turn(chat_state *s)
         st = glm_detok_stream_create(&ds, s->tok);
     if (st == GLM_OK)
         st = glm_chat_stream_create(&cs, !s->o->no_think, NULL);
-    s->section = 0;
     while (st == GLM_OK && n_gen < s->o->n_predict) {
         int32_t t;
         st = glm_sampler_sample(s->smp, &t, s->logits, s->cached, (int32_t)s->n_cached);
@@ -263,17 +249,18 @@ static glm_status turn(chat_state *s)
         st = glm_chat_stream_feed(cs, piece, plen, on_event, &out);
     if (st == GLM_OK)
         st = glm_chat_stream_finish(cs, on_event, &out);
-    if (s->tty)
-        fputs("\033[0m", stdout);
+    glm_cli_sections_end(&s->out);
     printf("\n");
     fflush(stdout);
     double t2 = now_s();
     if (st == GLM_OK)
         st = add_message(&s->conv, GLM_CHAT_ASSISTANT, out.content ? out.content : "", out.reasoning);
+    long long n_new = (long long)(s->n_cached - reused - n_gen);
     if (st == GLM_OK)
-        fprintf(stderr, "glm47 chat: %d tokens in %.2f s (%.1f tok/s); prompt %lld new + %lld reused tokens in %.2f s\n",
-                n_gen, t2 - t1, n_gen > 0 && t2 > t1 ? n_gen / (t2 - t1) : 0.0, (long long)(s->n_cached - reused - n_gen),
-                (long long)reused, t1 - t0);
+        fprintf(stderr,
+                "glm47 chat: %d tokens in %.2f s (%.1f tok/s); prompt %lld new + %lld reused tokens in %.2f s (%.1f tok/s)\n",
+                n_gen, t2 - t1, n_gen > 0 && t2 > t1 ? n_gen / (t2 - t1) : 0.0, n_new, (long long)reused, t1 - t0,
+                t1 > t0 ? (double)n_new / (t1 - t0) : 0.0);
     free(out.reasoning);
     free(out.content);
     glm_chat_stream_destroy(cs);
@@ -289,7 +276,7 @@ static glm_status chat_loop(chat_state *s)
     size_t cap = 0;
     glm_status st = GLM_OK;
     for (;;) {
-        if (s->tty)
+        if (s->out.tty)
             fputs("> ", stderr);
         ssize_t len = getline(&line, &cap, stdin);
         if (len < 0)
@@ -336,7 +323,7 @@ int glm_cmd_chat(int argc, char **argv)
             fputs(k_usage, stderr);
         return usage_err ? 2 : 1;
     }
-    chat_state s = { .o = &o, .tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) };
+    chat_state s = { .o = &o, .out.tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) };
     glm_model *m = NULL;
     glm_backend *b = NULL;
     glm_status st = glm_model_open(&m, o.model);
@@ -346,7 +333,7 @@ int glm_cmd_chat(int argc, char **argv)
         st = glm_errorf(GLM_ERR_INVALID, "--ctx %lld exceeds the model's %d positions", o.n_ctx,
                         m->hp.max_position_embeddings);
     if (st == GLM_OK)
-        st = glm_backend_create(&b, o.backend, m);
+        st = glm_cli_backend_create(&b, o.backend, m);
     if (st == GLM_OK)
         st = glm_forward_create(&s.f, m, b, o.n_ctx, 512);
     if (st == GLM_OK)

@@ -22,7 +22,7 @@ static const char k_serve_usage[] =
 
 int glm_cmd_serve(int argc, char **argv)
 {
-    glm_server_opts o = { .port = 8080 };
+    glm_server_opts o = { .port = 8080, .backend_create = glm_cli_backend_create };
     long long x;
     char device_backend[24];
     for (int i = 1; i < argc; i++) {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 glm_status glm_cli_parse_ids(const char *arg, int32_t n_vocab, int32_t **ids, int *n)
@@ -110,4 +111,30 @@ glm_status glm_cli_parse_float(const char *opt, const char *s, float *out)
         return glm_errorf(GLM_ERR_INVALID, "%s expects a number, got '%s'", opt, s ? s : "");
     *out = v;
     return GLM_OK;
+}
+
+void glm_cli_sections_print(glm_cli_sections *s, const glm_chat_event *ev)
+{
+    if (ev->kind == GLM_CHAT_EV_TOOL_CALL) {
+        printf("\n[tool call] %s %s\n", ev->call->name, ev->call->arguments);
+        fflush(stdout);
+        return;
+    }
+    bool reasoning = ev->kind == GLM_CHAT_EV_REASONING;
+    int want = reasoning ? 1 : 2;
+    if (s->section != want) {
+        if (s->tty)
+            fputs(reasoning ? "\033[2m" : "\033[0m", stdout);
+        printf("%s[%s]\n", s->section ? "\n" : "", reasoning ? "thinking" : "answer");
+        s->section = want;
+    }
+    fwrite(ev->text, 1, ev->len, stdout);
+    fflush(stdout);
+}
+
+void glm_cli_sections_end(glm_cli_sections *s)
+{
+    if (s->tty)
+        fputs("\033[0m", stdout);
+    s->section = 0;
 }
