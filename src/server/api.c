@@ -238,6 +238,32 @@ static bool set_prompt(srv *s, srv_job *j, int32_t *ids, size_t n, const char *p
     return true;
 }
 
+/* A JSON array of token ids (malloc'd; at least one slot); NULL and a 400 naming the first
+ * entry that is not an integer id of the vocabulary. */
+static int32_t *ids_from_json(srv *s, const cJSON *arr, const char *param, size_t *n, srv_err *e)
+{
+    *n = (size_t)cJSON_GetArraySize(arr);
+    int32_t *ids = malloc(sizeof(int32_t) * (*n ? *n : 1));
+    if (!ids) {
+        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+    }
+    int32_t nv = glm_tokenizer_n_vocab(s->tok);
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (x < 0 || x >= nv || x != floor(x)) {
+            free(ids);
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", param,
+                        "%s[%zu]: expected an integer token id in [0, %d)", param, i, (int)nv);
+            return NULL;
+        }
+        ids[i++] = (int32_t)x;
+    }
+    return ids;
+}
+
 /* A completions prompt: a string (tokenized with special-token matching off, so text that
  * spells a special token stays text), an array of one string, or an array of token ids
  * (the way to send special tokens on purpose). */
@@ -257,25 +283,7 @@ static bool completion_prompt(srv *s, srv_job *j, const cJSON *p, srv_err *e)
     }
     if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
         return bad(e, "prompt", "expected a string, an array of one string, or a non-empty array of token ids");
-    n = (size_t)cJSON_GetArraySize(p);
-    if (!(ids = malloc(n * sizeof *ids))) {
-        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
-        return false;
-    }
-    int32_t nv = glm_tokenizer_n_vocab(s->tok);
-    size_t i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, p) {
-        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
-        if (x < 0 || x >= nv || x != floor(x)) {
-            free(ids);
-            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt",
-                        "prompt[%zu]: expected a string or integer token ids in [0, %d)", i, (int)nv);
-            return false;
-        }
-        ids[i++] = (int32_t)x;
-    }
-    return set_prompt(s, j, ids, n, "prompt", e);
+    return (ids = ids_from_json(s, p, "prompt", &n, e)) && set_prompt(s, j, ids, n, "prompt", e);
 }
 
 static void new_id(srv *s, srv_job *j, const char *prefix)
@@ -396,26 +404,13 @@ bool srv_api_tokenize(srv *s, const cJSON *req, char **body, srv_err *e)
 
 bool srv_api_detokenize(srv *s, const cJSON *req, char **body, srv_err *e)
 {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "tokens"), *it;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "tokens");
     if (!cJSON_IsArray(t))
         return bad(e, "tokens", "expected an array of token ids");
-    int n = cJSON_GetArraySize(t), i = 0;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    if (!ids) {
-        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    size_t n;
+    int32_t *ids = ids_from_json(s, t, "tokens", &n, e);
+    if (!ids)
         return false;
-    }
-    int32_t nv = glm_tokenizer_n_vocab(s->tok);
-    cJSON_ArrayForEach(it, t) {
-        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
-        if (x < 0 || x >= nv || x != floor(x)) {
-            free(ids);
-            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "tokens",
-                        "tokens[%d]: expected an integer id in [0, %d)", i, (int)nv);
-            return false;
-        }
-        ids[i++] = (int32_t)x;
-    }
     char *text = NULL;
     size_t len = 0;
     glm_status st = glm_tokenizer_decode(s->tok, ids, (size_t)n, &text, &len);

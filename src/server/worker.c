@@ -1,9 +1,10 @@
 /* The worker: the one thread that runs the model. It takes jobs from the queue in order,
- * prefills the prompt from position 0 (no prefix reuse yet), samples until an
+ * prefills the prompt (reusing the prefix the KV cache holds from the previous request),
+ * decodes plainly or with MTP drafts (serve --mtp), samples until an
  * end-of-generation id of the model, a stop string or max_tokens, and writes the response
  * body into the job: one JSON object, or SSE chunks as they are decided.
  * Stop strings: generated text that could still be the start of a stop string is held back,
- * so no client ever sees text that a stop string later removes. */
+ * so no client ever sees text that a stop string later removes. logprobs: logprobs.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
