@@ -184,6 +184,8 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so))
             return bad(e, "stream_options", "expected an object");
+        if (!j->stream)
+            return bad(e, "stream_options", "only allowed with \"stream\": true");
         if (!get_bool(so, "include_usage", &j->include_usage, e))
             return false;
     }
@@ -293,6 +295,24 @@ static void new_id(srv *s, srv_job *j, const char *prefix)
     j->created = (long long)time(NULL);
 }
 
+/* tool_choice: "none" or "auto" (the model decides). "required" and a named function would
+ * need constrained decoding, which this server does not do: they are refused, not ignored. */
+static bool check_tool_choice(const cJSON *c, bool have_tools, srv_err *e)
+{
+    if (!c || cJSON_IsNull(c))
+        return true;
+    if (cJSON_IsString(c) && (!strcmp(c->valuestring, "none") || !strcmp(c->valuestring, "auto")))
+        return true;
+    if (cJSON_IsString(c) && !strcmp(c->valuestring, "required"))
+        return bad(e, "tool_choice", "\"required\" is not supported (no constrained decoding); use \"auto\"");
+    if (cJSON_IsObject(c)) {
+        if (!have_tools)
+            return bad(e, "tool_choice", "a named function needs \"tools\"");
+        return bad(e, "tool_choice", "a named function is not supported (no constrained decoding); use \"auto\"");
+    }
+    return bad(e, "tool_choice", "expected \"none\" or \"auto\"");
+}
+
 bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
 {
     srv_job *j = srv_job_new();
@@ -320,6 +340,8 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
         bad(e, "tools", "expected an array");
         goto done;
     }
+    if (!check_tool_choice(choice, cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0, e))
+        goto done;
     if (choice && cJSON_IsString(choice) && !strcmp(choice->valuestring, "none"))
         tools = NULL; /* the model is not told about tools it may not call */
     if (kw && !cJSON_IsNull(kw)) {

@@ -142,6 +142,10 @@ ok(m1.message.reasoning_content || m1.message.content === '', 'thinking on: the 
   for (const tc of ch.message.tool_calls ?? [])
     ok(tc.type === 'function' && typeof tc.function.name === 'string' && typeof JSON.parse(tc.function.arguments) === 'object',
        'tools: tool_call shape', tc);
+  for (const tool_choice of ['auto', 'none']) {
+    const r2 = await client.chat.completions.create({ model: MODEL, messages: user('Weather in Paris?'), tools, tool_choice, max_tokens: 2 });
+    ok(r2.choices.length === 1, `tool_choice ${tool_choice}`, r2);
+  }
   const withTools = await raw('/v1/chat/completions', JSON.stringify({ messages: user('Weather in Paris?'), tools, max_tokens: 1 }));
   const without = await raw('/v1/chat/completions', JSON.stringify({ messages: user('Weather in Paris?'), max_tokens: 1 }));
   ok(withTools.json.usage.prompt_tokens > without.json.usage.prompt_tokens + 20, 'tools are rendered into the prompt',
@@ -344,6 +348,10 @@ const bad = [
   ['enable_thinking wrong type', '{"messages":[{"role":"user","content":"hi"}],"chat_template_kwargs":{"enable_thinking":"no"}}'],
   ['model wrong type', '{"model":5,"messages":[{"role":"user","content":"hi"}]}'],
   ['deep nesting', '['.repeat(5000)],
+  ['stream_options without stream', '{"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}'],
+  ['tool_choice required', '{"messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}'],
+  ['tool_choice named', '{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}'],
+  ['tool_choice wrong type', '{"messages":[{"role":"user","content":"hi"}],"tool_choice":5}'],
 ];
 for (const [what, body] of bad) {
   const r = await raw('/v1/chat/completions', body);
