@@ -80,6 +80,9 @@ grep -q 'loading' "$tmp/think.err" && { echo "FAIL progress bar without a termin
 if command -v script >/dev/null; then
   script -qec "$BIN run -m golden/dev/dev-Q8_0.gguf --ids 1,2 -n 2 --print-ids" /dev/null >"$tmp/tty" 2>&1
   grep -Eq 'loading \[#+\] 100% [0-9.]+/[0-9.]+ MiB, ([0-9]+)/\1 tensors' "$tmp/tty" || { echo "FAIL no progress bar on a terminal: $(cat -v "$tmp/tty")"; fail=1; }
+  # on Vulkan (lavapipe here) the bar counts the upload
+  script -qec "$BIN run -m golden/dev/dev-Q8_0.gguf --ids 1,2 -n 2 --print-ids --device 0" /dev/null >"$tmp/tty" 2>&1
+  grep -Eq 'uploading \[#+\] 100% ([0-9.]+)/\1 MiB, ([0-9]+)/\2 tensors' "$tmp/tty" || { echo "FAIL no upload progress bar: $(cat -v "$tmp/tty")"; fail=1; }
 fi
 "$BIN" run -m golden/dev/hf --ids 1 --chat >/dev/null 2>&1; expect_eq "chat without -p rc" "$?" 2
 
