@@ -262,18 +262,26 @@ function near(a, b) {
   const mtp = new OpenAI({ baseURL: `${BASE3}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60000 });
   const reqs = [
     { prompt: '1 2 3 4 5 6 7', max_tokens: 200, temperature: 0, ignore_eos: true },
-    { prompt: '1 2 3 4 5 6 7', max_tokens: 50, temperature: 0, ignore_eos: true }, // reuses the cached prefix
+    { prompt: '1 2 3 4 5 6 7', max_tokens: 200, temperature: 0, ignore_eos: true }, // reuses the cached prefix
+    { prompt: '1 2 3 4 5 6 7', max_tokens: 50, temperature: 0, ignore_eos: true },
     { prompt: '1 2 3 4 5 6 8', max_tokens: 50, temperature: 0 },
     { prompt: 'The quick brown fox', max_tokens: 30, temperature: 0, stop: ['e'] },
   ];
+  const details = [];
   for (const q of reqs) {
     const a = await client.completions.create({ model: MODEL, ...q });
     const b = await mtp.completions.create({ model: MODEL, ...q });
+    details.push(b.usage);
     ok(a.choices[0].text === b.choices[0].text && a.choices[0].finish_reason === b.choices[0].finish_reason &&
        a.usage.completion_tokens === b.usage.completion_tokens, '--mtp greedy == plain greedy', [q, a.choices[0], b.choices[0]]);
     const d = b.usage.completion_tokens_details;
     ok(d && d.accepted_prediction_tokens >= 0 && d.rejected_prediction_tokens >= 0, '--mtp usage details', b.usage);
   }
+  // the repeat reused the prompt's cached rows (MTP rows included): the same drafts, so the
+  // same acceptance as computed from scratch
+  ok(details[1].prompt_tokens_details.cached_tokens > 0 &&
+     JSON.stringify(details[1].completion_tokens_details) === JSON.stringify(details[0].completion_tokens_details) &&
+     details[0].completion_tokens_details.accepted_prediction_tokens >= 1, '--mtp prefix reuse keeps the drafts', details);
   for (const stream of [false, true]) {
     const q = { model: MODEL, messages: user('Tell me'), max_tokens: 12, temperature: 0, stream };
     const get = async (c) => {
