@@ -283,12 +283,15 @@ static glm_status load(srv *s)
                               m->hp.max_position_embeddings);
         s->n_ctx = m->hp.max_position_embeddings;
     }
-    GLM_TRY(glm_backend_create(&s->b, o->backend, m));
+    if (o->mtp && !m->mtp)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: --mtp needs a model with an MTP layer (this one has none)",
+                          o->model_path);
+    GLM_TRY((o->backend_create ? o->backend_create : glm_backend_create)(&s->b, o->backend, m));
     /* the pool holds every slot's whole request plus one more context for the prefix cache;
      * a step takes a prompt chunk of up to 512 rows beside one row of every other slot */
     s->max_batch = o->max_batch > 0 ? o->max_batch : 8;
-    GLM_TRY(glm_forward_create_pool(&s->f, m, s->b, s->n_ctx + 1, 512 + s->max_batch,
-                                    (int64_t)(s->max_batch + 1) * (s->n_ctx + 1)));
+    GLM_TRY(glm_forward_create_pool(&s->f, m, s->b, s->n_ctx + 2, 512 + s->max_batch,
+                                    (int64_t)(s->max_batch + 1) * (s->n_ctx + 2)));
     return srv_slots_create(s);
 }
 

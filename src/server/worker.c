@@ -7,8 +7,10 @@
  * sequences so that a later prompt with the same prefix reuses them (shared pages).
  * A job is admitted only when the pages for its whole request (prompt + max_tokens) can be
  * held, evicting cached sequences oldest first; so a running step never runs out of pages.
+ * With serve --mtp, a request that can use MTP drafts runs alone: it waits until no other
+ * runs, then decodes with draft/verify steps of its own (spec_run) while the queue waits.
  * Stop strings: generated text that could still be the start of a stop string is held back,
- * so no client ever sees text that a stop string later removes. */
+ * so no client ever sees text that a stop string later removes. logprobs: logprobs.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +141,10 @@ typedef struct gen {
     glm_chat_stream *cs;
     glm_detok_stream *ds;
     double t_last;
+    const float *logits; /* the row the last token was sampled from (logprobs) */
+    srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
+    bool mtp;  /* decoded with MTP drafts (spec_run) */
+    long long drafts, accepted;
 } gen;
 
 /* One running request: its sequence, sampler and detokenizer (all made once, at load). */
@@ -152,6 +158,8 @@ typedef struct srv_slot {
     int32_t *hist;  /* [n_ctx + 2]: the prompt, then the generated tokens */
     int n_done;     /* prompt tokens in the cache */
     int32_t last;   /* the token the next decode step feeds */
+    bool spec;      /* decodes with MTP drafts, alone */
+    int64_t n_valid, mtp_valid; /* at the end: positions that match hist, MTP rows in step */
 } srv_slot;
 
 /* A finished request's sequence, kept for prefix reuse. */
@@ -159,7 +167,8 @@ typedef struct srv_cached {
     glm_seq *seq;
     int32_t *toks; /* [n_ctx + 2]: the tokens of the cached positions */
     int64_t n;
-    uint64_t stamp; /* 0: empty; else larger is newer */
+    int64_t mtp_valid; /* leading MTP rows that pair toks[j] with toks[j + 1] */
+    uint64_t stamp;    /* 0: empty; else larger is newer */
 } srv_cached;
 
 static void add_str_n(cJSON *o, const char *key, const char *s, size_t n)
@@ -230,6 +239,20 @@ static cJSON *call_json(gen *g, const glm_chat_call_out *c, int index)
     return tc;
 }
 
+/* choice.logprobs: a stream chunk carries the entries not yet sent, the whole answer all of
+ * them; null when not asked for (or nothing is pending). */
+static void add_logprobs(gen *g, cJSON *choice)
+{
+    srv_lp *l = &g->lp;
+    if (!l->t || (g->j->stream && l->sent == l->n)) {
+        cJSON_AddNullToObject(choice, "logprobs");
+        return;
+    }
+    int from = g->j->stream ? l->sent : 0;
+    cJSON_AddItemToObject(choice, "logprobs", srv_lp_json(l, g->s->tok, g->j->kind == SRV_CHAT, from, l->n));
+    l->sent = l->n;
+}
+
 static glm_status on_chat_event(void *user, const glm_chat_event *ev)
 {
     gen *g = user;
@@ -238,7 +261,7 @@ static glm_status on_chat_event(void *user, const glm_chat_event *ev)
         cJSON_AddItemToArray(cJSON_AddArrayToObject(delta, "tool_calls"), call_json(g, ev->call, g->n_calls++));
     else
         add_str_n(delta, ev->kind == GLM_CHAT_EV_REASONING ? "reasoning_content" : "content", ev->text, ev->len);
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddNullToObject(choice, "finish_reason");
     sse_send(g, root);
     return GLM_OK;
@@ -258,7 +281,7 @@ static glm_status pass_on(gen *g, size_t upto)
         return glm_chat_stream_feed(g->cs, p, n, on_chat_event, g);
     cJSON *choice, *root = chunk_new(g, &choice);
     add_str_n(choice, "text", p, n);
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddNullToObject(choice, "finish_reason");
     sse_send(g, root);
     return GLM_OK;
@@ -308,6 +331,8 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
         g->finish = "stop";
         return GLM_OK;
     }
+    if (g->lp.t) /* before any mask but ignore_eos's: the raw distribution of this step */
+        GLM_TRY(srv_lp_add(&g->lp, g->logits, s->m->hp.vocab_size, t, g->text.len));
     hist[n_hist] = t;
     if (g->n_gen++ == 0)
         srv_metrics_ttft(&s->met, now - g->j->t_queued);
@@ -336,6 +361,11 @@ static void add_usage(cJSON *root, const gen *g)
     cJSON_AddNumberToObject(u, "total_tokens", g->j->n_prompt + g->n_gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", g->n_reused);
+    if (g->mtp) { /* OpenAI's names for predicted tokens that were kept / thrown away */
+        d = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        cJSON_AddNumberToObject(d, "accepted_prediction_tokens", (double)g->accepted);
+        cJSON_AddNumberToObject(d, "rejected_prediction_tokens", (double)(g->drafts - g->accepted));
+    }
 }
 
 static void stream_end(gen *g)
@@ -345,7 +375,7 @@ static void stream_end(gen *g)
         cJSON_AddObjectToObject(choice, "delta");
     else
         cJSON_AddStringToObject(choice, "text", "");
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddStringToObject(choice, "finish_reason", g->finish);
     sse_send(g, root);
     if (g->j->include_usage) {
@@ -387,7 +417,7 @@ static glm_status full_response(gen *g, char **out)
     } else {
         cJSON_AddStringToObject(choice, "text", g->text.p ? g->text.p : "");
     }
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddStringToObject(choice, "finish_reason", g->finish);
     add_usage(root, g);
     glm_chat_parsed_destroy(p);
@@ -478,16 +508,79 @@ static bool evict_oldest(srv *s)
     if (!old)
         return false;
     glm_seq_truncate(old->seq, 0);
-    old->stamp = 0, old->n = 0;
+    old->stamp = 0, old->n = old->mtp_valid = 0;
     return true;
+}
+
+/* ---- speculative decoding with the MTP layer (serve --mtp) ----
+ * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
+ * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
+ * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
+ * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
+ * argmax). Such a request runs alone, on its slot's sequence bound to the forward pass. */
+static bool penalties_on(const glm_sampler_params *p)
+{
+    return p->presence_penalty != 0 || p->frequency_penalty != 0 || p->repetition_penalty != 1;
+}
+
+static bool spec_usable(const srv *s, const srv_job *j)
+{
+    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
+}
+
+/* The whole generation of an admitted MTP slot (the prompt from sl->n_done on). */
+static glm_status spec_run(srv *s, srv_slot *sl)
+{
+    gen *g = &sl->g;
+    srv_job *j = sl->j;
+    glm_forward_bind(s->f, sl->seq);
+    glm_mtp_greedy sg;
+    const int32_t *p = j->prompt + sl->n_done;
+    const int np = j->n_prompt - sl->n_done, n_mask = j->ignore_eos ? s->m->n_eos : 0;
+    glm_status st = j->sp.temperature > 0
+                        ? glm_mtp_sampled_start(&sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp, j->max_tokens)
+                        : glm_mtp_greedy_start(&sg, s->f, p, np, s->m->eos_ids, n_mask);
+    if (st == GLM_OK)
+        st = take_token(g, sg.last, sl->hist, j->n_prompt + g->n_gen);
+    while (st == GLM_OK && !g->finish) {
+        if (atomic_load(&j->cancelled) || (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
+            g->finish = "cancelled";
+            break;
+        }
+        int32_t out[2];
+        int n = 0;
+        st = glm_mtp_greedy_step(&sg, out, &n);
+        for (int i = 0; st == GLM_OK && i < n && !g->finish; i++)
+            st = take_token(g, out[i], sl->hist, j->n_prompt + g->n_gen);
+    }
+    g->drafts = sg.drafts;
+    g->accepted = sg.accepted;
+    glm_mtp_greedy_free(&sg);
+    glm_forward_bind(s->f, NULL);
+    GLM_TRY(st);
+    srv_metrics_mtp(&s->met, g->drafts, g->accepted);
+    /* the caches hold final tokens; those past what was taken (an end id, a token past
+     * max_tokens) are not in hist */
+    int64_t n_final = j->n_prompt + g->n_gen, n_main = glm_seq_n_past(sl->seq);
+    sl->n_valid = n_main < n_final ? n_main : n_final;
+    int64_t v = glm_seq_mtp_n_past(sl->seq);
+    v = v < n_final - 1 ? v : n_final - 1;
+    sl->mtp_valid = v < sl->n_valid ? v : sl->n_valid;
+    return GLM_OK;
 }
 
 /* Start job j in slot sl: prefix reuse, the pages of the whole request, the stream header.
  * 1: started; 0: no pages while others run (stays queued); -1: failed (answered). */
 static int admit(srv *s, srv_slot *sl, srv_job *j)
 {
+    bool spec = spec_usable(s, j);
+    if (spec && atomic_load(&s->running) > 0)
+        return 0; /* MTP decoding runs alone */
     /* the cached sequence sharing the longest prefix (at least one prompt token is evaluated,
-     * for its logits) */
+     * for its logits). With MTP drafts, keeping positions [0, keep) needs MTP row keep - 1,
+     * which pairs with token keep: so keep < the match, and within the rows kept in step;
+     * sampling with penalties prefills the whole prompt (the penalties look at the history
+     * the start is given) */
     srv_cached *best = NULL;
     int64_t keep = 0;
     for (int i = 0; i < s->n_cache; i++) {
@@ -495,15 +588,19 @@ static int admit(srv *s, srv_slot *sl, srv_job *j)
         int64_t k = 0;
         while (c->stamp && k < c->n && k < j->n_prompt - 1 && c->toks[k] == j->prompt[k])
             k++;
+        if (spec)
+            k = k - 1 < c->mtp_valid ? k - 1 : c->mtp_valid;
         if (k > keep)
             keep = k, best = c;
     }
+    if (spec && j->sp.temperature > 0 && penalties_on(&j->sp))
+        keep = 0, best = NULL;
     if (best && glm_seq_share_prefix(sl->seq, best->seq, keep) != GLM_OK) {
         glm_error_clear();
         glm_seq_truncate(sl->seq, 0);
         keep = 0;
     }
-    int64_t need = (int64_t)j->n_prompt + j->max_tokens;
+    int64_t need = (int64_t)j->n_prompt + j->max_tokens + (spec ? 2 : 0); /* + a verify pair */
     while (glm_seq_reserve(sl->seq, need) != GLM_OK) {
         glm_error_clear();
         if (!evict_oldest(s)) {
@@ -515,7 +612,7 @@ static int admit(srv *s, srv_slot *sl, srv_job *j)
         }
     }
     gen *g = &sl->g;
-    *g = (gen){ .s = s, .j = j, .ds = sl->ds, .n_reused = (int)keep };
+    *g = (gen){ .s = s, .j = j, .ds = sl->ds, .logits = sl->logits, .n_reused = (int)keep, .mtp = spec };
     for (int i = 0; i < j->n_stop; i++)
         if (strlen(j->stop[i]) - 1 > g->hold)
             g->hold = strlen(j->stop[i]) - 1;
@@ -524,15 +621,20 @@ static int admit(srv *s, srv_slot *sl, srv_job *j)
     glm_status st = glm_sampler_reset(sl->smp, &j->sp);
     if (st == GLM_OK)
         st = glm_detok_stream_flush(sl->ds, &txt, &len); /* reset */
+    if (st == GLM_OK && j->logprobs >= 0 && !srv_lp_init(&g->lp, j->logprobs, j->max_tokens))
+        st = glm_errorf(GLM_ERR_NOMEM, "out of memory for logprobs");
     if (st == GLM_OK && j->kind == SRV_CHAT && j->stream)
         st = glm_chat_stream_create(&g->cs, j->thinking, j->tools);
     if (st != GLM_OK) {
         glm_seq_truncate(sl->seq, 0);
+        glm_chat_stream_destroy(g->cs);
+        srv_lp_free(&g->lp);
         fail_job(j, 500, "server_error", glm_last_error());
         return -1;
     }
     memcpy(sl->hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
     sl->n_done = (int)keep;
+    sl->spec = spec;
     sl->j = j;
     if (j->stream) {
         cJSON *choice, *root = chunk_new(g, &choice);
@@ -587,9 +689,11 @@ static void finish_slot(srv *s, srv_slot *sl, glm_status st)
         free(body);
     }
     glm_chat_stream_destroy(g->cs);
+    srv_lp_free(&g->lp);
     free(g->text.p);
-    /* keep the sequence for prefix reuse: it holds hist[0..n_past) */
-    int64_t n = glm_seq_n_past(sl->seq);
+    /* keep the sequence for prefix reuse: it holds hist[0..n) (plain decoding keeps no MTP row
+     * in step) */
+    int64_t n = sl->spec ? sl->n_valid : glm_seq_n_past(sl->seq), mtp_valid = sl->spec ? sl->mtp_valid : 0;
     srv_cached *c = NULL;
     for (int i = 0; st == GLM_OK && n > 0 && i < s->n_cache; i++)
         if (!c || s->cache[i].stamp < c->stamp)
@@ -598,7 +702,7 @@ static void finish_slot(srv *s, srv_slot *sl, glm_status st)
         glm_seq_truncate(c->seq, 0);
         glm_seq *sq = c->seq;
         int32_t *tk = c->toks;
-        c->seq = sl->seq, c->toks = sl->hist, c->n = n, c->stamp = ++s->cache_clock;
+        c->seq = sl->seq, c->toks = sl->hist, c->n = n, c->mtp_valid = mtp_valid, c->stamp = ++s->cache_clock;
         sl->seq = sq, sl->hist = tk;
     } else {
         glm_seq_truncate(sl->seq, 0);
@@ -650,7 +754,7 @@ static void take_jobs(srv *s)
         else if (atomic_load(&j->cancelled))
             srv_job_finish(j, 499);
         else if ((r = admit(s, free_sl, j)) == 0)
-            return; /* waits for pages */
+            return; /* waits for pages, or for the others to finish (MTP) */
         pthread_mutex_lock(&s->qmu);
         s->qhead = j->next;
         if (!s->qhead)
@@ -661,6 +765,10 @@ static void take_jobs(srv *s)
         if (r < 0)
             srv_job_unref(j);
         publish_counts(s);
+        if (r > 0 && free_sl->spec) { /* alone: to the end now */
+            finish_slot(s, free_sl, spec_run(s, free_sl));
+            publish_counts(s);
+        }
     }
 }
 
