@@ -252,14 +252,22 @@ static glm_status step_logits(glm_forward *f, const glm_step_item *items, int n_
     if (!n)
         return GLM_OK;
     GLM_TRY(o->matmul(f->b, glm_dview_rows(lg, 0, n), glm_dview_rows(f->s.a, 0, n), f->m->output, 0));
+    /* one transfer for the whole step, then each item's rows from it */
+    if (n * V > f->h_logits_n) {
+        float *p = realloc(f->h_logits, sizeof(float) * (size_t)(n * V));
+        if (!p)
+            return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory for %lld logits rows", (long long)n);
+        f->h_logits = p;
+        f->h_logits_n = n * V;
+    }
+    GLM_TRY(o->download(f->b, f->h_logits, glm_dview_rows(lg, 0, n)));
     n = 0;
     for (int i = 0; i < n_items; i++) {
         if (!items[i].logits)
             continue;
         int64_t k = items[i].all_logits ? items[i].n : 1;
-        GLM_TRY(o->download(f->b, items[i].logits, glm_dview_rows(lg, n, k)));
+        memcpy(items[i].logits, f->h_logits + n * V, sizeof(float) * (size_t)(k * V));
         n += k;
-        (void)V;
     }
     return GLM_OK;
 }
@@ -539,5 +547,6 @@ void glm_forward_destroy(glm_forward *f)
     glm_kvpool_destroy(f->mtp_pool);
     free(f->h_meta);
     free(f->h_tok);
+    free(f->h_logits);
     free(f);
 }

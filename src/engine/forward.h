@@ -164,6 +164,8 @@ struct glm_forward {
     int32_t *h_meta; /* host staging of the step rows */
     int64_t meta_cap;
     int32_t *h_tok; /* [n_batch] */
+    float *h_logits; /* host staging of a step's logits rows (grows) */
+    int64_t h_logits_n;
 };
 
 /* Build and upload the step rows (glm_kv_rows) of items into meta (mtp: their MTP caches,
