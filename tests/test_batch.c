@@ -3,7 +3,8 @@
  * attention exactly; a sequence's greedy tokens are identical alone or batched with other
  * sequences that join and leave mid-way (reference and Vulkan backends; one prompt is long
  * enough to split its keys on Vulkan), including a
- * sequence that feeds 2 rows per step (an MTP verify); the context bound. */
+ * sequence that feeds 2 rows per step (an MTP verify) and MTP draft/verify decoding batched with
+ * a plain sequence; the context bound. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -293,6 +294,82 @@ END_TEST
 START_TEST(test_batched_equals_alone_vulkan) { batched_identity("vulkan"); }
 END_TEST
 
+/* MTP draft/verify of one sequence with its 2 verify rows in the same steps as another
+ * sequence's plain decoding: both give their alone greedy tokens. */
+static void mtp_batched(const char *backend)
+{
+    glm_model *m = open_model();
+    ck_assert(m->mtp != NULL);
+    glm_backend *b;
+    ck_assert_msg(glm_backend_create(&b, backend, m) == GLM_OK, "%s: %s", backend, glm_last_error());
+    const int64_t V = m->hp.vocab_size;
+    tu_rng r = { tu_seed("mtp_batched") };
+    enum { NA = 9, NB = 6, GEN = 14 };
+    int32_t pa[NA], pb[NB], ra[GEN + 2], rb[GEN + 2], ga[GEN + 2], gb[GEN + 2];
+    for (int i = 0; i < NA; i++)
+        pa[i] = (int32_t)(tu_next(&r) % (uint64_t)V);
+    for (int i = 0; i < NB; i++)
+        pb[i] = (int32_t)(tu_next(&r) % (uint64_t)V);
+    alone(m, b, pa, NA, GEN + 1, ra);
+    alone(m, b, pb, NB, GEN + 1, rb);
+    glm_forward *f;
+    ck_assert(glm_forward_create_pool(&f, m, b, 64, 64, 4 * 64) == GLM_OK);
+    glm_seq *sa, *sb;
+    ck_assert(glm_seq_create(f, &sa) == GLM_OK);
+    ck_assert(glm_seq_create(f, &sb) == GLM_OK);
+    glm_mtp_greedy g;
+    glm_forward_bind(f, sa);
+    ck_assert_msg(glm_mtp_greedy_start(&g, f, pa, NA, NULL, 0) == GLM_OK, "%s", glm_last_error());
+    glm_forward_bind(f, NULL);
+    float *lg = malloc(sizeof(float) * V);
+    glm_step_item bi = { .seq = sb, .tokens = pb, .n = NB, .logits = lg };
+    ck_assert(glm_forward_step(f, &bi, 1) == GLM_OK);
+    int na = 0, nb = 0;
+    ga[na++] = g.last;
+    gb[nb++] = pick(lg, V);
+    for (int k = 0; na < GEN || nb < GEN; k++) {
+        glm_step_item it[2];
+        int ni = 0;
+        if (na < GEN) {
+            if (k % 2 == 0) /* every other step drafts the right token: the accept path runs too */
+                g.draft = ra[na];
+            ck_assert(glm_mtp_verify_item(&g, sa, &it[ni++]) == GLM_OK);
+        }
+        if (nb < GEN)
+            it[ni++] = (glm_step_item){ .seq = sb, .tokens = &gb[nb - 1], .n = 1, .logits = lg };
+        ck_assert_msg(glm_forward_step(f, it, ni) == GLM_OK, "%s", glm_last_error());
+        if (na < GEN) {
+            int32_t out[2];
+            int n = 0;
+            ck_assert_msg(glm_mtp_after_verify(&g, sa, out, &n) == GLM_OK, "%s", glm_last_error());
+            for (int i = 0; i < n; i++)
+                ga[na++] = out[i];
+        }
+        if (it[ni - 1].seq == sb)
+            gb[nb++] = pick(lg, V);
+    }
+    for (int i = 0; i < GEN; i++) {
+        ck_assert_msg(ga[i] == ra[i], "%s: mtp seq token %d: batched %d, alone %d", backend, i, ga[i], ra[i]);
+        ck_assert_msg(gb[i] == rb[i], "%s: plain seq token %d: batched %d, alone %d", backend, i, gb[i], rb[i]);
+    }
+    ck_assert(g.accepted >= 1 && g.accepted < g.drafts);
+    printf("%s: MTP verify rows batched with another sequence: greedy identical (%lld of %lld drafts accepted)\n",
+           backend, g.accepted, g.drafts);
+    glm_mtp_greedy_free(&g);
+    glm_seq_destroy(sa);
+    glm_seq_destroy(sb);
+    free(lg);
+    glm_forward_destroy(f);
+    glm_backend_destroy(b);
+    glm_model_close(m);
+}
+
+START_TEST(test_mtp_batched_ref) { mtp_batched("ref"); }
+END_TEST
+
+START_TEST(test_mtp_batched_vulkan) { mtp_batched("vulkan"); }
+END_TEST
+
 /* A step that cannot get its pages fails whole: no sequence changes. */
 START_TEST(test_step_pool_exhausted)
 {
@@ -355,6 +432,8 @@ int main(void)
     tcase_add_test(tc, test_context_bound);
     tcase_add_test(tc, test_batched_equals_alone_ref);
     tcase_add_test(tc, test_batched_equals_alone_vulkan);
+    tcase_add_test(tc, test_mtp_batched_ref);
+    tcase_add_test(tc, test_mtp_batched_vulkan);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

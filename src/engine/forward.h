@@ -113,6 +113,8 @@ typedef struct glm_mtp_greedy {
     float *probs;   /* [3][vocab]: target rows 0-1, draft distribution q in row 2 */
     int32_t *hist;  /* prompt + final tokens, for the sampler's penalties */
     int n_hist, hist_cap;
+    int32_t in[2];  /* the verify rows [last, draft] of the step under way */
+    int64_t pos;    /* where they go */
 } glm_mtp_greedy;
 /* Prefill prompt[n], pick the first token (g->last) and the first draft. */
 glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n, const int32_t *mask,
@@ -126,6 +128,11 @@ glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_
                                  const int32_t *mask, int n_mask, struct glm_sampler *smp, int max_new);
 /* Verify g->draft: out[0..*n_out) are the next final tokens (1 or 2); updates last/draft. */
 glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out);
+/* The same step in two halves around a batched glm_forward_step, for a sequence decoding
+ * beside others: *it ← the 2 verify rows of sequence s (whose caches g started), then, once a
+ * step has run it, the acceptance, the MTP rows and the next draft. */
+glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it);
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out);
 void glm_mtp_greedy_free(glm_mtp_greedy *g);
 
 /* The `glm47 eval` dump (ARCHITECTURE.md schema, golden/dev/FIXTURES.md semantics) of one

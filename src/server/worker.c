@@ -7,8 +7,8 @@
  * sequences so that a later prompt with the same prefix reuses them (shared pages).
  * A job is admitted only when the pages for its whole request (prompt + max_tokens) can be
  * held, evicting cached sequences oldest first; so a running step never runs out of pages.
- * With serve --mtp, a request that can use MTP drafts runs alone: it waits until no other
- * runs, then decodes with draft/verify steps of its own (spec_run) while the queue waits.
+ * With serve --mtp, a request that can use MTP drafts is prefilled when it is admitted (with
+ * its MTP rows) and then gives 2 verify rows [last, draft] to each batched step.
  * Stop strings: generated text that could still be the start of a stop string is held back,
  * so no client ever sees text that a stop string later removes. logprobs: logprobs.c. */
 #include <math.h>
@@ -143,7 +143,7 @@ typedef struct gen {
     double t_last;
     const float *logits; /* the row the last token was sampled from (logprobs) */
     srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
-    bool mtp;  /* decoded with MTP drafts (spec_run) */
+    bool mtp;  /* decoded with MTP drafts (spec_start, then verify rows in step) */
     long long drafts, accepted;
 } gen;
 
@@ -158,7 +158,8 @@ typedef struct srv_slot {
     int32_t *hist;  /* [n_ctx + 2]: the prompt, then the generated tokens */
     int n_done;     /* prompt tokens in the cache */
     int32_t last;   /* the token the next decode step feeds */
-    bool spec;      /* decodes with MTP drafts, alone */
+    bool spec;      /* decodes with MTP drafts (sg) */
+    glm_mtp_greedy sg;
     int64_t n_valid, mtp_valid; /* at the end: positions that match hist, MTP rows in step */
 } srv_slot;
 
@@ -528,45 +529,39 @@ static bool spec_usable(const srv *s, const srv_job *j)
     return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
 }
 
-/* The whole generation of an admitted MTP slot (the prompt from sl->n_done on). */
-static glm_status spec_run(srv *s, srv_slot *sl)
+/* Prefill an admitted MTP slot (the prompt from sl->n_done on) with its MTP rows and take
+ * its first token; its later tokens come from the batched steps (step()). */
+static glm_status spec_start(srv *s, srv_slot *sl)
 {
     gen *g = &sl->g;
     srv_job *j = sl->j;
     glm_forward_bind(s->f, sl->seq);
-    glm_mtp_greedy sg;
     const int32_t *p = j->prompt + sl->n_done;
     const int np = j->n_prompt - sl->n_done, n_mask = j->ignore_eos ? s->m->n_eos : 0;
     glm_status st = j->sp.temperature > 0
-                        ? glm_mtp_sampled_start(&sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp, j->max_tokens)
-                        : glm_mtp_greedy_start(&sg, s->f, p, np, s->m->eos_ids, n_mask);
-    if (st == GLM_OK)
-        st = take_token(g, sg.last, sl->hist, j->n_prompt + g->n_gen);
-    while (st == GLM_OK && !g->finish) {
-        if (atomic_load(&j->cancelled) || (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
-            g->finish = "cancelled";
-            break;
-        }
-        int32_t out[2];
-        int n = 0;
-        st = glm_mtp_greedy_step(&sg, out, &n);
-        for (int i = 0; st == GLM_OK && i < n && !g->finish; i++)
-            st = take_token(g, out[i], sl->hist, j->n_prompt + g->n_gen);
-    }
-    g->drafts = sg.drafts;
-    g->accepted = sg.accepted;
-    glm_mtp_greedy_free(&sg);
+                        ? glm_mtp_sampled_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp, j->max_tokens)
+                        : glm_mtp_greedy_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask);
     glm_forward_bind(s->f, NULL);
-    GLM_TRY(st);
+    sl->n_done = j->n_prompt;
+    return st == GLM_OK ? take_token(g, sl->sg.last, sl->hist, j->n_prompt + g->n_gen) : st;
+}
+
+/* The MTP slot's end: counts, and which cached rows stay valid for prefix reuse. */
+static void spec_end(srv *s, srv_slot *sl, bool ok)
+{
+    gen *g = &sl->g;
+    glm_mtp_greedy_free(&sl->sg);
+    sl->n_valid = sl->mtp_valid = 0;
+    if (!ok)
+        return;
     srv_metrics_mtp(&s->met, g->drafts, g->accepted);
     /* the caches hold final tokens; those past what was taken (an end id, a token past
      * max_tokens) are not in hist */
-    int64_t n_final = j->n_prompt + g->n_gen, n_main = glm_seq_n_past(sl->seq);
+    int64_t n_final = g->j->n_prompt + g->n_gen, n_main = glm_seq_n_past(sl->seq);
     sl->n_valid = n_main < n_final ? n_main : n_final;
     int64_t v = glm_seq_mtp_n_past(sl->seq);
     v = v < n_final - 1 ? v : n_final - 1;
     sl->mtp_valid = v < sl->n_valid ? v : sl->n_valid;
-    return GLM_OK;
 }
 
 /* Start job j in slot sl: prefix reuse, the pages of the whole request, the stream header.
@@ -574,8 +569,6 @@ static glm_status spec_run(srv *s, srv_slot *sl)
 static int admit(srv *s, srv_slot *sl, srv_job *j)
 {
     bool spec = spec_usable(s, j);
-    if (spec && atomic_load(&s->running) > 0)
-        return 0; /* MTP decoding runs alone */
     /* the cached sequence sharing the longest prefix (at least one prompt token is evaluated,
      * for its logits). With MTP drafts, keeping positions [0, keep) needs MTP row keep - 1,
      * which pairs with token keep: so keep < the match, and within the rows kept in step;
@@ -635,6 +628,7 @@ static int admit(srv *s, srv_slot *sl, srv_job *j)
     memcpy(sl->hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
     sl->n_done = (int)keep;
     sl->spec = spec;
+    memset(&sl->sg, 0, sizeof sl->sg);
     sl->j = j;
     if (j->stream) {
         cJSON *choice, *root = chunk_new(g, &choice);
@@ -658,6 +652,8 @@ static void finish_slot(srv *s, srv_slot *sl, glm_status st)
 {
     gen *g = &sl->g;
     srv_job *j = sl->j;
+    if (sl->spec) /* usage reports them */
+        g->drafts = sl->sg.drafts, g->accepted = sl->sg.accepted;
     if (st == GLM_OK) {
         const char *txt;
         size_t len;
@@ -691,6 +687,8 @@ static void finish_slot(srv *s, srv_slot *sl, glm_status st)
     glm_chat_stream_destroy(g->cs);
     srv_lp_free(&g->lp);
     free(g->text.p);
+    if (sl->spec)
+        spec_end(s, sl, st == GLM_OK);
     /* keep the sequence for prefix reuse: it holds hist[0..n) (plain decoding keeps no MTP row
      * in step) */
     int64_t n = sl->spec ? sl->n_valid : glm_seq_n_past(sl->seq), mtp_valid = sl->spec ? sl->mtp_valid : 0;
@@ -754,7 +752,7 @@ static void take_jobs(srv *s)
         else if (atomic_load(&j->cancelled))
             srv_job_finish(j, 499);
         else if ((r = admit(s, free_sl, j)) == 0)
-            return; /* waits for pages, or for the others to finish (MTP) */
+            return; /* waits for pages */
         pthread_mutex_lock(&s->qmu);
         s->qhead = j->next;
         if (!s->qhead)
@@ -765,9 +763,12 @@ static void take_jobs(srv *s)
         if (r < 0)
             srv_job_unref(j);
         publish_counts(s);
-        if (r > 0 && free_sl->spec) { /* alone: to the end now */
-            finish_slot(s, free_sl, spec_run(s, free_sl));
-            publish_counts(s);
+        if (r > 0 && free_sl->spec) {
+            glm_status st = spec_start(s, free_sl);
+            if (st != GLM_OK || free_sl->g.finish) {
+                finish_slot(s, free_sl, st);
+                publish_counts(s);
+            }
         }
     }
 }
@@ -789,7 +790,13 @@ static void step(srv *s)
             continue;
         }
         glm_step_item x = { .seq = sl->seq };
-        if (sl->n_done < sl->j->n_prompt) { /* the next prompt chunk */
+        if (sl->spec) { /* the verify rows [last, draft] */
+            glm_status st = glm_mtp_verify_item(&sl->sg, sl->seq, &x);
+            if (st != GLM_OK) {
+                finish_slot(s, sl, st);
+                continue;
+            }
+        } else if (sl->n_done < sl->j->n_prompt) { /* the next prompt chunk */
             int left = sl->j->n_prompt - sl->n_done, room = max_rows - rows - (s->max_batch - 1 - n);
             if (room <= 0)
                 continue;
@@ -812,6 +819,16 @@ static void step(srv *s)
         srv_slot *sl = who[k];
         if (st != GLM_OK) {
             finish_slot(s, sl, st);
+            continue;
+        }
+        if (sl->spec) { /* acceptance, MTP rows, the next draft; then the 1 or 2 final tokens */
+            int32_t out[2];
+            int n_out = 0;
+            glm_status ss = glm_mtp_after_verify(&sl->sg, sl->seq, out, &n_out);
+            for (int i = 0; ss == GLM_OK && i < n_out && !sl->g.finish; i++)
+                ss = take_token(&sl->g, out[i], sl->hist, sl->j->n_prompt + sl->g.n_gen);
+            if (ss != GLM_OK || sl->g.finish)
+                finish_slot(s, sl, ss);
             continue;
         }
         if (sl->n_done < sl->j->n_prompt)
