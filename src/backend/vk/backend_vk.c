@@ -351,7 +351,7 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats((uint32_t)s->T, (uint32_t)s->n_heads, (uint32_t)s->kv_lora, n_kv) * 4,
                    false));
     GLM_TRY(recording(v));
-    v->pending += 2 * (uint32_t)s->n_heads + 3; /* the composite records that many dispatches */
+    v->pending += 4; /* the composite records 5 dispatches */
     glm_dview cv = glm_dview_rows(c, 0, n_kv), kv = glm_dview_rows(kr, 0, n_kv);
     return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(cv), vv(kv), &wk, &wv, (uint32_t)s->n_heads,
                                 (uint32_t)s->qk_nope, (uint32_t)s->qk_rope, (uint32_t)s->v_head, (uint32_t)s->pos0,

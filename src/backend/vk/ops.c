@@ -43,16 +43,47 @@ glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_v
     return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 3, &pc, sizeof pc, x.rows, 1, 1);
 }
 
+/* Threads per output row of matvec: the power of two in 8..64 that wastes the fewest
+ * invocations on the row's 32-element chunks (ties to the larger). */
+static uint32_t matvec_tpr(uint32_t ncols)
+{
+    uint32_t n = (ncols + 31) / 32, best = 64, waste = UINT32_MAX;
+    for (uint32_t t = 64; t >= 8; t /= 2) {
+        uint32_t wst = (n + t - 1) / t * t - n;
+        if (wst < waste) {
+            best = t;
+            waste = wst;
+        }
+    }
+    return best;
+}
+
+/* Optional parts of a matvec: heads (z dimension over slabs) and a fused SwiGLU partner. */
+typedef struct matvec_extra {
+    uint32_t heads, x_hs, y_hs;
+    const glm_vk_weight *w2;
+} matvec_extra;
+
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
-                             const glm_vk_view *ids)
+                             const glm_vk_view *ids, const matvec_extra *e)
 {
     if (!weight_ok(w))
         return glm_errorf(GLM_ERR_INVALID, "vulkan matvec: %s weight of %u columns is malformed or outside its buffer",
                           glm_type_name(w->type), w->ncols);
     if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows)
         return bad("matvec", "x or y view does not match the weight or overruns its buffer");
+    uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
-                              x.off, x.ld, y.off, y.ld, 0, 0, 1, 0, { 0 } };
+                              x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(w->ncols), w->offset, 0, 0 };
+    if (e && e->w2) {
+        const glm_vk_weight *u = e->w2;
+        if (!weight_ok(u) || u->buf != w->buf || u->type != w->type || u->ncols != w->ncols || u->nrows != w->nrows ||
+            u->nslabs != w->nslabs || u->slab_bytes != w->slab_bytes)
+            return bad("matvec_swiglu", "gate and up weights differ in shape, type or buffer");
+        pc.w2_offset = u->offset;
+        pc.swiglu = 1;
+    }
     const glm_vk_buffer *ib = x.buf; /* unused binding when there are no ids */
     if (ids) {
         if (!view_ok(*ids) || ids->cols == 0 || y.rows != ids->rows * ids->cols ||
@@ -64,22 +95,44 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.mode = x.rows == ids->rows && ids->cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1);
         ib = ids->buf;
     } else {
-        if (slab >= (w->nslabs ? w->nslabs : 1) || y.rows != x.rows)
-            return bad("matvec", "slab out of range or row counts differ");
+        glm_vk_view xl = x, yl = y; /* the last head's views */
+        xl.off += (heads - 1) * pc.x_zs;
+        yl.off += (heads - 1) * pc.y_zs;
+        if ((uint64_t)slab + heads > (w->nslabs ? w->nslabs : 1) || y.rows != x.rows || !view_ok(xl) || !view_ok(yl))
+            return bad("matvec", "slab out of range, row counts differ or a head overruns its buffer");
         pc.w_offset += slab * w->slab_bytes;
+        pc.w2_offset += slab * w->slab_bytes;
     }
+    uint32_t rows_per_group = (64 / pc.tpr) * GLM_VK_MATVEC_ROWS;
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, ib };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type, b, 4, &pc, sizeof pc, w->nrows, y.rows, 1);
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type, b, 4, &pc, sizeof pc,
+                                   (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
 {
-    return matvec_any(vk, y, w, slab, x, NULL);
+    return matvec_any(vk, y, w, slab, x, NULL, NULL);
 }
 
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids)
 {
-    return matvec_any(vk, y, w, 0, x, &ids);
+    return matvec_any(vk, y, w, 0, x, &ids, NULL);
+}
+
+glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
+                               uint32_t heads, uint32_t x_hs, uint32_t y_hs)
+{
+    if (heads == 0)
+        return bad("matvec_heads", "no heads");
+    matvec_extra e = { heads, x_hs, y_hs, NULL };
+    return matvec_any(vk, y, w, slab0, x, NULL, &e);
+}
+
+glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
+                                glm_vk_view x, const glm_vk_view *ids)
+{
+    matvec_extra e = { 1, 0, 0, wu };
+    return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)
@@ -224,19 +277,15 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     glm_vk_view qlat = { scratch, 0, T * H, rkv, rkv };
     glm_vk_view u = { scratch, T * H * rkv, T * H, rkv, rkv };
     glm_vk_view s = { scratch, 2 * T * H * rkv, T * H, n_kv, n_kv };
-    for (uint32_t h = 0; h < H; h++) {
-        /* qlat[t][h] = k_b[h] · qn[t][h]: rows of qlat for head h are t·H + h */
-        glm_vk_view qn = { q.buf, q.off + h * qh, T, dn, q.ld };
-        glm_vk_view ql = { scratch, h * rkv, T, rkv, H * rkv };
-        GLM_TRY(glm_vk_matvec(vk, ql, k_b, h, qn));
-    }
+    /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head h
+     * are t·H + h */
+    glm_vk_view qn = { q.buf, q.off, T, dn, q.ld };
+    glm_vk_view ql = { scratch, 0, T, rkv, H * rkv };
+    GLM_TRY(glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
     GLM_TRY(glm_vk_mla_scores(vk, s, qlat, q, c, kr, H, dn, dr, pos0, 1.0f / sqrtf((float)(dn + dr))));
     GLM_TRY(glm_vk_softmax(vk, s));
     GLM_TRY(glm_vk_mla_mix(vk, u, s, c, H, pos0));
-    for (uint32_t h = 0; h < H; h++) {
-        glm_vk_view uh = { scratch, u.off + h * rkv, T, rkv, H * rkv };
-        glm_vk_view oh = { out.buf, out.off + h * dv, T, dv, out.ld };
-        GLM_TRY(glm_vk_matvec(vk, oh, v_b, h, uh));
-    }
-    return GLM_OK;
+    glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv };
+    glm_vk_view oh = { out.buf, out.off, T, dv, out.ld };
+    return glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv);
 }

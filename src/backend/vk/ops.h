@@ -33,9 +33,10 @@ _Static_assert(sizeof(glm_vk_rms_norm_push) == 48, "mirrors shaders/rms_norm.com
 
 typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
-        pad[2];
+        x_zs, y_zs, tpr, w2_offset, swiglu, pad;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 64, "mirrors shaders/matvec.comp");
+_Static_assert(sizeof(glm_vk_matvec_push) == 80, "mirrors shaders/matvec.comp");
+#define GLM_VK_MATVEC_ROWS 4 /* NR of shaders/matvec.comp: rows per slice */
 
 typedef struct glm_vk_get_rows_push {
     uint32_t type, ncols, row_bytes, w_offset, ids_off, y_off, y_ld, rows;
@@ -94,6 +95,14 @@ glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_v
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids);
+/* Per-head products in one dispatch: for h < heads, y shifted by h·y_hs elements = W_{slab0+h}
+ * · (x shifted by h·x_hs elements), every row v of x (e.g. the absorbed-MLA k_b / v_b). */
+glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
+                               uint32_t heads, uint32_t x_hs, uint32_t y_hs);
+/* y = SiLU(Wg · x) ⊙ (Wu · x) in one dispatch (gate/up of an FFN), Wg and Wu of one shape and
+ * type in the same buffer; ids NULL: slab 0 of both, else routed experts as glm_vk_matvec_id. */
+glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
+                                glm_vk_view x, const glm_vk_view *ids);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
 /* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]. */
