@@ -1,9 +1,12 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// y[r][i] = w[i] * x[r][i] / sqrt(mean_i(x[r]^2) + eps): one workgroup per row, float32 sum
-// of squares reduced in shared memory; the weight is read in its file type (F32 or BF16).
-// Mirrors ref/rms_norm.c. Push constants mirror glm_vk_rms_norm_push (src/backend/vk/ops.h).
-layout(local_size_x = 64) in;
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+// y[r][i] = w[i] * x[r][i] / sqrt(mean_i(x[r]^2) + eps): one workgroup of 256 per row, float32
+// sum of squares reduced per subgroup, then over the subgroups in order (every invocation
+// sums the same values in the same order); the weight is read in its file type (F32 or
+// BF16). Mirrors ref/rms_norm.c. Push constants mirror glm_vk_rms_norm_push (src/backend/vk/ops.h).
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
@@ -19,7 +22,7 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
-shared float partial[64];
+shared float partial[256];
 
 void main()
 {
@@ -29,17 +32,17 @@ void main()
         return;
     uint xb = p.x_off + r * p.x_ld, yb = p.y_off + r * p.y_ld;
     float acc = 0.0;
-    for (uint i = tid; i < p.n; i += 64u)
+    for (uint i = tid; i < p.n; i += 256u)
         acc += x[xb + i] * x[xb + i];
-    partial[tid] = acc;
+    acc = subgroupAdd(acc);
+    if (gl_SubgroupInvocationID == 0u)
+        partial[gl_SubgroupID] = acc;
     barrier();
-    for (uint s = 32u; s > 0u; s >>= 1) {
-        if (tid < s)
-            partial[tid] += partial[tid + s];
-        barrier();
-    }
-    float scale = 1.0 / sqrt(partial[0] / float(p.n) + p.eps);
+    float tot = 0.0;
+    for (uint s = 0u; s < gl_NumSubgroups; s++)
+        tot += partial[s];
+    float scale = 1.0 / sqrt(tot / float(p.n) + p.eps);
     uint bb = blk_bytes(p.wtype);
-    for (uint i = tid; i < p.n; i += 64u)
+    for (uint i = tid; i < p.n; i += 256u)
         y[yb + i] = dequant(p.wtype, p.w_offset + i * bb, 0u) * (x[xb + i] * scale);
 }

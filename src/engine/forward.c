@@ -73,6 +73,10 @@ static glm_status swiglu_ffn(glm_forward *f, glm_dview out, glm_dview a, glm_dvi
                              const glm_tensor *wg, const glm_tensor *wu, const glm_tensor *wd)
 {
     const glm_backend_ops *o = OPS(f);
+    if (o->matmul_swiglu) {
+        GLM_TRY(o->matmul_swiglu(f->b, g, a, wg, wu, NULL));
+        return o->matmul(f->b, out, g, wd, 0);
+    }
     GLM_TRY(o->matmul(f->b, g, a, wg, 0));
     GLM_TRY(o->matmul(f->b, u, a, wu, 0));
     GLM_TRY(o->swiglu(f->b, g, g, u));
@@ -91,6 +95,11 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     glm_dview rw = glm_dview_rows(f->s.rw, 0, T);
     glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), eu = glm_dview_rows(f->s.eu, 0, T * k);
     glm_dview ed = glm_dview_rows(f->s.ed, 0, T * k);
+    glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
+    /* the shared expert first: it needs only `a`, so a backend may overlap it with the router */
+    if (L->ffn_gate_shexp)
+        GLM_TRY(swiglu_ffn(f, sd, a, glm_dview_rows(f->s.sg, 0, T), glm_dview_rows(f->s.su, 0, T), L->ffn_gate_shexp,
+                           L->ffn_up_shexp, L->ffn_down_shexp));
     GLM_TRY(o->matmul(b, rl, a, L->ffn_gate_inp, 0));
     GLM_TRY(dump_t(f, d, dir, "router_logits", rl));
     glm_route_params rp = { .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = k,
@@ -100,16 +109,17 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
     GLM_TRY(dump_t(f, d, dir, "topk_ids", ids));
     GLM_TRY(dump_t(f, d, dir, "topk_weights", rw));
-    GLM_TRY(o->matmul_id(b, eg, a, L->ffn_gate_exps, ids));
-    GLM_TRY(o->matmul_id(b, eu, a, L->ffn_up_exps, ids));
-    GLM_TRY(o->swiglu(b, eg, eg, eu));
+    if (o->matmul_swiglu) {
+        GLM_TRY(o->matmul_swiglu(b, eg, a, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+    } else {
+        GLM_TRY(o->matmul_id(b, eg, a, L->ffn_gate_exps, ids));
+        GLM_TRY(o->matmul_id(b, eu, a, L->ffn_up_exps, ids));
+        GLM_TRY(o->swiglu(b, eg, eg, eu));
+    }
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
     GLM_TRY(o->moe_combine(b, t1, ed, rw));
     if (!L->ffn_gate_shexp)
         return GLM_OK;
-    glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
-    GLM_TRY(swiglu_ffn(f, sd, a, glm_dview_rows(f->s.sg, 0, T), glm_dview_rows(f->s.su, 0, T), L->ffn_gate_shexp,
-                       L->ffn_up_shexp, L->ffn_down_shexp));
     /* HF adds the shared expert after the routed mixture */
     return o->add(b, t1, t1, sd);
 }

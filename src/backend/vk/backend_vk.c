@@ -50,6 +50,7 @@ typedef struct vk_impl {
     float rope_theta;
     glm_vk_buffer scratch; /* MLA */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
+    glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     uint64_t ids_cap;
 } vk_impl;
 
@@ -82,7 +83,19 @@ static glm_vk_view vv(glm_dview d)
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
-static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
+static uint64_t padded_bytes(const glm_tensor *t)
+{
+    uint64_t total = glm_row_bytes(t->type, t->ne[0]) * (uint64_t)t->ne[1] * (t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1);
+    return (total + VK_WEIGHT_ALIGN - 1) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
+}
+
+/* Upload t; with need > 0, start a new arena unless `need` bytes fit in the current one (so
+ * that tensors uploaded together share a buffer). */
+static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need);
+
+static glm_status upload_weight(vk_impl *v, const glm_tensor *t) { return upload_weight_fit(v, t, 0); }
+
+static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need)
 {
     for (size_t i = 0; i < v->n_weights; i++)
         if (v->weights[i].t == t)
@@ -105,12 +118,16 @@ static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
     memset(e, 0, sizeof *e);
     uint64_t padded = (total + VK_WEIGHT_ALIGN - 1) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
     vk_arena *a = v->n_arenas ? &v->arenas[v->n_arenas - 1] : NULL;
-    if (!a || a->used + padded > a->buf.size) {
+    if (need < padded)
+        need = padded;
+    if (!a || a->used + need > a->buf.size) {
         if (v->n_arenas == VK_MAX_ARENAS)
             return glm_errorf(GLM_ERR_NOMEM, "vulkan: more than %d weight arenas", VK_MAX_ARENAS);
         a = &v->arenas[v->n_arenas];
         uint64_t limit = glm_vk_max_buffer(v->vk) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
         uint64_t size = VK_ARENA_BYTES < limit ? VK_ARENA_BYTES : limit;
+        if (need > size && need <= limit)
+            size = need; /* tensors meant to share a buffer */
         if (padded > size)
             size = padded; /* one tensor alone; glm_vk_buffer_create refuses it past the limit */
         glm_status as = glm_vk_buffer_create(v->vk, &a->buf, size, false);
@@ -156,8 +173,21 @@ static glm_status weight(vk_impl *v, const glm_tensor *t, glm_vk_weight *out)
     return weight(v, t, out);
 }
 
+/* gate and up of one FFN in one arena, for the fused gate/up product */
+static glm_status upload_pair(vk_impl *v, const glm_tensor *g, const glm_tensor *u)
+{
+    if (!g || !u)
+        return GLM_OK;
+    uint64_t need = padded_bytes(g) + padded_bytes(u);
+    GLM_TRY(upload_weight_fit(v, g, need));
+    return upload_weight(v, u);
+}
+
 static glm_status upload_layer(vk_impl *v, const glm_layer *L)
 {
+    GLM_TRY(upload_pair(v, L->ffn_gate, L->ffn_up));
+    GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps));
+    GLM_TRY(upload_pair(v, L->ffn_gate_shexp, L->ffn_up_shexp));
     const glm_tensor *ts[] = { L->attn_norm,      L->attn_q_a,       L->attn_q_a_norm,  L->attn_q_b,
                                L->attn_kv_a_mqa,  L->attn_kv_a_norm, L->attn_k_b,       L->attn_v_b,
                                L->attn_output,    L->ffn_norm,       L->ffn_gate,       L->ffn_up,
@@ -236,6 +266,7 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
         glm_vk_buffer_destroy(v->vk, &v->ids);
+        glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_destroy(v->vk);
         free(v);
     }
@@ -327,6 +358,28 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     GLM_TRY(weight(v, w, &wt));
     GLM_TRY(recording(v));
     return glm_vk_matvec_id(v->vk, vv(y), &wt, vv(x), vv(ids));
+}
+
+static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
+                                   const glm_dview *ids)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight g, u;
+    GLM_TRY(weight(v, wg, &g));
+    GLM_TRY(weight(v, wu, &u));
+    if (g.buf != u.buf) {
+        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
+        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+        GLM_TRY(recording(v));
+        v->pending += 2;
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), &g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), &g, 0, vv(x)));
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, &u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, &u, 0, vv(x)));
+        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    }
+    GLM_TRY(recording(v));
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    return glm_vk_matvec_swiglu(v->vk, vv(y), &g, &u, vv(x), ids ? &iv : NULL);
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
@@ -421,6 +474,7 @@ static const glm_backend_ops k_vk_ops = {
     .add = vk_add,
     .copy = vk_copy,
     .argmax = vk_argmax,
+    .matmul_swiglu = vk_matmul_swiglu,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -18,6 +18,7 @@ typedef struct glm_vk glm_vk;
 typedef struct glm_vk_options {
     int device_index; /* -1: best device; else the index printed by glm_vk_list_devices */
     bool validation;  /* enable VK_LAYER_KHRONOS_validation when installed */
+    bool no_push_descriptors; /* bind through a descriptor pool even where VK_KHR_push_descriptor exists */
 } glm_vk_options;
 
 typedef struct glm_vk_buffer {
@@ -67,8 +68,11 @@ void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b);
 glm_status glm_vk_upload(glm_vk *vk, glm_vk_buffer *dst, VkDeviceSize offset, const void *src, VkDeviceSize n);
 glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSize offset, VkDeviceSize n);
 
-/* Recording: begin, any number of dispatches (each followed by a compute→compute barrier),
- * then submit and wait for the fence. Buffers are bound in order to bindings 0..n-1. */
+/* Recording: begin, any number of dispatches, then submit and wait. Buffers are bound in order
+ * to bindings 0..n-1. A barrier is placed before a dispatch only when it touches a buffer that
+ * a dispatch since the last barrier wrote (or writes one they read), so independent dispatches
+ * may overlap; with profiling on, every dispatch is followed by one. Full command buffers are
+ * submitted while recording goes on; submit_wait submits the rest and waits for all. */
 glm_status glm_vk_begin(glm_vk *vk);
 glm_status glm_vk_dispatch(glm_vk *vk, glm_vk_kernel k, const glm_vk_buffer *const *bufs, uint32_t nbufs,
                            const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
