@@ -43,20 +43,20 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
     GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
-    /* step 1-2: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq, RoPE on each head's last dr */
+    /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
+     * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') straight into the latent
+     * cache rows pos0.. (interleaved so that a backend may overlap the independent ops) */
     GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
+    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
     GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
     GLM_TRY(dump_t(f, d, dir, "q_a", qa));
-    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
-    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
-    /* step 3-6: [c' | kr'] = W_kva a; c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') go straight
-     * into the latent cache rows pos0.. */
-    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
     glm_dview cc = glm_dview_rows(kv->c, pos0, T), kk = glm_dview_rows(kv->kr, pos0, T);
     GLM_TRY(o->rms_norm(b, cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
     GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
     GLM_TRY(o->copy(b, kk, glm_dview_cols(kva, R, dr)));
+    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
     GLM_TRY(o->rope(b, kk, 1, dr, 0, dr, pos0, hp->rope_theta));
+    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
     glm_mla_shape sh = { .T = T, .pos0 = (int)pos0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };

@@ -42,6 +42,8 @@ typedef struct vk_impl {
     glm_vk *vk;
     vk_weight_entry *weights;
     size_t n_weights, cap_weights;
+    int32_t *slots; /* open-addressing index of weights by tensor pointer, -1 = empty */
+    size_t n_slots;  /* a power of two, 2 × cap_weights */
     vk_arena arenas[VK_MAX_ARENAS];
     uint32_t n_arenas;
     uint32_t pending; /* dispatches recorded since the last submit; 0 = not recording */
@@ -95,18 +97,52 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
 
 static glm_status upload_weight(vk_impl *v, const glm_tensor *t) { return upload_weight_fit(v, t, 0); }
 
+static size_t slot_of(const vk_impl *v, const glm_tensor *t)
+{
+    return (size_t)(((uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15ull) >> 20) & (v->n_slots - 1);
+}
+
+/* The index of t's entry, or -1 (the op table looks weights up on every call: no scan). */
+static int32_t find_weight(const vk_impl *v, const glm_tensor *t)
+{
+    if (!v->n_slots)
+        return -1;
+    for (size_t i = slot_of(v, t);; i = (i + 1) & (v->n_slots - 1)) {
+        int32_t e = v->slots[i];
+        if (e < 0 || v->weights[e].t == t)
+            return e;
+    }
+}
+
+static void index_weight(vk_impl *v, int32_t e)
+{
+    size_t i = slot_of(v, v->weights[e].t);
+    while (v->slots[i] >= 0)
+        i = (i + 1) & (v->n_slots - 1);
+    v->slots[i] = e;
+}
+
 static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need)
 {
-    for (size_t i = 0; i < v->n_weights; i++)
-        if (v->weights[i].t == t)
-            return GLM_OK;
+    if (find_weight(v, t) >= 0)
+        return GLM_OK;
     if (v->n_weights == v->cap_weights) {
         size_t nc = v->cap_weights ? v->cap_weights * 2 : 256;
         vk_weight_entry *nw = realloc(v->weights, nc * sizeof *nw);
-        if (!nw)
+        int32_t *ns = malloc(2 * nc * sizeof *ns);
+        if (nw)
+            v->weights = nw;
+        if (!nw || !ns) {
+            free(ns);
             return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-        v->weights = nw;
+        }
         v->cap_weights = nc;
+        free(v->slots);
+        v->slots = ns;
+        v->n_slots = 2 * nc;
+        memset(v->slots, 0xff, v->n_slots * sizeof *v->slots);
+        for (size_t i = 0; i < v->n_weights; i++)
+            index_weight(v, (int32_t)i);
     }
     uint64_t rb = glm_row_bytes(t->type, t->ne[0]), slab = rb * (uint64_t)t->ne[1];
     uint64_t nslabs = t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1;
@@ -156,17 +192,17 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
     e->t = t;
     e->w = (glm_vk_weight){ &a->buf, t->type, (uint32_t)offset, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)nslabs,
                             (uint32_t)rb, (uint32_t)slab };
-    v->n_weights++;
+    index_weight(v, (int32_t)v->n_weights++);
     return GLM_OK;
 }
 
 static glm_status weight(vk_impl *v, const glm_tensor *t, glm_vk_weight *out)
 {
-    for (size_t i = 0; i < v->n_weights; i++)
-        if (v->weights[i].t == t) {
-            *out = v->weights[i].w;
-            return GLM_OK;
-        }
+    int32_t i = find_weight(v, t);
+    if (i >= 0) {
+        *out = v->weights[i].w;
+        return GLM_OK;
+    }
     /* not seen at creation (e.g. a tensor bound later): upload it now, outside any recording */
     GLM_TRY(flush(v));
     GLM_TRY(upload_weight(v, t));
@@ -263,6 +299,7 @@ static void vk_destroy(glm_backend *b)
         for (uint32_t i = 0; i < v->n_arenas; i++)
             glm_vk_buffer_destroy(v->vk, &v->arenas[i].buf);
         free(v->weights);
+        free(v->slots);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
         glm_vk_buffer_destroy(v->vk, &v->ids);
