@@ -375,26 +375,40 @@ END_TEST
 
 START_TEST(test_moe_combine)
 {
+    /* the mixture alone, then with an addend (the shared expert) as moe_combine + add */
     const uint32_t T = 4, k = 3, N = 100;
-    float *x = malloc((size_t)T * k * N * 4), *w = malloc((size_t)T * k * 4), *ref = calloc((size_t)T * N, 4);
-    tu_fill_uniform(&g_rng, x, (size_t)T * k * N, -2, 2);
-    tu_fill_uniform(&g_rng, w, (size_t)T * k, 0, 1);
-    for (uint32_t t = 0; t < T; t++)
-        for (uint32_t j = 0; j < k; j++)
-            glm_ref_axpy(ref + (size_t)t * N, w[t * k + j], x + ((size_t)t * k + j) * N, N);
-    glm_vk_buffer bx = dev_copy(x, (size_t)T * k * N * 4), bw = dev_copy(w, (size_t)T * k * 4), by = out_buf((size_t)T * N);
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert(glm_vk_moe_combine(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k)) == GLM_OK);
-    run();
-    check_out(&by, (size_t)T * N, "moe_combine");
-    double e = tu_nmse(ref, by.map, (size_t)T * N);
-    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "moe_combine nmse %.3g", e);
-    glm_vk_buffer_destroy(g_vk, &bx);
-    glm_vk_buffer_destroy(g_vk, &bw);
-    glm_vk_buffer_destroy(g_vk, &by);
-    free(x);
-    free(w);
-    free(ref);
+    for (int with_add = 0; with_add < 2; with_add++) {
+        float *x = malloc((size_t)T * k * N * 4), *w = malloc((size_t)T * k * 4), *ref = calloc((size_t)T * N, 4);
+        float *a = malloc((size_t)T * N * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * k * N, -2, 2);
+        tu_fill_uniform(&g_rng, w, (size_t)T * k, 0, 1);
+        tu_fill_uniform(&g_rng, a, (size_t)T * N, -1, 1);
+        for (uint32_t t = 0; t < T; t++)
+            for (uint32_t j = 0; j < k; j++)
+                glm_ref_axpy(ref + (size_t)t * N, w[t * k + j], x + ((size_t)t * k + j) * N, N);
+        if (with_add)
+            glm_ref_add(ref, ref, a, (int64_t)T * N);
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * k * N * 4), bw = dev_copy(w, (size_t)T * k * 4);
+        glm_vk_buffer ba = dev_copy(a, (size_t)T * N * 4), by = out_buf((size_t)T * N);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        if (with_add)
+            ck_assert(glm_vk_moe_combine_add(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k),
+                                             view(&ba, T, N)) == GLM_OK);
+        else
+            ck_assert(glm_vk_moe_combine(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k)) == GLM_OK);
+        run();
+        check_out(&by, (size_t)T * N, "moe_combine");
+        double e = tu_nmse(ref, by.map, (size_t)T * N);
+        ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "moe_combine (add %d) nmse %.3g", with_add, e);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bw);
+        glm_vk_buffer_destroy(g_vk, &ba);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free(x);
+        free(w);
+        free(a);
+        free(ref);
+    }
 }
 END_TEST
 

@@ -94,6 +94,10 @@ typedef struct glm_backend_ops {
      * followed by swiglu computes; y has the rows matmul / matmul_id would give. */
     glm_status (*matmul_swiglu)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
                                 const glm_dview *ids);
+    /* y = moe_combine(x, w) + a: the routed mixture plus the shared expert, as moe_combine
+     * followed by add computes it. */
+    glm_status (*moe_combine_add)(glm_backend *b, glm_dview y /*[T][N]*/, glm_dview x /*[T*k][N]*/,
+                                  glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
 } glm_backend_ops;
 
 struct glm_backend {

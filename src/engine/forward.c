@@ -117,10 +117,12 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
         GLM_TRY(o->swiglu(b, eg, eg, eu));
     }
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
+    /* HF adds the shared expert after the routed mixture */
+    if (L->ffn_gate_shexp && o->moe_combine_add)
+        return o->moe_combine_add(b, t1, ed, rw, sd);
     GLM_TRY(o->moe_combine(b, t1, ed, rw));
     if (!L->ffn_gate_shexp)
         return GLM_OK;
-    /* HF adds the shared expert after the routed mixture */
     return o->add(b, t1, t1, sd);
 }
 

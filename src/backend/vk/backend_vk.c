@@ -468,6 +468,13 @@ static glm_status vk_moe_combine(glm_backend *b, glm_dview y, glm_dview x, glm_d
     return glm_vk_moe_combine(v->vk, vv(y), vv(x), vv(w));
 }
 
+static glm_status vk_moe_combine_add(glm_backend *b, glm_dview y, glm_dview x, glm_dview w, glm_dview a)
+{
+    vk_impl *v = impl(b);
+    GLM_TRY(recording(v));
+    return glm_vk_moe_combine_add(v->vk, vv(y), vv(x), vv(w), vv(a));
+}
+
 static glm_status eltwise(glm_backend *b, glm_vk_eltwise_op op, glm_dview y, glm_dview a, glm_dview c)
 {
     vk_impl *v = impl(b);
@@ -512,6 +519,7 @@ static const glm_backend_ops k_vk_ops = {
     .copy = vk_copy,
     .argmax = vk_argmax,
     .matmul_swiglu = vk_matmul_swiglu,
+    .moe_combine_add = vk_moe_combine_add,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -191,13 +191,25 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
     return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
 }
 
+static glm_status moe_combine_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, const glm_vk_view *a)
+{
+    if (!view_ok(y) || !view_ok(x) || !view_ok(w) || w.rows != y.rows || x.rows != y.rows * w.cols || x.cols != y.cols ||
+        (a && (!view_ok(*a) || a->rows != y.rows || a->cols != y.cols)))
+        return bad("moe_combine", "views disagree or overrun their buffers");
+    glm_vk_moe_combine_push pc = { y.rows, y.cols, w.cols, a != NULL, x.off, x.ld, w.off, w.ld,
+                                   y.off,  y.ld,   a ? a->off : 0, a ? a->ld : 0 };
+    const glm_vk_buffer *b[4] = { x.buf, w.buf, y.buf, a ? a->buf : x.buf };
+    return glm_vk_dispatch(vk, GLM_VK_MOE_COMBINE, b, 4, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+}
+
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w)
 {
-    if (!view_ok(y) || !view_ok(x) || !view_ok(w) || w.rows != y.rows || x.rows != y.rows * w.cols || x.cols != y.cols)
-        return bad("moe_combine", "views disagree or overrun their buffers");
-    glm_vk_moe_combine_push pc = { y.rows, y.cols, w.cols, 0, x.off, x.ld, w.off, w.ld, y.off, y.ld, 0, 0 };
-    const glm_vk_buffer *b[3] = { x.buf, w.buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MOE_COMBINE, b, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+    return moe_combine_any(vk, y, x, w, NULL);
+}
+
+glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a)
+{
+    return moe_combine_any(vk, y, x, w, &a);
 }
 
 glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids, glm_vk_view x)

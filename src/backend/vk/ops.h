@@ -63,7 +63,7 @@ typedef struct glm_vk_moe_route_push {
 _Static_assert(sizeof(glm_vk_moe_route_push) == 80, "mirrors shaders/moe_route.comp");
 
 typedef struct glm_vk_moe_combine_push {
-    uint32_t rows, cols, k, pad, x_off, x_ld, w_off, w_ld, y_off, y_ld, pad1, pad2;
+    uint32_t rows, cols, k, has_add, x_off, x_ld, w_off, w_ld, y_off, y_ld, a_off, a_ld;
 } glm_vk_moe_combine_push;
 _Static_assert(sizeof(glm_vk_moe_combine_push) == 48, "mirrors shaders/moe_combine.comp");
 
@@ -113,6 +113,8 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w);
+/* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
+glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);
 glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk_view x);
 glm_status glm_vk_mla_scores(glm_vk *vk, glm_vk_view s, glm_vk_view qlat, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                              uint32_t H, uint32_t dn, uint32_t dr, uint32_t pos0, float scale);
