@@ -216,28 +216,6 @@ float chunk_dot(uint row, uint c, float xr[32], float sx0, float sx1)
     return acc;
 }
 
-// Sum of v over the p.tpr invocations of this invocation's slice; the slice's first
-// invocation gets the total. `slot` picks the shared-memory row (one per output value).
-float slice_sum(float v, uint slot)
-{
-    uint tid = gl_LocalInvocationID.x, sgs = gl_SubgroupSize;
-    uint span = min(p.tpr, sgs);
-    for (uint m = 1u; m < span; m <<= 1)
-        v += subgroupShuffleXor(v, m);
-    if (p.tpr > sgs) {
-        // across the slice's subgroups: their totals in shared memory, summed in order
-        if (gl_SubgroupInvocationID == 0u)
-            red[slot][tid / sgs] = v;
-        barrier();
-        if (tid % p.tpr == 0u) {
-            v = 0.0;
-            for (uint s = 0u; s < p.tpr / sgs; s++)
-                v += red[slot][tid / sgs + s];
-        }
-        barrier();
-    }
-    return v;
-}
 
 void main()
 {
@@ -285,10 +263,32 @@ void main()
                 if (fuse)
                     acc2[r] += dequant(TYPE, w2base + (r0 + r) * p.row_bytes + i * blk_bytes(TYPE), 0u) * x[xo + i];
             }
-    [[unroll]] for (uint r = 0u; r < NR; r++) {
-        float g = slice_sum(acc[r], r);
-        float u = slice_sum(acc2[r], NR + r);
-        if (lane == 0u && r0 + r < p.nrows)
-            y[p.y_off + z * p.y_zs + v * p.y_ld + r0 + r] = fuse ? (g / (1.0 + exp(-g))) * u : g;
+    // sums over the slice's p.tpr invocations: shuffles inside a subgroup, then (slices wider
+    // than a subgroup) the subgroups' totals through shared memory, summed in order
+    uint sgs = gl_SubgroupSize;
+    for (uint m = 1u; m < min(p.tpr, sgs); m <<= 1)
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += subgroupShuffleXor(acc[r], m);
+            acc2[r] += subgroupShuffleXor(acc2[r], m);
+        }
+    if (p.tpr > sgs) {
+        if (gl_SubgroupInvocationID == 0u)
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                red[r][tid / sgs] = acc[r];
+                red[NR + r][tid / sgs] = acc2[r];
+            }
+        barrier();
+        if (lane == 0u)
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                acc[r] = 0.0;
+                acc2[r] = 0.0;
+                for (uint s = 0u; s < p.tpr / sgs; s++) {
+                    acc[r] += red[r][tid / sgs + s];
+                    acc2[r] += red[NR + r][tid / sgs + s];
+                }
+            }
     }
+    [[unroll]] for (uint r = 0u; r < NR; r++)
+        if (lane == 0u && r0 + r < p.nrows)
+            y[p.y_off + z * p.y_zs + v * p.y_ld + r0 + r] = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
 }

@@ -43,12 +43,14 @@ glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_v
     return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 3, &pc, sizeof pc, x.rows, 1, 1);
 }
 
-/* Threads per output row of matvec: the power of two in 8..64 that wastes the fewest
- * invocations on the row's 32-element chunks (ties to the larger). */
-static uint32_t matvec_tpr(uint32_t ncols)
+/* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that
+ * wastes the fewest invocations on the row's 32-element chunks (ties to the larger); within
+ * one subgroup the shader reduces with shuffles alone. */
+static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 {
-    uint32_t n = (ncols + 31) / 32, best = 64, waste = UINT32_MAX;
-    for (uint32_t t = 64; t >= 8; t /= 2) {
+    uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
+    uint32_t best = top, waste = UINT32_MAX;
+    for (uint32_t t = top; t >= 8; t /= 2) {
         uint32_t wst = (n + t - 1) / t * t - n;
         if (wst < waste) {
             best = t;
@@ -75,7 +77,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
-                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(w->ncols), w->offset, 0, 0 };
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0 };
     if (e && e->w2) {
         const glm_vk_weight *u = e->w2;
         if (!weight_ok(u) || u->buf != w->buf || u->type != w->type || u->ncols != w->ncols || u->nrows != w->nrows ||

@@ -50,6 +50,7 @@ struct glm_vk {
     VkPhysicalDevice phys;
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
+    uint32_t subgroup_size;
     VkDevice dev;
     VkQueue queue;
     uint32_t queue_family;
@@ -346,6 +347,10 @@ glm_status glm_vk_create(glm_vk **out, const glm_vk_options *opt)
     if (s == GLM_OK) {
         vkGetPhysicalDeviceProperties(vk->phys, &vk->props);
         vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->memprops);
+        VkPhysicalDeviceSubgroupProperties sg = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES };
+        VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg };
+        vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+        vk->subgroup_size = sg.subgroupSize ? sg.subgroupSize : 1;
         s = create_device(vk, !(opt && opt->no_push_descriptors));
     }
     if (s != GLM_OK) {
@@ -398,6 +403,7 @@ void glm_vk_destroy(glm_vk *vk)
 const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; }
 bool glm_vk_device_is_cpu(const glm_vk *vk) { return vk->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 uint64_t glm_vk_max_buffer(const glm_vk *vk) { return vk->props.limits.maxStorageBufferRange; }
+uint32_t glm_vk_subgroup_size(const glm_vk *vk) { return vk->subgroup_size; }
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk) { return vk->phys; }
 uint32_t glm_vk_validation_messages(const glm_vk *vk) { return vk->validation_messages; }
 bool glm_vk_validation_enabled(const glm_vk *vk) { return vk->messenger != VK_NULL_HANDLE; }
@@ -606,15 +612,17 @@ static glm_status submit_current(glm_vk *vk)
     return GLM_OK;
 }
 
-/* A compute → compute/transfer barrier; forgets what earlier dispatches touched. */
-static void barrier(glm_vk *vk)
+/* A compute → compute barrier (last: → compute, copies and the host too); forgets what
+ * earlier dispatches touched. */
+static void barrier(glm_vk *vk, bool last)
 {
     VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                                            VK_ACCESS_HOST_READ_BIT };
+                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                            (last ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_HOST_READ_BIT : 0) };
     vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                             (last ? VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_HOST_BIT : 0),
                          0, 1, &mb, 0, NULL, 0, NULL);
     vk->n_written = vk->n_read = 0;
 }
@@ -712,7 +720,7 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
                                        .pBufferInfo = &bi[i] };
     }
     if (hazard(vk, d, bufs, nbufs)) {
-        barrier(vk);
+        barrier(vk, false);
         hazard(vk, d, bufs, nbufs); /* records this dispatch's buffers after the barrier */
     }
     vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline[k][variant]);
@@ -728,7 +736,7 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     vk->in_cmd++;
     if (vk->queries && vk->n_stamps > 0 && vk->n_stamps <= GLM_VK_MAX_SETS) {
         /* a barrier makes this stamp follow the dispatch's completion */
-        barrier(vk);
+        barrier(vk, false);
         vkCmdWriteTimestamp(vk->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->queries, vk->n_stamps);
         vk->stamp_kernel[vk->n_stamps - 1] = (uint8_t)k;
         vk->n_stamps++;
@@ -740,8 +748,7 @@ glm_status glm_vk_submit_wait(glm_vk *vk)
 {
     GLM_ASSERT(vk->recording);
     vk->recording = false;
-    if (vk->n_written)
-        barrier(vk); /* results visible to copies and to the host */
+    barrier(vk, true); /* results visible to the next recording, copies and the host */
     glm_status s = submit_current(vk);
     glm_status ws = wait_all(vk);
     if (s == GLM_OK)

@@ -51,6 +51,8 @@ const char *glm_vk_device_name(const glm_vk *vk);
 bool glm_vk_device_is_cpu(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
+/* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
+uint32_t glm_vk_subgroup_size(const glm_vk *vk);
 /* The selected physical device, for callers that query more properties (driver version). */
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk);
 uint32_t glm_vk_validation_messages(const glm_vk *vk); /* count of validation reports so far */
