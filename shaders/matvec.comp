@@ -16,11 +16,14 @@
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]           (slab z = gl_WorkGroupID.z, heads)
 //   mode 1: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v/k]         (routed experts, x per token)
 //   mode 2: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v]           (routed experts, x per pair)
-// With p.swiglu = 1 a second weight at byte offset p.w2_offset of the same buffer (same
-// shape) is applied too and y = SiLU(W·x) * (W2·x), as eltwise op 1 computes it.
+// With FUSE (and p.swiglu) a second weight at byte offset p.w2_offset of the same buffer
+// (same shape) is applied too and y = SiLU(W·x) * (W2·x), as eltwise op 1 computes it.
+// Rows past nrows read the last row again (results dropped), so that every row's loads are
+// unconditional and can be in flight together.
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TYPE = 0;
+layout(constant_id = 1) const uint FUSE = 0;
 #define NR 4u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -232,7 +235,10 @@ void main()
     }
     uint w2base = wbase - p.w_offset + p.w2_offset;
     uint xo = p.x_off + z * p.x_zs + xrow * p.x_ld;
-    bool fuse = p.swiglu != 0u;
+    const bool fuse = FUSE != 0u;
+    uint rowb[NR];
+    [[unroll]] for (uint r = 0u; r < NR; r++)
+        rowb[r] = min(r0 + r, p.nrows - 1u) * p.row_bytes;
     float acc[NR], acc2[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         acc[r] = 0.0;
@@ -248,28 +254,27 @@ void main()
             sx0 += xr[j];
             sx1 += xr[16u + j];
         }
-        [[unroll]] for (uint r = 0u; r < NR; r++)
-            if (r0 + r < p.nrows) {
-                acc[r] += chunk_dot(wbase + (r0 + r) * p.row_bytes, c, xr, sx0, sx1);
-                if (fuse)
-                    acc2[r] += chunk_dot(w2base + (r0 + r) * p.row_bytes, c, xr, sx0, sx1);
-            }
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += chunk_dot(wbase + rowb[r], c, xr, sx0, sx1);
+            if (fuse)
+                acc2[r] += chunk_dot(w2base + rowb[r], c, xr, sx0, sx1);
+        }
     }
     // plain types: a tail shorter than a chunk
     for (uint i = nchunks * 32u + lane; i < p.ncols; i += p.tpr)
-        [[unroll]] for (uint r = 0u; r < NR; r++)
-            if (r0 + r < p.nrows) {
-                acc[r] += dequant(TYPE, wbase + (r0 + r) * p.row_bytes + i * blk_bytes(TYPE), 0u) * x[xo + i];
-                if (fuse)
-                    acc2[r] += dequant(TYPE, w2base + (r0 + r) * p.row_bytes + i * blk_bytes(TYPE), 0u) * x[xo + i];
-            }
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * x[xo + i];
+            if (fuse)
+                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * x[xo + i];
+        }
     // sums over the slice's p.tpr invocations: shuffles inside a subgroup, then (slices wider
     // than a subgroup) the subgroups' totals through shared memory, summed in order
     uint sgs = gl_SubgroupSize;
     for (uint m = 1u; m < min(p.tpr, sgs); m <<= 1)
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] += subgroupShuffleXor(acc[r], m);
-            acc2[r] += subgroupShuffleXor(acc2[r], m);
+            if (fuse)
+                acc2[r] += subgroupShuffleXor(acc2[r], m);
         }
     if (p.tpr > sgs) {
         if (gl_SubgroupInvocationID == 0u)

@@ -27,7 +27,7 @@ typedef struct kernel_desc {
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 64
+#define GLM_VK_MAX_VARIANTS 128 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
@@ -74,6 +74,9 @@ struct glm_vk {
     VkQueryPool queries;
     uint32_t n_stamps;                       /* timestamps written in this recording */
     uint8_t stamp_kernel[GLM_VK_MAX_SETS];   /* kernel of the dispatch ending at stamp i+1 */
+    uint8_t stamp_shape[GLM_VK_MAX_SETS];    /* its entry in shapes (GLM_VK_PROF_SHAPES: none) */
+    glm_vk_prof_shape shapes[GLM_VK_PROF_SHAPES];
+    uint32_t n_shapes;
     uint64_t prof_ns[GLM_VK_KERNEL_COUNT];
     uint64_t prof_count[GLM_VK_KERNEL_COUNT];
     uint32_t validation_messages;
@@ -222,8 +225,10 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s variant %u out of range", k_kernels[k].name, variant);
     if (vk->pipeline[k][variant])
         return GLM_OK;
-    VkSpecializationMapEntry me = { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) };
-    VkSpecializationInfo spec = { .mapEntryCount = 1, .pMapEntries = &me, .dataSize = sizeof variant, .pData = &variant };
+    uint32_t vals[2] = { variant % 64, variant / 64 };
+    VkSpecializationMapEntry me[2] = { { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) },
+                                       { .constantID = 1, .offset = sizeof(uint32_t), .size = sizeof(uint32_t) } };
+    VkSpecializationInfo spec = { .mapEntryCount = 2, .pMapEntries = me, .dataSize = sizeof vals, .pData = vals };
     VkComputePipelineCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
                                        .stage = { .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                                                   .stage = VK_SHADER_STAGE_COMPUTE_BIT,
@@ -739,6 +744,13 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
         barrier(vk, false);
         vkCmdWriteTimestamp(vk->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->queries, vk->n_stamps);
         vk->stamp_kernel[vk->n_stamps - 1] = (uint8_t)k;
+        uint32_t sh = 0;
+        while (sh < vk->n_shapes && !(vk->shapes[sh].kernel == k && vk->shapes[sh].variant == variant &&
+                                      vk->shapes[sh].gx == gx && vk->shapes[sh].gy == gy && vk->shapes[sh].gz == gz))
+            sh++;
+        if (sh == vk->n_shapes && sh < GLM_VK_PROF_SHAPES)
+            vk->shapes[vk->n_shapes++] = (glm_vk_prof_shape){ k, variant, gx, gy, gz, 0, 0 };
+        vk->stamp_shape[vk->n_stamps - 1] = (uint8_t)sh;
         vk->n_stamps++;
     }
     return GLM_OK;
@@ -772,6 +784,10 @@ static void collect_profile(glm_vk *vk)
         uint64_t d = ts[i] >= ts[i - 1] ? ts[i] - ts[i - 1] : 0;
         vk->prof_ns[vk->stamp_kernel[i - 1]] += (uint64_t)((double)d * period);
         vk->prof_count[vk->stamp_kernel[i - 1]]++;
+        if (vk->stamp_shape[i - 1] < GLM_VK_PROF_SHAPES) {
+            vk->shapes[vk->stamp_shape[i - 1]].ns += (uint64_t)((double)d * period);
+            vk->shapes[vk->stamp_shape[i - 1]].count++;
+        }
     }
 }
 
@@ -808,10 +824,17 @@ void glm_vk_profile(const glm_vk *vk, glm_vk_kernel k, uint64_t *ns, uint64_t *c
     *count = vk->prof_count[k];
 }
 
+uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shapes)
+{
+    *shapes = vk->shapes;
+    return vk->n_shapes;
+}
+
 void glm_vk_profile_reset(glm_vk *vk)
 {
     memset(vk->prof_ns, 0, sizeof vk->prof_ns);
     memset(vk->prof_count, 0, sizeof vk->prof_count);
+    vk->n_shapes = 0;
 }
 
 const char *glm_vk_kernel_name(glm_vk_kernel k) { return k < GLM_VK_KERNEL_COUNT ? k_kernels[k].name : "?"; }

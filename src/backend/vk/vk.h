@@ -86,9 +86,19 @@ glm_status glm_vk_submit_wait(glm_vk *vk);
 glm_status glm_vk_set_profiling(glm_vk *vk, bool on);
 void glm_vk_profile(const glm_vk *vk, glm_vk_kernel k, uint64_t *ns, uint64_t *count);
 void glm_vk_profile_reset(glm_vk *vk);
+/* The same split by dispatch shape (kernel, variant, grid), for the first GLM_VK_PROF_SHAPES
+ * shapes met since the last reset: i < the returned count. */
+#define GLM_VK_PROF_SHAPES 64
+typedef struct glm_vk_prof_shape {
+    glm_vk_kernel kernel;
+    uint32_t variant, gx, gy, gz;
+    uint64_t ns, count;
+} glm_vk_prof_shape;
+uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shapes);
 const char *glm_vk_kernel_name(glm_vk_kernel k);
-/* The same for a kernel specialized by constant_id 0 = `variant` (matvec: the weight type);
- * each variant's pipeline is built on its first use and kept. */
+/* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
+ * `variant` / 64 (matvec: the weight type, fused SwiGLU); each variant's pipeline is built on
+ * its first use and kept. */
 glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant, const glm_vk_buffer *const *bufs,
                                    uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                                    uint32_t gz);
