@@ -24,7 +24,7 @@
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint FUSE = 0;
-#define NR 4u
+#define NR 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
@@ -44,10 +44,13 @@ layout(push_constant) uniform P {
 
 shared float red[2u * NR][64];
 
-// 16 bytes at a 16-byte aligned offset (one vector load when the weights are 16-aligned).
+// Are the rows and slabs of both weights 16-byte aligned?
+bool aligned16() { return ((p.w_offset | p.w2_offset | p.row_bytes | p.slab_bytes) & 15u) == 0u; }
+
+// 16 bytes at an offset that is 16-aligned when aligned16() (one vector load then).
 uvec4 ld16(uint off)
 {
-    if (((p.w_offset | p.w2_offset) & 15u) == 0u)
+    if (aligned16())
         return w4[off >> 4];
     uint i = off >> 2;
     return uvec4(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
@@ -138,8 +141,15 @@ float chunk_dot(uint row, uint c, float xr[32], float sx0, float sx1)
         }
         acc = rdf16(b) * (acc - 16.0 * sx);
     } else if (TYPE == T_F32) {
-        [[unroll]] for (uint j = 0u; j < 32u; j++)
-            acc += uintBitsToFloat(w[(row >> 2) + c * 32u + j]) * xr[j];
+        if (aligned16()) {
+            [[unroll]] for (uint i = 0u; i < 8u; i++) {
+                vec4 wv = uintBitsToFloat(w4[(row >> 4) + c * 8u + i]);
+                acc += wv.x * xr[4u * i] + wv.y * xr[4u * i + 1u] + wv.z * xr[4u * i + 2u] + wv.w * xr[4u * i + 3u];
+            }
+        } else {
+            [[unroll]] for (uint j = 0u; j < 32u; j++)
+                acc += uintBitsToFloat(w[(row >> 2) + c * 32u + j]) * xr[j];
+        }
     } else if (TYPE == T_F16) {
         [[unroll]] for (uint j = 0u; j < 32u; j++)
             acc += rdf16(row + (c * 32u + j) * 2u) * xr[j];
@@ -245,19 +255,26 @@ void main()
         acc2[r] = 0.0;
     }
     uint nchunks = p.ncols / 32u;
-    for (uint c = lane; c < nchunks; c += p.tpr) {
-        float xr[32];
-        float sx0 = 0.0, sx1 = 0.0;
-        [[unroll]] for (uint j = 0u; j < 16u; j++) {
-            xr[j] = x[xo + c * 32u + j];
-            xr[16u + j] = x[xo + c * 32u + 16u + j];
-            sx0 += xr[j];
-            sx1 += xr[16u + j];
-        }
-        [[unroll]] for (uint r = 0u; r < NR; r++) {
-            acc[r] += chunk_dot(wbase + rowb[r], c, xr, sx0, sx1);
-            if (fuse)
-                acc2[r] += chunk_dot(w2base + rowb[r], c, xr, sx0, sx1);
+    // two chunks per step, both always loaded (a chunk past the end repeats c0, result
+    // dropped) so that their loads are in flight together
+    for (uint c0 = lane; c0 < nchunks; c0 += 2u * p.tpr) {
+        [[unroll]] for (uint u = 0u; u < 2u; u++) {
+            uint c = c0 + u * p.tpr;
+            float keep = c < nchunks ? 1.0 : 0.0;
+            c = c < nchunks ? c : c0;
+            float xr[32];
+            float sx0 = 0.0, sx1 = 0.0;
+            [[unroll]] for (uint j = 0u; j < 16u; j++) {
+                xr[j] = x[xo + c * 32u + j];
+                xr[16u + j] = x[xo + c * 32u + 16u + j];
+                sx0 += xr[j];
+                sx1 += xr[16u + j];
+            }
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                acc[r] += keep * chunk_dot(wbase + rowb[r], c, xr, sx0, sx1);
+                if (fuse)
+                    acc2[r] += keep * chunk_dot(w2base + rowb[r], c, xr, sx0, sx1);
+            }
         }
     }
     // plain types: a tail shorter than a chunk
