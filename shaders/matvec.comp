@@ -43,6 +43,9 @@ layout(push_constant) uniform P {
 #include "dequant.glsl"
 
 shared float red[2u * NR][64];
+// x of the 2·tpr chunks of one step, chunk-major with a pad word so that invocations reading
+// consecutive chunks hit distinct banks (filled with coalesced loads by the whole workgroup)
+shared float xs[128 * 33];
 
 // Are the rows and slabs of both weights 16-byte aligned?
 bool aligned16() { return ((p.w_offset | p.w2_offset | p.row_bytes | p.slab_bytes) & 15u) == 0u; }
@@ -255,18 +258,27 @@ void main()
         acc2[r] = 0.0;
     }
     uint nchunks = p.ncols / 32u;
-    // two chunks per step, both always loaded (a chunk past the end repeats c0, result
-    // dropped) so that their loads are in flight together
-    for (uint c0 = lane; c0 < nchunks; c0 += 2u * p.tpr) {
+    // steps of 2·tpr chunks (the same for every invocation, so the barriers are uniform):
+    // x of the step into shared memory, then each invocation takes chunks lane and
+    // lane + tpr, both always loaded (a chunk past the end repeats the step's first,
+    // result dropped) so that their loads are in flight together
+    uint step = 2u * p.tpr;
+    for (uint base = 0u; base < nchunks; base += step) {
+        uint nx = min(step, nchunks - base) * 32u;
+        barrier();
+        for (uint i = tid; i < nx; i += 64u)
+            xs[(i >> 5) * 33u + (i & 31u)] = x[xo + base * 32u + i];
+        barrier();
         [[unroll]] for (uint u = 0u; u < 2u; u++) {
-            uint c = c0 + u * p.tpr;
-            float keep = c < nchunks ? 1.0 : 0.0;
-            c = c < nchunks ? c : c0;
+            uint k = lane + u * p.tpr;
+            float keep = base + k < nchunks ? 1.0 : 0.0;
+            k = base + k < nchunks ? k : 0u;
+            uint c = base + k;
             float xr[32];
             float sx0 = 0.0, sx1 = 0.0;
             [[unroll]] for (uint j = 0u; j < 16u; j++) {
-                xr[j] = x[xo + c * 32u + j];
-                xr[16u + j] = x[xo + c * 32u + 16u + j];
+                xr[j] = xs[k * 33u + j];
+                xr[16u + j] = xs[k * 33u + 16u + j];
                 sx0 += xr[j];
                 sx1 += xr[16u + j];
             }
