@@ -162,6 +162,43 @@ START_TEST(test_rms_norm)
 }
 END_TEST
 
+START_TEST(test_add_rms_norm)
+{
+    /* x += t written back, then y = rms_norm(x) ⊙ w, as add followed by rms_norm */
+    const uint32_t rows = 3, n = 300;
+    size_t total = (size_t)rows * n;
+    float *x = malloc(total * 4), *t = malloc(total * 4), *ref = malloc(total * 4), *wf = malloc(n * 4);
+    tu_fill_uniform(&g_rng, x, total, -3.0f, 3.0f);
+    tu_fill_uniform(&g_rng, t, total, -1.0f, 1.0f);
+    test_weight tw;
+    make_weight(&tw, GLM_TYPE_F32, n, 1, 1);
+    glm_ref_dequant_row(wf, tw.host, tw.w.type, n);
+    glm_vk_buffer bx = out_buf(total), bt = dev_copy(t, total * 4), bo = out_buf(total);
+    memcpy(bx.map, x, total * 4);
+    glm_ref_add(x, x, t, (int64_t)total);
+    for (uint32_t i = 0; i < rows; i++)
+        glm_ref_rms_norm(ref + (size_t)i * n, x + (size_t)i * n, wf, n, 1e-5f);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_add_rms_norm(g_vk, view(&bo, rows, n), view(&bx, rows, n), view(&bt, rows, n), &tw.w, 1e-5f) ==
+              GLM_OK);
+    /* y on x's buffer is refused */
+    ck_assert_int_eq(glm_vk_add_rms_norm(g_vk, view(&bx, rows, n), view(&bx, rows, n), view(&bt, rows, n), &tw.w, 1e-5f),
+                     GLM_ERR_INVALID);
+    run();
+    check_out(&bo, total, "add_rms_norm");
+    double e = tu_nmse(ref, bo.map, total), ex = tu_nmse(x, bx.map, total);
+    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE && ex <= TOL_VK_ELEMENTWISE_NMSE, "add_rms_norm nmse %.3g, x %.3g", e, ex);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &bt);
+    glm_vk_buffer_destroy(g_vk, &bo);
+    free_weight(&tw);
+    free(x);
+    free(t);
+    free(ref);
+    free(wf);
+}
+END_TEST
+
 START_TEST(test_matvec_all_types)
 {
     static const uint32_t col_blocks[] = { 1, 3, 8 };
@@ -741,6 +778,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_rms_norm);
+    tcase_add_test(tc, test_add_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_matvec_heads);

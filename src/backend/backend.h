@@ -98,6 +98,8 @@ typedef struct glm_backend_ops {
      * followed by add computes it. */
     glm_status (*moe_combine_add)(glm_backend *b, glm_dview y /*[T][N]*/, glm_dview x /*[T*k][N]*/,
                                   glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
+    /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
+    glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
 } glm_backend_ops;
 
 struct glm_backend {

@@ -28,7 +28,8 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
-/* x += MLA(RMSNorm(x)) (§2.2, §2.3); leaves attn_norm in s.a and o_proj output in s.t1. */
+/* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
+ * in s.a and o_proj output in s.t1. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0,
                              glm_dump *d, const char *dir)
 {
@@ -64,8 +65,7 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     GLM_TRY(o->mla_attention(b, at, q, kv->c, kv->kr, L->attn_k_b, L->attn_v_b, &sh, absorbed));
     /* step 11 and the residual */
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
-    GLM_TRY(dump_t(f, d, dir, "attn_out", t1));
-    return o->add(b, x, x, t1);
+    return dump_t(f, d, dir, "attn_out", t1);
 }
 
 /* s.t1 = W_down (SiLU(W_gate a) ⊙ W_up a) with the given buffers (§3.1). */
@@ -138,7 +138,13 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, i
     GLM_TRY(attn_block(f, L, kv, T, pos0, d, dir));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    /* x += attention, then the FFN's norm */
+    if (OPS(f)->add_rms_norm) {
+        GLM_TRY(OPS(f)->add_rms_norm(f->b, a, x, t1, L->ffn_norm, hp->rms_norm_eps));
+    } else {
+        GLM_TRY(OPS(f)->add(f->b, x, x, t1));
+        GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    }
     GLM_TRY(dump_t(f, d, dir, "ffn_norm", a));
     if (L->is_moe)
         GLM_TRY(moe_ffn(f, L, T, d, dir));

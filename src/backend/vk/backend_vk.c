@@ -379,6 +379,15 @@ static glm_status vk_rms_norm(glm_backend *b, glm_dview y, glm_dview x, const gl
     return glm_vk_rms_norm(v->vk, vv(y), vv(x), &wt, eps);
 }
 
+static glm_status vk_add_rms_norm(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(recording(v));
+    return glm_vk_add_rms_norm(v->vk, vv(y), vv(x), vv(t), &wt, eps);
+}
+
 static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
 {
     vk_impl *v = impl(b);
@@ -520,6 +529,7 @@ static const glm_backend_ops k_vk_ops = {
     .argmax = vk_argmax,
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
+    .add_rms_norm = vk_add_rms_norm,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -32,15 +32,29 @@ static bool weight_ok(const glm_vk_weight *w)
            w->row_bytes > 0 && w->offset % 4 == 0 && end <= w->buf->size && end <= UINT32_MAX;
 }
 
-glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps)
+static glm_status rms_norm_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_view *t, const glm_vk_weight *w,
+                               float eps)
 {
-    if (!view_ok(x) || !view_ok(y) || y.rows != x.rows || y.cols != x.cols)
-        return bad("rms_norm", "x and y views do not match or overrun their buffers");
+    if (!view_ok(x) || !view_ok(y) || y.rows != x.rows || y.cols != x.cols ||
+        (t && (!view_ok(*t) || t->rows != x.rows || t->cols != x.cols || y.buf == x.buf)))
+        return bad("rms_norm", "x, t and y views do not match or overrun their buffers");
     if (!weight_ok(w) || w->ncols != x.cols || glm_type_info(w->type)->block != 1)
         return bad("rms_norm", "weight is not a plain row of x.cols elements");
-    glm_vk_rms_norm_push pc = { x.cols, x.rows, eps, (uint32_t)w->type, w->offset, x.off, x.ld, y.off, y.ld, { 0 } };
-    const glm_vk_buffer *b[3] = { x.buf, w->buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 3, &pc, sizeof pc, x.rows, 1, 1);
+    glm_vk_rms_norm_push pc = { x.cols, x.rows, eps, (uint32_t)w->type, w->offset, x.off, x.ld, y.off, y.ld,
+                                t != NULL, t ? t->off : 0, t ? t->ld : 0 };
+    const glm_vk_buffer *b[4] = { x.buf, w->buf, y.buf, t ? t->buf : x.buf };
+    return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 4, &pc, sizeof pc, x.rows, 1, 1);
+}
+
+glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps)
+{
+    return rms_norm_any(vk, y, x, NULL, w, eps);
+}
+
+glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view t, const glm_vk_weight *w,
+                               float eps)
+{
+    return rms_norm_any(vk, y, x, &t, w, eps);
 }
 
 /* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that

@@ -27,7 +27,7 @@ typedef struct glm_vk_weight {
 typedef struct glm_vk_rms_norm_push {
     uint32_t n, rows;
     float eps;
-    uint32_t wtype, w_offset, x_off, x_ld, y_off, y_ld, pad[3];
+    uint32_t wtype, w_offset, x_off, x_ld, y_off, y_ld, has_add, t_off, t_ld;
 } glm_vk_rms_norm_push;
 _Static_assert(sizeof(glm_vk_rms_norm_push) == 48, "mirrors shaders/rms_norm.comp");
 
@@ -91,6 +91,9 @@ _Static_assert(sizeof(glm_vk_mla_mix_push) == 48, "mirrors shaders/mla_mix.comp"
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
+/* The residual add in front: x += t, then y = rms_norm(x) ⊙ w (y must not overlap x). */
+glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view t, const glm_vk_weight *w,
+                               float eps);
 /* y[v] = W_slab · x[v] for every row v of x. */
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
