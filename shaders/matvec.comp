@@ -4,7 +4,7 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 // Matrix-vector products over any weight type, dequantizing in registers (mirrors
-// ref/matmul.c). A workgroup of 64 invocations is cut into slices of p.tpr invocations (a
+// ref/matmul.c). A workgroup of 256 invocations is cut into slices of p.tpr invocations (a
 // power of two, chosen by the host from the row length); each slice computes NR consecutive
 // output rows of one vector. The row is cut into 32-element chunks (a whole block of the
 // 32-element types, one sub-block of the 256-element K types); an invocation takes chunks in
@@ -21,7 +21,8 @@
 // Rows past nrows read the last row again (results dropped), so that every row's loads are
 // unconditional and can be in flight together.
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
-layout(local_size_x = 64) in;
+#define WG 256u
+layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint FUSE = 0;
 #define NR 2u
@@ -42,7 +43,7 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
-shared float red[2u * NR][64];
+shared float red[2u * NR][256];
 // x of the 2·tpr chunks of one step, chunk-major with a pad word so that invocations reading
 // consecutive chunks hit distinct banks (filled with coalesced loads by the whole workgroup)
 shared float xs[128 * 33];
@@ -237,7 +238,7 @@ void main()
 {
     uint tid = gl_LocalInvocationID.x;
     uint lane = tid % p.tpr, slice = tid / p.tpr;
-    uint r0 = (gl_WorkGroupID.x * (64u / p.tpr) + slice) * NR;
+    uint r0 = (gl_WorkGroupID.x * (WG / p.tpr) + slice) * NR;
     uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     uint wbase = p.w_offset + z * p.slab_bytes;
     uint xrow = v;
@@ -266,7 +267,7 @@ void main()
     for (uint base = 0u; base < nchunks; base += step) {
         uint nx = min(step, nchunks - base) * 32u;
         barrier();
-        for (uint i = tid; i < nx; i += 64u)
+        for (uint i = tid; i < nx; i += WG)
             xs[(i >> 5) * 33u + (i & 31u)] = x[xo + base * 32u + i];
         barrier();
         [[unroll]] for (uint u = 0u; u < 2u; u++) {

@@ -55,5 +55,6 @@ void main()
     float scale = 1.0 / sqrt(tot / float(p.n) + p.eps);
     uint bb = blk_bytes(p.wtype);
     for (uint i = tid; i < p.n; i += 256u)
-        y[yb + i] = dequant(p.wtype, p.w_offset + i * bb, 0u) * (x[xb + i] * scale);
+        y[yb + i] = (p.wtype == T_F32 ? uintBitsToFloat(w[(p.w_offset >> 2) + i]) : dequant(p.wtype, p.w_offset + i * bb, 0u)) *
+                    (x[xb + i] * scale);
 }

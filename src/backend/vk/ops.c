@@ -119,7 +119,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w_offset += slab * w->slab_bytes;
         pc.w2_offset += slab * w->slab_bytes;
     }
-    uint32_t rows_per_group = (64 / pc.tpr) * GLM_VK_MATVEC_ROWS;
+    uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, ib };
     return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 4, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);

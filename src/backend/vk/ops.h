@@ -36,7 +36,8 @@ typedef struct glm_vk_matvec_push {
         x_zs, y_zs, tpr, w2_offset, swiglu, pad;
 } glm_vk_matvec_push;
 _Static_assert(sizeof(glm_vk_matvec_push) == 80, "mirrors shaders/matvec.comp");
-#define GLM_VK_MATVEC_ROWS 2 /* NR of shaders/matvec.comp: rows per slice */
+#define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
+#define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
 typedef struct glm_vk_get_rows_push {
     uint32_t type, ncols, row_bytes, w_offset, ids_off, y_off, y_ld, rows;
