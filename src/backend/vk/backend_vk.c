@@ -193,6 +193,7 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
     e->w = (glm_vk_weight){ &a->buf, t->type, (uint32_t)offset, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)nslabs,
                             (uint32_t)rb, (uint32_t)slab };
     index_weight(v, (int32_t)v->n_weights++);
+    glm_load_progress_report(t);
     return GLM_OK;
 }
 
