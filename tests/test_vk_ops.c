@@ -703,6 +703,50 @@ static void chain(glm_vk *vk)
     free(y3);
 }
 
+START_TEST(test_matvec_wide_slices)
+{
+    /* 64 invocations per row: wider than lavapipe's subgroups, so the partial sums also go
+     * through shared memory (the path for devices with small subgroups) */
+    glm_vk *vk2;
+    glm_vk_options o = { .device_index = -1, .validation = true, .matvec_tpr = 64 };
+    ck_assert_msg(glm_vk_create(&vk2, &o) == GLM_OK, "%s", glm_last_error());
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    const uint32_t ncols = 2048 + 32, nrows = 37;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        glm_type t = types[ti];
+        uint32_t nc = glm_type_info(t)->block == 1 ? ncols + 1 : ncols / 256 * 256;
+        uint32_t rb = (uint32_t)glm_row_bytes(t, nc);
+        uint8_t *host = malloc((size_t)rb * nrows);
+        glm_parity_random_blocks(host, t, (size_t)rb * nrows / glm_type_info(t)->bytes, &g_rng.s);
+        glm_vk_buffer bw, bx, by;
+        ck_assert(glm_vk_buffer_create(vk2, &bw, ((size_t)rb * nrows + 3) & ~(size_t)3, true) == GLM_OK);
+        memcpy(bw.map, host, (size_t)rb * nrows);
+        glm_vk_weight w = { &bw, t, 0, nc, nrows, 1, rb, rb * nrows };
+        float *x = malloc(nc * 4), ref[37];
+        tu_fill_uniform(&g_rng, x, nc, -1, 1);
+        ref_rows(ref, host, t, nc, nrows, rb, x);
+        ck_assert(glm_vk_buffer_create(vk2, &bx, nc * 4, true) == GLM_OK);
+        ck_assert(glm_vk_buffer_create(vk2, &by, (nrows + TU_GUARD) * 4, true) == GLM_OK);
+        memcpy(bx.map, x, nc * 4);
+        tu_poison(by.map, nrows + TU_GUARD);
+        ck_assert(glm_vk_begin(vk2) == GLM_OK);
+        ck_assert(glm_vk_matvec(vk2, view(&by, 1, nrows), &w, 0, view(&bx, 1, nc)) == GLM_OK);
+        ck_assert_msg(glm_vk_submit_wait(vk2) == GLM_OK, "%s", glm_last_error());
+        check_out(&by, nrows, "matvec wide");
+        double e = tu_nmse(ref, by.map, nrows);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s, 64 per row: nmse %.3g", glm_type_name(t), e);
+        glm_vk_buffer_destroy(vk2, &bw);
+        glm_vk_buffer_destroy(vk2, &bx);
+        glm_vk_buffer_destroy(vk2, &by);
+        free(host);
+        free(x);
+    }
+    uint32_t msgs = glm_vk_validation_messages(vk2);
+    glm_vk_destroy(vk2);
+    ck_assert_msg(msgs == 0, "%u validation messages", msgs);
+}
+END_TEST
+
 START_TEST(test_dependency_chain)
 {
     chain(g_vk);
@@ -784,6 +828,7 @@ int main(void)
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);
+    tcase_add_test(tc, test_matvec_wide_slices);
     tcase_add_test(tc, test_dependency_chain);
     tcase_add_test(tc, test_get_rows);
     tcase_add_test(tc, test_rope);

@@ -64,6 +64,8 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 {
     uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
     uint32_t best = top, waste = UINT32_MAX;
+    if (glm_vk_matvec_tpr_forced(vk))
+        return glm_vk_matvec_tpr_forced(vk);
     for (uint32_t t = top; t >= 8; t /= 2) {
         uint32_t wst = (n + t - 1) / t * t - n;
         if (wst < waste) {

@@ -50,7 +50,7 @@ struct glm_vk {
     VkPhysicalDevice phys;
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
-    uint32_t subgroup_size;
+    uint32_t subgroup_size, matvec_tpr;
     VkDevice dev;
     VkQueue queue;
     uint32_t queue_family;
@@ -356,6 +356,8 @@ glm_status glm_vk_create(glm_vk **out, const glm_vk_options *opt)
         VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg };
         vkGetPhysicalDeviceProperties2(vk->phys, &p2);
         vk->subgroup_size = sg.subgroupSize ? sg.subgroupSize : 1;
+        uint32_t t = opt ? opt->matvec_tpr : 0;
+        vk->matvec_tpr = t == 8 || t == 16 || t == 32 || t == 64 ? t : 0;
         s = create_device(vk, !(opt && opt->no_push_descriptors));
     }
     if (s != GLM_OK) {
@@ -409,6 +411,7 @@ const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; 
 bool glm_vk_device_is_cpu(const glm_vk *vk) { return vk->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 uint64_t glm_vk_max_buffer(const glm_vk *vk) { return vk->props.limits.maxStorageBufferRange; }
 uint32_t glm_vk_subgroup_size(const glm_vk *vk) { return vk->subgroup_size; }
+uint32_t glm_vk_matvec_tpr_forced(const glm_vk *vk) { return vk->matvec_tpr; }
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk) { return vk->phys; }
 uint32_t glm_vk_validation_messages(const glm_vk *vk) { return vk->validation_messages; }
 bool glm_vk_validation_enabled(const glm_vk *vk) { return vk->messenger != VK_NULL_HANDLE; }

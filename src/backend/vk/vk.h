@@ -19,6 +19,7 @@ typedef struct glm_vk_options {
     int device_index; /* -1: best device; else the index printed by glm_vk_list_devices */
     bool validation;  /* enable VK_LAYER_KHRONOS_validation when installed */
     bool no_push_descriptors; /* bind through a descriptor pool even where VK_KHR_push_descriptor exists */
+    uint32_t matvec_tpr;      /* tests: invocations per matvec row (8..64), 0 = chosen per shape */
 } glm_vk_options;
 
 typedef struct glm_vk_buffer {
@@ -53,6 +54,7 @@ bool glm_vk_device_is_cpu(const glm_vk *vk);
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
 uint32_t glm_vk_subgroup_size(const glm_vk *vk);
+uint32_t glm_vk_matvec_tpr_forced(const glm_vk *vk); /* glm_vk_options.matvec_tpr */
 /* The selected physical device, for callers that query more properties (driver version). */
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk);
 uint32_t glm_vk_validation_messages(const glm_vk *vk); /* count of validation reports so far */
