@@ -5,7 +5,7 @@
 # transformers 5.17 computed in float32 from the BF16 weights the GGUF was made from
 # (golden/default/summary.json "greedy": end-of-generation ids masked, no KV cache; smallest
 # top-2 logit gap 0.053). The same with --mtp (greedy speculative decoding must not change a
-# token), which also reports its draft acceptance. `make run` works on the default model.
+# token), which also reports its draft acceptance; and the text path `make run` takes works.
 # Run from the repo root with GLM47_BIN set.
 set -u
 BIN=${GLM47_BIN:-build/glm47}
