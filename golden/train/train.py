@@ -6,7 +6,7 @@ layer trained jointly on the next-next token, on the Python standard library sou
 machine it runs on, with its own byte-level BPE tokenizer (GLM-4 split, GLM special tokens).
 
 Runs where torch (with a CUDA GPU), transformers 5.17, tokenizers, safetensors and h5py exist
-(the GPU host); no internet. golden/train/README.md gives the exact command.
+(the GPU host); no internet. golden/default/README.md gives the exact command and the results.
 
     python3 golden/train/train.py --out DIR [--minutes 6.5] [--tiny]
 
