@@ -32,13 +32,13 @@ for i in 0 1 2 3; do
   expect_eq "tokenize $i rc" "$rc" 0
   expect_eq "tokenize $i" "$out" "${ids[$i]}"
   p=$(tr ' ' , <<<"${ids[$i]}")
-  out=$("$BIN" run -m "$M" --ids "$p" -n 32 --temp 0 --ignore-eos --print-ids --backend ref); rc=$?
+  out=$("$BIN" run -m "$M" --ids "$p" -n 32 --temp 0 --ignore-eos --print-ids --backend ref 2>"$tmp/err"); rc=$?
   expect_eq "greedy $i rc" "$rc" 0
   expect_eq "greedy $i" "$out" "${want[$i]}"
   out=$("$BIN" run -m "$M" --ids "$p" -n 32 --mtp --ignore-eos --print-ids --backend ref 2>"$tmp/err"); rc=$?
   expect_eq "mtp $i rc" "$rc" 0
   expect_eq "mtp $i" "$out" "${want[$i]}"
-  grep -Eq '^glm47 run: mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\)' "$tmp/err" \
+  grep -Eq '^glm47 run: prompt [0-9]+ tokens .*; mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\)$' "$tmp/err" \
     || { echo "FAIL mtp $i summary: $(cat "$tmp/err")"; fail=1; }
 done
 
