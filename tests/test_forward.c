@@ -17,6 +17,7 @@
 #include "ref/sampler.h"
 #include "tolerances.h"
 #include "util/h5.h"
+#include "util/mtp_check.h"
 #include "util/testutil.h"
 
 static glm_model *open_model(const char *rel)
@@ -340,9 +341,10 @@ END_TEST
 
 START_TEST(test_mtp_greedy_equals_plain)
 {
-    /* §5.3 draft/verify must reproduce plain greedy decoding exactly, whether the drafts are
-     * the MTP block's own (random weights: mostly rejected) or forced to the true next token
-     * (always accepted: exercises the bonus-token and two-row MTP paths), or a mix. */
+    /* §5.3 draft/verify must reproduce plain greedy decoding exactly for every draft length,
+     * whether the drafts are the MTP block's own chain (random weights: mostly rejected),
+     * forced to the true next tokens (always accepted: the bonus token and the longest runs)
+     * or a mix (every accepted length). */
     glm_model *m = open_model("dev/dev-Q8_0.gguf");
     glm_backend *b = NULL;
     ck_assert(glm_backend_create(&b, "ref", m) == GLM_OK);
@@ -352,35 +354,43 @@ START_TEST(test_mtp_greedy_equals_plain)
     int32_t *tokens = read_ids(gold, "prompt1/tokens", &T);
     int32_t *greedy = read_ids(gold, "prompt1/greedy", &n_g);
     check_greedy(m, b, tokens, T, greedy, n_g, "plain");
-    for (int mode = 0; mode < 3; mode++) {
-        glm_forward *f = NULL;
-        ck_assert(glm_forward_create(&f, m, b, T + n_g + 2, T) == GLM_OK);
-        glm_mtp_greedy g;
-        ck_assert_msg(glm_mtp_greedy_start(&g, f, tokens, T, m->eos_ids, m->n_eos) == GLM_OK, "%s",
-                      glm_last_error());
-        int32_t got[64];
-        int n = 0, step = 0;
-        got[n++] = g.last;
-        while (n < n_g) {
-            if (mode == 1 || (mode == 2 && step % 2 == 0))
-                g.draft = greedy[n]; /* the oracle: the true next token */
-            int32_t out[2];
-            int k;
-            ck_assert_msg(glm_mtp_greedy_step(&g, out, &k) == GLM_OK, "%s", glm_last_error());
-            for (int i = 0; i < k; i++)
-                got[n++] = out[i];
-            ck_assert_int_eq(glm_forward_n_past(f), n - 1 + T);
-            ck_assert_int_eq(glm_forward_mtp_n_past(f), n - 1 + T);
-            step++;
-        }
-        for (int i = 0; i < n_g; i++)
-            ck_assert_msg(got[i] == greedy[i], "mode %d: token %d is %d, greedy %d", mode, i, got[i], greedy[i]);
-        printf("mtp greedy mode %d: %lld of %lld drafts accepted\n", mode, g.accepted, g.drafts);
-        if (mode == 1)
-            ck_assert_int_eq(g.accepted, g.drafts);
-        glm_mtp_greedy_free(&g);
-        glm_forward_destroy(f);
-    }
+    const int lens[] = { 1, 2, 3, 4, GLM_MTP_MAX_DRAFT };
+    for (int li = 0; li < 5; li++)
+        for (int mode = TU_DRAFT_OWN; mode <= TU_DRAFT_MIXED; mode++)
+            tu_mtp_check_greedy(m, b, tokens, T, greedy, n_g, lens[li], (tu_draft_mode)mode, "dev Q8_0");
+    /* a draft length outside 1..GLM_MTP_MAX_DRAFT is refused with one line */
+    glm_forward *f = NULL;
+    ck_assert(glm_forward_create(&f, m, b, T + 4, T) == GLM_OK);
+    glm_mtp_greedy g;
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, NULL, 0, GLM_MTP_MAX_DRAFT + 1) == GLM_ERR_INVALID);
+    ck_assert_msg(strstr(glm_last_error(), "draft length") != NULL, "%s", glm_last_error());
+    glm_mtp_greedy_free(&g);
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, NULL, 0, 0) == GLM_ERR_INVALID);
+    glm_mtp_greedy_free(&g);
+    /* near the end of the context the chain shortens: never a verify past it */
+    glm_forward_destroy(f);
+    ck_assert(glm_forward_create(&f, m, b, T + 5, T) == GLM_OK);
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, m->eos_ids, m->n_eos, GLM_MTP_MAX_DRAFT) == GLM_OK);
+    ck_assert_int_eq(g.n_chain, 4); /* verify rows at T .. T+4 */
+    int32_t out[GLM_MTP_MAX_DRAFT + 1];
+    int k;
+    for (int i = 0; i < 4; i++)
+        g.chain[i] = i < 3 ? greedy[1 + i] : (greedy[1 + i] + 1) % (int32_t)m->hp.vocab_size;
+    g.draft = g.chain[0];
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) == GLM_OK);
+    ck_assert_int_eq(k, 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(out[i], greedy[1 + i]);
+    ck_assert_int_eq(g.n_chain, 0);
+    ck_assert_int_eq(glm_forward_n_past(f), T + 4);
+    ck_assert_int_eq(glm_forward_mtp_n_past(f), T + 4);
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) == GLM_OK); /* a plain step fills the last position */
+    ck_assert_int_eq(k, 1);
+    ck_assert_int_eq(out[0], greedy[5]);
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) != GLM_OK);
+    ck_assert_msg(strstr(glm_last_error(), "context") != NULL, "%s", glm_last_error());
+    glm_mtp_greedy_free(&g);
+    glm_forward_destroy(f);
     free(tokens), free(greedy);
     glm_h5_close(gold);
     glm_backend_destroy(b);
