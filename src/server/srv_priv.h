@@ -109,13 +109,14 @@ typedef struct srv_metrics {
     pthread_mutex_t mu;
     uint64_t by_status[600];
     uint64_t prompt_tokens, gen_tokens;
-    uint64_t mtp_drafts, mtp_accepted;
+    uint64_t mtp_drafts, mtp_accepted, mtp_steps;
     srv_hist ttft, tpot;
 } srv_metrics;
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_status(srv_metrics *m, int status);
 void srv_metrics_tokens(srv_metrics *m, int n_prompt, int n_gen);
 void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted);
+void srv_metrics_mtp_steps(srv_metrics *m, long long steps); /* verify forwards */
 void srv_metrics_ttft(srv_metrics *m, double s);
 void srv_metrics_tpot(srv_metrics *m, double s);
 char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded);

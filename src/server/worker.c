@@ -136,7 +136,7 @@ typedef struct gen {
     double t_last;
     srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
     bool mtp;  /* decoded with MTP drafts (spec_generate) */
-    long long drafts, accepted;
+    long long drafts, accepted, steps;
 } gen;
 
 static void add_str_n(cJSON *o, const char *key, const char *s, size_t n)
@@ -417,8 +417,9 @@ static glm_status spec_generate(gen *g)
     const int32_t *p = j->prompt + keep;
     const int np = (int)(j->n_prompt - keep), n_mask = j->ignore_eos ? s->m->n_eos : 0;
     glm_status st = j->sp.temperature > 0
-                        ? glm_mtp_sampled_start(&sg, s->f, p, np, s->m->eos_ids, n_mask, s->smp, j->max_tokens)
-                        : glm_mtp_greedy_start(&sg, s->f, p, np, s->m->eos_ids, n_mask);
+                        ? glm_mtp_sampled_start_n(&sg, s->f, p, np, s->m->eos_ids, n_mask, s->smp, j->max_tokens,
+                                                  s->o.n_draft)
+                        : glm_mtp_greedy_start_n(&sg, s->f, p, np, s->m->eos_ids, n_mask, s->o.n_draft);
     if (st == GLM_OK)
         st = take_token(g, sg.last, hist, j->n_prompt + g->n_gen);
     while (st == GLM_OK && !g->finish) {
@@ -426,7 +427,7 @@ static glm_status spec_generate(gen *g)
             g->finish = "cancelled";
             break;
         }
-        int32_t out[2];
+        int32_t out[GLM_MTP_MAX_DRAFT + 1];
         int n = 0;
         st = glm_mtp_greedy_step(&sg, out, &n);
         for (int i = 0; st == GLM_OK && i < n && !g->finish; i++)
@@ -434,9 +435,11 @@ static glm_status spec_generate(gen *g)
     }
     g->drafts = sg.drafts;
     g->accepted = sg.accepted;
+    g->steps = sg.steps;
     glm_mtp_greedy_free(&sg);
     GLM_TRY(st);
     srv_metrics_mtp(&s->met, g->drafts, g->accepted);
+    srv_metrics_mtp_steps(&s->met, g->steps);
     /* the caches hold final tokens; those past what was taken (an end id, a token past
      * max_tokens) are not in hist */
     int64_t n_final = j->n_prompt + g->n_gen, n_main = glm_forward_n_past(s->f);

@@ -257,7 +257,7 @@ function near(a, b) {
   errShape(await raw('/v1/completions', JSON.stringify({ prompt: [1, 'a'] })), 400, 'mixed prompt array');
 }
 
-// ---- serve --mtp: greedy answers identical to plain decoding, drafts counted
+// ---- serve --mtp --draft 3: greedy answers identical to plain decoding, drafts counted
 {
   const mtp = new OpenAI({ baseURL: `${BASE3}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60000 });
   const reqs = [
@@ -302,6 +302,13 @@ function near(a, b) {
   const drafts = Number(mt.match(/^glm47_mtp_drafts_total (\d+)$/m)[1]);
   const accepted = Number(mt.match(/^glm47_mtp_accepted_total (\d+)$/m)[1]);
   ok(drafts > 200 && accepted >= 1 && accepted <= drafts, '--mtp drafts and acceptance in /metrics', { drafts, accepted });
+  // --draft 3: up to 3 drafts per verify forward; the rate and tokens per forward follow
+  const steps = Number(mt.match(/^glm47_mtp_verify_steps_total (\d+)$/m)[1]);
+  const rate = Number(mt.match(/^glm47_mtp_acceptance_rate ([0-9.]+)$/m)[1]);
+  const tpf = Number(mt.match(/^glm47_mtp_tokens_per_forward ([0-9.]+)$/m)[1]);
+  ok(steps > 0 && drafts <= 3 * steps && drafts > steps && Math.abs(rate - accepted / drafts) < 1e-5 &&
+     Math.abs(tpf - (steps + accepted) / steps) < 1e-5, '--draft 3 verify steps, rate, tokens per forward in /metrics',
+     { drafts, accepted, steps, rate, tpf });
 }
 
 // ---- error classes
