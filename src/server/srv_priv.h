@@ -21,6 +21,7 @@
 #include "tokenizer/bpe.h"
 
 #define SRV_MAX_STOP 4
+#define SRV_MAX_BIAS 300 /* logit_bias entries per request */
 
 /* An error in OpenAI's shape {"error":{"message","type","param","code"}}. */
 typedef struct srv_err {
@@ -52,6 +53,9 @@ typedef struct srv_job {
     bool stream, include_usage, thinking;
     bool ignore_eos; /* llama.cpp's extension: end-of-generation ids are masked, never sampled */
     int logprobs;    /* -1: off; else top alternatives per token (0..GLM_LOGPROBS_MAX_TOP) */
+    int n_bias;      /* logit_bias: added to these ids' logits before sampling or argmax */
+    int32_t bias_id[SRV_MAX_BIAS];
+    float bias[SRV_MAX_BIAS];
     int32_t *prompt;
     int n_prompt, max_tokens;
     glm_sampler_params sp;
@@ -163,5 +167,7 @@ bool srv_api_completion(srv *s, const cJSON *req, srv_job **out, srv_err *e);
 bool srv_api_tokenize(srv *s, const cJSON *req, char **body, srv_err *e);
 bool srv_api_detokenize(srv *s, const cJSON *req, char **body, srv_err *e);
 char *srv_api_models(srv *s, const char *one_id);
+/* The request's logit_bias added to logits[n_vocab] (ids past n_vocab are skipped). */
+void srv_job_apply_bias(const srv_job *j, float *logits, int64_t n_vocab);
 
 #endif

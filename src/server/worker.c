@@ -359,6 +359,7 @@ static glm_status generate(gen *g)
         for (int i = 0; j->ignore_eos && i < s->m->n_eos; i++)
             if (s->m->eos_ids[i] >= 0 && s->m->eos_ids[i] < s->m->hp.vocab_size)
                 s->logits[s->m->eos_ids[i]] = -INFINITY;
+        srv_job_apply_bias(j, s->logits, s->m->hp.vocab_size);
         GLM_TRY(glm_sampler_sample(s->smp, &t, s->logits, hist, n_hist));
         GLM_TRY(take_token(g, t, hist, n_hist));
         if (!g->finish)
@@ -376,8 +377,8 @@ static glm_status generate(gen *g)
  * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
  * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
  * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
- * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
- * argmax). Prefix reuse also needs the MTP rows: row j pairs the hidden state at j with the
+ * rows are not exposed) or logit_bias, or for greedy requests with penalties (MTP greedy
+ * takes the plain argmax). Prefix reuse also needs the MTP rows: row j pairs the hidden state at j with the
  * token at j + 1, so at most n_mtp_valid positions are reused; sampling with penalties
  * prefills the whole prompt, as the penalties look at the history the start is given. */
 static bool penalties_on(const glm_sampler_params *p)
@@ -387,7 +388,7 @@ static bool penalties_on(const glm_sampler_params *p)
 
 static bool spec_usable(const srv *s, const srv_job *j)
 {
-    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
+    return s->o.mtp && j->logprobs < 0 && j->n_bias == 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
 }
 
 static glm_status spec_generate(gen *g)
