@@ -54,9 +54,10 @@ const glm_model *glm_forward_model(const glm_forward *f);
 /* Speculative decoding with MTP drafts (model-spec §5.3, §5.4), mtp.c. Each step verifies
  * up to n_draft drafts in one main-model forward of n_draft + 1 rows: [last, d_1 .. d_k].
  * The drafts are a chain: d_1 comes from the MTP row of the last final position, d_{i+1}
- * from one more MTP row fed the MTP block's own output state for d_i (after its
- * shared_head.norm, as llama.cpp does; chain_prenorm: before it, as vLLM does) at the next
- * position (§5.3 "k > 1"); those chain rows leave the MTP cache once the chain is drafted.
+ * from one more MTP row fed the MTP block's own output state for d_i at the next position
+ * (§5.3 "k > 1"); those chain rows leave the MTP cache once the chain is drafted. The state
+ * is taken after shared_head.norm (llama.cpp's choice; vLLM feeds it before), the same kind
+ * of state as the main model's final-normed h that the block is otherwise fed (§5.2).
  * Invariant between steps: the main cache holds every final token except `last` (the most
  * recent output); the MTP cache holds one row per main position with a final hidden state;
  * `draft` (= chain[0]) and chain[1 .. n_chain) are the guesses for the tokens after `last`.
@@ -78,7 +79,6 @@ typedef struct glm_mtp_greedy {
     int n_draft;      /* drafts per step (the start's n_draft; 1 for the plain start calls) */
     int n_chain;      /* drafts the next step verifies: n_draft, fewer where the context ends */
     int32_t chain[GLM_MTP_MAX_DRAFT];
-    bool chain_prenorm;
     /* sampled mode (glm_mtp_sampled_start): NULL smp means greedy */
     struct glm_sampler *smp;
     float *probs;   /* [2·n_draft + 1][vocab]: target rows 0..n_draft, then the draft

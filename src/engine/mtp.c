@@ -19,10 +19,10 @@
 #include "ref/sampler.h"
 #include "ref/speculative.h"
 
-/* hout: NULL or host [hidden] ← the last row's output state, after shared_head.norm (or
- * before it when prenorm), for a chained draft. */
+/* hout: NULL or host [hidden] ← the last row's output state after shared_head.norm, for a
+ * chained draft. */
 static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *next, int T, float *logits,
-                            bool all_logits, float *hout, bool prenorm, glm_dump *d)
+                            bool all_logits, float *hout, glm_dump *d)
 {
     const glm_model *m = f->m;
     const glm_layer *L = m->mtp;
@@ -43,7 +43,7 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
     if (hout)
-        GLM_TRY(o->download(b, hout, glm_dview_rows(prenorm ? x : fn, T - 1, 1)));
+        GLM_TRY(o->download(b, hout, glm_dview_rows(fn, T - 1, 1)));
     if (logits || d) {
         glm_dview src = (all_logits || d) ? fn : glm_dview_rows(fn, T - 1, 1);
         glm_dview dst = glm_dview_rows(lg, 0, src.rows);
@@ -57,7 +57,7 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
 }
 
 static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
-                           bool all_logits, float *hout, bool prenorm, glm_dump *dump)
+                           bool all_logits, float *hout, glm_dump *dump)
 {
     if (!f->m->mtp || !f->mtp_kv)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
@@ -79,7 +79,7 @@ static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *n
             lg = logits;
         bool end = done + n == T;
         GLM_TRY(mtp_chunk(f, hidden + (int64_t)done * D, next_tokens + done, n, lg, all_logits, end ? hout : NULL,
-                          prenorm, dump));
+                          dump));
         done += n;
     }
     return GLM_OK;
@@ -88,7 +88,7 @@ static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *n
 glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
                            bool all_logits, glm_dump *dump)
 {
-    return mtp_rows(f, hidden, next_tokens, T, logits, all_logits, NULL, false, dump);
+    return mtp_rows(f, hidden, next_tokens, T, logits, all_logits, NULL, dump);
 }
 
 bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
@@ -153,7 +153,7 @@ static glm_status draft_chain(glm_mtp_greedy *g)
     for (int i = 0; i < g->n_chain; i++) {
         if (i > 0) /* one MTP row: its own previous output state with the previous draft */
             GLM_TRY(mtp_rows(f, g->hchain, &g->chain[i - 1], 1, g->logits + (int64_t)(g->n_draft + 1) * V, false,
-                             i + 1 < g->n_chain ? g->hchain : NULL, g->chain_prenorm, NULL));
+                             i + 1 < g->n_chain ? g->hchain : NULL, NULL));
         GLM_TRY(pick_draft(g, i));
     }
     g->draft = g->n_chain > 0 ? g->chain[0] : -1;
@@ -164,8 +164,7 @@ static glm_status draft_chain(glm_mtp_greedy *g)
 static glm_status mtp_then_draft(glm_mtp_greedy *g, const int32_t *toks, int n)
 {
     const int64_t V = g->f->m->hp.vocab_size;
-    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false, g->hchain,
-                     g->chain_prenorm, NULL));
+    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false, g->hchain, NULL));
     return draft_chain(g);
 }
 
