@@ -512,24 +512,12 @@ START_TEST(test_mtp_sampled_distribution)
             glm_mtp_greedy_free(&g);
             glm_forward_destroy(f);
         }
-        /* Pearson chi-square; cells expecting < 5 pooled into one */
-        double chi2 = 0, e_pool = 0;
-        long c_pool = 0;
-        int cells = 0;
-        for (int c = 0; c < 27; c++) {
-            double e = pj[c] * N;
-            if (e < 5) {
-                e_pool += e, c_pool += cnt[c];
-                continue;
-            }
-            chi2 += (cnt[c] - e) * (cnt[c] - e) / e;
-            cells++;
-        }
-        if (e_pool > 0) {
-            chi2 += (c_pool - e_pool) * (c_pool - e_pool) / e_pool;
-            cells++;
-        }
-        const double df = cells - 1, bound = df + TOL_CHI2_SIGMAS * sqrt(2 * df);
+        double want[27];
+        for (int c = 0; c < 27; c++)
+            want[c] = pj[c] * N;
+        int dfi;
+        const double chi2 = tu_chi2_pooled(cnt, want, 27, &dfi), df = dfi;
+        const double bound = df + TOL_CHI2_SIGMAS * sqrt(2 * df);
         printf("mtp sampled n_draft %d: chi2 %.2f (df %.0f, bound %.1f), %lld of %lld drafts accepted, %lld "
                "all-accepted steps\n", k, chi2, df, bound, acc, drafts, bonus);
         fflush(stdout);

@@ -231,24 +231,13 @@ static void run_chain(uint64_t seed, int k, int greedy) {
         }
         cnt[(got[0] * VS + got[1]) * VS + got[2]]++;
     }
-    double chi2 = 0, e_pool = 0;
-    long c_pool = 0;
-    int cells = 0;
+    double want[NJ];
     for (int c = 0; c < NJ; c++) {
         int x1 = c / (VS * VS), x2 = c / VS % VS, x3 = c % VS;
-        double e = (double)trials * p[VS][x1] * p[x1][x2] * p[x2][x3];
-        if (e < 5) {
-            e_pool += e, c_pool += cnt[c];
-            continue;
-        }
-        chi2 += (cnt[c] - e) * (cnt[c] - e) / e;
-        cells++;
+        want[c] = (double)trials * p[VS][x1] * p[x1][x2] * p[x2][x3];
     }
-    if (e_pool > 0) {
-        chi2 += (c_pool - e_pool) * (c_pool - e_pool) / e_pool;
-        cells++;
-    }
-    double df = cells - 1, bound = df + TOL_CHI2_SIGMAS * sqrt(2.0 * df);
+    int dfi;
+    double chi2 = tu_chi2_pooled(cnt, want, NJ, &dfi), df = dfi, bound = df + TOL_CHI2_SIGMAS * sqrt(2.0 * df);
     printf("chain k %d %s drafts: joint of 3 tokens chi2 %.2f (df %.0f, bound %.1f); %.3f tokens per step, "
            "%ld all-accepted steps\n", k, greedy ? "greedy" : "sampled", chi2, df, bound,
            (double)(steps + accepted) / (double)steps, bonus);

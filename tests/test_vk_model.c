@@ -81,20 +81,28 @@ static bool partial_ok(const golden_case *gc)
     return access(tu_golden(gc->model), R_OK) != 0 || access(tu_golden(gc->expect), R_OK) != 0;
 }
 
+/* The case's model, golden file and a Vulkan backend; false when skipped (partial_ok). */
+static bool open_case(const golden_case *gc, glm_model **m, glm_h5 **h, glm_backend **vk)
+{
+    if (partial_ok(gc)) {
+        printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
+        return false;
+    }
+    ck_assert_msg(glm_model_open(m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
+    ck_assert_msg(glm_h5_open(h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
+    ck_assert_msg(glm_backend_vk_create(vk, *m, -1, true) == GLM_OK, "%s", glm_last_error());
+    return true;
+}
+
 START_TEST(test_model_parity)
 {
     const golden_case *gc = &k_cases[_i];
-    if (partial_ok(gc)) {
-        printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
-        return;
-    }
     glm_model *m;
-    ck_assert_msg(glm_model_open(&m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
     glm_h5 *h;
-    ck_assert_msg(glm_h5_open(&h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
     glm_backend *ref, *vk;
+    if (!open_case(gc, &m, &h, &vk))
+        return;
     ck_assert(glm_backend_create(&ref, "ref", m) == GLM_OK);
-    ck_assert_msg(glm_backend_vk_create(&vk, m, -1, true) == GLM_OK, "%s", glm_last_error());
     if (_i == 0)
         printf("vk_model: device %s\n", glm_backend_vk_device_name(vk));
     int64_t V = m->hp.vocab_size;
@@ -153,16 +161,11 @@ END_TEST
 START_TEST(test_mtp_greedy)
 {
     const golden_case *gc = &k_cases[2]; /* dev-Q8_0 */
-    if (partial_ok(gc)) {
-        printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
-        return;
-    }
     glm_model *m;
-    ck_assert_msg(glm_model_open(&m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
     glm_h5 *h;
-    ck_assert_msg(glm_h5_open(&h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
     glm_backend *vk;
-    ck_assert_msg(glm_backend_vk_create(&vk, m, -1, true) == GLM_OK, "%s", glm_last_error());
+    if (!open_case(gc, &m, &h, &vk))
+        return;
     int64_t dims[4];
     int nd;
     int32_t *tokens, *greedy;

@@ -164,7 +164,8 @@ static glm_status draft_chain(glm_mtp_greedy *g)
 static glm_status mtp_then_draft(glm_mtp_greedy *g, const int32_t *toks, int n)
 {
     const int64_t V = g->f->m->hp.vocab_size;
-    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false, g->hchain, NULL));
+    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false,
+                     g->n_draft > 1 ? g->hchain : NULL, NULL));
     return draft_chain(g);
 }
 
