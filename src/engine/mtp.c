@@ -29,7 +29,11 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     const glm_hparams *hp = &m->hp;
     const glm_backend_ops *o = f->b->ops;
     glm_backend *b = f->b;
-    const int64_t D = hp->hidden_size, pos0 = f->mtp_kv->n;
+    const int64_t D = hp->hidden_size;
+    glm_seq *sq = f->cur;
+    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
     glm_dview cat = glm_dview_rows(f->s.cat, 0, T);
     GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
@@ -39,7 +43,7 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     GLM_TRY(o->matmul(b, x, cat, L->nextn_eh_proj, 0));
     if (d)
         GLM_TRY(glm_dump_view(d, b, "mtp/", "eh_out", x));
-    GLM_TRY(glm_fwd_block(f, L, &f->mtp_kv->layers[0], T, pos0, d, "mtp/", -1));
+    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
     if (hout)
@@ -52,20 +56,20 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
             GLM_TRY(glm_dump_view(d, b, "mtp/", "logits", dst));
         GLM_TRY(glm_fwd_logits_out(f, dst, logits, all_logits));
     }
-    f->mtp_kv->n = pos0 + T;
+    sq->mtp.n += T;
     return GLM_OK;
 }
 
 static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
                            bool all_logits, float *hout, glm_dump *dump)
 {
-    if (!f->m->mtp || !f->mtp_kv)
+    if (!f->m->mtp || !f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
     if (T <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: no rows to evaluate");
-    if (f->mtp_kv->n + T > f->mtp_kv->n_ctx)
+    if (f->cur->mtp.n + T > f->n_ctx)
         return glm_errorf(GLM_ERR_INVALID, "mtp: %lld + %d rows exceed the context of %lld",
-                          (long long)f->mtp_kv->n, T, (long long)f->mtp_kv->n_ctx);
+                          (long long)f->cur->mtp.n, T, (long long)f->n_ctx);
     if (dump && T > f->n_batch)
         return glm_errorf(GLM_ERR_INVALID, "mtp: a dump needs all %d rows in one batch (n_batch %d)", T, f->n_batch);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
@@ -92,17 +96,15 @@ glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *n
 }
 
 bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
-int64_t glm_forward_mtp_n_past(const glm_forward *f) { return f->mtp_kv ? f->mtp_kv->n : 0; }
+int64_t glm_forward_mtp_n_past(const glm_forward *f) { return glm_seq_mtp_n_past(f->cur); }
 glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
 {
-    if (!f->mtp_kv)
+    if (!f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "mtp: the model has no MTP layer");
-    return glm_kvcache_truncate(f->mtp_kv, n);
+    return glm_kvseq_truncate(&f->cur->mtp, n);
 }
 
 /* ---- draft/verify with a chain of n_draft drafts (§5.3 greedy, §5.4 sampled) ---- */
-
-static int64_t ctx_of(const glm_forward *f) { return f->kv->n_ctx; }
 
 static void mask_row(const glm_mtp_greedy *g, float *row)
 {
@@ -139,14 +141,17 @@ static glm_status pick_draft(glm_mtp_greedy *g, int i)
     return GLM_OK;
 }
 
-/* After the MTP rows of the newly final positions (the last row's logits in the MTP logits
- * row, its output state in hchain): draft the chain, as long as the next verify fits the
- * context (and, sampled, the history), then drop the chain's MTP rows again. */
+/* On the bound sequence, after the MTP rows of the newly final positions (the last row's
+ * logits in the MTP logits row, its output state in hchain): draft the chain, as long as the
+ * next verify fits the context and one step's rows (and, sampled, the history), then drop
+ * the chain's MTP rows again. */
 static glm_status draft_chain(glm_mtp_greedy *g)
 {
     glm_forward *f = g->f;
     const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
-    int64_t room = ctx_of(f) - pos - 1;
+    int64_t room = glm_forward_n_ctx(f) - pos - 1;
+    if (glm_forward_max_rows(f) - 1 < room)
+        room = glm_forward_max_rows(f) - 1;
     if (g->smp && g->hist_cap - g->n_hist - 1 < room)
         room = g->hist_cap - g->n_hist - 1;
     g->n_chain = room < g->n_draft ? (room > 0 ? (int)room : 0) : g->n_draft;
@@ -248,25 +253,34 @@ glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_
     return glm_mtp_sampled_start_n(g, f, prompt, n, mask, n_mask, smp, max_new, 1);
 }
 
-glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
+glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it)
 {
-    glm_forward *f = g->f;
-    const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
     const int k = g->n_chain;
-    if (glm_forward_mtp_n_past(f) != pos)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)pos,
-                          (long long)glm_forward_mtp_n_past(f));
+    g->pos = glm_seq_n_past(s);
+    if (glm_seq_mtp_n_past(s) != g->pos)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)g->pos,
+                          (long long)glm_seq_mtp_n_past(s));
     if (g->smp && g->n_hist + k + 1 > g->hist_cap)
         return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
     /* step 2: the main model on [last, d_1 .. d_k] */
-    int32_t in[GLM_MTP_MAX_DRAFT + 1], n;
     if (k > 0)
         g->chain[0] = g->draft;
-    in[0] = g->last;
-    memcpy(in + 1, g->chain, sizeof(int32_t) * (size_t)k);
-    GLM_TRY(glm_forward_eval(f, in, k + 1, g->logits, true, g->hidden, NULL));
-    /* step 3: the longest agreeing prefix (greedy) or the §5.4 rule (sampled); target row r
-     * sees the final tokens and d_1 .. d_r */
+    g->in[0] = g->last;
+    memcpy(g->in + 1, g->chain, sizeof(int32_t) * (size_t)k);
+    *it = (glm_step_item){ .seq = s, .tokens = g->in, .n = k + 1, .logits = g->logits, .all_logits = true,
+                           .hidden = g->hidden };
+    return GLM_OK;
+}
+
+/* Steps 3-4 on the bound sequence: acceptance, the caches cut back, MTP rows, the next chain. */
+static glm_status after_verify(glm_mtp_greedy *g, int32_t *out, int *n_out)
+{
+    glm_forward *f = g->f;
+    const int64_t V = f->m->hp.vocab_size;
+    const int k = g->n_chain;
+    int32_t n;
+    /* the longest agreeing prefix (greedy) or the §5.4 rule (sampled); target row r sees the
+     * final tokens and d_1 .. d_r */
     if (!g->smp) {
         for (int r = 0; r <= k; r++)
             mask_row(g, g->logits + (int64_t)r * V);
@@ -285,11 +299,29 @@ glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
     g->accepted += n - 1;
     /* rejected drafts' cache rows go: the cache keeps last and the accepted drafts */
     if (n - 1 < k)
-        GLM_TRY(glm_forward_truncate(f, pos + n));
-    /* step 4: MTP rows for the newly final positions, then the next chain */
+        GLM_TRY(glm_forward_truncate(f, g->pos + n));
     g->last = out[n - 1];
     *n_out = n;
     return mtp_then_draft(g, out, n);
+}
+
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t *out, int *n_out)
+{
+    glm_forward *f = g->f;
+    glm_seq *was = glm_forward_bound(f);
+    glm_forward_bind(f, s);
+    glm_status st = after_verify(g, out, n_out);
+    glm_forward_bind(f, was == &f->own ? NULL : was);
+    return st;
+}
+
+glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
+{
+    glm_seq *s = glm_forward_bound(g->f);
+    glm_step_item it;
+    GLM_TRY(glm_mtp_verify_item(g, s, &it));
+    GLM_TRY(glm_forward_step(g->f, &it, 1));
+    return glm_mtp_after_verify(g, s, out, n_out);
 }
 
 void glm_mtp_greedy_free(glm_mtp_greedy *g)
