@@ -103,11 +103,18 @@
 /* glm47 (reference) vs llama.cpp's CPU backend, greedy decoding of the same files from the
  * same ids (tests/test_llama_greedy.sh, opt-in). llama.cpp rounds activations to 8 bits for
  * quantized matmuls (bf16 for BF16 weights), glm47 keeps float32: teacher-forced logits differ
- * by NMSE ~4e-4..9e-4 (Q8_0, Q4_K_M; 3e-5..5e-5 with BF16 weights), the max |log-prob| gap of
- * likely tokens by 0.06..0.13, more on a row whose MoE routing flips at a near tie. So where
- * the two greedy choices differ, glm47's token must be llama.cpp's runner-up within GAP nats,
- * and such ties stay rare. Observed: PLACEHOLDER. */
+ * by NMSE ~4e-4..9e-4 (Q8_0, Q4_K_M; 3e-5..1e-4 with BF16 weights), the max |log-prob| of
+ * likely tokens by 0.04..0.13, and far more on a row whose MoE experts differ because a router
+ * near tie flipped. So where the two greedy choices differ, glm47's token must be among
+ * llama.cpp's top 8 within GAP nats of its best, or the position's experts must differ between
+ * the engines; such ties must stay rare: per 100 tokens at most TIES_TRAINED for the trained
+ * default model, TIES_RANDOM for random-weight models (flat distributions, many router ties).
+ * Observed over seeds 1-4 (llama.cpp 0.7.0): gaps without an expert flip 0.001..0.106 nats,
+ * with one 0.25..0.33 or outside llama.cpp's top 8; ties per 100 tokens: default model
+ * 0.5..1.6 (192 tokens), dev fixture 6.9..8.3 (72), random 2-layer full-width Q4_K_M
+ * 4.2..16.7 (24). */
 #define TOL_LLAMA_GREEDY_GAP 0.25
-#define TOL_LLAMA_GREEDY_TIES_PER_100 10
+#define TOL_LLAMA_GREEDY_TIES_TRAINED 5
+#define TOL_LLAMA_GREEDY_TIES_RANDOM 30
 
 #endif
