@@ -40,7 +40,20 @@ fail() {
 pkgs=(llama.cpp-tools llama.cpp-tools-extra libllama0 libggml0 libggml0-backend-vulkan libllama-dev libggml-dev
       libc6 libgcc-s1 libstdc++6 libgomp1 libssl3t64 zlib1g libvulkan1)
 
+# DIR/bin/llama-greedy from tools/llama-greedy.c, against the root's headers and libraries
+# (their own glibc needs are met at run time); skipped without cc or the headers
+build_greedy() {
+    local lib=$dir/root/usr/lib/x86_64-linux-gnu
+    command -v cc >/dev/null 2>&1 && [ -f "$src/llama-greedy.c" ] && [ -f "$dir/root/usr/include/llama.h" ] || return 0
+    cc -std=c11 -O2 -Wall -Wextra -I"$dir/root/usr/include" "$src/llama-greedy.c" -o "$dir/bin/llama-greedy" \
+        -L"$lib" -lllama -lggml -lggml-base -lm -Wl,--allow-shlib-undefined -Wl,-rpath-link,"$lib" >"$dir/cc.log" 2>&1
+}
+
 if [ -f "$dir/status" ] && [ "$(cat "$dir/status")" = ok ] && [ -x "$dir/run" ]; then
+    if [ "$src/llama-greedy.c" -nt "$dir/bin/llama-greedy" ]; then
+        dir=$(cd "$dir" && pwd)
+        build_greedy || fail "cannot compile tools/llama-greedy.c, see $dir/cc.log"
+    fi
     echo "llama-fetch: $dir is ready ($(head -n1 "$dir/versions.txt" 2>/dev/null))"
     exit 0
 fi
@@ -111,11 +124,6 @@ WRAP
 chmod +x "$dir/run"
 "$dir/run" llama-cli --version >"$dir/check.log" 2>&1 || fail "the fetched llama-cli does not run, see $dir/check.log"
 
-if command -v cc >/dev/null 2>&1 && [ -f "$src/llama-greedy.c" ] && [ -f "$dir/root/usr/include/llama.h" ]; then
-    # link against the private root's libraries; their own glibc needs are met at run time
-    cc -std=c11 -O2 -Wall -Wextra -I"$dir/root/usr/include" "$src/llama-greedy.c" -o "$dir/bin/llama-greedy" \
-        -L"$lib" -lllama -lggml -lggml-base -lm -Wl,--allow-shlib-undefined -Wl,-rpath-link,"$lib" \
-        >"$dir/cc.log" 2>&1 || fail "cannot compile tools/llama-greedy.c, see $dir/cc.log"
-fi
+build_greedy || fail "cannot compile tools/llama-greedy.c, see $dir/cc.log"
 echo ok >"$dir/status"
 echo "llama-fetch: $(head -n1 "$dir/versions.txt") in $dir"

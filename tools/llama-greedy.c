@@ -187,6 +187,8 @@ int main(int argc, char **argv) {
     }
     const struct llama_vocab *vocab = llama_model_get_vocab(model);
     int n_vocab = llama_vocab_n_tokens(vocab);
+    if (k > n_vocab)
+        k = n_vocab;
     for (int i = 0; i < n_prompt; i++)
         if (ids[i] >= n_vocab) {
             fprintf(stderr, "llama-greedy: token id %d is outside the vocabulary (%d)\n", ids[i], n_vocab);
