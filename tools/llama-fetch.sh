@@ -119,7 +119,8 @@ shift
 p="$dir/root/usr/bin/\$t"
 [ -x "$dir/bin/\$t" ] && p="$dir/bin/\$t"
 [ -x "\$p" ] || { echo "run: no tool \$t in $dir" >&2; exit 2; }
-exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib:$lib/llama" "\$p" "\$@"
+# the root's libraries first; LD_LIBRARY_PATH after them (it may name a GPU driver's directory)
+exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib:$lib/llama\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" "\$p" "\$@"
 WRAP
 chmod +x "$dir/run"
 "$dir/run" llama-cli --version >"$dir/check.log" 2>&1 || fail "the fetched llama-cli does not run, see $dir/check.log"
