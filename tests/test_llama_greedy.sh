@@ -37,14 +37,13 @@ trap 'rm -rf "$tmp"' EXIT
 echo "llama.cpp: $(head -n1 "$ROOT/versions.txt")"
 
 # routing_flips MODEL IDS LLAMA_OPTS... → the MoE layers whose experts for the last position of
-# IDS differ between llama.cpp and glm47 (empty when they agree)
+# IDS differ between llama.cpp and glm47 (empty when they agree, "error" when a tool failed)
 routing_flips() {
     local model=$1 ids=$2
     shift 2
     local last=$(($(tr -cd , <<<"$ids" | wc -c)))
-    "$ROOT/run" llama-greedy -m "$model" --ids "$ids" -n 1 --topk --logits /dev/null "$@" 2>"$tmp/topk" >/dev/null ||
-        return
-    "$BIN" eval -m "$model" --ids "$ids" --dump "$tmp/e.h5" --backend ref >/dev/null 2>&1 || return
+    "$ROOT/run" llama-greedy -m "$model" --ids "$ids" -n 1 --topk --logits /dev/null "$@" 2>"$tmp/topk" >/dev/null &&
+        "$BIN" eval -m "$model" --ids "$ids" --dump "$tmp/e.h5" --backend ref >/dev/null 2>&1 || { echo error; return; }
     local d l a b
     for d in $(h5ls -r "$tmp/e.h5" | awk '$1 ~ /^\/layer\.[0-9]+\/topk_ids$/ { print $1 }'); do
         l=$((10#$(sed 's|^/layer\.\([0-9]*\)/.*|\1|' <<<"$d")))
@@ -86,15 +85,22 @@ compare() {
         while [ $((k + j)) -lt "$n" ] && [ "${g[j]}" = "${ll[k + j]}" ]; do j=$((j + 1)); done
         k=$((k + j))
         [ "$k" -lt "$n" ] || break
-        # a difference at step k: glm47's token among llama.cpp's candidates, gap <= GAP
-        local line gap
+        # a difference at step k: glm47's token among llama.cpp's candidates with gap <= GAP,
+        # or the experts of that position differ
+        local line gap seq=$prompt
+        [ "$k" -eq 0 ] || seq=$(IFS=,; echo "$prompt,${ll[*]:0:k}")
         line=$(sed -n "$((k + 1))p" "$tmp/ll")
         gap=$(awk -v t="${g[j]}" '{ split($2, b, ":"); for (i = 2; i <= NF; i++) { split($i, c, ":");
                 if (c[1] == t) { printf "%.4f", b[2] - c[2]; exit } } print "none" }' <<<"$line")
         local why=
         if [ "$gap" = none ] || awk -v g="$gap" -v t="$GAP" 'BEGIN { exit !(g > t) }'; then
-            why=$(routing_flips "$model" "$(IFS=,; echo "$prompt,${ll[*]:0:k}")" "$@")
+            why=$(routing_flips "$model" "$seq" "$@")
             [ -n "$why" ] || why=none
+        fi
+        if [ "$why" = error ]; then
+            echo "FAIL $model: the expert check failed on ids $seq"
+            fail=1
+            return
         fi
         if [ "$why" = none ]; then
             echo "FAIL $model: prompt $prompt, step $k: glm47 chose ${g[j]}, llama.cpp '$line' (gap $gap > $GAP, same experts)"
