@@ -4,7 +4,8 @@
 # tools/llama-fetch.sh builds (default build/llama, or GLM47_LLAMA_ROOT); without it the test
 # says so and passes, so `make check` never depends on it.
 #
-# Both engines start from the same ids; llama.cpp's greedy run gives N tokens with its top-8
+# Both engines start from the same ids and never choose an end-of-generation id (glm47 run
+# --ignore-eos, llama-greedy --mask-eog); llama.cpp's greedy run gives N tokens with its top-8
 # log-probabilities at each step. glm47 decodes from the prompt; at the first token where the
 # two differ, either glm47's choice is one of llama.cpp's candidates there within
 # TOL_LLAMA_GREEDY_GAP nats of llama.cpp's best (a near tie that llama.cpp's activation
@@ -59,7 +60,7 @@ routing_flips() {
 compare() {
     local model=$1 n=$2 prompt=$3
     shift 3
-    if ! "$ROOT/run" llama-greedy -m "$model" --ids "$prompt" -n "$n" --top 8 "$@" >"$tmp/ll" 2>"$tmp/err"; then
+    if ! "$ROOT/run" llama-greedy -m "$model" --ids "$prompt" -n "$n" --top 8 --mask-eog "$@" >"$tmp/ll" 2>"$tmp/err"; then
         echo "FAIL $model: llama.cpp: $(head -c 300 "$tmp/err")"
         fail=1
         return

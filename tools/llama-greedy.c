@@ -6,6 +6,7 @@
  *
  * Usage: llama-greedy -m MODEL --ids 1,2,3 [-n N] [--top K] [--threads T]
  *                     [--kv KEY=int:V | KEY=float:V]... [--kv-f32] [--logits FILE] [--topk] [--nll]
+ *                     [--mask-eog]
  * --logits writes the logits of every prompt row to FILE (float32, n_prompt x n_vocab, host
  * order), for a teacher-forced comparison with `glm47 eval --dump`. --kv-f32 keeps the KV
  * cache in float32 and turns flash attention off (fewer roundings on llama.cpp's side).
@@ -13,6 +14,8 @@
  * the prompt (a perplexity window, scored as `glm47 perplexity` scores one).
  * --topk prints, on stderr, the experts llama.cpp routes every prompt row to in every MoE
  * layer ("topk LAYER ROW: e1 e2 ..."), to set beside `glm47 eval --dump`'s topk_ids.
+ * --mask-eog never chooses the end-of-generation ids (and leaves them out of the
+ * log-probabilities), as `glm47 run --ignore-eos` masks them.
  * Output: one line per generated token: "ID c1:lp1 c2:lp2 ... cK:lpK" (candidates by
  * log-probability, highest first; ties to the lower id). End-of-generation tokens do not
  * stop it (the caller compares a fixed number of tokens). Errors: one line on stderr, exit 1
@@ -32,7 +35,7 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: llama-greedy -m MODEL --ids 1,2,3 [-n N] [--top K] [--threads T] [--kv KEY=int:V]... "
-                    "[--kv-f32] [--logits FILE] [--topk] [--nll]\n");
+                    "[--kv-f32] [--logits FILE] [--topk] [--nll] [--mask-eog]\n");
     exit(2);
 }
 
@@ -109,17 +112,22 @@ static bool print_topk(struct ggml_tensor *t, bool ask, void *user) {
     return true;
 }
 
-/* The K best of logits[n] as log-probabilities (highest first, ties to the lower id). */
-static void top_k(const float *logits, int n, int k, int *id, double *lp) {
+/* The K best of logits[n] as log-probabilities (highest first, ties to the lower id); ids with
+ * skip[i] set take no part (neither chosen nor in the normalization). */
+static void top_k(const float *logits, const bool *skip, int n, int k, int *id, double *lp) {
     double mx = -INFINITY, sum = 0;
     for (int i = 0; i < n; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
+        if (!skip[i])
+            mx = logits[i] > mx ? logits[i] : mx;
     for (int i = 0; i < n; i++)
-        sum += exp((double)logits[i] - mx);
+        if (!skip[i])
+            sum += exp((double)logits[i] - mx);
     double lse = mx + log(sum);
     for (int j = 0; j < k; j++)
         id[j] = -1;
     for (int i = 0; i < n; i++) {
+        if (skip[i])
+            continue;
         int j = k;
         while (j > 0 && (id[j - 1] < 0 || logits[i] > logits[id[j - 1]]))
             j--;
@@ -137,12 +145,12 @@ int main(int argc, char **argv) {
     long n_gen = 16, k = 4, threads = 2;
     struct llama_model_kv_override kv[MAX_KV + 1];
     int n_kv = 0;
-    bool kv_f32 = false, topk = false, topk_done = false, nll = false;
+    bool kv_f32 = false, topk = false, topk_done = false, nll = false, mask_eog = false;
     memset(kv, 0, sizeof kv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--kv-f32") || !strcmp(a, "--topk") || !strcmp(a, "--nll")) {
-            *(a[2] == 'k' ? &kv_f32 : a[2] == 't' ? &topk : &nll) = true;
+        if (!strcmp(a, "--kv-f32") || !strcmp(a, "--topk") || !strcmp(a, "--nll") || !strcmp(a, "--mask-eog")) {
+            *(a[2] == 'k' ? &kv_f32 : a[2] == 't' ? &topk : a[2] == 'n' ? &nll : &mask_eog) = true;
             continue;
         }
         if (!v)
@@ -189,6 +197,13 @@ int main(int argc, char **argv) {
     int n_vocab = llama_vocab_n_tokens(vocab);
     if (k > n_vocab)
         k = n_vocab;
+    bool *skip = calloc((size_t)n_vocab, sizeof *skip);
+    if (!skip) {
+        fprintf(stderr, "llama-greedy: out of memory\n");
+        return 1;
+    }
+    for (int v = 0; mask_eog && v < n_vocab; v++)
+        skip[v] = llama_vocab_is_eog(vocab, v);
     for (int i = 0; i < n_prompt; i++)
         if (ids[i] >= n_vocab) {
             fprintf(stderr, "llama-greedy: token id %d is outside the vocabulary (%d)\n", ids[i], n_vocab);
@@ -263,7 +278,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "llama-greedy: llama_decode failed at generated token %ld\n", t);
             return 1;
         }
-        top_k(llama_get_logits_ith(ctx, -1), n_vocab, (int)k, cand, lp);
+        top_k(llama_get_logits_ith(ctx, -1), skip, n_vocab, (int)k, cand, lp);
         next[t] = cand[0];
         printf("%d", cand[0]);
         for (int j = 0; j < k; j++)
@@ -271,6 +286,7 @@ int main(int argc, char **argv) {
         printf("\n");
         batch = llama_batch_get_one(next + t, 1);
     }
+    free(skip);
     llama_free(ctx);
     llama_model_free(model);
     llama_backend_free();
