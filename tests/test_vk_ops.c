@@ -236,6 +236,111 @@ START_TEST(test_matvec_id)
 }
 END_TEST
 
+/* ---- tiled matmul (prefill) ---- */
+
+/* The tiled kernels to test: the plain one, and the tensor-core one where the device has it. */
+static int matmul_kernels(void) { return glm_vk_coopmat_available(g_vk) ? 2 : 1; }
+static double matmul_tol(int cm) { return cm ? TOL_VK_MATMUL_CM_NMSE : TOL_VK_MATMUL_NMSE; }
+
+START_TEST(test_matmul_all_types)
+{
+    /* token counts below, at and across the 64-row tile; weight rows likewise */
+    static const uint32_t toks[] = { 9, 70 };
+    static const uint32_t rows[] = { 5, 67 };
+    double worst[2] = { 0, 0 };
+    for (int cm = 0; cm < matmul_kernels(); cm++) {
+        glm_vk_use_coopmat(g_vk, cm);
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            glm_type t = k_all_types[ti];
+            const glm_type_traits *tr = glm_type_info(t);
+            uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
+            for (size_t ri = 0; ri < 2; ri++)
+                for (size_t ki = 0; ki < 2; ki++) {
+                    uint32_t nrows = rows[ri], T = toks[ki], slabs = 2;
+                    test_weight tw;
+                    make_weight(&tw, t, ncols, nrows, slabs);
+                    float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
+                    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
+                    for (uint32_t v = 0; v < T; v++)
+                        ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
+                    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+                    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+                    ck_assert_msg(glm_vk_matmul(g_vk, view(&by, T, nrows), &tw.w, 1, view(&bx, T, ncols)) == GLM_OK,
+                                  "%s", glm_last_error());
+                    run();
+                    size_t n = (size_t)nrows * T;
+                    check_out(&by, n, tr->name);
+                    double e = tu_nmse(ref, by.map, n);
+                    worst[cm] = e > worst[cm] ? e : worst[cm];
+                    ck_assert_msg(e <= matmul_tol(cm), "matmul%s %s rows=%u cols=%u T=%u nmse %.3g", cm ? "_cm" : "",
+                                  tr->name, nrows, ncols, T, e);
+                    glm_vk_buffer_destroy(g_vk, &bx);
+                    glm_vk_buffer_destroy(g_vk, &by);
+                    free_weight(&tw);
+                    free(x);
+                    free(ref);
+                }
+        }
+        printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
+    }
+    glm_vk_use_coopmat(g_vk, true);
+}
+END_TEST
+
+START_TEST(test_matmul_id_grouped)
+{
+    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group)
+     * and, in the second round, repeated experts within a token (more rows than tokens) */
+    const uint32_t T = 70, k = 4, E = 7, nrows = 67;
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
+    for (int cm = 0; cm < matmul_kernels(); cm++) {
+        glm_vk_use_coopmat(g_vk, cm);
+        double worst = 0;
+        for (int round = 0; round < 2; round++)
+            for (int per_pair = 0; per_pair < 2; per_pair++) {
+                glm_type t = types[(size_t)(2 * round + per_pair) % 3];
+                uint32_t ncols = 256;
+                test_weight tw;
+                make_weight(&tw, t, ncols, nrows, E);
+                uint32_t xrows = per_pair ? T * k : T;
+                float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)T * k * nrows * 4);
+                tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
+                int32_t *ids = malloc((size_t)T * k * 4);
+                for (uint32_t i = 0; i < T * k; i++) {
+                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 1));
+                    ids[i] = e >= 3 ? e + 1 : e;
+                }
+                for (uint32_t i = 0; i < T * k; i++)
+                    ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
+                uint64_t ng = glm_vk_moe_group_ints(T, k, E);
+                glm_vk_buffer bx = dev_copy(x, (size_t)xrows * ncols * 4), bi = dev_copy(ids, (size_t)T * k * 4);
+                glm_vk_buffer by = out_buf((size_t)T * k * nrows), bg;
+                ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
+                ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+                ck_assert_msg(glm_vk_matmul_id(g_vk, view(&by, T * k, nrows), &tw.w, view(&bx, xrows, ncols),
+                                               view(&bi, T, k), view(&bg, 1, (uint32_t)ng)) == GLM_OK,
+                              "%s", glm_last_error());
+                run();
+                check_out(&by, (size_t)T * k * nrows, "matmul_id");
+                double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
+                worst = e > worst ? e : worst;
+                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d nmse %.3g", cm ? "_cm" : "",
+                              glm_type_name(t), round, per_pair, e);
+                glm_vk_buffer_destroy(g_vk, &bx);
+                glm_vk_buffer_destroy(g_vk, &bi);
+                glm_vk_buffer_destroy(g_vk, &by);
+                glm_vk_buffer_destroy(g_vk, &bg);
+                free_weight(&tw);
+                free(x);
+                free(ref);
+                free(ids);
+            }
+        printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm ? " (tensor cores)" : "", worst);
+    }
+    glm_vk_use_coopmat(g_vk, true);
+}
+END_TEST
+
 START_TEST(test_get_rows)
 {
     static const glm_type types[] = { GLM_TYPE_BF16, GLM_TYPE_Q8_0, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K };
@@ -512,6 +617,9 @@ START_TEST(test_rejects_bad_shapes)
     ck_assert_int_eq(glm_vk_matvec(g_vk, view(&b, 1, 2), &w, 0, view(&b, 1, 100)), GLM_ERR_INVALID);
     w = (glm_vk_weight){ &b, GLM_TYPE_IQ2_XXS, 0, 256, 1, 1, 66, 66 };
     ck_assert_int_eq(glm_vk_matvec(g_vk, view(&b, 1, 1), &w, 0, view(&b, 1, 256)), GLM_ERR_INVALID);
+    /* the tiled path takes whole 32-column chunks only */
+    w = (glm_vk_weight){ &b, GLM_TYPE_F32, 0, 40, 2, 1, 160, 320 };
+    ck_assert_int_eq(glm_vk_matmul(g_vk, view(&b, 2, 2), &w, 0, view(&b, 2, 40)), GLM_ERR_INVALID);
     /* a view past the end of its buffer */
     ck_assert_int_eq(glm_vk_eltwise(g_vk, GLM_VK_ADD, view(&b, 2, 200), view(&b, 2, 200), view(&b, 2, 200)),
                      GLM_ERR_INVALID);
@@ -529,6 +637,8 @@ int main(void)
     tcase_add_test(tc, test_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
+    tcase_add_test(tc, test_matmul_all_types);
+    tcase_add_test(tc, test_matmul_id_grouped);
     tcase_add_test(tc, test_get_rows);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_eltwise);

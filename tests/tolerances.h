@@ -28,6 +28,8 @@
  * matvec over all 16 weight types and the shape table 1e-13..6e-13. */
 #define TOL_VK_ELEMENTWISE_NMSE 1e-10
 #define TOL_VK_MATVEC_NMSE 1e-9
+#define TOL_VK_MATMUL_NMSE 1e-9
+#define TOL_VK_MATMUL_CM_NMSE 1e-5
 /* Absorbed MLA on the GPU vs the naive reference (different but exact algebra, float32):
  * observed on lavapipe 2.7e-14..5.9e-14 (prefill, decode at pos 70). ARCHITECTURE.md's starting bound is 5e-4. */
 #define TOL_VK_ATTENTION_NMSE 1e-9

@@ -49,6 +49,7 @@ typedef struct vk_impl {
     uint32_t rope_positions, rope_dim;
     float rope_theta;
     glm_vk_buffer scratch; /* MLA */
+    glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     uint64_t ids_cap;
 } vk_impl;
@@ -235,6 +236,7 @@ static void vk_destroy(glm_backend *b)
         free(v->weights);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
+        glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_destroy(v->vk);
         free(v);
@@ -325,6 +327,14 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
+    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&wt)) {
+        uint64_t n = glm_vk_moe_group_ints((uint32_t)ids.rows, (uint32_t)ids.cols, wt.nslabs ? wt.nslabs : 1);
+        GLM_TRY(ensure(v, &v->group, n * 4, false));
+        GLM_TRY(recording(v));
+        v->pending++; /* two dispatches */
+        glm_vk_view g = { &v->group, 0, 1, (uint32_t)n, (uint32_t)n };
+        return glm_vk_matmul_id(v->vk, vv(y), &wt, vv(x), vv(ids), g);
+    }
     GLM_TRY(recording(v));
     return glm_vk_matvec_id(v->vk, vv(y), &wt, vv(x), vv(ids));
 }

@@ -74,12 +74,70 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
 
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
 {
+    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(w))
+        return glm_vk_matmul(vk, y, w, slab, x);
     return matvec_any(vk, y, w, slab, x, NULL);
 }
 
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids)
 {
     return matvec_any(vk, y, w, 0, x, &ids);
+}
+
+/* ---- tiled matmul (prefill) ---- */
+
+#define MM_TILE 64u /* weight rows and token rows per workgroup (BM, BN of matmul_tile.glsl) */
+
+bool glm_vk_matmul_fits(const glm_vk_weight *w) { return w->ncols % 32 == 0 && weight_ok(w); }
+
+static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t gy,
+                                uint32_t gz)
+{
+    glm_vk_kernel k = glm_vk_coopmat_enabled(vk) ? GLM_VK_MATMUL_CM : GLM_VK_MATMUL;
+    return glm_vk_dispatch_variant(vk, k, pc->type, b, 4, pc, sizeof *pc, (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+}
+
+glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
+{
+    if (!glm_vk_matmul_fits(w))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan matmul: %s weight of %u columns is malformed, outside its buffer or "
+                          "not a multiple of 32 columns", glm_type_name(w->type), w->ncols);
+    if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows || y.rows != x.rows ||
+        slab >= (w->nslabs ? w->nslabs : 1))
+        return bad("matmul", "x or y view does not match the weight, overruns its buffer, or slab out of range");
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
+                              w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
+    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, 1);
+}
+
+uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
+{
+    /* counts[E], offsets[E], tiles[E+1], pairs[T·k] */
+    return 3ull * n_exp + 1 + (uint64_t)T * k;
+}
+
+glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
+                            glm_vk_view group)
+{
+    uint32_t E = w->nslabs ? w->nslabs : 1;
+    if (!glm_vk_matmul_fits(w))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan matmul_id: %s weight of %u columns is malformed, outside its buffer "
+                          "or not a multiple of 32 columns", glm_type_name(w->type), w->ncols);
+    if (!view_ok(x) || !view_ok(y) || !view_ok(ids) || !view_ok(group) || x.cols != w->ncols || y.cols != w->nrows ||
+        y.rows != ids.rows * ids.cols || (x.rows != ids.rows && x.rows != y.rows))
+        return bad("matmul_id", "ids, x and y row counts disagree or overrun their buffers");
+    if (E > 256 || group.ld != group.cols || (uint64_t)group.rows * group.cols < glm_vk_moe_group_ints(ids.rows, ids.cols, E))
+        return bad("matmul_id", "more than 256 experts, or the group scratch is too small");
+    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, MM_TILE, 0 };
+    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
+    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
+    uint32_t mode = x.rows == ids.rows && ids.cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1); /* as matvec_any */
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
+    /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
+    return matmul_record(vk, &pc, b, (y.rows + MM_TILE - 1) / MM_TILE + E, 1);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)

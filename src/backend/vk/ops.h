@@ -37,6 +37,17 @@ typedef struct glm_vk_matvec_push {
 } glm_vk_matvec_push;
 _Static_assert(sizeof(glm_vk_matvec_push) == 64, "mirrors shaders/matvec.comp");
 
+typedef struct glm_vk_matmul_push {
+    uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
+        pad;
+} glm_vk_matmul_push;
+_Static_assert(sizeof(glm_vk_matmul_push) == 64, "mirrors shaders/matmul_tile.glsl");
+
+typedef struct glm_vk_moe_group_push {
+    uint32_t T, k, n_exp, ids_off, ids_ld, g_off, tile, pad;
+} glm_vk_moe_group_push;
+_Static_assert(sizeof(glm_vk_moe_group_push) == 32, "mirrors shaders/moe_group.comp");
+
 typedef struct glm_vk_get_rows_push {
     uint32_t type, ncols, row_bytes, w_offset, ids_off, y_off, y_ld, rows;
 } glm_vk_get_rows_push;
@@ -94,6 +105,19 @@ glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_v
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids);
+/* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
+ * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
+ * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
+#define GLM_VK_MATMUL_MIN_ROWS 8u
+bool glm_vk_matmul_fits(const glm_vk_weight *w);
+glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
+/* int32 scratch elements the grouped glm_vk_matmul_id needs for T tokens, k slots, E experts. */
+uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
+/* glm_vk_matvec_id's product for many tokens: the (token, slot) pairs are grouped by expert on
+ * the device (moe_group.comp, into `group`, an int32 view of glm_vk_moe_group_ints elements)
+ * and each expert's rows run as tiles of one matmul dispatch. Records two dispatches. */
+glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
+                            glm_vk_view group);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
 /* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]. */

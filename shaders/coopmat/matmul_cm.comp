@@ -1,0 +1,74 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+// matmul.comp on tensor cores (VK_KHR_cooperative_matrix): the same tiles, modes and
+// dequantization (matmul_tile.glsl), with the weight and activation tiles held in shared
+// memory as float16 and multiplied as 16×16×16 float16 fragments accumulating in float32.
+// Four subgroups of 32 invocations; subgroup s owns tokens 32·(s/2) .. +32 × weight rows
+// 32·(s%2) .. +32 of the 64 × 64 tile (2 × 2 fragments). The host selects this pipeline only
+// where the device lists that fragment shape and a subgroup size of 32.
+// Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
+#define BM 64u
+#define BN 64u
+#define WG_SIZE 128u
+#define LDS 40u // float16 row stride of the shared tiles (32 + 8: fewer bank conflicts)
+layout(local_size_x = 128) in;
+
+#include "../matmul_tile.glsl"
+
+shared float16_t ws[BM * LDS]; // ws[m·LDS + k] = W[m0 + m][32c + k]
+shared float16_t xs[BN * LDS]; // xs[s·LDS + k] = x[slot s][32c + k]
+shared float cs[BN * (BM + 4u)]; // the finished tile, cs[s·(BM+4) + m]
+
+void main()
+{
+    uint wbase;
+    if (!tile_rows(wbase))
+        return;
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
+    uint m0 = gl_WorkGroupID.x * BM;
+    uint sn = 32u * (sg / 2u), sm = 32u * (sg % 2u);
+    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[2][2];
+    for (uint i = 0u; i < 2u; i++)
+        for (uint j = 0u; j < 2u; j++)
+            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+    barrier(); // tok_x / tok_y written
+    uint nchunks = p.ncols / 32u;
+    float v[8];
+    for (uint c = 0u; c < nchunks; c++) {
+        for (uint idx = tid; idx < BM * 4u; idx += WG_SIZE) {
+            uint r = idx / 4u, q = idx % 4u;
+            load_w8(wbase, m0 + r, c, q, v);
+            for (uint j = 0u; j < 8u; j++)
+                ws[r * LDS + 8u * q + j] = float16_t(v[j]);
+            load_x8(r, c, q, v);
+            for (uint j = 0u; j < 8u; j++)
+                xs[r * LDS + 8u * q + j] = float16_t(v[j]);
+        }
+        barrier();
+        for (uint kk = 0u; kk < 32u; kk += 16u) {
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[2];
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> b[2];
+            for (uint i = 0u; i < 2u; i++)
+                coopMatLoad(a[i], xs, (sn + 16u * i) * LDS + kk, LDS, gl_CooperativeMatrixLayoutRowMajor);
+            for (uint j = 0u; j < 2u; j++) // B[k][m] = ws[m][k]: column-major
+                coopMatLoad(b[j], ws, (sm + 16u * j) * LDS + kk, LDS, gl_CooperativeMatrixLayoutColumnMajor);
+            for (uint i = 0u; i < 2u; i++)
+                for (uint j = 0u; j < 2u; j++)
+                    acc[i][j] = coopMatMulAdd(a[i], b[j], acc[i][j]);
+        }
+        barrier();
+    }
+    for (uint i = 0u; i < 2u; i++)
+        for (uint j = 0u; j < 2u; j++)
+            coopMatStore(acc[i][j], cs, (sn + 16u * i) * (BM + 4u) + sm + 16u * j, BM + 4u,
+                         gl_CooperativeMatrixLayoutRowMajor);
+    barrier();
+    for (uint idx = tid; idx < BN * BM; idx += WG_SIZE) {
+        uint s = idx / BM, m = idx % BM;
+        store_y(s, m0 + m, cs[s * (BM + 4u) + m]);
+    }
+}

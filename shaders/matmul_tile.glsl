@@ -1,0 +1,158 @@
+// Shared by matmul.comp and coopmat/matmul_cm.comp: the bindings, the push constants (mirror
+// glm_vk_matmul_push in src/backend/vk/ops.h), 8-element dequantization of a weight row
+// chunk, and the token-row bookkeeping of a tile. A tile is BM weight rows × BN token rows;
+// the shared dimension advances 32 columns (one chunk) at a time.
+//   mode 0: y[t][r] = W_slab[r] · x[t]                     (t < ntok)
+//   mode 1: grouped experts, pair v = t·k + j listed under expert e = ids[t][j]:
+//           y[v][r] = W_e[r] · x[v / k]
+//   mode 2: as mode 1 with y[v][r] = W_e[r] · x[v]
+// Grouped modes read counts[E], offsets[E], tiles[E+1] and the pair list at g_off of
+// binding 3, written by moe_group.comp for tiles of BN = 64 rows.
+layout(constant_id = 0) const uint TYPE = 0;
+
+layout(std430, binding = 0) readonly buffer W { uint w[]; };
+layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 3) readonly buffer G { int g[]; };
+
+layout(push_constant) uniform P {
+    uint type, ncols, nrows, row_bytes;
+    uint w_offset, slab_bytes;
+    uint x_off, x_ld, y_off, y_ld;
+    uint ntok, mode, k, g_off, n_exp, pad;
+} p;
+
+#include "dequant.glsl"
+
+// Elements 8q .. 8q+7 of 32-element chunk c of the weight row starting at byte `row`.
+// Specialized for the types of GLM-4.7-Flash's quantizations; others go element-wise.
+void deq8(uint row, uint c, uint q, out float v[8])
+{
+    uint j0 = 8u * q;
+    if (TYPE == T_Q8_0) {
+        uint b = row + c * 34u;
+        float d = rdf16(b);
+        for (uint j = 0u; j < 8u; j++)
+            v[j] = d * float(sx8(rd8(b + 2u + j0 + j)));
+    } else if (TYPE == T_Q5_0) {
+        uint b = row + c * 22u;
+        float d = rdf16(b);
+        uint qh = rd32(b + 2u);
+        for (uint j = 0u; j < 8u; j++) {
+            uint i = j0 + j;
+            uint qv = (i < 16u ? rd8(b + 6u + i) & 15u : rd8(b + 6u + i - 16u) >> 4) | (((qh >> i) & 1u) << 4);
+            v[j] = d * (float(qv) - 16.0);
+        }
+    } else if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        uint b = row + (c / 8u) * (TYPE == T_Q4_K ? 144u : 176u), sub = c % 8u, pp = sub / 2u, sh = 4u * (sub % 2u);
+        float sc, mn;
+        scale_min_k4(b + 4u, sub, sc, mn);
+        float d = rdf16(b) * sc, m = rdf16(b + 2u) * mn;
+        uint qs = b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp;
+        for (uint j = 0u; j < 8u; j++) {
+            uint l = j0 + j;
+            uint n = (rd8(qs + l) >> sh) & 15u;
+            if (TYPE == T_Q5_K)
+                n += 16u * ((rd8(b + 16u + l) >> sub) & 1u);
+            v[j] = d * float(n) - m;
+        }
+    } else if (TYPE == T_Q6_K) {
+        uint b = row + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
+        uint L = b + 64u * h + (kk % 2u) * 32u, H = b + 128u + 32u * h, sh = 4u * (kk / 2u);
+        float d = rdf16(b + 208u) * float(sx8(rd8(b + 192u + 2u * sub + q / 2u)));
+        for (uint j = 0u; j < 8u; j++) {
+            uint l = j0 + j;
+            uint qv = ((rd8(L + l) >> sh) & 15u) | (((rd8(H + l) >> (2u * kk)) & 3u) << 4);
+            v[j] = d * (float(qv) - 32.0);
+        }
+    } else {
+        uint E = blk_elems(TYPE), B = blk_bytes(TYPE);
+        for (uint j = 0u; j < 8u; j++) {
+            uint i = c * 32u + j0 + j;
+            v[j] = dequant(TYPE, row + (i / E) * B, i % E);
+        }
+    }
+}
+
+// The tile's token rows: slot s (< BN) reads x row tok_x[s] and writes y row tok_y[s];
+// -1 marks an empty slot. Filled by tile_rows() before the first barrier.
+shared int tok_x[BN];
+shared int tok_y[BN];
+
+// Sets up the tile of workgroup (gl_WorkGroupID.x, .y): returns false when it is empty
+// (every invocation returns the same value, so the caller may exit before any barrier).
+// Grouped modes: .y numbers the tiles of all experts in turn (tiles[e] .. tiles[e+1]-1 are
+// expert e's); the grid has more than enough, and the surplus exits here.
+// wbase receives the byte offset of the weight slab.
+bool tile_rows(out uint wbase)
+{
+    uint ty = gl_WorkGroupID.y, n0 = ty * BN;
+    wbase = p.w_offset;
+    uint count = p.ntok, first = 0u;
+    if (p.mode != 0u) {
+        uint tb = p.g_off + 2u * p.n_exp; // tiles[0 .. E]
+        if (ty >= uint(g[tb + p.n_exp]))
+            return false;
+        uint lo = 0u, hi = p.n_exp - 1u; // the last e with tiles[e] <= ty (empty experts share it)
+        while (lo < hi) {
+            uint mid = (lo + hi + 1u) / 2u;
+            if (uint(g[tb + mid]) <= ty)
+                lo = mid;
+            else
+                hi = mid - 1u;
+        }
+        n0 = (ty - uint(g[tb + lo])) * BN;
+        count = uint(g[p.g_off + lo]);
+        first = uint(g[p.g_off + p.n_exp + lo]);
+        wbase += lo * p.slab_bytes;
+    }
+    if (n0 >= count)
+        return false;
+    for (uint s = gl_LocalInvocationID.x; s < BN; s += WG_SIZE) {
+        int xr = -1, yr = -1;
+        if (n0 + s < count) {
+            if (p.mode == 0u) {
+                xr = yr = int(n0 + s);
+            } else {
+                int v = g[p.g_off + 3u * p.n_exp + 1u + first + n0 + s];
+                yr = v;
+                xr = p.mode == 1u ? v / int(p.k) : v;
+            }
+        }
+        tok_x[s] = xr;
+        tok_y[s] = yr;
+    }
+    return true;
+}
+
+// Chunk c of weight row m (zeros past nrows), elements 8q..8q+7.
+void load_w8(uint wbase, uint m, uint c, uint q, out float v[8])
+{
+    if (m < p.nrows) {
+        deq8(wbase + m * p.row_bytes, c, q, v);
+    } else {
+        for (uint j = 0u; j < 8u; j++)
+            v[j] = 0.0;
+    }
+}
+
+// Columns 32c + 8q .. +7 of the x row in slot s (zeros for an empty slot).
+void load_x8(uint s, uint c, uint q, out float v[8])
+{
+    int t = tok_x[s];
+    if (t >= 0) {
+        uint o = p.x_off + uint(t) * p.x_ld + c * 32u + 8u * q;
+        for (uint j = 0u; j < 8u; j++)
+            v[j] = x[o + j];
+    } else {
+        for (uint j = 0u; j < 8u; j++)
+            v[j] = 0.0;
+    }
+}
+
+void store_y(uint s, uint m, float v)
+{
+    int t = tok_y[s];
+    if (t >= 0 && m < p.nrows)
+        y[p.y_off + uint(t) * p.y_ld + m] = v;
+}
