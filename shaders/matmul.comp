@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // Tiled matrix products for many token rows (prefill): a workgroup computes 64 weight rows ×
 // 64 token rows. Each 32-column step dequantizes the weight tile once into shared memory
 // (float32) and reuses it for all 64 tokens, so weights are read once per 64 tokens instead
@@ -26,33 +27,33 @@ void main()
     uint lr = tid / 4u, lq = tid % 4u; // loader: row lr, elements 8·lq .. 8·lq+7
     uint tm = tid % 16u, tn = tid / 16u;
     float acc[4][4];
-    for (uint i = 0u; i < 4u; i++)
-        for (uint j = 0u; j < 4u; j++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
             acc[i][j] = 0.0;
     barrier(); // tok_x / tok_y written
     uint nchunks = p.ncols / 32u;
     float v[8];
     for (uint c = 0u; c < nchunks; c++) {
         load_w8(wbase, m0 + lr, c, lq, v);
-        for (uint j = 0u; j < 8u; j++)
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
             ws[8u * lq + j][lr] = v[j];
         load_x8(lr, c, lq, v);
-        for (uint j = 0u; j < 8u; j++)
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
             xs[8u * lq + j][lr] = v[j];
         barrier();
-        for (uint kk = 0u; kk < 32u; kk++) {
+        [[unroll]] for (uint kk = 0u; kk < 32u; kk++) {
             float a[4], b[4];
-            for (uint i = 0u; i < 4u; i++) {
+            [[unroll]] for (uint i = 0u; i < 4u; i++) {
                 a[i] = ws[kk][tm + 16u * i];
                 b[i] = xs[kk][tn + 16u * i];
             }
-            for (uint i = 0u; i < 4u; i++)
-                for (uint j = 0u; j < 4u; j++)
+            [[unroll]] for (uint i = 0u; i < 4u; i++)
+                [[unroll]] for (uint j = 0u; j < 4u; j++)
                     acc[i][j] += a[i] * b[j];
         }
         barrier();
     }
-    for (uint i = 0u; i < 4u; i++)
-        for (uint j = 0u; j < 4u; j++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
             store_y(tn + 16u * j, m0 + tm + 16u * i, acc[i][j]);
 }

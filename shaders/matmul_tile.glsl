@@ -24,50 +24,77 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
+// The 32-bit little-endian word at any byte offset (two loads when it straddles words).
+uint rdw(uint off)
+{
+    uint i = off >> 2, sh = (off & 3u) * 8u;
+    uint lo = w[i];
+    return sh == 0u ? lo : (lo >> sh) | (w[i + 1u] << (32u - sh));
+}
+
+// Byte i (< 12) of three words.
+uint byte3(uvec3 s, uint i) { return (s[i / 4u] >> (8u * (i % 4u))) & 0xffu; }
+
 // Elements 8q .. 8q+7 of 32-element chunk c of the weight row starting at byte `row`.
-// Specialized for the types of GLM-4.7-Flash's quantizations; others go element-wise.
+// Specialized for the types of GLM-4.7-Flash's quantizations (whole words, 8 codes from two);
+// others go element-wise through dequant().
 void deq8(uint row, uint c, uint q, out float v[8])
 {
     uint j0 = 8u * q;
     if (TYPE == T_Q8_0) {
         uint b = row + c * 34u;
         float d = rdf16(b);
-        for (uint j = 0u; j < 8u; j++)
-            v[j] = d * float(sx8(rd8(b + 2u + j0 + j)));
+        uvec2 qs = uvec2(rdw(b + 2u + j0), rdw(b + 6u + j0));
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[j] = d * float(sx8((qs[j / 4u] >> (8u * (j % 4u))) & 0xffu));
     } else if (TYPE == T_Q5_0) {
         uint b = row + c * 22u;
         float d = rdf16(b);
-        uint qh = rd32(b + 2u);
-        for (uint j = 0u; j < 8u; j++) {
-            uint i = j0 + j;
-            uint qv = (i < 16u ? rd8(b + 6u + i) & 15u : rd8(b + 6u + i - 16u) >> 4) | (((qh >> i) & 1u) << 4);
+        uint qh = rdw(b + 2u) >> j0, sh = q >= 2u ? 4u : 0u;
+        uvec2 qs = uvec2(rdw(b + 6u + 8u * (q % 2u)), rdw(b + 10u + 8u * (q % 2u)));
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint qv = ((qs[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) | (((qh >> j) & 1u) << 4);
             v[j] = d * (float(qv) - 16.0);
         }
     } else if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        // blocks of 144 / 176 bytes: every field is word-aligned
         uint b = row + (c / 8u) * (TYPE == T_Q4_K ? 144u : 176u), sub = c % 8u, pp = sub / 2u, sh = 4u * (sub % 2u);
+        uint bw = b >> 2;
+        vec2 dm = unpackHalf2x16(w[bw]);
+        uvec3 sc3 = uvec3(w[bw + 1u], w[bw + 2u], w[bw + 3u]);
         float sc, mn;
-        scale_min_k4(b + 4u, sub, sc, mn);
-        float d = rdf16(b) * sc, m = rdf16(b + 2u) * mn;
-        uint qs = b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp;
-        for (uint j = 0u; j < 8u; j++) {
-            uint l = j0 + j;
-            uint n = (rd8(qs + l) >> sh) & 15u;
+        if (sub < 4u) {
+            sc = float(byte3(sc3, sub) & 63u);
+            mn = float(byte3(sc3, sub + 4u) & 63u);
+        } else {
+            sc = float((byte3(sc3, sub + 4u) & 15u) | ((byte3(sc3, sub - 4u) >> 6) << 4));
+            mn = float((byte3(sc3, sub + 4u) >> 4) | ((byte3(sc3, sub) >> 6) << 4));
+        }
+        float d = dm.x * sc, m = dm.y * mn;
+        uint qw = (b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp + j0) >> 2;
+        uvec2 qs = uvec2(w[qw], w[qw + 1u]);
+        uvec2 hb = uvec2(0u);
+        if (TYPE == T_Q5_K)
+            hb = uvec2(w[(b + 16u + j0) >> 2], w[((b + 16u + j0) >> 2) + 1u]);
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint n = (qs[j / 4u] >> (8u * (j % 4u) + sh)) & 15u;
             if (TYPE == T_Q5_K)
-                n += 16u * ((rd8(b + 16u + l) >> sub) & 1u);
+                n += 16u * ((hb[j / 4u] >> (8u * (j % 4u) + sub)) & 1u);
             v[j] = d * float(n) - m;
         }
     } else if (TYPE == T_Q6_K) {
         uint b = row + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
-        uint L = b + 64u * h + (kk % 2u) * 32u, H = b + 128u + 32u * h, sh = 4u * (kk / 2u);
+        uint L = b + 64u * h + (kk % 2u) * 32u + j0, H = b + 128u + 32u * h + j0, sh = 4u * (kk / 2u);
         float d = rdf16(b + 208u) * float(sx8(rd8(b + 192u + 2u * sub + q / 2u)));
-        for (uint j = 0u; j < 8u; j++) {
-            uint l = j0 + j;
-            uint qv = ((rd8(L + l) >> sh) & 15u) | (((rd8(H + l) >> (2u * kk)) & 3u) << 4);
+        uvec2 lo = uvec2(rdw(L), rdw(L + 4u)), hi = uvec2(rdw(H), rdw(H + 4u));
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint sj = 8u * (j % 4u);
+            uint qv = ((lo[j / 4u] >> (sj + sh)) & 15u) | (((hi[j / 4u] >> (sj + 2u * kk)) & 3u) << 4);
             v[j] = d * (float(qv) - 32.0);
         }
     } else {
         uint E = blk_elems(TYPE), B = blk_bytes(TYPE);
-        for (uint j = 0u; j < 8u; j++) {
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
             uint i = c * 32u + j0 + j;
             v[j] = dequant(TYPE, row + (i / E) * B, i % E);
         }
@@ -131,7 +158,7 @@ void load_w8(uint wbase, uint m, uint c, uint q, out float v[8])
     if (m < p.nrows) {
         deq8(wbase + m * p.row_bytes, c, q, v);
     } else {
-        for (uint j = 0u; j < 8u; j++)
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = 0.0;
     }
 }
@@ -142,10 +169,10 @@ void load_x8(uint s, uint c, uint q, out float v[8])
     int t = tok_x[s];
     if (t >= 0) {
         uint o = p.x_off + uint(t) * p.x_ld + c * 32u + 8u * q;
-        for (uint j = 0u; j < 8u; j++)
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = x[o + j];
     } else {
-        for (uint j = 0u; j < 8u; j++)
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = 0.0;
     }
 }

@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -32,38 +33,38 @@ void main()
     uint m0 = gl_WorkGroupID.x * BM;
     uint sn = 32u * (sg / 2u), sm = 32u * (sg % 2u);
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[2][2];
-    for (uint i = 0u; i < 2u; i++)
-        for (uint j = 0u; j < 2u; j++)
+    [[unroll]] for (uint i = 0u; i < 2u; i++)
+        [[unroll]] for (uint j = 0u; j < 2u; j++)
             acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
     barrier(); // tok_x / tok_y written
     uint nchunks = p.ncols / 32u;
     float v[8];
     for (uint c = 0u; c < nchunks; c++) {
-        for (uint idx = tid; idx < BM * 4u; idx += WG_SIZE) {
-            uint r = idx / 4u, q = idx % 4u;
+        [[unroll]] for (uint it = 0u; it < BM * 4u / WG_SIZE; it++) {
+            uint idx = tid + it * WG_SIZE, r = idx / 4u, q = idx % 4u;
             load_w8(wbase, m0 + r, c, q, v);
-            for (uint j = 0u; j < 8u; j++)
+            [[unroll]] for (uint j = 0u; j < 8u; j++)
                 ws[r * LDS + 8u * q + j] = float16_t(v[j]);
             load_x8(r, c, q, v);
-            for (uint j = 0u; j < 8u; j++)
+            [[unroll]] for (uint j = 0u; j < 8u; j++)
                 xs[r * LDS + 8u * q + j] = float16_t(v[j]);
         }
         barrier();
-        for (uint kk = 0u; kk < 32u; kk += 16u) {
+        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[2];
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> b[2];
-            for (uint i = 0u; i < 2u; i++)
+            [[unroll]] for (uint i = 0u; i < 2u; i++)
                 coopMatLoad(a[i], xs, (sn + 16u * i) * LDS + kk, LDS, gl_CooperativeMatrixLayoutRowMajor);
-            for (uint j = 0u; j < 2u; j++) // B[k][m] = ws[m][k]: column-major
+            [[unroll]] for (uint j = 0u; j < 2u; j++) // B[k][m] = ws[m][k]: column-major
                 coopMatLoad(b[j], ws, (sm + 16u * j) * LDS + kk, LDS, gl_CooperativeMatrixLayoutColumnMajor);
-            for (uint i = 0u; i < 2u; i++)
-                for (uint j = 0u; j < 2u; j++)
+            [[unroll]] for (uint i = 0u; i < 2u; i++)
+                [[unroll]] for (uint j = 0u; j < 2u; j++)
                     acc[i][j] = coopMatMulAdd(a[i], b[j], acc[i][j]);
         }
         barrier();
     }
-    for (uint i = 0u; i < 2u; i++)
-        for (uint j = 0u; j < 2u; j++)
+    [[unroll]] for (uint i = 0u; i < 2u; i++)
+        [[unroll]] for (uint j = 0u; j < 2u; j++)
             coopMatStore(acc[i][j], cs, (sn + 16u * i) * (BM + 4u) + sm + 16u * j, BM + 4u,
                          gl_CooperativeMatrixLayoutRowMajor);
     barrier();
