@@ -527,9 +527,10 @@ END_TEST
 START_TEST(test_mla_attention)
 {
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent; a
-     * prefill (pos0 = 0, T = 7) and a decode step against a longer cache (pos0 = 70, T = 1) */
-    static const uint32_t cases[][2] = { { 0, 7 }, { 70, 1 }, { 5, 3 } };
-    for (size_t c = 0; c < 3; c++) {
+     * prefill (pos0 = 0, T = 7), a decode step against a longer cache (pos0 = 70, T = 1), and
+     * a chunk of 30 after 40 (90 query rows and 70 positions: more than one 64-wide tile) */
+    static const uint32_t cases[][2] = { { 0, 7 }, { 70, 1 }, { 5, 3 }, { 40, 30 } };
+    for (size_t c = 0; c < 4; c++) {
         const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, pos0 = cases[c][0], T = cases[c][1];
         const uint32_t n_kv = pos0 + T;
         glm_mla_shape s = { (int)T, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };

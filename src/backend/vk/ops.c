@@ -227,6 +227,8 @@ glm_status glm_vk_mla_scores(glm_vk *vk, glm_vk_view s, glm_vk_view qlat, glm_vk
     glm_vk_mla_scores_push pc = { T,     H,     rkv,   dr,       dn + dr, dn,    pos0,  n_kv,  q.off,
                                   q.ld,  c.off, c.ld,  kr.off,   kr.ld,   qlat.off, s.off, scale, { 0 } };
     const glm_vk_buffer *b[5] = { qlat.buf, q.buf, c.buf, kr.buf, s.buf };
+    if (T > 1) /* prefill: 64 × 64 tiles of rows × positions */
+        return glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, b, 5, &pc, sizeof pc, groups(n_kv), groups(T * H), 1);
     return glm_vk_dispatch(vk, GLM_VK_MLA_SCORES, b, 5, &pc, sizeof pc, groups(n_kv), T * H, 1);
 }
 
@@ -247,6 +249,8 @@ glm_status glm_vk_mla_mix(glm_vk *vk, glm_vk_view u, glm_vk_view s, glm_vk_view 
         return bad("mla_mix", "shapes disagree or overrun their buffers");
     glm_vk_mla_mix_push pc = { s.rows / H, H, c.cols, n_kv, pos0, c.off, c.ld, s.off, u.off, { 0 } };
     const glm_vk_buffer *b[3] = { s.buf, c.buf, u.buf };
+    if (s.rows > H) /* prefill: 64 × 64 tiles of rows × latent channels */
+        return glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, b, 3, &pc, sizeof pc, groups(c.cols), groups(s.rows), 1);
     return glm_vk_dispatch(vk, GLM_VK_MLA_MIX, b, 3, &pc, sizeof pc, groups(c.cols), s.rows, 1);
 }
 

@@ -38,6 +38,8 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true },
     [GLM_VK_MOE_GROUP] = { "moe_group", spv_moe_group, sizeof spv_moe_group, 2, 32 },
     [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 64, true, true },
+    [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 5, 80 },
+    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 3, 48 },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)

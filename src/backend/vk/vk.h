@@ -44,6 +44,8 @@ typedef enum glm_vk_kernel {
     GLM_VK_MATMUL,    /* tiled, many token rows (prefill) */
     GLM_VK_MOE_GROUP, /* routed pairs grouped by expert for GLM_VK_MATMUL */
     GLM_VK_MATMUL_CM, /* GLM_VK_MATMUL on tensor cores; only where glm_vk_coopmat_available */
+    GLM_VK_MLA_SCORES_TILED, /* GLM_VK_MLA_SCORES / _MIX for many query rows (prefill) */
+    GLM_VK_MLA_MIX_TILED,
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 

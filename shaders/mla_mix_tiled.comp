@@ -1,0 +1,62 @@
+#version 450
+#extension GL_EXT_control_flow_attributes : require
+// mla_mix.comp for prefill: the same u = P·c (push constants and bindings identical), as a
+// tiled product. A workgroup computes 64 rows (t·H + h) × 64 latent channels, staging 32
+// cache positions of P and c at a time in shared memory (float32); each invocation owns
+// 4 × 4 outputs. Positions past the tile's last causal position are not visited; inside it,
+// softmax has already made the masked probabilities exactly 0.
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer S { float s[]; };  // [T*H][n_kv]
+layout(std430, binding = 1) readonly buffer C { float c[]; };  // view [ctx][Rkv]
+layout(std430, binding = 2) writeonly buffer U { float u[]; }; // [T*H][Rkv]
+
+layout(push_constant) uniform P {
+    uint T, H, rkv, n_kv;
+    uint pos0, c_off, c_ld, s_off;
+    uint u_off, pad0, pad1, pad2;
+} p;
+
+shared float as[32][65]; // as[j][r]: P[r0 + r][j0 + j]
+shared float bs[32][65]; // bs[j][k]: c[j0 + j][k0 + k]
+
+void main()
+{
+    uint tid = gl_LocalInvocationID.x;
+    uint k0 = gl_WorkGroupID.x * 64u, r0 = gl_WorkGroupID.y * 64u, rows = p.T * p.H;
+    uint tk = tid % 16u, tr = tid / 16u;
+    uint rlast = min(r0 + 63u, rows - 1u);
+    uint jend = min(p.n_kv, p.pos0 + rlast / p.H + 1u);
+    float acc[4][4];
+    [[unroll]] for (uint a = 0u; a < 4u; a++)
+        [[unroll]] for (uint b = 0u; b < 4u; b++)
+            acc[a][b] = 0.0;
+    uint ar = tid / 4u, aq = 8u * (tid % 4u);  // P loader: row ar, positions aq .. aq+7
+    uint bj = tid / 8u, bq = 8u * (tid % 8u);  // c loader: position bj, channels bq .. bq+7
+    for (uint j0 = 0u; j0 < jend; j0 += 32u) {
+        [[unroll]] for (uint e = 0u; e < 8u; e++) {
+            uint j = j0 + aq + e, row = r0 + ar;
+            as[aq + e][ar] = row < rows && j < jend ? s[p.s_off + row * p.n_kv + j] : 0.0;
+            uint jb = j0 + bj, k = k0 + bq + e;
+            bs[bj][bq + e] = jb < jend && k < p.rkv ? c[p.c_off + jb * p.c_ld + k] : 0.0;
+        }
+        barrier();
+        [[unroll]] for (uint jj = 0u; jj < 32u; jj++) {
+            float x[4], y[4];
+            [[unroll]] for (uint a = 0u; a < 4u; a++) {
+                x[a] = as[jj][tr + 16u * a];
+                y[a] = bs[jj][tk + 16u * a];
+            }
+            [[unroll]] for (uint a = 0u; a < 4u; a++)
+                [[unroll]] for (uint b = 0u; b < 4u; b++)
+                    acc[a][b] += x[a] * y[b];
+        }
+        barrier();
+    }
+    [[unroll]] for (uint a = 0u; a < 4u; a++)
+        [[unroll]] for (uint b = 0u; b < 4u; b++) {
+            uint row = r0 + tr + 16u * a, k = k0 + tk + 16u * b;
+            if (row < rows && k < p.rkv)
+                u[p.u_off + row * p.rkv + k] = acc[a][b];
+        }
+}
