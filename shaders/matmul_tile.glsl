@@ -6,6 +6,8 @@
 //   mode 1: grouped experts, pair v = t·k + j listed under expert e = ids[t][j]:
 //           y[v][r] = W_e[r] · x[v / k]
 //   mode 2: as mode 1 with y[v][r] = W_e[r] · x[v]
+//   mode 3: one product per slab z = gl_WorkGroupID.z (attention heads): y_z[t][r] = W_z[r] · x_z[t],
+//           x_z at x_off + z·k, y_z at y_off + z·g_off (t < ntok)
 // Grouped modes read counts[E], offsets[E], tiles[E+1] and the pair list at g_off of
 // binding 3, written by moe_group.comp for tiles of BN = 64 rows.
 layout(constant_id = 0) const uint TYPE = 0;
@@ -111,12 +113,20 @@ shared int tok_y[BN];
 // Grouped modes: .y numbers the tiles of all experts in turn (tiles[e] .. tiles[e+1]-1 are
 // expert e's); the grid has more than enough, and the surplus exits here.
 // wbase receives the byte offset of the weight slab.
+uint x_base, y_base; // x_off and y_off of this workgroup's product
+
 bool tile_rows(out uint wbase)
 {
     uint ty = gl_WorkGroupID.y, n0 = ty * BN;
     wbase = p.w_offset;
+    x_base = p.x_off;
+    y_base = p.y_off;
     uint count = p.ntok, first = 0u;
-    if (p.mode != 0u) {
+    if (p.mode == 3u) {
+        wbase += gl_WorkGroupID.z * p.slab_bytes;
+        x_base += gl_WorkGroupID.z * p.k;
+        y_base += gl_WorkGroupID.z * p.g_off;
+    } else if (p.mode != 0u) {
         uint tb = p.g_off + 2u * p.n_exp; // tiles[0 .. E]
         if (ty >= uint(g[tb + p.n_exp]))
             return false;
@@ -138,7 +148,7 @@ bool tile_rows(out uint wbase)
     for (uint s = gl_LocalInvocationID.x; s < BN; s += WG_SIZE) {
         int xr = -1, yr = -1;
         if (n0 + s < count) {
-            if (p.mode == 0u) {
+            if (p.mode == 0u || p.mode == 3u) {
                 xr = yr = int(n0 + s);
             } else {
                 int v = g[p.g_off + 3u * p.n_exp + 1u + first + n0 + s];
@@ -168,7 +178,7 @@ void load_x8(uint s, uint c, uint q, out float v[8])
 {
     int t = tok_x[s];
     if (t >= 0) {
-        uint o = p.x_off + uint(t) * p.x_ld + c * 32u + 8u * q;
+        uint o = x_base + uint(t) * p.x_ld + c * 32u + 8u * q;
         [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = x[o + j];
     } else {
@@ -181,5 +191,5 @@ void store_y(uint s, uint m, float v)
 {
     int t = tok_y[s];
     if (t >= 0 && m < p.nrows)
-        y[p.y_off + uint(t) * p.y_ld + m] = v;
+        y[y_base + uint(t) * p.y_ld + m] = v;
 }

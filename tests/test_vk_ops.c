@@ -528,10 +528,13 @@ START_TEST(test_mla_attention)
 {
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent; a
      * prefill (pos0 = 0, T = 7), a decode step against a longer cache (pos0 = 70, T = 1), and
-     * a chunk of 30 after 40 (90 query rows and 70 positions: more than one 64-wide tile) */
-    static const uint32_t cases[][2] = { { 0, 7 }, { 70, 1 }, { 5, 3 }, { 40, 30 } };
+     * a chunk of 30 after 40 (90 query rows and 70 positions: more than one 64-wide tile;
+     * with head sizes of whole 32-column chunks, so that k_b and v_b run as one tiled dispatch) */
+    static const uint32_t cases[][6] = { { 0, 7, 16, 8, 12, 40 }, { 70, 1, 16, 8, 12, 40 }, { 5, 3, 16, 8, 12, 40 },
+                                         { 40, 30, 32, 8, 36, 64 } };
     for (size_t c = 0; c < 4; c++) {
-        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, pos0 = cases[c][0], T = cases[c][1];
+        const uint32_t H = 3, pos0 = cases[c][0], T = cases[c][1], dn = cases[c][2], dr = cases[c][3];
+        const uint32_t dv = cases[c][4], rkv = cases[c][5];
         const uint32_t n_kv = pos0 + T;
         glm_mla_shape s = { (int)T, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
         test_weight kb, vb;

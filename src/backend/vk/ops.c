@@ -111,6 +111,23 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
     return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, 1);
 }
 
+glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
+                               uint32_t x_step, uint32_t y_step)
+{
+    if (!glm_vk_matmul_fits(w) || heads == 0 || heads > (w->nslabs ? w->nslabs : 1))
+        return bad("matmul_heads", "weight malformed, not whole 32-column chunks, or fewer slabs than heads");
+    glm_vk_view xl = x, yl = y; /* the last head's views must lie inside their buffers */
+    xl.off += (heads - 1) * x_step;
+    yl.off += (heads - 1) * y_step;
+    if (!view_ok(x) || !view_ok(y) || !view_ok(xl) || !view_ok(yl) || x.cols != w->ncols || y.cols != w->nrows ||
+        y.rows != x.rows)
+        return bad("matmul_heads", "x or y view does not match the weight or overruns its buffer");
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
+    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, heads);
+}
+
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
 {
     /* counts[E], offsets[E], tiles[E+1], pairs[T·k] */
@@ -286,7 +303,12 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     glm_vk_view qlat = { scratch, 0, T * H, rkv, rkv };
     glm_vk_view u = { scratch, T * H * rkv, T * H, rkv, rkv };
     glm_vk_view s = { scratch, 2 * T * H * rkv, T * H, n_kv, n_kv };
-    for (uint32_t h = 0; h < H; h++) {
+    bool heads = T > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
+    if (heads) { /* prefill: every head in one tiled dispatch */
+        glm_vk_view qn = { q.buf, q.off, T, dn, q.ld }, ql = { scratch, 0, T, rkv, H * rkv };
+        GLM_TRY(glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv));
+    }
+    for (uint32_t h = 0; h < H && !heads; h++) {
         /* qlat[t][h] = k_b[h] · qn[t][h]: rows of qlat for head h are t·H + h */
         glm_vk_view qn = { q.buf, q.off + h * qh, T, dn, q.ld };
         glm_vk_view ql = { scratch, h * rkv, T, rkv, H * rkv };
@@ -295,7 +317,11 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     GLM_TRY(glm_vk_mla_scores(vk, s, qlat, q, c, kr, H, dn, dr, pos0, 1.0f / sqrtf((float)(dn + dr))));
     GLM_TRY(glm_vk_softmax(vk, s));
     GLM_TRY(glm_vk_mla_mix(vk, u, s, c, H, pos0));
-    for (uint32_t h = 0; h < H; h++) {
+    if (heads) {
+        glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv }, oh = { out.buf, out.off, T, dv, out.ld };
+        GLM_TRY(glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv));
+    }
+    for (uint32_t h = 0; h < H && !heads; h++) {
         glm_vk_view uh = { scratch, u.off + h * rkv, T, rkv, H * rkv };
         glm_vk_view oh = { out.buf, out.off + h * dv, T, dv, out.ld };
         GLM_TRY(glm_vk_matvec(vk, oh, v_b, h, uh));

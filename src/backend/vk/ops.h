@@ -111,6 +111,10 @@ glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, g
 #define GLM_VK_MATMUL_MIN_ROWS 8u
 bool glm_vk_matmul_fits(const glm_vk_weight *w);
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
+/* Per-head products in one dispatch: for h < heads, rows of y shifted by h·y_step elements
+ * = slab h of w · rows of x shifted by h·x_step (absorbed MLA's k_b and v_b in prefill). */
+glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
+                               uint32_t x_step, uint32_t y_step);
 /* int32 scratch elements the grouped glm_vk_matmul_id needs for T tokens, k slots, E experts. */
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
 /* glm_vk_matvec_id's product for many tokens: the (token, slot) pairs are grouped by expert on
