@@ -162,6 +162,33 @@ START_TEST(test_rms_norm)
 }
 END_TEST
 
+/* T rows of x through slab 1 of a random [2][nrows][ncols] weight of type t, by matvec or the
+ * tiled matmul, against ref_matvec; every output must be written. Returns the NMSE. */
+static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled)
+{
+    test_weight tw;
+    make_weight(&tw, t, ncols, nrows, 2);
+    float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
+    for (uint32_t v = 0; v < T; v++)
+        ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
+    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    glm_vk_view vy = view(&by, T, nrows), vx = view(&bx, T, ncols);
+    ck_assert_msg((tiled ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx) : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK, "%s",
+                  glm_last_error());
+    run();
+    size_t n = (size_t)nrows * T;
+    check_out(&by, n, glm_type_name(t));
+    double e = tu_nmse(ref, by.map, n);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &by);
+    free_weight(&tw);
+    free(x);
+    free(ref);
+    return e;
+}
+
 START_TEST(test_matvec_all_types)
 {
     static const uint32_t col_blocks[] = { 1, 3, 8 };
@@ -173,28 +200,10 @@ START_TEST(test_matvec_all_types)
         uint32_t blk = tr->block == 1 ? 32 : tr->block;
         for (size_t ci = 0; ci < 3; ci++)
             for (size_t ri = 0; ri < 3; ri++) {
-                uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri], nvec = 2, slabs = 2;
-                test_weight tw;
-                make_weight(&tw, t, ncols, nrows, slabs);
-                float *x = malloc((size_t)ncols * nvec * 4), *ref = malloc((size_t)nrows * nvec * 4);
-                tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -2, 2);
-                for (uint32_t v = 0; v < nvec; v++)
-                    ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
-                glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
-                ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-                ck_assert_msg(glm_vk_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 1, view(&bx, nvec, ncols)) == GLM_OK,
-                              "%s", glm_last_error());
-                run();
-                size_t n = (size_t)nrows * nvec;
-                check_out(&by, n, tr->name);
-                double e = tu_nmse(ref, by.map, n);
+                uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri];
+                double e = product_case(t, ncols, nrows, 2, false);
                 worst = e > worst ? e : worst;
                 ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s rows=%u cols=%u nmse %.3g", tr->name, nrows, ncols, e);
-                glm_vk_buffer_destroy(g_vk, &bx);
-                glm_vk_buffer_destroy(g_vk, &by);
-                free_weight(&tw);
-                free(x);
-                free(ref);
             }
     }
     printf("vk matvec: worst nmse over all types and shapes %.3g\n", worst);
@@ -256,29 +265,11 @@ START_TEST(test_matmul_all_types)
             uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
             for (size_t ri = 0; ri < 2; ri++)
                 for (size_t ki = 0; ki < 2; ki++) {
-                    uint32_t nrows = rows[ri], T = toks[ki], slabs = 2;
-                    test_weight tw;
-                    make_weight(&tw, t, ncols, nrows, slabs);
-                    float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
-                    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
-                    for (uint32_t v = 0; v < T; v++)
-                        ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
-                    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
-                    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-                    ck_assert_msg(glm_vk_matmul(g_vk, view(&by, T, nrows), &tw.w, 1, view(&bx, T, ncols)) == GLM_OK,
-                                  "%s", glm_last_error());
-                    run();
-                    size_t n = (size_t)nrows * T;
-                    check_out(&by, n, tr->name);
-                    double e = tu_nmse(ref, by.map, n);
+                    uint32_t nrows = rows[ri], T = toks[ki];
+                    double e = product_case(t, ncols, nrows, T, true);
                     worst[cm] = e > worst[cm] ? e : worst[cm];
                     ck_assert_msg(e <= matmul_tol(cm), "matmul%s %s rows=%u cols=%u T=%u nmse %.3g", cm ? "_cm" : "",
                                   tr->name, nrows, ncols, T, e);
-                    glm_vk_buffer_destroy(g_vk, &bx);
-                    glm_vk_buffer_destroy(g_vk, &by);
-                    free_weight(&tw);
-                    free(x);
-                    free(ref);
                 }
         }
         printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
