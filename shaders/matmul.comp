@@ -2,7 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 // Tiled matrix products for many token rows (prefill): a workgroup computes 64 weight rows ×
-// 64 token rows. Each 32-column step dequantizes the weight tile once into shared memory
+// 64 token rows. Each 64-column step dequantizes the weight tile once into shared memory
 // (float32) and reuses it for all 64 tokens, so weights are read once per 64 tokens instead
 // of once per token as in matvec.comp. Float32 arithmetic throughout; each invocation owns a
 // 4 × 4 block of outputs. The weight type is specialization constant 0; the modes (plain,
@@ -14,8 +14,8 @@ layout(local_size_x = 256) in;
 
 #include "matmul_tile.glsl"
 
-shared float ws[32][BM + 1]; // ws[k][m] = W[m0 + m][32c + k]
-shared float xs[32][BN + 1]; // xs[k][s] = x[slot s][32c + k]
+shared float ws[32][BM + 1]; // ws[k][m] = W[m0 + m][64·step + 32·half + k]
+shared float xs[32][BN + 1]; // xs[k][s] = x[slot s][64·step + 32·half + k]
 
 void main()
 {
@@ -24,34 +24,42 @@ void main()
         return;
     uint tid = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.x * BM;
-    uint lr = tid / 4u, lq = tid % 4u; // loader: row lr, elements 8·lq .. 8·lq+7
     uint tm = tid % 16u, tn = tid / 16u;
     float acc[4][4];
     [[unroll]] for (uint i = 0u; i < 4u; i++)
         [[unroll]] for (uint j = 0u; j < 4u; j++)
             acc[i][j] = 0.0;
     barrier(); // tok_x / tok_y written
-    uint nchunks = p.ncols / 32u;
-    float v[8];
-    for (uint c = 0u; c < nchunks; c++) {
-        load_w8(wbase, m0 + lr, c, lq, v);
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            ws[8u * lq + j][lr] = v[j];
-        load_x8(lr, c, lq, v);
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            xs[8u * lq + j][lr] = v[j];
-        barrier();
-        [[unroll]] for (uint kk = 0u; kk < 32u; kk++) {
-            float a[4], b[4];
-            [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                a[i] = ws[kk][tm + 16u * i];
-                b[i] = xs[kk][tn + 16u * i];
+    uint nchunks = p.ncols / 32u, nsteps = (nchunks + 1u) / 2u;
+    fetch_step(wbase, m0, 0u, nchunks);
+    // a step is two halves of 32 columns through shared memory (lavapipe allows 32 KiB);
+    // an invocation's loads all lie in half (tid % 8) / 4 (fetch_step's layout, WG_SIZE % 8 == 0)
+    for (uint st = 0u; st < nsteps; st++) {
+        for (uint half_ = 0u; half_ < 2u; half_++) {
+            if ((tid % 8u) / 4u == half_) {
+                [[unroll]] for (uint it = 0u; it < LOADS; it++) {
+                    uint r = (tid + it * WG_SIZE) / 8u, k = 8u * (tid % 4u);
+                    [[unroll]] for (uint j = 0u; j < 8u; j++) {
+                        ws[k + j][r] = wreg[it][j];
+                        xs[k + j][r] = xreg[it][j];
+                    }
+                }
             }
-            [[unroll]] for (uint i = 0u; i < 4u; i++)
-                [[unroll]] for (uint j = 0u; j < 4u; j++)
-                    acc[i][j] += a[i] * b[j];
+            barrier();
+            if (half_ == 1u && st + 1u < nsteps)
+                fetch_step(wbase, m0, st + 1u, nchunks);
+            [[unroll]] for (uint kk = 0u; kk < 32u; kk++) {
+                float a[4], b[4];
+                [[unroll]] for (uint i = 0u; i < 4u; i++) {
+                    a[i] = ws[kk][tm + 16u * i];
+                    b[i] = xs[kk][tn + 16u * i];
+                }
+                [[unroll]] for (uint i = 0u; i < 4u; i++)
+                    [[unroll]] for (uint j = 0u; j < 4u; j++)
+                        acc[i][j] += a[i] * b[j];
+            }
+            barrier();
         }
-        barrier();
     }
     [[unroll]] for (uint i = 0u; i < 4u; i++)
         [[unroll]] for (uint j = 0u; j < 4u; j++)

@@ -14,6 +14,7 @@ layout(constant_id = 0) const uint TYPE = 0;
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // the same activations, 16 bytes at a time
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer G { int g[]; };
 
@@ -179,11 +180,44 @@ void load_x8(uint s, uint c, uint q, out float v[8])
     int t = tok_x[s];
     if (t >= 0) {
         uint o = x_base + uint(t) * p.x_ld + c * 32u + 8u * q;
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            v[j] = x[o + j];
+        if ((o & 3u) == 0u) {
+            vec4 a = x4[o >> 2], b = x4[(o >> 2) + 1u];
+            v = float[8](a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
+        } else {
+            [[unroll]] for (uint j = 0u; j < 8u; j++)
+                v[j] = x[o + j];
+        }
     } else {
         [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = 0.0;
+    }
+}
+
+// One step of the shared dimension: columns 64·step .. +63 (two chunks) of the tile's 64
+// weight rows and 64 token slots, held in registers between fetch_step and the kernel's copy
+// into shared memory so that the loads of the next step overlap the products of this one.
+// Element e of load it is row / slot r = idx / 8, column 32·(part / 4) + 8·(part % 4) + e,
+// where idx = invocation + it·WG_SIZE and part = idx % 8. Chunks past the row are zeros.
+#define LOADS (64u * 8u / WG_SIZE)
+float wreg[LOADS][8], xreg[LOADS][8];
+
+void fetch_step(uint wbase, uint m0, uint step, uint nchunks)
+{
+    [[unroll]] for (uint it = 0u; it < LOADS; it++) {
+        uint idx = gl_LocalInvocationID.x + it * WG_SIZE, r = idx / 8u, part = idx % 8u;
+        uint c = 2u * step + part / 4u, q = part % 4u;
+        float v[8];
+        if (c < nchunks) {
+            load_w8(wbase, m0 + r, c, q, v);
+            wreg[it] = v;
+            load_x8(r, c, q, v);
+            xreg[it] = v;
+        } else {
+            [[unroll]] for (uint j = 0u; j < 8u; j++)
+                v[j] = 0.0;
+            wreg[it] = v;
+            xreg[it] = v;
+        }
     }
 }
 

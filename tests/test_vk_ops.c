@@ -520,9 +520,10 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent; a
      * prefill (pos0 = 0, T = 7), a decode step against a longer cache (pos0 = 70, T = 1), and
      * a chunk of 30 after 40 (90 query rows and 70 positions: more than one 64-wide tile;
-     * with head sizes of whole 32-column chunks, so that k_b and v_b run as one tiled dispatch) */
+     * with head sizes of whole 32-column chunks, so that k_b and v_b run as one tiled dispatch,
+     * and an odd rope size, so that most heads start at unaligned columns) */
     static const uint32_t cases[][6] = { { 0, 7, 16, 8, 12, 40 }, { 70, 1, 16, 8, 12, 40 }, { 5, 3, 16, 8, 12, 40 },
-                                         { 40, 30, 32, 8, 36, 64 } };
+                                         { 40, 30, 32, 9, 36, 64 } };
     for (size_t c = 0; c < 4; c++) {
         const uint32_t H = 3, pos0 = cases[c][0], T = cases[c][1], dn = cases[c][2], dr = cases[c][3];
         const uint32_t dv = cases[c][4], rkv = cases[c][5];

@@ -15,13 +15,13 @@
 #define BM 64u
 #define BN 64u
 #define WG_SIZE 128u
-#define LDS 40u // float16 row stride of the shared tiles (32 + 8: fewer bank conflicts)
+#define LDS 72u // float16 row stride of the shared tiles (64 + 8: fewer bank conflicts)
 layout(local_size_x = 128) in;
 
 #include "../matmul_tile.glsl"
 
-shared float16_t ws[BM * LDS]; // ws[m·LDS + k] = W[m0 + m][32c + k]
-shared float16_t xs[BN * LDS]; // xs[s·LDS + k] = x[slot s][32c + k]
+shared float16_t ws[BM * LDS]; // ws[m·LDS + k] = W[m0 + m][64·step + k]
+shared float16_t xs[BN * LDS]; // xs[s·LDS + k] = x[slot s][64·step + k]
 shared float cs[BN * (BM + 4u)]; // the finished tile, cs[s·(BM+4) + m]
 
 void main()
@@ -37,20 +37,23 @@ void main()
         [[unroll]] for (uint j = 0u; j < 2u; j++)
             acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
     barrier(); // tok_x / tok_y written
-    uint nchunks = p.ncols / 32u;
-    float v[8];
-    for (uint c = 0u; c < nchunks; c++) {
-        [[unroll]] for (uint it = 0u; it < BM * 4u / WG_SIZE; it++) {
-            uint idx = tid + it * WG_SIZE, r = idx / 4u, q = idx % 4u;
-            load_w8(wbase, m0 + r, c, q, v);
-            [[unroll]] for (uint j = 0u; j < 8u; j++)
-                ws[r * LDS + 8u * q + j] = float16_t(v[j]);
-            load_x8(r, c, q, v);
-            [[unroll]] for (uint j = 0u; j < 8u; j++)
-                xs[r * LDS + 8u * q + j] = float16_t(v[j]);
+    uint nchunks = p.ncols / 32u, nsteps = (nchunks + 1u) / 2u;
+    fetch_step(wbase, m0, 0u, nchunks);
+    for (uint st = 0u; st < nsteps; st++) {
+        [[unroll]] for (uint it = 0u; it < LOADS; it++) {
+            uint idx = tid + it * WG_SIZE, r = idx / 8u, k = 32u * ((idx % 8u) / 4u) + 8u * (idx % 4u);
+            [[unroll]] for (uint j = 0u; j < 8u; j += 2u) {
+                f16vec2 wv = f16vec2(wreg[it][j], wreg[it][j + 1u]), xv = f16vec2(xreg[it][j], xreg[it][j + 1u]);
+                ws[r * LDS + k + j] = wv.x;
+                ws[r * LDS + k + j + 1u] = wv.y;
+                xs[r * LDS + k + j] = xv.x;
+                xs[r * LDS + k + j + 1u] = xv.y;
+            }
         }
         barrier();
-        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
+        if (st + 1u < nsteps)
+            fetch_step(wbase, m0, st + 1u, nchunks);
+        [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[2];
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> b[2];
             [[unroll]] for (uint i = 0u; i < 2u; i++)

@@ -304,8 +304,8 @@ static bool device_has_extension(VkPhysicalDevice p, const char *name)
 }
 
 /* Can GLM_VK_MATMUL_CM run here? Its SPIR-V must have been built (a stub word otherwise), the
- * device must offer the extension, float16 arithmetic, subgroups of 32 and the fragment
- * shape 16×16×16 f16·f16+f32 at subgroup scope. */
+ * device must offer the extension, float16 arithmetic, subgroups of 32, 40 KiB of shared
+ * memory (the kernel uses 36.3) and the fragment shape 16×16×16 f16·f16+f32 at subgroup scope. */
 static bool coopmat_usable(glm_vk *vk)
 {
     if (sizeof spv_matmul_cm < 20 || spv_matmul_cm[0] != 0x07230203u || vk->props.apiVersion < VK_API_VERSION_1_2 ||
@@ -319,7 +319,7 @@ static bool coopmat_usable(glm_vk *vk)
     VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12 };
     vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
     if (sg.subgroupSize != 32 || !(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) || !f12.shaderFloat16 ||
-        !cf.cooperativeMatrix)
+        !cf.cooperativeMatrix || vk->props.limits.maxComputeSharedMemorySize < 40 * 1024)
         return false;
     glm_vk_coopmat_query_fn query =
         (glm_vk_coopmat_query_fn)vkGetInstanceProcAddr(vk->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
