@@ -14,7 +14,6 @@ layout(constant_id = 0) const uint TYPE = 0;
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // the same activations, 16 bytes at a time
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer G { int g[]; };
 
@@ -27,16 +26,18 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
-// The 32-bit little-endian word at any byte offset (two loads when it straddles words).
+// The 32-bit little-endian word at any byte offset. Both words are always read (the second
+// clamped to the buffer) so that no branch separates the loads of a tile step: the loads of
+// one step must all be in flight before the first is used.
 uint rdw(uint off)
 {
     uint i = off >> 2, sh = (off & 3u) * 8u;
-    uint lo = w[i];
-    return sh == 0u ? lo : (lo >> sh) | (w[i + 1u] << (32u - sh));
+    uint lo = w[i], hi = w[min(i + 1u, uint(w.length()) - 1u)];
+    return sh == 0u ? lo : (lo >> sh) | (hi << (32u - sh));
 }
 
 // Byte i (< 12) of three words.
-uint byte3(uvec3 s, uint i) { return (s[i / 4u] >> (8u * (i % 4u))) & 0xffu; }
+uint byte3(uvec3 s, uint i) { return ((i < 4u ? s.x : i < 8u ? s.y : s.z) >> (8u * (i % 4u))) & 0xffu; }
 
 // Elements 8q .. 8q+7 of 32-element chunk c of the weight row starting at byte `row`.
 // Specialized for the types of GLM-4.7-Flash's quantizations (whole words, 8 codes from two);
@@ -65,14 +66,11 @@ void deq8(uint row, uint c, uint q, out float v[8])
         uint bw = b >> 2;
         vec2 dm = unpackHalf2x16(w[bw]);
         uvec3 sc3 = uvec3(w[bw + 1u], w[bw + 2u], w[bw + 3u]);
-        float sc, mn;
-        if (sub < 4u) {
-            sc = float(byte3(sc3, sub) & 63u);
-            mn = float(byte3(sc3, sub + 4u) & 63u);
-        } else {
-            sc = float((byte3(sc3, sub + 4u) & 15u) | ((byte3(sc3, sub - 4u) >> 6) << 4));
-            mn = float((byte3(sc3, sub + 4u) >> 4) | ((byte3(sc3, sub) >> 6) << 4));
-        }
+        // 6-bit scale and min of sub-block `sub` (as scale_min_k4), both forms computed and selected
+        uint lo4 = sub % 4u, b0 = byte3(sc3, lo4), b4 = byte3(sc3, lo4 + 4u), b8 = byte3(sc3, lo4 + 8u);
+        bool first = sub < 4u;
+        float sc = float(first ? b0 & 63u : (b8 & 15u) | ((b0 >> 6) << 4));
+        float mn = float(first ? b4 & 63u : (b8 >> 4) | ((b4 >> 6) << 4));
         float d = dm.x * sc, m = dm.y * mn;
         uint qw = (b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp + j0) >> 2;
         uvec2 qs = uvec2(w[qw], w[qw + 1u]);
@@ -163,33 +161,25 @@ bool tile_rows(out uint wbase)
     return true;
 }
 
-// Chunk c of weight row m (zeros past nrows), elements 8q..8q+7.
-void load_w8(uint wbase, uint m, uint c, uint q, out float v[8])
+// Chunk c of weight row m, elements 8q..8q+7; `valid` false gives zeros (the row read is then
+// a clamped one, so the loads need no branch).
+void load_w8(uint wbase, uint m, uint c, uint q, bool valid, out float v[8])
 {
-    if (m < p.nrows) {
-        deq8(wbase + m * p.row_bytes, c, q, v);
-    } else {
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            v[j] = 0.0;
-    }
+    deq8(wbase + min(m, p.nrows - 1u) * p.row_bytes, c, q, v);
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        v[j] = valid ? v[j] : 0.0;
 }
 
-// Columns 32c + 8q .. +7 of the x row in slot s (zeros for an empty slot).
-void load_x8(uint s, uint c, uint q, out float v[8])
+// Columns 32c + 8q .. +7 of the x row in slot s (zeros for an empty slot or `valid` false;
+// row 0 is read instead, so the loads need no branch).
+void load_x8(uint s, uint c, uint q, bool valid, out float v[8])
 {
     int t = tok_x[s];
-    if (t >= 0) {
-        uint o = x_base + uint(t) * p.x_ld + c * 32u + 8u * q;
-        if ((o & 3u) == 0u) {
-            vec4 a = x4[o >> 2], b = x4[(o >> 2) + 1u];
-            v = float[8](a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
-        } else {
-            [[unroll]] for (uint j = 0u; j < 8u; j++)
-                v[j] = x[o + j];
-        }
-    } else {
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            v[j] = 0.0;
+    uint o = x_base + uint(max(t, 0)) * p.x_ld + c * 32u + 8u * q;
+    bool use = valid && t >= 0;
+    [[unroll]] for (uint j = 0u; j < 8u; j++) {
+        float xv = x[o + j];
+        v[j] = use ? xv : 0.0;
     }
 }
 
@@ -206,18 +196,13 @@ void fetch_step(uint wbase, uint m0, uint step, uint nchunks)
     [[unroll]] for (uint it = 0u; it < LOADS; it++) {
         uint idx = gl_LocalInvocationID.x + it * WG_SIZE, r = idx / 8u, part = idx % 8u;
         uint c = 2u * step + part / 4u, q = part % 4u;
+        bool valid = c < nchunks; // a chunk past the row (odd chunk count): zeros
+        c = min(c, nchunks - 1u);
         float v[8];
-        if (c < nchunks) {
-            load_w8(wbase, m0 + r, c, q, v);
-            wreg[it] = v;
-            load_x8(r, c, q, v);
-            xreg[it] = v;
-        } else {
-            [[unroll]] for (uint j = 0u; j < 8u; j++)
-                v[j] = 0.0;
-            wreg[it] = v;
-            xreg[it] = v;
-        }
+        load_w8(wbase, m0 + r, c, q, valid && m0 + r < p.nrows, v);
+        wreg[it] = v;
+        load_x8(r, c, q, valid, v);
+        xreg[it] = v;
     }
 }
 
