@@ -1,5 +1,6 @@
 /* libFuzzer target: tokenizer/chat.c on arbitrary bytes. The first byte picks the path:
- * bit 0 = thinking on; bit 1 = treat the rest as an OpenAI request JSON and render it;
+ * bit 0 = thinking on; bit 1 = treat the rest as an OpenAI request JSON and render it
+ * (also with the plain-text ranges, which must describe the same text);
  * otherwise parse the rest as generated text, one-shot and streamed in chunks whose sizes
  * come from the first byte, and abort if the two disagree (the streaming contract). */
 #include <stdint.h>
@@ -41,9 +42,22 @@ static void render_request(const char *s, size_t n, bool think)
         glm_chat_options o;
         glm_chat_options_default(&o);
         o.enable_thinking = think;
-        char *out = NULL;
-        if (glm_chat_render(&out, NULL, chat, &o) == GLM_OK && strncmp(out, "[gMASK]<sop>", 12))
+        char *out = NULL, *out2 = NULL;
+        size_t len = 0, len2 = 0, n_sp = 0;
+        glm_text_span *sp = NULL;
+        if (glm_chat_render(&out, &len, chat, &o) == GLM_OK && strncmp(out, "[gMASK]<sop>", 12))
             abort();
+        /* the plain ranges: the same text, ascending, disjoint, inside it, never the prefix */
+        if (glm_chat_render_spans(&out2, &len2, &sp, &n_sp, chat, &o) == GLM_OK) {
+            if (!out || len2 != len || memcmp(out, out2, len))
+                abort();
+            for (size_t i = 0; i < n_sp; i++)
+                if (sp[i].off < 12 || sp[i].len == 0 || sp[i].off + sp[i].len > len ||
+                    (i && sp[i].off <= sp[i - 1].off + sp[i - 1].len - 1))
+                    abort();
+        }
+        free(sp);
+        free(out2);
         free(out);
     }
     glm_chat_destroy(chat);

@@ -26,7 +26,7 @@ expect_eq "greedy bf16 gguf ids" "$out" "$G0"
 out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --mtp --ignore-eos --print-ids 2>"$tmp/err"); rc=$?
 expect_eq "mtp rc" "$rc" 0
 expect_eq "mtp ids" "$out" "$G0"
-grep -Eq '^glm47 run: mtp accepted [0-9]+ of 23 drafts \([0-9.]+%\)' "$tmp/err" \
+grep -Eq '^glm47 run: prompt 14 tokens in [0-9.]+ s \([0-9.]+ tok/s\); generated 24 tokens in [0-9.]+ s \([0-9.]+ tok/s\); mtp accepted [0-9]+ of 23 drafts \([0-9.]+%\)$' "$tmp/err" \
   || { echo "FAIL mtp summary: $(cat "$tmp/err")"; fail=1; }
 
 # sampled --mtp: top-k 1 makes p and q one-hot, so it must equal greedy; a seed reproduces
@@ -57,6 +57,33 @@ a=$("$BIN" run -m golden/dev/dev-Q8_0.gguf -p "Hi there" --chat -n 6 --temp 0 --
 b=$("$BIN" run -m golden/dev/dev-Q8_0.gguf --ids "$chat_ids" -n 6 --temp 0 --ignore-eos --print-ids)
 expect_eq "chat rc" "$rc" 0
 expect_eq "chat == rendered ids" "$a" "$b"
+# --no-think: the generation prompt ends in </think> (glm47 template renders the same turn)
+printf '[{"role":"user","content":"Hi there"}]' >"$tmp/msgs.json"
+nt_ids=$("$BIN" tokenize -m golden/dev/dev-Q8_0.gguf "$("$BIN" template -f "$tmp/msgs.json" --no-think)" | tr ' ' ,)
+a=$("$BIN" run -m golden/dev/dev-Q8_0.gguf -p "Hi there" --chat --no-think -n 6 --temp 0 --ignore-eos --print-ids)
+b=$("$BIN" run -m golden/dev/dev-Q8_0.gguf --ids "$nt_ids" -n 6 --temp 0 --ignore-eos --print-ids)
+expect_eq "chat --no-think == rendered ids" "$a" "$b"
+[ "${nt_ids##*,}" = "$("$BIN" tokenize -m golden/dev/dev-Q8_0.gguf '</think>')" ] || { echo "FAIL --no-think prompt end: $nt_ids"; fail=1; }
+# the text of --chat: reasoning under [thinking], the answer under [answer], tags not shown
+# (greedy on the dev model: "hi" reasons "\rer"; "Hi there" starts with </think>); the summary
+"$BIN" run -m golden/dev/dev-Q8_0.gguf -p "hi" --chat -n 12 --temp 0 >"$tmp/think" 2>/dev/null
+expect_eq "chat thinking" "$(cat "$tmp/think")" "$(printf '[thinking]\ner')"
+"$BIN" run -m golden/dev/dev-Q8_0.gguf -p "Hi there" --chat -n 12 --temp 0 --ignore-eos >"$tmp/think" 2>"$tmp/think.err"
+expect_eq "chat answer after </think>: first line" "$(head -1 "$tmp/think")" "[answer]"
+grep -q 'think>' "$tmp/think" && { echo "FAIL --chat printed a tag"; fail=1; }
+"$BIN" run -m golden/dev/dev-Q8_0.gguf -p "Hi there" --chat --no-think -n 12 --temp 0 --ignore-eos >"$tmp/nothink" 2>/dev/null
+expect_eq "chat --no-think: first line" "$(head -1 "$tmp/nothink")" "[answer]"
+grep -Eq '^glm47 run: prompt 11 tokens in [0-9.]+ s \([0-9.]+ tok/s\); generated 12 tokens in [0-9.]+ s \([0-9.]+ tok/s\)$' "$tmp/think.err" \
+  || { echo "FAIL run summary: $(cat "$tmp/think.err")"; fail=1; }
+# model loading: a progress bar on a terminal (script gives the command one), nothing otherwise
+grep -q 'loading' "$tmp/think.err" && { echo "FAIL progress bar without a terminal"; fail=1; }
+if command -v script >/dev/null; then
+  script -qec "$BIN run -m golden/dev/dev-Q8_0.gguf --ids 1,2 -n 2 --print-ids" /dev/null >"$tmp/tty" 2>&1
+  grep -Eq 'loading \[#+\] 100% [0-9.]+/[0-9.]+ MiB, ([0-9]+)/\1 tensors' "$tmp/tty" || { echo "FAIL no progress bar on a terminal: $(cat -v "$tmp/tty")"; fail=1; }
+  # on Vulkan (lavapipe here) the bar counts the upload
+  script -qec "$BIN run -m golden/dev/dev-Q8_0.gguf --ids 1,2 -n 2 --print-ids --device 0" /dev/null >"$tmp/tty" 2>&1
+  grep -Eq 'uploading \[#+\] 100% ([0-9.]+)/\1 MiB, ([0-9]+)/\2 tensors' "$tmp/tty" || { echo "FAIL no upload progress bar: $(cat -v "$tmp/tty")"; fail=1; }
+fi
 "$BIN" run -m golden/dev/hf --ids 1 --chat >/dev/null 2>&1; expect_eq "chat without -p rc" "$?" 2
 
 # eval dump == golden.h5 prompt0 per glm47 diff

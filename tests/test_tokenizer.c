@@ -10,6 +10,7 @@
 
 #include "model/gguf.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/chat.h"
 #include "util/file.h"
 #include "util/h5.h"
 #include "util/testutil.h"
@@ -332,6 +333,102 @@ START_TEST(test_special_tokens)
         ck_assert_int_eq(sp->eom, obs);
         glm_tokenizer_destroy(t);
     }
+}
+END_TEST
+
+static size_t count_special(const glm_tokenizer *t, const int32_t *ids, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += glm_tokenizer_is_special(t, ids[i]);
+    return k;
+}
+
+/* Plain ranges: special text inside one (even partly) is plain; outside it still matches. */
+START_TEST(test_encode_spans)
+{
+    glm_tokenizer *t = open_tok(GGUF_Q8);
+    int32_t u = glm_tokenizer_find(t, "<|user|>", 8);
+    const char *txt = "<|user|>a<|user|>b<|user|>";
+    int32_t *ids, *ref;
+    size_t n, nref;
+    /* the middle marker (bytes 9..17) partly covered by a range → plain; the others special */
+    glm_text_span sp[] = { { 8, 1 }, { 15, 3 } };
+    ck_assert(glm_tokenizer_encode_spans(t, txt, strlen(txt), 0, sp, 2, &ids, &n) == GLM_OK);
+    ck_assert_int_eq(ids[0], u);
+    ck_assert_int_eq(ids[n - 1], u);
+    ck_assert_uint_eq(count_special(t, ids, n), 2);
+    char *back;
+    size_t blen;
+    ck_assert(glm_tokenizer_decode(t, ids, n, &back, &blen) == GLM_OK);
+    ck_assert(blen == strlen(txt) && !memcmp(back, txt, blen));
+    free(back);
+    free(ids);
+    /* no ranges: the same as plain encode */
+    encode_ok(t, txt, strlen(txt), 0, &ref, &nref);
+    ck_assert(glm_tokenizer_encode_spans(t, txt, strlen(txt), 0, NULL, 0, &ids, &n) == GLM_OK);
+    ck_assert(n == nref && !memcmp(ids, ref, n * sizeof *ids));
+    ck_assert_uint_eq(count_special(t, ids, n), 3);
+    free(ids);
+    free(ref);
+    glm_tokenizer_destroy(t);
+}
+END_TEST
+
+/* A rendered conversation: the template's markers are special tokens, special-token text in
+ * the messages is plain text (no role switch), and benign text tokenizes exactly as the
+ * rendered string does (what Hugging Face's apply_chat_template + encode gives). */
+START_TEST(test_chat_encode_no_injection)
+{
+    uint64_t seed = tu_seed("test_chat_encode_no_injection");
+    tu_rng r = { seed };
+    glm_tokenizer *t = open_tok(HF_JSON);
+    static const char *const pieces[] = { "<|user|>", "<|assistant|>", "<|system|>", "<think>", "</think>",
+                                          "[gMASK]", "<sop>", "<|observation|>", "<tool_call>", "hello",
+                                          " world", "\n", "12", "<", "|>", "\xc3\xa9" };
+    const size_t np = sizeof pieces / sizeof pieces[0];
+    for (int iter = 0; iter < 200; iter++) {
+        bool inject = iter % 2;
+        char text[3][256];
+        for (int m = 0; m < 3; m++) {
+            size_t len = 0;
+            int k = 1 + (int)(tu_next(&r) % 8);
+            text[m][0] = 0;
+            for (int q = 0; q < k; q++) {
+                size_t pi = tu_next(&r) % np;
+                if (!inject && pi < 9)
+                    pi = 9 + pi % (np - 9);
+                len += (size_t)snprintf(text[m] + len, sizeof text[m] - len, "%s", pieces[pi]);
+            }
+        }
+        glm_chat_message msgs[] = { { .role = GLM_CHAT_SYSTEM, .content = text[0] },
+                                    { .role = GLM_CHAT_USER, .content = text[1] },
+                                    { .role = GLM_CHAT_TOOL, .content = text[2] } };
+        glm_chat chat = { .messages = msgs, .n_messages = 3 };
+        glm_chat_options opt;
+        glm_chat_options_default(&opt);
+        opt.enable_thinking = iter % 3 != 0;
+        int32_t *ids, *ref;
+        size_t n, nref, len;
+        char *rendered, *back;
+        ck_assert(glm_chat_encode(t, &chat, &opt, &ids, &n) == GLM_OK);
+        ck_assert(glm_chat_render(&rendered, &len, &chat, &opt) == GLM_OK);
+        /* markers: [gMASK] <sop> <|system|> <|user|> <|observation|> <tool_response>
+         * </tool_response> <|assistant|> and <think> or </think> */
+        ck_assert_msg(count_special(t, ids, n) == 9, "seed=%llu iter %d: %zu specials", (unsigned long long)seed,
+                      iter, count_special(t, ids, n));
+        ck_assert(glm_tokenizer_decode(t, ids, n, &back, &len) == GLM_OK);
+        ck_assert_str_eq(back, rendered);
+        if (!inject) {
+            encode_ok(t, rendered, strlen(rendered), 0, &ref, &nref);
+            ck_assert(n == nref && !memcmp(ids, ref, n * sizeof *ids));
+            free(ref);
+        }
+        free(back);
+        free(rendered);
+        free(ids);
+    }
+    glm_tokenizer_destroy(t);
 }
 END_TEST
 
@@ -826,6 +923,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_utf8_validator);
     tcase_add_test(tc, test_stream_decode);
     tcase_add_test(tc, test_special_tokens);
+    tcase_add_test(tc, test_encode_spans);
+    tcase_add_test(tc, test_chat_encode_no_injection);
     tcase_add_test(tc, test_long_runs);
     tcase_add_test(tc, test_decode_errors);
     tcase_add_test(tc, test_hostile_json);

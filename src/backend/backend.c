@@ -36,3 +36,18 @@ void glm_backend_destroy(glm_backend *b)
     if (b)
         b->ops->destroy(b);
 }
+
+static glm_load_progress_fn g_progress;
+static void *g_progress_ctx;
+
+void glm_load_progress_set(glm_load_progress_fn fn, void *ctx)
+{
+    g_progress = fn;
+    g_progress_ctx = ctx;
+}
+
+void glm_load_progress_report(const glm_tensor *t)
+{
+    if (g_progress)
+        g_progress(g_progress_ctx, t);
+}

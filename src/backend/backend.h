@@ -101,6 +101,13 @@ glm_status glm_backend_ref_create(glm_backend **out, const glm_model *m);
 /* By name: "auto" (or NULL: Vulkan when a GPU is present, else ref), "ref", "vulkan" (the best
  * device) or "vulkan:N" (device N). Unknown names fail with one line. */
 glm_status glm_backend_create(glm_backend **out, const char *name, const glm_model *m);
+
+/* Weight-loading progress: a backend that copies weights (Vulkan: to the GPU) reports each
+ * tensor once it is copied. One process-wide hook, meant for a front end's progress bar;
+ * none is set by default. Not thread-safe: set it before loading, clear it after. */
+typedef void (*glm_load_progress_fn)(void *ctx, const glm_tensor *t);
+void glm_load_progress_set(glm_load_progress_fn fn, void *ctx);
+void glm_load_progress_report(const glm_tensor *t);
 void glm_backend_destroy(glm_backend *b); /* NULL is a no-op */
 
 #endif

@@ -526,7 +526,7 @@ int glm_cmd_bench(int argc, char **argv)
     glm_backend *b = NULL;
     glm_status s = glm_model_open(&m, o.model);
     if (s == GLM_OK)
-        s = glm_backend_create(&b, o.backend, m);
+        s = glm_cli_backend_create(&b, o.backend, m);
     if (s == GLM_OK)
         s = bench_model(&o, m, b);
     glm_backend_destroy(b);

@@ -22,14 +22,15 @@
 static const char k_usage[] =
     "usage: glm47 chat -m MODEL [--system TEXT] [--no-think] [-n MAX_TOKENS_PER_TURN] [--ctx N]\n"
     "                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--seed S]\n"
-    "                  [--backend auto|ref|vulkan] [--device N]\n"
+    "                  [--backend auto|ref|vulkan] [--device N] [--mtp]\n"
+    "--mtp: speculative decoding with the model's MTP layer (greedy replies are the same)\n"
     "Type a message and press enter; /reset forgets the conversation, /quit (or end of input) ends it.\n";
 
 typedef struct chat_opts {
     const char *model, *backend, *system;
     char device_backend[24];
     long long n_predict, n_ctx;
-    bool no_think;
+    bool no_think, mtp;
     glm_sampler_params sp;
 } chat_opts;
 
@@ -42,9 +43,9 @@ typedef struct chat_state {
     glm_chat conv;       /* the conversation so far (owns its strings) */
     int32_t *cached;     /* tokens whose keys and values the cache holds, in order */
     int64_t n_cached, cap_cached;
+    int64_t n_mtp_valid; /* --mtp: leading MTP cache rows that pair cached[j] with cached[j + 1] */
     float *logits;
-    bool tty;
-    int section;         /* 0 none yet, 1 reasoning, 2 answer: for the section headers */
+    glm_cli_sections out; /* section headers of the streamed reply */
 } chat_state;
 
 static glm_status parse_opts(chat_opts *o, int argc, char **argv, int *usage_err)
@@ -53,8 +54,8 @@ static glm_status parse_opts(chat_opts *o, int argc, char **argv, int *usage_err
     long long x;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--no-think")) {
-            o->no_think = true;
+        if (!strcmp(a, "--no-think") || !strcmp(a, "--mtp")) {
+            *(a[2] == 'n' ? &o->no_think : &o->mtp) = true;
             continue;
         }
         if (!v) {
@@ -168,22 +169,10 @@ static glm_status append(char **buf, size_t *n, const char *text, size_t len)
 static glm_status on_event(void *user, const glm_chat_event *ev)
 {
     turn_out *t = user;
-    chat_state *s = t->s;
-    if (ev->kind == GLM_CHAT_EV_TOOL_CALL) {
-        printf("\n[tool call] %s %s\n", ev->call->name, ev->call->arguments);
+    glm_cli_sections_print(&t->s->out, ev);
+    if (ev->kind == GLM_CHAT_EV_TOOL_CALL)
         return GLM_OK;
-    }
-    bool reasoning = ev->kind == GLM_CHAT_EV_REASONING;
-    int want = reasoning ? 1 : 2;
-    if (s->section != want) {
-        if (s->tty)
-            fputs(reasoning ? "\033[2m" : "\033[0m", stdout);
-        printf("%s[%s]\n", s->section ? "\n" : "", reasoning ? "thinking" : "answer");
-        s->section = want;
-    }
-    fwrite(ev->text, 1, ev->len, stdout);
-    fflush(stdout);
-    return reasoning ? append(&t->reasoning, &t->n_reasoning, ev->text, ev->len)
+    return ev->kind == GLM_CHAT_EV_REASONING ? append(&t->reasoning, &t->n_reasoning, ev->text, ev->len)
                      : append(&t->content, &t->n_content, ev->text, ev->len);
 }
 
@@ -208,34 +197,47 @@ static glm_status turn(chat_state *s)
     glm_chat_options copt;
     glm_chat_options_default(&copt);
     copt.enable_thinking = !s->o->no_think;
-    char *text = NULL;
-    size_t text_len = 0;
     int32_t *ids = NULL;
     size_t n = 0;
-    GLM_TRY(glm_chat_render(&text, &text_len, &s->conv, &copt));
-    glm_status st = glm_tokenizer_encode(s->tok, text, text_len, 0, &ids, &n);
-    free(text);
-    if (st != GLM_OK)
-        return st;
+    GLM_TRY(glm_chat_encode(s->tok, &s->conv, &copt, &ids, &n)); /* what the user typed stays plain text */
     if ((long long)n + s->o->n_predict > s->o->n_ctx) {
         free(ids);
         return glm_errorf(GLM_ERR_INVALID, "the conversation (%zu tokens) plus -n %lld exceeds --ctx %lld; /reset to start over",
                           n, s->o->n_predict, s->o->n_ctx);
     }
-    /* the cache keeps the longest common prefix; at least one token is evaluated for logits */
+    /* the cache keeps the longest common prefix; at least one token is evaluated for logits.
+     * With --mtp the MTP row before the first new token pairs with it, so one more is redone. */
     int64_t keep = 0;
     while (keep < s->n_cached && keep < (int64_t)n && s->cached[keep] == ids[keep])
         keep++;
-    if (keep == (int64_t)n)
+    if (s->o->mtp)
+        keep = keep - 1 < s->n_mtp_valid ? keep - 1 : s->n_mtp_valid;
+    else if (keep == (int64_t)n)
         keep--;
+    keep = keep < 0 ? 0 : keep;
     int64_t reused = keep;
-    st = glm_forward_truncate(s->f, keep);
+    long long n_new = (long long)n - keep;
+    glm_status st = glm_forward_truncate(s->f, keep);
+    if (st == GLM_OK && s->o->mtp)
+        st = glm_forward_mtp_truncate(s->f, keep);
     s->n_cached = keep;
+    s->n_mtp_valid = 0;
     for (size_t i = (size_t)keep; st == GLM_OK && i < n; i++)
         st = push_cached(s, ids[i]);
     double t0 = now_s();
-    if (st == GLM_OK)
+    glm_mtp_greedy g = { 0 };
+    int32_t pend[2]; /* --mtp: final tokens not yet taken */
+    int n_pend = 0, at = 0;
+    if (st == GLM_OK && s->o->mtp) {
+        const int32_t *p = ids + keep;
+        int np = (int)((int64_t)n - keep);
+        st = s->o->sp.temperature > 0
+                 ? glm_mtp_sampled_start(&g, s->f, p, np, NULL, 0, s->smp, (int)s->o->n_predict)
+                 : glm_mtp_greedy_start(&g, s->f, p, np, NULL, 0);
+        pend[n_pend++] = g.last;
+    } else if (st == GLM_OK) {
         st = glm_forward_eval(s->f, ids + keep, (int)((int64_t)n - keep), s->logits, false, NULL, NULL);
+    }
     free(ids);
     double t1 = now_s();
     glm_detok_stream *ds = NULL;
@@ -246,10 +248,17 @@ static glm_status turn(chat_state *s)
         st = glm_detok_stream_create(&ds, s->tok);
     if (st == GLM_OK)
         st = glm_chat_stream_create(&cs, !s->o->no_think, NULL);
-    s->section = 0;
     while (st == GLM_OK && n_gen < s->o->n_predict) {
         int32_t t;
-        st = glm_sampler_sample(s->smp, &t, s->logits, s->cached, (int32_t)s->n_cached);
+        if (!s->o->mtp) {
+            st = glm_sampler_sample(s->smp, &t, s->logits, s->cached, (int32_t)s->n_cached);
+        } else {
+            if (at == n_pend) {
+                st = glm_mtp_greedy_step(&g, pend, &n_pend);
+                at = 0;
+            }
+            t = pend[at++];
+        }
         if (st != GLM_OK || is_eog(s->m, t))
             break;
         n_gen++;
@@ -260,8 +269,18 @@ static glm_status turn(chat_state *s)
             st = glm_chat_stream_feed(cs, piece, plen, on_event, &out);
         if (st == GLM_OK)
             st = push_cached(s, t);
-        if (st == GLM_OK)
+        if (st == GLM_OK && !s->o->mtp)
             st = glm_forward_eval(s->f, &t, 1, s->logits, false, NULL, NULL);
+    }
+    if (s->o->mtp) {
+        /* the main cache holds the final tokens but the last (and maybe one past what was
+         * taken); MTP row j is valid while token j + 1 is one we keep */
+        int64_t n_main = glm_forward_n_past(s->f), v = glm_forward_mtp_n_past(s->f);
+        if (n_main < s->n_cached)
+            s->n_cached = n_main;
+        v = v < s->n_cached - 1 ? v : s->n_cached - 1;
+        s->n_mtp_valid = v > 0 ? v : 0;
+        glm_mtp_greedy_free(&g);
     }
     const char *piece;
     size_t plen;
@@ -269,17 +288,21 @@ static glm_status turn(chat_state *s)
         st = glm_chat_stream_feed(cs, piece, plen, on_event, &out);
     if (st == GLM_OK)
         st = glm_chat_stream_finish(cs, on_event, &out);
-    if (s->tty)
-        fputs("\033[0m", stdout);
+    glm_cli_sections_end(&s->out);
     printf("\n");
     fflush(stdout);
     double t2 = now_s();
     if (st == GLM_OK)
         st = add_message(&s->conv, GLM_CHAT_ASSISTANT, out.content ? out.content : "", out.reasoning);
+    char mtp[96] = "";
+    if (s->o->mtp)
+        snprintf(mtp, sizeof mtp, "; mtp accepted %lld of %lld drafts (%.1f%%)", g.accepted, g.drafts,
+                 g.drafts ? 100.0 * (double)g.accepted / (double)g.drafts : 0.0);
     if (st == GLM_OK)
-        fprintf(stderr, "glm47 chat: %d tokens in %.2f s (%.1f tok/s); prompt %lld new + %lld reused tokens in %.2f s\n",
-                n_gen, t2 - t1, n_gen > 0 && t2 > t1 ? n_gen / (t2 - t1) : 0.0, (long long)(s->n_cached - reused - n_gen),
-                (long long)reused, t1 - t0);
+        fprintf(stderr,
+                "glm47 chat: %d tokens in %.2f s (%.1f tok/s); prompt %lld new + %lld reused tokens in %.2f s (%.1f tok/s)%s\n",
+                n_gen, t2 - t1, n_gen > 0 && t2 > t1 ? n_gen / (t2 - t1) : 0.0, n_new, (long long)reused, t1 - t0,
+                t1 > t0 ? (double)n_new / (t1 - t0) : 0.0, mtp);
     free(out.reasoning);
     free(out.content);
     glm_chat_stream_destroy(cs);
@@ -295,7 +318,7 @@ static glm_status chat_loop(chat_state *s)
     size_t cap = 0;
     glm_status st = GLM_OK;
     for (;;) {
-        if (s->tty)
+        if (s->out.tty)
             fputs("> ", stderr);
         ssize_t len = getline(&line, &cap, stdin);
         if (len < 0)
@@ -342,7 +365,7 @@ int glm_cmd_chat(int argc, char **argv)
             fputs(k_usage, stderr);
         return usage_err ? 2 : 1;
     }
-    chat_state s = { .o = &o, .tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) };
+    chat_state s = { .o = &o, .out.tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) };
     glm_model *m = NULL;
     glm_backend *b = NULL;
     glm_status st = glm_model_open(&m, o.model);
@@ -351,8 +374,10 @@ int glm_cmd_chat(int argc, char **argv)
     if (st == GLM_OK && o.n_ctx > m->hp.max_position_embeddings)
         st = glm_errorf(GLM_ERR_INVALID, "--ctx %lld exceeds the model's %d positions", o.n_ctx,
                         m->hp.max_position_embeddings);
+    if (st == GLM_OK && o.mtp && !m->mtp)
+        st = glm_errorf(GLM_ERR_UNSUPPORTED, "%s: --mtp needs a model with an MTP layer (this one has none)", o.model);
     if (st == GLM_OK)
-        st = glm_backend_create(&b, o.backend, m);
+        st = glm_cli_backend_create(&b, o.backend, m);
     if (st == GLM_OK)
         st = glm_forward_create(&s.f, m, b, o.n_ctx, 512);
     if (st == GLM_OK)

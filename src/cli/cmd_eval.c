@@ -60,9 +60,9 @@ int glm_cmd_eval(int argc, char **argv)
     int n = 0;
     glm_status st = glm_model_open(&m, model);
     if (st == GLM_OK)
-        st = glm_cli_prompt_tokens(m, ids_arg, text, NULL, &ids, &n);
+        st = glm_cli_prompt_tokens(m, ids_arg, text, GLM_CLI_TEXT_RAW, NULL, &ids, &n);
     if (st == GLM_OK)
-        st = glm_backend_create(&b, backend, m);
+        st = glm_cli_backend_create(&b, backend, m);
     if (st == GLM_OK)
         st = glm_dump_eval(m, b, ids, n, out, mode);
     free(ids);

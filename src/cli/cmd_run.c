@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cli/cli.h"
@@ -48,6 +49,9 @@ typedef struct run_state {
     int n_hist, n_gen;
     bool stop;
     long long drafts, accepted;
+    double t_first; /* when the prompt was evaluated (the first token is known) */
+    glm_chat_stream *cs; /* --chat: the reply split into reasoning and answer */
+    glm_cli_sections out;
 } run_state;
 
 static glm_status parse_run_opts(run_opts *o, int argc, char **argv, int *usage_err)
@@ -145,11 +149,30 @@ static void mask_eog(const glm_model *m, float *logits)
             logits[m->eos_ids[i]] = -INFINITY;
 }
 
+static glm_status on_event(void *user, const glm_chat_event *ev)
+{
+    glm_cli_sections_print(&((run_state *)user)->out, ev);
+    return GLM_OK;
+}
+
+/* Generated text to stdout: as it is, or (--chat) through the reply parser. */
+static glm_status out_text(run_state *s, const char *txt, size_t len)
+{
+    if (s->cs)
+        return len ? glm_chat_stream_feed(s->cs, txt, len, on_event, s) : GLM_OK;
+    fwrite(txt, 1, len, stdout);
+    return GLM_OK;
+}
+
+static double now_s(void);
+
 /* Accept one generated token: stop on EOG or length, else record and print it. */
 static glm_status emit(run_state *s, int32_t t)
 {
     if (s->stop)
         return GLM_OK;
+    if (s->n_gen == 0)
+        s->t_first = now_s();
     if (is_eog(s->m, t) && !s->o->ignore_eos) {
         s->stop = true;
         return GLM_OK;
@@ -162,7 +185,7 @@ static glm_status emit(run_state *s, int32_t t)
         const char *txt;
         size_t len;
         GLM_TRY(glm_detok_stream_feed(s->ds, t, &txt, &len));
-        fwrite(txt, 1, len, stdout);
+        GLM_TRY(out_text(s, txt, len));
     }
     fflush(stdout);
     if (s->n_gen >= s->o->n_predict)
@@ -247,20 +270,33 @@ static glm_status run_with(run_state *s, glm_backend *b, const int32_t *prompt, 
         s->n_hist = n_prompt;
         s->stop = o->n_predict == 0;
         double t0 = now_s();
+        s->t_first = t0;
         st = o->mtp ? generate_mtp(s, prompt, n_prompt) : generate_plain(s, prompt, n_prompt, logits);
-        double dt = now_s() - t0;
+        double t2 = now_s();
         if (st == GLM_OK && !o->print_ids) {
             const char *txt;
             size_t len;
-            if (glm_detok_stream_flush(s->ds, &txt, &len) == GLM_OK)
-                fwrite(txt, 1, len, stdout);
+            st = glm_detok_stream_flush(s->ds, &txt, &len);
+            if (st == GLM_OK)
+                st = out_text(s, txt, len);
+            if (st == GLM_OK && s->cs)
+                st = glm_chat_stream_finish(s->cs, on_event, s);
+            glm_cli_sections_end(&s->out);
         }
         printf("\n");
         fflush(stdout);
-        if (st == GLM_OK && o->mtp)
-            fprintf(stderr, "glm47 run: mtp accepted %lld of %lld drafts (%.1f%%), %d tokens in %.2f s\n",
-                    s->accepted, s->drafts, s->drafts ? 100.0 * (double)s->accepted / (double)s->drafts : 0.0,
-                    s->n_gen, dt);
+        if (st == GLM_OK) {
+            /* prefill: up to the first token; decode: the tokens after it */
+            double tp = s->t_first - t0, td = t2 - s->t_first;
+            char mtp[96] = "";
+            if (o->mtp)
+                snprintf(mtp, sizeof mtp, "; mtp accepted %lld of %lld drafts (%.1f%%)", s->accepted, s->drafts,
+                         s->drafts ? 100.0 * (double)s->accepted / (double)s->drafts : 0.0);
+            fprintf(stderr,
+                    "glm47 run: prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.1f tok/s)%s\n",
+                    n_prompt, tp, tp > 0 ? n_prompt / tp : 0.0, s->n_gen, td,
+                    s->n_gen > 1 && td > 0 ? (s->n_gen - 1) / td : 0.0, mtp);
+        }
     }
     glm_forward_destroy(s->f);
     free(logits), free(s->hist);
@@ -284,28 +320,30 @@ int glm_cmd_run(int argc, char **argv)
     glm_backend *b = NULL;
     int32_t *prompt = NULL;
     int n_prompt = 0;
-    char *chat_text = NULL;
     glm_status st = glm_model_open(&m, o.model);
     s.m = m;
     if (st == GLM_OK && (o.text || !o.print_ids))
         st = glm_tokenizer_open(&s.tok, o.model);
-    if (st == GLM_OK && o.chat)
-        st = glm_cli_chat_prompt(o.text, !o.no_think, &chat_text);
+    glm_cli_text_mode mode = !o.chat ? GLM_CLI_TEXT_RAW : o.no_think ? GLM_CLI_TEXT_CHAT_NO_THINK : GLM_CLI_TEXT_CHAT_THINK;
     if (st == GLM_OK)
-        st = glm_cli_prompt_tokens(m, o.ids_arg, o.chat ? chat_text : o.text, &s.tok, &prompt, &n_prompt);
+        st = glm_cli_prompt_tokens(m, o.ids_arg, o.text, mode, &s.tok, &prompt, &n_prompt);
     if (st == GLM_OK && !o.print_ids)
         st = glm_detok_stream_create(&s.ds, s.tok);
+    if (st == GLM_OK && o.chat && !o.print_ids) {
+        s.out.tty = isatty(STDOUT_FILENO);
+        st = glm_chat_stream_create(&s.cs, !o.no_think, NULL);
+    }
     if (st == GLM_OK)
         st = glm_sampler_create(&s.smp, &o.sp, m->hp.vocab_size);
     if (st == GLM_OK)
-        st = glm_backend_create(&b, o.backend, m);
+        st = glm_cli_backend_create(&b, o.backend, m);
     if (st == GLM_OK)
         st = run_with(&s, b, prompt, n_prompt);
     free(prompt);
-    free(chat_text);
     glm_backend_destroy(b);
     glm_sampler_destroy(s.smp);
     glm_detok_stream_destroy(s.ds);
+    glm_chat_stream_destroy(s.cs);
     glm_tokenizer_destroy(s.tok);
     glm_model_close(m);
     return st == GLM_OK ? 0 : glm_cli_fail("run");
@@ -391,7 +429,7 @@ int glm_cmd_perplexity(int argc, char **argv)
     if (st == GLM_OK && n < 2)
         st = glm_errorf(GLM_ERR_INVALID, "%s: fewer than 2 tokens, nothing to score", file);
     if (st == GLM_OK)
-        st = glm_backend_create(&b, backend, m);
+        st = glm_cli_backend_create(&b, backend, m);
     if (st == GLM_OK)
         st = glm_forward_create(&f, m, b, ctx, (int)ctx);
     if (st == GLM_OK && !(logits = malloc(sizeof(float) * (size_t)ctx * (size_t)m->hp.vocab_size)))

@@ -9,24 +9,30 @@
 
 static const char k_serve_usage[] =
     "usage: glm47 serve -m MODEL [--host H] [--port P] [--api-key K] [--ctx N] [--model-name NAME]\n"
-    "                   [--backend auto|ref|vulkan] [--device N] [--queue N] [--max-body BYTES]\n"
+    "                   [--backend auto|ref|vulkan] [--device N] [--queue N] [--max-body BYTES] [--mtp]\n"
     "  --host H        IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port P        TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key K     require 'Authorization: Bearer K' (also read from GLM47_API_KEY)\n"
     "  --ctx N         positions per request, prompt + generated (default min(4096, model's))\n"
     "  --model-name S  the model id clients name (default: the file's base name)\n"
     "  --queue N       waiting + running requests before 503 (default 256)\n"
-    "  --max-body B    request body bytes before 413 (default 1048576)\n";
+    "  --max-body B    request body bytes before 413 (default 1048576)\n"
+    "  --mtp           speculative decoding with the model's MTP layer (one draft per step): the\n"
+    "                  same greedy tokens, the same sampling distribution; counted in /metrics\n";
 
 int glm_cmd_serve(int argc, char **argv)
 {
-    glm_server_opts o = { .port = 8080 };
+    glm_server_opts o = { .port = 8080, .backend_create = glm_cli_backend_create };
     long long x;
     char device_backend[24];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help"))
             return fputs(k_serve_usage, stdout), 0;
+        if (!strcmp(a, "--mtp")) {
+            o.mtp = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "glm47 serve: unknown option or missing value: '%s'\n%s", a, k_serve_usage);
             return 2;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 glm_status glm_cli_parse_ids(const char *arg, int32_t n_vocab, int32_t **ids, int *n)
@@ -45,8 +46,8 @@ glm_status glm_cli_parse_ids(const char *arg, int32_t n_vocab, int32_t **ids, in
     return GLM_OK;
 }
 
-glm_status glm_cli_prompt_tokens(const glm_model *m, const char *ids_arg, const char *text, glm_tokenizer **tok,
-                                 int32_t **ids, int *n)
+glm_status glm_cli_prompt_tokens(const glm_model *m, const char *ids_arg, const char *text, glm_cli_text_mode mode,
+                                 glm_tokenizer **tok, int32_t **ids, int *n)
 {
     if ((ids_arg != NULL) == (text != NULL))
         return glm_errorf(GLM_ERR_INVALID, "give exactly one of -p TEXT and --ids LIST");
@@ -56,7 +57,18 @@ glm_status glm_cli_prompt_tokens(const glm_model *m, const char *ids_arg, const 
     if (!t)
         GLM_TRY(glm_tokenizer_open(&t, m->path));
     size_t cnt = 0;
-    glm_status st = glm_tokenizer_encode(t, text, strlen(text), 0, ids, &cnt);
+    glm_status st;
+    if (mode == GLM_CLI_TEXT_RAW) {
+        st = glm_tokenizer_encode(t, text, strlen(text), 0, ids, &cnt);
+    } else {
+        /* the conversation only borrows `text`: it is never passed to glm_chat_destroy */
+        glm_chat_message msg = { .role = GLM_CHAT_USER, .content = (char *)text };
+        glm_chat chat = { .messages = &msg, .n_messages = 1 };
+        glm_chat_options opt;
+        glm_chat_options_default(&opt);
+        opt.enable_thinking = mode == GLM_CLI_TEXT_CHAT_THINK;
+        st = glm_chat_encode(t, &chat, &opt, ids, &cnt);
+    }
     if (tok)
         *tok = t;
     else
@@ -101,14 +113,28 @@ glm_status glm_cli_parse_float(const char *opt, const char *s, float *out)
     return GLM_OK;
 }
 
-glm_status glm_cli_chat_prompt(const char *text, bool thinking, char **out)
+void glm_cli_sections_print(glm_cli_sections *s, const glm_chat_event *ev)
 {
-    /* the conversation only borrows `text`: it is never passed to glm_chat_destroy */
-    glm_chat_message msg = { .role = GLM_CHAT_USER, .content = (char *)text };
-    glm_chat chat = { .messages = &msg, .n_messages = 1 };
-    glm_chat_options opt;
-    glm_chat_options_default(&opt);
-    opt.enable_thinking = thinking;
-    size_t len;
-    return glm_chat_render(out, &len, &chat, &opt);
+    if (ev->kind == GLM_CHAT_EV_TOOL_CALL) {
+        printf("\n[tool call] %s %s\n", ev->call->name, ev->call->arguments);
+        fflush(stdout);
+        return;
+    }
+    bool reasoning = ev->kind == GLM_CHAT_EV_REASONING;
+    int want = reasoning ? 1 : 2;
+    if (s->section != want) {
+        if (s->tty)
+            fputs(reasoning ? "\033[2m" : "\033[0m", stdout);
+        printf("%s[%s]\n", s->section ? "\n" : "", reasoning ? "thinking" : "answer");
+        s->section = want;
+    }
+    fwrite(ev->text, 1, ev->len, stdout);
+    fflush(stdout);
+}
+
+void glm_cli_sections_end(glm_cli_sections *s)
+{
+    if (s->tty)
+        fputs("\033[0m", stdout);
+    s->section = 0;
 }

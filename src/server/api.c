@@ -127,6 +127,7 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
 {
     double x;
     bool g;
+    j->logprobs = -1;
     j->sp = glm_sampler_params_default();
     j->sp.top_p = 0.95f; /* model card defaults (model-spec §8.9): temperature 1, top-p 0.95 */
     if (!check_model(s, req, e))
@@ -183,6 +184,8 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so))
             return bad(e, "stream_options", "expected an object");
+        if (!j->stream)
+            return bad(e, "stream_options", "only allowed with \"stream\": true");
         if (!get_bool(so, "include_usage", &j->include_usage, e))
             return false;
     }
@@ -191,18 +194,37 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
     return get_stop(j, req, e);
 }
 
-/* Tokenize text into the job; check prompt + max_tokens against the context. */
-static bool set_prompt(srv *s, srv_job *j, const char *text, size_t len, srv_err *e)
+/* chat: "logprobs" (boolean) and "top_logprobs" (0..20, only with logprobs true);
+ * completions: "logprobs" (integer 0..20, the number of alternatives). */
+static bool get_logprobs(const cJSON *req, srv_job *j, srv_err *e)
 {
-    size_t n = 0;
-    if (glm_tokenizer_encode(s->tok, text, len, 0, &j->prompt, &n) != GLM_OK) {
-        srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt", "%s", glm_last_error());
-        return false;
+    double x;
+    bool g;
+    if (j->kind == SRV_COMPLETION) {
+        if (!get_num(req, "logprobs", 0, GLM_LOGPROBS_MAX_TOP, true, &x, &g, e))
+            return false;
+        j->logprobs = g ? (int)x : -1;
+        return true;
     }
+    bool on = false;
+    if (!get_bool(req, "logprobs", &on, e))
+        return false;
+    if (!get_num(req, "top_logprobs", 0, GLM_LOGPROBS_MAX_TOP, true, &x, &g, e))
+        return false;
+    if (g && !on)
+        return bad(e, "top_logprobs", "needs \"logprobs\": true");
+    j->logprobs = on ? (g ? (int)x : 0) : -1;
+    return true;
+}
+
+/* Take the prompt ids (owned) into the job; check prompt + max_tokens against the context. */
+static bool set_prompt(srv *s, srv_job *j, int32_t *ids, size_t n, const char *param, srv_err *e)
+{
+    j->prompt = ids;
     if (n == 0)
-        return bad(e, "prompt", "must not be empty");
+        return bad(e, param, "must not be empty");
     if ((int64_t)n >= s->n_ctx) {
-        srv_err_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
+        srv_err_set(e, 400, "invalid_request_error", "context_length_exceeded", param,
                     "the prompt has %zu tokens; this server's context is %lld", n, (long long)s->n_ctx);
         return false;
     }
@@ -218,6 +240,54 @@ static bool set_prompt(srv *s, srv_job *j, const char *text, size_t len, srv_err
     return true;
 }
 
+/* A JSON array of token ids (malloc'd; at least one slot); NULL and a 400 naming the first
+ * entry that is not an integer id of the vocabulary. */
+static int32_t *ids_from_json(srv *s, const cJSON *arr, const char *param, size_t *n, srv_err *e)
+{
+    *n = (size_t)cJSON_GetArraySize(arr);
+    int32_t *ids = malloc(sizeof(int32_t) * (*n ? *n : 1));
+    if (!ids) {
+        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+    }
+    int32_t nv = glm_tokenizer_n_vocab(s->tok);
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (x < 0 || x >= nv || x != floor(x)) {
+            free(ids);
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", param,
+                        "%s[%zu]: expected an integer token id in [0, %d)", param, i, (int)nv);
+            return NULL;
+        }
+        ids[i++] = (int32_t)x;
+    }
+    return ids;
+}
+
+/* A completions prompt: a string (tokenized with special-token matching off, so text that
+ * spells a special token stays text), an array of one string, or an array of token ids
+ * (the way to send special tokens on purpose). */
+static bool completion_prompt(srv *s, srv_job *j, const cJSON *p, srv_err *e)
+{
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
+        p = cJSON_GetArrayItem(p, 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (cJSON_IsString(p)) {
+        if (glm_tokenizer_encode(s->tok, p->valuestring, strlen(p->valuestring), GLM_TOK_NO_SPECIAL, &ids, &n) !=
+            GLM_OK) {
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "prompt", "%s", glm_last_error());
+            return false;
+        }
+        return set_prompt(s, j, ids, n, "prompt", e);
+    }
+    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
+        return bad(e, "prompt", "expected a string, an array of one string, or a non-empty array of token ids");
+    return (ids = ids_from_json(s, p, "prompt", &n, e)) && set_prompt(s, j, ids, n, "prompt", e);
+}
+
 static void new_id(srv *s, srv_job *j, const char *prefix)
 {
     unsigned long long k = atomic_fetch_add(&s->next_id, 1);
@@ -225,12 +295,30 @@ static void new_id(srv *s, srv_job *j, const char *prefix)
     j->created = (long long)time(NULL);
 }
 
+/* tool_choice: "none" or "auto" (the model decides). "required" and a named function would
+ * need constrained decoding, which this server does not do: they are refused, not ignored. */
+static bool check_tool_choice(const cJSON *c, bool have_tools, srv_err *e)
+{
+    if (!c || cJSON_IsNull(c))
+        return true;
+    if (cJSON_IsString(c) && (!strcmp(c->valuestring, "none") || !strcmp(c->valuestring, "auto")))
+        return true;
+    if (cJSON_IsString(c) && !strcmp(c->valuestring, "required"))
+        return bad(e, "tool_choice", "\"required\" is not supported (no constrained decoding); use \"auto\"");
+    if (cJSON_IsObject(c)) {
+        if (!have_tools)
+            return bad(e, "tool_choice", "a named function needs \"tools\"");
+        return bad(e, "tool_choice", "a named function is not supported (no constrained decoding); use \"auto\"");
+    }
+    return bad(e, "tool_choice", "expected \"none\" or \"auto\"");
+}
+
 bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
 {
     srv_job *j = srv_job_new();
     glm_chat *chat = NULL;
-    char *text = NULL;
-    size_t len = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
     bool ok = false;
     if (!j) {
         srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -242,7 +330,7 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
     const cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
-    if (!get_common(s, req, j, e))
+    if (!get_common(s, req, j, e) || !get_logprobs(req, j, e))
         goto done;
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
         bad(e, "messages", "expected a non-empty array");
@@ -252,6 +340,8 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
         bad(e, "tools", "expected an array");
         goto done;
     }
+    if (!check_tool_choice(choice, cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0, e))
+        goto done;
     if (choice && cJSON_IsString(choice) && !strcmp(choice->valuestring, "none"))
         tools = NULL; /* the model is not told about tools it may not call */
     if (kw && !cJSON_IsNull(kw)) {
@@ -269,11 +359,12 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     glm_chat_options opt;
     glm_chat_options_default(&opt);
     opt.enable_thinking = j->thinking;
-    if (glm_chat_render(&text, &len, chat, &opt) != GLM_OK) {
+    /* message contents stay plain text: "<|user|>" typed by a user is not a role switch */
+    if (glm_chat_encode(s->tok, chat, &opt, &ids, &n) != GLM_OK) {
         srv_err_set(e, 400, "invalid_request_error", "invalid_value", "messages", "%s", glm_last_error());
         goto done;
     }
-    if (!set_prompt(s, j, text, len, e))
+    if (!set_prompt(s, j, ids, n, "messages", e))
         goto done;
     if (cJSON_IsArray(tools))
         j->tools = cJSON_Duplicate(tools, 1);
@@ -281,7 +372,6 @@ bool srv_api_chat(srv *s, const cJSON *req, srv_job **out, srv_err *e)
     ok = true;
 done:
     glm_chat_destroy(chat);
-    free(text);
     if (!ok)
         srv_job_unref(j);
     *out = ok ? j : NULL;
@@ -297,16 +387,9 @@ bool srv_api_completion(srv *s, const cJSON *req, srv_job **out, srv_err *e)
         return false;
     }
     j->kind = SRV_COMPLETION;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1)
-        p = cJSON_GetArrayItem(p, 0);
-    if (!get_common(s, req, j, e))
+    if (!get_common(s, req, j, e) || !get_logprobs(req, j, e))
         goto done;
-    if (!cJSON_IsString(p)) {
-        bad(e, "prompt", "expected a string (or an array of one string)");
-        goto done;
-    }
-    if (!set_prompt(s, j, p->valuestring, strlen(p->valuestring), e))
+    if (!completion_prompt(s, j, cJSON_GetObjectItemCaseSensitive(req, "prompt"), e))
         goto done;
     new_id(s, j, "cmpl");
     ok = true;
@@ -343,26 +426,13 @@ bool srv_api_tokenize(srv *s, const cJSON *req, char **body, srv_err *e)
 
 bool srv_api_detokenize(srv *s, const cJSON *req, char **body, srv_err *e)
 {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "tokens"), *it;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "tokens");
     if (!cJSON_IsArray(t))
         return bad(e, "tokens", "expected an array of token ids");
-    int n = cJSON_GetArraySize(t), i = 0;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    if (!ids) {
-        srv_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    size_t n;
+    int32_t *ids = ids_from_json(s, t, "tokens", &n, e);
+    if (!ids)
         return false;
-    }
-    int32_t nv = glm_tokenizer_n_vocab(s->tok);
-    cJSON_ArrayForEach(it, t) {
-        double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
-        if (x < 0 || x >= nv || x != floor(x)) {
-            free(ids);
-            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "tokens",
-                        "tokens[%d]: expected an integer id in [0, %d)", i, (int)nv);
-            return false;
-        }
-        ids[i++] = (int32_t)x;
-    }
     char *text = NULL;
     size_t len = 0;
     glm_status st = glm_tokenizer_decode(s->tok, ids, (size_t)n, &text, &len);

@@ -282,7 +282,10 @@ static glm_status load(srv *s)
                               m->hp.max_position_embeddings);
         s->n_ctx = m->hp.max_position_embeddings;
     }
-    GLM_TRY(glm_backend_create(&s->b, o->backend, m));
+    if (o->mtp && !m->mtp)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: --mtp needs a model with an MTP layer (this one has none)",
+                          o->model_path);
+    GLM_TRY((o->backend_create ? o->backend_create : glm_backend_create)(&s->b, o->backend, m));
     GLM_TRY(glm_forward_create(&s->f, m, s->b, s->n_ctx + 1, 512));
     glm_sampler_params sp = glm_sampler_params_default();
     GLM_TRY(glm_sampler_create(&s->smp, &sp, m->hp.vocab_size));

@@ -1,6 +1,7 @@
 /* GET /metrics: Prometheus text exposition format 0.0.4. Counters of requests by HTTP
  * status, prompt and generated tokens; histograms of time to first token (from queueing)
- * and time per output token; the queue depth (waiting + running) as a gauge. */
+ * and time per output token; MTP drafts and accepted drafts; the queue depth (waiting +
+ * running) as a gauge. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,14 @@ void srv_metrics_tokens(srv_metrics *m, int n_prompt, int n_gen)
     pthread_mutex_lock(&m->mu);
     m->prompt_tokens += (uint64_t)n_prompt;
     m->gen_tokens += (uint64_t)n_gen;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted)
+{
+    pthread_mutex_lock(&m->mu);
+    m->mtp_drafts += (uint64_t)drafts;
+    m->mtp_accepted += (uint64_t)accepted;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -69,7 +78,7 @@ static void put_hist(srv_buf *b, const char *name, const char *help, const srv_h
 char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
 {
     srv_buf b = { 0 };
-    char line[256];
+    char line[512];
     int n;
     pthread_mutex_lock(&m->mu);
     n = snprintf(line, sizeof line,
@@ -91,6 +100,13 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
                  "# HELP glm47_generated_tokens_total Tokens generated.\n# TYPE glm47_generated_tokens_total counter\n"
                  "glm47_generated_tokens_total %llu\n",
                  (unsigned long long)m->gen_tokens);
+    srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_mtp_drafts_total MTP draft tokens verified (serve --mtp).\n"
+                 "# TYPE glm47_mtp_drafts_total counter\nglm47_mtp_drafts_total %llu\n"
+                 "# HELP glm47_mtp_accepted_total MTP draft tokens accepted.\n"
+                 "# TYPE glm47_mtp_accepted_total counter\nglm47_mtp_accepted_total %llu\n",
+                 (unsigned long long)m->mtp_drafts, (unsigned long long)m->mtp_accepted);
     srv_buf_add(&b, line, (size_t)n);
     put_hist(&b, "glm47_time_to_first_token_seconds", "Seconds from queueing to the first generated token.",
              &m->ttft, k_ttft_le);

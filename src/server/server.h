@@ -9,9 +9,13 @@
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/status.h"
+
+struct glm_backend;
+struct glm_model;
 
 typedef struct glm_server_opts {
     const char *model_path;
@@ -23,6 +27,9 @@ typedef struct glm_server_opts {
     int64_t n_ctx;          /* positions per request (prompt + generated); 0: min(4096, model's) */
     int queue_max;          /* waiting + running requests before 503; 0: 256 */
     size_t body_max;        /* request body bytes before 413; 0: 1 MiB */
+    bool mtp;               /* speculative decoding with the model's MTP layer (one draft per step) */
+    /* NULL: glm_backend_create; the CLI passes one that draws a loading progress bar */
+    glm_status (*backend_create)(struct glm_backend **out, const char *name, const struct glm_model *m);
 } glm_server_opts;
 
 /* Listen, load the model (GET /health answers 503 until then), serve until SIGTERM or

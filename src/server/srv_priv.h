@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "engine/forward.h"
+#include "engine/logprobs.h"
 #include "model/model.h"
 #include "ref/sampler.h"
 #include "server/server.h"
@@ -50,6 +51,7 @@ typedef struct srv_job {
     srv_kind kind;
     bool stream, include_usage, thinking;
     bool ignore_eos; /* llama.cpp's extension: end-of-generation ids are masked, never sampled */
+    int logprobs;    /* -1: off; else top alternatives per token (0..GLM_LOGPROBS_MAX_TOP) */
     int32_t *prompt;
     int n_prompt, max_tokens;
     glm_sampler_params sp;
@@ -76,6 +78,26 @@ void srv_job_unref(srv_job *j);
 bool srv_job_write(srv_job *j, const char *s, size_t n);
 void srv_job_finish(srv_job *j, int http_status);
 
+/* logprobs.c: one entry per generated token and the two JSON shapes. */
+typedef struct srv_lp_tok {
+    int32_t id;
+    float lp;
+    size_t off; /* byte offset of the token's text in the generated text */
+    int32_t top_id[GLM_LOGPROBS_MAX_TOP];
+    float top_lp[GLM_LOGPROBS_MAX_TOP];
+} srv_lp_tok;
+typedef struct srv_lp {
+    srv_lp_tok *t; /* NULL: logprobs off */
+    int n, cap, top;
+    int sent; /* entries already attached to stream chunks */
+} srv_lp;
+/* Room for cap tokens (max_tokens), allocated once. */
+bool srv_lp_init(srv_lp *l, int top, int cap);
+void srv_lp_free(srv_lp *l);
+glm_status srv_lp_add(srv_lp *l, const float *logits, int32_t n_vocab, int32_t id, size_t text_off);
+/* The logprobs object of entries [from, to): chat or completions shape. */
+cJSON *srv_lp_json(const srv_lp *l, const glm_tokenizer *tok, bool chat, int from, int to);
+
 /* Prometheus metrics. Histogram bounds in seconds. */
 #define SRV_HBUCKETS 10
 typedef struct srv_hist {
@@ -87,11 +109,13 @@ typedef struct srv_metrics {
     pthread_mutex_t mu;
     uint64_t by_status[600];
     uint64_t prompt_tokens, gen_tokens;
+    uint64_t mtp_drafts, mtp_accepted;
     srv_hist ttft, tpot;
 } srv_metrics;
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_status(srv_metrics *m, int status);
 void srv_metrics_tokens(srv_metrics *m, int n_prompt, int n_gen);
+void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted);
 void srv_metrics_ttft(srv_metrics *m, double s);
 void srv_metrics_tpot(srv_metrics *m, double s);
 char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded);
@@ -110,6 +134,7 @@ typedef struct srv {
     float *logits;
     int32_t *hist;
     int64_t n_cached; /* hist[0..n_cached) are the tokens the KV cache holds (prefix reuse) */
+    int64_t n_mtp_valid; /* leading rows of the MTP cache that pair hist[j] with hist[j + 1] */
     int64_t n_ctx;
     atomic_bool loaded;
     /* the queue */

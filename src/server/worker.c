@@ -1,9 +1,10 @@
 /* The worker: the one thread that runs the model. It takes jobs from the queue in order,
- * prefills the prompt from position 0 (no prefix reuse yet), samples until an
+ * prefills the prompt (reusing the prefix the KV cache holds from the previous request),
+ * decodes plainly or with MTP drafts (serve --mtp), samples until an
  * end-of-generation id of the model, a stop string or max_tokens, and writes the response
  * body into the job: one JSON object, or SSE chunks as they are decided.
  * Stop strings: generated text that could still be the start of a stop string is held back,
- * so no client ever sees text that a stop string later removes. */
+ * so no client ever sees text that a stop string later removes. logprobs: logprobs.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,9 @@ typedef struct gen {
     const char *finish;
     glm_chat_stream *cs;
     double t_last;
+    srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
+    bool mtp;  /* decoded with MTP drafts (spec_generate) */
+    long long drafts, accepted;
 } gen;
 
 static void add_str_n(cJSON *o, const char *key, const char *s, size_t n)
@@ -203,6 +207,20 @@ static cJSON *call_json(gen *g, const glm_chat_call_out *c, int index)
     return tc;
 }
 
+/* choice.logprobs: a stream chunk carries the entries not yet sent, the whole answer all of
+ * them; null when not asked for (or nothing is pending). */
+static void add_logprobs(gen *g, cJSON *choice)
+{
+    srv_lp *l = &g->lp;
+    if (!l->t || (g->j->stream && l->sent == l->n)) {
+        cJSON_AddNullToObject(choice, "logprobs");
+        return;
+    }
+    int from = g->j->stream ? l->sent : 0;
+    cJSON_AddItemToObject(choice, "logprobs", srv_lp_json(l, g->s->tok, g->j->kind == SRV_CHAT, from, l->n));
+    l->sent = l->n;
+}
+
 static glm_status on_chat_event(void *user, const glm_chat_event *ev)
 {
     gen *g = user;
@@ -211,7 +229,7 @@ static glm_status on_chat_event(void *user, const glm_chat_event *ev)
         cJSON_AddItemToArray(cJSON_AddArrayToObject(delta, "tool_calls"), call_json(g, ev->call, g->n_calls++));
     else
         add_str_n(delta, ev->kind == GLM_CHAT_EV_REASONING ? "reasoning_content" : "content", ev->text, ev->len);
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddNullToObject(choice, "finish_reason");
     sse_send(g, root);
     return GLM_OK;
@@ -231,7 +249,7 @@ static glm_status pass_on(gen *g, size_t upto)
         return glm_chat_stream_feed(g->cs, p, n, on_chat_event, g);
     cJSON *choice, *root = chunk_new(g, &choice);
     add_str_n(choice, "text", p, n);
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddNullToObject(choice, "finish_reason");
     sse_send(g, root);
     return GLM_OK;
@@ -281,6 +299,8 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
         g->finish = "stop";
         return GLM_OK;
     }
+    if (g->lp.t) /* before any mask but ignore_eos's: the raw distribution of this step */
+        GLM_TRY(srv_lp_add(&g->lp, s->logits, s->m->hp.vocab_size, t, g->text.len));
     hist[n_hist] = t;
     if (g->n_gen++ == 0)
         srv_metrics_ttft(&s->met, now - g->j->t_queued);
@@ -301,10 +321,16 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
     return GLM_OK;
 }
 
+static glm_status spec_generate(gen *g);
+static bool spec_usable(const srv *s, const srv_job *j);
+
 static glm_status generate(gen *g)
 {
     srv *s = g->s;
     srv_job *j = g->j;
+    if (spec_usable(s, j))
+        return spec_generate(g);
+    s->n_mtp_valid = 0; /* the MTP cache is not kept in step by plain decoding */
     int32_t *hist = s->hist;
     /* keep the longest prefix the cache already holds from the previous request (at least one
      * prompt token is evaluated, for its logits); on any failure below the cache is rebuilt */
@@ -346,6 +372,85 @@ static glm_status generate(gen *g)
     return after_text(g, true);
 }
 
+/* ---- speculative decoding with the MTP layer (serve --mtp) ----
+ * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
+ * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
+ * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
+ * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
+ * argmax). Prefix reuse also needs the MTP rows: row j pairs the hidden state at j with the
+ * token at j + 1, so at most n_mtp_valid positions are reused; sampling with penalties
+ * prefills the whole prompt, as the penalties look at the history the start is given. */
+static bool penalties_on(const glm_sampler_params *p)
+{
+    return p->presence_penalty != 0 || p->frequency_penalty != 0 || p->repetition_penalty != 1;
+}
+
+static bool spec_usable(const srv *s, const srv_job *j)
+{
+    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
+}
+
+static glm_status spec_generate(gen *g)
+{
+    srv *s = g->s;
+    srv_job *j = g->j;
+    int32_t *hist = s->hist;
+    /* m prompt tokens match the cache; keeping positions [0, keep) needs MTP row keep - 1,
+     * which pairs with token keep: so keep < m (this also leaves a token to evaluate) */
+    int64_t m = 0;
+    while (m < s->n_cached && m < j->n_prompt && hist[m] == j->prompt[m])
+        m++;
+    int64_t keep = m - 1 < s->n_mtp_valid ? m - 1 : s->n_mtp_valid;
+    if (keep < 0 || (j->sp.temperature > 0 && penalties_on(&j->sp)))
+        keep = 0;
+    s->n_cached = s->n_mtp_valid = 0;
+    g->n_reused = (int)keep;
+    g->mtp = true;
+    memcpy(hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
+    GLM_TRY(glm_forward_truncate(s->f, keep));
+    GLM_TRY(glm_forward_mtp_truncate(s->f, keep));
+    GLM_TRY(glm_sampler_reset(s->smp, &j->sp));
+    const char *txt;
+    size_t len;
+    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len)); /* reset */
+    glm_mtp_greedy sg;
+    const int32_t *p = j->prompt + keep;
+    const int np = (int)(j->n_prompt - keep), n_mask = j->ignore_eos ? s->m->n_eos : 0;
+    glm_status st = j->sp.temperature > 0
+                        ? glm_mtp_sampled_start(&sg, s->f, p, np, s->m->eos_ids, n_mask, s->smp, j->max_tokens)
+                        : glm_mtp_greedy_start(&sg, s->f, p, np, s->m->eos_ids, n_mask);
+    if (st == GLM_OK)
+        st = take_token(g, sg.last, hist, j->n_prompt + g->n_gen);
+    while (st == GLM_OK && !g->finish) {
+        if (atomic_load(&j->cancelled) || (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
+            g->finish = "cancelled";
+            break;
+        }
+        int32_t out[2];
+        int n = 0;
+        st = glm_mtp_greedy_step(&sg, out, &n);
+        for (int i = 0; st == GLM_OK && i < n && !g->finish; i++)
+            st = take_token(g, out[i], hist, j->n_prompt + g->n_gen);
+    }
+    g->drafts = sg.drafts;
+    g->accepted = sg.accepted;
+    glm_mtp_greedy_free(&sg);
+    GLM_TRY(st);
+    srv_metrics_mtp(&s->met, g->drafts, g->accepted);
+    /* the caches hold final tokens; those past what was taken (an end id, a token past
+     * max_tokens) are not in hist */
+    int64_t n_final = j->n_prompt + g->n_gen, n_main = glm_forward_n_past(s->f);
+    s->n_cached = n_main < n_final ? n_main : n_final;
+    int64_t v = glm_forward_mtp_n_past(s->f);
+    v = v < n_final - 1 ? v : n_final - 1;
+    s->n_mtp_valid = v < s->n_cached ? v : s->n_cached;
+    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len));
+    if (!g->cut)
+        if (!text_add(&g->text, txt, len))
+            return glm_errorf(GLM_ERR_NOMEM, "out of memory");
+    return after_text(g, true);
+}
+
 static void add_usage(cJSON *root, const gen *g)
 {
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
@@ -354,6 +459,11 @@ static void add_usage(cJSON *root, const gen *g)
     cJSON_AddNumberToObject(u, "total_tokens", g->j->n_prompt + g->n_gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", g->n_reused);
+    if (g->mtp) { /* OpenAI's names for predicted tokens that were kept / thrown away */
+        d = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        cJSON_AddNumberToObject(d, "accepted_prediction_tokens", (double)g->accepted);
+        cJSON_AddNumberToObject(d, "rejected_prediction_tokens", (double)(g->drafts - g->accepted));
+    }
 }
 
 static void stream_end(gen *g)
@@ -363,7 +473,7 @@ static void stream_end(gen *g)
         cJSON_AddObjectToObject(choice, "delta");
     else
         cJSON_AddStringToObject(choice, "text", "");
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddStringToObject(choice, "finish_reason", g->finish);
     sse_send(g, root);
     if (g->j->include_usage) {
@@ -405,7 +515,7 @@ static glm_status full_response(gen *g, char **out)
     } else {
         cJSON_AddStringToObject(choice, "text", g->text.p ? g->text.p : "");
     }
-    cJSON_AddNullToObject(choice, "logprobs");
+    add_logprobs(g, choice);
     cJSON_AddStringToObject(choice, "finish_reason", g->finish);
     add_usage(root, g);
     glm_chat_parsed_destroy(p);
@@ -437,7 +547,9 @@ static void run_job(srv *s, srv_job *j)
         if (strlen(j->stop[i]) - 1 > g.hold)
             g.hold = strlen(j->stop[i]) - 1;
     glm_status st = GLM_OK;
-    if (j->kind == SRV_CHAT && j->stream)
+    if (j->logprobs >= 0 && !srv_lp_init(&g.lp, j->logprobs, j->max_tokens))
+        st = glm_errorf(GLM_ERR_NOMEM, "out of memory for logprobs");
+    if (st == GLM_OK && j->kind == SRV_CHAT && j->stream)
         st = glm_chat_stream_create(&g.cs, j->thinking, j->tools);
     if (st == GLM_OK && j->stream) {
         cJSON *choice, *root = chunk_new(&g, &choice);
@@ -476,6 +588,7 @@ static void run_job(srv *s, srv_job *j)
         free(body);
     }
     glm_chat_stream_destroy(g.cs);
+    srv_lp_free(&g.lp);
     free(g.text.p);
 }
 

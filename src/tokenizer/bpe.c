@@ -993,11 +993,25 @@ static bool is_word(uint8_t c)
     return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' || c >= 0x80;
 }
 
+/* Does [a, b) overlap one of the ascending ranges sp[n]? */
+static bool overlaps_span(const glm_text_span *sp, size_t n, size_t a, size_t b)
+{
+    size_t lo = 0, hi = n; /* first range that ends after a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sp[mid].off + sp[mid].len <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sp[lo].off < b && sp[lo].len > 0;
+}
+
 /* Leftmost, then longest, added token in s[from..n) (HF AddedVocabulary, LeftmostLongest);
  * lstrip/rstrip widen the match over ASCII whitespace, single_word needs non-word
- * neighbours. */
-static bool find_added(const glm_tokenizer *t, const uint8_t *s, size_t from, size_t n, unsigned flags, size_t *ms,
-                       size_t *me, int32_t *id)
+ * neighbours; a special token is skipped under GLM_TOK_NO_SPECIAL or inside a plain range. */
+static bool find_added(const glm_tokenizer *t, const uint8_t *s, size_t from, size_t n, unsigned flags,
+                       const glm_text_span *plain, size_t n_plain, size_t *ms, size_t *me, int32_t *id)
 {
     for (size_t p = from; p < n; p++) {
         if (!t->added_first[s[p]])
@@ -1006,7 +1020,7 @@ static bool find_added(const glm_tokenizer *t, const uint8_t *s, size_t from, si
             const added_tok *a = &t->added[k];
             if (a->len > n - p || memcmp(t->bytes.p + a->off, s + p, a->len) != 0)
                 continue;
-            if (a->special && (flags & GLM_TOK_NO_SPECIAL))
+            if (a->special && ((flags & GLM_TOK_NO_SPECIAL) || (n_plain && overlaps_span(plain, n_plain, p, p + a->len))))
                 continue;
             size_t b = p, en = p + a->len;
             if (a->single_word && ((b > 0 && is_word(s[b - 1])) || (en < n && is_word(s[en]))))
@@ -1029,6 +1043,12 @@ static bool find_added(const glm_tokenizer *t, const uint8_t *s, size_t from, si
 glm_status glm_tokenizer_encode(const glm_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t **ids,
                                 size_t *n)
 {
+    return glm_tokenizer_encode_spans(t, text, len, flags, NULL, 0, ids, n);
+}
+
+glm_status glm_tokenizer_encode_spans(const glm_tokenizer *t, const char *text, size_t len, unsigned flags,
+                                      const glm_text_span *plain, size_t n_plain, int32_t **ids, size_t *n)
+{
     *ids = NULL;
     *n = 0;
     if (len > TK_MAX_INPUT)
@@ -1044,7 +1064,7 @@ glm_status glm_tokenizer_encode(const glm_tokenizer *t, const char *text, size_t
     while (st == GLM_OK && pos < len) {
         size_t ms = len, me = len;
         int32_t id = -1;
-        bool hit = t->n_added && find_added(t, s, pos, len, flags, &ms, &me, &id);
+        bool hit = t->n_added && find_added(t, s, pos, len, flags, plain, n_plain, &ms, &me, &id);
         st = encode_segment(&e, s + pos, ms - pos);
         if (st == GLM_OK && hit)
             st = enc_push(&e, id);

@@ -65,6 +65,19 @@ enum {
  * Thread-safe: a tokenizer may be shared by threads. */
 glm_status glm_tokenizer_encode(const glm_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t **ids,
                                 size_t *n);
+
+/* A byte range [off, off + len) of an input. */
+typedef struct glm_text_span {
+    size_t off, len;
+} glm_text_span;
+
+/* Encode with special-token matching off inside the ranges plain[n_plain] (ascending, not
+ * overlapping) and on elsewhere: a rendered chat template keeps its own markers special
+ * while user text that spells "<|user|>" stays plain text. A special token whose text
+ * overlaps a plain range is not matched at all. Everything else is as glm_tokenizer_encode
+ * (which is this with no ranges). */
+glm_status glm_tokenizer_encode_spans(const glm_tokenizer *t, const char *text, size_t len, unsigned flags,
+                                      const glm_text_span *plain, size_t n_plain, int32_t **ids, size_t *n);
 /* Decode ids to bytes (NUL-terminated as a convenience; *len excludes the NUL). An id out of
  * range or without a token fails with a message naming it and its position. */
 glm_status glm_tokenizer_decode(const glm_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len);

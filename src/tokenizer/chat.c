@@ -547,43 +547,81 @@ static void split_think(const char *c, const char **r, size_t *rn, const char **
 /* Hand-built structs may leave strings NULL: render them as empty. */
 #define STR(x) ((x) ? (x) : "")
 
-static void render_assistant(sbuf *b, const glm_chat_message *m, bool may_keep)
+/* The renderer's output: the text, plus the byte ranges that came from the conversation
+ * (message contents, reasoning, tool names, arguments and definitions) rather than from
+ * the template, so that the tokenizer can keep special-token matching off there. */
+typedef struct rbuf {
+    sbuf b;
+    glm_text_span *sp;
+    size_t n_sp, cap_sp;
+} rbuf;
+
+/* Template text: special markers stay special. */
+static void tpl(rbuf *r, const char *s) { sb_puts(&r->b, s); }
+
+/* Conversation text: recorded as a plain range (adjacent ones merge). */
+static void lit(rbuf *r, const char *s, size_t n)
 {
-    const char *r, *body;
+    size_t off = r->b.len;
+    sb_put(&r->b, s, n);
+    if (r->b.oom || !n)
+        return;
+    if (r->n_sp && r->sp[r->n_sp - 1].off + r->sp[r->n_sp - 1].len == off) {
+        r->sp[r->n_sp - 1].len += n;
+        return;
+    }
+    if (r->n_sp == r->cap_sp) {
+        size_t cap = r->cap_sp ? 2 * r->cap_sp : 16;
+        glm_text_span *np = realloc(r->sp, cap * sizeof *np);
+        if (!np) {
+            r->b.oom = true;
+            return;
+        }
+        r->sp = np;
+        r->cap_sp = cap;
+    }
+    r->sp[r->n_sp++] = (glm_text_span){ off, n };
+}
+
+static void lits(rbuf *r, const char *s) { lit(r, s, strlen(s)); }
+
+static void render_assistant(rbuf *r, const glm_chat_message *m, bool may_keep)
+{
+    const char *rs, *body;
     size_t rn;
     if (m->reasoning_content) {
-        r = m->reasoning_content;
-        rn = strlen(r);
+        rs = m->reasoning_content;
+        rn = strlen(rs);
         body = STR(m->content);
     } else
-        split_think(STR(m->content), &r, &rn, &body);
-    sb_puts(b, "<|assistant|>");
+        split_think(STR(m->content), &rs, &rn, &body);
+    tpl(r, "<|assistant|>");
     if (may_keep && rn) {
-        const char *s = py_strip(r, &rn);
-        sb_puts(b, "<think>");
-        sb_put(b, s, rn);
+        const char *s = py_strip(rs, &rn);
+        tpl(r, "<think>");
+        lit(r, s, rn);
     }
-    sb_puts(b, "</think>");
+    tpl(r, "</think>");
     size_t cn = strlen(body);
     const char *cs = py_strip(body, &cn);
-    sb_put(b, cs, cn);
+    lit(r, cs, cn);
     for (size_t k = 0; k < m->n_tool_calls; k++) {
         const glm_chat_tool_call *tc = &m->tool_calls[k];
-        sb_puts(b, "<tool_call>");
-        sb_puts(b, STR(tc->name));
+        tpl(r, "<tool_call>");
+        lits(r, STR(tc->name));
         for (size_t a = 0; a < tc->n_args; a++) {
-            sb_puts(b, "<arg_key>");
-            sb_puts(b, STR(tc->args[a].key));
-            sb_puts(b, "</arg_key><arg_value>");
-            sb_puts(b, STR(tc->args[a].value)); /* strings verbatim, others already JSON text */
-            sb_puts(b, "</arg_value>");
+            tpl(r, "<arg_key>");
+            lits(r, STR(tc->args[a].key));
+            tpl(r, "</arg_key><arg_value>");
+            lits(r, STR(tc->args[a].value)); /* strings verbatim, others already JSON text */
+            tpl(r, "</arg_value>");
         }
-        sb_puts(b, "</tool_call>");
+        tpl(r, "</tool_call>");
     }
 }
 
-glm_status glm_chat_render(char **out, size_t *out_len, const glm_chat *chat,
-                           const glm_chat_options *opt)
+glm_status glm_chat_render_spans(char **out, size_t *out_len, glm_text_span **plain, size_t *n_plain,
+                                 const glm_chat *chat, const glm_chat_options *opt)
 {
     glm_chat_options def;
     if (!opt) {
@@ -591,15 +629,19 @@ glm_status glm_chat_render(char **out, size_t *out_len, const glm_chat *chat,
         opt = &def;
     }
     *out = NULL;
-    sbuf b = { 0 };
-    sb_puts(&b, "[gMASK]<sop>"); /* rule 1; never add another BOS (§8 item 14) */
-    if (chat->n_tools) {         /* rule 2 */
-        sb_puts(&b, k_tools_head);
+    if (plain) {
+        *plain = NULL;
+        *n_plain = 0;
+    }
+    rbuf r = { 0 };
+    tpl(&r, "[gMASK]<sop>"); /* rule 1; never add another BOS (§8 item 14) */
+    if (chat->n_tools) {     /* rule 2 */
+        tpl(&r, k_tools_head);
         for (size_t i = 0; i < chat->n_tools; i++) {
-            sb_puts(&b, STR(chat->tools[i]));
-            sb_put(&b, "\n", 1);
+            lits(&r, STR(chat->tools[i]));
+            tpl(&r, "\n");
         }
-        sb_puts(&b, k_tools_tail);
+        tpl(&r, k_tools_tail);
     }
     size_t last_user = SIZE_MAX; /* "none": every assistant message counts as after it */
     for (size_t i = 0; i < chat->n_messages; i++)
@@ -609,30 +651,58 @@ glm_status glm_chat_render(char **out, size_t *out_len, const glm_chat *chat,
         const glm_chat_message *m = &chat->messages[i];
         switch (m->role) {
         case GLM_CHAT_SYSTEM:
-            sb_puts(&b, "<|system|>");
-            sb_puts(&b, STR(m->content));
+            tpl(&r, "<|system|>");
+            lits(&r, STR(m->content));
             break;
         case GLM_CHAT_USER:
-            sb_puts(&b, "<|user|>");
-            sb_puts(&b, STR(m->content));
+            tpl(&r, "<|user|>");
+            lits(&r, STR(m->content));
             break;
         case GLM_CHAT_ASSISTANT:
-            render_assistant(&b, m, last_user == SIZE_MAX || i > last_user || opt->clear_thinking == 0);
+            render_assistant(&r, m, last_user == SIZE_MAX || i > last_user || opt->clear_thinking == 0);
             break;
         case GLM_CHAT_TOOL:
             if (i == 0 || chat->messages[i - 1].role != GLM_CHAT_TOOL)
-                sb_puts(&b, "<|observation|>");
-            sb_puts(&b, "<tool_response>");
-            sb_puts(&b, STR(m->content));
-            sb_puts(&b, "</tool_response>");
+                tpl(&r, "<|observation|>");
+            tpl(&r, "<tool_response>");
+            lits(&r, STR(m->content));
+            tpl(&r, "</tool_response>");
             break;
         }
     }
     if (opt->add_generation_prompt) /* rule 4: GLM-4.7-Flash, not GLM-5's <think></think> */
-        sb_puts(&b, opt->enable_thinking ? "<|assistant|><think>" : "<|assistant|></think>");
-    if (!(*out = sb_take(&b, out_len)))
+        tpl(&r, opt->enable_thinking ? "<|assistant|><think>" : "<|assistant|></think>");
+    if (!(*out = sb_take(&r.b, out_len))) {
+        free(r.sp);
         return OOM();
+    }
+    if (plain) {
+        *plain = r.sp;
+        *n_plain = r.n_sp;
+    } else {
+        free(r.sp);
+    }
     return GLM_OK;
+}
+
+glm_status glm_chat_render(char **out, size_t *out_len, const glm_chat *chat, const glm_chat_options *opt)
+{
+    return glm_chat_render_spans(out, out_len, NULL, NULL, chat, opt);
+}
+
+glm_status glm_chat_encode(const glm_tokenizer *t, const glm_chat *chat, const glm_chat_options *opt, int32_t **ids,
+                           size_t *n)
+{
+    char *text = NULL;
+    size_t len = 0, n_plain = 0;
+    glm_text_span *plain = NULL;
+    *ids = NULL;
+    *n = 0;
+    GLM_TRY(glm_chat_render_spans(&text, &len, &plain, &n_plain, chat, opt));
+    glm_status st = glm_tokenizer_encode_spans(t, text, len, 0, plain, n_plain, ids, n);
+    free(text);
+    free(plain);
+    return st;
 }
 
 /* ------------------------------------------------------------------ reverse parser */

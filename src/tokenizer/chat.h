@@ -2,8 +2,10 @@
  * to the prompt text, a builder of those structs from an OpenAI-style request (cJSON), and a
  * parser (one-shot and streaming) that splits generated assistant text into reasoning,
  * content and tool calls.
- * Not here: tokenisation (the rendered text goes through tokenizer/bpe, which must match
- * `[gMASK]<sop>` and the other specials as whole tokens, §8 item 14) and HTTP/SSE framing. */
+ * Tokenisation of a rendered conversation (glm_chat_encode) matches the template's own
+ * markers (`[gMASK]<sop>`, `<|user|>`, ... §8 item 14) as special tokens but never special
+ * text inside the conversation's strings: a user who types "<|user|>" cannot switch roles.
+ * Not here: the tokenizer itself (tokenizer/bpe.h), HTTP/SSE framing. */
 #ifndef GLM_CHAT_H
 #define GLM_CHAT_H
 
@@ -12,6 +14,7 @@
 
 #include <cJSON.h>
 
+#include "tokenizer/bpe.h"
 #include "util/status.h"
 
 typedef enum glm_chat_role {
@@ -72,6 +75,14 @@ void glm_chat_destroy(glm_chat *c);
 /* Render rules 1-4 of §7.2. *out is a NUL-terminated heap string (free()). */
 glm_status glm_chat_render(char **out, size_t *out_len, const glm_chat *chat,
                            const glm_chat_options *opt);
+/* The same, plus the ascending byte ranges of *out that came from the conversation's
+ * strings (contents, reasoning, tool names, arguments, tool definitions) rather than from
+ * the template; *plain is malloc'd (free()). plain may be NULL. */
+glm_status glm_chat_render_spans(char **out, size_t *out_len, glm_text_span **plain, size_t *n_plain,
+                                 const glm_chat *chat, const glm_chat_options *opt);
+/* Render and tokenize: special tokens are matched in the template's text only. *ids: free(). */
+glm_status glm_chat_encode(const glm_tokenizer *t, const glm_chat *chat, const glm_chat_options *opt, int32_t **ids,
+                           size_t *n);
 
 /* Python json.dumps(v, ensure_ascii=False) with separators ", " and ": ", keys in cJSON
  * (= given) order. Numbers: integral values below 1e16 print as integers; others use the

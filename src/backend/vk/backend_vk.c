@@ -141,6 +141,7 @@ static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
     e->w = (glm_vk_weight){ &a->buf, t->type, (uint32_t)offset, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)nslabs,
                             (uint32_t)rb, (uint32_t)slab };
     v->n_weights++;
+    glm_load_progress_report(t);
     return GLM_OK;
 }
 
