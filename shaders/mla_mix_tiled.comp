@@ -34,11 +34,14 @@ void main()
     uint ar = tid / 4u, aq = 8u * (tid % 4u);  // P loader: row ar, positions aq .. aq+7
     uint bj = tid / 8u, bq = 8u * (tid % 8u);  // c loader: position bj, channels bq .. bq+7
     for (uint j0 = 0u; j0 < jend; j0 += 32u) {
+        // loads from clamped (always valid) places, zeroed by selects: no branch separates a
+        // step's loads, so all of them are in flight before the first is used
         [[unroll]] for (uint e = 0u; e < 8u; e++) {
-            uint j = j0 + aq + e, row = r0 + ar;
-            as[aq + e][ar] = row < rows && j < jend ? s[p.s_off + row * p.n_kv + j] : 0.0;
-            uint jb = j0 + bj, k = k0 + bq + e;
-            bs[bj][bq + e] = jb < jend && k < p.rkv ? c[p.c_off + jb * p.c_ld + k] : 0.0;
+            uint j = j0 + aq + e, row = r0 + ar, jb = j0 + bj, k = k0 + bq + e;
+            float sv = s[p.s_off + min(row, rows - 1u) * p.n_kv + min(j, jend - 1u)];
+            float cv = c[p.c_off + min(jb, jend - 1u) * p.c_ld + min(k, p.rkv - 1u)];
+            as[aq + e][ar] = row < rows && j < jend ? sv : 0.0;
+            bs[bj][bq + e] = jb < jend && k < p.rkv ? cv : 0.0;
         }
         barrier();
         [[unroll]] for (uint jj = 0u; jj < 32u; jj++) {

@@ -24,6 +24,21 @@ layout(push_constant) uniform P {
 shared float as[32][65]; // as[k][r]: query row r0 + r
 shared float bs[32][65]; // bs[k][j]: cache position j0 + j
 
+// acc[a][b] += Σ_k as[k][tr + 16a] · bs[k][tk + 16b] over the 32 staged columns.
+void tile_products(uint tr, uint tk, inout float acc[4][4])
+{
+    [[unroll]] for (uint kk = 0u; kk < 32u; kk++) {
+        float x[4], y[4];
+        [[unroll]] for (uint a = 0u; a < 4u; a++) {
+            x[a] = as[kk][tr + 16u * a];
+            y[a] = bs[kk][tk + 16u * a];
+        }
+        [[unroll]] for (uint a = 0u; a < 4u; a++)
+            [[unroll]] for (uint b = 0u; b < 4u; b++)
+                acc[a][b] += x[a] * y[b];
+    }
+}
+
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
@@ -44,34 +59,34 @@ void main()
         [[unroll]] for (uint b = 0u; b < 4u; b++)
             acc[a][b] = 0.0;
     uint lr = tid / 4u, lq = 8u * (tid % 4u); // loader: row / position lr, columns lq .. lq+7
-    uint lrow = r0 + lr, lt = lrow / p.H, lh = lrow % p.H, lj = j0 + lr;
-    // the latent part (K = rkv), then the rope part (K = dr)
-    for (uint part = 0u; part < 2u; part++) {
-        uint K = part == 0u ? p.rkv : p.dr;
-        for (uint k0 = 0u; k0 < K; k0 += 32u) {
-            [[unroll]] for (uint e = 0u; e < 8u; e++) {
-                uint k = k0 + lq + e;
-                float av = 0.0, bv = 0.0;
-                if (lrow < rows && k < K)
-                    av = part == 0u ? qlat[p.qlat_off + lrow * p.rkv + k] : q[p.q_off + lt * p.q_ld + lh * p.dqk + p.dn + k];
-                if (lj < p.n_kv && k < K)
-                    bv = part == 0u ? c[p.c_off + lj * p.c_ld + k] : kr[p.kr_off + lj * p.kr_ld + k];
-                as[lq + e][lr] = av;
-                bs[lq + e][lr] = bv;
-            }
-            barrier();
-            [[unroll]] for (uint kk = 0u; kk < 32u; kk++) {
-                float x[4], y[4];
-                [[unroll]] for (uint a = 0u; a < 4u; a++) {
-                    x[a] = as[kk][tr + 16u * a];
-                    y[a] = bs[kk][tk + 16u * a];
-                }
-                [[unroll]] for (uint a = 0u; a < 4u; a++)
-                    [[unroll]] for (uint b = 0u; b < 4u; b++)
-                        acc[a][b] += x[a] * y[b];
-            }
-            barrier();
+    // loads from clamped (always valid) places, zeroed by selects: no branch separates a
+    // step's loads, so all of them are in flight before the first is used
+    uint lrow = r0 + lr, crow = min(lrow, rows - 1u), lt = crow / p.H, lh = crow % p.H, lj = j0 + lr;
+    uint cj = min(lj, p.n_kv - 1u);
+    bool rok = lrow < rows, jok = lj < p.n_kv;
+    // the latent part (K = rkv)
+    for (uint k0 = 0u; k0 < p.rkv; k0 += 32u) {
+        [[unroll]] for (uint e = 0u; e < 8u; e++) {
+            uint k = k0 + lq + e, ck = min(k, p.rkv - 1u);
+            float av = qlat[p.qlat_off + crow * p.rkv + ck], bv = c[p.c_off + cj * p.c_ld + ck];
+            as[lq + e][lr] = rok && k < p.rkv ? av : 0.0;
+            bs[lq + e][lr] = jok && k < p.rkv ? bv : 0.0;
         }
+        barrier();
+        tile_products(tr, tk, acc);
+        barrier();
+    }
+    // the rope part (K = dr)
+    for (uint k0 = 0u; k0 < p.dr; k0 += 32u) {
+        [[unroll]] for (uint e = 0u; e < 8u; e++) {
+            uint k = k0 + lq + e, ck = min(k, p.dr - 1u);
+            float av = q[p.q_off + lt * p.q_ld + lh * p.dqk + p.dn + ck], bv = kr[p.kr_off + cj * p.kr_ld + ck];
+            as[lq + e][lr] = rok && k < p.dr ? av : 0.0;
+            bs[lq + e][lr] = jok && k < p.dr ? bv : 0.0;
+        }
+        barrier();
+        tile_products(tr, tk, acc);
+        barrier();
     }
     [[unroll]] for (uint a = 0u; a < 4u; a++)
         [[unroll]] for (uint b = 0u; b < 4u; b++) {
