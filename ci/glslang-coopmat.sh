@@ -5,11 +5,12 @@
 # loader. Nothing is installed on the system: apt works from a private state directory with
 # its own sources list. Always exits 0; DIR/status says "ok" or why the fetch failed, and
 # without the wrapper the build keeps the plain tiled matmul (no tensor-core shaders).
-# Usage: ci/glslang-coopmat.sh DIR
+# Usage: ci/glslang-coopmat.sh DIR   (DIR ends in /glslang15; the Makefile uses $(BUILD)/glslang15)
 set -u
 dir=${1:?usage: ci/glslang-coopmat.sh DIR}
 version=${GLSLANG_CM_VERSION:-15.1.0+1.4.309.0-1} # pinned: the same SPIR-V on every build
 mirror=${GLSLANG_CM_MIRROR:-http://deb.debian.org/debian}
+case "$dir" in */glslang15) ;; *) echo "glslang-coopmat: DIR must end in /glslang15 (it is emptied first)" >&2; exit 2 ;; esac
 rm -rf "$dir"
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
