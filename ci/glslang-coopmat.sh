@@ -3,8 +3,9 @@
 # 12's 12.0 cannot) into a private root DIR, with the C/C++ runtime it needs (glibc 2.38+),
 # and write DIR/glslangValidator: a wrapper that runs it through that root's own dynamic
 # loader. Nothing is installed on the system: apt works from a private state directory with
-# its own sources list. Exits 0 (2 only for a bad DIR); DIR/status says "ok" or why the fetch failed, and
-# without the wrapper the build keeps the plain tiled matmul (no tensor-core shaders).
+# its own sources list. Exits 0 (2 only for a bad DIR); DIR/status says "ok" or why the fetch
+# failed, and without the wrapper the build keeps the plain tiled matmul (no tensor-core
+# shaders).
 # Usage: ci/glslang-coopmat.sh DIR   (DIR ends in /glslang15; the Makefile uses $(BUILD)/glslang15)
 set -u
 dir=${1:?usage: ci/glslang-coopmat.sh DIR}
