@@ -6,7 +6,9 @@
 // selection scores, are dropped), top-k with ties to the lower index, weights from the
 // unbiased s, normalized over the k (+1e-20) when norm_topk_prob, then x scaling.
 // ids are written ascending with their weights in the same order. E <= 256.
-// The work per token is tiny (E ~ 64): invocation 0 does the selection sequentially.
+// Scores, group scores and each of the k arg-max rounds run across the 64 invocations (a
+// shared-memory tree over (score, index) pairs); the softmax sums and the final sort of
+// the k ids stay sequential.
 // Push constants mirror glm_vk_moe_route_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -28,6 +30,12 @@ layout(push_constant) uniform P {
 
 shared float s[256];
 shared float sel[256];
+shared bool taken[256];
+shared float gscore[32];
+shared uint keep; // bitmask of kept groups (n_group <= 32)
+shared float bv[64];
+shared uint bi[64];
+shared uint chosen[8];
 
 void main()
 {
@@ -36,66 +44,89 @@ void main()
     if (t >= p.rows)
         return;
     uint lb = p.l_off + t * p.l_ld;
-    if (tid == 0u) {
-        if (p.sigmoid_gate != 0u) {
-            for (uint e = 0u; e < p.n_exp; e++)
-                s[e] = 1.0 / (1.0 + exp(-logits[lb + e]));
-        } else {
-            float mx = logits[lb];
-            for (uint e = 1u; e < p.n_exp; e++)
-                mx = max(mx, logits[lb + e]);
-            float sum = 0.0;
-            for (uint e = 0u; e < p.n_exp; e++) {
-                s[e] = exp(logits[lb + e] - mx);
-                sum += s[e];
-            }
-            for (uint e = 0u; e < p.n_exp; e++)
-                s[e] /= sum;
+    uint bb = blk_bytes(p.bias_type);
+    if (p.sigmoid_gate != 0u) {
+        for (uint e = tid; e < p.n_exp; e += 64u)
+            s[e] = 1.0 / (1.0 + exp(-logits[lb + e]));
+    } else if (tid == 0u) {
+        float mx = logits[lb];
+        for (uint e = 1u; e < p.n_exp; e++)
+            mx = max(mx, logits[lb + e]);
+        float sum = 0.0;
+        for (uint e = 0u; e < p.n_exp; e++) {
+            s[e] = exp(logits[lb + e] - mx);
+            sum += s[e];
         }
-        uint bb = blk_bytes(p.bias_type);
         for (uint e = 0u; e < p.n_exp; e++)
-            sel[e] = s[e] + (p.has_bias != 0u ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0);
-        // group limit
-        if (p.n_group > 1u) {
-            uint gs = p.n_exp / p.n_group;
-            float gscore[64];
-            for (uint g = 0u; g < p.n_group; g++) {
-                float m1 = -1.0 / 0.0, m2 = -1.0 / 0.0;
-                for (uint e = g * gs; e < (g + 1u) * gs; e++) {
-                    float v = sel[e];
-                    if (v > m1) { m2 = m1; m1 = v; } else if (v > m2) { m2 = v; }
-                }
-                gscore[g] = gs >= 2u ? m1 + m2 : m1;
+            s[e] /= sum;
+    }
+    barrier();
+    for (uint e = tid; e < p.n_exp; e += 64u) {
+        sel[e] = s[e] + (p.has_bias != 0u ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0);
+        taken[e] = false;
+    }
+    barrier();
+    // group limit
+    if (p.n_group > 1u) {
+        uint gs = p.n_exp / p.n_group;
+        if (tid < p.n_group) {
+            float m1 = -1.0 / 0.0, m2 = -1.0 / 0.0;
+            for (uint e = tid * gs; e < (tid + 1u) * gs; e++) {
+                float v = sel[e];
+                if (v > m1) { m2 = m1; m1 = v; } else if (v > m2) { m2 = v; }
             }
-            uint keep = 0u; // bitmask of kept groups (n_group <= 32)
+            gscore[tid] = gs >= 2u ? m1 + m2 : m1;
+        }
+        barrier();
+        if (tid == 0u) {
+            uint kp = 0u;
             for (uint n = 0u; n < p.topk_group; n++) {
                 int best = -1;
                 for (uint g = 0u; g < p.n_group; g++)
-                    if ((keep & (1u << g)) == 0u && (best < 0 || gscore[g] > gscore[uint(best)]))
+                    if ((kp & (1u << g)) == 0u && (best < 0 || gscore[g] > gscore[uint(best)]))
                         best = int(g);
-                keep |= 1u << uint(best);
+                kp |= 1u << uint(best);
             }
-            for (uint e = 0u; e < p.n_exp; e++)
-                if ((keep & (1u << (e / gs))) == 0u)
-                    sel[e] = -1.0 / 0.0;
+            keep = kp;
         }
-        // top-k, ties to the lower index; chosen entries are marked by NaN-free sentinel
-        uint chosen[8];
-        uint taken = 0u;
-        for (uint n = 0u; n < p.k; n++) {
-            int best = -1;
-            for (uint e = 0u; e < p.n_exp; e++) {
-                bool used = false;
-                for (uint m = 0u; m < n; m++)
-                    used = used || chosen[m] == e;
-                if (!used && (best < 0 || sel[e] > sel[uint(best)]))
-                    best = int(e);
+        barrier();
+        for (uint e = tid; e < p.n_exp; e += 64u)
+            if ((keep & (1u << (e / gs))) == 0u)
+                sel[e] = -1.0 / 0.0;
+        barrier();
+    }
+    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet
+    for (uint n = 0u; n < p.k; n++) {
+        float v = 0.0;
+        uint idx = 0xFFFFFFFFu;
+        for (uint e = tid; e < p.n_exp; e += 64u)
+            if (!taken[e] && (idx == 0xFFFFFFFFu || sel[e] > v)) {
+                v = sel[e];
+                idx = e;
             }
-            chosen[n] = uint(best);
-            taken++;
+        bv[tid] = v;
+        bi[tid] = idx;
+        barrier();
+        for (uint h = 32u; h > 0u; h >>= 1) {
+            if (tid < h) {
+                float v2 = bv[tid + h];
+                uint i2 = bi[tid + h];
+                if (i2 != 0xFFFFFFFFu && (bi[tid] == 0xFFFFFFFFu || v2 > bv[tid] || (v2 == bv[tid] && i2 < bi[tid]))) {
+                    bv[tid] = v2;
+                    bi[tid] = i2;
+                }
+            }
+            barrier();
         }
+        if (tid == 0u) {
+            chosen[n] = bi[0];
+            taken[bi[0]] = true;
+        }
+        barrier();
+    }
+    if (tid == 0u) {
         // ascending order of ids
-        for (uint a = 1u; a < taken; a++) {
+        for (uint a = 1u; a < p.k; a++) {
             uint v = chosen[a];
             int b = int(a) - 1;
             while (b >= 0 && chosen[uint(b)] > v) {

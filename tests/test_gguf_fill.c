@@ -3,9 +3,11 @@
  *   referenced buffers (file and memory sinks), and reads back;
  * - a failing callback fails the write with its message and leaves no file or temporary;
  * - the full-size plan has gguf-spec §3.1-§3.3's counts: 844 tensors, Q4_K_M = f32 281,
- *   q4_K 470, q5_0 47, q6_K 46 (16.88 GiB, issue 7's llama.cpp file); Q8_0 = f32 281, q8_0 563. */
+ *   q4_K 470, q5_0 47, q6_K 46 (16.88 GiB, issue 7's llama.cpp file); Q8_0 = f32 281, q8_0 563;
+ * - random weights drawn directly as blocks dequantize to the intended scale. */
 #include <check.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 
 #include "model/gguf.h"
 #include "model/random_model.h"
+#include "ref/dequant.h"
 #include "util/testutil.h"
 
 typedef struct src {
@@ -163,11 +166,52 @@ START_TEST(test_full_size_plan)
 }
 END_TEST
 
+/* Directly drawn blocks dequantize to weights of mean ≈ 0 and std ≈ GLM_RANDOM_WEIGHT_STD,
+ * every code level of a block is reachable, and types without a draw are refused. */
+START_TEST(test_weight_row_scale)
+{
+    const glm_type types[] = {GLM_TYPE_Q8_0, GLM_TYPE_Q4_0, GLM_TYPE_Q5_0, GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K};
+    enum { N = 4096, ROWS = 16 };
+    uint64_t seed = tu_seed("weight_row_scale");
+    float *y = malloc(N * sizeof *y);
+    uint8_t *q = malloc(glm_row_bytes(GLM_TYPE_Q8_0, N));
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        double sum = 0, sum2 = 0, amax = 0;
+        for (int r = 0; r < ROWS; r++) {
+            ck_assert(glm_random_weight_row(q, types[t], N, seed + (uint64_t)r));
+            ck_assert_int_eq(glm_ref_dequant_row_checked(y, q, types[t], N), GLM_OK);
+            for (int i = 0; i < N; i++) {
+                sum += y[i], sum2 += (double)y[i] * y[i];
+                amax = fabs(y[i]) > amax ? fabs(y[i]) : amax;
+            }
+        }
+        double mean = sum / (N * ROWS), sd = sqrt(sum2 / (N * ROWS) - mean * mean);
+        printf("random weights %s: mean %.2e std %.5f max |w| %.4f\n", glm_type_name(types[t]), mean, sd, amax);
+        ck_assert_msg(fabs(sd - GLM_RANDOM_WEIGHT_STD) < 0.05 * GLM_RANDOM_WEIGHT_STD, "%s std %g", glm_type_name(types[t]), sd);
+        ck_assert_msg(fabs(mean) < 0.02 * GLM_RANDOM_WEIGHT_STD, "%s mean %g", glm_type_name(types[t]), mean);
+        /* a Gaussian-like spread clipped at the levels, as fitted blocks are (Q8_0: ±2.3 std) */
+        ck_assert(amax > 2 * GLM_RANDOM_WEIGHT_STD && amax < 8 * GLM_RANDOM_WEIGHT_STD);
+    }
+    /* the same stream gives the same bytes */
+    uint8_t *q2 = malloc(glm_row_bytes(GLM_TYPE_Q4_K, N));
+    ck_assert(glm_random_weight_row(q, GLM_TYPE_Q4_K, N, seed));
+    ck_assert(glm_random_weight_row(q2, GLM_TYPE_Q4_K, N, seed));
+    ck_assert(memcmp(q, q2, glm_row_bytes(GLM_TYPE_Q4_K, N)) == 0);
+    ck_assert(!glm_random_weight_row(q, GLM_TYPE_F32, N, seed));
+    ck_assert(!glm_random_weight_row(q, GLM_TYPE_IQ4_XS, N, seed));
+    ck_assert(!glm_random_weight_row(q, GLM_TYPE_Q4_K, 100, seed));
+    free(q2);
+    free(q);
+    free(y);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gguf_fill");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_fill_equals_referenced);
+    tcase_add_test(tc, test_weight_row_scale);
     tcase_add_test(tc, test_fill_failure_leaves_nothing);
     tcase_add_test(tc, test_full_size_plan);
     suite_add_tcase(s, tc);

@@ -162,6 +162,43 @@ START_TEST(test_rms_norm)
 }
 END_TEST
 
+START_TEST(test_add_rms_norm)
+{
+    /* x += t written back, then y = rms_norm(x) ⊙ w, as add followed by rms_norm */
+    const uint32_t rows = 3, n = 300;
+    size_t total = (size_t)rows * n;
+    float *x = malloc(total * 4), *t = malloc(total * 4), *ref = malloc(total * 4), *wf = malloc(n * 4);
+    tu_fill_uniform(&g_rng, x, total, -3.0f, 3.0f);
+    tu_fill_uniform(&g_rng, t, total, -1.0f, 1.0f);
+    test_weight tw;
+    make_weight(&tw, GLM_TYPE_F32, n, 1, 1);
+    glm_ref_dequant_row(wf, tw.host, tw.w.type, n);
+    glm_vk_buffer bx = out_buf(total), bt = dev_copy(t, total * 4), bo = out_buf(total);
+    memcpy(bx.map, x, total * 4);
+    glm_ref_add(x, x, t, (int64_t)total);
+    for (uint32_t i = 0; i < rows; i++)
+        glm_ref_rms_norm(ref + (size_t)i * n, x + (size_t)i * n, wf, n, 1e-5f);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_add_rms_norm(g_vk, view(&bo, rows, n), view(&bx, rows, n), view(&bt, rows, n), &tw.w, 1e-5f) ==
+              GLM_OK);
+    /* y on x's buffer is refused */
+    ck_assert_int_eq(glm_vk_add_rms_norm(g_vk, view(&bx, rows, n), view(&bx, rows, n), view(&bt, rows, n), &tw.w, 1e-5f),
+                     GLM_ERR_INVALID);
+    run();
+    check_out(&bo, total, "add_rms_norm");
+    double e = tu_nmse(ref, bo.map, total), ex = tu_nmse(x, bx.map, total);
+    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE && ex <= TOL_VK_ELEMENTWISE_NMSE, "add_rms_norm nmse %.3g, x %.3g", e, ex);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &bt);
+    glm_vk_buffer_destroy(g_vk, &bo);
+    free_weight(&tw);
+    free(x);
+    free(t);
+    free(ref);
+    free(wf);
+}
+END_TEST
+
 /* T rows of x through slab 1 of a random [2][nrows][ncols] weight of type t, by matvec or the
  * tiled matmul, against ref_matvec; every output must be written. Returns the NMSE. */
 static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled)
@@ -471,26 +508,40 @@ END_TEST
 
 START_TEST(test_moe_combine)
 {
+    /* the mixture alone, then with an addend (the shared expert) as moe_combine + add */
     const uint32_t T = 4, k = 3, N = 100;
-    float *x = malloc((size_t)T * k * N * 4), *w = malloc((size_t)T * k * 4), *ref = calloc((size_t)T * N, 4);
-    tu_fill_uniform(&g_rng, x, (size_t)T * k * N, -2, 2);
-    tu_fill_uniform(&g_rng, w, (size_t)T * k, 0, 1);
-    for (uint32_t t = 0; t < T; t++)
-        for (uint32_t j = 0; j < k; j++)
-            glm_ref_axpy(ref + (size_t)t * N, w[t * k + j], x + ((size_t)t * k + j) * N, N);
-    glm_vk_buffer bx = dev_copy(x, (size_t)T * k * N * 4), bw = dev_copy(w, (size_t)T * k * 4), by = out_buf((size_t)T * N);
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert(glm_vk_moe_combine(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k)) == GLM_OK);
-    run();
-    check_out(&by, (size_t)T * N, "moe_combine");
-    double e = tu_nmse(ref, by.map, (size_t)T * N);
-    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "moe_combine nmse %.3g", e);
-    glm_vk_buffer_destroy(g_vk, &bx);
-    glm_vk_buffer_destroy(g_vk, &bw);
-    glm_vk_buffer_destroy(g_vk, &by);
-    free(x);
-    free(w);
-    free(ref);
+    for (int with_add = 0; with_add < 2; with_add++) {
+        float *x = malloc((size_t)T * k * N * 4), *w = malloc((size_t)T * k * 4), *ref = calloc((size_t)T * N, 4);
+        float *a = malloc((size_t)T * N * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * k * N, -2, 2);
+        tu_fill_uniform(&g_rng, w, (size_t)T * k, 0, 1);
+        tu_fill_uniform(&g_rng, a, (size_t)T * N, -1, 1);
+        for (uint32_t t = 0; t < T; t++)
+            for (uint32_t j = 0; j < k; j++)
+                glm_ref_axpy(ref + (size_t)t * N, w[t * k + j], x + ((size_t)t * k + j) * N, N);
+        if (with_add)
+            glm_ref_add(ref, ref, a, (int64_t)T * N);
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * k * N * 4), bw = dev_copy(w, (size_t)T * k * 4);
+        glm_vk_buffer ba = dev_copy(a, (size_t)T * N * 4), by = out_buf((size_t)T * N);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        if (with_add)
+            ck_assert(glm_vk_moe_combine_add(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k),
+                                             view(&ba, T, N)) == GLM_OK);
+        else
+            ck_assert(glm_vk_moe_combine(g_vk, view(&by, T, N), view(&bx, T * k, N), view(&bw, T, k)) == GLM_OK);
+        run();
+        check_out(&by, (size_t)T * N, "moe_combine");
+        double e = tu_nmse(ref, by.map, (size_t)T * N);
+        ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "moe_combine (add %d) nmse %.3g", with_add, e);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bw);
+        glm_vk_buffer_destroy(g_vk, &ba);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free(x);
+        free(w);
+        free(a);
+        free(ref);
+    }
 }
 END_TEST
 
@@ -569,6 +620,250 @@ START_TEST(test_mla_attention)
 }
 END_TEST
 
+/* ref of one weight slab at a byte offset inside `host` (rows of row_bytes) */
+static void ref_rows(float *y, const uint8_t *host, glm_type t, uint32_t ncols, uint32_t nrows, uint32_t rb, const float *x)
+{
+    float *row = malloc(ncols * sizeof(float));
+    for (uint32_t r = 0; r < nrows; r++) {
+        glm_ref_dequant_row(row, host + (size_t)r * rb, t, ncols);
+        double acc = 0;
+        for (uint32_t i = 0; i < ncols; i++)
+            acc += (double)row[i] * x[i];
+        y[r] = (float)acc;
+    }
+    free(row);
+}
+
+START_TEST(test_matvec_heads)
+{
+    /* H heads in one dispatch: head h reads x columns [h·x_hs, +ncols) and writes y columns
+     * [h·nrows, +nrows) of each of the T rows, with slab h */
+    static const glm_type types[] = { GLM_TYPE_Q5_0, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    const uint32_t H = 3, T = 2, nrows = 37;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t ncols = types[ti] == GLM_TYPE_Q5_0 ? 192 : 256, x_hs = ncols + 64, xld = H * x_hs, yld = H * nrows;
+        test_weight tw;
+        make_weight(&tw, types[ti], ncols, nrows, H);
+        float *x = malloc((size_t)T * xld * 4), *ref = malloc((size_t)T * yld * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * xld, -1, 1);
+        for (uint32_t t = 0; t < T; t++)
+            for (uint32_t h = 0; h < H; h++)
+                ref_matvec(ref + (size_t)t * yld + h * nrows, &tw, h, x + (size_t)t * xld + h * x_hs);
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * xld * 4), by = out_buf((size_t)T * yld);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        glm_vk_view xv = { &bx, 0, T, ncols, xld }, yv = { &by, 0, T, nrows, yld };
+        ck_assert_msg(glm_vk_matvec_heads(g_vk, yv, &tw.w, 0, xv, H, x_hs, nrows) == GLM_OK, "%s", glm_last_error());
+        /* the last head past the slabs or the buffer is refused */
+        ck_assert_int_eq(glm_vk_matvec_heads(g_vk, yv, &tw.w, 1, xv, H, x_hs, nrows), GLM_ERR_INVALID);
+        ck_assert_int_eq(glm_vk_matvec_heads(g_vk, yv, &tw.w, 0, xv, H, x_hs + 64, nrows), GLM_ERR_INVALID);
+        run();
+        check_out(&by, (size_t)T * yld, "matvec_heads");
+        double e = tu_nmse(ref, by.map, (size_t)T * yld);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_heads %s nmse %.3g", glm_type_name(types[ti]), e);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free_weight(&tw);
+        free(x);
+        free(ref);
+    }
+}
+END_TEST
+
+START_TEST(test_matvec_swiglu)
+{
+    /* y = SiLU(Wg·x) ⊙ (Wu·x) with Wg, Wu in one buffer (Wu 256 bytes after Wg), dense and
+     * routed (ids [T][k] over E slabs) */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q8_0 };
+    const uint32_t T = 2, k = 3, E = 4, ncols = 512, nrows = 70;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int routed = 0; routed < 2; routed++) {
+            glm_type t = types[ti];
+            uint32_t rb = (uint32_t)glm_row_bytes(t, ncols), slab = rb * nrows, slabs = routed ? E : 1;
+            uint32_t wbytes = slab * slabs, uoff = (wbytes + 255) & ~255u;
+            uint8_t *host = malloc(uoff + wbytes);
+            glm_parity_random_blocks(host, t, wbytes / glm_type_info(t)->bytes, &g_rng.s);
+            memset(host + wbytes, 0, uoff - wbytes);
+            glm_parity_random_blocks(host + uoff, t, wbytes / glm_type_info(t)->bytes, &g_rng.s);
+            glm_vk_buffer bw = dev_copy(host, uoff + wbytes);
+            glm_vk_weight wg = { &bw, t, 0, ncols, nrows, slabs, rb, slab }, wu = wg;
+            wu.offset = uoff;
+            uint32_t nout = routed ? T * k : T;
+            float *x = malloc((size_t)T * ncols * 4), *ref = malloc((size_t)nout * nrows * 4);
+            float *g = malloc(nrows * 4), *u = malloc(nrows * 4);
+            tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -1, 1);
+            int32_t ids[6];
+            for (uint32_t i = 0; i < T * k; i++)
+                ids[i] = (int32_t)(tu_next(&g_rng) % E);
+            for (uint32_t i = 0; i < nout; i++) {
+                uint32_t sl = routed ? (uint32_t)ids[i] : 0;
+                const float *xi = x + (size_t)(routed ? i / k : i) * ncols;
+                ref_rows(g, host + (size_t)sl * slab, t, ncols, nrows, rb, xi);
+                ref_rows(u, host + uoff + (size_t)sl * slab, t, ncols, nrows, rb, xi);
+                glm_ref_swiglu(ref + (size_t)i * nrows, g, u, nrows);
+            }
+            glm_vk_buffer bx = dev_copy(x, (size_t)T * ncols * 4), bi = dev_copy(ids, sizeof ids);
+            glm_vk_buffer by = out_buf((size_t)nout * nrows);
+            glm_vk_view iv = view(&bi, T, k);
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert_msg(glm_vk_matvec_swiglu(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
+                                               routed ? &iv : NULL) == GLM_OK,
+                          "%s", glm_last_error());
+            run();
+            check_out(&by, (size_t)nout * nrows, "matvec_swiglu");
+            double e = tu_nmse(ref, by.map, (size_t)nout * nrows);
+            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_swiglu %s routed=%d nmse %.3g", glm_type_name(t), routed, e);
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &bi);
+            glm_vk_buffer_destroy(g_vk, &by);
+            glm_vk_buffer_destroy(g_vk, &bw);
+            free(host);
+            free(x);
+            free(ref);
+            free(g);
+            free(u);
+        }
+}
+END_TEST
+
+START_TEST(test_matvec_unaligned)
+{
+    /* weights at byte offsets 4, 8 and 12 (not 16-aligned): the word-load path */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K, GLM_TYPE_Q8_0, GLM_TYPE_Q5_0 };
+    const uint32_t ncols = 512, nrows = 9;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (uint32_t off = 4; off < 16; off += 4) {
+            glm_type t = types[ti];
+            uint32_t rb = (uint32_t)glm_row_bytes(t, ncols), bytes = rb * nrows;
+            uint8_t *host = calloc(1, off + bytes);
+            glm_parity_random_blocks(host + off, t, bytes / glm_type_info(t)->bytes, &g_rng.s);
+            glm_vk_buffer bw = dev_copy(host, off + bytes);
+            glm_vk_weight w = { &bw, t, off, ncols, nrows, 1, rb, bytes };
+            float *x = malloc(ncols * 4), ref[9];
+            tu_fill_uniform(&g_rng, x, ncols, -1, 1);
+            ref_rows(ref, host + off, t, ncols, nrows, rb, x);
+            glm_vk_buffer bx = dev_copy(x, ncols * 4), by = out_buf(nrows);
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert(glm_vk_matvec(g_vk, view(&by, 1, nrows), &w, 0, view(&bx, 1, ncols)) == GLM_OK);
+            run();
+            check_out(&by, nrows, "matvec unaligned");
+            double e = tu_nmse(ref, by.map, nrows);
+            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s at offset %u nmse %.3g", glm_type_name(t), off, e);
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &by);
+            glm_vk_buffer_destroy(g_vk, &bw);
+            free(host);
+            free(x);
+        }
+}
+END_TEST
+
+/* A dependent chain in one recording, longer than one command buffer: y1 = W·x, y2 = y1 + y1,
+ * y1 = W·y2' (a write after the add read y1), then 300 adds y2 += x; checked against the host. */
+static void chain(glm_vk *vk)
+{
+    const uint32_t n = 256, adds = 300;
+    test_weight tw;
+    uint32_t rb = (uint32_t)glm_row_bytes(GLM_TYPE_Q8_0, n);
+    tw.host = malloc((size_t)rb * n);
+    glm_parity_random_blocks(tw.host, GLM_TYPE_Q8_0, (size_t)rb * n / 34, &g_rng.s);
+    glm_vk_buffer bw;
+    ck_assert(glm_vk_buffer_create(vk, &bw, (size_t)rb * n, false) == GLM_OK);
+    ck_assert(glm_vk_upload(vk, &bw, 0, tw.host, (size_t)rb * n) == GLM_OK);
+    tw.w = (glm_vk_weight){ &bw, GLM_TYPE_Q8_0, 0, n, n, 1, rb, rb * n };
+    float *x = malloc(n * 4), *y1 = malloc(n * 4), *y2 = malloc(n * 4), *y3 = malloc(n * 4);
+    tu_fill_uniform(&g_rng, x, n, -1, 1);
+    ref_matvec(y1, &tw, 0, x);
+    for (uint32_t i = 0; i < n; i++)
+        y2[i] = y1[i] + y1[i];
+    ref_matvec(y3, &tw, 0, y2);
+    for (uint32_t a = 0; a < adds; a++)
+        for (uint32_t i = 0; i < n; i++)
+            y2[i] += x[i];
+    glm_vk_buffer bx, b1, b2;
+    ck_assert(glm_vk_buffer_create(vk, &bx, n * 4, true) == GLM_OK);
+    ck_assert(glm_vk_buffer_create(vk, &b1, n * 4, true) == GLM_OK);
+    ck_assert(glm_vk_buffer_create(vk, &b2, n * 4, true) == GLM_OK);
+    memcpy(bx.map, x, n * 4);
+    tu_poison(b1.map, n);
+    tu_poison(b2.map, n);
+    ck_assert(glm_vk_begin(vk) == GLM_OK);
+    ck_assert(glm_vk_matvec(vk, view(&b1, 1, n), &tw.w, 0, view(&bx, 1, n)) == GLM_OK);
+    ck_assert(glm_vk_eltwise(vk, GLM_VK_ADD, view(&b2, 1, n), view(&b1, 1, n), view(&b1, 1, n)) == GLM_OK);
+    ck_assert(glm_vk_matvec(vk, view(&b1, 1, n), &tw.w, 0, view(&b2, 1, n)) == GLM_OK);
+    for (uint32_t a = 0; a < adds; a++)
+        ck_assert(glm_vk_eltwise(vk, GLM_VK_ADD, view(&b2, 1, n), view(&b2, 1, n), view(&bx, 1, n)) == GLM_OK);
+    ck_assert_msg(glm_vk_submit_wait(vk) == GLM_OK, "%s", glm_last_error());
+    double e1 = tu_nmse(y3, b1.map, n), e2 = tu_nmse(y2, b2.map, n);
+    ck_assert_msg(e1 <= TOL_VK_MATVEC_NMSE && e2 <= TOL_VK_MATVEC_NMSE, "chain nmse %.3g %.3g", e1, e2);
+    glm_vk_buffer_destroy(vk, &bx);
+    glm_vk_buffer_destroy(vk, &b1);
+    glm_vk_buffer_destroy(vk, &b2);
+    glm_vk_buffer_destroy(vk, &bw);
+    free(tw.host);
+    free(x);
+    free(y1);
+    free(y2);
+    free(y3);
+}
+
+START_TEST(test_matvec_wide_slices)
+{
+    /* 64 invocations per row: wider than lavapipe's subgroups, so the partial sums also go
+     * through shared memory (the path for devices with small subgroups) */
+    glm_vk *vk2;
+    glm_vk_options o = { .device_index = -1, .validation = true, .matvec_tpr = 64 };
+    ck_assert_msg(glm_vk_create(&vk2, &o) == GLM_OK, "%s", glm_last_error());
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    const uint32_t ncols = 2048 + 32, nrows = 37;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        glm_type t = types[ti];
+        uint32_t nc = glm_type_info(t)->block == 1 ? ncols + 1 : ncols / 256 * 256;
+        uint32_t rb = (uint32_t)glm_row_bytes(t, nc);
+        uint8_t *host = malloc((size_t)rb * nrows);
+        glm_parity_random_blocks(host, t, (size_t)rb * nrows / glm_type_info(t)->bytes, &g_rng.s);
+        glm_vk_buffer bw, bx, by;
+        ck_assert(glm_vk_buffer_create(vk2, &bw, ((size_t)rb * nrows + 3) & ~(size_t)3, true) == GLM_OK);
+        memcpy(bw.map, host, (size_t)rb * nrows);
+        glm_vk_weight w = { &bw, t, 0, nc, nrows, 1, rb, rb * nrows };
+        float *x = malloc(nc * 4), ref[37];
+        tu_fill_uniform(&g_rng, x, nc, -1, 1);
+        ref_rows(ref, host, t, nc, nrows, rb, x);
+        ck_assert(glm_vk_buffer_create(vk2, &bx, nc * 4, true) == GLM_OK);
+        ck_assert(glm_vk_buffer_create(vk2, &by, (nrows + TU_GUARD) * 4, true) == GLM_OK);
+        memcpy(bx.map, x, nc * 4);
+        tu_poison(by.map, nrows + TU_GUARD);
+        ck_assert(glm_vk_begin(vk2) == GLM_OK);
+        ck_assert(glm_vk_matvec(vk2, view(&by, 1, nrows), &w, 0, view(&bx, 1, nc)) == GLM_OK);
+        ck_assert_msg(glm_vk_submit_wait(vk2) == GLM_OK, "%s", glm_last_error());
+        check_out(&by, nrows, "matvec wide");
+        double e = tu_nmse(ref, by.map, nrows);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s, 64 per row: nmse %.3g", glm_type_name(t), e);
+        glm_vk_buffer_destroy(vk2, &bw);
+        glm_vk_buffer_destroy(vk2, &bx);
+        glm_vk_buffer_destroy(vk2, &by);
+        free(host);
+        free(x);
+    }
+    uint32_t msgs = glm_vk_validation_messages(vk2);
+    glm_vk_destroy(vk2);
+    ck_assert_msg(msgs == 0, "%u validation messages", msgs);
+}
+END_TEST
+
+START_TEST(test_dependency_chain)
+{
+    chain(g_vk);
+    /* the same through descriptor sets from a pool instead of push descriptors */
+    glm_vk *vk2;
+    glm_vk_options o = { .device_index = -1, .validation = true, .no_push_descriptors = true };
+    ck_assert_msg(glm_vk_create(&vk2, &o) == GLM_OK, "%s", glm_last_error());
+    chain(vk2);
+    uint32_t msgs = glm_vk_validation_messages(vk2);
+    glm_vk_destroy(vk2);
+    ck_assert_msg(msgs == 0, "%u validation messages", msgs);
+}
+END_TEST
+
 START_TEST(test_profiling)
 {
     /* timestamp queries credit each dispatch to its kernel: 3 matvecs and 2 eltwise adds */
@@ -633,10 +928,16 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_rms_norm);
+    tcase_add_test(tc, test_add_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_matmul_all_types);
     tcase_add_test(tc, test_matmul_id_grouped);
+    tcase_add_test(tc, test_matvec_heads);
+    tcase_add_test(tc, test_matvec_swiglu);
+    tcase_add_test(tc, test_matvec_unaligned);
+    tcase_add_test(tc, test_matvec_wide_slices);
+    tcase_add_test(tc, test_dependency_chain);
     tcase_add_test(tc, test_get_rows);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_eltwise);

@@ -88,6 +88,18 @@ typedef struct glm_backend_ops {
     glm_status (*copy)(glm_backend *b, glm_dview dst, glm_dview src); /* e.g. KV write */
     /* ids[t] = argmax of row t (ties → lower index), returned to the host. */
     glm_status (*argmax)(glm_backend *b, int32_t *ids /*[rows]*/, glm_dview x);
+
+    /* Optional fused ops: NULL where a backend has none, and the engine runs the unfused ops.
+     * y = SiLU(Wg·x) ⊙ (Wu·x), what matmul (ids NULL) or matmul_id (ids [T][k]) of wg and wu
+     * followed by swiglu computes; y has the rows matmul / matmul_id would give. */
+    glm_status (*matmul_swiglu)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
+                                const glm_dview *ids);
+    /* y = moe_combine(x, w) + a: the routed mixture plus the shared expert, as moe_combine
+     * followed by add computes it. */
+    glm_status (*moe_combine_add)(glm_backend *b, glm_dview y /*[T][N]*/, glm_dview x /*[T*k][N]*/,
+                                  glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
+    /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
+    glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
 } glm_backend_ops;
 
 struct glm_backend {

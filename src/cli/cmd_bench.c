@@ -239,6 +239,8 @@ typedef struct bench_result {
     bool profiled;
     double prof_wall_s;
     uint64_t kns[GLM_VK_KERNEL_COUNT], kcalls[GLM_VK_KERNEL_COUNT];
+    glm_vk_prof_shape shapes[GLM_VK_PROF_SHAPES];
+    uint32_t n_shapes;
 } bench_result;
 
 static int cmp_double(const void *a, const void *b)
@@ -275,6 +277,10 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
     glm_status s = run_once(c, r->depth, r->n_pp, r->n_tg, &r->prof_wall_s);
     for (int k = 0; s == GLM_OK && k < GLM_VK_KERNEL_COUNT; k++)
         glm_vk_profile(vk, (glm_vk_kernel)k, &r->kns[k], &r->kcalls[k]);
+    const glm_vk_prof_shape *sh;
+    r->n_shapes = s == GLM_OK ? glm_vk_profile_shapes(vk, &sh) : 0;
+    if (r->n_shapes)
+        memcpy(r->shapes, sh, r->n_shapes * sizeof *sh);
     glm_status s2 = glm_vk_set_profiling(vk, false);
     r->profiled = s == GLM_OK;
     return s != GLM_OK ? s : s2;
@@ -306,6 +312,12 @@ typedef struct bench_report {
 
 static bool legend;
 
+static int cmp_shape_ns(const void *a, const void *b)
+{
+    uint64_t x = ((const glm_vk_prof_shape *)a)->ns, y = ((const glm_vk_prof_shape *)b)->ns;
+    return x > y ? -1 : x < y;
+}
+
 static void print_profile(const bench_report *rp, const bench_result *r)
 {
     uint64_t total = 0;
@@ -326,6 +338,20 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         else
             printf(" |\n");
     }
+    /* matvec by shape: weight type (+swiglu), workgroup grid */
+    glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->n_shapes; i++)
+        if (r->shapes[i].kernel == GLM_VK_MATVEC)
+            sh[n++] = r->shapes[i];
+    if (!n)
+        return;
+    qsort(sh, n, sizeof *sh, cmp_shape_ns);
+    printf("\n| matvec variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n");
+    for (uint32_t i = 0; i < n; i++)
+        printf("| %s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
+               sh[i].variant >= 64 ? "+swiglu" : "", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
+               1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
 }
 
 /* "16.88 GiB" / "2.79 MiB"; "29.94 B" / "1.23 M" (llama-bench's units). */

@@ -28,7 +28,8 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
-/* x += MLA(RMSNorm(x)) (§2.2, §2.3); leaves attn_norm in s.a and o_proj output in s.t1. */
+/* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
+ * in s.a and o_proj output in s.t1. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0,
                              glm_dump *d, const char *dir)
 {
@@ -43,20 +44,20 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
     GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
-    /* step 1-2: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq, RoPE on each head's last dr */
+    /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
+     * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') straight into the latent
+     * cache rows pos0.. (interleaved so that a backend may overlap the independent ops) */
     GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
+    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
     GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
     GLM_TRY(dump_t(f, d, dir, "q_a", qa));
-    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
-    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
-    /* step 3-6: [c' | kr'] = W_kva a; c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') go straight
-     * into the latent cache rows pos0.. */
-    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
     glm_dview cc = glm_dview_rows(kv->c, pos0, T), kk = glm_dview_rows(kv->kr, pos0, T);
     GLM_TRY(o->rms_norm(b, cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
     GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
     GLM_TRY(o->copy(b, kk, glm_dview_cols(kva, R, dr)));
+    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
     GLM_TRY(o->rope(b, kk, 1, dr, 0, dr, pos0, hp->rope_theta));
+    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
     glm_mla_shape sh = { .T = T, .pos0 = (int)pos0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };
@@ -64,8 +65,7 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     GLM_TRY(o->mla_attention(b, at, q, kv->c, kv->kr, L->attn_k_b, L->attn_v_b, &sh, absorbed));
     /* step 11 and the residual */
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
-    GLM_TRY(dump_t(f, d, dir, "attn_out", t1));
-    return o->add(b, x, x, t1);
+    return dump_t(f, d, dir, "attn_out", t1);
 }
 
 /* s.t1 = W_down (SiLU(W_gate a) ⊙ W_up a) with the given buffers (§3.1). */
@@ -73,6 +73,10 @@ static glm_status swiglu_ffn(glm_forward *f, glm_dview out, glm_dview a, glm_dvi
                              const glm_tensor *wg, const glm_tensor *wu, const glm_tensor *wd)
 {
     const glm_backend_ops *o = OPS(f);
+    if (o->matmul_swiglu) {
+        GLM_TRY(o->matmul_swiglu(f->b, g, a, wg, wu, NULL));
+        return o->matmul(f->b, out, g, wd, 0);
+    }
     GLM_TRY(o->matmul(f->b, g, a, wg, 0));
     GLM_TRY(o->matmul(f->b, u, a, wu, 0));
     GLM_TRY(o->swiglu(f->b, g, g, u));
@@ -91,6 +95,11 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     glm_dview rw = glm_dview_rows(f->s.rw, 0, T);
     glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), eu = glm_dview_rows(f->s.eu, 0, T * k);
     glm_dview ed = glm_dview_rows(f->s.ed, 0, T * k);
+    glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
+    /* the shared expert first: it needs only `a`, so a backend may overlap it with the router */
+    if (L->ffn_gate_shexp)
+        GLM_TRY(swiglu_ffn(f, sd, a, glm_dview_rows(f->s.sg, 0, T), glm_dview_rows(f->s.su, 0, T), L->ffn_gate_shexp,
+                           L->ffn_up_shexp, L->ffn_down_shexp));
     GLM_TRY(o->matmul(b, rl, a, L->ffn_gate_inp, 0));
     GLM_TRY(dump_t(f, d, dir, "router_logits", rl));
     glm_route_params rp = { .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = k,
@@ -100,17 +109,20 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
     GLM_TRY(dump_t(f, d, dir, "topk_ids", ids));
     GLM_TRY(dump_t(f, d, dir, "topk_weights", rw));
-    GLM_TRY(o->matmul_id(b, eg, a, L->ffn_gate_exps, ids));
-    GLM_TRY(o->matmul_id(b, eu, a, L->ffn_up_exps, ids));
-    GLM_TRY(o->swiglu(b, eg, eg, eu));
+    if (o->matmul_swiglu) {
+        GLM_TRY(o->matmul_swiglu(b, eg, a, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+    } else {
+        GLM_TRY(o->matmul_id(b, eg, a, L->ffn_gate_exps, ids));
+        GLM_TRY(o->matmul_id(b, eu, a, L->ffn_up_exps, ids));
+        GLM_TRY(o->swiglu(b, eg, eg, eu));
+    }
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
+    /* HF adds the shared expert after the routed mixture */
+    if (L->ffn_gate_shexp && o->moe_combine_add)
+        return o->moe_combine_add(b, t1, ed, rw, sd);
     GLM_TRY(o->moe_combine(b, t1, ed, rw));
     if (!L->ffn_gate_shexp)
         return GLM_OK;
-    glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
-    GLM_TRY(swiglu_ffn(f, sd, a, glm_dview_rows(f->s.sg, 0, T), glm_dview_rows(f->s.su, 0, T), L->ffn_gate_shexp,
-                       L->ffn_up_shexp, L->ffn_down_shexp));
-    /* HF adds the shared expert after the routed mixture */
     return o->add(b, t1, t1, sd);
 }
 
@@ -126,7 +138,13 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, i
     GLM_TRY(attn_block(f, L, kv, T, pos0, d, dir));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    /* x += attention, then the FFN's norm */
+    if (OPS(f)->add_rms_norm) {
+        GLM_TRY(OPS(f)->add_rms_norm(f->b, a, x, t1, L->ffn_norm, hp->rms_norm_eps));
+    } else {
+        GLM_TRY(OPS(f)->add(f->b, x, x, t1));
+        GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    }
     GLM_TRY(dump_t(f, d, dir, "ffn_norm", a));
     if (L->is_moe)
         GLM_TRY(moe_ffn(f, L, T, d, dir));

@@ -17,7 +17,8 @@ enum {
     FF_DENSE = 10240, FF_EXP = 1536, N_EXP = 64, N_USED = 4, VOCAB = 154880, CTX = 202752
 };
 
-/* How a tensor's values are drawn: weights ~ N(0, 0.02²) (the checkpoint's init scale),
+/* How a tensor's values are drawn: weights ~ N(0, 0.02²) (the checkpoint's init scale; for the
+ * quantized types drawn directly as blocks, see draw_row),
  * RMSNorm gains 1 + N(0, 0.05²), the router bias N(0, 0.01²) (small next to the sigmoid
  * scores it shifts, as trained e_score_correction_bias values are). */
 typedef enum init_kind { INIT_WEIGHT, INIT_NORM, INIT_BIAS } init_kind;
@@ -284,15 +285,22 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-/* Row r of tensor i: values from a stream seeded by (seed, i, r), so the bytes do not depend
- * on the thread count. Normal deviates are approximated by Irwin-Hall with 4 uniforms
- * (16 bits each from one 64-bit draw), rescaled to unit variance: cheap and bounded. */
-static void fill_row(float *x, int64_t n, init_kind kind, uint64_t seed, uint64_t i, int64_t r)
+/* The stream of row r of tensor i, seeded by (seed, i, r), so the bytes do not depend on the
+ * thread count. */
+static uint64_t row_stream(uint64_t seed, uint64_t i, int64_t r)
 {
     uint64_t st = seed ^ (i * 0xD1B54A32D192ED03ull) ^ ((uint64_t)r * 0x8CB92BA72F3D8DD7ull);
     splitmix64(&st);
+    return st;
+}
+
+/* Float rows (norm gains, biases, and the types without a direct block draw below): normal
+ * deviates approximated by Irwin-Hall with 4 uniforms (16 bits each from one 64-bit draw),
+ * rescaled to unit variance: cheap and bounded. */
+static void fill_row(float *x, int64_t n, init_kind kind, uint64_t st)
+{
     const float unit = (float)(sqrt(3.0) / 65536.0); /* sum of 4 U(0,1) has variance 1/3 */
-    const float scale = kind == INIT_WEIGHT ? 0.02f : kind == INIT_NORM ? 0.05f : 0.01f;
+    const float scale = kind == INIT_WEIGHT ? GLM_RANDOM_WEIGHT_STD : kind == INIT_NORM ? 0.05f : 0.01f;
     const float base = kind == INIT_NORM ? 1.0f : 0.0f;
     for (int64_t j = 0; j < n; j++) {
         uint64_t z = splitmix64(&st);
@@ -300,6 +308,193 @@ static void fill_row(float *x, int64_t n, init_kind kind, uint64_t seed, uint64_
                     (float)(z >> 48) - 2.0f * 65536.0f;
         x[j] = base + scale * unit * sum;
     }
+}
+
+/* ---- quantized blocks drawn directly ----------------------------------------------------- *
+ * Quantizing random floats costs ~13 M weights/s per core (the K-type searches); drawing the
+ * blocks is ~100x faster. A block's codes are iid draws of round(zero + sd·N(0,1)) clipped to
+ * the type's levels (what quantizing Gaussian weights gives), looked up from a 65536-entry
+ * inverse-CDF table; the scales are set so that the dequantized values have mean ≈ 0 and
+ * standard deviation GLM_RANDOM_WEIGHT_STD: step = std / (the table's code deviation), and
+ * for the K types each sub-block scale is drawn in a narrow band around it with its min
+ * matching (min = scale · zero), as fitted sub-blocks of Gaussian weights look. */
+
+typedef struct code_table {
+    uint8_t code[65536];
+    float step; /* value of one code step */
+} code_table;
+
+typedef struct draw_type {
+    glm_type type;
+    int levels;
+    float zero, sd; /* codes ~ round(zero + sd·N(0,1)), value = step·(code - zero) */
+} draw_type;
+
+static const draw_type k_draw[] = {
+    { GLM_TYPE_Q8_0, 255, 127.0f, 55.0f }, /* stored as code - 127 */
+    { GLM_TYPE_Q4_0, 16, 8.0f, 3.5f },
+    { GLM_TYPE_Q5_0, 32, 16.0f, 7.0f },
+    { GLM_TYPE_Q4_K, 16, 7.5f, 3.57f },
+    { GLM_TYPE_Q5_K, 32, 15.5f, 7.4f },
+    { GLM_TYPE_Q6_K, 64, 32.0f, 14.0f },
+};
+enum { N_DRAW = sizeof k_draw / sizeof k_draw[0] };
+
+static code_table *g_tables[N_DRAW];
+static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT;
+
+static void build_tables(void)
+{
+    for (int t = 0; t < N_DRAW; t++) {
+        const draw_type *d = &k_draw[t];
+        code_table *ct = malloc(sizeof *ct);
+        if (!ct)
+            continue; /* that type falls back to quantizing floats */
+        int c = 0;
+        double sum = 0, sum2 = 0;
+        for (int u = 0; u < 65536; u++) {
+            double pu = (u + 0.5) / 65536.0;
+            /* smallest code whose CDF reaches pu: P(code <= c) = Φ((c + 0.5 - zero) / sd) */
+            while (c < d->levels - 1 && 0.5 * erfc(-((c + 0.5 - d->zero) / d->sd) / sqrt(2.0)) < pu)
+                c++;
+            ct->code[u] = (uint8_t)c;
+            sum += c - d->zero;
+            sum2 += (c - d->zero) * (c - d->zero);
+        }
+        double mean = sum / 65536, var = sum2 / 65536 - mean * mean;
+        ct->step = (float)(GLM_RANDOM_WEIGHT_STD / sqrt(var));
+        g_tables[t] = ct;
+    }
+}
+
+static const code_table *table_of(glm_type type)
+{
+    pthread_once(&g_tables_once, build_tables);
+    for (int t = 0; t < N_DRAW; t++)
+        if (k_draw[t].type == type)
+            return g_tables[t];
+    return NULL;
+}
+
+/* Code draws, 4 per 64-bit word. */
+typedef struct code_src {
+    const code_table *t;
+    uint64_t *st, word;
+    int left;
+} code_src;
+
+static inline uint32_t next_code(code_src *s)
+{
+    if (!s->left) {
+        s->word = splitmix64(s->st);
+        s->left = 4;
+    }
+    uint32_t c = s->t->code[s->word & 0xFFFF];
+    s->word >>= 16;
+    s->left--;
+    return c;
+}
+
+static inline void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+
+/* 6-bit scales sc[8] and mins m[8] packed as Q4_K/Q5_K store them (12 bytes). */
+static void pack_scales_k4(uint8_t *s, const uint8_t *sc, const uint8_t *m)
+{
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        s[j + 4] = (uint8_t)(m[j] | ((m[j + 4] >> 4) << 6));
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
+    }
+}
+
+/* One row of n weights of `type` drawn as blocks into dst; false when the type has no
+ * direct draw (the caller quantizes floats then). */
+static bool draw_row(uint8_t *dst, glm_type type, int64_t n, uint64_t st)
+{
+    const code_table *t = table_of(type);
+    if (!t)
+        return false;
+    code_src cs = { t, &st, 0, 0 };
+    const float step = t->step;
+    /* a K-type sub-block scale: nominal 56 (Q6_K: 112), drawn in [48, 64) ([96, 128)) */
+    for (int64_t b = 0; b < n / glm_type_info(type)->block; b++) {
+        switch (type) {
+        case GLM_TYPE_Q8_0: {
+            uint8_t *p = dst + b * 34;
+            put16(p, glm_fp32_to_fp16(step));
+            for (int j = 0; j < 32; j++)
+                p[2 + j] = (uint8_t)(int8_t)((int)next_code(&cs) - 127);
+            break;
+        }
+        case GLM_TYPE_Q4_0: {
+            uint8_t *p = dst + b * 18;
+            put16(p, glm_fp32_to_fp16(step));
+            for (int j = 0; j < 16; j++)
+                p[2 + j] = (uint8_t)(next_code(&cs) | (next_code(&cs) << 4));
+            break;
+        }
+        case GLM_TYPE_Q5_0: {
+            uint8_t *p = dst + b * 22;
+            put16(p, glm_fp32_to_fp16(step));
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                uint32_t lo = next_code(&cs), hi = next_code(&cs);
+                p[6 + j] = (uint8_t)((lo & 15) | ((hi & 15) << 4));
+                qh |= ((lo >> 4) << j) | ((hi >> 4) << (j + 16));
+            }
+            for (int j = 0; j < 4; j++)
+                p[2 + j] = (uint8_t)(qh >> (8 * j));
+            break;
+        }
+        case GLM_TYPE_Q4_K: case GLM_TYPE_Q5_K: {
+            bool q5 = type == GLM_TYPE_Q5_K;
+            uint8_t *p = dst + b * (q5 ? 176 : 144);
+            uint8_t sc[8], m[8];
+            uint64_t r = splitmix64(&st);
+            for (int j = 0; j < 8; j++)
+                sc[j] = m[j] = (uint8_t)(48 + ((r >> (4 * j)) & 15));
+            put16(p, glm_fp32_to_fp16(step / 56.0f));
+            put16(p + 2, glm_fp32_to_fp16(step * k_draw[q5 ? 4 : 3].zero / 56.0f));
+            pack_scales_k4(p + 4, sc, m);
+            uint8_t *qh = p + 16, *qs = p + (q5 ? 48 : 16);
+            if (q5)
+                memset(qh, 0, 32);
+            for (int pp = 0; pp < 4; pp++)
+                for (int l = 0; l < 32; l++) {
+                    uint32_t lo = next_code(&cs), hi = next_code(&cs);
+                    qs[32 * pp + l] = (uint8_t)((lo & 15) | ((hi & 15) << 4));
+                    if (q5)
+                        qh[l] |= (uint8_t)(((lo >> 4) << (2 * pp)) | ((hi >> 4) << (2 * pp + 1)));
+                }
+            break;
+        }
+        case GLM_TYPE_Q6_K: {
+            uint8_t *p = dst + b * 210, *ql = p, *qh = p + 128;
+            uint64_t r = splitmix64(&st);
+            memset(p, 0, 192);
+            for (int i = 0; i < 256; i++) {
+                int h = i / 128, k = (i / 32) % 4, l = i % 32;
+                uint32_t c = next_code(&cs);
+                ql[64 * h + l + 32 * (k & 1)] |= (uint8_t)((c & 15) << (4 * (k >> 1)));
+                qh[32 * h + l] |= (uint8_t)((c >> 4) << (2 * k));
+            }
+            for (int j = 0; j < 16; j++)
+                p[192 + j] = (uint8_t)(96 + ((r >> (4 * j)) & 31));
+            put16(p + 208, glm_fp32_to_fp16(step / 112.0f));
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+bool glm_random_weight_row(void *dst, glm_type type, int64_t n, uint64_t stream)
+{
+    if (n <= 0 || n % glm_type_info(type)->block)
+        return false;
+    return draw_row(dst, type, n, stream);
 }
 
 typedef struct fill_ctx {
@@ -324,7 +519,10 @@ static void *fill_rows(void *arg)
     float *x = malloc((size_t)t->ne[0] * sizeof *x);
     j->s = x ? GLM_OK : glm_errorf(GLM_ERR_NOMEM, "%s: out of memory", t->name);
     for (int64_t r = j->r0; j->s == GLM_OK && r < j->r1; r++) {
-        fill_row(x, t->ne[0], t->init, j->seed, j->index, r);
+        uint64_t st = row_stream(j->seed, j->index, r);
+        if (t->init == INIT_WEIGHT && draw_row(j->dst + (size_t)r * row, t->type, t->ne[0], st))
+            continue;
+        fill_row(x, t->ne[0], t->init, st);
         j->s = glm_ref_quantize_row(j->dst + (size_t)r * row, x, t->type, t->ne[0]);
     }
     if (j->s != GLM_OK)

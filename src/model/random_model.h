@@ -2,7 +2,9 @@
  * model's shapes (model-spec §1, §6.2; gguf-spec §3.1), deepseek2 metadata with the values of
  * the real files (gguf-spec §1.10), a byte-level tokenizer with the real special-token ids,
  * llama-quantize's per-tensor type policy (model/quantize.h) and random weights with
- * realistic scales. Used to measure speed (issue 7) since the real weights cannot be fetched.
+ * realistic scales (the common quantized types drawn directly as blocks, the rest quantized
+ * from random floats). Used to measure speed (issue 7) since the real weights cannot be
+ * fetched.
  * Written tensor by tensor through the GGUF writer's fill callback: memory holds one tensor.
  * Not here: the type policy (model/quantize.c), block formats (ref/quantize.c). */
 #ifndef GLM_RANDOM_MODEL_H
@@ -13,6 +15,9 @@
 
 #include "model/quantize.h"
 #include "util/status.h"
+
+/* Standard deviation of the random weight matrices (the checkpoint's init scale). */
+#define GLM_RANDOM_WEIGHT_STD 0.02f
 
 /* The real model's decoder layer count (without the MTP layer). */
 #define GLM_RANDOM_FULL_LAYERS 47
@@ -38,5 +43,11 @@ glm_status glm_random_model_plan(const glm_random_model_params *p, glm_random_mo
 /* Write the file atomically (no file and no temporary left on failure). rep may be NULL. */
 glm_status glm_random_model_write(const char *out_path, const glm_random_model_params *p,
                                   glm_random_model_report *rep);
+
+/* One row of n random weights drawn directly as `type` blocks (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K,
+ * Q6_K) from the 64-bit `stream`: dequantized, mean ≈ 0 and standard deviation ≈
+ * GLM_RANDOM_WEIGHT_STD. False (dst untouched) for other types or n not a whole number of
+ * blocks; those tensors are drawn as floats and quantized. */
+bool glm_random_weight_row(void *dst, glm_type type, int64_t n, uint64_t stream);
 
 #endif

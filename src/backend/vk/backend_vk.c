@@ -42,6 +42,8 @@ typedef struct vk_impl {
     glm_vk *vk;
     vk_weight_entry *weights;
     size_t n_weights, cap_weights;
+    int32_t *slots; /* open-addressing index of weights by tensor pointer, -1 = empty */
+    size_t n_slots;  /* a power of two, 2 × cap_weights */
     vk_arena arenas[VK_MAX_ARENAS];
     uint32_t n_arenas;
     uint32_t pending; /* dispatches recorded since the last submit; 0 = not recording */
@@ -51,6 +53,7 @@ typedef struct vk_impl {
     glm_vk_buffer scratch; /* MLA */
     glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
+    glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     uint64_t ids_cap;
 } vk_impl;
 
@@ -83,18 +86,64 @@ static glm_vk_view vv(glm_dview d)
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
-static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
+static uint64_t padded_bytes(const glm_tensor *t)
 {
-    for (size_t i = 0; i < v->n_weights; i++)
-        if (v->weights[i].t == t)
-            return GLM_OK;
+    uint64_t total = glm_row_bytes(t->type, t->ne[0]) * (uint64_t)t->ne[1] * (t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1);
+    return (total + VK_WEIGHT_ALIGN - 1) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
+}
+
+/* Upload t; with need > 0, start a new arena unless `need` bytes fit in the current one (so
+ * that tensors uploaded together share a buffer). */
+static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need);
+
+static glm_status upload_weight(vk_impl *v, const glm_tensor *t) { return upload_weight_fit(v, t, 0); }
+
+static size_t slot_of(const vk_impl *v, const glm_tensor *t)
+{
+    return (size_t)(((uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15ull) >> 20) & (v->n_slots - 1);
+}
+
+/* The index of t's entry, or -1 (the op table looks weights up on every call: no scan). */
+static int32_t find_weight(const vk_impl *v, const glm_tensor *t)
+{
+    if (!v->n_slots)
+        return -1;
+    for (size_t i = slot_of(v, t);; i = (i + 1) & (v->n_slots - 1)) {
+        int32_t e = v->slots[i];
+        if (e < 0 || v->weights[e].t == t)
+            return e;
+    }
+}
+
+static void index_weight(vk_impl *v, int32_t e)
+{
+    size_t i = slot_of(v, v->weights[e].t);
+    while (v->slots[i] >= 0)
+        i = (i + 1) & (v->n_slots - 1);
+    v->slots[i] = e;
+}
+
+static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need)
+{
+    if (find_weight(v, t) >= 0)
+        return GLM_OK;
     if (v->n_weights == v->cap_weights) {
         size_t nc = v->cap_weights ? v->cap_weights * 2 : 256;
         vk_weight_entry *nw = realloc(v->weights, nc * sizeof *nw);
-        if (!nw)
+        int32_t *ns = malloc(2 * nc * sizeof *ns);
+        if (nw)
+            v->weights = nw;
+        if (!nw || !ns) {
+            free(ns);
             return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-        v->weights = nw;
+        }
         v->cap_weights = nc;
+        free(v->slots);
+        v->slots = ns;
+        v->n_slots = 2 * nc;
+        memset(v->slots, 0xff, v->n_slots * sizeof *v->slots);
+        for (size_t i = 0; i < v->n_weights; i++)
+            index_weight(v, (int32_t)i);
     }
     uint64_t rb = glm_row_bytes(t->type, t->ne[0]), slab = rb * (uint64_t)t->ne[1];
     uint64_t nslabs = t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1;
@@ -106,12 +155,16 @@ static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
     memset(e, 0, sizeof *e);
     uint64_t padded = (total + VK_WEIGHT_ALIGN - 1) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
     vk_arena *a = v->n_arenas ? &v->arenas[v->n_arenas - 1] : NULL;
-    if (!a || a->used + padded > a->buf.size) {
+    if (need < padded)
+        need = padded;
+    if (!a || a->used + need > a->buf.size) {
         if (v->n_arenas == VK_MAX_ARENAS)
             return glm_errorf(GLM_ERR_NOMEM, "vulkan: more than %d weight arenas", VK_MAX_ARENAS);
         a = &v->arenas[v->n_arenas];
         uint64_t limit = glm_vk_max_buffer(v->vk) & ~(uint64_t)(VK_WEIGHT_ALIGN - 1);
         uint64_t size = VK_ARENA_BYTES < limit ? VK_ARENA_BYTES : limit;
+        if (need > size && need <= limit)
+            size = need; /* tensors meant to share a buffer */
         if (padded > size)
             size = padded; /* one tensor alone; glm_vk_buffer_create refuses it past the limit */
         glm_status as = glm_vk_buffer_create(v->vk, &a->buf, size, false);
@@ -140,26 +193,39 @@ static glm_status upload_weight(vk_impl *v, const glm_tensor *t)
     e->t = t;
     e->w = (glm_vk_weight){ &a->buf, t->type, (uint32_t)offset, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)nslabs,
                             (uint32_t)rb, (uint32_t)slab };
-    v->n_weights++;
+    index_weight(v, (int32_t)v->n_weights++);
     glm_load_progress_report(t);
     return GLM_OK;
 }
 
 static glm_status weight(vk_impl *v, const glm_tensor *t, glm_vk_weight *out)
 {
-    for (size_t i = 0; i < v->n_weights; i++)
-        if (v->weights[i].t == t) {
-            *out = v->weights[i].w;
-            return GLM_OK;
-        }
+    int32_t i = find_weight(v, t);
+    if (i >= 0) {
+        *out = v->weights[i].w;
+        return GLM_OK;
+    }
     /* not seen at creation (e.g. a tensor bound later): upload it now, outside any recording */
     GLM_TRY(flush(v));
     GLM_TRY(upload_weight(v, t));
     return weight(v, t, out);
 }
 
+/* gate and up of one FFN in one arena, for the fused gate/up product */
+static glm_status upload_pair(vk_impl *v, const glm_tensor *g, const glm_tensor *u)
+{
+    if (!g || !u)
+        return GLM_OK;
+    uint64_t need = padded_bytes(g) + padded_bytes(u);
+    GLM_TRY(upload_weight_fit(v, g, need));
+    return upload_weight(v, u);
+}
+
 static glm_status upload_layer(vk_impl *v, const glm_layer *L)
 {
+    GLM_TRY(upload_pair(v, L->ffn_gate, L->ffn_up));
+    GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps));
+    GLM_TRY(upload_pair(v, L->ffn_gate_shexp, L->ffn_up_shexp));
     const glm_tensor *ts[] = { L->attn_norm,      L->attn_q_a,       L->attn_q_a_norm,  L->attn_q_b,
                                L->attn_kv_a_mqa,  L->attn_kv_a_norm, L->attn_k_b,       L->attn_v_b,
                                L->attn_output,    L->ffn_norm,       L->ffn_gate,       L->ffn_up,
@@ -235,10 +301,12 @@ static void vk_destroy(glm_backend *b)
         for (uint32_t i = 0; i < v->n_arenas; i++)
             glm_vk_buffer_destroy(v->vk, &v->arenas[i].buf);
         free(v->weights);
+        free(v->slots);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
         glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
+        glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_destroy(v->vk);
         free(v);
     }
@@ -314,6 +382,15 @@ static glm_status vk_rms_norm(glm_backend *b, glm_dview y, glm_dview x, const gl
     return glm_vk_rms_norm(v->vk, vv(y), vv(x), &wt, eps);
 }
 
+static glm_status vk_add_rms_norm(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(recording(v));
+    return glm_vk_add_rms_norm(v->vk, vv(y), vv(x), vv(t), &wt, eps);
+}
+
 static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
 {
     vk_impl *v = impl(b);
@@ -323,21 +400,74 @@ static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_
     return glm_vk_matvec(v->vk, vv(y), &wt, (uint32_t)slab, vv(x));
 }
 
+/* The group scratch of a tiled matmul_id over `ids` (made large enough before recording). */
+static glm_status group_view(vk_impl *v, glm_dview ids, const glm_vk_weight *w, glm_vk_view *g)
+{
+    uint64_t n = glm_vk_moe_group_ints((uint32_t)ids.rows, (uint32_t)ids.cols, w->nslabs ? w->nslabs : 1);
+    GLM_TRY(ensure(v, &v->group, n * 4, false));
+    *g = (glm_vk_view){ &v->group, 0, 1, (uint32_t)n, (uint32_t)n };
+    return GLM_OK;
+}
+
 static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids)
 {
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&wt)) {
-        uint64_t n = glm_vk_moe_group_ints((uint32_t)ids.rows, (uint32_t)ids.cols, wt.nslabs ? wt.nslabs : 1);
-        GLM_TRY(ensure(v, &v->group, n * 4, false));
+    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&wt)) { /* prefill: grouped, tiled */
+        glm_vk_view g;
+        GLM_TRY(group_view(v, ids, &wt, &g));
         GLM_TRY(recording(v));
         v->pending++; /* two dispatches */
-        glm_vk_view g = { &v->group, 0, 1, (uint32_t)n, (uint32_t)n };
         return glm_vk_matmul_id(v->vk, vv(y), &wt, vv(x), vv(ids), g);
     }
     GLM_TRY(recording(v));
     return glm_vk_matvec_id(v->vk, vv(y), &wt, vv(x), vv(ids));
+}
+
+/* Prefill's gate/up: the two tiled products (grouped by expert with ids) and the SwiGLU. */
+static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
+                               const glm_dview *ids)
+{
+    glm_vk_view gv = { 0 };
+    if (ids)
+        GLM_TRY(group_view(v, *ids, g, &gv));
+    GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+    glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+    GLM_TRY(recording(v));
+    v->pending += ids ? 4 : 2;
+    if (ids) {
+        GLM_TRY(glm_vk_matmul_id(v->vk, vv(y), g, vv(x), vv(*ids), gv));
+        GLM_TRY(glm_vk_matmul_id(v->vk, uv, u, vv(x), vv(*ids), gv));
+    } else {
+        GLM_TRY(glm_vk_matmul(v->vk, vv(y), g, 0, vv(x)));
+        GLM_TRY(glm_vk_matmul(v->vk, uv, u, 0, vv(x)));
+    }
+    return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+}
+
+static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
+                                   const glm_dview *ids)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight g, u;
+    GLM_TRY(weight(v, wg, &g));
+    GLM_TRY(weight(v, wu, &u));
+    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&g) && glm_vk_matmul_fits(&u))
+        return tiled_swiglu(v, y, x, &g, &u, ids);
+    if (g.buf != u.buf) {
+        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
+        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+        GLM_TRY(recording(v));
+        v->pending += 2;
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), &g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), &g, 0, vv(x)));
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, &u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, &u, 0, vv(x)));
+        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    }
+    GLM_TRY(recording(v));
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    return glm_vk_matvec_swiglu(v->vk, vv(y), &g, &u, vv(x), ids ? &iv : NULL);
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
@@ -362,7 +492,7 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats((uint32_t)s->T, (uint32_t)s->n_heads, (uint32_t)s->kv_lora, n_kv) * 4,
                    false));
     GLM_TRY(recording(v));
-    v->pending += 2 * (uint32_t)s->n_heads + 3; /* the composite records that many dispatches */
+    v->pending += 4; /* the composite records 5 dispatches */
     glm_dview cv = glm_dview_rows(c, 0, n_kv), kv = glm_dview_rows(kr, 0, n_kv);
     return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(cv), vv(kv), &wk, &wv, (uint32_t)s->n_heads,
                                 (uint32_t)s->qk_nope, (uint32_t)s->qk_rope, (uint32_t)s->v_head, (uint32_t)s->pos0,
@@ -387,6 +517,13 @@ static glm_status vk_moe_combine(glm_backend *b, glm_dview y, glm_dview x, glm_d
     vk_impl *v = impl(b);
     GLM_TRY(recording(v));
     return glm_vk_moe_combine(v->vk, vv(y), vv(x), vv(w));
+}
+
+static glm_status vk_moe_combine_add(glm_backend *b, glm_dview y, glm_dview x, glm_dview w, glm_dview a)
+{
+    vk_impl *v = impl(b);
+    GLM_TRY(recording(v));
+    return glm_vk_moe_combine_add(v->vk, vv(y), vv(x), vv(w), vv(a));
 }
 
 static glm_status eltwise(glm_backend *b, glm_vk_eltwise_op op, glm_dview y, glm_dview a, glm_dview c)
@@ -432,6 +569,9 @@ static const glm_backend_ops k_vk_ops = {
     .add = vk_add,
     .copy = vk_copy,
     .argmax = vk_argmax,
+    .matmul_swiglu = vk_matmul_swiglu,
+    .moe_combine_add = vk_moe_combine_add,
+    .add_rms_norm = vk_add_rms_norm,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

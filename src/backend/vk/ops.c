@@ -32,27 +32,76 @@ static bool weight_ok(const glm_vk_weight *w)
            w->row_bytes > 0 && w->offset % 4 == 0 && end <= w->buf->size && end <= UINT32_MAX;
 }
 
-glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps)
+static glm_status rms_norm_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_view *t, const glm_vk_weight *w,
+                               float eps)
 {
-    if (!view_ok(x) || !view_ok(y) || y.rows != x.rows || y.cols != x.cols)
-        return bad("rms_norm", "x and y views do not match or overrun their buffers");
+    if (!view_ok(x) || !view_ok(y) || y.rows != x.rows || y.cols != x.cols ||
+        (t && (!view_ok(*t) || t->rows != x.rows || t->cols != x.cols || y.buf == x.buf)))
+        return bad("rms_norm", "x, t and y views do not match or overrun their buffers");
     if (!weight_ok(w) || w->ncols != x.cols || glm_type_info(w->type)->block != 1)
         return bad("rms_norm", "weight is not a plain row of x.cols elements");
-    glm_vk_rms_norm_push pc = { x.cols, x.rows, eps, (uint32_t)w->type, w->offset, x.off, x.ld, y.off, y.ld, { 0 } };
-    const glm_vk_buffer *b[3] = { x.buf, w->buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 3, &pc, sizeof pc, x.rows, 1, 1);
+    glm_vk_rms_norm_push pc = { x.cols, x.rows, eps, (uint32_t)w->type, w->offset, x.off, x.ld, y.off, y.ld,
+                                t != NULL, t ? t->off : 0, t ? t->ld : 0 };
+    const glm_vk_buffer *b[4] = { x.buf, w->buf, y.buf, t ? t->buf : x.buf };
+    return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 4, &pc, sizeof pc, x.rows, 1, 1);
 }
 
+glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps)
+{
+    return rms_norm_any(vk, y, x, NULL, w, eps);
+}
+
+glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view t, const glm_vk_weight *w,
+                               float eps)
+{
+    return rms_norm_any(vk, y, x, &t, w, eps);
+}
+
+/* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that
+ * wastes the fewest invocations on the row's 32-element chunks (ties to the larger); within
+ * one subgroup the shader reduces with shuffles alone. */
+static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
+{
+    uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
+    uint32_t best = top, waste = UINT32_MAX;
+    if (glm_vk_matvec_tpr_forced(vk))
+        return glm_vk_matvec_tpr_forced(vk);
+    for (uint32_t t = top; t >= 8; t /= 2) {
+        uint32_t wst = (n + t - 1) / t * t - n;
+        if (wst < waste) {
+            best = t;
+            waste = wst;
+        }
+    }
+    return best;
+}
+
+/* Optional parts of a matvec: heads (z dimension over slabs) and a fused SwiGLU partner. */
+typedef struct matvec_extra {
+    uint32_t heads, x_hs, y_hs;
+    const glm_vk_weight *w2;
+} matvec_extra;
+
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
-                             const glm_vk_view *ids)
+                             const glm_vk_view *ids, const matvec_extra *e)
 {
     if (!weight_ok(w))
         return glm_errorf(GLM_ERR_INVALID, "vulkan matvec: %s weight of %u columns is malformed or outside its buffer",
                           glm_type_name(w->type), w->ncols);
     if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows)
         return bad("matvec", "x or y view does not match the weight or overruns its buffer");
+    uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
-                              x.off, x.ld, y.off, y.ld, 0, 0, 1, 0, { 0 } };
+                              x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0 };
+    if (e && e->w2) {
+        const glm_vk_weight *u = e->w2;
+        if (!weight_ok(u) || u->buf != w->buf || u->type != w->type || u->ncols != w->ncols || u->nrows != w->nrows ||
+            u->nslabs != w->nslabs || u->slab_bytes != w->slab_bytes)
+            return bad("matvec_swiglu", "gate and up weights differ in shape, type or buffer");
+        pc.w2_offset = u->offset;
+        pc.swiglu = 1;
+    }
     const glm_vk_buffer *ib = x.buf; /* unused binding when there are no ids */
     if (ids) {
         if (!view_ok(*ids) || ids->cols == 0 || y.rows != ids->rows * ids->cols ||
@@ -64,24 +113,46 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.mode = x.rows == ids->rows && ids->cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1);
         ib = ids->buf;
     } else {
-        if (slab >= (w->nslabs ? w->nslabs : 1) || y.rows != x.rows)
-            return bad("matvec", "slab out of range or row counts differ");
+        glm_vk_view xl = x, yl = y; /* the last head's views */
+        xl.off += (heads - 1) * pc.x_zs;
+        yl.off += (heads - 1) * pc.y_zs;
+        if ((uint64_t)slab + heads > (w->nslabs ? w->nslabs : 1) || y.rows != x.rows || !view_ok(xl) || !view_ok(yl))
+            return bad("matvec", "slab out of range, row counts differ or a head overruns its buffer");
         pc.w_offset += slab * w->slab_bytes;
+        pc.w2_offset += slab * w->slab_bytes;
     }
+    uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, ib };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type, b, 4, &pc, sizeof pc, w->nrows, y.rows, 1);
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 4, &pc, sizeof pc,
+                                   (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
 {
     if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(w))
         return glm_vk_matmul(vk, y, w, slab, x);
-    return matvec_any(vk, y, w, slab, x, NULL);
+    return matvec_any(vk, y, w, slab, x, NULL, NULL);
 }
 
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids)
 {
-    return matvec_any(vk, y, w, 0, x, &ids);
+    return matvec_any(vk, y, w, 0, x, &ids, NULL);
+}
+
+glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
+                               uint32_t heads, uint32_t x_hs, uint32_t y_hs)
+{
+    if (heads == 0)
+        return bad("matvec_heads", "no heads");
+    matvec_extra e = { heads, x_hs, y_hs, NULL };
+    return matvec_any(vk, y, w, slab0, x, NULL, &e);
+}
+
+glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
+                                glm_vk_view x, const glm_vk_view *ids)
+{
+    matvec_extra e = { 1, 0, 0, wu };
+    return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
 /* ---- tiled matmul (prefill) ---- */
@@ -213,13 +284,25 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
     return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
 }
 
+static glm_status moe_combine_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, const glm_vk_view *a)
+{
+    if (!view_ok(y) || !view_ok(x) || !view_ok(w) || w.rows != y.rows || x.rows != y.rows * w.cols || x.cols != y.cols ||
+        (a && (!view_ok(*a) || a->rows != y.rows || a->cols != y.cols)))
+        return bad("moe_combine", "views disagree or overrun their buffers");
+    glm_vk_moe_combine_push pc = { y.rows, y.cols, w.cols, a != NULL, x.off, x.ld, w.off, w.ld,
+                                   y.off,  y.ld,   a ? a->off : 0, a ? a->ld : 0 };
+    const glm_vk_buffer *b[4] = { x.buf, w.buf, y.buf, a ? a->buf : x.buf };
+    return glm_vk_dispatch(vk, GLM_VK_MOE_COMBINE, b, 4, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+}
+
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w)
 {
-    if (!view_ok(y) || !view_ok(x) || !view_ok(w) || w.rows != y.rows || x.rows != y.rows * w.cols || x.cols != y.cols)
-        return bad("moe_combine", "views disagree or overrun their buffers");
-    glm_vk_moe_combine_push pc = { y.rows, y.cols, w.cols, 0, x.off, x.ld, w.off, w.ld, y.off, y.ld, 0, 0 };
-    const glm_vk_buffer *b[3] = { x.buf, w.buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MOE_COMBINE, b, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+    return moe_combine_any(vk, y, x, w, NULL);
+}
+
+glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a)
+{
+    return moe_combine_any(vk, y, x, w, &a);
 }
 
 glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids, glm_vk_view x)
@@ -303,28 +386,16 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     glm_vk_view qlat = { scratch, 0, T * H, rkv, rkv };
     glm_vk_view u = { scratch, T * H * rkv, T * H, rkv, rkv };
     glm_vk_view s = { scratch, 2 * T * H * rkv, T * H, n_kv, n_kv };
-    bool heads = T > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
-    if (heads) { /* prefill: every head in one tiled dispatch */
-        glm_vk_view qn = { q.buf, q.off, T, dn, q.ld }, ql = { scratch, 0, T, rkv, H * rkv };
-        GLM_TRY(glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv));
-    }
-    for (uint32_t h = 0; h < H && !heads; h++) {
-        /* qlat[t][h] = k_b[h] · qn[t][h]: rows of qlat for head h are t·H + h */
-        glm_vk_view qn = { q.buf, q.off + h * qh, T, dn, q.ld };
-        glm_vk_view ql = { scratch, h * rkv, T, rkv, H * rkv };
-        GLM_TRY(glm_vk_matvec(vk, ql, k_b, h, qn));
-    }
+    /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch (tiled for prefill): rows
+     * of qlat for head h are t·H + h */
+    bool tiled = T > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
+    glm_vk_view qn = { q.buf, q.off, T, dn, q.ld };
+    glm_vk_view ql = { scratch, 0, T, rkv, H * rkv };
+    GLM_TRY(tiled ? glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv) : glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
     GLM_TRY(glm_vk_mla_scores(vk, s, qlat, q, c, kr, H, dn, dr, pos0, 1.0f / sqrtf((float)(dn + dr))));
     GLM_TRY(glm_vk_softmax(vk, s));
     GLM_TRY(glm_vk_mla_mix(vk, u, s, c, H, pos0));
-    if (heads) {
-        glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv }, oh = { out.buf, out.off, T, dv, out.ld };
-        GLM_TRY(glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv));
-    }
-    for (uint32_t h = 0; h < H && !heads; h++) {
-        glm_vk_view uh = { scratch, u.off + h * rkv, T, rkv, H * rkv };
-        glm_vk_view oh = { out.buf, out.off + h * dv, T, dv, out.ld };
-        GLM_TRY(glm_vk_matvec(vk, oh, v_b, h, uh));
-    }
-    return GLM_OK;
+    glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv };
+    glm_vk_view oh = { out.buf, out.off, T, dv, out.ld };
+    return tiled ? glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv) : glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv);
 }

@@ -27,15 +27,17 @@ typedef struct glm_vk_weight {
 typedef struct glm_vk_rms_norm_push {
     uint32_t n, rows;
     float eps;
-    uint32_t wtype, w_offset, x_off, x_ld, y_off, y_ld, pad[3];
+    uint32_t wtype, w_offset, x_off, x_ld, y_off, y_ld, has_add, t_off, t_ld;
 } glm_vk_rms_norm_push;
 _Static_assert(sizeof(glm_vk_rms_norm_push) == 48, "mirrors shaders/rms_norm.comp");
 
 typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
-        pad[2];
+        x_zs, y_zs, tpr, w2_offset, swiglu, pad;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 64, "mirrors shaders/matvec.comp");
+_Static_assert(sizeof(glm_vk_matvec_push) == 80, "mirrors shaders/matvec.comp");
+#define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
+#define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
@@ -73,7 +75,7 @@ typedef struct glm_vk_moe_route_push {
 _Static_assert(sizeof(glm_vk_moe_route_push) == 80, "mirrors shaders/moe_route.comp");
 
 typedef struct glm_vk_moe_combine_push {
-    uint32_t rows, cols, k, pad, x_off, x_ld, w_off, w_ld, y_off, y_ld, pad1, pad2;
+    uint32_t rows, cols, k, has_add, x_off, x_ld, w_off, w_ld, y_off, y_ld, a_off, a_ld;
 } glm_vk_moe_combine_push;
 _Static_assert(sizeof(glm_vk_moe_combine_push) == 48, "mirrors shaders/moe_combine.comp");
 
@@ -101,10 +103,21 @@ _Static_assert(sizeof(glm_vk_mla_mix_push) == 48, "mirrors shaders/mla_mix.comp"
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
+/* The residual add in front: x += t, then y = rms_norm(x) ⊙ w (y must not overlap x). */
+glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view t, const glm_vk_weight *w,
+                               float eps);
 /* y[v] = W_slab · x[v] for every row v of x. */
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids);
+/* Per-head products in one dispatch: for h < heads, y shifted by h·y_hs elements = W_{slab0+h}
+ * · (x shifted by h·x_hs elements), every row v of x (e.g. the absorbed-MLA k_b / v_b). */
+glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
+                               uint32_t heads, uint32_t x_hs, uint32_t y_hs);
+/* y = SiLU(Wg · x) ⊙ (Wu · x) in one dispatch (gate/up of an FFN), Wg and Wu of one shape and
+ * type in the same buffer; ids NULL: slab 0 of both, else routed experts as glm_vk_matvec_id. */
+glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
+                                glm_vk_view x, const glm_vk_view *ids);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
  * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
@@ -132,6 +145,8 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w);
+/* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
+glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);
 glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk_view x);
 glm_status glm_vk_mla_scores(glm_vk *vk, glm_vk_view s, glm_vk_view qlat, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                              uint32_t H, uint32_t dn, uint32_t dr, uint32_t pos0, float scale);

@@ -9,6 +9,13 @@
 
 #define GLM_VK_MAX_BINDINGS 8
 #define GLM_VK_MAX_SETS 4096 /* dispatches per recording */
+/* A recording is cut into command buffers of GLM_VK_CHUNK dispatches, each submitted as soon
+ * as it is full (without waiting) so the device runs while the host records the rest; a ring
+ * of GLM_VK_RING command buffers, each with its fence. */
+#define GLM_VK_CHUNK 128
+#define GLM_VK_RING 8
+/* Buffers tracked since the last barrier (more: a barrier is placed anyway). */
+#define GLM_VK_TRACK 32
 
 typedef struct kernel_desc {
     const char *name;
@@ -17,29 +24,31 @@ typedef struct kernel_desc {
     uint32_t bindings;
     uint32_t push_size;
     bool specialized; /* constant_id 0 selects a variant (the weight type); one pipeline each */
-    bool coopmat;     /* needs VK_KHR_cooperative_matrix: built only where the device has it */
+    uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
+    bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 64
+#define GLM_VK_MAX_VARIANTS 128 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
-    [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 3, 48 },
-    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 4, 64, true },
-    [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32 },
-    [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 2, 32 },
-    [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48 },
-    [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80 },
-    [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 3, 48 },
-    [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16 },
-    [GLM_VK_MLA_SCORES] = { "mla_scores", spv_mla_scores, sizeof spv_mla_scores, 5, 80 },
-    [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16 },
-    [GLM_VK_MLA_MIX] = { "mla_mix", spv_mla_mix, sizeof spv_mla_mix, 3, 48 },
-    [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true },
-    [GLM_VK_MOE_GROUP] = { "moe_group", spv_moe_group, sizeof spv_moe_group, 2, 32 },
-    [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 64, true, true },
-    [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 5, 80 },
-    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 3, 48 },
+    [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 4, 48, false, 0xa },
+    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 4, 80, true, 0xb },
+    [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32, false, 0x3 },
+    [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 2, 32, false, 0x2 },
+    [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
+    [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
+    [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
+    [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
+    [GLM_VK_MLA_SCORES] = { "mla_scores", spv_mla_scores, sizeof spv_mla_scores, 5, 80, false, 0xf },
+    [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16, false, 0x0 },
+    [GLM_VK_MLA_MIX] = { "mla_mix", spv_mla_mix, sizeof spv_mla_mix, 3, 48, false, 0x3 },
+    [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true, 0xb },
+    [GLM_VK_MOE_GROUP] = { "moe_group", spv_moe_group, sizeof spv_moe_group, 2, 32, false, 0x1 },
+    [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 64, true, 0xb, true },
+    [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 5, 80, false,
+                                  0xf },
+    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 3, 48, false, 0x3 },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -70,13 +79,21 @@ struct glm_vk {
     VkPhysicalDevice phys;
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
+    uint32_t subgroup_size, matvec_tpr;
     VkDevice dev;
     VkQueue queue;
     uint32_t queue_family;
     VkCommandPool cmd_pool;
-    VkCommandBuffer cmd;
-    VkFence fence;
+    VkCommandBuffer cmd; /* the one being recorded: ring[cur] */
+    VkCommandBuffer ring[GLM_VK_RING];
+    VkFence fences[GLM_VK_RING];
+    bool in_flight[GLM_VK_RING];
+    uint32_t cur, in_cmd; /* ring slot being recorded, dispatches recorded into it */
     VkDescriptorPool desc_pool;
+    PFN_vkCmdPushDescriptorSetKHR push_set; /* VK_KHR_push_descriptor, else NULL: sets from the pool */
+    /* buffers written / read by dispatches since the last barrier */
+    VkBuffer written[GLM_VK_TRACK], read[GLM_VK_TRACK];
+    uint32_t n_written, n_read;
     VkDescriptorSetLayout set_layout[GLM_VK_KERNEL_COUNT];
     VkPipelineLayout pipe_layout[GLM_VK_KERNEL_COUNT];
     VkPipeline pipeline[GLM_VK_KERNEL_COUNT][GLM_VK_MAX_VARIANTS];
@@ -86,13 +103,19 @@ struct glm_vk {
     VkQueryPool queries;
     uint32_t n_stamps;                       /* timestamps written in this recording */
     uint8_t stamp_kernel[GLM_VK_MAX_SETS];   /* kernel of the dispatch ending at stamp i+1 */
+    uint8_t stamp_shape[GLM_VK_MAX_SETS];    /* its entry in shapes (GLM_VK_PROF_SHAPES: none) */
+    glm_vk_prof_shape shapes[GLM_VK_PROF_SHAPES];
+    uint32_t n_shapes;
     uint64_t prof_ns[GLM_VK_KERNEL_COUNT];
     uint64_t prof_count[GLM_VK_KERNEL_COUNT];
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
 };
 
-static glm_status submit_ended(glm_vk *vk);
+static glm_status begin_cmd(glm_vk *vk);
+static glm_status submit_current(glm_vk *vk);
+static glm_status wait_all(glm_vk *vk);
+static void collect_profile(glm_vk *vk);
 
 static glm_status vkfail(VkResult r, const char *what)
 {
@@ -235,8 +258,10 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     if (k_kernels[k].coopmat && !vk->coopmat_ok)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs cooperative matrices, which %s lacks", k_kernels[k].name,
                           vk->props.deviceName);
-    VkSpecializationMapEntry me = { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) };
-    VkSpecializationInfo spec = { .mapEntryCount = 1, .pMapEntries = &me, .dataSize = sizeof variant, .pData = &variant };
+    uint32_t vals[2] = { variant % 64, variant / 64 };
+    VkSpecializationMapEntry me[2] = { { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) },
+                                       { .constantID = 1, .offset = sizeof(uint32_t), .size = sizeof(uint32_t) } };
+    VkSpecializationInfo spec = { .mapEntryCount = 2, .pMapEntries = me, .dataSize = sizeof vals, .pData = vals };
     VkComputePipelineCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
                                        .stage = { .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                                                   .stage = VK_SHADER_STAGE_COMPUTE_BIT,
@@ -264,6 +289,7 @@ static glm_status create_pipelines(glm_vk *vk)
                                                    .descriptorCount = 1,
                                                    .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT };
         VkDescriptorSetLayoutCreateInfo li = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                                               .flags = vk->push_set ? VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR : 0,
                                                .bindingCount = d->bindings,
                                                .pBindings = b };
         VkResult r = vkCreateDescriptorSetLayout(vk->dev, &li, NULL, &vk->set_layout[k]);
@@ -288,14 +314,14 @@ static glm_status create_pipelines(glm_vk *vk)
     return GLM_OK;
 }
 
-static bool device_has_extension(VkPhysicalDevice p, const char *name)
+static bool device_extension(VkPhysicalDevice phys, const char *name)
 {
     uint32_t n = 0;
-    vkEnumerateDeviceExtensionProperties(p, NULL, &n, NULL);
+    vkEnumerateDeviceExtensionProperties(phys, NULL, &n, NULL);
     VkExtensionProperties *e = calloc(n ? n : 1, sizeof *e);
     if (!e)
         return false;
-    vkEnumerateDeviceExtensionProperties(p, NULL, &n, e);
+    vkEnumerateDeviceExtensionProperties(phys, NULL, &n, e);
     bool found = false;
     for (uint32_t i = 0; i < n; i++)
         found |= strcmp(e[i].extensionName, name) == 0;
@@ -309,7 +335,7 @@ static bool device_has_extension(VkPhysicalDevice p, const char *name)
 static bool coopmat_usable(glm_vk *vk)
 {
     if (sizeof spv_matmul_cm < 20 || spv_matmul_cm[0] != 0x07230203u || vk->props.apiVersion < VK_API_VERSION_1_2 ||
-        !device_has_extension(vk->phys, GLM_VK_KHR_COOPMAT_NAME))
+        !device_extension(vk->phys, GLM_VK_KHR_COOPMAT_NAME))
         return false;
     VkPhysicalDeviceSubgroupProperties sg = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES };
     VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg };
@@ -341,30 +367,35 @@ static bool coopmat_usable(glm_vk *vk)
     return found;
 }
 
-static glm_status create_device(glm_vk *vk)
+static glm_status create_device(glm_vk *vk, bool allow_push)
 {
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                    .queueFamilyIndex = vk->queue_family,
                                    .queueCount = 1,
                                    .pQueuePriorities = &prio };
-    VkDeviceCreateInfo di = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qi };
+    const char *ext[2] = { VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME, GLM_VK_KHR_COOPMAT_NAME };
+    bool push = allow_push && device_extension(vk->phys, ext[0]);
     vk->coopmat_ok = coopmat_usable(vk);
-    const char *exts[1] = { GLM_VK_KHR_COOPMAT_NAME };
+    if (!push)
+        ext[0] = ext[1];
     glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES, .cooperativeMatrix = VK_TRUE };
     VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
                                              .pNext = &cf,
                                              .shaderFloat16 = VK_TRUE };
-    if (vk->coopmat_ok) {
-        di.pNext = &f12;
-        di.enabledExtensionCount = 1;
-        di.ppEnabledExtensionNames = exts;
-    }
+    VkDeviceCreateInfo di = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                              .pNext = vk->coopmat_ok ? &f12 : NULL,
+                              .queueCreateInfoCount = 1,
+                              .pQueueCreateInfos = &qi,
+                              .enabledExtensionCount = (push ? 1u : 0u) + (vk->coopmat_ok ? 1u : 0u),
+                              .ppEnabledExtensionNames = ext };
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
+    if (push)
+        vk->push_set = (PFN_vkCmdPushDescriptorSetKHR)vkGetDeviceProcAddr(vk->dev, "vkCmdPushDescriptorSetKHR");
     vkGetDeviceQueue(vk->dev, vk->queue_family, 0, &vk->queue);
     VkCommandPoolCreateInfo pi = { .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
@@ -374,12 +405,14 @@ static glm_status create_device(glm_vk *vk)
     VkCommandBufferAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                        .commandPool = vk->cmd_pool,
                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                       .commandBufferCount = 1 };
-    if ((r = vkAllocateCommandBuffers(vk->dev, &ai, &vk->cmd)) != VK_SUCCESS)
+                                       .commandBufferCount = GLM_VK_RING };
+    if ((r = vkAllocateCommandBuffers(vk->dev, &ai, vk->ring)) != VK_SUCCESS)
         return vkfail(r, "vkAllocateCommandBuffers");
+    vk->cmd = vk->ring[0];
     VkFenceCreateInfo fi = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
-    if ((r = vkCreateFence(vk->dev, &fi, NULL, &vk->fence)) != VK_SUCCESS)
-        return vkfail(r, "vkCreateFence");
+    for (int i = 0; i < GLM_VK_RING; i++)
+        if ((r = vkCreateFence(vk->dev, &fi, NULL, &vk->fences[i])) != VK_SUCCESS)
+            return vkfail(r, "vkCreateFence");
     VkDescriptorPoolSize ps = { VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, GLM_VK_MAX_SETS * GLM_VK_MAX_BINDINGS };
     VkDescriptorPoolCreateInfo dpi = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                        .maxSets = GLM_VK_MAX_SETS,
@@ -402,7 +435,13 @@ glm_status glm_vk_create(glm_vk **out, const glm_vk_options *opt)
     if (s == GLM_OK) {
         vkGetPhysicalDeviceProperties(vk->phys, &vk->props);
         vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->memprops);
-        s = create_device(vk);
+        VkPhysicalDeviceSubgroupProperties sg = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES };
+        VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg };
+        vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+        vk->subgroup_size = sg.subgroupSize ? sg.subgroupSize : 1;
+        uint32_t t = opt ? opt->matvec_tpr : 0;
+        vk->matvec_tpr = t == 8 || t == 16 || t == 32 || t == 64 ? t : 0;
+        s = create_device(vk, !(opt && opt->no_push_descriptors));
     }
     if (s != GLM_OK) {
         glm_vk_destroy(vk);
@@ -433,8 +472,9 @@ void glm_vk_destroy(glm_vk *vk)
             vkDestroyDescriptorPool(vk->dev, vk->desc_pool, NULL);
         if (vk->queries)
             vkDestroyQueryPool(vk->dev, vk->queries, NULL);
-        if (vk->fence)
-            vkDestroyFence(vk->dev, vk->fence, NULL);
+        for (int i = 0; i < GLM_VK_RING; i++)
+            if (vk->fences[i])
+                vkDestroyFence(vk->dev, vk->fences[i], NULL);
         if (vk->cmd_pool)
             vkDestroyCommandPool(vk->dev, vk->cmd_pool, NULL);
         vkDestroyDevice(vk->dev, NULL);
@@ -460,6 +500,8 @@ bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 }
 bool glm_vk_device_is_cpu(const glm_vk *vk) { return vk->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 uint64_t glm_vk_max_buffer(const glm_vk *vk) { return vk->props.limits.maxStorageBufferRange; }
+uint32_t glm_vk_subgroup_size(const glm_vk *vk) { return vk->subgroup_size; }
+uint32_t glm_vk_matvec_tpr_forced(const glm_vk *vk) { return vk->matvec_tpr; }
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk) { return vk->phys; }
 uint32_t glm_vk_validation_messages(const glm_vk *vk) { return vk->validation_messages; }
 bool glm_vk_validation_enabled(const glm_vk *vk) { return vk->messenger != VK_NULL_HANDLE; }
@@ -575,16 +617,15 @@ static glm_status staged_copy(glm_vk *vk, glm_vk_buffer *devbuf, VkDeviceSize of
     GLM_TRY(glm_vk_buffer_create(vk, &st, n, true));
     if (up)
         memcpy(st.map, host, n);
-    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT };
-    vkResetCommandBuffer(vk->cmd, 0);
-    vkBeginCommandBuffer(vk->cmd, &bi);
-    VkBufferCopy c = { .srcOffset = up ? 0 : offset, .dstOffset = up ? offset : 0, .size = n };
-    vkCmdCopyBuffer(vk->cmd, up ? st.buf : devbuf->buf, up ? devbuf->buf : st.buf, 1, &c);
-    vkEndCommandBuffer(vk->cmd);
-    vk->recording = true;
-    vk->n_stamps = 0;
-    glm_status s = submit_ended(vk);
+    glm_status s = begin_cmd(vk);
+    if (s == GLM_OK) {
+        VkBufferCopy c = { .srcOffset = up ? 0 : offset, .dstOffset = up ? offset : 0, .size = n };
+        vkCmdCopyBuffer(vk->cmd, up ? st.buf : devbuf->buf, up ? devbuf->buf : st.buf, 1, &c);
+        s = submit_current(vk);
+    }
+    glm_status ws = wait_all(vk);
+    if (s == GLM_OK)
+        s = ws;
     if (s == GLM_OK && !up)
         memcpy(host, st.map, n);
     glm_vk_buffer_destroy(vk, &st);
@@ -615,16 +656,114 @@ glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSi
     return staged_copy(vk, src, offset, dst, n, false);
 }
 
-glm_status glm_vk_begin(glm_vk *vk)
+/* ---- recording ------------------------------------------------------------------------- */
+
+static glm_status wait_slot(glm_vk *vk, uint32_t i)
 {
-    VkResult r = vkResetDescriptorPool(vk->dev, vk->desc_pool, 0);
+    if (!vk->in_flight[i])
+        return GLM_OK;
+    vk->in_flight[i] = false;
+    VkResult r = vkWaitForFences(vk->dev, 1, &vk->fences[i], VK_TRUE, UINT64_MAX);
     if (r != VK_SUCCESS)
-        return vkfail(r, "vkResetDescriptorPool");
+        return glm_errorf(GLM_ERR_DEVICE, "vulkan: device lost or wait failed (VkResult %d)", (int)r);
+    return GLM_OK;
+}
+
+static glm_status wait_all(glm_vk *vk)
+{
+    glm_status s = GLM_OK;
+    for (uint32_t i = 0; i < GLM_VK_RING; i++) {
+        glm_status t = wait_slot(vk, (vk->cur + i) % GLM_VK_RING);
+        if (s == GLM_OK)
+            s = t;
+    }
+    return s;
+}
+
+/* Start recording into the current ring slot, once the device is done with its last use. */
+static glm_status begin_cmd(glm_vk *vk)
+{
+    GLM_TRY(wait_slot(vk, vk->cur));
     VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                     .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT };
     vkResetCommandBuffer(vk->cmd, 0);
-    if ((r = vkBeginCommandBuffer(vk->cmd, &bi)) != VK_SUCCESS)
+    VkResult r = vkBeginCommandBuffer(vk->cmd, &bi);
+    if (r != VK_SUCCESS)
         return vkfail(r, "vkBeginCommandBuffer");
+    vk->in_cmd = 0;
+    return GLM_OK;
+}
+
+/* End and submit the current command buffer without waiting; the next slot becomes current. */
+static glm_status submit_current(glm_vk *vk)
+{
+    VkResult r = vkEndCommandBuffer(vk->cmd);
+    if (r != VK_SUCCESS)
+        return vkfail(r, "vkEndCommandBuffer");
+    VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cmd };
+    vkResetFences(vk->dev, 1, &vk->fences[vk->cur]);
+    if ((r = vkQueueSubmit(vk->queue, 1, &si, vk->fences[vk->cur])) != VK_SUCCESS)
+        return vkfail(r, "vkQueueSubmit");
+    vk->in_flight[vk->cur] = true;
+    vk->cur = (vk->cur + 1) % GLM_VK_RING;
+    vk->cmd = vk->ring[vk->cur];
+    return GLM_OK;
+}
+
+/* A compute → compute barrier (last: → compute, copies and the host too); forgets what
+ * earlier dispatches touched. */
+static void barrier(glm_vk *vk, bool last)
+{
+    VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                           .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                            (last ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_HOST_READ_BIT : 0) };
+    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                             (last ? VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_HOST_BIT : 0),
+                         0, 1, &mb, 0, NULL, 0, NULL);
+    vk->n_written = vk->n_read = 0;
+}
+
+static bool tracked(const VkBuffer *set, uint32_t n, VkBuffer b)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (set[i] == b)
+            return true;
+    return false;
+}
+
+/* Does a dispatch of kernel d over bufs depend on (or overwrite the inputs of) a dispatch
+ * recorded since the last barrier? Records its buffers when it does not. */
+static bool hazard(glm_vk *vk, const kernel_desc *d, const glm_vk_buffer *const *bufs, uint32_t nbufs)
+{
+    for (uint32_t i = 0; i < nbufs; i++) {
+        bool wr = !(d->ro & (1u << i));
+        if (tracked(vk->written, vk->n_written, bufs[i]->buf) || (wr && tracked(vk->read, vk->n_read, bufs[i]->buf)))
+            return true;
+    }
+    for (uint32_t i = 0; i < nbufs; i++) {
+        bool wr = !(d->ro & (1u << i));
+        VkBuffer *set = wr ? vk->written : vk->read;
+        uint32_t *n = wr ? &vk->n_written : &vk->n_read;
+        if (tracked(set, *n, bufs[i]->buf))
+            continue;
+        if (*n == GLM_VK_TRACK)
+            return true; /* too many to track: a barrier resets the sets */
+        set[(*n)++] = bufs[i]->buf;
+    }
+    return false;
+}
+
+glm_status glm_vk_begin(glm_vk *vk)
+{
+    GLM_TRY(wait_all(vk));
+    if (!vk->push_set) {
+        VkResult r = vkResetDescriptorPool(vk->dev, vk->desc_pool, 0);
+        if (r != VK_SUCCESS)
+            return vkfail(r, "vkResetDescriptorPool");
+    }
+    GLM_TRY(begin_cmd(vk));
     vk->recording = true;
     vk->n_stamps = 0;
     if (vk->queries) {
@@ -652,16 +791,23 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     if (nbufs != d->bindings || push_size != d->push_size)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s takes %u buffers and %u push bytes, got %u and %u", d->name,
                           d->bindings, d->push_size, nbufs, push_size);
-    VkDescriptorSetAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                                       .descriptorPool = vk->desc_pool,
-                                       .descriptorSetCount = 1,
-                                       .pSetLayouts = &vk->set_layout[k] };
-    VkDescriptorSet set;
-    VkResult r = vkAllocateDescriptorSets(vk->dev, &ai, &set);
-    if (r != VK_SUCCESS)
-        return vkfail(r, "vkAllocateDescriptorSets (too many dispatches in one recording?)");
+    if (vk->in_cmd >= GLM_VK_CHUNK) {
+        /* hand the full command buffer to the device and go on in the next one */
+        GLM_TRY(submit_current(vk));
+        GLM_TRY(begin_cmd(vk));
+    }
     VkDescriptorBufferInfo bi[GLM_VK_MAX_BINDINGS];
     VkWriteDescriptorSet w[GLM_VK_MAX_BINDINGS];
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    if (!vk->push_set) {
+        VkDescriptorSetAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                           .descriptorPool = vk->desc_pool,
+                                           .descriptorSetCount = 1,
+                                           .pSetLayouts = &vk->set_layout[k] };
+        VkResult r = vkAllocateDescriptorSets(vk->dev, &ai, &set);
+        if (r != VK_SUCCESS)
+            return vkfail(r, "vkAllocateDescriptorSets (too many dispatches in one recording?)");
+    }
     for (uint32_t i = 0; i < nbufs; i++) {
         bi[i] = (VkDescriptorBufferInfo){ bufs[i]->buf, 0, VK_WHOLE_SIZE };
         w[i] = (VkWriteDescriptorSet){ .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
@@ -671,21 +817,33 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
                                        .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                        .pBufferInfo = &bi[i] };
     }
-    vkUpdateDescriptorSets(vk->dev, nbufs, w, 0, NULL);
+    if (hazard(vk, d, bufs, nbufs)) {
+        barrier(vk, false);
+        hazard(vk, d, bufs, nbufs); /* records this dispatch's buffers after the barrier */
+    }
     vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline[k][variant]);
-    vkCmdBindDescriptorSets(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout[k], 0, 1, &set, 0, NULL);
+    if (vk->push_set) {
+        vk->push_set(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout[k], 0, nbufs, w);
+    } else {
+        vkUpdateDescriptorSets(vk->dev, nbufs, w, 0, NULL);
+        vkCmdBindDescriptorSets(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout[k], 0, 1, &set, 0, NULL);
+    }
     if (push_size)
         vkCmdPushConstants(vk->cmd, vk->pipe_layout[k], VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
     vkCmdDispatch(vk->cmd, gx, gy, gz);
-    VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                           .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT };
-    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    vk->in_cmd++;
     if (vk->queries && vk->n_stamps > 0 && vk->n_stamps <= GLM_VK_MAX_SETS) {
-        /* the barrier above makes this stamp follow the dispatch's completion */
+        /* a barrier makes this stamp follow the dispatch's completion */
+        barrier(vk, false);
         vkCmdWriteTimestamp(vk->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->queries, vk->n_stamps);
         vk->stamp_kernel[vk->n_stamps - 1] = (uint8_t)k;
+        uint32_t sh = 0;
+        while (sh < vk->n_shapes && !(vk->shapes[sh].kernel == k && vk->shapes[sh].variant == variant &&
+                                      vk->shapes[sh].gx == gx && vk->shapes[sh].gy == gy && vk->shapes[sh].gz == gz))
+            sh++;
+        if (sh == vk->n_shapes && sh < GLM_VK_PROF_SHAPES)
+            vk->shapes[vk->n_shapes++] = (glm_vk_prof_shape){ k, variant, gx, gy, gz, 0, 0 };
+        vk->stamp_shape[vk->n_stamps - 1] = (uint8_t)sh;
         vk->n_stamps++;
     }
     return GLM_OK;
@@ -694,12 +852,15 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
 glm_status glm_vk_submit_wait(glm_vk *vk)
 {
     GLM_ASSERT(vk->recording);
-    VkResult r = vkEndCommandBuffer(vk->cmd);
-    if (r != VK_SUCCESS) {
-        vk->recording = false;
-        return vkfail(r, "vkEndCommandBuffer");
-    }
-    return submit_ended(vk);
+    vk->recording = false;
+    barrier(vk, true); /* results visible to the next recording, copies and the host */
+    glm_status s = submit_current(vk);
+    glm_status ws = wait_all(vk);
+    if (s == GLM_OK)
+        s = ws;
+    if (s == GLM_OK)
+        collect_profile(vk);
+    return s;
 }
 
 /* Timestamp differences between consecutive stamps, credited to the dispatch they close. */
@@ -716,6 +877,10 @@ static void collect_profile(glm_vk *vk)
         uint64_t d = ts[i] >= ts[i - 1] ? ts[i] - ts[i - 1] : 0;
         vk->prof_ns[vk->stamp_kernel[i - 1]] += (uint64_t)((double)d * period);
         vk->prof_count[vk->stamp_kernel[i - 1]]++;
+        if (vk->stamp_shape[i - 1] < GLM_VK_PROF_SHAPES) {
+            vk->shapes[vk->stamp_shape[i - 1]].ns += (uint64_t)((double)d * period);
+            vk->shapes[vk->stamp_shape[i - 1]].count++;
+        }
     }
 }
 
@@ -752,24 +917,17 @@ void glm_vk_profile(const glm_vk *vk, glm_vk_kernel k, uint64_t *ns, uint64_t *c
     *count = vk->prof_count[k];
 }
 
+uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shapes)
+{
+    *shapes = vk->shapes;
+    return vk->n_shapes;
+}
+
 void glm_vk_profile_reset(glm_vk *vk)
 {
     memset(vk->prof_ns, 0, sizeof vk->prof_ns);
     memset(vk->prof_count, 0, sizeof vk->prof_count);
+    vk->n_shapes = 0;
 }
 
 const char *glm_vk_kernel_name(glm_vk_kernel k) { return k < GLM_VK_KERNEL_COUNT ? k_kernels[k].name : "?"; }
-
-static glm_status submit_ended(glm_vk *vk)
-{
-    vk->recording = false;
-    VkResult r;
-    VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cmd };
-    vkResetFences(vk->dev, 1, &vk->fence);
-    if ((r = vkQueueSubmit(vk->queue, 1, &si, vk->fence)) != VK_SUCCESS)
-        return vkfail(r, "vkQueueSubmit");
-    if ((r = vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX)) != VK_SUCCESS)
-        return glm_errorf(GLM_ERR_DEVICE, "vulkan: device lost or wait failed (VkResult %d)", (int)r);
-    collect_profile(vk);
-    return GLM_OK;
-}

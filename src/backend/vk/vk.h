@@ -18,6 +18,8 @@ typedef struct glm_vk glm_vk;
 typedef struct glm_vk_options {
     int device_index; /* -1: best device; else the index printed by glm_vk_list_devices */
     bool validation;  /* enable VK_LAYER_KHRONOS_validation when installed */
+    bool no_push_descriptors; /* bind through a descriptor pool even where VK_KHR_push_descriptor exists */
+    uint32_t matvec_tpr;      /* tests: invocations per matvec row (8..64), 0 = chosen per shape */
 } glm_vk_options;
 
 typedef struct glm_vk_buffer {
@@ -63,6 +65,9 @@ bool glm_vk_use_coopmat(glm_vk *vk, bool on);
 bool glm_vk_coopmat_enabled(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
+/* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
+uint32_t glm_vk_subgroup_size(const glm_vk *vk);
+uint32_t glm_vk_matvec_tpr_forced(const glm_vk *vk); /* glm_vk_options.matvec_tpr */
 /* The selected physical device, for callers that query more properties (driver version). */
 VkPhysicalDevice glm_vk_physical_device(const glm_vk *vk);
 uint32_t glm_vk_validation_messages(const glm_vk *vk); /* count of validation reports so far */
@@ -80,8 +85,11 @@ void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b);
 glm_status glm_vk_upload(glm_vk *vk, glm_vk_buffer *dst, VkDeviceSize offset, const void *src, VkDeviceSize n);
 glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSize offset, VkDeviceSize n);
 
-/* Recording: begin, any number of dispatches (each followed by a compute→compute barrier),
- * then submit and wait for the fence. Buffers are bound in order to bindings 0..n-1. */
+/* Recording: begin, any number of dispatches, then submit and wait. Buffers are bound in order
+ * to bindings 0..n-1. A barrier is placed before a dispatch only when it touches a buffer that
+ * a dispatch since the last barrier wrote (or writes one they read), so independent dispatches
+ * may overlap; with profiling on, every dispatch is followed by one. Full command buffers are
+ * submitted while recording goes on; submit_wait submits the rest and waits for all. */
 glm_status glm_vk_begin(glm_vk *vk);
 glm_status glm_vk_dispatch(glm_vk *vk, glm_vk_kernel k, const glm_vk_buffer *const *bufs, uint32_t nbufs,
                            const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
@@ -93,9 +101,19 @@ glm_status glm_vk_submit_wait(glm_vk *vk);
 glm_status glm_vk_set_profiling(glm_vk *vk, bool on);
 void glm_vk_profile(const glm_vk *vk, glm_vk_kernel k, uint64_t *ns, uint64_t *count);
 void glm_vk_profile_reset(glm_vk *vk);
+/* The same split by dispatch shape (kernel, variant, grid), for the first GLM_VK_PROF_SHAPES
+ * shapes met since the last reset: i < the returned count. */
+#define GLM_VK_PROF_SHAPES 64
+typedef struct glm_vk_prof_shape {
+    glm_vk_kernel kernel;
+    uint32_t variant, gx, gy, gz;
+    uint64_t ns, count;
+} glm_vk_prof_shape;
+uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shapes);
 const char *glm_vk_kernel_name(glm_vk_kernel k);
-/* The same for a kernel specialized by constant_id 0 = `variant` (matvec: the weight type);
- * each variant's pipeline is built on its first use and kept. */
+/* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
+ * `variant` / 64 (matvec: the weight type, fused SwiGLU); each variant's pipeline is built on
+ * its first use and kept. */
 glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant, const glm_vk_buffer *const *bufs,
                                    uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                                    uint32_t gz);
