@@ -6,25 +6,34 @@
  * own embed/head copies are used when the file has them (vLLM does), else the main ones.
  * vLLM zeroes e on rows at position 0; golden.h5's MTP rows (transformers-based) do not,
  * and we match them (test_forward: mtp/eh_out NMSE ~1e-12 including row 0).
- * Not here: the draft/verify loop (cli/cmd_run.c), sampling. */
+ * Also here: the speculative draft/verify loop (forward.h glm_mtp_*: a chain of drafts, greedy
+ * and sampled acceptance through ref/speculative.h).
+ * Not here: the sampler's transforms (ref/sampler.c). */
 #include "engine/forward.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref/sampler.h"
 #include "ref/speculative.h"
 
+/* hout: NULL or host [hidden] ← the last row's output state after shared_head.norm, for a
+ * chained draft. */
 static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *next, int T, float *logits,
-                            bool all_logits, glm_dump *d)
+                            bool all_logits, float *hout, glm_dump *d)
 {
     const glm_model *m = f->m;
     const glm_layer *L = m->mtp;
     const glm_hparams *hp = &m->hp;
     const glm_backend_ops *o = f->b->ops;
     glm_backend *b = f->b;
-    const int64_t D = hp->hidden_size, pos0 = f->mtp_kv->n;
+    const int64_t D = hp->hidden_size;
+    glm_seq *sq = f->cur;
+    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
     glm_dview cat = glm_dview_rows(f->s.cat, 0, T);
     GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
@@ -34,9 +43,11 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     GLM_TRY(o->matmul(b, x, cat, L->nextn_eh_proj, 0));
     if (d)
         GLM_TRY(glm_dump_view(d, b, "mtp/", "eh_out", x));
-    GLM_TRY(glm_fwd_block(f, L, &f->mtp_kv->layers[0], T, pos0, d, "mtp/", -1));
+    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
+    if (hout)
+        GLM_TRY(o->download(b, hout, glm_dview_rows(fn, T - 1, 1)));
     if (logits || d) {
         glm_dview src = (all_logits || d) ? fn : glm_dview_rows(fn, T - 1, 1);
         glm_dview dst = glm_dview_rows(lg, 0, src.rows);
@@ -45,20 +56,20 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
             GLM_TRY(glm_dump_view(d, b, "mtp/", "logits", dst));
         GLM_TRY(glm_fwd_logits_out(f, dst, logits, all_logits));
     }
-    f->mtp_kv->n = pos0 + T;
+    sq->mtp.n += T;
     return GLM_OK;
 }
 
-glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
-                           bool all_logits, glm_dump *dump)
+static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
+                           bool all_logits, float *hout, glm_dump *dump)
 {
-    if (!f->m->mtp || !f->mtp_kv)
+    if (!f->m->mtp || !f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
     if (T <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: no rows to evaluate");
-    if (f->mtp_kv->n + T > f->mtp_kv->n_ctx)
+    if (f->cur->mtp.n + T > f->n_ctx)
         return glm_errorf(GLM_ERR_INVALID, "mtp: %lld + %d rows exceed the context of %lld",
-                          (long long)f->mtp_kv->n, T, (long long)f->mtp_kv->n_ctx);
+                          (long long)f->cur->mtp.n, T, (long long)f->n_ctx);
     if (dump && T > f->n_batch)
         return glm_errorf(GLM_ERR_INVALID, "mtp: a dump needs all %d rows in one batch (n_batch %d)", T, f->n_batch);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
@@ -70,36 +81,101 @@ glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *n
             lg = logits + (int64_t)done * V;
         else if (logits && done + n == T)
             lg = logits;
-        GLM_TRY(mtp_chunk(f, hidden + (int64_t)done * D, next_tokens + done, n, lg, all_logits, dump));
+        bool end = done + n == T;
+        GLM_TRY(mtp_chunk(f, hidden + (int64_t)done * D, next_tokens + done, n, lg, all_logits, end ? hout : NULL,
+                          dump));
         done += n;
     }
     return GLM_OK;
 }
 
-bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
-int64_t glm_forward_mtp_n_past(const glm_forward *f) { return f->mtp_kv ? f->mtp_kv->n : 0; }
-glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
+glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
+                           bool all_logits, glm_dump *dump)
 {
-    if (!f->mtp_kv)
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "mtp: the model has no MTP layer");
-    return glm_kvcache_truncate(f->mtp_kv, n);
+    return mtp_rows(f, hidden, next_tokens, T, logits, all_logits, NULL, dump);
 }
 
-/* ---- greedy draft/verify (§5.3) ---- */
+bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
+int64_t glm_forward_mtp_n_past(const glm_forward *f) { return glm_seq_mtp_n_past(f->cur); }
+glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
+{
+    if (!f->mtp_pool)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "mtp: the model has no MTP layer");
+    return glm_kvseq_truncate(&f->cur->mtp, n);
+}
 
-static glm_status sampled_step(glm_mtp_greedy *g, int32_t out[2], int *n_out);
+/* ---- draft/verify with a chain of n_draft drafts (§5.3 greedy, §5.4 sampled) ---- */
 
-static int32_t masked_argmax(const glm_mtp_greedy *g, float *row)
+static void mask_row(const glm_mtp_greedy *g, float *row)
 {
     const int64_t V = g->f->m->hp.vocab_size;
     for (int i = 0; i < g->n_mask; i++)
         if (g->mask[i] >= 0 && g->mask[i] < V)
             row[g->mask[i]] = -INFINITY;
-    return (int32_t)glm_ref_argmax(row, V);
+}
+
+/* Mask, then the sampler's distribution of one logits row (history = g->hist[0..n_hist)). */
+static glm_status spec_probs(glm_mtp_greedy *g, float *probs, float *logits, int n_hist)
+{
+    mask_row(g, logits);
+    return glm_sampler_probs(g->smp, probs, logits, g->hist, n_hist);
+}
+
+/* chain[i] from the MTP logits row: argmax (greedy) or a draw from q_i, kept in its probs row
+ * (sampled; history: the final tokens, then chain[0..i)). */
+static glm_status pick_draft(glm_mtp_greedy *g, int i)
+{
+    const int64_t V = g->f->m->hp.vocab_size;
+    float *row = g->logits + (int64_t)(g->n_draft + 1) * V;
+    if (!g->smp) {
+        mask_row(g, row);
+        g->chain[i] = (int32_t)glm_ref_argmax(row, V);
+        return GLM_OK;
+    }
+    float *q = g->probs + (int64_t)(g->n_draft + 1 + i) * V;
+    GLM_TRY(spec_probs(g, q, row, g->n_hist + i));
+    g->chain[i] = glm_sample_from_probs(glm_sampler_rng(g->smp), q, (int32_t)V);
+    if (g->chain[i] < 0)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: the draft distribution has no mass");
+    g->hist[g->n_hist + i] = g->chain[i];
+    return GLM_OK;
+}
+
+/* On the bound sequence, after the MTP rows of the newly final positions (the last row's
+ * logits in the MTP logits row, its output state in hchain): draft the chain, as long as the
+ * next verify fits the context and one step's rows (and, sampled, the history), then drop
+ * the chain's MTP rows again. */
+static glm_status draft_chain(glm_mtp_greedy *g)
+{
+    glm_forward *f = g->f;
+    const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
+    int64_t room = glm_forward_n_ctx(f) - pos - 1;
+    if (glm_forward_max_rows(f) - 1 < room)
+        room = glm_forward_max_rows(f) - 1;
+    if (g->smp && g->hist_cap - g->n_hist - 1 < room)
+        room = g->hist_cap - g->n_hist - 1;
+    g->n_chain = room < g->n_draft ? (room > 0 ? (int)room : 0) : g->n_draft;
+    for (int i = 0; i < g->n_chain; i++) {
+        if (i > 0) /* one MTP row: its own previous output state with the previous draft */
+            GLM_TRY(mtp_rows(f, g->hchain, &g->chain[i - 1], 1, g->logits + (int64_t)(g->n_draft + 1) * V, false,
+                             i + 1 < g->n_chain ? g->hchain : NULL, NULL));
+        GLM_TRY(pick_draft(g, i));
+    }
+    g->draft = g->n_chain > 0 ? g->chain[0] : -1;
+    return glm_forward_mtp_truncate(f, pos);
+}
+
+/* MTP rows (hidden[j], toks[j]) for j < n (the newly final positions), then the chain. */
+static glm_status mtp_then_draft(glm_mtp_greedy *g, const int32_t *toks, int n)
+{
+    const int64_t V = g->f->m->hp.vocab_size;
+    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false,
+                     g->n_draft > 1 ? g->hchain : NULL, NULL));
+    return draft_chain(g);
 }
 
 /* Buffers shared by the greedy and sampled loops. */
-static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int32_t *mask, int n_mask)
+static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int32_t *mask, int n_mask, int n_draft)
 {
     memset(g, 0, sizeof *g);
     if (!f->m->mtp)
@@ -107,142 +183,157 @@ static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int
                           f->m->path);
     if (n <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: empty prompt");
+    if (n_draft < 1 || n_draft > GLM_MTP_MAX_DRAFT)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: draft length %d outside 1..%d", n_draft, GLM_MTP_MAX_DRAFT);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
-    g->f = f, g->mask = mask, g->n_mask = n_mask;
-    g->logits = malloc(sizeof(float) * (size_t)(3 * V));
-    g->hidden = malloc(sizeof(float) * (size_t)((n > 2 ? n : 2) * D));
+    g->f = f, g->mask = mask, g->n_mask = n_mask, g->n_draft = n_draft;
+    int rows = n > n_draft + 1 ? n : n_draft + 1;
+    g->logits = malloc(sizeof(float) * (size_t)((n_draft + 2) * V));
+    g->hidden = malloc(sizeof(float) * (size_t)(rows * D));
+    g->hchain = malloc(sizeof(float) * (size_t)D);
     g->next = malloc(sizeof(int32_t) * (size_t)n);
-    if (!g->logits || !g->hidden || !g->next)
+    if (!g->logits || !g->hidden || !g->hchain || !g->next)
         return glm_errorf(GLM_ERR_NOMEM, "mtp: out of memory for a %d-token prompt", n);
     return GLM_OK;
+}
+
+/* Step 1 of §5.3 after the prefill logits are in logits row 0 and g->last is chosen: the MTP
+ * rows (h_j, x_{j+1}) of the prompt, the last pairing with g->last, then the chain. */
+static glm_status start_drafts(glm_mtp_greedy *g, const int32_t *prompt, int n)
+{
+    for (int j = 0; j + 1 < n; j++)
+        g->next[j] = prompt[j + 1];
+    g->next[n - 1] = g->last;
+    return mtp_then_draft(g, g->next, n);
+}
+
+glm_status glm_mtp_greedy_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                  const int32_t *mask, int n_mask, int n_draft)
+{
+    GLM_TRY(spec_alloc(g, f, n, mask, n_mask, n_draft));
+    const int64_t V = f->m->hp.vocab_size;
+    GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
+    mask_row(g, g->logits);
+    g->last = (int32_t)glm_ref_argmax(g->logits, V);
+    return start_drafts(g, prompt, n);
 }
 
 glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n, const int32_t *mask,
                                 int n_mask)
 {
-    GLM_TRY(spec_alloc(g, f, n, mask, n_mask));
-    const int64_t V = f->m->hp.vocab_size;
-    /* step 1: prefill, x_n, then MTP rows (h_j, x_{j+1}) for j < n; the last drafts */
-    GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
-    g->last = masked_argmax(g, g->logits);
-    for (int j = 0; j + 1 < n; j++)
-        g->next[j] = prompt[j + 1];
-    g->next[n - 1] = g->last;
-    GLM_TRY(glm_forward_mtp(f, g->hidden, g->next, n, g->logits + 2 * V, false, NULL));
-    g->draft = masked_argmax(g, g->logits + 2 * V);
-    return GLM_OK;
+    return glm_mtp_greedy_start_n(g, f, prompt, n, mask, n_mask, 1);
 }
 
-glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+glm_status glm_mtp_sampled_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                   const int32_t *mask, int n_mask, glm_sampler *smp, int max_new, int n_draft)
 {
-    if (g->smp)
-        return sampled_step(g, out, n_out);
-    glm_forward *f = g->f;
-    const int64_t V = f->m->hp.vocab_size;
-    const int64_t pos = glm_forward_n_past(f);
-    if (glm_forward_mtp_n_past(f) != pos)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)pos,
-                          (long long)glm_forward_mtp_n_past(f));
-    /* step 2: main model on [last, draft] */
-    int32_t in[2] = { g->last, g->draft }, n;
-    GLM_TRY(glm_forward_eval(f, in, 2, g->logits, true, g->hidden, NULL));
-    for (int r = 0; r < 2; r++)
-        for (int i = 0; i < g->n_mask; i++)
-            if (g->mask[i] >= 0 && g->mask[i] < V)
-                g->logits[r * V + g->mask[i]] = -INFINITY;
-    /* step 3: greedy acceptance; a rejected draft's cache row is dropped */
-    GLM_TRY(glm_spec_accept_greedy(out, &n, g->logits, &g->draft, 1, (int32_t)V));
-    g->drafts++;
-    if (n == 2)
-        g->accepted++;
-    else
-        GLM_TRY(glm_forward_truncate(f, pos + 1));
-    /* step 4: MTP rows for the newly final positions; the last one drafts again */
-    GLM_TRY(glm_forward_mtp(f, g->hidden, out, n, g->logits + 2 * V, false, NULL));
-    g->last = out[n - 1];
-    g->draft = masked_argmax(g, g->logits + 2 * V);
-    *n_out = n;
-    return GLM_OK;
-}
-
-/* Mask, then the sampler's distribution of one logits row (history = g->hist[0..n_hist)). */
-static glm_status spec_probs(glm_mtp_greedy *g, float *probs, float *logits, int n_hist)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    for (int i = 0; i < g->n_mask; i++)
-        if (g->mask[i] >= 0 && g->mask[i] < V)
-            logits[g->mask[i]] = -INFINITY;
-    return glm_sampler_probs(g->smp, probs, logits, g->hist, n_hist);
-}
-
-/* g->draft ← a draw from q (MTP row in logits[2]), kept in probs[2] for the next verify. */
-static glm_status spec_draft(glm_mtp_greedy *g)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    GLM_TRY(spec_probs(g, g->probs + 2 * V, g->logits + 2 * V, g->n_hist));
-    g->draft = glm_sample_from_probs(glm_sampler_rng(g->smp), g->probs + 2 * V, (int32_t)V);
-    if (g->draft < 0)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: the draft distribution has no mass");
-    return GLM_OK;
-}
-
-glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
-                                 const int32_t *mask, int n_mask, glm_sampler *smp, int max_new)
-{
-    GLM_TRY(spec_alloc(g, f, n, mask, n_mask));
+    GLM_TRY(spec_alloc(g, f, n, mask, n_mask, n_draft));
     const int64_t V = f->m->hp.vocab_size;
     g->smp = smp;
-    g->hist_cap = n + (max_new > 0 ? max_new : 0) + 4;
-    g->probs = malloc(sizeof(float) * (size_t)(3 * V));
+    g->hist_cap = n + (max_new > 0 ? max_new : 0) + n_draft + 4;
+    g->probs = malloc(sizeof(float) * (size_t)((2 * n_draft + 1) * V));
     g->hist = malloc(sizeof(int32_t) * (size_t)g->hist_cap);
     if (!g->probs || !g->hist)
         return glm_errorf(GLM_ERR_NOMEM, "mtp: out of memory");
     memcpy(g->hist, prompt, sizeof(int32_t) * (size_t)n);
     g->n_hist = n;
-    /* as the greedy start, with x_n drawn from p and the draft drawn from q */
+    /* as the greedy start, with x_n drawn from p and the drafts drawn from their q */
     GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
     GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
     g->last = glm_sample_from_probs(glm_sampler_rng(smp), g->probs, (int32_t)V);
     if (g->last < 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: the target distribution has no mass");
     g->hist[g->n_hist++] = g->last;
-    for (int j = 0; j + 1 < n; j++)
-        g->next[j] = prompt[j + 1];
-    g->next[n - 1] = g->last;
-    GLM_TRY(glm_forward_mtp(f, g->hidden, g->next, n, g->logits + 2 * V, false, NULL));
-    return spec_draft(g);
+    return start_drafts(g, prompt, n);
 }
 
-static glm_status sampled_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                 const int32_t *mask, int n_mask, glm_sampler *smp, int max_new)
+{
+    return glm_mtp_sampled_start_n(g, f, prompt, n, mask, n_mask, smp, max_new, 1);
+}
+
+glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it)
+{
+    const int k = g->n_chain;
+    g->pos = glm_seq_n_past(s);
+    if (glm_seq_mtp_n_past(s) != g->pos)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)g->pos,
+                          (long long)glm_seq_mtp_n_past(s));
+    if (g->smp && g->n_hist + k + 1 > g->hist_cap)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
+    /* step 2: the main model on [last, d_1 .. d_k] */
+    if (k > 0)
+        g->chain[0] = g->draft;
+    g->in[0] = g->last;
+    memcpy(g->in + 1, g->chain, sizeof(int32_t) * (size_t)k);
+    *it = (glm_step_item){ .seq = s, .tokens = g->in, .n = k + 1, .logits = g->logits, .all_logits = true,
+                           .hidden = g->hidden };
+    return GLM_OK;
+}
+
+/* Steps 3-4 on the bound sequence: acceptance, the caches cut back, MTP rows, the next chain. */
+static glm_status after_verify(glm_mtp_greedy *g, int32_t *out, int *n_out)
 {
     glm_forward *f = g->f;
-    const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
-    if (g->n_hist + 2 > g->hist_cap)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
-    int32_t in[2] = { g->last, g->draft }, n;
-    GLM_TRY(glm_forward_eval(f, in, 2, g->logits, true, g->hidden, NULL));
-    /* p at the draft's position, and p after it (history includes the draft) */
-    GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
-    g->hist[g->n_hist] = g->draft;
-    GLM_TRY(spec_probs(g, g->probs + V, g->logits + V, g->n_hist + 1));
-    GLM_TRY(glm_spec_accept_sampled(out, &n, glm_sampler_rng(g->smp), g->probs, g->probs + 2 * V, &g->draft, 1,
-                                    (int32_t)V));
-    g->drafts++;
-    if (n == 2)
-        g->accepted++;
-    else
-        GLM_TRY(glm_forward_truncate(f, pos + 1));
-    for (int i = 0; i < n; i++)
-        g->hist[g->n_hist++] = out[i];
-    GLM_TRY(glm_forward_mtp(f, g->hidden, out, n, g->logits + 2 * V, false, NULL));
+    const int64_t V = f->m->hp.vocab_size;
+    const int k = g->n_chain;
+    int32_t n;
+    /* the longest agreeing prefix (greedy) or the §5.4 rule (sampled); target row r sees the
+     * final tokens and d_1 .. d_r */
+    if (!g->smp) {
+        for (int r = 0; r <= k; r++)
+            mask_row(g, g->logits + (int64_t)r * V);
+        GLM_TRY(glm_spec_accept_greedy(out, &n, g->logits, g->chain, k, (int32_t)V));
+    } else {
+        memcpy(g->hist + g->n_hist, g->chain, sizeof(int32_t) * (size_t)k);
+        for (int r = 0; r <= k; r++)
+            GLM_TRY(spec_probs(g, g->probs + (int64_t)r * V, g->logits + (int64_t)r * V, g->n_hist + r));
+        GLM_TRY(glm_spec_accept_sampled(out, &n, glm_sampler_rng(g->smp), g->probs,
+                                        g->probs + (int64_t)(g->n_draft + 1) * V, g->chain, k, (int32_t)V));
+        memcpy(g->hist + g->n_hist, out, sizeof(int32_t) * (size_t)n);
+        g->n_hist += n;
+    }
+    g->steps++;
+    g->drafts += k;
+    g->accepted += n - 1;
+    /* rejected drafts' cache rows go: the cache keeps last and the accepted drafts */
+    if (n - 1 < k)
+        GLM_TRY(glm_forward_truncate(f, g->pos + n));
     g->last = out[n - 1];
     *n_out = n;
-    return spec_draft(g);
+    return mtp_then_draft(g, out, n);
+}
+
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t *out, int *n_out)
+{
+    glm_forward *f = g->f;
+    glm_seq *was = glm_forward_bound(f);
+    glm_forward_bind(f, s);
+    glm_status st = after_verify(g, out, n_out);
+    glm_forward_bind(f, was == &f->own ? NULL : was);
+    return st;
+}
+
+glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
+{
+    glm_seq *s = glm_forward_bound(g->f);
+    glm_step_item it;
+    GLM_TRY(glm_mtp_verify_item(g, s, &it));
+    GLM_TRY(glm_forward_step(g->f, &it, 1));
+    return glm_mtp_after_verify(g, s, out, n_out);
 }
 
 void glm_mtp_greedy_free(glm_mtp_greedy *g)
 {
-    free(g->logits), free(g->hidden), free(g->next), free(g->probs), free(g->hist);
-    g->logits = g->hidden = g->probs = NULL;
+    free(g->logits), free(g->hidden), free(g->hchain), free(g->next), free(g->probs), free(g->hist);
+    g->logits = g->hidden = g->hchain = g->probs = NULL;
     g->next = g->hist = NULL;
+}
+
+void glm_mtp_summary(char *buf, size_t cap, long long drafts, long long accepted, long long steps)
+{
+    snprintf(buf, cap, "; mtp accepted %lld of %lld drafts (%.1f%%), %.2f tokens per forward", accepted, drafts,
+             drafts ? 100.0 * (double)accepted / (double)drafts : 0.0,
+             steps ? (double)(steps + accepted) / (double)steps : 0.0);
 }

@@ -42,6 +42,13 @@ void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted)
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_mtp_steps(srv_metrics *m, long long steps)
+{
+    pthread_mutex_lock(&m->mu);
+    m->mtp_steps += (uint64_t)steps;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void observe(srv_metrics *m, srv_hist *h, const double *le, double v)
 {
     pthread_mutex_lock(&m->mu);
@@ -75,7 +82,15 @@ static void put_hist(srv_buf *b, const char *name, const char *help, const srv_h
     srv_buf_add(b, line, (size_t)n);
 }
 
-char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
+static void put_gauge(srv_buf *b, const char *name, const char *help, long long v)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+    srv_buf_add(b, line, (size_t)n);
+}
+
+char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded, int running, long long kv_used,
+                       long long kv_total)
 {
     srv_buf b = { 0 };
     char line[512];
@@ -108,6 +123,17 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
                  "# TYPE glm47_mtp_accepted_total counter\nglm47_mtp_accepted_total %llu\n",
                  (unsigned long long)m->mtp_drafts, (unsigned long long)m->mtp_accepted);
     srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_mtp_verify_steps_total Main-model forwards that verified MTP drafts.\n"
+                 "# TYPE glm47_mtp_verify_steps_total counter\nglm47_mtp_verify_steps_total %llu\n"
+                 "# HELP glm47_mtp_acceptance_rate Accepted / verified MTP drafts since start.\n"
+                 "# TYPE glm47_mtp_acceptance_rate gauge\nglm47_mtp_acceptance_rate %.6f\n"
+                 "# HELP glm47_mtp_tokens_per_forward Tokens per verify forward since start (1 + accepted / steps).\n"
+                 "# TYPE glm47_mtp_tokens_per_forward gauge\nglm47_mtp_tokens_per_forward %.6f\n",
+                 (unsigned long long)m->mtp_steps,
+                 m->mtp_drafts ? (double)m->mtp_accepted / (double)m->mtp_drafts : 0.0,
+                 m->mtp_steps ? (double)(m->mtp_steps + m->mtp_accepted) / (double)m->mtp_steps : 0.0);
+    srv_buf_add(&b, line, (size_t)n);
     put_hist(&b, "glm47_time_to_first_token_seconds", "Seconds from queueing to the first generated token.",
              &m->ttft, k_ttft_le);
     put_hist(&b, "glm47_time_per_output_token_seconds", "Seconds between consecutive generated tokens.", &m->tpot,
@@ -119,5 +145,8 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
                  "# TYPE glm47_model_loaded gauge\nglm47_model_loaded %d\n",
                  queue_depth, loaded ? 1 : 0);
     srv_buf_add(&b, line, (size_t)n);
+    put_gauge(&b, "glm47_running_sequences", "Requests decoding in the current batch.", running);
+    put_gauge(&b, "glm47_kv_pages_used", "KV cache pages held (running and cached sequences).", kv_used);
+    put_gauge(&b, "glm47_kv_pages_total", "KV cache pages in the pool.", kv_total);
     return b.p;
 }

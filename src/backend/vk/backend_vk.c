@@ -55,6 +55,9 @@ typedef struct vk_impl {
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     uint64_t ids_cap;
+    uint32_t *runs; /* set_runs: rows of the items of the products that follow */
+    uint32_t n_runs, runs_cap;
+    uint64_t runs_sum;
 } vk_impl;
 
 static vk_impl *impl(glm_backend *b) { return b->impl; }
@@ -308,12 +311,13 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_destroy(v->vk);
+        free(v->runs);
         free(v);
     }
     free(b);
 }
 
-static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+static glm_status alloc_any(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols, bool host)
 {
     if (rows <= 0 || cols <= 0 || (uint64_t)rows * (uint64_t)cols > UINT32_MAX / 4)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: cannot allocate a %lld x %lld activation", (long long)rows,
@@ -321,7 +325,7 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     glm_dbuf *d = calloc(1, sizeof *d);
     if (!d)
         return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, false);
+    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, host);
     if (s != GLM_OK) {
         free(d);
         return s;
@@ -329,6 +333,16 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     d->dt = dt;
     *out = (glm_dview){ .buf = d, .dt = dt, .off = 0, .rows = rows, .cols = cols, .ld = cols };
     return GLM_OK;
+}
+
+static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, false);
+}
+
+static glm_status vk_alloc_host(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, true);
 }
 
 /* Copy a view between host [rows][cols] and the device, row by row when strided. */
@@ -391,13 +405,70 @@ static glm_status vk_add_rms_norm(glm_backend *b, glm_dview y, glm_dview x, glm_
     return glm_vk_add_rms_norm(v->vk, vv(y), vv(x), vv(t), &wt, eps);
 }
 
+/* ---- products: item runs ------------------------------------------------------------------ */
+
+static glm_status vk_set_runs(glm_backend *b, const int32_t *runs, int n_runs)
+{
+    vk_impl *v = impl(b);
+    if (n_runs < 0 || (n_runs > 0 && !runs))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: %d runs without rows", n_runs);
+    if ((uint32_t)n_runs > v->runs_cap) {
+        uint32_t *p = realloc(v->runs, sizeof(uint32_t) * (size_t)n_runs);
+        if (!p)
+            return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for %d item runs", n_runs);
+        v->runs = p;
+        v->runs_cap = (uint32_t)n_runs;
+    }
+    v->runs_sum = 0;
+    for (int i = 0; i < n_runs; i++) {
+        if (runs[i] <= 0)
+            return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: item %d has %d rows", i, runs[i]);
+        v->runs[i] = (uint32_t)runs[i];
+        v->runs_sum += (uint64_t)runs[i];
+    }
+    v->n_runs = (uint32_t)n_runs;
+    return GLM_OK;
+}
+
+/* A stretch of a product's token rows [t, t + n): items of many rows (tiled kernels) or of
+ * few (row by row). Without runs that add up to the rows, all of them as one item. */
+typedef struct vk_seg {
+    uint32_t t, n;
+    bool tiled;
+} vk_seg;
+
+/* The stretch after row *t (run cursor *i); false past the last row. */
+static bool next_seg(const vk_impl *v, uint32_t rows, uint32_t *i, uint32_t *t, vk_seg *s)
+{
+    if (*t >= rows)
+        return false;
+    *s = (vk_seg){ *t, 0, false };
+    if (!v->n_runs || v->runs_sum != rows) {
+        s->n = rows;
+        s->tiled = rows > GLM_VK_MATMUL_MIN_ROWS;
+    } else {
+        s->tiled = v->runs[*i] > GLM_VK_MATMUL_MIN_ROWS;
+        while (*i < v->n_runs && (v->runs[*i] > GLM_VK_MATMUL_MIN_ROWS) == s->tiled)
+            s->n += v->runs[(*i)++];
+    }
+    *t += s->n;
+    return true;
+}
+
 static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
 {
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    GLM_TRY(recording(v));
-    return glm_vk_matvec(v->vk, vv(y), &wt, (uint32_t)slab, vv(x));
+    uint32_t i = 0, t = 0;
+    vk_seg s;
+    while (next_seg(v, (uint32_t)x.rows, &i, &t, &s)) {
+        glm_vk_view ys = vv(glm_dview_rows(y, s.t, s.n)), xs = vv(glm_dview_rows(x, s.t, s.n));
+        GLM_TRY(recording(v));
+        GLM_TRY(s.tiled && glm_vk_matmul_fits(&wt) ? glm_vk_matmul(v->vk, ys, &wt, (uint32_t)slab, xs)
+                                                  : glm_vk_matvec(v->vk, ys, &wt, (uint32_t)slab, xs));
+    }
+    return GLM_OK;
 }
 
 /* The group scratch of a tiled matmul_id over `ids` (made large enough before recording). */
@@ -409,23 +480,43 @@ static glm_status group_view(vk_impl *v, glm_dview ids, const glm_vk_weight *w, 
     return GLM_OK;
 }
 
+/* The rows of stretch s in the views of an expert product: ids [T][k], y [T·k], x [T] or
+ * [T·k]. */
+static void seg_views(vk_seg s, glm_dview *y, glm_dview *x, glm_dview *ids)
+{
+    int64_t k = ids->cols;
+    bool per_pair = x->rows != ids->rows;
+    *y = glm_dview_rows(*y, s.t * k, s.n * k);
+    *x = per_pair ? glm_dview_rows(*x, s.t * k, s.n * k) : glm_dview_rows(*x, s.t, s.n);
+    *ids = glm_dview_rows(*ids, s.t, s.n);
+}
+
 static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids)
 {
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&wt)) { /* prefill: grouped, tiled */
-        glm_vk_view g;
-        GLM_TRY(group_view(v, ids, &wt, &g));
-        GLM_TRY(recording(v));
-        v->pending++; /* two dispatches */
-        return glm_vk_matmul_id(v->vk, vv(y), &wt, vv(x), vv(ids), g);
+    uint32_t i = 0, t = 0;
+    vk_seg s;
+    while (next_seg(v, (uint32_t)ids.rows, &i, &t, &s)) {
+        glm_dview ys = y, xs = x, is = ids;
+        seg_views(s, &ys, &xs, &is);
+        if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
+            glm_vk_view g;
+            GLM_TRY(group_view(v, is, &wt, &g));
+            GLM_TRY(recording(v));
+            v->pending++; /* two dispatches */
+            GLM_TRY(glm_vk_matmul_id(v->vk, vv(ys), &wt, vv(xs), vv(is), g));
+        } else {
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
+        }
     }
-    GLM_TRY(recording(v));
-    return glm_vk_matvec_id(v->vk, vv(y), &wt, vv(x), vv(ids));
+    return GLM_OK;
 }
 
-/* Prefill's gate/up: the two tiled products (grouped by expert with ids) and the SwiGLU. */
+/* Gate/up of items of many rows: the two tiled products (grouped by expert with ids) and the
+ * SwiGLU. */
 static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
                                const glm_dview *ids)
 {
@@ -446,6 +537,25 @@ static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_v
     return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
 }
 
+/* Gate/up row by row: one fused dispatch (or two products and the SwiGLU). */
+static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
+                                const glm_dview *ids)
+{
+    if (g->buf != u->buf) {
+        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
+        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+        GLM_TRY(recording(v));
+        v->pending += 2;
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), g, 0, vv(x)));
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, u, 0, vv(x)));
+        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    }
+    GLM_TRY(recording(v));
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
+}
+
 static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
                                    const glm_dview *ids)
 {
@@ -453,50 +563,69 @@ static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, con
     glm_vk_weight g, u;
     GLM_TRY(weight(v, wg, &g));
     GLM_TRY(weight(v, wu, &u));
-    if (x.rows > GLM_VK_MATMUL_MIN_ROWS && glm_vk_matmul_fits(&g) && glm_vk_matmul_fits(&u))
-        return tiled_swiglu(v, y, x, &g, &u, ids);
-    if (g.buf != u.buf) {
-        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
-        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
-        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
-        GLM_TRY(recording(v));
-        v->pending += 2;
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), &g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), &g, 0, vv(x)));
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, &u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, &u, 0, vv(x)));
-        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    uint32_t i = 0, t = 0;
+    vk_seg s;
+    while (next_seg(v, (uint32_t)(ids ? ids->rows : x.rows), &i, &t, &s)) {
+        glm_dview ys = y, xs = x, is = ids ? *ids : (glm_dview){ 0 };
+        if (ids)
+            seg_views(s, &ys, &xs, &is);
+        else
+            ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
+        const glm_dview *ip = ids ? &is : NULL;
+        if (s.tiled && glm_vk_matmul_fits(&g) && glm_vk_matmul_fits(&u))
+            GLM_TRY(tiled_swiglu(v, ys, xs, &g, &u, ip));
+        else
+            GLM_TRY(matvec_swiglu(v, ys, xs, &g, &u, ip));
     }
-    GLM_TRY(recording(v));
-    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
-    return glm_vk_matvec_swiglu(v->vk, vv(y), &g, &u, vv(x), ids ? &iv : NULL);
+    return GLM_OK;
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
-                          int64_t pos0, float theta)
+                          glm_dview pos, int64_t max_pos, float theta)
 {
     vk_impl *v = impl(b);
-    GLM_TRY(ensure_rope(v, (uint32_t)(pos0 + x.rows), (uint32_t)rope_dim, theta));
+    if (max_pos <= 0 || max_pos > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan rope: bad position bound %lld", (long long)max_pos);
+    GLM_TRY(ensure_rope(v, (uint32_t)max_pos, (uint32_t)rope_dim, theta));
     GLM_TRY(recording(v));
     return glm_vk_rope(v->vk, vv(x), &v->rope_table, v->rope_positions, (uint32_t)n_heads, (uint32_t)head_dim,
-                       (uint32_t)rope_off, (uint32_t)rope_dim, (uint32_t)pos0);
+                       (uint32_t)rope_off, (uint32_t)rope_dim, vv(pos));
+}
+
+/* r as the kernels take it, with the item runs where they add up to r's rows (attention
+ * without them takes every row on its own). */
+static glm_vk_kv_rows vk_rows(const vk_impl *v, const glm_kv_rows *r)
+{
+    bool runs = v->n_runs && v->runs_sum == (uint64_t)r->pos.rows;
+    return (glm_vk_kv_rows){ vv(r->pos), vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len,
+                             runs ? v->runs : NULL, runs ? v->n_runs : 0 };
+}
+
+static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)
+{
+    vk_impl *v = impl(b);
+    GLM_TRY(recording(v));
+    glm_vk_kv_rows kr = vk_rows(v, r);
+    return glm_vk_kv_write(v->vk, vv(pool), vv(src), &kr);
 }
 
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
-                         const glm_tensor *v_b, const glm_mla_shape *s, bool absorbed)
+                         const glm_tensor *v_b, const glm_mla_shape *s, const glm_kv_rows *r, glm_mla_mode mode)
 {
-    (void)absorbed; /* the GPU path always uses the absorbed form: the same function (§2.5) */
+    (void)mode; /* the GPU path always uses the absorbed form: the same function (§2.5) */
     vk_impl *v = impl(b);
     glm_vk_weight wk, wv;
     GLM_TRY(weight(v, k_b, &wk));
     GLM_TRY(weight(v, v_b, &wv));
-    uint32_t n_kv = (uint32_t)(s->pos0 + s->T);
-    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats((uint32_t)s->T, (uint32_t)s->n_heads, (uint32_t)s->kv_lora, n_kv) * 4,
-                   false));
+    if (r->max_len <= 0 || r->max_len > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan mla_attention: bad key bound %lld", (long long)r->max_len);
+    uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora;
+    glm_vk_kv_rows rows = vk_rows(v, r);
+    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, &rows) * 4, false));
     GLM_TRY(recording(v));
-    v->pending += 4; /* the composite records 5 dispatches */
-    glm_dview cv = glm_dview_rows(c, 0, n_kv), kv = glm_dview_rows(kr, 0, n_kv);
-    return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(cv), vv(kv), &wk, &wv, (uint32_t)s->n_heads,
-                                (uint32_t)s->qk_nope, (uint32_t)s->qk_rope, (uint32_t)s->v_head, (uint32_t)s->pos0,
-                                &v->scratch);
+    v->pending += glm_vk_mla_dispatches(T, H, R, &rows) - 1; /* the composite records that many dispatches */
+    return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
+                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch);
 }
 
 static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,
@@ -553,6 +682,7 @@ static const glm_backend_ops k_vk_ops = {
     .name = "vulkan",
     .destroy = vk_destroy,
     .alloc = vk_alloc,
+    .alloc_host = vk_alloc_host,
     .free = vk_free,
     .upload = vk_upload,
     .download = vk_download,
@@ -562,6 +692,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul = vk_matmul,
     .matmul_id = vk_matmul_id,
     .rope = vk_rope,
+    .kv_write = vk_kv_write,
     .mla_attention = vk_mla,
     .moe_route = vk_moe_route,
     .moe_combine = vk_moe_combine,
@@ -572,6 +703,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
     .add_rms_norm = vk_add_rms_norm,
+    .set_runs = vk_set_runs,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -40,13 +40,14 @@ typedef enum glm_vk_kernel {
     GLM_VK_MOE_ROUTE,
     GLM_VK_MOE_COMBINE,
     GLM_VK_ARGMAX,
-    GLM_VK_MLA_SCORES,
-    GLM_VK_SOFTMAX,
-    GLM_VK_MLA_MIX,
+    GLM_VK_MLA_SPLIT,
+    GLM_VK_MLA_COMBINE,
+    GLM_VK_KV_WRITE,
     GLM_VK_MATMUL,    /* tiled, many token rows (prefill) */
     GLM_VK_MOE_GROUP, /* routed pairs grouped by expert for GLM_VK_MATMUL */
     GLM_VK_MATMUL_CM, /* GLM_VK_MATMUL on tensor cores; only where glm_vk_coopmat_available */
-    GLM_VK_MLA_SCORES_TILED, /* GLM_VK_MLA_SCORES / _MIX for many query rows (prefill) */
+    GLM_VK_MLA_SCORES_TILED, /* absorbed MLA of a prefill run: scores, softmax, mix as tiles */
+    GLM_VK_SOFTMAX,
     GLM_VK_MLA_MIX_TILED,
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
