@@ -430,29 +430,18 @@ static glm_status vk_set_runs(glm_backend *b, const int32_t *runs, int n_runs)
     return GLM_OK;
 }
 
-/* A stretch of a product's token rows [t, t + n): items of many rows (tiled kernels) or of
- * few (row by row). Without runs that add up to the rows, all of them as one item. */
-typedef struct vk_seg {
-    uint32_t t, n;
-    bool tiled;
-} vk_seg;
+/* The stretches of a product over `rows` token rows (cursor c): by the item runs where they
+ * add up to the rows, else all of them as one item. */
+typedef struct vk_cursor {
+    uint32_t i, t, one;
+} vk_cursor;
 
-/* The stretch after row *t (run cursor *i); false past the last row. */
-static bool next_seg(const vk_impl *v, uint32_t rows, uint32_t *i, uint32_t *t, vk_seg *s)
+static bool next_seg(const vk_impl *v, uint32_t rows, vk_cursor *c, glm_vk_stretch *s)
 {
-    if (*t >= rows)
-        return false;
-    *s = (vk_seg){ *t, 0, false };
-    if (!v->n_runs || v->runs_sum != rows) {
-        s->n = rows;
-        s->tiled = rows > GLM_VK_MATMUL_MIN_ROWS;
-    } else {
-        s->tiled = v->runs[*i] > GLM_VK_MATMUL_MIN_ROWS;
-        while (*i < v->n_runs && (v->runs[*i] > GLM_VK_MATMUL_MIN_ROWS) == s->tiled)
-            s->n += v->runs[(*i)++];
-    }
-    *t += s->n;
-    return true;
+    if (v->n_runs && v->runs_sum == rows)
+        return glm_vk_next_stretch(v->runs, v->n_runs, true, &c->i, &c->t, s);
+    c->one = rows;
+    return rows && glm_vk_next_stretch(&c->one, 1, true, &c->i, &c->t, s);
 }
 
 static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
@@ -460,9 +449,9 @@ static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    uint32_t i = 0, t = 0;
-    vk_seg s;
-    while (next_seg(v, (uint32_t)x.rows, &i, &t, &s)) {
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
         glm_vk_view ys = vv(glm_dview_rows(y, s.t, s.n)), xs = vv(glm_dview_rows(x, s.t, s.n));
         GLM_TRY(recording(v));
         GLM_TRY(s.tiled && glm_vk_matmul_fits(&wt) ? glm_vk_matmul(v->vk, ys, &wt, (uint32_t)slab, xs)
@@ -482,7 +471,7 @@ static glm_status group_view(vk_impl *v, glm_dview ids, const glm_vk_weight *w, 
 
 /* The rows of stretch s in the views of an expert product: ids [T][k], y [T·k], x [T] or
  * [T·k]. */
-static void seg_views(vk_seg s, glm_dview *y, glm_dview *x, glm_dview *ids)
+static void seg_views(glm_vk_stretch s, glm_dview *y, glm_dview *x, glm_dview *ids)
 {
     int64_t k = ids->cols;
     bool per_pair = x->rows != ids->rows;
@@ -496,9 +485,9 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    uint32_t i = 0, t = 0;
-    vk_seg s;
-    while (next_seg(v, (uint32_t)ids.rows, &i, &t, &s)) {
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)ids.rows, &c, &s)) {
         glm_dview ys = y, xs = x, is = ids;
         seg_views(s, &ys, &xs, &is);
         if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
@@ -563,9 +552,9 @@ static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, con
     glm_vk_weight g, u;
     GLM_TRY(weight(v, wg, &g));
     GLM_TRY(weight(v, wu, &u));
-    uint32_t i = 0, t = 0;
-    vk_seg s;
-    while (next_seg(v, (uint32_t)(ids ? ids->rows : x.rows), &i, &t, &s)) {
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)(ids ? ids->rows : x.rows), &c, &s)) {
         glm_dview ys = y, xs = x, is = ids ? *ids : (glm_dview){ 0 };
         if (ids)
             seg_views(s, &ys, &xs, &is);

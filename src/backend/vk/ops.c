@@ -358,38 +358,45 @@ static uint32_t split_count(uint32_t max_len)
 static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
 {
     uint64_t per_row = (uint64_t)H * split_count(max_len) * (rkv + 2u);
+    if (!per_row)
+        return 1; /* shapes mla_attention refuses */
     uint64_t tb = (8ull << 20) / per_row;
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-/* Query rows per tiled block of an item: its scores [rows·H][max_len] stay within 64 M floats. */
+/* Query rows per tiled block of an item: its scores [rows·H][max_len] stay within 64 M floats,
+ * and softmax's one workgroup per score row within the 65535 every device dispatches. */
 static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
 {
-    uint64_t tb = (64ull << 20) / ((uint64_t)H * max_len);
+    if (!H || !max_len)
+        return 1; /* shapes mla_attention refuses */
+    uint64_t tb = (64ull << 20) / ((uint64_t)H * max_len), cap = 65535u / H;
+    tb = tb < cap ? tb : cap;
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-/* A stretch of a step's rows [t, t + n): one item of many rows (tiled), or rows that each
- * run on their own (short items, or all rows where r has no runs). */
-typedef struct mla_seg {
-    uint32_t t, n;
-    bool tiled;
-} mla_seg;
-
-/* The segment after *t (run cursor *i); false past the last row. */
-static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t *t, mla_seg *s)
+bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
+                         glm_vk_stretch *s)
 {
+    if (*i >= n_runs)
+        return false;
+    *s = (glm_vk_stretch){ *t, 0, runs[*i] > GLM_VK_MATMUL_MIN_ROWS };
+    do
+        s->n += runs[(*i)++];
+    while (*i < n_runs && (runs[*i] > GLM_VK_MATMUL_MIN_ROWS) == s->tiled && (!s->tiled || merge_long));
+    *t += s->n;
+    return true;
+}
+
+/* The stretches of attention: without runs, every row on its own. */
+static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t *t, glm_vk_stretch *s)
+{
+    if (r->n_runs)
+        return glm_vk_next_stretch(r->runs, r->n_runs, false, i, t, s);
     if (*t >= T)
         return false;
-    *s = (mla_seg){ *t, 0, false };
-    if (!r->n_runs)
-        s->n = T;
-    else if (r->runs[*i] > GLM_VK_MATMUL_MIN_ROWS)
-        s->n = r->runs[(*i)++], s->tiled = true;
-    else
-        while (*i < r->n_runs && r->runs[*i] <= GLM_VK_MATMUL_MIN_ROWS)
-            s->n += r->runs[(*i)++];
-    *t += s->n;
+    *s = (glm_vk_stretch){ 0, T, false };
+    *t = T;
     return true;
 }
 
@@ -410,7 +417,7 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
      * [block·H][splits][Rkv + 2] and a tiled block's scores [block·H][max_len] */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
-    mla_seg s;
+    glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         if (s.tiled)
             need = (uint64_t)tile_rows(s.n, H, r->max_len) * H * r->max_len;
@@ -424,7 +431,7 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     uint32_t n = 0, i = 0, t = 0;
-    mla_seg s;
+    glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t tb = s.tiled ? tile_rows(s.n, H, r->max_len) : block_rows(s.n, H, rkv, r->max_len);
         n += 2 + (s.tiled ? 3 : 2) * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
@@ -489,7 +496,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                 uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch)
 {
     uint32_t T = q.rows, rkv = c.cols;
-    if (k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
+    if (!H || k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
         v_b->nrows != dv || out.rows != T || out.cols != H * dv || q.cols != H * (dn + dr))
         return bad("mla_attention", "k_b / v_b / q / out shapes disagree with the heads");
     if (!view_ok(q) || !view_ok(c) || !view_ok(kr) || kr.cols != dr || kr.rows != c.rows || !kv_rows_ok(r, T))
@@ -503,7 +510,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         return bad("mla_attention", "scratch buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;
     bool fits = glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
-    mla_seg s;
+    glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head
          * h are t·H + h (tiled for an item of many rows) */

@@ -132,6 +132,17 @@ typedef struct glm_vk_kv_rows {
     uint32_t n_runs;
 } glm_vk_kv_rows;
 
+/* A stretch [t, t + n) of a step's rows cut by its items' runs: consecutive items of at most
+ * GLM_VK_MATMUL_MIN_ROWS rows (row-by-row kernels), or items of more rows (tiled kernels): one
+ * such item, or with merge_long all the consecutive ones. */
+typedef struct glm_vk_stretch {
+    uint32_t t, n;
+    bool tiled;
+} glm_vk_stretch;
+/* The stretch after row *t (run cursor *i; both 0 at the start); false after the last run. */
+bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
+                         glm_vk_stretch *s);
+
 /* Splits of a row's keys in mla_split.comp: at most this many, of at least 64 positions. */
 #define GLM_VK_MLA_MAX_SPLIT 64u
 #define GLM_VK_MLA_MIN_CHUNK 64u
