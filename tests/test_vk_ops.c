@@ -446,7 +446,7 @@ START_TEST(test_kv_write)
     tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
     glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
     glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, 0 };
+    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
     ck_assert_msg(glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r) == GLM_OK, "%s",
                   glm_last_error());
@@ -617,8 +617,8 @@ START_TEST(test_mla_attention)
      * of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more than
      * one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as tiled
      * products, and an odd rope size, so that most heads start at unaligned columns), while
-     * B's row beside it still takes the per-row kernels; in the last case B is longer than A,
-     * so A's scores are laid out wider than its keys. */
+     * B's row beside it still takes the per-row kernels; in the last case B is longer than A
+     * and A has no key bound of its own, so its scores are laid out wider than its keys. */
     static const uint32_t cases[][7] = { { 0, 7, 70, 16, 8, 12, 40 },    { 300, 2, 5, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 16, 8, 12, 40 },  { 40, 30, 70, 32, 9, 36, 64 },
                                          { 100, 20, 150, 32, 9, 36, 64 } };
@@ -652,9 +652,10 @@ START_TEST(test_mla_attention)
         glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
         glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
-        uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 };
+        uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
+        /* odd cases give each item's own key bound, the others only max_len */
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
-                             max_len, runs, 2 };
+                             max_len, runs, ci % 2 ? lens : NULL, 2 };
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
         glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
@@ -975,6 +976,18 @@ START_TEST(test_rejects_bad_shapes)
     ck_assert_int_eq(glm_vk_matmul(g_vk, view(&b, 2, 2), &w, 0, view(&b, 2, 40)), GLM_ERR_INVALID);
     /* a view past the end of its buffer */
     ck_assert_int_eq(glm_vk_eltwise(g_vk, GLM_VK_ADD, view(&b, 2, 200), view(&b, 2, 200), view(&b, 2, 200)),
+                     GLM_ERR_INVALID);
+    /* attention whose item runs do not add up to its 4 rows, or whose key bound is shorter
+     * than the item's rows */
+    glm_vk_weight kb = { &b, GLM_TYPE_F32, 0, 8, 8, 1, 32, 256 }, vb = kb;
+    uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
+    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2 };
+    ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
+                                          &vb, 1, 8, 8, 8, &r, &b),
+                     GLM_ERR_INVALID);
+    r.runs = runs4, r.run_len = short_len;
+    ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
+                                          &vb, 1, 8, 8, 8, &r, &b),
                      GLM_ERR_INVALID);
     run();
     glm_vk_buffer_destroy(g_vk, &b);

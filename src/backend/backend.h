@@ -139,9 +139,10 @@ typedef struct glm_backend_ops {
      * of items of more than GLM_FEW_ROWS rows, and computes every other row exactly as a
      * product of that item alone would, so that a row's result never depends on the other
      * items of its step (the forward sets the runs of each step and of its lm_head rows).
-     * A product whose rows do not add up to the runs is treated as one item. The array is
-     * copied. */
-    glm_status (*set_runs)(glm_backend *b, const int32_t *runs, int n_runs);
+     * A product whose rows do not add up to the runs is treated as one item. ends: NULL, or
+     * each item's key bound (its last position + 1, a host bound like glm_kv_rows.max_len),
+     * which sizes that item's attention. The arrays are copied. */
+    glm_status (*set_runs)(glm_backend *b, const int32_t *runs, const int64_t *ends, int n_runs);
 } glm_backend_ops;
 
 /* Items of at most this many rows (decode, MTP verify of up to 7 drafts) are computed row by

@@ -238,14 +238,16 @@ glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items,
     *r = (glm_kv_rows){ .pos = m1, .ptab = m1, .pages = glm_dview_cols(*meta, 2 * T, n_pages),
                         .page_size = f->pool->page_size, .max_len = max_len };
     r->ptab.off += T;
-    for (int i = 0; i < n_items; i++)
+    for (int i = 0; i < n_items; i++) {
         f->h_runs[i] = items[i].n;
-    return glm_fwd_set_runs(f, f->h_runs, n_items);
+        f->h_ends[i] = (mtp ? items[i].seq->mtp.n : items[i].seq->kv.n) + items[i].n;
+    }
+    return glm_fwd_set_runs(f, f->h_runs, f->h_ends, n_items);
 }
 
-glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, int n)
+glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, const int64_t *ends, int n)
 {
-    return f->b->ops->set_runs ? f->b->ops->set_runs(f->b, runs, n) : GLM_OK;
+    return f->b->ops->set_runs ? f->b->ops->set_runs(f->b, runs, ends, n) : GLM_OK;
 }
 
 /* Rows of the logits the items want (all, or the last of each) through lm_head, to the host. */
@@ -279,7 +281,7 @@ static glm_status step_logits(glm_forward *f, const glm_step_item *items, int n_
     }
     if (!n)
         return GLM_OK;
-    GLM_TRY(glm_fwd_set_runs(f, f->h_runs, nr));
+    GLM_TRY(glm_fwd_set_runs(f, f->h_runs, NULL, nr));
     GLM_TRY(o->matmul(f->b, glm_dview_rows(lg, 0, n), glm_dview_rows(f->s.a, 0, n), f->m->output, 0));
     /* one transfer for the whole step, then each item's rows from it */
     if (n * V > f->h_logits_n) {
@@ -338,7 +340,7 @@ static glm_status run_step(glm_forward *f, const glm_step_item *items, int n_ite
             st = o->download(f->b, items[i].hidden, glm_dview_rows(fn, t, items[i].n));
     if (st == GLM_OK)
         st = step_logits(f, items, n_items, fn, d);
-    glm_status cl = glm_fwd_set_runs(f, NULL, 0);
+    glm_status cl = glm_fwd_set_runs(f, NULL, NULL, 0);
     if (st == GLM_OK)
         st = cl;
     for (int i = 0; i < n_items; i++) {
@@ -563,7 +565,8 @@ glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_ba
     f->cur = &f->own;
     if (st == GLM_OK && (!(f->h_tok = malloc(sizeof(int32_t) * (size_t)n_batch)) ||
                          !(f->h_items = malloc(sizeof(glm_step_item) * (size_t)n_batch)) ||
-                         !(f->h_runs = malloc(sizeof(int32_t) * (size_t)n_batch))))
+                         !(f->h_runs = malloc(sizeof(int32_t) * (size_t)n_batch)) ||
+                         !(f->h_ends = malloc(sizeof(int64_t) * (size_t)n_batch))))
         st = glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
     if (st == GLM_OK)
         st = alloc_bufs(f);
@@ -595,6 +598,7 @@ void glm_forward_destroy(glm_forward *f)
     free(f->h_tok);
     free(f->h_items);
     free(f->h_runs);
+    free(f->h_ends);
     free(f->h_logits);
     free(f);
 }

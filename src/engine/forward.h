@@ -198,6 +198,7 @@ struct glm_forward {
     int32_t *h_tok; /* [n_batch] */
     glm_step_item *h_items; /* [n_batch]: a step's items, the short ones first */
     int32_t *h_runs;        /* [n_batch]: rows per item for the backend's set_runs */
+    int64_t *h_ends;        /* [n_batch]: and their key bounds */
     float *h_logits; /* host staging of a step's logits rows (grows) */
     int64_t h_logits_n;
 };
@@ -213,7 +214,7 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T
 /* Every id in [0, vocab) or a one-line error naming the first bad one. */
 glm_status glm_forward_check_ids(const glm_forward *f, const int32_t *ids, int n);
 /* The backend's set_runs, where it has one (n 0: forget them). */
-glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, int n);
+glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, const int64_t *ends, int n);
 /* logits rows [T] from the rows of src: all to host logits [T][V], or the last to [V]. */
 glm_status glm_fwd_logits_out(glm_forward *f, glm_dview lg, float *logits, bool all_logits);
 

@@ -56,6 +56,8 @@ typedef struct vk_impl {
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     uint64_t ids_cap;
     uint32_t *runs; /* set_runs: rows of the items of the products that follow */
+    uint32_t *run_len; /* and their key bounds (when given) */
+    bool has_len;
     uint32_t n_runs, runs_cap;
     uint64_t runs_sum;
 } vk_impl;
@@ -312,6 +314,7 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_destroy(v->vk);
         free(v->runs);
+        free(v->run_len);
         free(v);
     }
     free(b);
@@ -407,25 +410,32 @@ static glm_status vk_add_rms_norm(glm_backend *b, glm_dview y, glm_dview x, glm_
 
 /* ---- products: item runs ------------------------------------------------------------------ */
 
-static glm_status vk_set_runs(glm_backend *b, const int32_t *runs, int n_runs)
+static glm_status vk_set_runs(glm_backend *b, const int32_t *runs, const int64_t *ends, int n_runs)
 {
     vk_impl *v = impl(b);
+    v->n_runs = 0;
     if (n_runs < 0 || (n_runs > 0 && !runs))
         return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: %d runs without rows", n_runs);
     if ((uint32_t)n_runs > v->runs_cap) {
         uint32_t *p = realloc(v->runs, sizeof(uint32_t) * (size_t)n_runs);
-        if (!p)
+        if (p)
+            v->runs = p;
+        uint32_t *q = p ? realloc(v->run_len, sizeof(uint32_t) * (size_t)n_runs) : NULL;
+        if (!q)
             return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for %d item runs", n_runs);
-        v->runs = p;
+        v->run_len = q;
         v->runs_cap = (uint32_t)n_runs;
     }
     v->runs_sum = 0;
     for (int i = 0; i < n_runs; i++) {
-        if (runs[i] <= 0)
-            return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: item %d has %d rows", i, runs[i]);
+        if (runs[i] <= 0 || (ends && (ends[i] < runs[i] || ends[i] > INT32_MAX)))
+            return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: item %d has %d rows, key bound %lld", i, runs[i],
+                              ends ? (long long)ends[i] : 0ll);
         v->runs[i] = (uint32_t)runs[i];
+        v->run_len[i] = ends ? (uint32_t)ends[i] : 0;
         v->runs_sum += (uint64_t)runs[i];
     }
+    v->has_len = ends != NULL;
     v->n_runs = (uint32_t)n_runs;
     return GLM_OK;
 }
@@ -586,8 +596,8 @@ static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim
 static glm_vk_kv_rows vk_rows(const vk_impl *v, const glm_kv_rows *r)
 {
     bool runs = v->n_runs && v->runs_sum == (uint64_t)r->pos.rows;
-    return (glm_vk_kv_rows){ vv(r->pos), vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len,
-                             runs ? v->runs : NULL, runs ? v->n_runs : 0 };
+    return (glm_vk_kv_rows){ vv(r->pos),           vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len,
+                             runs ? v->runs : NULL, runs && v->has_len ? v->run_len : NULL, runs ? v->n_runs : 0 };
 }
 
 static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)

@@ -400,27 +400,36 @@ static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t 
     return true;
 }
 
+/* The key bound of the tiled stretch that ended at run i (its scores' width). */
+static uint32_t stretch_len(const glm_vk_kv_rows *r, uint32_t i)
+{
+    return r->run_len ? r->run_len[i - 1] : r->max_len;
+}
+
 static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
 {
     uint64_t sum = 0;
+    if (r->n_runs && !r->runs)
+        return false;
     for (uint32_t i = 0; i < r->n_runs; i++) {
-        if (!r->runs[i])
+        if (!r->runs[i] || (r->run_len && (r->run_len[i] < r->runs[i] || r->run_len[i] > r->max_len)))
             return false;
         sum += r->runs[i];
     }
-    return !r->n_runs || (r->runs && sum == T);
+    return !r->n_runs || sum == T;
 }
 
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 2] and a tiled block's scores [block·H][max_len] */
+     * [block·H][splits][Rkv + 2] and a tiled block's scores [block·H][its key bound] */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
+        uint32_t L = stretch_len(r, i);
         if (s.tiled)
-            need = (uint64_t)tile_rows(s.n, H, r->max_len) * H * r->max_len;
+            need = (uint64_t)tile_rows(s.n, H, L) * H * L;
         else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * (rkv + 2u);
         region = need > region ? need : region;
@@ -433,7 +442,7 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t tb = s.tiled ? tile_rows(s.n, H, r->max_len) : block_rows(s.n, H, rkv, r->max_len);
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
         n += 2 + (s.tiled ? 3 : 2) * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
     }
     return n;
@@ -465,12 +474,13 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
 }
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
- * sequence): scores, softmax and mix as 64 × 64 tiles, in blocks of tile_rows rows. */
+ * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles, in blocks of tile_rows
+ * rows. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
-                                 uint32_t t0, uint32_t n)
+                                 uint32_t t0, uint32_t n, uint32_t L)
 {
-    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, L = r->max_len, tb = tile_rows(n, H, L);
+    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
@@ -519,7 +529,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         glm_vk_view ql = { scratch, s.t * H * rkv, s.n, rkv, H * rkv };
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv) : glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
         if (s.tiled)
-            GLM_TRY(mla_core_tiled(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n));
+            GLM_TRY(mla_core_tiled(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n, stretch_len(r, i)));
         else
             GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n));
         glm_vk_view uh = { scratch, T * H * rkv + s.t * H * rkv, s.n, rkv, H * rkv };

@@ -129,6 +129,7 @@ typedef struct glm_vk_kv_rows {
     glm_vk_view pos, ptab, pages;
     uint32_t page_size, max_len;
     const uint32_t *runs;
+    const uint32_t *run_len; /* NULL, or each run's key bound (≤ max_len): its tiled scores' width */
     uint32_t n_runs;
 } glm_vk_kv_rows;
 
