@@ -800,7 +800,9 @@ static glm_status op_matvec(pctx *p)
         glm_type t = k_types[ti];
         const glm_type_traits *tr = glm_type_info(t);
         uint32_t blk = tr->block == 1 ? 32 : (uint32_t)tr->block, odd = tr->block == 1 ? 1 : 0;
-        CASE(case_matvec(p, t, blk + odd, 1, 1, 1));
+        /* one output row, four vectors: the NMSE of a single output is its relative error,
+         * unbounded when that value happens to be near zero (seed-dependent failures) */
+        CASE(case_matvec(p, t, blk + odd, 1, 4, 1));
         CASE(case_matvec(p, t, 3 * blk + odd, 67, 2, 2));
         if (p->o->full)
             CASE(case_matvec(p, t, 2048, 5120, 1, 1)); /* a 2048 -> 5120 projection */
