@@ -517,10 +517,14 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits). */
-    static const uint32_t cases[][3] = { { 0, 7, 70 }, { 300, 2, 5 }, { 5, 3, 1100 } };
-    for (size_t ci = 0; ci < 3; ci++) {
-        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, P = 4, W = rkv + dr;
+     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
+     * 256-split cap with empty tail splits), H 13 and 20 two groups of heads (7 + 6, 10 + 10),
+     * Rkv 512 / dr 64 the model's latent width. Columns: pos0, TA, posB, H, Rkv, dr. */
+    static const uint32_t cases[][6] = { { 0, 7, 70, 3, 40, 8 },       { 300, 2, 5, 3, 40, 8 },
+                                         { 5, 3, 1100, 3, 40, 8 },     { 20, 2, 9000, 13, 40, 8 },
+                                         { 40, 1, 200, 20, 512, 64 } };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const uint32_t H = cases[ci][3], dn = 16, dr = cases[ci][5], dv = 12, rkv = cases[ci][4], P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
         const uint32_t nA = pos0 + TA, nB = posB + 1, npA = (nA + P - 1) / P + 1, npB = (nB + P - 1) / P + 1;
         glm_mla_shape sA = { (int)TA, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
@@ -561,7 +565,8 @@ START_TEST(test_mla_attention)
         check_out(&bo, (size_t)T * oc, "mla_attention");
         double e = tu_nmse(ref, bo.map, (size_t)T * oc);
         ck_assert_msg(e <= TOL_VK_ATTENTION_NMSE, "mla case %zu nmse %.3g", ci, e);
-        printf("vk paged mla (A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", pos0, TA, posB, e);
+        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", H, rkv, dr,
+               pos0, TA, posB, e);
         glm_vk_buffer_destroy(g_vk, &bq);
         glm_vk_buffer_destroy(g_vk, &bp);
         glm_vk_buffer_destroy(g_vk, &bm);

@@ -281,19 +281,24 @@ static uint32_t split_count(uint32_t max_len)
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
+/* Floats of one split's partial [m, l, 0, 0, u[Rkv]] (mla_split.comp). */
+#define MLA_PART(rkv) ((rkv) + 4u)
+/* Heads per mla_split workgroup at most (MAX_HG there). */
+#define MLA_MAX_HG 10u
+
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
 static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
 {
-    uint64_t per_row = (uint64_t)H * split_count(max_len) * (rkv + 2u);
+    uint64_t per_row = (uint64_t)H * split_count(max_len) * MLA_PART(rkv);
     uint64_t tb = (8ull << 20) / per_row;
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
 {
-    /* qlat [T·H][Rkv], u [T·H][Rkv], partials [block·H][splits][Rkv + 2] */
+    /* qlat [T·H][Rkv], u [T·H][Rkv], partials [block·H][splits][Rkv + 4] */
     return (uint64_t)T * H * 2ull * rkv +
-           (uint64_t)block_rows(T, H, rkv, max_len) * H * split_count(max_len) * (rkv + 2u);
+           (uint64_t)block_rows(T, H, rkv, max_len) * H * split_count(max_len) * MLA_PART(rkv);
 }
 
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
@@ -315,6 +320,10 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     if (rkv > 512 || dr > 128)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
+    if ((rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 != 0)
+        return glm_errorf(GLM_ERR_UNSUPPORTED,
+                          "vulkan mla_attention: cache rows must be 16-byte aligned (kv_lora_rank %u, rope dim %u)", rkv,
+                          dr);
     if (glm_vk_mla_scratch_floats(T, H, rkv, r->max_len) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
     uint32_t qh = dn + dr;
@@ -333,12 +342,15 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                      r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
                                      1.0f / sqrtf((float)qh) };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of 4 heads): the heads share each c row read */
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * ((H + 3) / 4), 1));
+        /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
+         * share each cached row read */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns,
+                                rows * ((H + MLA_MAX_HG - 1) / MLA_MAX_HG), 1));
         glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, u.off, r->pos.off, r->pos.ld,
                                        row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, groups(rkv), rows * H, 1));
+        /* one workgroup per (128 latent columns, query row and head) */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));
     }
     glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv };
     glm_vk_view oh = { out.buf, out.off, T, dv, out.ld };

@@ -97,9 +97,12 @@ typedef struct glm_vk_kv_rows {
     uint32_t page_size, max_len;
 } glm_vk_kv_rows;
 
-/* Splits of a row's keys in mla_split.comp: at most this many, of at least 64 positions. */
-#define GLM_VK_MLA_MAX_SPLIT 64u
-#define GLM_VK_MLA_MIN_CHUNK 64u
+/* Splits of a row's keys in mla_split.comp (shaders/mla_splits.glsl): at most this many, of
+ * at least MIN_CHUNK positions, so ~2 workgroups per SM of a large GPU at 4096 keys (two
+ * groups of heads per split for 20 heads) and a few at 100. MAX_SPLIT is also the combine's
+ * workgroup size limit. */
+#define GLM_VK_MLA_MAX_SPLIT 256u
+#define GLM_VK_MLA_MIN_CHUNK 32u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
