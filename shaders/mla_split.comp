@@ -44,7 +44,8 @@ layout(push_constant) uniform P {
 
 const uint MAX_HG = 10u; // heads per workgroup
 const uint J = 16u;      // keys per tile (shared memory: 4·J·(WG + 2·MAX_HG) + 8·J bytes)
-const uint MAX_SL = 8u;  // vec4s per slice: ceil((512 + 128) / 4 / floor(WG / MAX_HG))
+const uint MAX_SL = 6u;  // vec4s per slice: (Rkv + dr) / 4 <= 6·floor(WG / MAX_HG) (host-checked)
+const uint KB = 2u;      // keys whose loads step 1 issues together
 const float NEG_INF = -1.0 / 0.0;
 
 shared float sp[J * WG];        // step 1 parts [key][kp·nh + h]
@@ -96,20 +97,28 @@ void main()
 
     for (uint jt = j0, buf = 0u; jt < j1; jt += J, buf ^= J) {
         uint n = min(J, j1 - jt);
-        if (tid < n)
-            srow[buf + tid] = pool_row(pt, jt + tid);
+        if (tid < J)
+            srow[buf + tid] = pool_row(pt, min(jt + tid, j1 - 1u)); // a short tile repeats its last row
         barrier();
         if (scorer) {
-            for (uint jj = 0u; jj < n; jj++) {
-                uint row = srow[buf + jj];
-                uint cb = (p.c_off + row * p.c_ld) / 4u, kb = (p.kr_off + row * p.kr_ld) / 4u;
-                float a = 0.0;
-                [[unroll]] for (uint i = 0u; i < MAX_SL; i++) {
-                    uint d = kp * sl + i;
-                    if (i < sl && d < d4)
-                        a += dot(qv[i], d < r4 ? c4[cb + d] : kr4[kb + d - r4]);
+            // KB keys at a time, every load of the batch issued before the first is used; slots
+            // past the query's slice (or past the row) load a valid vec4 against a zero query
+            for (uint jb = 0u; jb < J; jb += KB) {
+                vec4 kv[KB][MAX_SL];
+                [[unroll]] for (uint u = 0u; u < KB; u++) {
+                    uint row = srow[buf + jb + u];
+                    uint cb = (p.c_off + row * p.c_ld) / 4u, kb = (p.kr_off + row * p.kr_ld) / 4u;
+                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++) {
+                        uint d = min(kp * sl + i, d4 - 1u);
+                        kv[u][i] = d < r4 ? c4[cb + d] : kr4[kb + d - r4];
+                    }
                 }
-                sp[jj * WG + tid] = a;
+                [[unroll]] for (uint u = 0u; u < KB; u++) {
+                    float a = 0.0;
+                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++)
+                        a += dot(qv[i], kv[u][i]);
+                    sp[(jb + u) * WG + tid] = a;
+                }
             }
         }
         barrier();
@@ -126,8 +135,8 @@ void main()
             for (uint jj = 0u; jj < n; jj++)
                 mn = max(mn, ss[jj * MAX_HG + tid]);
             float sum = 0.0;
-            for (uint jj = 0u; jj < n; jj++) {
-                float e = exp(ss[jj * MAX_HG + tid] - mn);
+            for (uint jj = 0u; jj < J; jj++) {
+                float e = jj < n ? exp(ss[jj * MAX_HG + tid] - mn) : 0.0;
                 sw[jj * MAX_HG + tid] = e;
                 sum += e;
             }
@@ -141,12 +150,13 @@ void main()
             [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
                 if (hh < nh)
                     acc[hh] *= salpha[hh];
-            for (uint jj = 0u; jj < n; jj++) {
-                vec2 cv = c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid];
+            vec2 cv[J]; // the whole tile's loads in flight together (weight 0 past the row)
+            [[unroll]] for (uint jj = 0u; jj < J; jj++)
+                cv[jj] = c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid];
+            [[unroll]] for (uint jj = 0u; jj < J; jj++)
                 [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
                     if (hh < nh)
-                        acc[hh] += sw[jj * MAX_HG + hh] * cv;
-            }
+                        acc[hh] += sw[jj * MAX_HG + hh] * cv[jj];
         }
         // no barrier: the next tile writes srow[other half] before, and sp / ss / sw / salpha
         // only after, a barrier that every invocation reaches after this mix

@@ -283,8 +283,10 @@ static uint32_t split_count(uint32_t max_len)
 
 /* Floats of one split's partial [m, l, 0, 0, u[Rkv]] (mla_split.comp). */
 #define MLA_PART(rkv) ((rkv) + 4u)
-/* Heads per mla_split workgroup at most (MAX_HG there). */
+/* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
+ * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
 #define MLA_MAX_HG 10u
+#define MLA_MAX_SLICE 6u
 
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
 static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
@@ -320,6 +322,9 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     if (rkv > 512 || dr > 128)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
+    uint32_t hgroups = (H + MLA_MAX_HG - 1) / MLA_MAX_HG, hpg = (H + hgroups - 1) / hgroups;
+    if ((rkv + dr) / 4 > MLA_MAX_SLICE * (256 / hpg))
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
     if ((rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 != 0)
         return glm_errorf(GLM_ERR_UNSUPPORTED,
                           "vulkan mla_attention: cache rows must be 16-byte aligned (kv_lora_rank %u, rope dim %u)", rkv,
@@ -344,8 +349,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
          * share each cached row read */
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns,
-                                rows * ((H + MLA_MAX_HG - 1) / MLA_MAX_HG), 1));
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * hgroups, 1));
         glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, u.off, r->pos.off, r->pos.ld,
                                        row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
