@@ -8,7 +8,7 @@
 // local row · groups + group): each cached row of the split is read once for all heads of the
 // group. Keys go in tiles of J positions:
 //   1. scores: invocation (kp, h) holds head h's query [qlat_h | qr_h] for one slice kp of
-//      the row's (Rkv + dr) / 4 vec4s in registers and forms its part of c_j·qlat_h + kr_j·qr_h
+//      the row's ceil((Rkv + dr) / 4) vec4s in registers and forms its part of c_j·qlat_h + kr_j·qr_h
 //      for every key of the tile; the parts are summed per (head, key) through shared memory
 //      in slice order and scaled.
 //   2. online softmax per head (one invocation each): running max m, sum l = Σ exp(score - m),
@@ -16,7 +16,8 @@
 //   3. mix: invocation i holds u[h][2i, 2i+1] = Σ exp(score - m) c_j for every head of the
 //      group and adds the tile's weighted c rows (read coalesced, the same rows as step 1).
 // Output: partial [m, l, 0, 0, u[Rkv]] of (local row · H + h, s); mla_combine.comp merges them.
-// Needs Rkv, dr, c_off, c_ld, kr_off, kr_ld multiples of 4 (checked by the host).
+// Rkv is a multiple of 4 (host-checked); where dr and the cache offsets and strides are too
+// (vec4_rows), keys are read as vec4 / vec2, else element by element.
 // Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
@@ -24,9 +25,11 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk
-layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };    // pool rows, c at c_off + row*c_ld (floats)
+layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
+layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 2) readonly buffer C2 { vec2 c2[]; };
-layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };  // pool rows, kr at kr_off + row*kr_ld
+layout(std430, binding = 3) readonly buffer KR { float kr[]; };   // pool rows, kr at kr_off + row*kr_ld
+layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };
 layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
@@ -40,11 +43,12 @@ layout(push_constant) uniform P {
     uint ptab_off, ptab_ld, pages_off, page_size;
     uint max_split, split_ld, row0;
     float scale;
+    uint vec4_rows, pad0, pad1, pad2;
 } p;
 
 const uint MAX_HG = 10u; // heads per workgroup
 const uint J = 16u;      // keys per tile (shared memory: 4·J·(WG + 2·MAX_HG) + 8·J bytes)
-const uint MAX_SL = 6u;  // vec4s per slice: (Rkv + dr) / 4 <= 6·floor(WG / MAX_HG) (host-checked)
+const uint MAX_SL = 6u;  // vec4s per slice: ceil((Rkv + dr) / 4) <= 6·floor(WG / MAX_HG) (host-checked)
 const uint KB = 2u;      // keys whose loads step 1 issues together
 const float NEG_INF = -1.0 / 0.0;
 
@@ -53,6 +57,20 @@ shared float ss[J * MAX_HG];    // scaled scores [key][h]
 shared float sw[J * MAX_HG];    // weights exp(score - m) [key][h]
 shared float salpha[MAX_HG];
 shared uint srow[2u * J];       // pool rows of the tile, double-buffered
+
+// vec4 d of a cached row's [c | kr] (zero past its end)
+vec4 key4(uint row, uint d, uint r4)
+{
+    uint cb = p.c_off + row * p.c_ld, kb = p.kr_off + row * p.kr_ld;
+    if (p.vec4_rows != 0u)
+        return d < r4 ? c4[cb / 4u + d] : kr4[kb / 4u + d - r4];
+    vec4 v = vec4(0.0);
+    [[unroll]] for (uint i = 0u; i < 4u; i++) {
+        uint e = 4u * d + i;
+        v[i] = e < p.rkv ? c[cb + e] : (e - p.rkv < p.dr ? kr[kb + e - p.rkv] : 0.0);
+    }
+    return v;
+}
 
 uint pool_row(uint pt, uint j)
 {
@@ -74,7 +92,7 @@ void main()
         return; // past the row's last split: no partial (the combine stops before it)
 
     // step 1 layout: invocation tid = kp·nh + hl takes vec4s [kp·sl, kp·sl + sl) of head hl
-    uint r4 = p.rkv / 4u, d4 = r4 + p.dr / 4u, nkp = WG / nh, sl = (d4 + nkp - 1u) / nkp;
+    uint r4 = p.rkv / 4u, d4 = r4 + (p.dr + 3u) / 4u, nkp = WG / nh, sl = (d4 + nkp - 1u) / nkp;
     uint hl = tid % nh, kp = tid / nh, nkp_used = (d4 + sl - 1u) / sl;
     bool scorer = kp < nkp_used;
     vec4 qv[MAX_SL];
@@ -84,8 +102,8 @@ void main()
         if (scorer && i < sl && d < d4) {
             uint b = d < r4 ? p.qlat_off + (t * p.H + h0 + hl) * p.rkv + 4u * d
                             : p.q_off + t * p.q_ld + (h0 + hl) * p.dqk + p.dn + 4u * (d - r4);
-            qv[i] = d < r4 ? vec4(qlat[b], qlat[b + 1u], qlat[b + 2u], qlat[b + 3u])
-                           : vec4(q[b], q[b + 1u], q[b + 2u], q[b + 3u]);
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                qv[i][e] = d < r4 ? qlat[b + e] : (4u * (d - r4) + e < p.dr ? q[b + e] : 0.0);
         }
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
@@ -107,11 +125,8 @@ void main()
                 vec4 kv[KB][MAX_SL];
                 [[unroll]] for (uint u = 0u; u < KB; u++) {
                     uint row = srow[buf + jb + u];
-                    uint cb = (p.c_off + row * p.c_ld) / 4u, kb = (p.kr_off + row * p.kr_ld) / 4u;
-                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++) {
-                        uint d = min(kp * sl + i, d4 - 1u);
-                        kv[u][i] = d < r4 ? c4[cb + d] : kr4[kb + d - r4];
-                    }
+                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++)
+                        kv[u][i] = key4(row, min(kp * sl + i, d4 - 1u), r4);
                 }
                 [[unroll]] for (uint u = 0u; u < KB; u++) {
                     float a = 0.0;
@@ -152,7 +167,9 @@ void main()
                     acc[hh] *= salpha[hh];
             vec2 cv[J]; // the whole tile's loads in flight together (weight 0 past the row)
             [[unroll]] for (uint jj = 0u; jj < J; jj++)
-                cv[jj] = c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid];
+                cv[jj] = p.vec4_rows != 0u ? c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid]
+                                           : vec2(c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid],
+                                                  c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid + 1u]);
             [[unroll]] for (uint jj = 0u; jj < J; jj++)
                 [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
                     if (hh < nh)
