@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // Merge of mla_split.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query row r = t·H + h over
 // its non-empty splits s (mla_splits.glsl): M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s,
 // u[k] = Σ u_s[k] w_s / L, u being the probability-weighted latent of absorbed MLA
@@ -13,7 +14,7 @@
 #define MAX_SPLIT 256u
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer PART { float part[]; }; // [rows*H][split_ld][Rkv + 4]
+layout(std430, binding = 0) readonly buffer PART { float part[]; }; // [rows*H][split_ld][part_stride]
 layout(std430, binding = 0) readonly buffer PART4 { vec4 part4[]; };
 layout(std430, binding = 1) readonly buffer POS { int pos[]; };
 layout(std430, binding = 2) writeonly buffer U { float u[]; };       // [T*H][Rkv]
@@ -36,7 +37,7 @@ void main()
     uint t = p.row0 + rl / p.H, h = rl % p.H;
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
     uint chunk = split_chunk(len, p.max_split), ns = (len + chunk - 1u) / chunk;
-    uint stride = p.rkv + 4u, pb = p.part_off + rl * p.split_ld * stride;
+    uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
     // M by a tree over the splits (ns <= MAX_SPLIT <= WG)
     float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;
     red[tid] = mv;
@@ -71,9 +72,8 @@ void main()
             sum += sacc[g * 32u + lane];
         uint ub = p.u_off + (t * p.H + h) * p.rkv + 4u * k4;
         sum /= L;
-        u[ub] = sum.x;
-        u[ub + 1u] = sum.y;
-        u[ub + 2u] = sum.z;
-        u[ub + 3u] = sum.w;
+        [[unroll]] for (uint i = 0u; i < 4u; i++)
+            if (4u * k4 + i < p.rkv)
+                u[ub + i] = sum[i]; // the padding past Rkv (never written by the split) stays out
     }
 }

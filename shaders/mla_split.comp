@@ -16,8 +16,8 @@
 //   3. mix: invocation i holds u[h][2i, 2i+1] = Σ exp(score - m) c_j for every head of the
 //      group and adds the tile's weighted c rows (read coalesced, the same rows as step 1).
 // Output: partial [m, l, 0, 0, u[Rkv]] of (local row · H + h, s); mla_combine.comp merges them.
-// Rkv is a multiple of 4 (host-checked); where dr and the cache offsets and strides are too
-// (vec4_rows), keys are read as vec4 / vec2, else element by element.
+// Where Rkv, dr and the cache offsets and strides are multiples of 4 (vec4_rows), keys are read
+// as vec4 / vec2, else element by element.
 // Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
@@ -33,7 +33,7 @@ layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };
 layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
-layout(std430, binding = 7) writeonly buffer PART { float part[]; }; // [rows*H][split_ld][Rkv + 4]
+layout(std430, binding = 7) writeonly buffer PART { float part[]; }; // [rows*H][split_ld][part_stride]
 
 layout(push_constant) uniform P {
     uint rows, H, rkv, dr;
@@ -92,7 +92,7 @@ void main()
         return; // past the row's last split: no partial (the combine stops before it)
 
     // step 1 layout: invocation tid = kp·nh + hl takes vec4s [kp·sl, kp·sl + sl) of head hl
-    uint r4 = p.rkv / 4u, d4 = r4 + (p.dr + 3u) / 4u, nkp = WG / nh, sl = (d4 + nkp - 1u) / nkp;
+    uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, nkp = WG / nh, sl = (d4 + nkp - 1u) / nkp;
     uint hl = tid % nh, kp = tid / nh, nkp_used = (d4 + sl - 1u) / sl;
     bool scorer = kp < nkp_used;
     vec4 qv[MAX_SL];
@@ -100,10 +100,11 @@ void main()
         uint d = kp * sl + i;
         qv[i] = vec4(0.0);
         if (scorer && i < sl && d < d4) {
-            uint b = d < r4 ? p.qlat_off + (t * p.H + h0 + hl) * p.rkv + 4u * d
-                            : p.q_off + t * p.q_ld + (h0 + hl) * p.dqk + p.dn + 4u * (d - r4);
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                qv[i][e] = d < r4 ? qlat[b + e] : (4u * (d - r4) + e < p.dr ? q[b + e] : 0.0);
+            uint qb = p.qlat_off + (t * p.H + h0 + hl) * p.rkv, rb = p.q_off + t * p.q_ld + (h0 + hl) * p.dqk + p.dn;
+            [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
+                uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
+                qv[i][i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
+            }
         }
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
@@ -169,7 +170,8 @@ void main()
             [[unroll]] for (uint jj = 0u; jj < J; jj++)
                 cv[jj] = p.vec4_rows != 0u ? c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid]
                                            : vec2(c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid],
-                                                  c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid + 1u]);
+                                                  2u * tid + 1u < p.rkv ? c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid + 1u]
+                                                                        : 0.0);
             [[unroll]] for (uint jj = 0u; jj < J; jj++)
                 [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
                     if (hh < nh)
@@ -178,7 +180,7 @@ void main()
         // no barrier: the next tile writes srow[other half] before, and sp / ss / sw / salpha
         // only after, a barrier that every invocation reaches after this mix
     }
-    uint stride = p.rkv + 4u, rl0 = (t - p.row0) * p.H + h0;
+    uint stride = part_stride(p.rkv), rl0 = (t - p.row0) * p.H + h0;
     if (tid < nh) {
         uint pb = p.part_off + ((rl0 + tid) * p.split_ld + s) * stride;
         part[pb] = m;
@@ -191,6 +193,7 @@ void main()
             if (hh < nh) {
                 uint pb = p.part_off + ((rl0 + hh) * p.split_ld + s) * stride + 4u + 2u * tid;
                 part[pb] = acc[hh].x;
-                part[pb + 1u] = acc[hh].y;
+                if (2u * tid + 1u < p.rkv)
+                    part[pb + 1u] = acc[hh].y;
             }
 }

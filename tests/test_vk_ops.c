@@ -621,11 +621,11 @@ START_TEST(test_mla_attention)
      * so that most heads start at unaligned columns and the split kernel reads keys element by
      * element), while B's row beside it still takes the per-row kernels; in the last case B is
      * longer than A and A has no key bound of its own, so its scores are laid out wider than its
-     * keys. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
-                                         { 40, 1, 200, 20, 16, 64, 12, 512 } };
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
         const uint32_t P = 4, W = rkv + dr;

@@ -354,8 +354,10 @@ static uint32_t split_count(uint32_t max_len)
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
-/* Floats of one split's partial [m, l, 0, 0, u[Rkv]] (mla_split.comp). */
-#define MLA_PART(rkv) ((rkv) + 4u)
+/* Floats of one split's partial [m, l, 0, 0, u[Rkv], padding to 4] (part_stride in
+ * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
+#define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
+#define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
 /* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
  * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
 #define MLA_MAX_HG 10u
@@ -448,7 +450,7 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
     }
-    return (uint64_t)T * H * 2ull * rkv + region;
+    return (uint64_t)T * H * 2ull * rkv + 3u + region; /* + 3: the partials' 16-byte alignment */
 }
 
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
@@ -467,7 +469,7 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n)
 {
-    uint32_t rkv = c.cols, qh = dn + dr, part_off = 2 * T * H * rkv, ns = split_count(r->max_len);
+    uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
     uint32_t tb = block_rows(n, H, rkv, r->max_len);
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
@@ -475,7 +477,7 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                      q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
                                      0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
                                      r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
-                                     1.0f / sqrtf((float)qh), (dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
+                                     1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
          * share each cached row read */
@@ -534,8 +536,6 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                           rkv, dr);
     if ((rkv + dr + 3) / 4 > MLA_MAX_SLICE * (256 / ((H + mla_head_groups(H) - 1) / mla_head_groups(H))))
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
-    if (rkv % 4 != 0)
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u is not a multiple of 4", rkv);
     if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;

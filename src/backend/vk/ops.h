@@ -93,7 +93,7 @@ typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
         ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
     float scale;
-    uint32_t vec4_rows, pad[3]; /* vec4_rows: dr and the c / kr offsets and strides are multiples of 4 */
+    uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
 } glm_vk_mla_split_push;
 _Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
 
