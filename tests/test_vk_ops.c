@@ -613,18 +613,22 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits). A chunk
-     * of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more than
-     * one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as tiled
-     * products, and an odd rope size, so that most heads start at unaligned columns), while
-     * B's row beside it still takes the per-row kernels; in the last case B is longer than A
-     * and A has no key bound of its own, so its scores are laid out wider than its keys. */
-    static const uint32_t cases[][7] = { { 0, 7, 70, 16, 8, 12, 40 },    { 300, 2, 5, 16, 8, 12, 40 },
-                                         { 5, 3, 1100, 16, 8, 12, 40 },  { 40, 30, 70, 32, 9, 36, 64 },
-                                         { 100, 20, 150, 32, 9, 36, 64 } };
+     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
+     * 256-split cap with empty tail splits); H 13 and 20 make two groups of heads there (7 + 6,
+     * 10 + 10), Rkv 512 / dr 64 is the model's latent width. A chunk of more than 8 rows runs
+     * tiled (its rows × positions as 64 × 64 tiles, here more than one each way; head sizes of
+     * whole 32-column chunks, so that k_b and v_b run as tiled products, and an odd rope size,
+     * so that most heads start at unaligned columns and the split kernel reads keys element by
+     * element), while B's row beside it still takes the per-row kernels; in the last case B is
+     * longer than A and A has no key bound of its own, so its scores are laid out wider than its
+     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+    static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
+                                         { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
+                                         { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const uint32_t H = 3, dn = cases[ci][3], dr = cases[ci][4], dv = cases[ci][5], rkv = cases[ci][6], P = 4;
-        const uint32_t W = rkv + dr;
+        const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
+        const uint32_t P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
         const uint32_t nA = pos0 + TA, nB = posB + 1, npA = (nA + P - 1) / P + 1, npB = (nB + P - 1) / P + 1;
         glm_mla_shape sA = { (int)TA, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
@@ -668,7 +672,8 @@ START_TEST(test_mla_attention)
         bool cm = glm_vk_coopmat_enabled(g_vk) && TA > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
         double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
         ck_assert_msg(e <= bound, "mla case %zu nmse %.3g", ci, e);
-        printf("vk paged mla (A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", pos0, TA, posB, e);
+        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", H, rkv, dr,
+               pos0, TA, posB, e);
         glm_vk_buffer_destroy(g_vk, &bq);
         glm_vk_buffer_destroy(g_vk, &bp);
         glm_vk_buffer_destroy(g_vk, &bm);

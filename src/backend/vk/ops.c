@@ -354,10 +354,26 @@ static uint32_t split_count(uint32_t max_len)
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
+/* Floats of one split's partial [m, l, 0, 0, u[Rkv], padding to 4] (part_stride in
+ * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
+#define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
+#define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
+/* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
+ * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
+#define MLA_MAX_HG 10u
+#define MLA_MAX_SLICE 6u
+
+/* mla_split's groups of heads: ceil(H / MLA_MAX_HG), of ceil(H / groups) heads (the last may
+ * have fewer). */
+static uint32_t mla_head_groups(uint32_t H)
+{
+    return (H + MLA_MAX_HG - 1) / MLA_MAX_HG;
+}
+
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
 static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
 {
-    uint64_t per_row = (uint64_t)H * split_count(max_len) * (rkv + 2u);
+    uint64_t per_row = (uint64_t)H * split_count(max_len) * MLA_PART(rkv);
     if (!per_row)
         return 1; /* shapes mla_attention refuses */
     uint64_t tb = (8ull << 20) / per_row;
@@ -422,7 +438,7 @@ static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 2] and a tiled block's scores [block·H][its key bound] */
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
@@ -431,10 +447,10 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
         if (s.tiled)
             need = (uint64_t)tile_rows(s.n, H, L) * H * L;
         else
-            need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * (rkv + 2u);
+            need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
     }
-    return (uint64_t)T * H * 2ull * rkv + region;
+    return (uint64_t)T * H * 2ull * rkv + 3u + region; /* + 3: the partials' 16-byte alignment */
 }
 
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
@@ -453,7 +469,7 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n)
 {
-    uint32_t rkv = c.cols, qh = dn + dr, part_off = 2 * T * H * rkv, ns = split_count(r->max_len);
+    uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
     uint32_t tb = block_rows(n, H, rkv, r->max_len);
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
@@ -461,14 +477,16 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                      q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
                                      0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
                                      r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
-                                     1.0f / sqrtf((float)qh) };
+                                     1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of 4 heads): the heads share each c row read */
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * ((H + 3) / 4), 1));
+        /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
+         * share each cached row read */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
         glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, T * H * rkv, r->pos.off,
                                        r->pos.ld, row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, groups(rkv), rows * H, 1));
+        /* one workgroup per (128 latent columns, query row and head) */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));
     }
     return GLM_OK;
 }
@@ -516,6 +534,8 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     if (rkv > 512 || dr > 128)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
+    if ((rkv + dr + 3) / 4 > MLA_MAX_SLICE * (256 / ((H + mla_head_groups(H) - 1) / mla_head_groups(H))))
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
     if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;

@@ -93,8 +93,9 @@ typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
         ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
     float scale;
+    uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
 } glm_vk_mla_split_push;
-_Static_assert(sizeof(glm_vk_mla_split_push) == 96, "mirrors shaders/mla_split.comp");
+_Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
 
 typedef struct glm_vk_mla_combine_push {
     uint32_t rows, H, rkv, max_split, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[2];
@@ -144,9 +145,12 @@ typedef struct glm_vk_stretch {
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
                          glm_vk_stretch *s);
 
-/* Splits of a row's keys in mla_split.comp: at most this many, of at least 64 positions. */
-#define GLM_VK_MLA_MAX_SPLIT 64u
-#define GLM_VK_MLA_MIN_CHUNK 64u
+/* Splits of a row's keys in mla_split.comp (shaders/mla_splits.glsl): at most this many, of
+ * at least MIN_CHUNK positions, so ~2 workgroups per SM of a large GPU at 4096 keys (two
+ * groups of heads per split for 20 heads) and a few at 100. MAX_SPLIT is also the combine's
+ * workgroup size limit. */
+#define GLM_VK_MLA_MAX_SPLIT 256u
+#define GLM_VK_MLA_MIN_CHUNK 32u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
