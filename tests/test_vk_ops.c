@@ -238,6 +238,62 @@ START_TEST(test_matvec_all_types)
 }
 END_TEST
 
+START_TEST(test_rms_norm_matvec)
+{
+    /* y = W · RMSNorm(x; g) in one dispatch vs ref rms_norm followed by the reference product;
+     * gains in F32 and BF16, a plain type with a tail (F32, 289 columns) and the hot quantized
+     * types, one and three vectors (each normed on its own) */
+    static const glm_type types[] = { GLM_TYPE_F32, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q5_0, GLM_TYPE_Q8_0 };
+    double worst = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (uint32_t nvec = 1; nvec <= 3; nvec += 2) {
+            glm_type t = types[ti];
+            uint32_t ncols = t == GLM_TYPE_F32 ? 289 : 512, nrows = ti % 2 ? 37 : 70;
+            test_weight tw, tg;
+            make_weight(&tw, t, ncols, nrows, 1);
+            make_weight(&tg, nvec == 1 ? GLM_TYPE_F32 : GLM_TYPE_BF16, ncols, 1, 1);
+            float *x = malloc((size_t)ncols * nvec * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
+            float *ref = malloc((size_t)nrows * nvec * 4);
+            tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -3, 3);
+            glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
+            for (uint32_t v = 0; v < nvec; v++) {
+                glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
+                ref_matvec(ref + (size_t)v * nrows, &tw, 0, xn);
+            }
+            glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 0, view(&bx, nvec, ncols), &tg.w,
+                                                 1e-6f) == GLM_OK,
+                          "%s", glm_last_error());
+            /* a gain of the wrong length is refused */
+            tg.w.ncols--;
+            ck_assert_int_eq(
+                glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 0, view(&bx, nvec, ncols), &tg.w, 1e-6f),
+                GLM_ERR_INVALID);
+            run();
+            size_t n = (size_t)nrows * nvec;
+            check_out(&by, n, "rms_norm_matvec");
+            double e = tu_nmse(ref, by.map, n);
+            worst = e > worst ? e : worst;
+            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "rms_norm_matvec %s nvec=%u nmse %.3g", glm_type_name(t), nvec, e);
+            /* x is left as it was */
+            float *xb = malloc((size_t)ncols * nvec * 4);
+            ck_assert(glm_vk_download(g_vk, xb, &bx, 0, (size_t)ncols * nvec * 4) == GLM_OK);
+            ck_assert_msg(memcmp(xb, x, (size_t)ncols * nvec * 4) == 0, "rms_norm_matvec changed x");
+            free(xb);
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &by);
+            free_weight(&tw);
+            free_weight(&tg);
+            free(x);
+            free(xn);
+            free(gf);
+            free(ref);
+        }
+    printf("vk rms_norm_matvec: worst nmse %.3g\n", worst);
+}
+END_TEST
+
 START_TEST(test_matvec_id)
 {
     /* T tokens, k experts each out of E; x per token (mode 1) or per (token, expert) (mode 2) */
@@ -825,6 +881,7 @@ int main(void)
     tcase_add_test(tc, test_add_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
+    tcase_add_test(tc, test_rms_norm_matvec);
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);

@@ -100,6 +100,10 @@ typedef struct glm_backend_ops {
                                   glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
     /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
     glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
+    /* y = W · RMSNorm(x; g, eps) (slab 0 of w): rms_norm into a scratch row followed by
+     * matmul, without the scratch; x is left as it was. */
+    glm_status (*rms_norm_matmul)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                  const glm_tensor *w);
 } glm_backend_ops;
 
 struct glm_backend {

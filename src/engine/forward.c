@@ -28,8 +28,24 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
+/* Steps 1-6 with each RMSNorm folded into the product after it (the backend's
+ * rms_norm_matmul): q_a and kv_a from RMSNorm(x) directly, q = W_qb RMSNorm(q_a); the latent
+ * norm and kr copy go to the cache rows cc, kk as in the unfused path. Leaves s.a unset. */
+static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva,
+                                glm_dview q, glm_dview cc, glm_dview kk)
+{
+    const glm_hparams *hp = &f->m->hp;
+    const glm_backend_ops *o = OPS(f);
+    const int R = hp->kv_lora_rank;
+    GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a));
+    GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa));
+    GLM_TRY(o->rms_norm(B_(f), cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
+    GLM_TRY(o->copy(B_(f), kk, glm_dview_cols(kva, R, hp->qk_rope_head_dim)));
+    return o->rms_norm_matmul(B_(f), q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b);
+}
+
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
- * in s.a and o_proj output in s.t1. */
+ * in s.a (unless the norms are folded, see attn_in_fused) and o_proj output in s.t1. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0,
                              glm_dump *d, const char *dir)
 {
@@ -42,20 +58,24 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     glm_dview qa = glm_dview_rows(f->s.qa, 0, T), q = glm_dview_rows(f->s.q, 0, T);
     glm_dview kva = glm_dview_rows(f->s.kva, 0, T), at = glm_dview_rows(f->s.attn, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
-    GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
-    /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
-     * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') straight into the latent
-     * cache rows pos0.. (interleaved so that a backend may overlap the independent ops) */
-    GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
-    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
-    GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
-    GLM_TRY(dump_t(f, d, dir, "q_a", qa));
     glm_dview cc = glm_dview_rows(kv->c, pos0, T), kk = glm_dview_rows(kv->kr, pos0, T);
-    GLM_TRY(o->rms_norm(b, cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
-    GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
-    GLM_TRY(o->copy(b, kk, glm_dview_cols(kva, R, dr)));
-    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+    if (o->rms_norm_matmul && !d) {
+        GLM_TRY(attn_in_fused(f, L, x, qa, kva, q, cc, kk));
+    } else {
+        GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
+        GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
+        /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
+         * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') straight into the latent
+         * cache rows pos0.. (interleaved so that a backend may overlap the independent ops) */
+        GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
+        GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
+        GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "q_a", qa));
+        GLM_TRY(o->rms_norm(b, cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
+        GLM_TRY(o->copy(b, kk, glm_dview_cols(kva, R, dr)));
+        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+    }
     GLM_TRY(o->rope(b, kk, 1, dr, 0, dr, pos0, hp->rope_theta));
     GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */

@@ -398,6 +398,17 @@ static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_
     return glm_vk_matvec(v->vk, vv(y), &wt, (uint32_t)slab, vv(x));
 }
 
+static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                     const glm_tensor *w)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt, gt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(weight(v, g, &gt));
+    GLM_TRY(recording(v));
+    return glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, 0, vv(x), &gt, eps);
+}
+
 static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids)
 {
     vk_impl *v = impl(b);
@@ -531,6 +542,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
     .add_rms_norm = vk_add_rms_norm,
+    .rms_norm_matmul = vk_rms_norm_matmul,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -76,10 +76,13 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Optional parts of a matvec: heads (z dimension over slabs) and a fused SwiGLU partner. */
+/* Optional parts of a matvec: heads (z dimension over slabs), a fused SwiGLU partner and an
+ * RMSNorm of x in front (gain g). */
 typedef struct matvec_extra {
     uint32_t heads, x_hs, y_hs;
     const glm_vk_weight *w2;
+    const glm_vk_weight *g;
+    float eps;
 } matvec_extra;
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
@@ -93,7 +96,20 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
-                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0 };
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
+                              0, 0, 0, 0 };
+    const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
+    if (e && e->g) {
+        const glm_vk_weight *g = e->g;
+        if (!weight_ok(g) || g->ncols != w->ncols || g->nrows != 1 || glm_type_info(g->type)->block != 1 ||
+            (g->type != GLM_TYPE_F32 && g->type != GLM_TYPE_F16 && g->type != GLM_TYPE_BF16))
+            return bad("rms_norm_matvec", "norm gain is not a plain row of x.cols elements");
+        pc.norm = 1;
+        pc.g_offset = g->offset;
+        pc.g_type = (uint32_t)g->type;
+        pc.eps = e->eps;
+        gb = g->buf;
+    }
     if (e && e->w2) {
         const glm_vk_weight *u = e->w2;
         if (!weight_ok(u) || u->buf != w->buf || u->type != w->type || u->ncols != w->ncols || u->nrows != w->nrows ||
@@ -122,8 +138,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset += slab * w->slab_bytes;
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
-    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, ib };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 4, &pc, sizeof pc,
+    const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 
@@ -142,15 +158,22 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0 };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0 };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
+}
+
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
+                                  const glm_vk_weight *g, float eps)
+{
+    matvec_extra e = { 1, 0, 0, NULL, g, eps };
+    return matvec_any(vk, y, w, slab, x, NULL, &e);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)

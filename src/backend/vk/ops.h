@@ -33,9 +33,11 @@ _Static_assert(sizeof(glm_vk_rms_norm_push) == 48, "mirrors shaders/rms_norm.com
 
 typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
-        x_zs, y_zs, tpr, w2_offset, swiglu, pad;
+        x_zs, y_zs, tpr, w2_offset, swiglu, norm, g_offset, g_type;
+    float eps;
+    uint32_t pad;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 80, "mirrors shaders/matvec.comp");
+_Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
@@ -107,6 +109,11 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
  * type in the same buffer; ids NULL: slab 0 of both, else routed experts as glm_vk_matvec_id. */
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids);
+/* y[v] = W_slab · RMSNorm(x[v]; g, eps) in one dispatch: the norm (rms_norm's arithmetic) is
+ * recomputed by every workgroup from x, so it needs no dispatch or buffer of its own; g is a
+ * plain row (F32, F16 or BF16) of x.cols elements. */
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
+                                  const glm_vk_weight *g, float eps);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
 /* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]. */

@@ -32,7 +32,7 @@ typedef struct kernel_desc {
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 4, 48, false, 0xa },
-    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 4, 80, true, 0xb },
+    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 5, 96, true, 0x1b },
     [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32, false, 0x3 },
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 2, 32, false, 0x2 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
