@@ -22,6 +22,7 @@
 // With p.norm, x is first replaced by RMSNorm(x; g, eps) (rms_norm.comp's arithmetic): every
 // workgroup sums the squares of its x row itself, then scales x as it stages it, so the norm
 // costs no dispatch of its own; g is a row of p.ncols F32/F16/BF16 elements at byte p.g_offset.
+// With p.accumulate the product is added to what y holds (y += W·x: a residual add folded in).
 // Rows past nrows read the last row again (results dropped), so that every row's loads are
 // unconditional and can be in flight together.
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
@@ -34,7 +35,7 @@ layout(constant_id = 1) const uint FUSE = 0;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
 layout(std430, binding = 4) readonly buffer G { uint g[]; };
 
@@ -46,7 +47,7 @@ layout(push_constant) uniform P {
     uint tpr, w2_offset, swiglu, norm;
     uint g_offset, g_type;
     float eps;
-    uint pad0;
+    uint accumulate;
 } p;
 
 #include "dequant.glsl"
@@ -365,6 +366,9 @@ void main()
             }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++)
-        if (lane == 0u && r0 + r < p.nrows)
-            y[p.y_off + z * p.y_zs + v * p.y_ld + r0 + r] = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
+        if (lane == 0u && r0 + r < p.nrows) {
+            uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
+            float res = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
+            y[yi] = p.accumulate != 0u ? y[yi] + res : res;
+        }
 }

@@ -262,14 +262,14 @@ START_TEST(test_rms_norm_matvec)
             }
             glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
             ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-            ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 0, view(&bx, nvec, ncols), &tg.w,
-                                                 1e-6f) == GLM_OK,
+            ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, NULL, view(&bx, nvec, ncols), NULL,
+                                                 &tg.w, 1e-6f) == GLM_OK,
                           "%s", glm_last_error());
             /* a gain of the wrong length is refused */
             tg.w.ncols--;
-            ck_assert_int_eq(
-                glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 0, view(&bx, nvec, ncols), &tg.w, 1e-6f),
-                GLM_ERR_INVALID);
+            ck_assert_int_eq(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, NULL, view(&bx, nvec, ncols),
+                                                    NULL, &tg.w, 1e-6f),
+                             GLM_ERR_INVALID);
             run();
             size_t n = (size_t)nrows * nvec;
             check_out(&by, n, "rms_norm_matvec");
@@ -291,6 +291,43 @@ START_TEST(test_rms_norm_matvec)
             free(ref);
         }
     printf("vk rms_norm_matvec: worst nmse %.3g\n", worst);
+}
+END_TEST
+
+START_TEST(test_matvec_add)
+{
+    /* y += W·x onto random y (the residual add folded into the product), vs y + ref product */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t ncols = 512, nrows = 45, nvec = 2;
+        test_weight tw;
+        make_weight(&tw, types[ti], ncols, nrows, 1);
+        size_t n = (size_t)nrows * nvec;
+        float *x = malloc((size_t)ncols * nvec * 4), *y0 = malloc(n * 4), *ref = malloc(n * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -2, 2);
+        tu_fill_uniform(&g_rng, y0, n, -5, 5);
+        for (uint32_t v = 0; v < nvec; v++)
+            ref_matvec(ref + (size_t)v * nrows, &tw, 0, x + (size_t)v * ncols);
+        glm_ref_add(ref, ref, y0, (int64_t)n);
+        glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf(n);
+        memcpy(by.map, y0, n * 4);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_matvec_add(g_vk, view(&by, nvec, nrows), &tw.w, view(&bx, nvec, ncols)) == GLM_OK, "%s",
+                      glm_last_error());
+        /* y on x's buffer is refused */
+        ck_assert_int_eq(glm_vk_matvec_add(g_vk, view(&bx, 1, nrows), &tw.w, view(&bx, 1, ncols)), GLM_ERR_INVALID);
+        run();
+        check_out(&by, n, "matvec_add");
+        double e = tu_nmse(ref, by.map, n);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_add %s nmse %.3g", glm_type_name(types[ti]), e);
+        printf("vk matvec_add %s: nmse %.3g\n", glm_type_name(types[ti]), e);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free_weight(&tw);
+        free(x);
+        free(y0);
+        free(ref);
+    }
 }
 END_TEST
 
@@ -625,11 +662,13 @@ END_TEST
 START_TEST(test_matvec_swiglu)
 {
     /* y = SiLU(Wg·x) ⊙ (Wu·x) with Wg, Wu in one buffer (Wu 256 bytes after Wg), dense and
-     * routed (ids [T][k] over E slabs) */
+     * routed (ids [T][k] over E slabs); normed: x replaced by RMSNorm(x; gain) in the same
+     * dispatch (glm_vk_rms_norm_matvec) */
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q8_0 };
     const uint32_t T = 2, k = 3, E = 4, ncols = 512, nrows = 70;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        for (int routed = 0; routed < 2; routed++) {
+        for (int variant = 0; variant < 4; variant++) {
+            int routed = variant & 1, normed = variant >> 1;
             glm_type t = types[ti];
             uint32_t rb = (uint32_t)glm_row_bytes(t, ncols), slab = rb * nrows, slabs = routed ? E : 1;
             uint32_t wbytes = slab * slabs, uoff = (wbytes + 255) & ~255u;
@@ -644,12 +683,21 @@ START_TEST(test_matvec_swiglu)
             float *x = malloc((size_t)T * ncols * 4), *ref = malloc((size_t)nout * nrows * 4);
             float *g = malloc(nrows * 4), *u = malloc(nrows * 4);
             tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -1, 1);
+            test_weight tg;
+            make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
+            float *xn = malloc((size_t)T * ncols * 4), *gf = malloc((size_t)ncols * 4);
+            glm_ref_dequant_row(gf, tg.host, GLM_TYPE_F32, ncols);
+            for (uint32_t i = 0; i < T; i++)
+                if (normed)
+                    glm_ref_rms_norm(xn + (size_t)i * ncols, x + (size_t)i * ncols, gf, ncols, 1e-5f);
+                else
+                    memcpy(xn + (size_t)i * ncols, x + (size_t)i * ncols, (size_t)ncols * 4);
             int32_t ids[6];
             for (uint32_t i = 0; i < T * k; i++)
                 ids[i] = (int32_t)(tu_next(&g_rng) % E);
             for (uint32_t i = 0; i < nout; i++) {
                 uint32_t sl = routed ? (uint32_t)ids[i] : 0;
-                const float *xi = x + (size_t)(routed ? i / k : i) * ncols;
+                const float *xi = xn + (size_t)(routed ? i / k : i) * ncols;
                 ref_rows(g, host + (size_t)sl * slab, t, ncols, nrows, rb, xi);
                 ref_rows(u, host + uoff + (size_t)sl * slab, t, ncols, nrows, rb, xi);
                 glm_ref_swiglu(ref + (size_t)i * nrows, g, u, nrows);
@@ -658,13 +706,21 @@ START_TEST(test_matvec_swiglu)
             glm_vk_buffer by = out_buf((size_t)nout * nrows);
             glm_vk_view iv = view(&bi, T, k);
             ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-            ck_assert_msg(glm_vk_matvec_swiglu(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
-                                               routed ? &iv : NULL) == GLM_OK,
-                          "%s", glm_last_error());
+            glm_status st = normed ? glm_vk_rms_norm_matvec(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
+                                                            routed ? &iv : NULL, &tg.w, 1e-5f)
+                                   : glm_vk_matvec_swiglu(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
+                                                          routed ? &iv : NULL);
+            ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
             run();
             check_out(&by, (size_t)nout * nrows, "matvec_swiglu");
             double e = tu_nmse(ref, by.map, (size_t)nout * nrows);
-            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_swiglu %s routed=%d nmse %.3g", glm_type_name(t), routed, e);
+            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_swiglu %s routed=%d normed=%d nmse %.3g", glm_type_name(t),
+                          routed, normed, e);
+            if (normed)
+                printf("vk rms_norm_matvec swiglu %s routed=%d: nmse %.3g\n", glm_type_name(t), routed, e);
+            free_weight(&tg);
+            free(xn);
+            free(gf);
             glm_vk_buffer_destroy(g_vk, &bx);
             glm_vk_buffer_destroy(g_vk, &bi);
             glm_vk_buffer_destroy(g_vk, &by);
@@ -882,6 +938,7 @@ int main(void)
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_rms_norm_matvec);
+    tcase_add_test(tc, test_matvec_add);
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);

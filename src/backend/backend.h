@@ -100,10 +100,14 @@ typedef struct glm_backend_ops {
                                   glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
     /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
     glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
-    /* y = W · RMSNorm(x; g, eps) (slab 0 of w): rms_norm into a scratch row followed by
-     * matmul, without the scratch; x is left as it was. */
+    /* y = W · RMSNorm(x; g, eps): rms_norm into a scratch view followed by matmul (ids NULL,
+     * wu NULL), matmul_id (ids [T][k]) or matmul_swiglu (wu the up weight), without the
+     * scratch; x is left as it was. */
     glm_status (*rms_norm_matmul)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
-                                  const glm_tensor *w);
+                                  const glm_tensor *w, const glm_tensor *wu, const glm_dview *ids);
+    /* y += W·x (slab 0 of w): matmul into a scratch view followed by add(y, y, scratch);
+     * y must not share x's buffer. */
+    glm_status (*matmul_add)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w);
 } glm_backend_ops;
 
 struct glm_backend {

@@ -28,24 +28,31 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
-/* Steps 1-6 with each RMSNorm folded into the product after it (the backend's
- * rms_norm_matmul): q_a and kv_a from RMSNorm(x) directly, q = W_qb RMSNorm(q_a); the latent
- * norm and kr copy go to the cache rows cc, kk as in the unfused path. Leaves s.a unset. */
+/* Is every RMSNorm folded into the product after it and every residual add into the product
+ * in front of it? Only when the backend has both fused ops and no dump wants the
+ * intermediate values (attn_norm, q_a, attn_out, ffn_norm, ffn_out are never materialized). */
+static bool fold_norms(const glm_forward *f, const glm_dump *d)
+{
+    return OPS(f)->rms_norm_matmul && OPS(f)->matmul_add && !d;
+}
+
+/* Steps 1-6 with the norms folded: q_a and kv_a from RMSNorm(x) directly, q = W_qb RMSNorm(q_a);
+ * the latent norm and kr copy go to the cache rows cc, kk as in the unfused path. */
 static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva,
                                 glm_dview q, glm_dview cc, glm_dview kk)
 {
     const glm_hparams *hp = &f->m->hp;
     const glm_backend_ops *o = OPS(f);
     const int R = hp->kv_lora_rank;
-    GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a));
-    GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa));
+    GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
+    GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
     GLM_TRY(o->rms_norm(B_(f), cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
     GLM_TRY(o->copy(B_(f), kk, glm_dview_cols(kva, R, hp->qk_rope_head_dim)));
-    return o->rms_norm_matmul(B_(f), q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b);
+    return o->rms_norm_matmul(B_(f), q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL);
 }
 
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
- * in s.a (unless the norms are folded, see attn_in_fused) and o_proj output in s.t1. */
+ * in s.a and o_proj output in s.t1. With fold_norms: x += MLA(RMSNorm(x)) instead. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0,
                              glm_dump *d, const char *dir)
 {
@@ -59,7 +66,7 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     glm_dview kva = glm_dview_rows(f->s.kva, 0, T), at = glm_dview_rows(f->s.attn, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     glm_dview cc = glm_dview_rows(kv->c, pos0, T), kk = glm_dview_rows(kv->kr, pos0, T);
-    if (o->rms_norm_matmul && !d) {
+    if (fold_norms(f, d)) {
         GLM_TRY(attn_in_fused(f, L, x, qa, kva, q, cc, kk));
     } else {
         GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
@@ -84,6 +91,8 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     bool absorbed = f->mla_mode == GLM_MLA_ABSORBED || (f->mla_mode == GLM_MLA_AUTO && (pos0 > 0 || T == 1));
     GLM_TRY(o->mla_attention(b, at, q, kv->c, kv->kr, L->attn_k_b, L->attn_v_b, &sh, absorbed));
     /* step 11 and the residual */
+    if (fold_norms(f, d))
+        return o->matmul_add(b, x, at, L->attn_output);
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
     return dump_t(f, d, dir, "attn_out", t1);
 }
@@ -101,6 +110,14 @@ static glm_status swiglu_ffn(glm_forward *f, glm_dview out, glm_dview a, glm_dvi
     GLM_TRY(o->matmul(f->b, u, a, wu, 0));
     GLM_TRY(o->swiglu(f->b, g, g, u));
     return o->matmul(f->b, out, g, wd, 0);
+}
+
+static glm_route_params route_params(const glm_hparams *hp)
+{
+    return (glm_route_params){ .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = hp->num_experts_per_tok,
+                               .n_group = hp->n_group, .topk_group = hp->topk_group,
+                               .sigmoid = hp->gating != GLM_GATING_SOFTMAX, .norm_topk_prob = hp->norm_topk_prob,
+                               .routed_scaling_factor = hp->routed_scaling_factor };
 }
 
 /* s.t1 = Σ_k w_k Expert_k(a) + SharedExpert(a) (§3.2). */
@@ -122,10 +139,7 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
                            L->ffn_up_shexp, L->ffn_down_shexp));
     GLM_TRY(o->matmul(b, rl, a, L->ffn_gate_inp, 0));
     GLM_TRY(dump_t(f, d, dir, "router_logits", rl));
-    glm_route_params rp = { .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = k,
-                            .n_group = hp->n_group, .topk_group = hp->topk_group,
-                            .sigmoid = hp->gating != GLM_GATING_SOFTMAX, .norm_topk_prob = hp->norm_topk_prob,
-                            .routed_scaling_factor = hp->routed_scaling_factor };
+    glm_route_params rp = route_params(hp);
     GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
     GLM_TRY(dump_t(f, d, dir, "topk_ids", ids));
     GLM_TRY(dump_t(f, d, dir, "topk_weights", rw));
@@ -146,6 +160,41 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     return o->add(b, t1, t1, sd);
 }
 
+/* x += FFN(RMSNorm(x; ffn_norm)) with the norm folded into every product that reads it and the
+ * residual adds into the last products (fold_norms): the products of the normed x (shared
+ * gate/up, router, routed gate/up) all run before anything is added to x. */
+static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
+{
+    const glm_hparams *hp = &f->m->hp;
+    const glm_backend_ops *o = OPS(f);
+    glm_backend *b = B_(f);
+    const int k = hp->num_experts_per_tok;
+    const float eps = hp->rms_norm_eps;
+    glm_dview x = glm_dview_rows(f->s.x, 0, T);
+    if (!L->is_moe) {
+        glm_dview g = glm_dview_rows(f->s.dg, 0, T);
+        GLM_TRY(o->rms_norm_matmul(b, g, x, L->ffn_norm, eps, L->ffn_gate, L->ffn_up, NULL));
+        return o->matmul_add(b, x, g, L->ffn_down);
+    }
+    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_rows(f->s.ids, 0, T);
+    glm_dview rw = glm_dview_rows(f->s.rw, 0, T), sg = glm_dview_rows(f->s.sg, 0, T);
+    glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), ed = glm_dview_rows(f->s.ed, 0, T * k);
+    if (L->ffn_gate_shexp)
+        GLM_TRY(o->rms_norm_matmul(b, sg, x, L->ffn_norm, eps, L->ffn_gate_shexp, L->ffn_up_shexp, NULL));
+    GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
+    glm_route_params rp = route_params(hp);
+    GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+    GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+    GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
+    if (L->ffn_gate_shexp)
+        GLM_TRY(o->matmul_add(b, x, sg, L->ffn_down_shexp));
+    if (o->moe_combine_add) /* x = mixture + x, element by element in place */
+        return o->moe_combine_add(b, x, ed, rw, x);
+    glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
+    GLM_TRY(o->moe_combine(b, t1, ed, rw));
+    return o->add(b, x, x, t1);
+}
+
 glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0, glm_dump *d,
                          const char *prefix, int layer_idx)
 {
@@ -156,6 +205,8 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, i
     else
         snprintf(dir, sizeof dir, "%s", prefix);
     GLM_TRY(attn_block(f, L, kv, T, pos0, d, dir));
+    if (fold_norms(f, d))
+        return ffn_fused(f, L, T);
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     /* x += attention, then the FFN's norm */

@@ -399,14 +399,36 @@ static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_
 }
 
 static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
-                                     const glm_tensor *w)
+                                     const glm_tensor *w, const glm_tensor *wu, const glm_dview *ids)
 {
     vk_impl *v = impl(b);
-    glm_vk_weight wt, gt;
+    glm_vk_weight wt, ut, gt;
     GLM_TRY(weight(v, w, &wt));
     GLM_TRY(weight(v, g, &gt));
+    if (wu)
+        GLM_TRY(weight(v, wu, &ut));
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    if (wu && wt.buf != ut.buf) {
+        /* gate and up not in one buffer (uploaded apart): two normed products and the SwiGLU */
+        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+        GLM_TRY(recording(v));
+        v->pending += 2;
+        GLM_TRY(glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, NULL, vv(x), ids ? &iv : NULL, &gt, eps));
+        GLM_TRY(glm_vk_rms_norm_matvec(v->vk, uv, &ut, NULL, vv(x), ids ? &iv : NULL, &gt, eps));
+        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    }
     GLM_TRY(recording(v));
-    return glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, 0, vv(x), &gt, eps);
+    return glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, wu ? &ut : NULL, vv(x), ids ? &iv : NULL, &gt, eps);
+}
+
+static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(recording(v));
+    return glm_vk_matvec_add(v->vk, vv(y), &wt, vv(x));
 }
 
 static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids)
@@ -543,6 +565,7 @@ static const glm_backend_ops k_vk_ops = {
     .moe_combine_add = vk_moe_combine_add,
     .add_rms_norm = vk_add_rms_norm,
     .rms_norm_matmul = vk_rms_norm_matmul,
+    .matmul_add = vk_matmul_add,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

@@ -57,10 +57,16 @@ glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_
     return rms_norm_any(vk, y, x, &t, w, eps);
 }
 
-/* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that
- * wastes the fewest invocations on the row's 32-element chunks (ties to the larger); within
- * one subgroup the shader reduces with shuffles alone. */
-static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
+/* Workgroups below which a matvec is latency-bound on a large GPU (about two per
+ * multiprocessor of one with ~128). */
+#define MATVEC_MIN_GROUPS 256u
+
+/* Threads per output row of matvec for `groups_of(t)` workgroups: the power of two in
+ * 8..min(64, subgroup size) that wastes the fewest invocations on the row's 32-element chunks
+ * (ties to the larger; within one subgroup the shader reduces with shuffles alone); then, while
+ * the product would run on fewer than MATVEC_MIN_GROUPS workgroups, doubled (up to 64: wider
+ * slices mean fewer rows per workgroup, so more workgroups share the latency of the loads). */
+static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols, uint32_t nrows, uint32_t nvec)
 {
     uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
     uint32_t best = top, waste = UINT32_MAX;
@@ -73,16 +79,23 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
             waste = wst;
         }
     }
+    while (best < 64) {
+        uint64_t rows_per_group = (GLM_VK_MATVEC_WG / best) * GLM_VK_MATVEC_ROWS;
+        if ((nrows + rows_per_group - 1) / rows_per_group * (uint64_t)nvec >= MATVEC_MIN_GROUPS)
+            break;
+        best *= 2;
+    }
     return best;
 }
 
-/* Optional parts of a matvec: heads (z dimension over slabs), a fused SwiGLU partner and an
- * RMSNorm of x in front (gain g). */
+/* Optional parts of a matvec: heads (z dimension over slabs), a fused SwiGLU partner, an
+ * RMSNorm of x in front (gain g) and accumulation into y. */
 typedef struct matvec_extra {
     uint32_t heads, x_hs, y_hs;
     const glm_vk_weight *w2;
     const glm_vk_weight *g;
     float eps;
+    bool accumulate;
 } matvec_extra;
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
@@ -96,7 +109,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
-                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols, w->nrows, y.rows * heads),
+                              w->offset, 0, 0,
                               0, 0, 0, 0 };
     const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
     if (e && e->g) {
@@ -109,6 +123,11 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.g_type = (uint32_t)g->type;
         pc.eps = e->eps;
         gb = g->buf;
+    }
+    if (e && e->accumulate) {
+        if (y.buf == x.buf)
+            return bad("matvec_add", "y must not share x's buffer");
+        pc.accumulate = 1;
     }
     if (e && e->w2) {
         const glm_vk_weight *u = e->w2;
@@ -158,22 +177,30 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0 };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0 };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
-glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
-                                  const glm_vk_weight *g, float eps)
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
+                                  glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps)
 {
-    matvec_extra e = { 1, 0, 0, NULL, g, eps };
-    return matvec_any(vk, y, w, slab, x, NULL, &e);
+    if (!g)
+        return bad("rms_norm_matvec", "no norm gain");
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false };
+    return matvec_any(vk, y, w, 0, x, ids, &e);
+}
+
+glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
+{
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true };
+    return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)

@@ -35,7 +35,7 @@ typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
         x_zs, y_zs, tpr, w2_offset, swiglu, norm, g_offset, g_type;
     float eps;
-    uint32_t pad;
+    uint32_t accumulate;
 } glm_vk_matvec_push;
 _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
@@ -109,11 +109,15 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
  * type in the same buffer; ids NULL: slab 0 of both, else routed experts as glm_vk_matvec_id. */
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids);
-/* y[v] = W_slab · RMSNorm(x[v]; g, eps) in one dispatch: the norm (rms_norm's arithmetic) is
- * recomputed by every workgroup from x, so it needs no dispatch or buffer of its own; g is a
- * plain row (F32, F16 or BF16) of x.cols elements. */
-glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
-                                  const glm_vk_weight *g, float eps);
+/* y = W · RMSNorm(x; g, eps) in one dispatch, each vector normed on its own: the norm
+ * (rms_norm's arithmetic) is recomputed by every workgroup from x, so it needs no dispatch or
+ * buffer of its own; g is a plain row (F32, F16 or BF16) of x.cols elements. wu (or NULL):
+ * SiLU(W·n) ⊙ (Wu·n) as glm_vk_matvec_swiglu; ids (or NULL): routed experts as
+ * glm_vk_matvec_id, otherwise slab 0. */
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
+                                  glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps);
+/* y[v] += W · x[v] (slab 0): the product added to what y holds (a residual add folded in). */
+glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
 /* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]. */
