@@ -29,9 +29,12 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libglm47.a
 BIN      := $(BUILD)/glm47
 
-MODEL    ?= golden/dev/dev-Q8_0.gguf
-PROMPT   ?= The quick brown fox
-NTOK     ?= 32
+# `make run`: the trained default model (golden/default/README.md); PROMPT takes printf's
+# backslash escapes (\n); TEMP 0 is greedy decoding.
+MODEL    ?= golden/default/default-Q8_0.gguf
+PROMPT   ?= class Stack:\n    def __init__(self):\n
+NTOK     ?= 48
+TEMP     ?= 0
 
 # Shaders: shaders/<k>.comp -> $(BUILD)/shaders/spv_<k>.h (a uint32 array), all gathered in
 # glm_spirv.h, which the Vulkan context includes: the SPIR-V is embedded in the binary.
@@ -88,7 +91,7 @@ run:
 	@$(MAKE) --no-print-directory run-built
 
 run-built: $(BIN)
-	$(BIN) run -m $(MODEL) -p "$(PROMPT)" -n $(NTOK)
+	@p=$$(printf '%b.' '$(PROMPT)'); printf '%s' "$${p%.}"; $(BIN) run -m $(MODEL) -p "$${p%.}" -n $(NTOK) --temp $(TEMP)
 
 deps:
 	./ci/deps.sh

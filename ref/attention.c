@@ -7,6 +7,7 @@
 #include "ref/ops.h"
 
 #include <math.h>
+#include <string.h>
 
 size_t glm_ref_mla_scratch_floats(const glm_mla_shape *s)
 {
@@ -131,5 +132,14 @@ void glm_ref_mla_absorbed(float *out /*[T][H*dv]*/, const float *q /*[T][H*(dn+d
                 o[d] = acc;
             }
         }
+    }
+}
+
+void glm_ref_paged_gather(float *dst /*[n][cols]*/, const float *pool, int64_t ld, int64_t cols,
+                          const int32_t *pages, int page_size, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t row = (int64_t)pages[i / page_size] * page_size + i % page_size;
+        memcpy(dst + i * cols, pool + row * ld, (size_t)cols * sizeof(float));
     }
 }

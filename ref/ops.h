@@ -49,6 +49,13 @@ void glm_ref_mla_absorbed(float *out /*[T][H*dv]*/, const float *q /*[T][H*(dn+d
                           const float *wk /*[H][Rkv][dn]*/, const float *wv /*[H][dv][Rkv]*/,
                           const glm_mla_shape *s, float *scratch /*[glm_ref_mla_scratch_floats]*/);
 
+/* Positions 0..n-1 of one sequence of a paged cache, gathered contiguously: row i of dst
+ * [n][cols] is pool row pages[i / page_size]·page_size + i % page_size (stride ld), which is
+ * how every backend addresses the cache (engine/kvcache.h); the gathered rows then feed the
+ * contiguous functions above, so paged attention equals contiguous attention exactly. */
+void glm_ref_paged_gather(float *dst /*[n][cols]*/, const float *pool, int64_t ld, int64_t cols,
+                          const int32_t *pages, int page_size, int64_t n);
+
 /* Router settings (model-spec §3.2), HF config names. */
 typedef struct glm_route_params {
     int n_routed_experts;       /* E */

@@ -24,6 +24,11 @@ check ref "$out" '^device: cpu reference$' "^model: $M \\(4\\.95 MiB, 4\\.87 M p
   "^\\| dev-Q8_0.gguf \\| 4\\.95 MiB \\| 4\\.87 M \\| ref \\| tg4 \\| $num \\| $num \\| $num \\| $num \\|$"
 echo "$out" | grep -E '^\| dev' | sed 's/^/  /'
 
+# -b: batched decode rows (aggregate t/s), one row per batch size
+out=$("$BIN" bench -m $M -p 0 -n 4 -b 1,3 -r 1 --backend ref 2>"$tmp/err"); rc=$?
+[ $rc -eq 0 ] || { echo "FAIL ref -b: exit $rc: $(cat "$tmp/err")"; fail=1; }
+check ref-batch "$out" "\\| ref \\| tg4 \\| $num " "\\| ref \\| tg4 x3 \\| $num "
+
 # JSON: every sample present, min <= median <= max, the depth test present and named.
 check_json() { # NAME JSON_FILE BACKEND WANT_PROFILE
   python3 - "$2" "$3" "$4" <<'EOF' || { echo "FAIL $1: json checks"; fail=1; }
@@ -71,7 +76,7 @@ else
 fi
 
 for args in "" "-m" "-m $M -p x" "-m $M -r 0" "-m $M -p 8,,4" "-m $M -d -1" "-m $M --bogus" \
-            "-m $M --backend ref --profile" "-m $M -r 1,2"; do
+            "-m $M --backend ref --profile" "-m $M -r 1,2" "-m $M -b 0"; do
   # shellcheck disable=SC2086
   "$BIN" bench $args >/dev/null 2>&1; rc=$?
   [ $rc -eq 2 ] || { echo "FAIL usage '$args': exit $rc, want 2"; fail=1; }

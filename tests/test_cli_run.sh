@@ -20,6 +20,11 @@ out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --temp 0 --ignore-eos --print-
 expect_eq "greedy hf rc" "$rc" 0
 expect_eq "greedy hf ids" "$out" "$G0"
 
+# --ctx past the model's context length (8192): one line, exit 1
+err=$("$BIN" run -m golden/dev/dev-Q8_0.gguf --ids $P0 -n 2 --ctx 8193 2>&1 >/dev/null); rc=$?
+expect_eq "ctx past the model rc" "$rc" 1
+expect_eq "ctx past the model" "$err" "glm47 run: context 8193 exceeds the model's context length of 8192"
+
 out=$("$BIN" run -m golden/dev/dev-BF16.gguf --ids $P0 -n 24 --temp 0 --ignore-eos --print-ids); rc=$?
 expect_eq "greedy bf16 gguf ids" "$out" "$G0"
 

@@ -41,12 +41,22 @@ start() {
   eval "PORT_$name=$port PID_$name=$pid"
 }
 
-start a
-start b --api-key sekrit-key --queue 2
+start a --max-batch 8
+start b --api-key sekrit-key --queue 2 --max-batch 1
 start c --mtp
 # shellcheck disable=SC2154
 BASE="http://127.0.0.1:$PORT_a" BASE2="http://127.0.0.1:$PORT_b" BASE3="http://127.0.0.1:$PORT_c" KEY=sekrit-key PID=$PID_a MODEL=dev \
   timeout 120 node tests/server/e2e.mjs || { echo "FAIL e2e.mjs (server log: $(tail -5 "$tmp/a.log"))"; fail=1; }
+
+# /metrics: running sequences and KV pages (the cached prefixes of the load test hold some)
+met=$(curl -s "http://127.0.0.1:$PORT_a/metrics")
+echo "$met" | grep -q '^glm47_running_sequences 0$' || { echo "FAIL metrics: running sequences: $(echo "$met" | grep running)"; fail=1; }
+echo "$met" | grep -Eq '^glm47_kv_pages_used [1-9][0-9]*$' || { echo "FAIL metrics: kv pages used: $(echo "$met" | grep kv_pages)"; fail=1; }
+echo "$met" | grep -Eq '^glm47_kv_pages_total [1-9][0-9]*$' || { echo "FAIL metrics: kv pages total"; fail=1; }
+# --ctx past the model's context length: one line, exit status 1
+out=$("$BIN" serve -m "$MODEL" --port 0 --ctx 8193 2>&1); rc=$?
+{ [ "$rc" = 1 ] && [ "$(echo "$out" | grep -c .)" -le 2 ] && echo "$out" | grep -q "exceeds the model's context"; } \
+  || { echo "FAIL --ctx past the model: rc $rc: $out"; fail=1; }
 
 # SIGTERM with a long stream running and one queued on b: the running one ends within the
 # grace period with [DONE], the queued one gets an error event, the server exits 0

@@ -397,22 +397,26 @@ END_TEST
 
 START_TEST(test_rope)
 {
-    /* q-like rows: H heads of (dn + dr), rope on the last dr channels of each head */
-    const uint32_t T = 5, H = 3, dn = 8, dr = 6, hd = dn + dr, cols = H * hd, pos0 = 1000, positions = pos0 + T;
+    /* q-like rows: H heads of (dn + dr), rope on the last dr channels of each head; every
+     * row at its own random position (rows of different sequences share a dispatch) */
+    const uint32_t T = 5, H = 3, dn = 8, dr = 6, hd = dn + dr, cols = H * hd, positions = 1005;
     float *x = malloc((size_t)T * cols * 4), *ref = malloc((size_t)T * cols * 4);
     float *cs = malloc((size_t)positions * dr * 4);
+    int32_t pos[T];
     tu_fill_uniform(&g_rng, x, (size_t)T * cols, -2, 2);
     memcpy(ref, x, (size_t)T * cols * 4);
-    for (uint32_t t = 0; t < T; t++)
+    for (uint32_t t = 0; t < T; t++) {
+        pos[t] = (int32_t)(tu_next(&g_rng) % positions);
         for (uint32_t h = 0; h < H; h++)
-            glm_ref_rope(ref + (size_t)t * cols + h * hd + dn, (int)dr, pos0 + t, 1e6f);
+            glm_ref_rope(ref + (size_t)t * cols + h * hd + dn, (int)dr, pos[t], 1e6f);
+    }
     glm_vk_rope_table(cs, positions, dr, 1e6f);
-    glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4);
+    glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4), bp = dev_copy(pos, sizeof pos);
     glm_vk_buffer bx;
     ck_assert(glm_vk_buffer_create(g_vk, &bx, (size_t)T * cols * 4, true) == GLM_OK);
     memcpy(bx.map, x, (size_t)T * cols * 4);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert(glm_vk_rope(g_vk, view(&bx, T, cols), &bt, positions, H, hd, dn, dr, pos0) == GLM_OK);
+    ck_assert(glm_vk_rope(g_vk, view(&bx, T, cols), &bt, positions, H, hd, dn, dr, view(&bp, T, 1)) == GLM_OK);
     run();
     double e = tu_nmse(ref, bx.map, (size_t)T * cols);
     ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "rope nmse %.3g", e);
@@ -420,10 +424,48 @@ START_TEST(test_rope)
     for (uint32_t t = 0; t < T; t++)
         ck_assert(memcmp((float *)bx.map + (size_t)t * cols, x + (size_t)t * cols, dn * 4) == 0);
     glm_vk_buffer_destroy(g_vk, &bt);
+    glm_vk_buffer_destroy(g_vk, &bp);
     glm_vk_buffer_destroy(g_vk, &bx);
     free(x);
     free(ref);
     free(cs);
+}
+END_TEST
+
+START_TEST(test_kv_write)
+{
+    /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands, bit for
+     * bit, in the row its page list names, and no other pool row changes */
+    const uint32_t P = 4, W = 11, n_pages = 9, T = 5;
+    /* meta: pos[5], ptab[5], pages: seq A = {7, 2, 5}, seq B = {0, 8} */
+    int32_t meta[] = { 0, 9, 10, 3, 4, /* pos */ 0, 0, 0, 3, 3, /* ptab */ 7, 2, 5, 0, 8 };
+    float *src = malloc((size_t)T * W * 4);
+    tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
+    glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
+    glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
+    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11 };
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert_msg(glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r) == GLM_OK, "%s",
+                  glm_last_error());
+    run();
+    float *poison = malloc(W * 4);
+    tu_poison(poison, W);
+    const float *pool = bp.map;
+    for (uint32_t row = 0; row < n_pages * P; row++) {
+        int hit = -1;
+        for (uint32_t t = 0; t < T; t++) {
+            const int32_t *pg = meta + 2 * T + meta[T + t];
+            if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
+                hit = (int)t;
+        }
+        const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
+        ck_assert_msg(memcmp(pool + (size_t)row * W, want, W * 4) == 0, "kv_write: pool row %u (row %d)", row, hit);
+    }
+    glm_vk_buffer_destroy(g_vk, &bs);
+    glm_vk_buffer_destroy(g_vk, &bm);
+    glm_vk_buffer_destroy(g_vk, &bp);
+    free(src);
+    free(poison);
 }
 END_TEST
 
@@ -565,47 +607,62 @@ END_TEST
 
 START_TEST(test_mla_attention)
 {
-    /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent; a
-     * prefill (pos0 = 0, T = 7) and a decode step against a longer cache (pos0 = 70, T = 1) */
-    static const uint32_t cases[][2] = { { 0, 7 }, { 70, 1 }, { 5, 3 } };
-    for (size_t c = 0; c < 3; c++) {
-        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, pos0 = cases[c][0], T = cases[c][1];
-        const uint32_t n_kv = pos0 + T;
-        glm_mla_shape s = { (int)T, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
+    /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
+     * call holds rows of two sequences, each read through its own shuffled pages of 4
+     * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
+     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits). */
+    static const uint32_t cases[][3] = { { 0, 7, 70 }, { 300, 2, 5 }, { 5, 3, 1100 } };
+    for (size_t ci = 0; ci < 3; ci++) {
+        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, P = 4, W = rkv + dr;
+        const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
+        const uint32_t nA = pos0 + TA, nB = posB + 1, npA = (nA + P - 1) / P + 1, npB = (nB + P - 1) / P + 1;
+        glm_mla_shape sA = { (int)TA, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
+        glm_mla_shape sB = { 1, (int)posB, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
         test_weight kb, vb;
         make_weight(&kb, GLM_TYPE_F32, dn, rkv, H);
         make_weight(&vb, GLM_TYPE_F32, rkv, dv, H);
-        float *q = malloc((size_t)T * H * (dn + dr) * 4), *cc = malloc((size_t)n_kv * rkv * 4);
-        float *kr = malloc((size_t)n_kv * dr * 4), *ref = malloc((size_t)T * H * dv * 4);
-        float *scr = malloc(glm_ref_mla_scratch_floats(&s) * 4);
-        tu_fill_uniform(&g_rng, q, (size_t)T * H * (dn + dr), -1, 1);
-        tu_fill_uniform(&g_rng, cc, (size_t)n_kv * rkv, -1, 1);
-        tu_fill_uniform(&g_rng, kr, (size_t)n_kv * dr, -1, 1);
-        glm_ref_mla_naive(ref, q, cc, kr, (const float *)kb.host, (const float *)vb.host, &s, scr);
-        glm_vk_buffer bq = dev_copy(q, (size_t)T * H * (dn + dr) * 4), bc = dev_copy(cc, (size_t)n_kv * rkv * 4);
-        glm_vk_buffer bk = dev_copy(kr, (size_t)n_kv * dr * 4), bo = out_buf((size_t)T * H * dv), bs;
-        ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, n_kv) * 4, false) == GLM_OK);
+        const size_t qc = (size_t)H * (dn + dr), oc = (size_t)H * dv;
+        float *q = malloc((size_t)T * qc * 4), *ref = malloc((size_t)T * oc * 4);
+        float *cA = malloc((size_t)nA * rkv * 4), *kA = malloc((size_t)nA * dr * 4);
+        float *cB = malloc((size_t)nB * rkv * 4), *kB = malloc((size_t)nB * dr * 4);
+        float *pool = malloc((size_t)(npA + npB) * P * W * 4);
+        int32_t *meta = malloc((2 * (size_t)T + npA + npB) * 4);
+        size_t nscr = glm_ref_mla_scratch_floats(&sA) > glm_ref_mla_scratch_floats(&sB) ? glm_ref_mla_scratch_floats(&sA)
+                                                                                       : glm_ref_mla_scratch_floats(&sB);
+        float *scr = malloc(nscr * 4);
+        tu_fill_uniform(&g_rng, q, (size_t)T * qc, -1, 1);
+        tu_fill_uniform(&g_rng, cA, (size_t)nA * rkv, -1, 1);
+        tu_fill_uniform(&g_rng, kA, (size_t)nA * dr, -1, 1);
+        tu_fill_uniform(&g_rng, cB, (size_t)nB * rkv, -1, 1);
+        tu_fill_uniform(&g_rng, kB, (size_t)nB * dr, -1, 1);
+        glm_ref_mla_naive(ref, q, cA, kA, (const float *)kb.host, (const float *)vb.host, &sA, scr);
+        glm_ref_mla_naive(ref + (size_t)TA * oc, q + (size_t)TA * qc, cB, kB, (const float *)kb.host,
+                          (const float *)vb.host, &sB, scr);
+        glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
+        glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
+        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
+        uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P;
+        ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, max_len) * 4, false) == GLM_OK);
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
+                             max_len };
+        glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, H * dv), view(&bq, T, H * (dn + dr)), view(&bc, n_kv, rkv),
-                                           view(&bk, n_kv, dr), &kb.w, &vb.w, H, dn, dr, dv, pos0, &bs) == GLM_OK,
+        ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk, &kb.w,
+                                           &vb.w, H, dn, dr, dv, &r, &bs) == GLM_OK,
                       "%s", glm_last_error());
         run();
-        check_out(&bo, (size_t)T * H * dv, "mla_attention");
-        double e = tu_nmse(ref, bo.map, (size_t)T * H * dv);
-        ck_assert_msg(e <= TOL_VK_ATTENTION_NMSE, "mla case %zu nmse %.3g", c, e);
-        printf("vk mla (pos0 %u, T %u): nmse vs ref naive %.3g\n", pos0, T, e);
+        check_out(&bo, (size_t)T * oc, "mla_attention");
+        double e = tu_nmse(ref, bo.map, (size_t)T * oc);
+        ck_assert_msg(e <= TOL_VK_ATTENTION_NMSE, "mla case %zu nmse %.3g", ci, e);
+        printf("vk paged mla (A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", pos0, TA, posB, e);
         glm_vk_buffer_destroy(g_vk, &bq);
-        glm_vk_buffer_destroy(g_vk, &bc);
-        glm_vk_buffer_destroy(g_vk, &bk);
+        glm_vk_buffer_destroy(g_vk, &bp);
+        glm_vk_buffer_destroy(g_vk, &bm);
         glm_vk_buffer_destroy(g_vk, &bo);
         glm_vk_buffer_destroy(g_vk, &bs);
         free_weight(&kb);
         free_weight(&vb);
-        free(q);
-        free(cc);
-        free(kr);
-        free(ref);
-        free(scr);
+        free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
     }
 }
 END_TEST
@@ -951,6 +1008,7 @@ int main(void)
     tcase_add_test(tc, test_moe_combine);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_mla_attention);
+    tcase_add_test(tc, test_kv_write);
     tcase_add_test(tc, test_profiling);
     tcase_add_test(tc, test_rejects_bad_shapes);
     suite_add_tcase(s, tc);

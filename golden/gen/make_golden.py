@@ -151,15 +151,15 @@ def make_weights(c, seed):
             for k, v in w.items()}
 
 
-def write_model_dir(d, c, weights):
+def write_model_dir(d, c, weights, tokdir=TOKDIR):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(c, f, indent=2)
         f.write("\n")
     save_file(weights, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     for t in TOKFILES:
-        if os.path.abspath(os.path.join(TOKDIR, t)) != os.path.abspath(os.path.join(d, t)):
-            shutil.copyfile(os.path.join(TOKDIR, t), os.path.join(d, t))
+        if os.path.abspath(os.path.join(tokdir, t)) != os.path.abspath(os.path.join(d, t)):
+            shutil.copyfile(os.path.join(tokdir, t), os.path.join(d, t))
 
 
 def load(d):
@@ -346,6 +346,13 @@ def make(name, outdir, print_source):
     d = os.path.join(outdir, name)
     weights = make_weights(c, SEEDS[name])
     write_model_dir(d, c, weights)
+    golden(d, c, weights, name, SEEDS[name], TOKDIR, PROMPTS, print_source)
+
+
+def golden(d, c, weights, name, seed, tokdir, prompts, print_source=False):
+    """Write d/golden.h5 for the model directory d (config c, checkpoint-named weights);
+    prompts are texts for tokdir's tokenizer or None (N_RANDOM seeded random ids).
+    Returns [(ids, tensors)] per prompt."""
     model, info = load(d)
     unexpected = info.get("unexpected_keys") or []
     L = c["num_hidden_layers"]
@@ -364,24 +371,26 @@ def make(name, outdir, print_source):
         c2["num_hidden_layers"] = L + 1
         c2["mlp_layer_types"] = c["mlp_layer_types"] + ["sparse"]
         c2["num_nextn_predict_layers"] = 0
-        write_model_dir(tmp, c2, weights)
+        write_model_dir(tmp, c2, weights, tokdir)
         mtp_model, _ = load(tmp)
     mtp_layer = mtp_model.model.layers[L]
     mtp_w = {k: v.float() for k, v in weights.items() if k.startswith("model.layers.%d." % L)}
-    tok = Tokenizer.from_file(os.path.join(TOKDIR, "tokenizer.json"))
-    rng = np.random.default_rng(SEEDS[name])
+    tok = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
+    rng = np.random.default_rng(seed)
     eos = c["eos_token_id"]
+    results = []
     with h5py.File(os.path.join(d, "golden.h5"), "w") as f:
         f.attrs["config"] = name
-        f.attrs["seed"] = SEEDS[name]
+        f.attrs["seed"] = seed
         f.attrs["transformers"] = str(transformers.__version__)
         f.attrs["torch"] = str(torch.__version__)
-        for i, text in enumerate(PROMPTS):
+        for i, text in enumerate(prompts):
             if text is None:
                 ids = [int(x) for x in rng.integers(0, c["vocab_size"], N_RANDOM)]
             else:
                 ids = tok.encode(text, add_special_tokens=False).ids
             t, gap, raw = run_prompt(model, mtp_layer, mtp_w, c, ids, eos, mtp_model.model.rotary_emb)
+            results.append((ids, t))
             grp = f.create_group("prompt%d" % i)
             if text is not None:
                 grp.attrs["utf8"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -404,6 +413,7 @@ def make(name, outdir, print_source):
             if raw != t["greedy"][0]:
                 print("WARNING: engine dump pairs the last MTP row with the unmasked argmax")
     print("%s: %s" % (name, {f: os.path.getsize(os.path.join(d, f)) for f in sorted(os.listdir(d))}))
+    return results
 
 
 def main():

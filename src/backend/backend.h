@@ -9,6 +9,9 @@
  * glm_tensor in its file form (quantized blocks or BF16); a backend dequantizes them itself.
  * Host pointers appear only in upload/download, in get_rows' token ids and in argmax's
  * result: everything else stays on the device.
+ * The latent KV cache is paged (engine/kvcache.h): one step may hold rows of several
+ * sequences, each row at its own position and reading its own sequence's pages, all given
+ * in device I32 buffers (glm_kv_rows), so nothing about positions is baked into a recording.
  * Not here: the graph (engine/forward.c), the cache layout policy (engine/kvcache.c). */
 #ifndef GLM_BACKEND_H
 #define GLM_BACKEND_H
@@ -45,11 +48,35 @@ static inline glm_dview glm_dview_cols(glm_dview v, int64_t c0, int64_t n)
     return v;
 }
 
+/* The rows of one step over a paged cache. Row t sits at position pos[t] of its sequence,
+ * whose page ids start at element ptab[t] of `pages`; position i of that sequence lives in
+ * pool row pages[ptab[t] + i / page_size]·page_size + i % page_size. Attention for row t
+ * covers positions 0..pos[t] of its sequence (causal). The host-side bounds size dispatches. */
+typedef struct glm_kv_rows {
+    glm_dview pos;   /* I32 [T][1] */
+    glm_dview ptab;  /* I32 [T][1] */
+    glm_dview pages; /* I32 [1][n]: the page lists of the step, one after another */
+    int page_size;
+    int64_t max_len; /* ≥ pos[t] + 1 for every row */
+} glm_kv_rows;
+
+/* Which MLA form a backend uses (model-spec §2.5). AUTO: naive for a run of rows of one
+ * sequence that starts at position 0 with more than one row, absorbed otherwise. A backend
+ * may use the absorbed form for every row (it is the same function; Vulkan does). */
+typedef enum glm_mla_mode {
+    GLM_MLA_AUTO = 0,
+    GLM_MLA_NAIVE,
+    GLM_MLA_ABSORBED
+} glm_mla_mode;
+
 typedef struct glm_backend_ops {
     const char *name;
     void (*destroy)(glm_backend *b);
     /* A buffer of n elements of dtype, viewed as [rows][cols] contiguous. */
     glm_status (*alloc)(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols);
+    /* The same for a small buffer the host rewrites every step (step rows, page lists): kept
+     * in host-visible memory where the backend has it, so an upload is a plain copy. */
+    glm_status (*alloc_host)(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols);
     void (*free)(glm_backend *b, glm_dbuf *buf);
     glm_status (*upload)(glm_backend *b, glm_dview dst, const void *host /*[rows][cols]*/);
     glm_status (*download)(glm_backend *b, void *host /*[rows][cols]*/, glm_dview src);
@@ -68,14 +95,18 @@ typedef struct glm_backend_ops {
     glm_status (*matmul_id)(glm_backend *b, glm_dview y /*[T*k][ne1]*/, glm_dview x, const glm_tensor *w,
                             glm_dview ids /*[T][k]*/);
     /* In place: for each row t and head h, rotate channels [h·head_dim + rope_off, +rope_dim)
-     * by position pos0 + t (model-spec §2.4, adjacent pairs). */
+     * by position pos[t] (I32 [T][1]; every pos[t] < max_pos) (model-spec §2.4, adjacent pairs). */
     glm_status (*rope)(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
-                       int64_t pos0, float theta);
-    /* MLA over the latent cache rows 0..pos0+T-1 (model-spec §2.3 naive / §2.5 absorbed);
-     * k_b, v_b are attn_k_b [H][Rkv][dn] and attn_v_b [H][dv][Rkv]. */
+                       glm_dview pos, int64_t max_pos, float theta);
+    /* Scatter: src row t goes to the pool row of position pos[t] of its sequence (r). */
+    glm_status (*kv_write)(glm_backend *b, glm_dview pool /*[rows][W]*/, glm_dview src /*[T][W]*/,
+                           const glm_kv_rows *r);
+    /* MLA of rows t = 0..s->T-1 over their sequences' cached positions 0..pos[t] (model-spec
+     * §2.3 naive / §2.5 absorbed); c and kr view the pool ([rows][Rkv], [rows][dr], any
+     * stride); k_b, v_b are attn_k_b [H][Rkv][dn] and attn_v_b [H][dv][Rkv]; s->pos0 unused. */
     glm_status (*mla_attention)(glm_backend *b, glm_dview out /*[T][H*dv]*/, glm_dview q /*[T][H*(dn+dr)]*/,
-                                glm_dview c /*[ctx][Rkv]*/, glm_dview kr /*[ctx][dr]*/, const glm_tensor *k_b,
-                                const glm_tensor *v_b, const glm_mla_shape *s, bool absorbed);
+                                glm_dview c, glm_dview kr, const glm_tensor *k_b, const glm_tensor *v_b,
+                                const glm_mla_shape *s, const glm_kv_rows *r, glm_mla_mode mode);
     /* Router (model-spec §3.2): ids (I32, ascending) and weights [T][k] from logits [T][E];
      * bias is exp_probs_b or NULL. */
     glm_status (*moe_route)(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,

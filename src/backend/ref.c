@@ -226,16 +226,64 @@ static glm_status ref_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const 
 }
 
 static glm_status ref_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
-                           int64_t pos0, float theta)
+                           glm_dview pos, int64_t max_pos, float theta)
 {
     (void)b;
     GLM_TRY(check_view(x, GLM_DT_F32, "rope"));
-    if ((int64_t)n_heads * head_dim > x.cols || rope_off + rope_dim > head_dim || rope_dim % 2)
+    GLM_TRY(check_view(pos, GLM_DT_I32, "rope positions"));
+    if ((int64_t)n_heads * head_dim > x.cols || rope_off + rope_dim > head_dim || rope_dim % 2 || pos.rows != x.rows)
         return glm_errorf(GLM_ERR_INVALID, "rope: %d heads of %d with rope [%d, +%d) do not fit %lld columns",
                           n_heads, head_dim, rope_off, rope_dim, (long long)x.cols);
     for (int64_t t = 0; t < x.rows; t++)
+        if (iptr(pos, t)[0] < 0 || iptr(pos, t)[0] >= max_pos)
+            return glm_errorf(GLM_ERR_INVALID, "rope: position %d outside [0, %lld)", iptr(pos, t)[0],
+                              (long long)max_pos);
+    for (int64_t t = 0; t < x.rows; t++)
         for (int h = 0; h < n_heads; h++)
-            glm_ref_rope(fptr(x, t) + (int64_t)h * head_dim + rope_off, rope_dim, pos0 + t, theta);
+            glm_ref_rope(fptr(x, t) + (int64_t)h * head_dim + rope_off, rope_dim, iptr(pos, t)[0], theta);
+    return GLM_OK;
+}
+
+/* Check the step's rows (r) against a pool of pool_rows rows: every position's page exists. */
+static glm_status check_kv_rows(const glm_kv_rows *r, int64_t T, int64_t pool_rows)
+{
+    GLM_TRY(check_view(r->pos, GLM_DT_I32, "kv positions"));
+    GLM_TRY(check_view(r->ptab, GLM_DT_I32, "kv page offsets"));
+    GLM_TRY(check_view(r->pages, GLM_DT_I32, "kv pages"));
+    if (r->pos.rows != T || r->ptab.rows != T || r->page_size <= 0 || r->pages.rows != 1)
+        return glm_errorf(GLM_ERR_INVALID, "kv rows: %lld positions / page offsets for %lld rows", (long long)r->pos.rows,
+                          (long long)T);
+    for (int64_t t = 0; t < T; t++) {
+        int64_t p = iptr(r->pos, t)[0], o = iptr(r->ptab, t)[0];
+        int64_t last = o + p / r->page_size;
+        if (p < 0 || p >= r->max_len || o < 0 || last >= r->pages.cols)
+            return glm_errorf(GLM_ERR_INVALID, "kv rows: row %lld (position %lld) has no page", (long long)t, (long long)p);
+        for (int64_t i = o; i <= last; i++) {
+            int64_t id = iptr(r->pages, 0)[i];
+            if (id < 0 || (id + 1) * r->page_size > pool_rows)
+                return glm_errorf(GLM_ERR_INVALID, "kv rows: page id %lld outside the pool", (long long)id);
+        }
+    }
+    return GLM_OK;
+}
+
+static int64_t pool_row(const glm_kv_rows *r, int64_t t, int64_t i)
+{
+    const int32_t *pg = iptr(r->pages, 0) + iptr(r->ptab, t)[0];
+    return (int64_t)pg[i / r->page_size] * r->page_size + i % r->page_size;
+}
+
+static glm_status ref_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)
+{
+    (void)b;
+    GLM_TRY(check_view(pool, GLM_DT_F32, "kv_write pool"));
+    GLM_TRY(check_view(src, GLM_DT_F32, "kv_write src"));
+    GLM_TRY(check_kv_rows(r, src.rows, pool.rows));
+    if (pool.cols != src.cols)
+        return glm_errorf(GLM_ERR_INVALID, "kv_write: rows of %lld into a pool of %lld", (long long)src.cols,
+                          (long long)pool.cols);
+    for (int64_t t = 0; t < src.rows; t++)
+        memmove(fptr(pool, pool_row(r, t, iptr(r->pos, t)[0])), fptr(src, t), (size_t)src.cols * 4);
     return GLM_OK;
 }
 
@@ -247,12 +295,13 @@ static void dequant_all(float *dst, const glm_tensor *w)
             glm_ref_dequant_row(dst + (s * w->ne[1] + r) * w->ne[0], glm_tensor_row(w, s, r), w->type, w->ne[0]);
 }
 
+/* Rows of one sequence at consecutive positions form a group: its keys are gathered from the
+ * pages once and the contiguous ref/ kernels run on the group as a prefill/decode chunk. */
 static glm_status ref_mla_attention(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr,
                                     const glm_tensor *k_b, const glm_tensor *v_b, const glm_mla_shape *s,
-                                    bool absorbed)
+                                    const glm_kv_rows *r, glm_mla_mode mode)
 {
-    const int H = s->n_heads, dqk = s->qk_nope + s->qk_rope;
-    const int64_t n_kv = (int64_t)s->pos0 + s->T;
+    const int H = s->n_heads, dqk = s->qk_nope + s->qk_rope, R = s->kv_lora, dr = s->qk_rope;
     GLM_TRY(check_view(out, GLM_DT_F32, "mla out"));
     GLM_TRY(check_view(q, GLM_DT_F32, "mla q"));
     GLM_TRY(check_view(c, GLM_DT_F32, "mla c"));
@@ -260,18 +309,36 @@ static glm_status ref_mla_attention(glm_backend *b, glm_dview out, glm_dview q, 
     GLM_TRY(check_weight(k_b, s->qk_nope, "attn_k_b"));
     GLM_TRY(check_weight(v_b, s->kv_lora, "attn_v_b"));
     if (q.rows != s->T || q.cols != (int64_t)H * dqk || q.ld != q.cols || out.rows != s->T ||
-        out.cols != (int64_t)H * s->v_head || out.ld != out.cols || c.cols != s->kv_lora || c.ld != c.cols ||
-        kr.cols != s->qk_rope || kr.ld != kr.cols || c.rows < n_kv || kr.rows < n_kv || k_b->ne[1] != s->kv_lora ||
-        k_b->ne[2] != H || v_b->ne[1] != s->v_head || v_b->ne[2] != H)
-        return glm_errorf(GLM_ERR_INVALID, "mla_attention: shapes do not fit (T %d, pos0 %d, cache %lld rows)", s->T,
-                          s->pos0, (long long)c.rows);
-    size_t nk = (size_t)H * s->kv_lora * s->qk_nope, nv = (size_t)H * s->v_head * s->kv_lora;
+        out.cols != (int64_t)H * s->v_head || out.ld != out.cols || c.cols != R || kr.cols != dr ||
+        kr.rows != c.rows || k_b->ne[1] != R || k_b->ne[2] != H || v_b->ne[1] != s->v_head || v_b->ne[2] != H)
+        return glm_errorf(GLM_ERR_INVALID, "mla_attention: shapes do not fit (T %d, pool %lld rows)", s->T,
+                          (long long)c.rows);
+    GLM_TRY(check_kv_rows(r, s->T, c.rows));
+    glm_mla_shape full = *s;
+    full.T = 1, full.pos0 = (int)r->max_len - 1;
+    size_t nk = (size_t)H * R * s->qk_nope, nv = (size_t)H * s->v_head * R;
+    size_t ng = (size_t)r->max_len * (size_t)(R + dr);
     float *sc;
-    GLM_TRY(scratch(b, nk + nv + glm_ref_mla_scratch_floats(s), &sc));
+    GLM_TRY(scratch(b, nk + nv + ng + glm_ref_mla_scratch_floats(&full), &sc));
     dequant_all(sc, k_b);
     dequant_all(sc + nk, v_b);
-    (absorbed ? glm_ref_mla_absorbed : glm_ref_mla_naive)(fptr(out, 0), fptr(q, 0), fptr(c, 0), fptr(kr, 0), sc,
-                                                          sc + nk, s, sc + nk + nv);
+    float *gc = sc + nk + nv, *gkr = gc + (size_t)r->max_len * R, *work = gc + ng;
+    for (int64_t t0 = 0; t0 < s->T;) {
+        int64_t t1 = t0 + 1;
+        while (t1 < s->T && iptr(r->ptab, t1)[0] == iptr(r->ptab, t0)[0] &&
+               iptr(r->pos, t1)[0] == iptr(r->pos, t1 - 1)[0] + 1)
+            t1++;
+        glm_mla_shape g = *s;
+        g.T = (int)(t1 - t0), g.pos0 = iptr(r->pos, t0)[0];
+        const int32_t *pg = iptr(r->pages, 0) + iptr(r->ptab, t0)[0];
+        int64_t n_kv = (int64_t)g.pos0 + g.T;
+        glm_ref_paged_gather(gc, fptr(c, 0), c.ld, R, pg, r->page_size, n_kv);
+        glm_ref_paged_gather(gkr, fptr(kr, 0), kr.ld, dr, pg, r->page_size, n_kv);
+        bool absorbed = mode == GLM_MLA_ABSORBED || (mode == GLM_MLA_AUTO && (g.pos0 > 0 || g.T == 1));
+        (absorbed ? glm_ref_mla_absorbed : glm_ref_mla_naive)(fptr(out, t0), fptr(q, t0), gc, gkr, sc, sc + nk, &g,
+                                                              work);
+        t0 = t1;
+    }
     return GLM_OK;
 }
 
@@ -379,6 +446,7 @@ static const glm_backend_ops k_ref_ops = {
     .name = "ref",
     .destroy = ref_destroy,
     .alloc = ref_alloc,
+    .alloc_host = ref_alloc,
     .free = ref_free,
     .upload = ref_upload,
     .download = ref_download,
@@ -388,6 +456,7 @@ static const glm_backend_ops k_ref_ops = {
     .matmul = ref_matmul,
     .matmul_id = ref_matmul_id,
     .rope = ref_rope,
+    .kv_write = ref_kv_write,
     .mla_attention = ref_mla_attention,
     .moe_route = ref_moe_route,
     .moe_combine = ref_moe_combine,

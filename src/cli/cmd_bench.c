@@ -1,7 +1,8 @@
-/* glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-r 5] [--backend B] [--device N]
+/* glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-b 1,8] [-r 5] [--backend B] [--device N]
  * [--json] [--profile]: llama-bench's tests (issue 7). pp<P>: one prefill of P tokens;
  * tg<N>: N single-token decode steps; each at context depth d (the cache is first filled
- * with d tokens, untimed); r timed repetitions after one untimed warm-up, reported as the
+ * with d tokens, untimed); tg<N> xB: B sequences (sharing the depth's pages) decode N
+ * tokens each in N batched steps of B rows, reported as aggregate tokens/s; r timed repetitions after one untimed warm-up, reported as the
  * median with min, max and standard deviation of tokens/s. Inputs are random token ids (a
  * fixed stream), logits of the last row come back to the host as in a real step.
  * --profile (Vulkan): one more repetition per test with timestamp queries on, per kernel:
@@ -30,16 +31,17 @@
 typedef struct bench_opts {
     const char *model, *backend;
     char device_backend[24];
-    long pp[MAX_LIST], tg[MAX_LIST], depth[MAX_LIST];
-    int n_pp, n_tg, n_depth;
+    long pp[MAX_LIST], tg[MAX_LIST], depth[MAX_LIST], batch[MAX_LIST];
+    int n_pp, n_tg, n_depth, n_batch;
     long reps;
     bool json, profile;
 } bench_opts;
 
 static const char k_usage[] =
-    "usage: glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-r 5] [--backend auto|ref|vulkan] [--device N]\n"
-    "                   [--json] [--profile]\n"
-    "  -p, -n, -d take comma lists (0 in -p or -n skips that test); -r repetitions (median, min, max, stddev)\n"
+    "usage: glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-b 1] [-r 5] [--backend auto|ref|vulkan]\n"
+    "                   [--device N] [--json] [--profile]\n"
+    "  -p, -n, -d, -b take comma lists (0 in -p or -n skips that test); -r repetitions (median, min, max, stddev)\n"
+    "  -b B           tg tests with B sequences decoding together (continuous batching), aggregate t/s\n"
     "  --profile      Vulkan only: per-kernel time, calls and matvec GB/s from timestamp queries\n";
 
 static int usage_error(const char *msg, const char *arg)
@@ -67,15 +69,15 @@ static bool parse_list(const char *s, long lo, long hi, long *out, int *n)
 
 static int parse_args(bench_opts *o, int argc, char **argv)
 {
-    *o = (bench_opts){.backend = "auto", .pp = {512}, .tg = {128}, .depth = {0}, .n_pp = 1, .n_tg = 1,
-                      .n_depth = 1, .reps = 5};
+    *o = (bench_opts){.backend = "auto", .pp = {512}, .tg = {128}, .depth = {0}, .batch = {1}, .n_pp = 1,
+                      .n_tg = 1, .n_depth = 1, .n_batch = 1, .reps = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json") || !strcmp(a, "--profile")) {
             *(a[2] == 'j' ? &o->json : &o->profile) = true;
             continue;
         }
-        if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-d") && strcmp(a, "-r") &&
+        if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-d") && strcmp(a, "-r") && strcmp(a, "-b") &&
             strcmp(a, "--backend") && strcmp(a, "--device"))
             return usage_error("unknown option", a);
         if (i + 1 >= argc)
@@ -94,6 +96,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             ok = parse_list(v, 0, 1 << 16, o->tg, &o->n_tg);
         else if (!strcmp(a, "-d"))
             ok = parse_list(v, 0, 1 << 20, o->depth, &o->n_depth);
+        else if (!strcmp(a, "-b"))
+            ok = parse_list(v, 1, 256, o->batch, &o->n_batch);
         else if (!strcmp(a, "-r"))
             ok = parse_list(v, 1, 1000, &o->reps, &one) && one == 1;
         else if ((ok = parse_list(v, 0, 1024, &dev, &one) && one == 1)) {
@@ -204,9 +208,11 @@ static double now_s(void)
 
 typedef struct bench_ctx {
     glm_forward *f;
-    float *logits; /* [vocab] */
+    float *logits; /* [max batch][vocab] */
     int32_t *tokens;
-    int64_t n_tokens;
+    int64_t n_tokens, vocab;
+    glm_seq **seqs; /* [max batch] for the batched tg tests */
+    glm_step_item *items;
 } bench_ctx;
 
 /* Empty the cache and fill it with `depth` tokens (untimed). */
@@ -216,11 +222,32 @@ static glm_status set_depth(bench_ctx *c, long depth)
     return depth > 0 ? glm_forward_eval(c->f, c->tokens, (int)depth, NULL, false, NULL, NULL) : GLM_OK;
 }
 
+/* n_tg steps of `batch` rows: sequence i shares the depth's pages, then decodes its own tokens. */
+static glm_status run_batched(bench_ctx *c, long depth, long n_tg, long batch, double *secs)
+{
+    for (long i = 0; i < batch; i++)
+        GLM_TRY(glm_seq_share_prefix(c->seqs[i], glm_forward_bound(c->f), depth));
+    double t0 = now_s();
+    glm_status s = GLM_OK;
+    for (long k = 0; s == GLM_OK && k < n_tg; k++) {
+        for (long i = 0; i < batch; i++)
+            c->items[i] = (glm_step_item){ .seq = c->seqs[i], .tokens = c->tokens + depth + (k + i) % n_tg, .n = 1,
+                                           .logits = c->logits + i * c->vocab };
+        s = glm_forward_step(c->f, c->items, (int)batch);
+    }
+    *secs = now_s() - t0;
+    for (long i = 0; i < batch; i++)
+        glm_seq_truncate(c->seqs[i], 0);
+    return s;
+}
+
 /* One repetition at the current depth: a prefill of n_pp tokens or n_tg single steps; the
  * cache is put back to `depth` afterwards. *secs ← wall time of the timed part. */
-static glm_status run_once(bench_ctx *c, long depth, long n_pp, long n_tg, double *secs)
+static glm_status run_once(bench_ctx *c, long depth, long n_pp, long n_tg, long batch, double *secs)
 {
     const int32_t *tok = c->tokens + depth;
+    if (batch > 1)
+        return run_batched(c, depth, n_tg, batch, secs);
     double t0 = now_s();
     glm_status s = GLM_OK;
     if (n_pp > 0)
@@ -233,7 +260,7 @@ static glm_status run_once(bench_ctx *c, long depth, long n_pp, long n_tg, doubl
 
 typedef struct bench_result {
     char test[48];
-    long n_pp, n_tg, depth;
+    long n_pp, n_tg, depth, batch;
     double *ts; /* [reps] tokens/s */
     double median, min, max, mean, sd;
     bool profiled;
@@ -274,7 +301,7 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
 {
     GLM_TRY(glm_vk_set_profiling(vk, true));
     glm_vk_profile_reset(vk);
-    glm_status s = run_once(c, r->depth, r->n_pp, r->n_tg, &r->prof_wall_s);
+    glm_status s = run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &r->prof_wall_s);
     for (int k = 0; s == GLM_OK && k < GLM_VK_KERNEL_COUNT; k++)
         glm_vk_profile(vk, (glm_vk_kernel)k, &r->kns[k], &r->kcalls[k]);
     const glm_vk_prof_shape *sh;
@@ -290,10 +317,10 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
 static glm_status run_test(bench_ctx *c, glm_vk *prof, bench_result *r, long reps)
 {
     double secs;
-    GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, &secs));
+    GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &secs));
     for (long i = 0; i < reps; i++) {
-        GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, &secs));
-        r->ts[i] = (double)(r->n_pp + r->n_tg) / (secs > 0 ? secs : 1e-9);
+        GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &secs));
+        r->ts[i] = (double)(r->n_pp + r->n_tg * r->batch) / (secs > 0 ? secs : 1e-9);
     }
     stats(r, reps);
     return prof ? profile_once(c, prof, r) : GLM_OK;
@@ -398,6 +425,7 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
     cJSON_AddNumberToObject(o, "n_prompt", (double)r->n_pp);
     cJSON_AddNumberToObject(o, "n_gen", (double)r->n_tg);
     cJSON_AddNumberToObject(o, "n_depth", (double)r->depth);
+    cJSON_AddNumberToObject(o, "n_seq", (double)r->batch);
     cJSON *s = cJSON_AddArrayToObject(o, "samples_ts");
     for (long i = 0; i < rp->o->reps; i++)
         cJSON_AddItemToArray(s, cJSON_CreateNumber(r->ts[i]));
@@ -450,20 +478,23 @@ static bool print_json(const bench_report *rp)
 
 /* ---- driver ------------------------------------------------------------------------------ */
 
-/* The tests in llama-bench's order: for each depth, every pp then every tg. */
+/* The tests in llama-bench's order: for each depth, every pp then every tg (at each -b). */
 static int plan_results(const bench_opts *o, bench_result **out)
 {
     int n = 0;
-    bench_result *r = calloc((size_t)o->n_depth * (size_t)(o->n_pp + o->n_tg), sizeof *r);
+    bench_result *r = calloc((size_t)o->n_depth * (size_t)(o->n_pp + o->n_tg * o->n_batch), sizeof *r);
     for (int d = 0; r && d < o->n_depth; d++)
-        for (int i = 0; i < o->n_pp + o->n_tg; i++) {
+        for (int i = 0; i < o->n_pp + o->n_tg * o->n_batch; i++) {
             bool pp = i < o->n_pp;
-            long v = pp ? o->pp[i] : o->tg[i - o->n_pp];
+            int ti = pp ? 0 : (i - o->n_pp) / o->n_batch, bi = pp ? 0 : (i - o->n_pp) % o->n_batch;
+            long v = pp ? o->pp[i] : o->tg[ti], bt = pp ? 1 : o->batch[bi];
             if (v == 0)
                 continue;
             bench_result *x = &r[n++];
-            x->n_pp = pp ? v : 0, x->n_tg = pp ? 0 : v, x->depth = o->depth[d];
+            x->n_pp = pp ? v : 0, x->n_tg = pp ? 0 : v, x->depth = o->depth[d], x->batch = bt;
             snprintf(x->test, sizeof x->test, "%s%ld", pp ? "pp" : "tg", v);
+            if (bt > 1)
+                snprintf(x->test + strlen(x->test), sizeof x->test - strlen(x->test), " x%ld", bt);
             if (x->depth)
                 snprintf(x->test + strlen(x->test), sizeof x->test - strlen(x->test), " @ d%ld", x->depth);
         }
@@ -517,15 +548,26 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     bench_ctx c = {0};
     bench_result *r = NULL;
     int n = plan_results(o, &r);
+    long most_b = 1;
+    for (int i = 0; i < o->n_batch; i++)
+        most_b = o->batch[i] > most_b ? o->batch[i] : most_b;
+    c.vocab = m->hp.vocab_size;
     c.tokens = make_tokens(o, m->hp.vocab_size, &c.n_tokens);
-    c.logits = malloc((size_t)m->hp.vocab_size * sizeof *c.logits);
-    glm_status s = n >= 0 && c.tokens && c.logits ? GLM_OK : glm_errorf(GLM_ERR_NOMEM, "bench: out of memory");
+    c.logits = malloc((size_t)most_b * (size_t)m->hp.vocab_size * sizeof *c.logits);
+    c.seqs = calloc((size_t)most_b, sizeof *c.seqs);
+    c.items = calloc((size_t)most_b, sizeof *c.items);
+    glm_status s = n >= 0 && c.tokens && c.logits && c.seqs && c.items ? GLM_OK
+                                                                        : glm_errorf(GLM_ERR_NOMEM, "bench: out of memory");
     long most_pp = 1;
     for (int i = 0; i < o->n_pp; i++)
         most_pp = o->pp[i] > most_pp ? o->pp[i] : most_pp;
     mi.n_batch = most_pp < 512 ? most_pp : 512; /* prefill chunks: llama-bench's default ubatch */
+    /* the batched tests' sequences share the depth's pages and add their own */
     if (s == GLM_OK)
-        s = glm_forward_create(&c.f, m, b, c.n_tokens, (int)mi.n_batch);
+        s = glm_forward_create_pool(&c.f, m, b, c.n_tokens, (int)(mi.n_batch > most_b ? mi.n_batch : most_b),
+                                    (c.n_tokens + GLM_KV_PAGE) * (most_b > 1 ? most_b + 1 : 1));
+    for (long i = 0; s == GLM_OK && most_b > 1 && i < most_b; i++)
+        s = glm_seq_create(c.f, &c.seqs[i]);
     if (s == GLM_OK)
         s = bench_all(&c, o->profile ? vk : NULL, r, n, o->reps);
     if (s == GLM_OK) {
@@ -538,6 +580,9 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     free(r);
     free(c.tokens);
     free(c.logits);
+    for (long i = 0; c.seqs && i < most_b; i++)
+        glm_seq_destroy(c.seqs[i]);
+    free(c.seqs), free(c.items);
     glm_forward_destroy(c.f);
     return s;
 }

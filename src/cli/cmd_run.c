@@ -251,6 +251,8 @@ static glm_status run_with(run_state *s, glm_backend *b, const int32_t *prompt, 
     const glm_model *m = s->m;
     const run_opts *o = s->o;
     int64_t n_ctx = o->n_ctx ? o->n_ctx : n_prompt + o->n_predict + 2;
+    if (o->n_ctx)
+        GLM_TRY(glm_forward_check_ctx(m, o->n_ctx));
     if (n_prompt + o->n_predict > m->hp.max_position_embeddings && m->hp.max_position_embeddings > 0)
         return glm_errorf(GLM_ERR_INVALID, "%d prompt + %lld generated tokens exceed the model's context of %d",
                           n_prompt, o->n_predict, m->hp.max_position_embeddings);

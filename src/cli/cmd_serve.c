@@ -9,13 +9,14 @@
 
 static const char k_serve_usage[] =
     "usage: glm47 serve -m MODEL [--host H] [--port P] [--api-key K] [--ctx N] [--model-name NAME]\n"
-    "                   [--backend auto|ref|vulkan] [--device N] [--queue N] [--max-body BYTES] [--mtp]\n"
+    "                   [--backend auto|ref|vulkan] [--device N] [--queue N] [--max-batch N] [--max-body BYTES] [--mtp]\n"
     "  --host H        IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port P        TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key K     require 'Authorization: Bearer K' (also read from GLM47_API_KEY)\n"
     "  --ctx N         positions per request, prompt + generated (default min(4096, model's))\n"
     "  --model-name S  the model id clients name (default: the file's base name)\n"
     "  --queue N       waiting + running requests before 503 (default 256)\n"
+    "  --max-batch N   requests decoded together in one forward step (default 8)\n"
     "  --max-body B    request body bytes before 413 (default 1048576)\n"
     "  --mtp           speculative decoding with the model's MTP layer (one draft per step): the\n"
     "                  same greedy tokens, the same sampling distribution; counted in /metrics\n";
@@ -66,6 +67,10 @@ int glm_cmd_serve(int argc, char **argv)
             if (glm_cli_parse_int(a, v, 1, 1 << 20, &x) != GLM_OK)
                 return glm_cli_fail("serve");
             o.queue_max = (int)x;
+        } else if (!strcmp(a, "--max-batch")) {
+            if (glm_cli_parse_int(a, v, 1, 256, &x) != GLM_OK)
+                return glm_cli_fail("serve");
+            o.max_batch = (int)x;
         } else if (!strcmp(a, "--max-body")) {
             if (glm_cli_parse_int(a, v, 1024, 1 << 30, &x) != GLM_OK)
                 return glm_cli_fail("serve");

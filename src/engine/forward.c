@@ -36,24 +36,21 @@ static bool fold_norms(const glm_forward *f, const glm_dump *d)
     return OPS(f)->rms_norm_matmul && OPS(f)->matmul_add && !d;
 }
 
-/* Steps 1-6 with the norms folded: q_a and kv_a from RMSNorm(x) directly, q = W_qb RMSNorm(q_a);
- * the latent norm and kr copy go to the cache rows cc, kk as in the unfused path. */
-static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva,
-                                glm_dview q, glm_dview cc, glm_dview kk)
+/* Steps 1-5 with the norms folded: q_a and kv_a from RMSNorm(x) directly, the latent norm in
+ * place on kva's first R columns (the caller's q_b product takes RMSNorm(q_a) the same way). */
+static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva)
 {
     const glm_hparams *hp = &f->m->hp;
     const glm_backend_ops *o = OPS(f);
-    const int R = hp->kv_lora_rank;
+    glm_dview cc = glm_dview_cols(kva, 0, hp->kv_lora_rank);
     GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
     GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
-    GLM_TRY(o->rms_norm(B_(f), cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
-    GLM_TRY(o->copy(B_(f), kk, glm_dview_cols(kva, R, hp->qk_rope_head_dim)));
-    return o->rms_norm_matmul(B_(f), q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL);
+    return o->rms_norm(B_(f), cc, cc, L->attn_kv_a_norm, qkv_eps(hp));
 }
 
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
  * in s.a and o_proj output in s.t1. With fold_norms: x += MLA(RMSNorm(x)) instead. */
-static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0,
+static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, int T, const glm_kv_rows *r,
                              glm_dump *d, const char *dir)
 {
     const glm_hparams *hp = &f->m->hp;
@@ -65,32 +62,35 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_kv_layer *k
     glm_dview qa = glm_dview_rows(f->s.qa, 0, T), q = glm_dview_rows(f->s.q, 0, T);
     glm_dview kva = glm_dview_rows(f->s.kva, 0, T), at = glm_dview_rows(f->s.attn, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    glm_dview cc = glm_dview_rows(kv->c, pos0, T), kk = glm_dview_rows(kv->kr, pos0, T);
+    glm_dview cc = glm_dview_cols(kva, 0, R);
     if (fold_norms(f, d)) {
-        GLM_TRY(attn_in_fused(f, L, x, qa, kva, q, cc, kk));
+        GLM_TRY(attn_in_fused(f, L, x, qa, kva));
     } else {
         GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
         GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
         /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
-         * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') straight into the latent
-         * cache rows pos0.. (interleaved so that a backend may overlap the independent ops) */
+         * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') in place, then the rows go
+         * to their sequences' pages (interleaved so that a backend may overlap the independent ops) */
         GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
         GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
         GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
         GLM_TRY(dump_t(f, d, dir, "q_a", qa));
-        GLM_TRY(o->rms_norm(b, cc, glm_dview_cols(kva, 0, R), L->attn_kv_a_norm, qkv_eps(hp)));
+        GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
         GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
-        GLM_TRY(o->copy(b, kk, glm_dview_cols(kva, R, dr)));
-        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
     }
-    GLM_TRY(o->rope(b, kk, 1, dr, 0, dr, pos0, hp->rope_theta));
-    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, pos0, hp->rope_theta));
+    GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
+    GLM_TRY(o->kv_write(b, kvl, kva, r));
+    if (fold_norms(f, d))
+        GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
+    else
+        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
-    glm_mla_shape sh = { .T = T, .pos0 = (int)pos0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
+    glm_mla_shape sh = { .T = T, .pos0 = 0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };
-    bool absorbed = f->mla_mode == GLM_MLA_ABSORBED || (f->mla_mode == GLM_MLA_AUTO && (pos0 > 0 || T == 1));
-    GLM_TRY(o->mla_attention(b, at, q, kv->c, kv->kr, L->attn_k_b, L->attn_v_b, &sh, absorbed));
-    /* step 11 and the residual */
+    GLM_TRY(o->mla_attention(b, at, q, glm_dview_cols(kvl, 0, R), glm_dview_cols(kvl, R, dr), L->attn_k_b,
+                             L->attn_v_b, &sh, r, f->mla_mode));
+    /* step 11 (the residual add is the caller's, or folded into the product) */
     if (fold_norms(f, d))
         return o->matmul_add(b, x, at, L->attn_output);
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
@@ -195,7 +195,7 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
     return o->add(b, x, x, t1);
 }
 
-glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0, glm_dump *d,
+glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T, const glm_kv_rows *r, glm_dump *d,
                          const char *prefix, int layer_idx)
 {
     const glm_hparams *hp = &f->m->hp;
@@ -204,7 +204,7 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, i
         snprintf(dir, sizeof dir, "%slayer.%02d/", prefix, layer_idx);
     else
         snprintf(dir, sizeof dir, "%s", prefix);
-    GLM_TRY(attn_block(f, L, kv, T, pos0, d, dir));
+    GLM_TRY(attn_block(f, L, kv, T, r, d, dir));
     if (fold_norms(f, d))
         return ffn_fused(f, L, T);
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
@@ -236,35 +236,6 @@ glm_status glm_fwd_logits_out(glm_forward *f, glm_dview lg, float *logits, bool 
     return OPS(f)->download(f->b, logits, glm_dview_rows(lg, lg.rows - 1, 1));
 }
 
-/* One chunk of at most n_batch tokens of the main model. */
-static glm_status eval_chunk(glm_forward *f, const int32_t *tokens, int T, float *logits, bool all_logits,
-                             float *hidden, glm_dump *d)
-{
-    const glm_model *m = f->m;
-    const glm_backend_ops *o = OPS(f);
-    int64_t pos0 = f->kv->n;
-    glm_dview x = glm_dview_rows(f->s.x, 0, T);
-    GLM_TRY(o->get_rows(f->b, x, m->token_embd, tokens));
-    for (int l = 0; l < m->hp.num_hidden_layers; l++)
-        GLM_TRY(glm_fwd_block(f, &m->layers[l], &f->kv->layers[l], T, pos0, d, "", l));
-    /* §4: final norm, lm_head */
-    glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
-    GLM_TRY(o->rms_norm(f->b, fn, x, m->output_norm, m->hp.rms_norm_eps));
-    GLM_TRY(dump_t(f, d, "", "final_norm", fn));
-    if (hidden)
-        GLM_TRY(o->download(f->b, hidden, fn));
-    if (logits || d) {
-        /* only the rows someone reads go through lm_head */
-        glm_dview src = (all_logits || d) ? fn : glm_dview_rows(fn, T - 1, 1);
-        glm_dview dst = glm_dview_rows(lg, 0, src.rows);
-        GLM_TRY(o->matmul(f->b, dst, src, m->output, 0));
-        GLM_TRY(dump_t(f, d, "", "logits", dst));
-        GLM_TRY(glm_fwd_logits_out(f, dst, logits, all_logits));
-    }
-    f->kv->n = pos0 + T;
-    return GLM_OK;
-}
-
 glm_status glm_forward_check_ids(const glm_forward *f, const int32_t *ids, int n)
 {
     const int64_t V = f->m->token_embd ? f->m->token_embd->ne[1] : f->m->hp.vocab_size;
@@ -275,14 +246,183 @@ glm_status glm_forward_check_ids(const glm_forward *f, const int32_t *ids, int n
     return GLM_OK;
 }
 
+/* Grow the device step-rows buffer *meta to n elements (between steps only). */
+static glm_status ensure_meta(glm_forward *f, glm_dview *meta, int64_t n)
+{
+    if (meta->buf && meta->cols >= n)
+        return GLM_OK;
+    int64_t cap = meta->buf ? meta->cols : 256;
+    while (cap < n)
+        cap *= 2;
+    if (meta->buf)
+        f->b->ops->free(f->b, meta->buf);
+    meta->buf = NULL;
+    return f->b->ops->alloc_host(f->b, meta, GLM_DT_I32, 1, cap);
+}
+
+glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items, bool mtp, glm_kv_rows *r)
+{
+    int64_t T = 0, n_pages = 0, max_len = 0;
+    int reserved = 0;
+    glm_status st = GLM_OK;
+    for (int i = 0; i < n_items && st == GLM_OK; i++) {
+        glm_kvseq *kv = mtp ? &items[i].seq->mtp : &items[i].seq->kv;
+        int64_t end = kv->n + items[i].n;
+        if ((st = glm_kvseq_reserve(kv, end)) != GLM_OK)
+            break;
+        reserved = i + 1;
+        T += items[i].n;
+        n_pages += kv->n_held;
+        max_len = end > max_len ? end : max_len;
+    }
+    if (st != GLM_OK) { /* give back what this step reserved */
+        for (int i = 0; i < reserved; i++) {
+            glm_kvseq *kv = mtp ? &items[i].seq->mtp : &items[i].seq->kv;
+            glm_kvseq_truncate(kv, kv->n);
+        }
+        return st;
+    }
+    int64_t need = 2 * T + n_pages;
+    if (need > f->meta_cap) {
+        int32_t *p = realloc(f->h_meta, sizeof(int32_t) * (size_t)need);
+        if (!p)
+            return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory for %lld step rows", (long long)need);
+        f->h_meta = p;
+        f->meta_cap = need;
+    }
+    glm_dview *meta = mtp ? &f->s.mtp_meta : &f->s.meta;
+    GLM_TRY(ensure_meta(f, meta, need));
+    int32_t *pos = f->h_meta, *ptab = pos + T, *pages = ptab + T;
+    int64_t t = 0, pg = 0;
+    for (int i = 0; i < n_items; i++) {
+        glm_kvseq *kv = mtp ? &items[i].seq->mtp : &items[i].seq->kv;
+        for (int j = 0; j < items[i].n; j++, t++) {
+            pos[t] = (int32_t)(kv->n + j);
+            ptab[t] = (int32_t)pg;
+        }
+        memcpy(pages + pg, kv->pages, sizeof(int32_t) * (size_t)kv->n_held);
+        pg += kv->n_held;
+    }
+    GLM_TRY(f->b->ops->upload(f->b, glm_dview_cols(*meta, 0, need), f->h_meta));
+    glm_dview m1 = glm_dview_cols(*meta, 0, 1);
+    m1.rows = T, m1.ld = 1;
+    *r = (glm_kv_rows){ .pos = m1, .ptab = m1, .pages = glm_dview_cols(*meta, 2 * T, n_pages),
+                        .page_size = f->pool->page_size, .max_len = max_len };
+    r->ptab.off += T;
+    return GLM_OK;
+}
+
+/* Rows of the logits the items want (all, or the last of each) through lm_head, to the host. */
+static glm_status step_logits(glm_forward *f, const glm_step_item *items, int n_items, glm_dview fn, glm_dump *d)
+{
+    const glm_backend_ops *o = OPS(f);
+    const int64_t V = f->m->hp.vocab_size;
+    glm_dview lg = f->s.logits;
+    if (n_items == 1) {
+        const glm_step_item *it = &items[0];
+        if (!it->logits && !d)
+            return GLM_OK;
+        /* only the rows someone reads go through lm_head */
+        glm_dview src = (it->all_logits || d) ? fn : glm_dview_rows(fn, fn.rows - 1, 1);
+        glm_dview dst = glm_dview_rows(lg, 0, src.rows);
+        GLM_TRY(o->matmul(f->b, dst, src, f->m->output, 0));
+        GLM_TRY(dump_t(f, d, "", "logits", dst));
+        return glm_fwd_logits_out(f, dst, it->logits, it->all_logits);
+    }
+    /* gather the wanted rows into s.a (free after the last layer), then one lm_head */
+    int64_t n = 0, t = 0;
+    for (int i = 0; i < n_items; t += items[i].n, i++) {
+        if (!items[i].logits)
+            continue;
+        int64_t k = items[i].all_logits ? items[i].n : 1, from = t + items[i].n - k;
+        GLM_TRY(o->copy(f->b, glm_dview_rows(f->s.a, n, k), glm_dview_rows(fn, from, k)));
+        n += k;
+    }
+    if (!n)
+        return GLM_OK;
+    GLM_TRY(o->matmul(f->b, glm_dview_rows(lg, 0, n), glm_dview_rows(f->s.a, 0, n), f->m->output, 0));
+    /* one transfer for the whole step, then each item's rows from it */
+    if (n * V > f->h_logits_n) {
+        float *p = realloc(f->h_logits, sizeof(float) * (size_t)(n * V));
+        if (!p)
+            return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory for %lld logits rows", (long long)n);
+        f->h_logits = p;
+        f->h_logits_n = n * V;
+    }
+    GLM_TRY(o->download(f->b, f->h_logits, glm_dview_rows(lg, 0, n)));
+    n = 0;
+    for (int i = 0; i < n_items; i++) {
+        if (!items[i].logits)
+            continue;
+        int64_t k = items[i].all_logits ? items[i].n : 1;
+        memcpy(items[i].logits, f->h_logits + n * V, sizeof(float) * (size_t)(k * V));
+        n += k;
+    }
+    return GLM_OK;
+}
+
+static glm_status run_step(glm_forward *f, const glm_step_item *items, int n_items, glm_dump *d)
+{
+    const glm_model *m = f->m;
+    const glm_backend_ops *o = OPS(f);
+    int64_t T = 0;
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].n <= 0 || !items[i].seq || items[i].seq->f != f)
+            return glm_errorf(GLM_ERR_INVALID, "forward: step item %d has no rows or a foreign sequence", i);
+        for (int k = 0; k < i; k++)
+            if (items[k].seq == items[i].seq)
+                return glm_errorf(GLM_ERR_INVALID, "forward: a sequence appears twice in one step");
+        if (items[i].seq->kv.n + items[i].n > f->n_ctx)
+            return glm_errorf(GLM_ERR_INVALID, "forward: %lld + %d tokens exceed the context of %lld",
+                              (long long)items[i].seq->kv.n, items[i].n, (long long)f->n_ctx);
+        GLM_TRY(glm_forward_check_ids(f, items[i].tokens, items[i].n));
+        if (T + items[i].n > f->n_batch)
+            return glm_errorf(GLM_ERR_INVALID, "forward: more than %d rows in one step", f->n_batch);
+        memcpy(f->h_tok + T, items[i].tokens, sizeof(int32_t) * (size_t)items[i].n);
+        T += items[i].n;
+    }
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, items, n_items, false, &r));
+    glm_dview x = glm_dview_rows(f->s.x, 0, T);
+    glm_status st = o->get_rows(f->b, x, m->token_embd, f->h_tok);
+    for (int l = 0; st == GLM_OK && l < m->hp.num_hidden_layers; l++)
+        st = glm_fwd_block(f, &m->layers[l], f->pool->layers[l], (int)T, &r, d, "", l);
+    /* §4: final norm, lm_head */
+    glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T);
+    if (st == GLM_OK)
+        st = o->rms_norm(f->b, fn, x, m->output_norm, m->hp.rms_norm_eps);
+    if (st == GLM_OK)
+        st = dump_t(f, d, "", "final_norm", fn);
+    for (int i = 0, t = 0; st == GLM_OK && i < n_items; t += items[i].n, i++)
+        if (items[i].hidden)
+            st = o->download(f->b, items[i].hidden, glm_dview_rows(fn, t, items[i].n));
+    if (st == GLM_OK)
+        st = step_logits(f, items, n_items, fn, d);
+    for (int i = 0; i < n_items; i++) {
+        glm_kvseq *kv = &items[i].seq->kv;
+        if (st == GLM_OK)
+            kv->n += items[i].n;
+        else
+            glm_kvseq_truncate(kv, kv->n); /* the rows written are past n: as if never run */
+    }
+    return st;
+}
+
+glm_status glm_forward_step(glm_forward *f, const glm_step_item *items, int n_items)
+{
+    if (n_items <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "forward: an empty step");
+    return run_step(f, items, n_items, NULL);
+}
+
 glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float *logits, bool all_logits,
                             float *hidden, glm_dump *dump)
 {
     if (T <= 0)
         return glm_errorf(GLM_ERR_INVALID, "forward: no tokens to evaluate");
-    if (f->kv->n + T > f->kv->n_ctx)
+    if (f->cur->kv.n + T > f->n_ctx)
         return glm_errorf(GLM_ERR_INVALID, "forward: %lld + %d tokens exceed the context of %lld",
-                          (long long)f->kv->n, T, (long long)f->kv->n_ctx);
+                          (long long)f->cur->kv.n, T, (long long)f->n_ctx);
     if (dump && T > f->n_batch)
         return glm_errorf(GLM_ERR_INVALID, "forward: a dump needs all %d tokens in one batch (n_batch %d)", T,
                           f->n_batch);
@@ -292,21 +432,109 @@ glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float 
     for (int done = 0; done < T;) {
         int n = T - done < f->n_batch ? T - done : f->n_batch;
         bool last = done + n == T;
-        float *lg = NULL;
+        glm_step_item it = { .seq = f->cur, .tokens = tokens + done, .n = n, .all_logits = all_logits,
+                             .hidden = hidden ? hidden + (int64_t)done * D : NULL };
         if (logits && all_logits)
-            lg = logits + (int64_t)done * V;
+            it.logits = logits + (int64_t)done * V;
         else if (logits && last)
-            lg = logits;
-        GLM_TRY(eval_chunk(f, tokens + done, n, lg, all_logits, hidden ? hidden + (int64_t)done * D : NULL, dump));
+            it.logits = logits;
+        GLM_TRY(run_step(f, &it, 1, dump));
         done += n;
     }
     return GLM_OK;
 }
 
-int64_t glm_forward_n_past(const glm_forward *f) { return f->kv->n; }
-glm_status glm_forward_truncate(glm_forward *f, int64_t n) { return glm_kvcache_truncate(f->kv, n); }
+int64_t glm_forward_n_past(const glm_forward *f) { return f->cur->kv.n; }
+glm_status glm_forward_truncate(glm_forward *f, int64_t n) { return glm_kvseq_truncate(&f->cur->kv, n); }
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode) { f->mla_mode = mode; }
 const glm_model *glm_forward_model(const glm_forward *f) { return f->m; }
+void glm_forward_bind(glm_forward *f, glm_seq *s) { f->cur = s ? s : &f->own; }
+glm_seq *glm_forward_bound(const glm_forward *f) { return f->cur; }
+int glm_forward_max_rows(const glm_forward *f) { return f->n_batch; }
+int64_t glm_forward_n_ctx(const glm_forward *f) { return f->n_ctx; }
+int64_t glm_forward_pages_used(const glm_forward *f) { return glm_kvpool_pages_used(f->pool); }
+int64_t glm_forward_pages_total(const glm_forward *f) { return f->pool->n_pages; }
+
+/* ---- sequences ---- */
+
+static glm_status seq_init(glm_forward *f, glm_seq *s)
+{
+    s->f = f;
+    GLM_TRY(glm_kvseq_init(&s->kv, f->pool, f->n_ctx));
+    if (f->mtp_pool)
+        GLM_TRY(glm_kvseq_init(&s->mtp, f->mtp_pool, f->n_ctx));
+    return GLM_OK;
+}
+
+static void seq_fini(glm_seq *s)
+{
+    glm_kvseq_release(&s->kv);
+    if (s->mtp.pool)
+        glm_kvseq_release(&s->mtp);
+}
+
+glm_status glm_seq_create(glm_forward *f, glm_seq **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory for a sequence");
+    glm_status st = seq_init(f, *out);
+    if (st != GLM_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+void glm_seq_destroy(glm_seq *s)
+{
+    if (!s)
+        return;
+    if (s->f->cur == s)
+        s->f->cur = &s->f->own;
+    seq_fini(s);
+    free(s);
+}
+
+int64_t glm_seq_n_past(const glm_seq *s) { return s->kv.n; }
+int64_t glm_seq_mtp_n_past(const glm_seq *s) { return s->mtp.pool ? s->mtp.n : 0; }
+
+glm_status glm_seq_reserve(glm_seq *s, int64_t n) { return glm_kvseq_reserve(&s->kv, n); }
+
+glm_status glm_seq_truncate(glm_seq *s, int64_t n)
+{
+    GLM_TRY(glm_kvseq_truncate(&s->kv, n));
+    if (s->mtp.pool && s->mtp.n > n)
+        GLM_TRY(glm_kvseq_truncate(&s->mtp, n));
+    return GLM_OK;
+}
+
+glm_status glm_seq_share_prefix(glm_seq *dst, const glm_seq *src, int64_t n)
+{
+    if (dst->kv.n_held || (dst->mtp.pool && dst->mtp.n_held)) {
+        seq_fini(dst);
+        GLM_TRY(seq_init(dst->f, dst));
+    }
+    GLM_TRY(glm_kvseq_share_prefix(&dst->kv, &src->kv, n));
+    if (dst->mtp.pool) {
+        glm_status st = glm_kvseq_share_prefix(&dst->mtp, &src->mtp, src->mtp.n < n ? src->mtp.n : n);
+        if (st != GLM_OK) {
+            glm_kvseq_release(&dst->kv);
+            return st;
+        }
+    }
+    return GLM_OK;
+}
+
+glm_status glm_forward_check_ctx(const glm_model *m, int64_t n_ctx)
+{
+    if (n_ctx <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "context %lld must be positive", (long long)n_ctx);
+    if (m->hp.max_position_embeddings > 0 && n_ctx > m->hp.max_position_embeddings)
+        return glm_errorf(GLM_ERR_INVALID, "context %lld exceeds the model's context length of %d", (long long)n_ctx,
+                          m->hp.max_position_embeddings);
+    return GLM_OK;
+}
 
 static glm_status alloc_bufs(glm_forward *f)
 {
@@ -358,22 +586,28 @@ static void free_bufs(glm_forward *f)
             f->b->ops->free(f->b, v[i].buf);
 }
 
-glm_status glm_forward_create(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch)
+glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch,
+                                   int64_t pool_positions)
 {
     *out = NULL;
     const glm_hparams *hp = &m->hp;
-    if (n_ctx <= 0 || n_batch <= 0)
-        return glm_errorf(GLM_ERR_INVALID, "forward: bad context %lld or batch %d", (long long)n_ctx, n_batch);
-    if (n_batch > n_ctx)
-        n_batch = (int)n_ctx;
+    if (n_ctx <= 0 || n_batch <= 0 || pool_positions <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "forward: bad context %lld, batch %d or pool %lld", (long long)n_ctx,
+                          n_batch, (long long)pool_positions);
     glm_forward *f = calloc(1, sizeof *f);
     if (!f)
         return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
-    f->m = m, f->b = b, f->n_batch = n_batch;
-    glm_status st = glm_kvcache_create(&f->kv, b, hp->num_hidden_layers, n_ctx, hp->kv_lora_rank,
-                                       hp->qk_rope_head_dim);
+    f->m = m, f->b = b, f->n_batch = n_batch, f->n_ctx = n_ctx;
+    int64_t n_pages = (pool_positions + GLM_KV_PAGE - 1) / GLM_KV_PAGE;
+    glm_status st = glm_kvpool_create(&f->pool, b, hp->num_hidden_layers, n_pages, GLM_KV_PAGE, hp->kv_lora_rank,
+                                      hp->qk_rope_head_dim);
     if (st == GLM_OK && m->mtp)
-        st = glm_kvcache_create(&f->mtp_kv, b, 1, n_ctx, hp->kv_lora_rank, hp->qk_rope_head_dim);
+        st = glm_kvpool_create(&f->mtp_pool, b, 1, n_pages, GLM_KV_PAGE, hp->kv_lora_rank, hp->qk_rope_head_dim);
+    if (st == GLM_OK)
+        st = seq_init(f, &f->own);
+    f->cur = &f->own;
+    if (st == GLM_OK && !(f->h_tok = malloc(sizeof(int32_t) * (size_t)n_batch)))
+        st = glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
     if (st == GLM_OK)
         st = alloc_bufs(f);
     if (st != GLM_OK) {
@@ -384,12 +618,24 @@ glm_status glm_forward_create(glm_forward **out, const glm_model *m, glm_backend
     return GLM_OK;
 }
 
+glm_status glm_forward_create(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch)
+{
+    if (n_batch > n_ctx)
+        n_batch = (int)n_ctx;
+    return glm_forward_create_pool(out, m, b, n_ctx, n_batch, n_ctx);
+}
+
 void glm_forward_destroy(glm_forward *f)
 {
     if (!f)
         return;
     free_bufs(f);
-    glm_kvcache_destroy(f->kv);
-    glm_kvcache_destroy(f->mtp_kv);
+    if (f->pool)
+        seq_fini(&f->own);
+    glm_kvpool_destroy(f->pool);
+    glm_kvpool_destroy(f->mtp_pool);
+    free(f->h_meta);
+    free(f->h_tok);
+    free(f->h_logits);
     free(f);
 }

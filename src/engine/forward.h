@@ -1,8 +1,12 @@
 /* The GLM-4.7-Flash forward pass (model-spec §2-§5), built once against backend.h: token
- * embedding, the decoder layers (MLA attention over the latent cache, dense or MoE SwiGLU),
- * the final norm and lm_head; and the MTP block (§5.2, engine/mtp.c) with its own cache.
- * A call runs T tokens at the next T positions: a prefill (T = prompt) and a decode step
- * (T = 1, or 2 when verifying a draft) are the same call.
+ * embedding, the decoder layers (MLA attention over the paged latent cache, dense or MoE
+ * SwiGLU), the final norm and lm_head; and the MTP block (§5.2, engine/mtp.c) with its own
+ * cache. A call runs T tokens at the next T positions: a prefill (T = prompt) and a decode
+ * step (T = 1, or 2 when verifying a draft) are the same call.
+ * Sequences (glm_seq) share one page pool; glm_forward_step runs rows of several sequences
+ * in one step (continuous batching): the matmuls see all rows together, attention reads each
+ * row's own sequence. A row's result does not depend on the other rows of its step. The
+ * single-sequence calls (glm_forward_eval, ..._mtp, ..._truncate) act on the bound sequence.
  * Not here: sampling (ref/sampler.h), tokens as text (tokenizer/), the kernels (backend). */
 #ifndef GLM_FORWARD_H
 #define GLM_FORWARD_H
@@ -15,18 +19,22 @@
 #include "engine/kvcache.h"
 #include "model/model.h"
 
-typedef enum glm_mla_mode {
-    GLM_MLA_AUTO = 0,  /* naive for a prefill from position 0, absorbed otherwise (§2.5) */
-    GLM_MLA_NAIVE,
-    GLM_MLA_ABSORBED
-} glm_mla_mode;
-
 typedef struct glm_forward glm_forward;
+typedef struct glm_seq glm_seq;
 
-/* n_ctx: positions the caches hold; n_batch: most tokens per backend call (longer inputs
- * are split into chunks of n_batch). The MTP cache is created when the model has one. */
+/* Positions per KV page. */
+#define GLM_KV_PAGE 16
+
+/* n_ctx: positions one sequence may hold; n_batch: most rows per step (longer inputs are
+ * split into chunks of n_batch). The page pool holds n_ctx positions (one full sequence);
+ * ..._pool sizes it to pool_positions instead (several sequences). The MTP cache (its own
+ * pool of the same size) is created when the model has one. */
 glm_status glm_forward_create(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch);
-void glm_forward_destroy(glm_forward *f); /* NULL is a no-op */
+glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch,
+                                   int64_t pool_positions);
+void glm_forward_destroy(glm_forward *f); /* NULL is a no-op; destroy every glm_seq first */
+/* n_ctx within the model's context length (max_position_embeddings), else a one-line error. */
+glm_status glm_forward_check_ctx(const glm_model *m, int64_t n_ctx);
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode);
 
 /* Run tokens[T] at positions n_past .. n_past+T-1 of the main model.
@@ -50,6 +58,41 @@ glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n);
 
 const glm_model *glm_forward_model(const glm_forward *f);
 
+/* ---- sequences and batched steps ---- */
+glm_status glm_seq_create(glm_forward *f, glm_seq **out); /* empty; holds no pages */
+void glm_seq_destroy(glm_seq *s);                          /* NULL is a no-op; pages go back */
+int64_t glm_seq_n_past(const glm_seq *s);
+int64_t glm_seq_mtp_n_past(const glm_seq *s);
+/* Hold the pages of the first n main-cache positions now, so later steps up to n cannot run
+ * out of pages (fails with one line, holding what it held, when the pool is short). */
+glm_status glm_seq_reserve(glm_seq *s, int64_t n);
+/* Keep the first n positions of the main cache (and at most n of the MTP cache). */
+glm_status glm_seq_truncate(glm_seq *s, int64_t n);
+/* dst (empty) takes the first n positions of src (full pages shared, see kvcache.h), and of
+ * src's MTP cache as many of them as it holds. */
+glm_status glm_seq_share_prefix(glm_seq *dst, const glm_seq *src, int64_t n);
+/* The sequence the single-sequence calls act on; NULL: the forward's own one. */
+void glm_forward_bind(glm_forward *f, glm_seq *s);
+glm_seq *glm_forward_bound(const glm_forward *f);
+int glm_forward_max_rows(const glm_forward *f); /* n_batch */
+int64_t glm_forward_n_ctx(const glm_forward *f);
+/* Pages in use / in the pool (main cache). */
+int64_t glm_forward_pages_used(const glm_forward *f);
+int64_t glm_forward_pages_total(const glm_forward *f);
+
+/* One sequence's rows in a step: tokens[n] at its next n positions. */
+typedef struct glm_step_item {
+    glm_seq *seq;
+    const int32_t *tokens;
+    int n;
+    float *logits; /* NULL, or host [n][vocab] when all_logits, else [vocab] for the last row */
+    bool all_logits;
+    float *hidden; /* NULL or host [n][hidden]: final-normed states */
+} glm_step_item;
+/* One forward step over the rows of n_items distinct sequences (Σ n ≤ n_batch). Fails with
+ * one line, leaving every sequence as it was, on bad ids, a context or a pool that is full. */
+glm_status glm_forward_step(glm_forward *f, const glm_step_item *items, int n_items);
+
 /* Greedy speculative decoding with one MTP draft per step (model-spec §5.3), mtp.c.
  * Invariant between steps: the main cache holds every final token except `last` (the most
  * recent output); the MTP cache holds one row per main position with a final hidden state;
@@ -70,6 +113,8 @@ typedef struct glm_mtp_greedy {
     float *probs;   /* [3][vocab]: target rows 0-1, draft distribution q in row 2 */
     int32_t *hist;  /* prompt + final tokens, for the sampler's penalties */
     int n_hist, hist_cap;
+    int32_t in[2];  /* the verify rows [last, draft] of the step under way */
+    int64_t pos;    /* where they go */
 } glm_mtp_greedy;
 /* Prefill prompt[n], pick the first token (g->last) and the first draft. */
 glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n, const int32_t *mask,
@@ -83,6 +128,11 @@ glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_
                                  const int32_t *mask, int n_mask, struct glm_sampler *smp, int max_new);
 /* Verify g->draft: out[0..*n_out) are the next final tokens (1 or 2); updates last/draft. */
 glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out);
+/* The same step in two halves around a batched glm_forward_step, for a sequence decoding
+ * beside others: *it ← the 2 verify rows of sequence s (whose caches g started), then, once a
+ * step has run it, the acceptance, the MTP rows and the next draft. */
+glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it);
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out);
 void glm_mtp_greedy_free(glm_mtp_greedy *g);
 
 /* The `glm47 eval` dump (ARCHITECTURE.md schema, golden/dev/FIXTURES.md semantics) of one
@@ -97,24 +147,40 @@ glm_status glm_dump_eval(const glm_model *m, glm_backend *b, const int32_t *toke
 /* Scratch activations, each [n_batch][...] (experts [n_batch·k][...]). */
 typedef struct glm_fwd_bufs {
     glm_dview x, a, qa, q, kva, attn, t1, fnorm, cat, logits;
+    glm_dview meta, mtp_meta;   /* I32 step rows (glm_kv_rows): main and MTP caches */
     glm_dview dg, du;           /* dense FFN [B][intermediate] */
     glm_dview rl, ids, rw;      /* router logits [B][E], ids I32 [B][k], weights [B][k] */
     glm_dview eg, eu, ed;       /* experts [B·k][moe_inter], [B·k][hidden] */
     glm_dview sg, su, sd;       /* shared expert [B][moe_inter·n_shared], [B][hidden] */
 } glm_fwd_bufs;
 
+struct glm_seq {
+    glm_forward *f;
+    glm_kvseq kv, mtp;
+};
+
 struct glm_forward {
     const glm_model *m;
     glm_backend *b;
-    glm_kvcache *kv, *mtp_kv;
+    glm_kvpool *pool, *mtp_pool;
+    glm_seq own, *cur; /* cur: the bound sequence */
+    int64_t n_ctx;
     int n_batch;
     glm_mla_mode mla_mode;
     glm_fwd_bufs s;
+    int32_t *h_meta; /* host staging of the step rows */
+    int64_t meta_cap;
+    int32_t *h_tok; /* [n_batch] */
+    float *h_logits; /* host staging of a step's logits rows (grows) */
+    int64_t h_logits_n;
 };
 
-/* One decoder block (§2.2) on x[T][hidden] in place, at positions pos0..pos0+T-1 with
- * cache layer kv; dumps under "<prefix>layer.NN/" (or "<prefix>" when layer_idx < 0). */
-glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_kv_layer *kv, int T, int64_t pos0, glm_dump *d,
+/* Build and upload the step rows (glm_kv_rows) of items into meta (mtp: their MTP caches,
+ * each item at its MTP length) after reserving the pages they need. */
+glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items, bool mtp, glm_kv_rows *r);
+/* One decoder block (§2.2) on x[T][hidden] in place, rows r, cache layer kv of the pool;
+ * dumps under "<prefix>layer.NN/" (or "<prefix>" when layer_idx < 0). */
+glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T, const glm_kv_rows *r, glm_dump *d,
                          const char *prefix, int layer_idx);
 /* Every id in [0, vocab) or a one-line error naming the first bad one. */
 glm_status glm_forward_check_ids(const glm_forward *f, const int32_t *ids, int n);

@@ -24,7 +24,11 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     const glm_hparams *hp = &m->hp;
     const glm_backend_ops *o = f->b->ops;
     glm_backend *b = f->b;
-    const int64_t D = hp->hidden_size, pos0 = f->mtp_kv->n;
+    const int64_t D = hp->hidden_size;
+    glm_seq *sq = f->cur;
+    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
     glm_dview cat = glm_dview_rows(f->s.cat, 0, T);
     GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
@@ -34,7 +38,7 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     GLM_TRY(o->matmul(b, x, cat, L->nextn_eh_proj, 0));
     if (d)
         GLM_TRY(glm_dump_view(d, b, "mtp/", "eh_out", x));
-    GLM_TRY(glm_fwd_block(f, L, &f->mtp_kv->layers[0], T, pos0, d, "mtp/", -1));
+    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
     if (logits || d) {
@@ -45,20 +49,20 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
             GLM_TRY(glm_dump_view(d, b, "mtp/", "logits", dst));
         GLM_TRY(glm_fwd_logits_out(f, dst, logits, all_logits));
     }
-    f->mtp_kv->n = pos0 + T;
+    sq->mtp.n += T;
     return GLM_OK;
 }
 
 glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
                            bool all_logits, glm_dump *dump)
 {
-    if (!f->m->mtp || !f->mtp_kv)
+    if (!f->m->mtp || !f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
     if (T <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: no rows to evaluate");
-    if (f->mtp_kv->n + T > f->mtp_kv->n_ctx)
+    if (f->cur->mtp.n + T > f->n_ctx)
         return glm_errorf(GLM_ERR_INVALID, "mtp: %lld + %d rows exceed the context of %lld",
-                          (long long)f->mtp_kv->n, T, (long long)f->mtp_kv->n_ctx);
+                          (long long)f->cur->mtp.n, T, (long long)f->n_ctx);
     if (dump && T > f->n_batch)
         return glm_errorf(GLM_ERR_INVALID, "mtp: a dump needs all %d rows in one batch (n_batch %d)", T, f->n_batch);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
@@ -77,17 +81,16 @@ glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *n
 }
 
 bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
-int64_t glm_forward_mtp_n_past(const glm_forward *f) { return f->mtp_kv ? f->mtp_kv->n : 0; }
+int64_t glm_forward_mtp_n_past(const glm_forward *f) { return glm_seq_mtp_n_past(f->cur); }
 glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
 {
-    if (!f->mtp_kv)
+    if (!f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "mtp: the model has no MTP layer");
-    return glm_kvcache_truncate(f->mtp_kv, n);
+    return glm_kvseq_truncate(&f->cur->mtp, n);
 }
 
 /* ---- greedy draft/verify (§5.3) ---- */
 
-static glm_status sampled_step(glm_mtp_greedy *g, int32_t out[2], int *n_out);
 
 static int32_t masked_argmax(const glm_mtp_greedy *g, float *row)
 {
@@ -133,19 +136,36 @@ glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t
     return GLM_OK;
 }
 
-glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it)
 {
-    if (g->smp)
-        return sampled_step(g, out, n_out);
-    glm_forward *f = g->f;
-    const int64_t V = f->m->hp.vocab_size;
-    const int64_t pos = glm_forward_n_past(f);
-    if (glm_forward_mtp_n_past(f) != pos)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)pos,
-                          (long long)glm_forward_mtp_n_past(f));
+    g->pos = glm_seq_n_past(s);
+    if (glm_seq_mtp_n_past(s) != g->pos)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)g->pos,
+                          (long long)glm_seq_mtp_n_past(s));
+    if (g->smp && g->n_hist + 2 > g->hist_cap)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
     /* step 2: main model on [last, draft] */
-    int32_t in[2] = { g->last, g->draft }, n;
-    GLM_TRY(glm_forward_eval(f, in, 2, g->logits, true, g->hidden, NULL));
+    g->in[0] = g->last, g->in[1] = g->draft;
+    *it = (glm_step_item){ .seq = s, .tokens = g->in, .n = 2, .logits = g->logits, .all_logits = true,
+                           .hidden = g->hidden };
+    return GLM_OK;
+}
+
+/* glm_forward_mtp on sequence s (bound for the call). */
+static glm_status mtp_rows(glm_mtp_greedy *g, glm_seq *s, const int32_t *next, int n)
+{
+    glm_forward *f = g->f;
+    glm_seq *was = glm_forward_bound(f);
+    glm_forward_bind(f, s);
+    glm_status st = glm_forward_mtp(f, g->hidden, next, n, g->logits + 2 * f->m->hp.vocab_size, false, NULL);
+    glm_forward_bind(f, was == &f->own ? NULL : was);
+    return st;
+}
+
+static glm_status greedy_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
+{
+    const int64_t V = g->f->m->hp.vocab_size;
+    int32_t n;
     for (int r = 0; r < 2; r++)
         for (int i = 0; i < g->n_mask; i++)
             if (g->mask[i] >= 0 && g->mask[i] < V)
@@ -156,13 +176,29 @@ glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
     if (n == 2)
         g->accepted++;
     else
-        GLM_TRY(glm_forward_truncate(f, pos + 1));
+        GLM_TRY(glm_seq_truncate(s, g->pos + 1));
     /* step 4: MTP rows for the newly final positions; the last one drafts again */
-    GLM_TRY(glm_forward_mtp(f, g->hidden, out, n, g->logits + 2 * V, false, NULL));
+    GLM_TRY(mtp_rows(g, s, out, n));
     g->last = out[n - 1];
     g->draft = masked_argmax(g, g->logits + 2 * V);
     *n_out = n;
     return GLM_OK;
+}
+
+static glm_status sampled_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out);
+
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
+{
+    return g->smp ? sampled_after(g, s, out, n_out) : greedy_after(g, s, out, n_out);
+}
+
+glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+{
+    glm_seq *s = glm_forward_bound(g->f);
+    glm_step_item it;
+    GLM_TRY(glm_mtp_verify_item(g, s, &it));
+    GLM_TRY(glm_forward_step(g->f, &it, 1));
+    return glm_mtp_after_verify(g, s, out, n_out);
 }
 
 /* Mask, then the sampler's distribution of one logits row (history = g->hist[0..n_hist)). */
@@ -213,14 +249,10 @@ glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_
     return spec_draft(g);
 }
 
-static glm_status sampled_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+static glm_status sampled_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
 {
-    glm_forward *f = g->f;
-    const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
-    if (g->n_hist + 2 > g->hist_cap)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
-    int32_t in[2] = { g->last, g->draft }, n;
-    GLM_TRY(glm_forward_eval(f, in, 2, g->logits, true, g->hidden, NULL));
+    const int64_t V = g->f->m->hp.vocab_size;
+    int32_t n;
     /* p at the draft's position, and p after it (history includes the draft) */
     GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
     g->hist[g->n_hist] = g->draft;
@@ -231,10 +263,10 @@ static glm_status sampled_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
     if (n == 2)
         g->accepted++;
     else
-        GLM_TRY(glm_forward_truncate(f, pos + 1));
+        GLM_TRY(glm_seq_truncate(s, g->pos + 1));
     for (int i = 0; i < n; i++)
         g->hist[g->n_hist++] = out[i];
-    GLM_TRY(glm_forward_mtp(f, g->hidden, out, n, g->logits + 2 * V, false, NULL));
+    GLM_TRY(mtp_rows(g, s, out, n));
     g->last = out[n - 1];
     *n_out = n;
     return spec_draft(g);

@@ -199,7 +199,8 @@ static enum MHD_Result route(srv *s, struct MHD_Connection *c, conn *k, const ch
         return loaded ? send_json(s, c, 200, strdup("{\"status\":\"ok\"}"))
                       : fail(s, c, 503, "server_error", "loading", "the model is loading");
     if (!strcmp(url, "/metrics") && get)
-        return send_body(s, c, 200, "text/plain; version=0.0.4", srv_metrics_text(&s->met, srv_queue_depth(s), loaded));
+        return send_body(s, c, 200, "text/plain; version=0.0.4", srv_metrics_text(&s->met, srv_queue_depth(s), loaded, atomic_load(&s->running),
+                                                                             atomic_load(&s->kv_used), atomic_load(&s->kv_total)));
     bool models = !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
     if (!(models && get) && !(is_post_path(url) && post)) {
         char msg[160];
@@ -286,22 +287,17 @@ static glm_status load(srv *s)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: --mtp needs a model with an MTP layer (this one has none)",
                           o->model_path);
     GLM_TRY((o->backend_create ? o->backend_create : glm_backend_create)(&s->b, o->backend, m));
-    GLM_TRY(glm_forward_create(&s->f, m, s->b, s->n_ctx + 1, 512));
-    glm_sampler_params sp = glm_sampler_params_default();
-    GLM_TRY(glm_sampler_create(&s->smp, &sp, m->hp.vocab_size));
-    GLM_TRY(glm_detok_stream_create(&s->ds, s->tok));
-    s->logits = malloc(sizeof(float) * (size_t)m->hp.vocab_size);
-    s->hist = malloc(sizeof(int32_t) * (size_t)(s->n_ctx + 2));
-    if (!s->logits || !s->hist)
-        return glm_errorf(GLM_ERR_NOMEM, "serve: out of memory for %lld context positions", (long long)s->n_ctx);
-    return GLM_OK;
+    /* the pool holds every slot's whole request plus one more context for the prefix cache;
+     * a step takes a prompt chunk of up to 512 rows beside one row of every other slot */
+    s->max_batch = o->max_batch > 0 ? o->max_batch : 8;
+    GLM_TRY(glm_forward_create_pool(&s->f, m, s->b, s->n_ctx + 2, 512 + s->max_batch,
+                                    (int64_t)(s->max_batch + 1) * (s->n_ctx + 2)));
+    return srv_slots_create(s);
 }
 
 static void unload(srv *s)
 {
-    free(s->logits), free(s->hist);
-    glm_detok_stream_destroy(s->ds);
-    glm_sampler_destroy(s->smp);
+    srv_slots_destroy(s);
     glm_forward_destroy(s->f);
     glm_backend_destroy(s->b);
     glm_tokenizer_destroy(s->tok);
@@ -399,8 +395,8 @@ glm_status glm_server_run(const glm_server_opts *o)
     }
     if (d && st == GLM_OK) {
         atomic_store(&s->loaded, true);
-        fprintf(stderr, "glm47 serve: model '%s' loaded (context %lld), ready\n", s->model_name,
-                (long long)s->n_ctx);
+        fprintf(stderr, "glm47 serve: model '%s' loaded (context %lld, max batch %d, %lld KV pages), ready\n",
+                s->model_name, (long long)s->n_ctx, s->max_batch, (long long)atomic_load(&s->kv_total));
         int sig = 0;
         sigwait(&set, &sig);
         fprintf(stderr, "glm47 serve: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

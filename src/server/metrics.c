@@ -75,7 +75,15 @@ static void put_hist(srv_buf *b, const char *name, const char *help, const srv_h
     srv_buf_add(b, line, (size_t)n);
 }
 
-char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
+static void put_gauge(srv_buf *b, const char *name, const char *help, long long v)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+    srv_buf_add(b, line, (size_t)n);
+}
+
+char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded, int running, long long kv_used,
+                       long long kv_total)
 {
     srv_buf b = { 0 };
     char line[512];
@@ -119,5 +127,8 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded)
                  "# TYPE glm47_model_loaded gauge\nglm47_model_loaded %d\n",
                  queue_depth, loaded ? 1 : 0);
     srv_buf_add(&b, line, (size_t)n);
+    put_gauge(&b, "glm47_running_sequences", "Requests decoding in the current batch.", running);
+    put_gauge(&b, "glm47_kv_pages_used", "KV cache pages held (running and cached sequences).", kv_used);
+    put_gauge(&b, "glm47_kv_pages_total", "KV cache pages in the pool.", kv_total);
     return b.p;
 }

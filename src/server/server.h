@@ -1,7 +1,8 @@
 /* glm47 serve: an OpenAI-compatible HTTP server (libmicrohttpd, one connection thread each)
- * in front of ONE worker thread that owns the model, the forward pass and the sampler.
+ * in front of ONE worker thread that owns the model, the forward pass and the samplers.
  * Requests are validated and tokenized on their connection thread, then queued; the worker
- * runs them one at a time (no prompt reuse yet) and writes the response body (JSON, or SSE
+ * decodes up to max_batch of them together (continuous batching over a paged KV cache, with
+ * prompt prefixes of earlier requests reused) and writes each response body (JSON, or SSE
  * chunks) into the request's buffer, which the connection drains.
  * Endpoints: GET /health, /metrics, /v1/models[/{id}]; POST /v1/chat/completions,
  * /v1/completions, /tokenize, /detokenize.
@@ -26,6 +27,7 @@ typedef struct glm_server_opts {
     const char *api_key;    /* NULL: no authentication */
     int64_t n_ctx;          /* positions per request (prompt + generated); 0: min(4096, model's) */
     int queue_max;          /* waiting + running requests before 503; 0: 256 */
+    int max_batch;          /* requests decoded together; 0: 8 */
     size_t body_max;        /* request body bytes before 413; 0: 1 MiB */
     bool mtp;               /* speculative decoding with the model's MTP layer (one draft per step) */
     /* NULL: glm_backend_create; the CLI passes one that draws a loading progress bar */

@@ -118,7 +118,9 @@ void srv_metrics_tokens(srv_metrics *m, int n_prompt, int n_gen);
 void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted);
 void srv_metrics_ttft(srv_metrics *m, double s);
 void srv_metrics_tpot(srv_metrics *m, double s);
-char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded);
+/* running: sequences decoding; kv_used / kv_total: KV cache pages. */
+char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded, int running, long long kv_used,
+                       long long kv_total);
 
 typedef struct srv {
     glm_server_opts o;
@@ -129,12 +131,13 @@ typedef struct srv {
     glm_tokenizer *tok;
     glm_backend *b;
     glm_forward *f;
-    glm_sampler *smp;
-    glm_detok_stream *ds;
-    float *logits;
-    int32_t *hist;
-    int64_t n_cached; /* hist[0..n_cached) are the tokens the KV cache holds (prefix reuse) */
-    int64_t n_mtp_valid; /* leading rows of the MTP cache that pair hist[j] with hist[j + 1] */
+    int max_batch;                 /* slots: requests decoded together */
+    struct srv_slot *slots;        /* [max_batch] (worker.c) */
+    struct srv_cached *cache;      /* [n_cache]: finished sequences kept for prefix reuse */
+    int n_cache;
+    uint64_t cache_clock;
+    atomic_int running;            /* slots with a job (for /metrics and admission) */
+    atomic_llong kv_used, kv_total; /* KV pages in use / in the pool */
     int64_t n_ctx;
     atomic_bool loaded;
     /* the queue */
@@ -154,6 +157,9 @@ double srv_now(void);
 /* Queue a job (takes a reference). False when the queue is full or the server stops. */
 bool srv_enqueue(srv *s, srv_job *j);
 void *srv_worker_main(void *arg);
+/* The worker's slots and prefix cache, made once the forward pass exists (worker.c). */
+glm_status srv_slots_create(srv *s);
+void srv_slots_destroy(srv *s); /* also after a partial create */
 int srv_queue_depth(srv *s);
 
 /* api.c: request bodies → jobs or direct answers. On failure fill e and return false. */

@@ -1,8 +1,14 @@
-/* The worker: the one thread that runs the model. It takes jobs from the queue in order,
- * prefills the prompt (reusing the prefix the KV cache holds from the previous request),
- * decodes plainly or with MTP drafts (serve --mtp), samples until an
- * end-of-generation id of the model, a stop string or max_tokens, and writes the response
- * body into the job: one JSON object, or SSE chunks as they are decided.
+/* The worker: the one thread that runs the model. It decodes up to max_batch requests
+ * together (continuous batching): between two forward steps it takes queued jobs, in order,
+ * into free slots, and each step runs every slot's next rows at once (a prompt chunk, or
+ * the last sampled token). A slot samples until an end-of-generation id of the model, a stop
+ * string or max_tokens, writes the response body into its job (one JSON object, or SSE
+ * chunks as they are decided) and leaves; its KV pages stay in a small cache of finished
+ * sequences so that a later prompt with the same prefix reuses them (shared pages).
+ * A job is admitted only when the pages for its whole request (prompt + max_tokens) can be
+ * held, evicting cached sequences oldest first; so a running step never runs out of pages.
+ * With serve --mtp, a request that can use MTP drafts is prefilled when it is admitted (with
+ * its MTP rows) and then gives 2 verify rows [last, draft] to each batched step.
  * Stop strings: generated text that could still be the start of a stop string is held back,
  * so no client ever sees text that a stop string later removes. logprobs: logprobs.c. */
 #include <math.h>
@@ -129,15 +135,42 @@ typedef struct gen {
     size_t sent;   /* bytes of text passed on to the stream */
     size_t hold;   /* longest stop string - 1 */
     int n_gen, n_calls;
-    int n_reused; /* prompt tokens whose KV came from the previous request */
+    int n_reused; /* prompt tokens whose KV came from an earlier request */
     bool cut; /* ended by a stop string */
     const char *finish;
     glm_chat_stream *cs;
+    glm_detok_stream *ds;
     double t_last;
+    const float *logits; /* the row the last token was sampled from (logprobs) */
     srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
-    bool mtp;  /* decoded with MTP drafts (spec_generate) */
+    bool mtp;  /* decoded with MTP drafts (spec_start, then verify rows in step) */
     long long drafts, accepted;
 } gen;
+
+/* One running request: its sequence, sampler and detokenizer (all made once, at load). */
+typedef struct srv_slot {
+    srv_job *j; /* NULL: free */
+    gen g;
+    glm_seq *seq;
+    glm_sampler *smp;
+    glm_detok_stream *ds;
+    float *logits;  /* [vocab] */
+    int32_t *hist;  /* [n_ctx + 2]: the prompt, then the generated tokens */
+    int n_done;     /* prompt tokens in the cache */
+    int32_t last;   /* the token the next decode step feeds */
+    bool spec;      /* decodes with MTP drafts (sg) */
+    glm_mtp_greedy sg;
+    int64_t n_valid, mtp_valid; /* at the end: positions that match hist, MTP rows in step */
+} srv_slot;
+
+/* A finished request's sequence, kept for prefix reuse. */
+typedef struct srv_cached {
+    glm_seq *seq;
+    int32_t *toks; /* [n_ctx + 2]: the tokens of the cached positions */
+    int64_t n;
+    int64_t mtp_valid; /* leading MTP rows that pair toks[j] with toks[j + 1] */
+    uint64_t stamp;    /* 0: empty; else larger is newer */
+} srv_cached;
 
 static void add_str_n(cJSON *o, const char *key, const char *s, size_t n)
 {
@@ -300,7 +333,7 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
         return GLM_OK;
     }
     if (g->lp.t) /* before any mask but ignore_eos's: the raw distribution of this step */
-        GLM_TRY(srv_lp_add(&g->lp, s->logits, s->m->hp.vocab_size, t, g->text.len));
+        GLM_TRY(srv_lp_add(&g->lp, g->logits, s->m->hp.vocab_size, t, g->text.len));
     hist[n_hist] = t;
     if (g->n_gen++ == 0)
         srv_metrics_ttft(&s->met, now - g->j->t_queued);
@@ -309,7 +342,7 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
     g->t_last = now;
     const char *txt;
     size_t len;
-    if (glm_detok_stream_feed(s->ds, t, &txt, &len) != GLM_OK) {
+    if (glm_detok_stream_feed(g->ds, t, &txt, &len) != GLM_OK) {
         glm_error_clear(); /* an id without a token (padding rows of the vocabulary) prints nothing */
         len = 0;
     }
@@ -319,136 +352,6 @@ static glm_status take_token(gen *g, int32_t t, int32_t *hist, int n_hist)
     if (!g->finish && g->n_gen >= g->j->max_tokens)
         g->finish = "length";
     return GLM_OK;
-}
-
-static glm_status spec_generate(gen *g);
-static bool spec_usable(const srv *s, const srv_job *j);
-
-static glm_status generate(gen *g)
-{
-    srv *s = g->s;
-    srv_job *j = g->j;
-    if (spec_usable(s, j))
-        return spec_generate(g);
-    s->n_mtp_valid = 0; /* the MTP cache is not kept in step by plain decoding */
-    int32_t *hist = s->hist;
-    /* keep the longest prefix the cache already holds from the previous request (at least one
-     * prompt token is evaluated, for its logits); on any failure below the cache is rebuilt */
-    int64_t keep = 0;
-    while (keep < s->n_cached && keep < j->n_prompt && hist[keep] == j->prompt[keep])
-        keep++;
-    if (keep == j->n_prompt)
-        keep--;
-    s->n_cached = 0;
-    g->n_reused = (int)keep;
-    memcpy(hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
-    GLM_TRY(glm_forward_truncate(s->f, keep));
-    GLM_TRY(glm_sampler_reset(s->smp, &j->sp));
-    const char *txt;
-    size_t len;
-    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len)); /* reset */
-    GLM_TRY(glm_forward_eval(s->f, j->prompt + keep, (int)(j->n_prompt - keep), s->logits, false, NULL, NULL));
-    while (!g->finish) {
-        if (atomic_load(&j->cancelled) ||
-            (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
-            g->finish = "cancelled";
-            break;
-        }
-        int32_t t;
-        int n_hist = j->n_prompt + g->n_gen;
-        for (int i = 0; j->ignore_eos && i < s->m->n_eos; i++)
-            if (s->m->eos_ids[i] >= 0 && s->m->eos_ids[i] < s->m->hp.vocab_size)
-                s->logits[s->m->eos_ids[i]] = -INFINITY;
-        GLM_TRY(glm_sampler_sample(s->smp, &t, s->logits, hist, n_hist));
-        GLM_TRY(take_token(g, t, hist, n_hist));
-        if (!g->finish)
-            GLM_TRY(glm_forward_eval(s->f, &t, 1, s->logits, false, NULL, NULL));
-    }
-    s->n_cached = glm_forward_n_past(s->f); /* prompt and every generated token evaluated */
-    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len));
-    if (!g->cut) /* text after a stop string is dropped */
-        if (!text_add(&g->text, txt, len))
-            return glm_errorf(GLM_ERR_NOMEM, "out of memory");
-    return after_text(g, true);
-}
-
-/* ---- speculative decoding with the MTP layer (serve --mtp) ----
- * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
- * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
- * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
- * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
- * argmax). Prefix reuse also needs the MTP rows: row j pairs the hidden state at j with the
- * token at j + 1, so at most n_mtp_valid positions are reused; sampling with penalties
- * prefills the whole prompt, as the penalties look at the history the start is given. */
-static bool penalties_on(const glm_sampler_params *p)
-{
-    return p->presence_penalty != 0 || p->frequency_penalty != 0 || p->repetition_penalty != 1;
-}
-
-static bool spec_usable(const srv *s, const srv_job *j)
-{
-    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
-}
-
-static glm_status spec_generate(gen *g)
-{
-    srv *s = g->s;
-    srv_job *j = g->j;
-    int32_t *hist = s->hist;
-    /* m prompt tokens match the cache; keeping positions [0, keep) needs MTP row keep - 1,
-     * which pairs with token keep: so keep < m (this also leaves a token to evaluate) */
-    int64_t m = 0;
-    while (m < s->n_cached && m < j->n_prompt && hist[m] == j->prompt[m])
-        m++;
-    int64_t keep = m - 1 < s->n_mtp_valid ? m - 1 : s->n_mtp_valid;
-    if (keep < 0 || (j->sp.temperature > 0 && penalties_on(&j->sp)))
-        keep = 0;
-    s->n_cached = s->n_mtp_valid = 0;
-    g->n_reused = (int)keep;
-    g->mtp = true;
-    memcpy(hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
-    GLM_TRY(glm_forward_truncate(s->f, keep));
-    GLM_TRY(glm_forward_mtp_truncate(s->f, keep));
-    GLM_TRY(glm_sampler_reset(s->smp, &j->sp));
-    const char *txt;
-    size_t len;
-    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len)); /* reset */
-    glm_mtp_greedy sg;
-    const int32_t *p = j->prompt + keep;
-    const int np = (int)(j->n_prompt - keep), n_mask = j->ignore_eos ? s->m->n_eos : 0;
-    glm_status st = j->sp.temperature > 0
-                        ? glm_mtp_sampled_start(&sg, s->f, p, np, s->m->eos_ids, n_mask, s->smp, j->max_tokens)
-                        : glm_mtp_greedy_start(&sg, s->f, p, np, s->m->eos_ids, n_mask);
-    if (st == GLM_OK)
-        st = take_token(g, sg.last, hist, j->n_prompt + g->n_gen);
-    while (st == GLM_OK && !g->finish) {
-        if (atomic_load(&j->cancelled) || (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
-            g->finish = "cancelled";
-            break;
-        }
-        int32_t out[2];
-        int n = 0;
-        st = glm_mtp_greedy_step(&sg, out, &n);
-        for (int i = 0; st == GLM_OK && i < n && !g->finish; i++)
-            st = take_token(g, out[i], hist, j->n_prompt + g->n_gen);
-    }
-    g->drafts = sg.drafts;
-    g->accepted = sg.accepted;
-    glm_mtp_greedy_free(&sg);
-    GLM_TRY(st);
-    srv_metrics_mtp(&s->met, g->drafts, g->accepted);
-    /* the caches hold final tokens; those past what was taken (an end id, a token past
-     * max_tokens) are not in hist */
-    int64_t n_final = j->n_prompt + g->n_gen, n_main = glm_forward_n_past(s->f);
-    s->n_cached = n_main < n_final ? n_main : n_final;
-    int64_t v = glm_forward_mtp_n_past(s->f);
-    v = v < n_final - 1 ? v : n_final - 1;
-    s->n_mtp_valid = v < s->n_cached ? v : s->n_cached;
-    GLM_TRY(glm_detok_stream_flush(s->ds, &txt, &len));
-    if (!g->cut)
-        if (!text_add(&g->text, txt, len))
-            return glm_errorf(GLM_ERR_NOMEM, "out of memory");
-    return after_text(g, true);
 }
 
 static void add_usage(cJSON *root, const gen *g)
@@ -540,19 +443,195 @@ static void fail_job(srv_job *j, int http, const char *type, const char *msg)
     srv_job_finish(j, http);
 }
 
-static void run_job(srv *s, srv_job *j)
+/* ---- slots, the prefix cache, the scheduler ---- */
+
+glm_status srv_slots_create(srv *s)
 {
-    gen g = { .s = s, .j = j };
+    const glm_model *m = s->m;
+    s->slots = calloc((size_t)s->max_batch, sizeof *s->slots);
+    s->n_cache = s->max_batch;
+    s->cache = calloc((size_t)s->n_cache, sizeof *s->cache);
+    if (!s->slots || !s->cache)
+        return glm_errorf(GLM_ERR_NOMEM, "serve: out of memory for %d slots", s->max_batch);
+    glm_sampler_params sp = glm_sampler_params_default();
+    for (int i = 0; i < s->max_batch; i++) {
+        srv_slot *sl = &s->slots[i];
+        GLM_TRY(glm_seq_create(s->f, &sl->seq));
+        GLM_TRY(glm_sampler_create(&sl->smp, &sp, m->hp.vocab_size));
+        GLM_TRY(glm_detok_stream_create(&sl->ds, s->tok));
+        sl->logits = malloc(sizeof(float) * (size_t)m->hp.vocab_size);
+        sl->hist = malloc(sizeof(int32_t) * (size_t)(s->n_ctx + 2));
+        if (!sl->logits || !sl->hist)
+            return glm_errorf(GLM_ERR_NOMEM, "serve: out of memory for %lld context positions", (long long)s->n_ctx);
+    }
+    for (int i = 0; i < s->n_cache; i++) {
+        GLM_TRY(glm_seq_create(s->f, &s->cache[i].seq));
+        if (!(s->cache[i].toks = malloc(sizeof(int32_t) * (size_t)(s->n_ctx + 2))))
+            return glm_errorf(GLM_ERR_NOMEM, "serve: out of memory for the prefix cache");
+    }
+    atomic_store(&s->kv_total, glm_forward_pages_total(s->f));
+    return GLM_OK;
+}
+
+void srv_slots_destroy(srv *s)
+{
+    for (int i = 0; s->slots && i < s->max_batch; i++) {
+        srv_slot *sl = &s->slots[i];
+        glm_seq_destroy(sl->seq);
+        glm_sampler_destroy(sl->smp);
+        glm_detok_stream_destroy(sl->ds);
+        free(sl->logits), free(sl->hist);
+    }
+    for (int i = 0; s->cache && i < s->n_cache; i++) {
+        glm_seq_destroy(s->cache[i].seq);
+        free(s->cache[i].toks);
+    }
+    free(s->slots), free(s->cache);
+    s->slots = NULL, s->cache = NULL;
+}
+
+static void publish_counts(srv *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->max_batch; i++)
+        n += s->slots[i].j != NULL;
+    atomic_store(&s->running, n);
+    atomic_store(&s->kv_used, glm_forward_pages_used(s->f));
+}
+
+/* Drop the oldest cached sequence; false when the cache is empty. */
+static bool evict_oldest(srv *s)
+{
+    srv_cached *old = NULL;
+    for (int i = 0; i < s->n_cache; i++)
+        if (s->cache[i].stamp && (!old || s->cache[i].stamp < old->stamp))
+            old = &s->cache[i];
+    if (!old)
+        return false;
+    glm_seq_truncate(old->seq, 0);
+    old->stamp = 0, old->n = old->mtp_valid = 0;
+    return true;
+}
+
+/* ---- speculative decoding with the MTP layer (serve --mtp) ----
+ * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
+ * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
+ * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
+ * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
+ * argmax). Such a request runs alone, on its slot's sequence bound to the forward pass. */
+static bool penalties_on(const glm_sampler_params *p)
+{
+    return p->presence_penalty != 0 || p->frequency_penalty != 0 || p->repetition_penalty != 1;
+}
+
+static bool spec_usable(const srv *s, const srv_job *j)
+{
+    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
+}
+
+/* Prefill an admitted MTP slot (the prompt from sl->n_done on) with its MTP rows and take
+ * its first token; its later tokens come from the batched steps (step()). */
+static glm_status spec_start(srv *s, srv_slot *sl)
+{
+    gen *g = &sl->g;
+    srv_job *j = sl->j;
+    glm_forward_bind(s->f, sl->seq);
+    const int32_t *p = j->prompt + sl->n_done;
+    const int np = j->n_prompt - sl->n_done, n_mask = j->ignore_eos ? s->m->n_eos : 0;
+    glm_status st = j->sp.temperature > 0
+                        ? glm_mtp_sampled_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp, j->max_tokens)
+                        : glm_mtp_greedy_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask);
+    glm_forward_bind(s->f, NULL);
+    sl->n_done = j->n_prompt;
+    return st == GLM_OK ? take_token(g, sl->sg.last, sl->hist, j->n_prompt + g->n_gen) : st;
+}
+
+/* The MTP slot's end: counts, and which cached rows stay valid for prefix reuse. */
+static void spec_end(srv *s, srv_slot *sl, bool ok)
+{
+    gen *g = &sl->g;
+    glm_mtp_greedy_free(&sl->sg);
+    sl->n_valid = sl->mtp_valid = 0;
+    if (!ok)
+        return;
+    srv_metrics_mtp(&s->met, g->drafts, g->accepted);
+    /* the caches hold final tokens; those past what was taken (an end id, a token past
+     * max_tokens) are not in hist */
+    int64_t n_final = g->j->n_prompt + g->n_gen, n_main = glm_seq_n_past(sl->seq);
+    sl->n_valid = n_main < n_final ? n_main : n_final;
+    int64_t v = glm_seq_mtp_n_past(sl->seq);
+    v = v < n_final - 1 ? v : n_final - 1;
+    sl->mtp_valid = v < sl->n_valid ? v : sl->n_valid;
+}
+
+/* Start job j in slot sl: prefix reuse, the pages of the whole request, the stream header.
+ * 1: started; 0: no pages while others run (stays queued); -1: failed (answered). */
+static int admit(srv *s, srv_slot *sl, srv_job *j)
+{
+    bool spec = spec_usable(s, j);
+    /* the cached sequence sharing the longest prefix (at least one prompt token is evaluated,
+     * for its logits). With MTP drafts, keeping positions [0, keep) needs MTP row keep - 1,
+     * which pairs with token keep: so keep < the match, and within the rows kept in step;
+     * sampling with penalties prefills the whole prompt (the penalties look at the history
+     * the start is given) */
+    srv_cached *best = NULL;
+    int64_t keep = 0;
+    for (int i = 0; i < s->n_cache; i++) {
+        srv_cached *c = &s->cache[i];
+        int64_t k = 0;
+        while (c->stamp && k < c->n && k < j->n_prompt - 1 && c->toks[k] == j->prompt[k])
+            k++;
+        if (spec)
+            k = k - 1 < c->mtp_valid ? k - 1 : c->mtp_valid;
+        if (k > keep)
+            keep = k, best = c;
+    }
+    if (spec && j->sp.temperature > 0 && penalties_on(&j->sp))
+        keep = 0, best = NULL;
+    if (best && glm_seq_share_prefix(sl->seq, best->seq, keep) != GLM_OK) {
+        glm_error_clear();
+        glm_seq_truncate(sl->seq, 0);
+        keep = 0;
+    }
+    int64_t need = (int64_t)j->n_prompt + j->max_tokens + (spec ? 2 : 0); /* + a verify pair */
+    while (glm_seq_reserve(sl->seq, need) != GLM_OK) {
+        glm_error_clear();
+        if (!evict_oldest(s)) {
+            glm_seq_truncate(sl->seq, 0);
+            if (atomic_load(&s->running) > 0)
+                return 0;
+            fail_job(j, 503, "server_error", "the KV cache cannot hold this request");
+            return -1;
+        }
+    }
+    gen *g = &sl->g;
+    *g = (gen){ .s = s, .j = j, .ds = sl->ds, .logits = sl->logits, .n_reused = (int)keep, .mtp = spec };
     for (int i = 0; i < j->n_stop; i++)
-        if (strlen(j->stop[i]) - 1 > g.hold)
-            g.hold = strlen(j->stop[i]) - 1;
-    glm_status st = GLM_OK;
-    if (j->logprobs >= 0 && !srv_lp_init(&g.lp, j->logprobs, j->max_tokens))
+        if (strlen(j->stop[i]) - 1 > g->hold)
+            g->hold = strlen(j->stop[i]) - 1;
+    const char *txt;
+    size_t len;
+    glm_status st = glm_sampler_reset(sl->smp, &j->sp);
+    if (st == GLM_OK)
+        st = glm_detok_stream_flush(sl->ds, &txt, &len); /* reset */
+    if (st == GLM_OK && j->logprobs >= 0 && !srv_lp_init(&g->lp, j->logprobs, j->max_tokens))
         st = glm_errorf(GLM_ERR_NOMEM, "out of memory for logprobs");
     if (st == GLM_OK && j->kind == SRV_CHAT && j->stream)
-        st = glm_chat_stream_create(&g.cs, j->thinking, j->tools);
-    if (st == GLM_OK && j->stream) {
-        cJSON *choice, *root = chunk_new(&g, &choice);
+        st = glm_chat_stream_create(&g->cs, j->thinking, j->tools);
+    if (st != GLM_OK) {
+        glm_seq_truncate(sl->seq, 0);
+        glm_chat_stream_destroy(g->cs);
+        srv_lp_free(&g->lp);
+        fail_job(j, 500, "server_error", glm_last_error());
+        return -1;
+    }
+    memcpy(sl->hist, j->prompt, sizeof(int32_t) * (size_t)j->n_prompt);
+    sl->n_done = (int)keep;
+    sl->spec = spec;
+    memset(&sl->sg, 0, sizeof sl->sg);
+    sl->j = j;
+    if (j->stream) {
+        cJSON *choice, *root = chunk_new(g, &choice);
         if (j->kind == SRV_CHAT) {
             cJSON *d = cJSON_AddObjectToObject(choice, "delta");
             cJSON_AddStringToObject(d, "role", "assistant");
@@ -562,24 +641,42 @@ static void run_job(srv *s, srv_job *j)
         }
         cJSON_AddNullToObject(choice, "logprobs");
         cJSON_AddNullToObject(choice, "finish_reason");
-        sse_send(&g, root);
+        sse_send(g, root);
     }
-    if (st == GLM_OK)
-        st = generate(&g);
-    if (st == GLM_OK && g.cs)
-        st = glm_chat_stream_finish(g.cs, on_chat_event, &g);
-    srv_metrics_tokens(&s->met, j->n_prompt, g.n_gen);
+    return 1;
+}
+
+/* The job's answer is complete (st: how its generation went); the slot becomes free and its
+ * sequence goes to the prefix cache when it is intact. */
+static void finish_slot(srv *s, srv_slot *sl, glm_status st)
+{
+    gen *g = &sl->g;
+    srv_job *j = sl->j;
+    if (sl->spec) /* usage reports them */
+        g->drafts = sl->sg.drafts, g->accepted = sl->sg.accepted;
+    if (st == GLM_OK) {
+        const char *txt;
+        size_t len;
+        st = glm_detok_stream_flush(sl->ds, &txt, &len);
+        if (st == GLM_OK && !g->cut && !text_add(&g->text, txt, len)) /* text after a stop string is dropped */
+            st = glm_errorf(GLM_ERR_NOMEM, "out of memory");
+        if (st == GLM_OK)
+            st = after_text(g, true);
+    }
+    if (st == GLM_OK && g->cs)
+        st = glm_chat_stream_finish(g->cs, on_chat_event, g);
+    srv_metrics_tokens(&s->met, j->n_prompt, g->n_gen);
     if (st != GLM_OK) {
         fprintf(stderr, "glm47 serve: %s: %s\n", j->id, glm_last_error());
         fail_job(j, 500, "server_error", glm_last_error());
     } else if (j->stream) {
-        if (g.n_calls && !strcmp(g.finish, "stop"))
-            g.finish = "tool_calls";
-        stream_end(&g);
+        if (g->n_calls && !strcmp(g->finish, "stop"))
+            g->finish = "tool_calls";
+        stream_end(g);
         srv_job_finish(j, 200);
     } else {
         char *body = NULL;
-        if (full_response(&g, &body) == GLM_OK) {
+        if (full_response(g, &body) == GLM_OK) {
             srv_job_write(j, body, strlen(body));
             srv_job_finish(j, 200);
         } else {
@@ -587,37 +684,177 @@ static void run_job(srv *s, srv_job *j)
         }
         free(body);
     }
-    glm_chat_stream_destroy(g.cs);
-    srv_lp_free(&g.lp);
-    free(g.text.p);
+    glm_chat_stream_destroy(g->cs);
+    srv_lp_free(&g->lp);
+    free(g->text.p);
+    if (sl->spec)
+        spec_end(s, sl, st == GLM_OK);
+    /* keep the sequence for prefix reuse: it holds hist[0..n) (plain decoding keeps no MTP row
+     * in step) */
+    int64_t n = sl->spec ? sl->n_valid : glm_seq_n_past(sl->seq), mtp_valid = sl->spec ? sl->mtp_valid : 0;
+    srv_cached *c = NULL;
+    for (int i = 0; st == GLM_OK && n > 0 && i < s->n_cache; i++)
+        if (!c || s->cache[i].stamp < c->stamp)
+            c = &s->cache[i];
+    if (c) {
+        glm_seq_truncate(c->seq, 0);
+        glm_seq *sq = c->seq;
+        int32_t *tk = c->toks;
+        c->seq = sl->seq, c->toks = sl->hist, c->n = n, c->mtp_valid = mtp_valid, c->stamp = ++s->cache_clock;
+        sl->seq = sq, sl->hist = tk;
+    } else {
+        glm_seq_truncate(sl->seq, 0);
+    }
+    glm_seq_truncate(sl->seq, 0); /* unwritten pages reserved past n_past go back */
+    sl->j = NULL;
+    pthread_mutex_lock(&s->qmu);
+    s->qlen--;
+    pthread_mutex_unlock(&s->qmu);
+    srv_job_unref(j);
+}
+
+/* Sample the slot's next token from its logits; finishes the slot when generation ends. */
+static void sample_slot(srv *s, srv_slot *sl)
+{
+    srv_job *j = sl->j;
+    gen *g = &sl->g;
+    for (int i = 0; j->ignore_eos && i < s->m->n_eos; i++)
+        if (s->m->eos_ids[i] >= 0 && s->m->eos_ids[i] < s->m->hp.vocab_size)
+            sl->logits[s->m->eos_ids[i]] = -INFINITY;
+    int32_t t;
+    int n_hist = j->n_prompt + g->n_gen;
+    glm_status st = glm_sampler_sample(sl->smp, &t, sl->logits, sl->hist, n_hist);
+    if (st == GLM_OK)
+        st = take_token(g, t, sl->hist, n_hist);
+    if (st != GLM_OK || g->finish)
+        finish_slot(s, sl, st);
+    else
+        sl->last = t;
+}
+
+/* Take queued jobs into free slots (in order); answer the ones that cannot run. */
+static void take_jobs(srv *s)
+{
+    for (;;) {
+        srv_slot *free_sl = NULL;
+        for (int i = 0; i < s->max_batch && !free_sl; i++)
+            if (!s->slots[i].j)
+                free_sl = &s->slots[i];
+        pthread_mutex_lock(&s->qmu);
+        srv_job *j = s->qhead;
+        bool stopping = atomic_load(&s->stopping);
+        pthread_mutex_unlock(&s->qmu);
+        if (!j || (!free_sl && !stopping && !atomic_load(&j->cancelled)))
+            return;
+        int r = -1;
+        if (stopping)
+            fail_job(j, 503, "server_error", "the server is shutting down");
+        else if (atomic_load(&j->cancelled))
+            srv_job_finish(j, 499);
+        else if ((r = admit(s, free_sl, j)) == 0)
+            return; /* waits for pages */
+        pthread_mutex_lock(&s->qmu);
+        s->qhead = j->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        if (r < 0)
+            s->qlen--;
+        pthread_mutex_unlock(&s->qmu);
+        if (r < 0)
+            srv_job_unref(j);
+        publish_counts(s);
+        if (r > 0 && free_sl->spec) {
+            glm_status st = spec_start(s, free_sl);
+            if (st != GLM_OK || free_sl->g.finish) {
+                finish_slot(s, free_sl, st);
+                publish_counts(s);
+            }
+        }
+    }
+}
+
+/* One forward step over every running slot. */
+static void step(srv *s)
+{
+    glm_step_item it[s->max_batch];
+    srv_slot *who[s->max_batch];
+    int n = 0, rows = 0;
+    const int max_rows = glm_forward_max_rows(s->f);
+    for (int i = 0; i < s->max_batch; i++) {
+        srv_slot *sl = &s->slots[i];
+        if (!sl->j)
+            continue;
+        if (atomic_load(&sl->j->cancelled) || (atomic_load(&s->stopping) && srv_now() > s->stop_deadline)) {
+            sl->g.finish = "cancelled";
+            finish_slot(s, sl, GLM_OK);
+            continue;
+        }
+        glm_step_item x = { .seq = sl->seq };
+        if (sl->spec) { /* the verify rows [last, draft] */
+            glm_status st = glm_mtp_verify_item(&sl->sg, sl->seq, &x);
+            if (st != GLM_OK) {
+                finish_slot(s, sl, st);
+                continue;
+            }
+        } else if (sl->n_done < sl->j->n_prompt) { /* the next prompt chunk */
+            int left = sl->j->n_prompt - sl->n_done, room = max_rows - rows - (s->max_batch - 1 - n);
+            if (room <= 0)
+                continue;
+            x.tokens = sl->hist + sl->n_done;
+            x.n = left < room ? left : room;
+            x.logits = x.n == left ? sl->logits : NULL;
+        } else {
+            x.tokens = &sl->last, x.n = 1, x.logits = sl->logits;
+        }
+        rows += x.n;
+        who[n] = sl;
+        it[n++] = x;
+    }
+    if (!n) {
+        publish_counts(s);
+        return;
+    }
+    glm_status st = glm_forward_step(s->f, it, n);
+    for (int k = 0; k < n; k++) {
+        srv_slot *sl = who[k];
+        if (st != GLM_OK) {
+            finish_slot(s, sl, st);
+            continue;
+        }
+        if (sl->spec) { /* acceptance, MTP rows, the next draft; then the 1 or 2 final tokens */
+            int32_t out[2];
+            int n_out = 0;
+            glm_status ss = glm_mtp_after_verify(&sl->sg, sl->seq, out, &n_out);
+            for (int i = 0; ss == GLM_OK && i < n_out && !sl->g.finish; i++)
+                ss = take_token(&sl->g, out[i], sl->hist, sl->j->n_prompt + sl->g.n_gen);
+            if (ss != GLM_OK || sl->g.finish)
+                finish_slot(s, sl, ss);
+            continue;
+        }
+        if (sl->n_done < sl->j->n_prompt)
+            sl->n_done += it[k].n;
+        if (it[k].logits)
+            sample_slot(s, sl);
+    }
+    publish_counts(s);
 }
 
 void *srv_worker_main(void *arg)
 {
     srv *s = arg;
     for (;;) {
+        take_jobs(s);
+        if (atomic_load(&s->running) > 0) {
+            step(s);
+            continue;
+        }
         pthread_mutex_lock(&s->qmu);
         while (!s->qhead && !atomic_load(&s->stopping))
             pthread_cond_wait(&s->qcv, &s->qmu);
-        srv_job *j = s->qhead;
-        if (j) {
-            s->qhead = j->next;
-            if (!s->qhead)
-                s->qtail = NULL;
-        }
+        bool done = !s->qhead && atomic_load(&s->stopping);
         pthread_mutex_unlock(&s->qmu);
-        if (!j)
-            break; /* stopping and nothing queued */
-        if (atomic_load(&s->stopping))
-            fail_job(j, 503, "server_error", "the server is shutting down");
-        else if (atomic_load(&j->cancelled))
-            srv_job_finish(j, 499);
-        else
-            run_job(s, j);
-        pthread_mutex_lock(&s->qmu);
-        s->qlen--;
-        pthread_mutex_unlock(&s->qmu);
-        srv_job_unref(j);
+        if (done)
+            break; /* stopping, nothing queued or running */
     }
     return NULL;
 }

@@ -311,7 +311,7 @@ static void vk_destroy(glm_backend *b)
     free(b);
 }
 
-static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+static glm_status alloc_any(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols, bool host)
 {
     if (rows <= 0 || cols <= 0 || (uint64_t)rows * (uint64_t)cols > UINT32_MAX / 4)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: cannot allocate a %lld x %lld activation", (long long)rows,
@@ -319,7 +319,7 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     glm_dbuf *d = calloc(1, sizeof *d);
     if (!d)
         return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, false);
+    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, host);
     if (s != GLM_OK) {
         free(d);
         return s;
@@ -327,6 +327,16 @@ static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t
     d->dt = dt;
     *out = (glm_dview){ .buf = d, .dt = dt, .off = 0, .rows = rows, .cols = cols, .ld = cols };
     return GLM_OK;
+}
+
+static glm_status vk_alloc(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, false);
+}
+
+static glm_status vk_alloc_host(glm_backend *b, glm_dview *out, glm_dtype dt, int64_t rows, int64_t cols)
+{
+    return alloc_any(b, out, dt, rows, cols, true);
 }
 
 /* Copy a view between host [rows][cols] and the device, row by row when strided. */
@@ -463,32 +473,47 @@ static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, con
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
-                          int64_t pos0, float theta)
+                          glm_dview pos, int64_t max_pos, float theta)
 {
     vk_impl *v = impl(b);
-    GLM_TRY(ensure_rope(v, (uint32_t)(pos0 + x.rows), (uint32_t)rope_dim, theta));
+    if (max_pos <= 0 || max_pos > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan rope: bad position bound %lld", (long long)max_pos);
+    GLM_TRY(ensure_rope(v, (uint32_t)max_pos, (uint32_t)rope_dim, theta));
     GLM_TRY(recording(v));
     return glm_vk_rope(v->vk, vv(x), &v->rope_table, v->rope_positions, (uint32_t)n_heads, (uint32_t)head_dim,
-                       (uint32_t)rope_off, (uint32_t)rope_dim, (uint32_t)pos0);
+                       (uint32_t)rope_off, (uint32_t)rope_dim, vv(pos));
+}
+
+static glm_vk_kv_rows vk_rows(const glm_kv_rows *r)
+{
+    return (glm_vk_kv_rows){ vv(r->pos), vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len };
+}
+
+static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)
+{
+    vk_impl *v = impl(b);
+    GLM_TRY(recording(v));
+    glm_vk_kv_rows kr = vk_rows(r);
+    return glm_vk_kv_write(v->vk, vv(pool), vv(src), &kr);
 }
 
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
-                         const glm_tensor *v_b, const glm_mla_shape *s, bool absorbed)
+                         const glm_tensor *v_b, const glm_mla_shape *s, const glm_kv_rows *r, glm_mla_mode mode)
 {
-    (void)absorbed; /* the GPU path always uses the absorbed form: the same function (§2.5) */
+    (void)mode; /* the GPU path always uses the absorbed form: the same function (§2.5) */
     vk_impl *v = impl(b);
     glm_vk_weight wk, wv;
     GLM_TRY(weight(v, k_b, &wk));
     GLM_TRY(weight(v, v_b, &wv));
-    uint32_t n_kv = (uint32_t)(s->pos0 + s->T);
-    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats((uint32_t)s->T, (uint32_t)s->n_heads, (uint32_t)s->kv_lora, n_kv) * 4,
-                   false));
+    if (r->max_len <= 0 || r->max_len > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan mla_attention: bad key bound %lld", (long long)r->max_len);
+    uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora, L = (uint32_t)r->max_len;
+    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, L) * 4, false));
     GLM_TRY(recording(v));
-    v->pending += 4; /* the composite records 5 dispatches */
-    glm_dview cv = glm_dview_rows(c, 0, n_kv), kv = glm_dview_rows(kr, 0, n_kv);
-    return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(cv), vv(kv), &wk, &wv, (uint32_t)s->n_heads,
-                                (uint32_t)s->qk_nope, (uint32_t)s->qk_rope, (uint32_t)s->v_head, (uint32_t)s->pos0,
-                                &v->scratch);
+    v->pending += glm_vk_mla_dispatches(T, H, R, L) - 1; /* the composite records that many dispatches */
+    glm_vk_kv_rows rows = vk_rows(r);
+    return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
+                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch);
 }
 
 static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,
@@ -545,6 +570,7 @@ static const glm_backend_ops k_vk_ops = {
     .name = "vulkan",
     .destroy = vk_destroy,
     .alloc = vk_alloc,
+    .alloc_host = vk_alloc_host,
     .free = vk_free,
     .upload = vk_upload,
     .download = vk_download,
@@ -554,6 +580,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul = vk_matmul,
     .matmul_id = vk_matmul_id,
     .rope = vk_rope,
+    .kv_write = vk_kv_write,
     .mla_attention = vk_mla,
     .moe_route = vk_moe_route,
     .moe_combine = vk_moe_combine,

@@ -213,15 +213,35 @@ glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, gl
 }
 
 glm_status glm_vk_rope(glm_vk *vk, glm_vk_view x, const glm_vk_buffer *table, uint32_t table_positions,
-                       uint32_t n_heads, uint32_t head_dim, uint32_t rope_off, uint32_t rope_dim, uint32_t pos0)
+                       uint32_t n_heads, uint32_t head_dim, uint32_t rope_off, uint32_t rope_dim, glm_vk_view pos)
 {
     if (!view_ok(x) || rope_dim % 2 || rope_off + rope_dim > head_dim || (uint64_t)n_heads * head_dim > x.cols)
         return bad("rope", "head layout does not fit the view");
-    if (pos0 + x.rows > table_positions || (uint64_t)table_positions * rope_dim * 4 > table->size)
-        return bad("rope", "positions beyond the cos/sin table");
-    glm_vk_rope_push pc = { x.off, x.ld, x.rows, n_heads, head_dim, rope_off, rope_dim, pos0 };
-    const glm_vk_buffer *b[2] = { x.buf, table };
-    return glm_vk_dispatch(vk, GLM_VK_ROPE, b, 2, &pc, sizeof pc, groups(n_heads * rope_dim / 2), x.rows, 1);
+    if (!view_ok(pos) || pos.rows != x.rows || pos.cols != 1)
+        return bad("rope", "positions are not an int32 view [rows][1]");
+    if ((uint64_t)table_positions * rope_dim * 4 > table->size)
+        return bad("rope", "cos/sin table smaller than its positions");
+    glm_vk_rope_push pc = { x.off, x.ld, x.rows, n_heads, head_dim, rope_off, rope_dim, pos.off, pos.ld,
+                            table_positions, { 0 } };
+    const glm_vk_buffer *b[3] = { x.buf, table, pos.buf };
+    return glm_vk_dispatch(vk, GLM_VK_ROPE, b, 3, &pc, sizeof pc, groups(n_heads * rope_dim / 2), x.rows, 1);
+}
+
+/* Are the kv rows' int32 views well formed for T query rows? */
+static bool kv_rows_ok(const glm_vk_kv_rows *r, uint32_t T)
+{
+    return view_ok(r->pos) && view_ok(r->ptab) && view_ok(r->pages) && r->pos.rows == T && r->ptab.rows == T &&
+           r->pos.cols == 1 && r->ptab.cols == 1 && r->pages.rows == 1 && r->page_size > 0 && r->max_len > 0;
+}
+
+glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r)
+{
+    if (!view_ok(pool) || !view_ok(src) || pool.cols != src.cols || !kv_rows_ok(r, src.rows))
+        return bad("kv_write", "pool, rows or page views disagree or overrun their buffers");
+    glm_vk_kv_write_push pc = { src.rows, src.cols, src.off, src.ld, pool.off, pool.ld, r->pos.off, r->pos.ld,
+                                r->ptab.off, r->ptab.ld, r->pages.off, r->page_size };
+    const glm_vk_buffer *b[5] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf };
+    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 5, &pc, sizeof pc, groups(src.cols), src.rows, 1);
 }
 
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b)
@@ -292,39 +312,6 @@ glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids, glm_vk_view x)
     return glm_vk_dispatch(vk, GLM_VK_ARGMAX, b, 2, &pc, sizeof pc, x.rows, 1, 1);
 }
 
-glm_status glm_vk_mla_scores(glm_vk *vk, glm_vk_view s, glm_vk_view qlat, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
-                             uint32_t H, uint32_t dn, uint32_t dr, uint32_t pos0, float scale)
-{
-    uint32_t T = q.rows, n_kv = pos0 + T, rkv = c.cols;
-    if (!view_ok(s) || !view_ok(qlat) || !view_ok(q) || !view_ok(c) || !view_ok(kr) || s.rows != T * H ||
-        s.cols != n_kv || s.ld != n_kv || qlat.rows != T * H || qlat.cols != rkv || qlat.ld != rkv || q.cols != H * (dn + dr) || c.rows < n_kv || kr.rows < n_kv || kr.cols != dr)
-        return bad("mla_scores", "shapes disagree or overrun their buffers");
-    glm_vk_mla_scores_push pc = { T,     H,     rkv,   dr,       dn + dr, dn,    pos0,  n_kv,  q.off,
-                                  q.ld,  c.off, c.ld,  kr.off,   kr.ld,   qlat.off, s.off, scale, { 0 } };
-    const glm_vk_buffer *b[5] = { qlat.buf, q.buf, c.buf, kr.buf, s.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MLA_SCORES, b, 5, &pc, sizeof pc, groups(n_kv), T * H, 1);
-}
-
-glm_status glm_vk_softmax(glm_vk *vk, glm_vk_view s)
-{
-    if (!view_ok(s) || s.ld != s.cols)
-        return bad("softmax", "scores must be a contiguous view");
-    glm_vk_softmax_push pc = { s.rows, s.cols, s.off, 0 };
-    const glm_vk_buffer *b[1] = { s.buf };
-    return glm_vk_dispatch(vk, GLM_VK_SOFTMAX, b, 1, &pc, sizeof pc, s.rows, 1, 1);
-}
-
-glm_status glm_vk_mla_mix(glm_vk *vk, glm_vk_view u, glm_vk_view s, glm_vk_view c, uint32_t H, uint32_t pos0)
-{
-    uint32_t n_kv = s.cols;
-    if (!view_ok(u) || !view_ok(s) || !view_ok(c) || u.ld != c.cols || u.cols != c.cols || u.rows != s.rows ||
-        s.ld != n_kv || c.rows < n_kv || s.rows % H)
-        return bad("mla_mix", "shapes disagree or overrun their buffers");
-    glm_vk_mla_mix_push pc = { s.rows / H, H, c.cols, n_kv, pos0, c.off, c.ld, s.off, u.off, { 0 } };
-    const glm_vk_buffer *b[3] = { s.buf, c.buf, u.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MLA_MIX, b, 3, &pc, sizeof pc, groups(c.cols), s.rows, 1);
-}
-
 void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float theta)
 {
     for (uint32_t pos = 0; pos < positions; pos++)
@@ -337,34 +324,72 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
         }
 }
 
-uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t n_kv)
+/* Splits the dispatch needs for keys up to max_len (mla_split.comp's nsplit of the longest row). */
+static uint32_t split_count(uint32_t max_len)
 {
-    /* qlat [T·H][Rkv], u [T·H][Rkv], scores [T·H][n_kv] */
-    return (uint64_t)T * H * (2ull * rkv + n_kv);
+    uint32_t n = (max_len + GLM_VK_MLA_MIN_CHUNK - 1) / GLM_VK_MLA_MIN_CHUNK;
+    return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
+}
+
+/* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
+static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+{
+    uint64_t per_row = (uint64_t)H * split_count(max_len) * (rkv + 2u);
+    uint64_t tb = (8ull << 20) / per_row;
+    return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
+}
+
+uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+{
+    /* qlat [T·H][Rkv], u [T·H][Rkv], partials [block·H][splits][Rkv + 2] */
+    return (uint64_t)T * H * 2ull * rkv +
+           (uint64_t)block_rows(T, H, rkv, max_len) * H * split_count(max_len) * (rkv + 2u);
+}
+
+uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+{
+    uint32_t tb = block_rows(T, H, rkv, max_len);
+    return 2 + 2 * ((T + tb - 1) / tb); /* k_b and v_b products, split + combine per block */
 }
 
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, uint32_t pos0, const glm_vk_buffer *scratch)
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch)
 {
-    uint32_t T = q.rows, rkv = c.cols, n_kv = pos0 + T;
+    uint32_t T = q.rows, rkv = c.cols;
     if (k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
         v_b->nrows != dv || out.rows != T || out.cols != H * dv || q.cols != H * (dn + dr))
         return bad("mla_attention", "k_b / v_b / q / out shapes disagree with the heads");
-    if (glm_vk_mla_scratch_floats(T, H, rkv, n_kv) * 4 > scratch->size)
+    if (!view_ok(q) || !view_ok(c) || !view_ok(kr) || kr.cols != dr || kr.rows != c.rows || !kv_rows_ok(r, T))
+        return bad("mla_attention", "cache or page views disagree or overrun their buffers");
+    if (rkv > 512 || dr > 128)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
+                          rkv, dr);
+    if (glm_vk_mla_scratch_floats(T, H, rkv, r->max_len) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
     uint32_t qh = dn + dr;
-    glm_vk_view qlat = { scratch, 0, T * H, rkv, rkv };
     glm_vk_view u = { scratch, T * H * rkv, T * H, rkv, rkv };
-    glm_vk_view s = { scratch, 2 * T * H * rkv, T * H, n_kv, n_kv };
+    uint32_t part_off = 2 * T * H * rkv, ns = split_count(r->max_len), tb = block_rows(T, H, rkv, r->max_len);
     /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head h
      * are t·H + h */
     glm_vk_view qn = { q.buf, q.off, T, dn, q.ld };
     glm_vk_view ql = { scratch, 0, T, rkv, H * rkv };
     GLM_TRY(glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
-    GLM_TRY(glm_vk_mla_scores(vk, s, qlat, q, c, kr, H, dn, dr, pos0, 1.0f / sqrtf((float)(dn + dr))));
-    GLM_TRY(glm_vk_softmax(vk, s));
-    GLM_TRY(glm_vk_mla_mix(vk, u, s, c, H, pos0));
+    for (uint32_t row0 = 0; row0 < T; row0 += tb) {
+        uint32_t rows = T - row0 < tb ? T - row0 : tb;
+        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,         dn,
+                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
+                                     0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
+                                     r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
+                                     1.0f / sqrtf((float)qh) };
+        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        /* one workgroup per (split, row, group of 4 heads): the heads share each c row read */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * ((H + 3) / 4), 1));
+        glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, u.off, r->pos.off, r->pos.ld,
+                                       row0, { 0 } };
+        const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, groups(rkv), rows * H, 1));
+    }
     glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv };
     glm_vk_view oh = { out.buf, out.off, T, dv, out.ld };
     return glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv);

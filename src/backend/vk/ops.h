@@ -47,9 +47,14 @@ typedef struct glm_vk_get_rows_push {
 _Static_assert(sizeof(glm_vk_get_rows_push) == 32, "mirrors shaders/get_rows.comp");
 
 typedef struct glm_vk_rope_push {
-    uint32_t x_off, x_ld, rows, n_heads, head_dim, rope_off, rope_dim, pos0;
+    uint32_t x_off, x_ld, rows, n_heads, head_dim, rope_off, rope_dim, pos_off, pos_ld, table_positions, pad[2];
 } glm_vk_rope_push;
-_Static_assert(sizeof(glm_vk_rope_push) == 32, "mirrors shaders/rope.comp");
+_Static_assert(sizeof(glm_vk_rope_push) == 48, "mirrors shaders/rope.comp");
+
+typedef struct glm_vk_kv_write_push {
+    uint32_t rows, cols, src_off, src_ld, dst_off, dst_ld, pos_off, pos_ld, ptab_off, ptab_ld, pages_off, page_size;
+} glm_vk_kv_write_push;
+_Static_assert(sizeof(glm_vk_kv_write_push) == 48, "mirrors shaders/kv_write.comp");
 
 typedef enum glm_vk_eltwise_op { GLM_VK_ADD = 0, GLM_VK_SWIGLU = 1, GLM_VK_COPY = 2 } glm_vk_eltwise_op;
 typedef struct glm_vk_eltwise_push {
@@ -75,22 +80,28 @@ typedef struct glm_vk_argmax_push {
 } glm_vk_argmax_push;
 _Static_assert(sizeof(glm_vk_argmax_push) == 16, "mirrors shaders/argmax.comp");
 
-typedef struct glm_vk_mla_scores_push {
-    uint32_t T, H, rkv, dr, dqk, dn, pos0, n_kv, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, s_off;
+typedef struct glm_vk_mla_split_push {
+    uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
+        ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
     float scale;
-    uint32_t pad[3];
-} glm_vk_mla_scores_push;
-_Static_assert(sizeof(glm_vk_mla_scores_push) == 80, "mirrors shaders/mla_scores.comp");
+} glm_vk_mla_split_push;
+_Static_assert(sizeof(glm_vk_mla_split_push) == 96, "mirrors shaders/mla_split.comp");
 
-typedef struct glm_vk_softmax_push {
-    uint32_t rows, n, s_off, pad1;
-} glm_vk_softmax_push;
-_Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
+typedef struct glm_vk_mla_combine_push {
+    uint32_t rows, H, rkv, max_split, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[2];
+} glm_vk_mla_combine_push;
+_Static_assert(sizeof(glm_vk_mla_combine_push) == 48, "mirrors shaders/mla_combine.comp");
 
-typedef struct glm_vk_mla_mix_push {
-    uint32_t T, H, rkv, n_kv, pos0, c_off, c_ld, s_off, u_off, pad[3];
-} glm_vk_mla_mix_push;
-_Static_assert(sizeof(glm_vk_mla_mix_push) == 48, "mirrors shaders/mla_mix.comp");
+/* The rows of one step over a paged cache (backend.h glm_kv_rows): int32 views pos [T][1],
+ * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. */
+typedef struct glm_vk_kv_rows {
+    glm_vk_view pos, ptab, pages;
+    uint32_t page_size, max_len;
+} glm_vk_kv_rows;
+
+/* Splits of a row's keys in mla_split.comp: at most this many, of at least 64 positions. */
+#define GLM_VK_MLA_MAX_SPLIT 64u
+#define GLM_VK_MLA_MIN_CHUNK 64u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
@@ -120,9 +131,12 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
-/* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]. */
+/* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]; row t at position pos[t]
+ * (int32 view [rows][1]; positions past the table leave their row unrotated). */
 glm_status glm_vk_rope(glm_vk *vk, glm_vk_view x, const glm_vk_buffer *table, uint32_t table_positions,
-                       uint32_t n_heads, uint32_t head_dim, uint32_t rope_off, uint32_t rope_dim, uint32_t pos0);
+                       uint32_t n_heads, uint32_t head_dim, uint32_t rope_off, uint32_t rope_dim, glm_vk_view pos);
+/* Scatter src rows into the pool rows of their positions (glm_vk_kv_rows). */
+glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r);
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b);
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
@@ -131,24 +145,22 @@ glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_v
 /* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
 glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);
 glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk_view x);
-glm_status glm_vk_mla_scores(glm_vk *vk, glm_vk_view s, glm_vk_view qlat, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
-                             uint32_t H, uint32_t dn, uint32_t dr, uint32_t pos0, float scale);
-glm_status glm_vk_softmax(glm_vk *vk, glm_vk_view s);
-glm_status glm_vk_mla_mix(glm_vk *vk, glm_vk_view u, glm_vk_view s, glm_vk_view c, uint32_t H, uint32_t pos0);
-
 /* cos/sin table [positions][rope_dim/2][2] for the rope kernel, computed on the host exactly
  * as ref/rope.c computes each angle (so both paths rotate by identical values). */
 void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float theta);
 
-/* Scratch floats absorbed MLA needs for T queries over n_kv cached positions. */
-uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t n_kv);
+/* Scratch floats absorbed MLA needs for T query rows with keys up to max_len. */
+uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len);
+/* Dispatches glm_vk_mla_attention records for these sizes. */
+uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len);
 
-/* Absorbed MLA (model-spec §2.5) over the latent cache: qlat_h = k_b[h]·qn_h, scores over
- * [c|kr], softmax, u_h = Σ P c, out_h = v_b[h]·u_h. q: [T][H·(dn+dr)] (rope applied),
- * c: [≥pos0+T][Rkv], kr: [≥pos0+T][dr], k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
- * scratch: a buffer of glm_vk_mla_scratch_floats floats. */
+/* Absorbed MLA (model-spec §2.5) over the paged latent cache: qlat_h = k_b[h]·qn_h, then per
+ * row the split attention core (mla_split + mla_combine: u_h = Σ softmax(scores) c), then
+ * out_h = v_b[h]·u_h. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and
+ * [rows][dr] views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of
+ * [dv][Rkv]; scratch: a buffer of glm_vk_mla_scratch_floats floats. */
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, uint32_t pos0, const glm_vk_buffer *scratch);
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch);
 
 #endif

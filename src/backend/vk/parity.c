@@ -487,11 +487,16 @@ static glm_status case_rope(pctx *p, uint32_t T, uint32_t H, uint32_t hd, uint32
         for (uint32_t h = 0; h < H; h++)
             glm_ref_rope(ref + (size_t)t * cols + h * hd + dn, (int)dr, pos0 + t, ROPE_THETA);
     glm_vk_rope_table(cs, positions, dr, ROPE_THETA);
-    glm_vk_buffer *bt, *bx;
+    int32_t *pos;
+    NEW(pos, T);
+    for (uint32_t t = 0; t < T; t++)
+        pos[t] = (int32_t)(pos0 + t);
+    glm_vk_buffer *bt, *bx, *bp;
     GLM_TRY(dcopy(p, &bt, cs, (size_t)positions * dr * 4));
+    GLM_TRY(dcopy(p, &bp, pos, (size_t)T * 4));
     GLM_TRY(dout(p, &bx, n));
     memcpy(bx->map, x, n * 4);
-    GPU_RUN(glm_vk_rope(p->vk, view(bx, T, cols), bt, positions, H, hd, dn, dr, pos0), 0);
+    GPU_RUN(glm_vk_rope(p->vk, view(bx, T, cols), bt, positions, H, hd, dn, dr, view(bp, T, 1)), 0);
     const float *got = bx->map;
     cmp_float(p, ref, got, n, GLM_PARITY_ELEMENTWISE_NMSE);
     for (size_t i = 0; i < n; i++)
@@ -597,6 +602,42 @@ static glm_status case_argmax(pctx *p, uint32_t rows, uint32_t n, bool ties)
     return GLM_OK;
 }
 
+void glm_parity_page_cache(float *pool, int32_t *pages, const float *c, const float *kr, uint32_t n, uint32_t rkv,
+                           uint32_t dr, uint32_t page_size, uint64_t *rng_state)
+{
+    uint32_t np = (n + page_size - 1) / page_size + 1, w = rkv + dr;
+    for (uint32_t i = 0; i < np; i++)
+        pages[i] = (int32_t)i;
+    for (uint32_t i = np - 1; i > 0; i--) { /* Fisher-Yates */
+        uint32_t j = (uint32_t)(sm_next(rng_state) % (i + 1));
+        int32_t t = pages[i];
+        pages[i] = pages[j], pages[j] = t;
+    }
+    for (size_t i = 0; i < (size_t)np * page_size * w; i++)
+        pool[i] = NAN;
+    for (uint32_t i = 0; i < n; i++) {
+        float *row = pool + ((size_t)pages[i / page_size] * page_size + i % page_size) * w;
+        memcpy(row, c + (size_t)i * rkv, (size_t)rkv * 4);
+        memcpy(row + rkv, kr + (size_t)i * dr, (size_t)dr * 4);
+    }
+}
+
+void glm_parity_two_seq_cache(float *pool, int32_t *meta, const float *cA, const float *kA, uint32_t nA, uint32_t TA,
+                              const float *cB, const float *kB, uint32_t nB, uint32_t rkv, uint32_t dr,
+                              uint32_t page_size, uint64_t *rng_state)
+{
+    const uint32_t T = TA + 1, npA = glm_parity_pages(nA, page_size), npB = glm_parity_pages(nB, page_size);
+    int32_t *pages = meta + 2 * T;
+    glm_parity_page_cache(pool, pages, cA, kA, nA, rkv, dr, page_size, rng_state);
+    glm_parity_page_cache(pool + (size_t)npA * page_size * (rkv + dr), pages + npA, cB, kB, nB, rkv, dr, page_size,
+                          rng_state);
+    for (uint32_t i = 0; i < npB; i++)
+        pages[npA + i] += (int32_t)npA;
+    for (uint32_t t = 0; t < TA; t++)
+        meta[t] = (int32_t)(nA - TA + t), meta[T + t] = 0;
+    meta[TA] = (int32_t)(nB - 1), meta[T + TA] = (int32_t)npA;
+}
+
 typedef struct mla_case {
     uint32_t H, dn, dr, dv, rkv, pos0, T;
 } mla_case;
@@ -621,15 +662,25 @@ static glm_status case_mla(pctx *p, const mla_case *m)
     rfill(p, c, (size_t)n_kv * m->rkv, -1, 1);
     rfill(p, kr, (size_t)n_kv * m->dr, -1, 1);
     glm_ref_mla_naive(ref, q, c, kr, (const float *)kb.host, (const float *)vb.host, &s, scr);
-    glm_vk_buffer *bq, *bc, *bk, *bo, *bs;
+    /* the GPU reads the same cache through shuffled pages of 4 positions */
+    const uint32_t P = 4, np = (n_kv + P - 1) / P + 1, w = m->rkv + m->dr;
+    float *pool;
+    int32_t *meta;
+    NEW(pool, (size_t)np * P * w);
+    NEW(meta, 2 * (size_t)m->T + np);
+    glm_parity_page_cache(pool, meta + 2 * m->T, c, kr, n_kv, m->rkv, m->dr, P, &p->rng);
+    for (uint32_t t = 0; t < m->T; t++)
+        meta[t] = (int32_t)(m->pos0 + t), meta[m->T + t] = 0;
+    glm_vk_buffer *bq, *bp, *bm, *bo, *bs;
     GLM_TRY(dcopy(p, &bq, q, (size_t)m->T * qc * 4));
-    GLM_TRY(dcopy(p, &bc, c, (size_t)n_kv * m->rkv * 4));
-    GLM_TRY(dcopy(p, &bk, kr, (size_t)n_kv * m->dr * 4));
+    GLM_TRY(dcopy(p, &bp, pool, (size_t)np * P * w * 4));
+    GLM_TRY(dcopy(p, &bm, meta, (2 * (size_t)m->T + np) * 4));
     GLM_TRY(dout(p, &bo, (size_t)m->T * oc));
     GLM_TRY(dbuf(p, &bs, glm_vk_mla_scratch_floats(m->T, m->H, m->rkv, n_kv) * 4, false));
-    GPU_RUN(glm_vk_mla_attention(p->vk, view(bo, m->T, oc), view(bq, m->T, qc), view(bc, n_kv, m->rkv),
-            view(bk, n_kv, m->dr), &kb.w, &vb.w, m->H, m->dn, m->dr, m->dv, m->pos0,
-            bs), 1);
+    glm_vk_kv_rows rows = { { bm, 0, m->T, 1, 1 }, { bm, m->T, m->T, 1, 1 }, { bm, 2 * m->T, 1, np, np }, P, n_kv };
+    glm_vk_view pc = { bp, 0, np * P, m->rkv, w }, pk = { bp, m->rkv, np * P, m->dr, w };
+    GPU_RUN(glm_vk_mla_attention(p->vk, view(bo, m->T, oc), view(bq, m->T, qc), pc, pk, &kb.w, &vb.w, m->H, m->dn,
+                                 m->dr, m->dv, &rows, bs), 1);
     cmp_float(p, ref, bo->map, (size_t)m->T * oc, GLM_PARITY_ATTENTION_NMSE);
     return GLM_OK;
 }

@@ -75,6 +75,23 @@ glm_status glm_parity_check_ops(const char *ops);
  * rng_state: a splitmix64 state (tests/util/testutil.h's tu_rng.s is one). */
 void glm_parity_random_blocks(uint8_t *dst, glm_type t, size_t nblocks, uint64_t *rng_state);
 
+/* A contiguous latent cache c [n][rkv], kr [n][dr] laid out as a paged pool (engine/kvcache.h):
+ * pool [n_pages·page_size][rkv + dr] with n_pages = ceil(n / page_size) + 1 (one page stays
+ * unused), the pages in a shuffled order given by pages[n_pages]; unused rows hold NaN, so
+ * reading one shows. rng_state: a splitmix64 state. */
+void glm_parity_page_cache(float *pool, int32_t *pages, const float *c, const float *kr, uint32_t n, uint32_t rkv,
+                           uint32_t dr, uint32_t page_size, uint64_t *rng_state);
+
+/* Two sequences in one pool, for attention over the rows of a step: A's nA positions then
+ * B's nB, each laid out by glm_parity_page_cache (B's pages after A's), and the step rows
+ * meta = pos[T] | ptab[T] | A's page list | B's page list (backend.h glm_kv_rows) for TA
+ * query rows of A at positions nA-TA .. nA-1 and one of B at nB-1 (T = TA + 1). pool has room
+ * for glm_parity_pages(nA) + glm_parity_pages(nB) pages, meta for 2·T plus as many ids. */
+void glm_parity_two_seq_cache(float *pool, int32_t *meta, const float *cA, const float *kA, uint32_t nA, uint32_t TA,
+                              const float *cB, const float *kB, uint32_t nB, uint32_t rkv, uint32_t dr,
+                              uint32_t page_size, uint64_t *rng_state);
+static inline uint32_t glm_parity_pages(uint32_t n, uint32_t page_size) { return (n + page_size - 1) / page_size + 1; }
+
 glm_status glm_parity_run(glm_vk *vk, const glm_parity_options *opt, glm_parity_report *rep);
 void glm_parity_report_free(glm_parity_report *rep);
 

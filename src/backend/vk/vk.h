@@ -40,9 +40,9 @@ typedef enum glm_vk_kernel {
     GLM_VK_MOE_ROUTE,
     GLM_VK_MOE_COMBINE,
     GLM_VK_ARGMAX,
-    GLM_VK_MLA_SCORES,
-    GLM_VK_SOFTMAX,
-    GLM_VK_MLA_MIX,
+    GLM_VK_MLA_SPLIT,
+    GLM_VK_MLA_COMBINE,
+    GLM_VK_KV_WRITE,
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
