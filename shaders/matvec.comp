@@ -20,7 +20,8 @@
 // With FUSE (and p.swiglu) a second weight at byte offset p.w2_offset of the same buffer
 // (same shape) is applied too and y = SiLU(W·x) * (W2·x), as eltwise op 1 computes it.
 // With p.norm, x is first replaced by RMSNorm(x; g, eps) (rms_norm.comp's arithmetic): every
-// workgroup sums the squares of its x row itself, then scales x as it stages it, so the norm
+// workgroup stages g ⊙ x, sums the squares of x as it stages it and scales its dot products by
+// 1/sqrt(mean + eps) at the end (the factor is common to every term), so the norm
 // costs no dispatch of its own; g is a row of p.ncols F32/F16/BF16 elements at byte p.g_offset.
 // With p.accumulate the product is added to what y holds (y += W·x: a residual add folded in).
 // Rows past nrows read the last row again (results dropped), so that every row's loads are
@@ -252,16 +253,13 @@ float gain(uint i)
     return p.g_type == T_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
 }
 
-// 1 / sqrt(mean(x[xo..xo+n)^2) + eps), the same value in every invocation (summed per
-// subgroup, then over the subgroups in order).
-float norm_scale(uint xo, uint tid)
+// 1 / sqrt(Σ/n + eps) from each invocation's partial sum of squares, the same value in every
+// invocation (summed per subgroup, then over the subgroups in order).
+float norm_scale(float sq)
 {
-    float acc = 0.0;
-    for (uint i = tid; i < p.ncols; i += WG)
-        acc += x[xo + i] * x[xo + i];
-    acc = subgroupAdd(acc);
+    sq = subgroupAdd(sq);
     if (gl_SubgroupInvocationID == 0u)
-        nsum[gl_SubgroupID] = acc;
+        nsum[gl_SubgroupID] = sq;
     barrier();
     float tot = 0.0;
     for (uint s = 0u; s < gl_NumSubgroups; s++)
@@ -269,10 +267,10 @@ float norm_scale(uint xo, uint tid)
     return 1.0 / sqrt(tot / float(p.ncols) + p.eps);
 }
 
-// x[xo + i] as the product sees it: normed and scaled by the gain when p.norm.
-float xin(uint xo, uint i, float scale)
+// x[xo + i] as the product sees it: times the norm gain when p.norm (the scale comes last).
+float xin(uint xo, uint i)
 {
-    return p.norm != 0u ? gain(i) * (x[xo + i] * scale) : x[xo + i];
+    return p.norm != 0u ? gain(i) * x[xo + i] : x[xo + i];
 }
 
 void main()
@@ -291,7 +289,7 @@ void main()
     uint w2base = wbase - p.w_offset + p.w2_offset;
     uint xo = p.x_off + z * p.x_zs + xrow * p.x_ld;
     const bool fuse = FUSE != 0u;
-    float scale = p.norm != 0u ? norm_scale(xo, tid) : 1.0;
+    float sq = 0.0; // this invocation's share of Σ x² (p.norm)
     uint rowb[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++)
         rowb[r] = min(r0 + r, p.nrows - 1u) * p.row_bytes;
@@ -310,7 +308,11 @@ void main()
         uint nx = min(step, nchunks - base) * 32u;
         barrier();
         for (uint i = tid; i < nx; i += WG)
-            xs[(i >> 5) * 33u + (i & 31u)] = xin(xo, base * 32u + i, scale);
+        {
+            float xv = x[xo + base * 32u + i];
+            sq += xv * xv;
+            xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xv;
+        }
         barrier();
         [[unroll]] for (uint u = 0u; u < 2u; u++) {
             uint k = lane + u * p.tpr;
@@ -335,10 +337,19 @@ void main()
     // plain types: a tail shorter than a chunk
     for (uint i = nchunks * 32u + lane; i < p.ncols; i += p.tpr)
         [[unroll]] for (uint r = 0u; r < NR; r++) {
-            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i, scale);
+            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
             if (fuse)
-                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i, scale);
+                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
         }
+    if (p.norm != 0u) {
+        for (uint i = nchunks * 32u + tid; i < p.ncols; i += WG)
+            sq += x[xo + i] * x[xo + i];
+        float scale = norm_scale(sq);
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] *= scale;
+            acc2[r] *= scale;
+        }
+    }
     // sums over the slice's p.tpr invocations: shuffles inside a subgroup, then (slices wider
     // than a subgroup) the subgroups' totals through shared memory, summed in order
     uint sgs = gl_SubgroupSize;

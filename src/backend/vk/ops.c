@@ -57,16 +57,11 @@ glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_
     return rms_norm_any(vk, y, x, &t, w, eps);
 }
 
-/* Workgroups below which a matvec is latency-bound on a large GPU (about two per
- * multiprocessor of one with ~128). */
-#define MATVEC_MIN_GROUPS 256u
-
-/* Threads per output row of matvec for `groups_of(t)` workgroups: the power of two in
- * 8..min(64, subgroup size) that wastes the fewest invocations on the row's 32-element chunks
- * (ties to the larger; within one subgroup the shader reduces with shuffles alone); then, while
- * the product would run on fewer than MATVEC_MIN_GROUPS workgroups, doubled (up to 64: wider
- * slices mean fewer rows per workgroup, so more workgroups share the latency of the loads). */
-static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols, uint32_t nrows, uint32_t nvec)
+/* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that
+ * wastes the fewest invocations on the row's 32-element chunks (ties to the larger); within
+ * one subgroup the shader reduces with shuffles alone. (Wider slices, to give small products
+ * more workgroups, were slower on the H100: bench/RESULTS.md.) */
+static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 {
     uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
     uint32_t best = top, waste = UINT32_MAX;
@@ -78,12 +73,6 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols, uint32_t nrows, uint32_t 
             best = t;
             waste = wst;
         }
-    }
-    while (best < 64) {
-        uint64_t rows_per_group = (GLM_VK_MATVEC_WG / best) * GLM_VK_MATVEC_ROWS;
-        if ((nrows + rows_per_group - 1) / rows_per_group * (uint64_t)nvec >= MATVEC_MIN_GROUPS)
-            break;
-        best *= 2;
     }
     return best;
 }
@@ -109,8 +98,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
-                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols, w->nrows, y.rows * heads),
-                              w->offset, 0, 0,
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
                               0, 0, 0, 0 };
     const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
     if (e && e->g) {
