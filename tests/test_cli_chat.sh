@@ -37,6 +37,10 @@ expect_eq "chat --mtp rc" "$?" 0
 cmp -s "$tmp/plain" "$tmp/mtp" || { echo "FAIL chat --mtp replies differ from plain greedy"; diff "$tmp/plain" "$tmp/mtp" | head -5; fail=1; }
 expect_eq "chat --mtp summaries" "$(grep -Ec '^glm47 chat: [0-9]+ tokens .*; mtp accepted [0-9]+ of [0-9]+ drafts' "$tmp/mtp.err")" 4
 [ "$(sed -n 2p "$tmp/mtp.err" | sed 's/.* \([0-9]*\) reused.*/\1/')" -gt 0 ] || { echo "FAIL chat --mtp reused nothing: $(cat "$tmp/mtp.err")"; fail=1; }
+printf "$session" | "$BIN" chat -m "$M" -n 40 --temp 0 --draft 3 >"$tmp/draft" 2>"$tmp/draft.err"
+expect_eq "chat --draft 3 rc" "$?" 0
+cmp -s "$tmp/plain" "$tmp/draft" || { echo "FAIL chat --draft 3 replies differ from plain greedy"; diff "$tmp/plain" "$tmp/draft" | head -5; fail=1; }
+expect_eq "chat --draft 3 summaries" "$(grep -Ec '; mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\), [0-9.]+ tokens per forward$' "$tmp/draft.err")" 4
 
 # what the user types stays text: "<|user|>" in a message is not a role switch. The first
 # turn's prompt is [gMASK] <sop> <|user|> + the text tokenized with special-token matching off

@@ -31,12 +31,27 @@ expect_eq "greedy bf16 gguf ids" "$out" "$G0"
 out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --mtp --ignore-eos --print-ids 2>"$tmp/err"); rc=$?
 expect_eq "mtp rc" "$rc" 0
 expect_eq "mtp ids" "$out" "$G0"
-grep -Eq '^glm47 run: prompt 14 tokens in [0-9.]+ s \([0-9.]+ tok/s\); generated 24 tokens in [0-9.]+ s \([0-9.]+ tok/s\); mtp accepted [0-9]+ of 23 drafts \([0-9.]+%\)$' "$tmp/err" \
+grep -Eq '^glm47 run: prompt 14 tokens in [0-9.]+ s \([0-9.]+ tok/s\); generated 24 tokens in [0-9.]+ s \([0-9.]+ tok/s\); mtp accepted [0-9]+ of 23 drafts \([0-9.]+%\), [0-9.]+ tokens per forward$' "$tmp/err" \
   || { echo "FAIL mtp summary: $(cat "$tmp/err")"; fail=1; }
+# --draft N: chains of N drafts per verify, the same greedy ids; N outside 1..8 is refused
+for n in 2 3 4 8; do
+  out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --draft $n --ignore-eos --print-ids 2>"$tmp/err"); rc=$?
+  expect_eq "draft $n rc" "$rc" 0
+  expect_eq "draft $n ids" "$out" "$G0"
+  grep -Eq '; mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\), [0-9.]+ tokens per forward$' "$tmp/err" \
+    || { echo "FAIL draft $n summary: $(cat "$tmp/err")"; fail=1; }
+done
+for n in 0 9 x; do
+  "$BIN" run -m golden/dev/hf --ids $P0 -n 4 --draft $n >/dev/null 2>"$tmp/err"; rc=$?
+  [ "$rc" -ne 0 ] && [ "$(wc -l <"$tmp/err")" -ge 1 ] && grep -q -- '--draft' "$tmp/err" \
+    || { echo "FAIL --draft $n accepted (rc $rc): $(cat "$tmp/err")"; fail=1; }
+done
 
 # sampled --mtp: top-k 1 makes p and q one-hot, so it must equal greedy; a seed reproduces
 out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --mtp --temp 0.8 --top-k 1 --ignore-eos --print-ids 2>/dev/null)
 expect_eq "mtp sampled top-k 1" "$out" "$G0"
+out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --draft 3 --temp 0.8 --top-k 1 --ignore-eos --print-ids 2>/dev/null)
+expect_eq "draft 3 sampled top-k 1" "$out" "$G0"
 a=$("$BIN" run -m golden/dev/dev-Q8_0.gguf --ids $P0 -n 20 --mtp --temp 1 --seed 3 --print-ids 2>/dev/null); rc=$?
 b=$("$BIN" run -m golden/dev/dev-Q8_0.gguf --ids $P0 -n 20 --mtp --temp 1 --seed 3 --print-ids 2>/dev/null)
 expect_eq "mtp sampled rc" "$rc" 0
@@ -48,6 +63,8 @@ out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --temp 0 --print-ids); rc=$?
 expect_eq "eog stop" "$out" "437 80"
 out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --mtp --print-ids 2>/dev/null)
 expect_eq "eog stop mtp" "$out" "437 80"
+out=$("$BIN" run -m golden/dev/hf --ids $P0 -n 24 --draft 4 --print-ids 2>/dev/null)
+expect_eq "eog stop draft 4" "$out" "437 80"
 
 # text in, text out (the Makefile's `make run`), sampled with a seed: reproducible
 a=$("$BIN" run -m golden/dev/dev-Q8_0.gguf -p "The quick brown fox" -n 16 --seed 7); rc=$?

@@ -17,6 +17,7 @@
 #include "ref/sampler.h"
 #include "tolerances.h"
 #include "util/h5.h"
+#include "util/mtp_check.h"
 #include "util/testutil.h"
 
 static glm_model *open_model(const char *rel)
@@ -340,9 +341,10 @@ END_TEST
 
 START_TEST(test_mtp_greedy_equals_plain)
 {
-    /* §5.3 draft/verify must reproduce plain greedy decoding exactly, whether the drafts are
-     * the MTP block's own (random weights: mostly rejected) or forced to the true next token
-     * (always accepted: exercises the bonus-token and two-row MTP paths), or a mix. */
+    /* §5.3 draft/verify must reproduce plain greedy decoding exactly for every draft length,
+     * whether the drafts are the MTP block's own chain (random weights: mostly rejected),
+     * forced to the true next tokens (always accepted: the bonus token and the longest runs)
+     * or a mix (every accepted length). */
     glm_model *m = open_model("dev/dev-Q8_0.gguf");
     glm_backend *b = NULL;
     ck_assert(glm_backend_create(&b, "ref", m) == GLM_OK);
@@ -352,35 +354,43 @@ START_TEST(test_mtp_greedy_equals_plain)
     int32_t *tokens = read_ids(gold, "prompt1/tokens", &T);
     int32_t *greedy = read_ids(gold, "prompt1/greedy", &n_g);
     check_greedy(m, b, tokens, T, greedy, n_g, "plain");
-    for (int mode = 0; mode < 3; mode++) {
-        glm_forward *f = NULL;
-        ck_assert(glm_forward_create(&f, m, b, T + n_g + 2, T) == GLM_OK);
-        glm_mtp_greedy g;
-        ck_assert_msg(glm_mtp_greedy_start(&g, f, tokens, T, m->eos_ids, m->n_eos) == GLM_OK, "%s",
-                      glm_last_error());
-        int32_t got[64];
-        int n = 0, step = 0;
-        got[n++] = g.last;
-        while (n < n_g) {
-            if (mode == 1 || (mode == 2 && step % 2 == 0))
-                g.draft = greedy[n]; /* the oracle: the true next token */
-            int32_t out[2];
-            int k;
-            ck_assert_msg(glm_mtp_greedy_step(&g, out, &k) == GLM_OK, "%s", glm_last_error());
-            for (int i = 0; i < k; i++)
-                got[n++] = out[i];
-            ck_assert_int_eq(glm_forward_n_past(f), n - 1 + T);
-            ck_assert_int_eq(glm_forward_mtp_n_past(f), n - 1 + T);
-            step++;
-        }
-        for (int i = 0; i < n_g; i++)
-            ck_assert_msg(got[i] == greedy[i], "mode %d: token %d is %d, greedy %d", mode, i, got[i], greedy[i]);
-        printf("mtp greedy mode %d: %lld of %lld drafts accepted\n", mode, g.accepted, g.drafts);
-        if (mode == 1)
-            ck_assert_int_eq(g.accepted, g.drafts);
-        glm_mtp_greedy_free(&g);
-        glm_forward_destroy(f);
-    }
+    const int lens[] = { 1, 2, 3, 4, GLM_MTP_MAX_DRAFT };
+    for (int li = 0; li < 5; li++)
+        for (int mode = TU_DRAFT_OWN; mode <= TU_DRAFT_MIXED; mode++)
+            tu_mtp_check_greedy(m, b, tokens, T, greedy, n_g, lens[li], (tu_draft_mode)mode, "dev Q8_0");
+    /* a draft length outside 1..GLM_MTP_MAX_DRAFT is refused with one line */
+    glm_forward *f = NULL;
+    ck_assert(glm_forward_create(&f, m, b, T + 4, T) == GLM_OK);
+    glm_mtp_greedy g;
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, NULL, 0, GLM_MTP_MAX_DRAFT + 1) == GLM_ERR_INVALID);
+    ck_assert_msg(strstr(glm_last_error(), "draft length") != NULL, "%s", glm_last_error());
+    glm_mtp_greedy_free(&g);
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, NULL, 0, 0) == GLM_ERR_INVALID);
+    glm_mtp_greedy_free(&g);
+    /* near the end of the context the chain shortens: never a verify past it */
+    glm_forward_destroy(f);
+    ck_assert(glm_forward_create(&f, m, b, T + 5, T) == GLM_OK);
+    ck_assert(glm_mtp_greedy_start_n(&g, f, tokens, T, m->eos_ids, m->n_eos, GLM_MTP_MAX_DRAFT) == GLM_OK);
+    ck_assert_int_eq(g.n_chain, 4); /* verify rows at T .. T+4 */
+    int32_t out[GLM_MTP_MAX_DRAFT + 1];
+    int k;
+    for (int i = 0; i < 4; i++)
+        g.chain[i] = i < 3 ? greedy[1 + i] : (greedy[1 + i] + 1) % (int32_t)m->hp.vocab_size;
+    g.draft = g.chain[0];
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) == GLM_OK);
+    ck_assert_int_eq(k, 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(out[i], greedy[1 + i]);
+    ck_assert_int_eq(g.n_chain, 0);
+    ck_assert_int_eq(glm_forward_n_past(f), T + 4);
+    ck_assert_int_eq(glm_forward_mtp_n_past(f), T + 4);
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) == GLM_OK); /* a plain step fills the last position */
+    ck_assert_int_eq(k, 1);
+    ck_assert_int_eq(out[0], greedy[5]);
+    ck_assert(glm_mtp_greedy_step(&g, out, &k) != GLM_OK);
+    ck_assert_msg(strstr(glm_last_error(), "context") != NULL, "%s", glm_last_error());
+    glm_mtp_greedy_free(&g);
+    glm_forward_destroy(f);
     free(tokens), free(greedy);
     glm_h5_close(gold);
     glm_backend_destroy(b);
@@ -388,13 +398,57 @@ START_TEST(test_mtp_greedy_equals_plain)
 }
 END_TEST
 
+/* The top-k 3 successors of prompt + ctx[0..n) and their sampler probabilities. */
+static void successors(glm_forward *f, glm_sampler *smp, const int32_t *prompt, int T, const int32_t *ctx, int n,
+                       int32_t ids[3], double p[3])
+{
+    const int64_t V = glm_forward_model(f)->hp.vocab_size;
+    float *lg = malloc(sizeof(float) * V), *pr = malloc(sizeof(float) * V);
+    int32_t hist[16];
+    memcpy(hist, prompt, sizeof(int32_t) * T);
+    memcpy(hist + T, ctx, sizeof(int32_t) * n);
+    ck_assert(glm_forward_truncate(f, 0) == GLM_OK);
+    ck_assert(glm_forward_eval(f, hist, T + n, lg, false, NULL, NULL) == GLM_OK);
+    ck_assert(glm_sampler_probs(smp, pr, lg, hist, T + n) == GLM_OK);
+    int c = 0;
+    for (int64_t v = 0; v < V; v++)
+        if (pr[v] > 0) {
+            ck_assert_int_lt(c, 3);
+            ids[c] = (int32_t)v;
+            p[c++] = pr[v];
+        }
+    ck_assert_int_eq(c, 3);
+    free(lg), free(pr);
+}
+
+static int index_of(const int32_t ids[3], int32_t t)
+{
+    for (int i = 0; i < 3; i++)
+        if (ids[i] == t)
+            return i;
+    return -1;
+}
+
+/* q row ← uniform over ids[3]; returns a draw from it. */
+static int32_t inject_q(float *q, int64_t V, const int32_t ids[3], glm_sampler *smp)
+{
+    for (int64_t v = 0; v < V; v++)
+        q[v] = 0;
+    for (int j = 0; j < 3; j++)
+        q[ids[j]] = 1.0f / 3;
+    return glm_sample_from_probs(glm_sampler_rng(smp), q, (int32_t)V);
+}
+
 START_TEST(test_mtp_sampled_distribution)
 {
-    /* §5.4: speculative sampling must leave the distribution of the output unchanged. With
-     * top-k 3 the first two generated tokens take at most 9 values; their exact joint
-     * probability p(x1)·p(x2|x1) comes from plain forwards, and seeded sampled-MTP runs must
-     * match it (Pearson chi-square). Half the runs use the MTP block's own q, half an injected
-     * q (below), so accepts and rejections with residual draws both occur. */
+    /* §5.4: speculative sampling must leave the distribution of the output unchanged, for
+     * every draft length. With top-k 3 the first three generated tokens take at most 27
+     * values; their exact joint probability p(x1)·p(x2|x1)·p(x3|x1,x2) comes from plain
+     * forwards, and seeded sampled-MTP runs with n_draft 1, 2 and 4 must each match it
+     * (Pearson chi-square, cells expecting fewer than 5 pooled). Half the runs use the MTP
+     * block's own chain q, half inject q_1 = uniform over x1's successors and q_2 = uniform
+     * over (x1, d_1)'s (below), so accepted runs, rejections with residual draws and the
+     * bonus token all occur (its own later drafts are rarely right: no bonus for n_draft 4). */
     glm_model *m = open_model("dev/dev-Q8_0.gguf");
     glm_backend *b = NULL;
     ck_assert(glm_backend_create(&b, "ref", m) == GLM_OK);
@@ -405,88 +459,73 @@ START_TEST(test_mtp_sampled_distribution)
     sp.top_k = 3;
     glm_sampler *smp = NULL;
     ck_assert(glm_sampler_create(&smp, &sp, (int32_t)V) == GLM_OK);
-    float *lg = malloc(sizeof(float) * V), *p0 = malloc(sizeof(float) * V), *p1 = malloc(sizeof(float) * V);
-    int32_t x1s[3], x2s[3][3];
-    double pj[3][3];
-    int n1 = 0;
+    int32_t x1s[3], x2s[3][3], x3s[3][3][3];
+    double p1[3], p2[3][3], p3[3][3][3], pj[27];
     glm_forward *f = NULL;
-    ck_assert(glm_forward_create(&f, m, b, T + 4, T) == GLM_OK);
-    ck_assert(glm_forward_eval(f, prompt, T, lg, false, NULL, NULL) == GLM_OK);
-    ck_assert(glm_sampler_probs(smp, p0, lg, prompt, T) == GLM_OK);
-    for (int64_t v = 0; v < V; v++) {
-        if (p0[v] <= 0)
-            continue;
-        ck_assert_int_lt(n1, 3);
-        int32_t hist[7];
-        memcpy(hist, prompt, sizeof prompt);
-        hist[T] = (int32_t)v;
-        ck_assert(glm_forward_truncate(f, T) == GLM_OK);
-        ck_assert(glm_forward_eval(f, hist + T, 1, lg, false, NULL, NULL) == GLM_OK);
-        ck_assert(glm_sampler_probs(smp, p1, lg, hist, T + 1) == GLM_OK);
-        int n2 = 0;
-        for (int64_t w = 0; w < V; w++)
-            if (p1[w] > 0) {
-                ck_assert_int_lt(n2, 3);
-                x2s[n1][n2] = (int32_t)w;
-                pj[n1][n2++] = (double)p0[v] * p1[w];
-            }
-        ck_assert_int_eq(n2, 3);
-        x1s[n1++] = (int32_t)v;
-    }
-    ck_assert_int_eq(n1, 3);
-    glm_forward_destroy(f);
-    const int N = 1000;
-    long cnt[3][3] = { { 0 } };
-    long long acc = 0, drafts = 0;
-    for (int it = 0; it < N; it++) {
-        sp.seed = (uint64_t)it * 7919u + 1;
-        ck_assert(glm_sampler_reset(smp, &sp) == GLM_OK);
-        ck_assert(glm_forward_create(&f, m, b, T + 4, T) == GLM_OK);
-        glm_mtp_greedy g;
-        ck_assert_msg(glm_mtp_sampled_start(&g, f, prompt, T, NULL, 0, smp, 4) == GLM_OK, "%s", glm_last_error());
-        if (it % 2) {
-            /* exact speculative sampling holds for any draft distribution q as long as the
-             * draft is drawn from it: inject q = uniform over x1's three successors, which
-             * overlaps p (the MTP block of a random model rarely does), so accepts happen */
-            int i1 = 0;
-            while (i1 < 3 && x1s[i1] != g.last)
-                i1++;
-            ck_assert_int_lt(i1, 3);
-            float *q = g.probs + 2 * V;
-            for (int64_t v = 0; v < V; v++)
-                q[v] = 0;
-            for (int j = 0; j < 3; j++)
-                q[x2s[i1][j]] = 1.0f / 3;
-            g.draft = glm_sample_from_probs(glm_sampler_rng(smp), q, (int32_t)V);
-        }
-        int32_t out[2];
-        int k;
-        ck_assert(glm_mtp_greedy_step(&g, out, &k) == GLM_OK);
-        bool found = false;
-        for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 3; j++)
-                if (x1s[i] == g.hist[T] && x2s[i][j] == out[0]) {
-                    cnt[i][j]++;
-                    found = true;
-                }
-        ck_assert_msg(found, "pair (%d, %d) has probability 0", g.hist[T], out[0]);
-        acc += g.accepted, drafts += g.drafts;
-        glm_mtp_greedy_free(&g);
-        glm_forward_destroy(f);
-    }
-    double chi2 = 0;
-    for (int i = 0; i < 3; i++)
+    ck_assert(glm_forward_create(&f, m, b, T + 2, T + 2) == GLM_OK);
+    successors(f, smp, prompt, T, NULL, 0, x1s, p1);
+    for (int i = 0; i < 3; i++) {
+        successors(f, smp, prompt, T, &x1s[i], 1, x2s[i], p2[i]);
         for (int j = 0; j < 3; j++) {
-            double e = pj[i][j] * N;
-            chi2 += (cnt[i][j] - e) * (cnt[i][j] - e) / e;
+            int32_t c[2] = { x1s[i], x2s[i][j] };
+            successors(f, smp, prompt, T, c, 2, x3s[i][j], p3[i][j]);
+            for (int l = 0; l < 3; l++)
+                pj[(i * 3 + j) * 3 + l] = p1[i] * p2[i][j] * p3[i][j][l];
         }
-    const double df = 8;
-    printf("mtp sampled: chi2 %.2f (df 8, bound %.1f), %lld of %lld drafts accepted\n", chi2,
-           df + TOL_CHI2_SIGMAS * sqrt(2 * df), acc, drafts);
-    fflush(stdout);
-    ck_assert(chi2 < df + TOL_CHI2_SIGMAS * sqrt(2 * df));
-    ck_assert(acc > 0 && acc < drafts); /* both branches ran */
-    free(lg), free(p0), free(p1);
+    }
+    glm_forward_destroy(f);
+    const int lens[3] = { 1, 2, 4 }, N = 500;
+    for (int li = 0; li < 3; li++) {
+        const int k = lens[li];
+        long cnt[27] = { 0 };
+        long long acc = 0, drafts = 0, bonus = 0;
+        for (int it = 0; it < N; it++) {
+            sp.seed = (uint64_t)(it + li * N) * 7919u + 1;
+            ck_assert(glm_sampler_reset(smp, &sp) == GLM_OK);
+            ck_assert(glm_forward_create(&f, m, b, T + 8, T) == GLM_OK);
+            glm_mtp_greedy g;
+            ck_assert_msg(glm_mtp_sampled_start_n(&g, f, prompt, T, NULL, 0, smp, 4, k) == GLM_OK, "%s",
+                          glm_last_error());
+            int i1 = index_of(x1s, g.last);
+            ck_assert_int_ge(i1, 0);
+            if (it % 2) {
+                /* exact speculative sampling holds for any q as long as each draft is drawn
+                 * from the q it is checked against; these overlap p, so accepts happen */
+                g.draft = g.chain[0] = inject_q(g.probs + (k + 1) * V, V, x2s[i1], smp);
+                if (k > 1)
+                    g.chain[1] = inject_q(g.probs + (k + 2) * V, V, x3s[i1][index_of(x2s[i1], g.chain[0])], smp);
+            }
+            int32_t got[16], out[GLM_MTP_MAX_DRAFT + 1];
+            int n = 0, nk;
+            while (n < 2) {
+                ck_assert(glm_mtp_greedy_step(&g, out, &nk) == GLM_OK);
+                bonus += nk == k + 1;
+                for (int i = 0; i < nk; i++)
+                    got[n++] = out[i];
+            }
+            int i2 = index_of(x2s[i1], got[0]);
+            ck_assert_msg(i2 >= 0, "x2 = %d has probability 0", got[0]);
+            int i3 = index_of(x3s[i1][i2], got[1]);
+            ck_assert_msg(i3 >= 0, "x3 = %d has probability 0", got[1]);
+            cnt[(i1 * 3 + i2) * 3 + i3]++;
+            acc += g.accepted, drafts += g.drafts;
+            glm_mtp_greedy_free(&g);
+            glm_forward_destroy(f);
+        }
+        double want[27];
+        for (int c = 0; c < 27; c++)
+            want[c] = pj[c] * N;
+        int dfi;
+        const double chi2 = tu_chi2_pooled(cnt, want, 27, &dfi), df = dfi;
+        const double bound = df + TOL_CHI2_SIGMAS * sqrt(2 * df);
+        printf("mtp sampled n_draft %d: chi2 %.2f (df %.0f, bound %.1f), %lld of %lld drafts accepted, %lld "
+               "all-accepted steps\n", k, chi2, df, bound, acc, drafts, bonus);
+        fflush(stdout);
+        ck_assert(chi2 < bound);
+        ck_assert(acc > 0 && acc < drafts); /* accepts and rejections both ran */
+        if (k <= 2) /* and the bonus draw (longer chains: the block's own later drafts) */
+            ck_assert(bonus > 0);
+    }
     glm_sampler_destroy(smp);
     glm_backend_destroy(b);
     glm_model_close(m);

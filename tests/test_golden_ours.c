@@ -5,7 +5,8 @@
  * backend (lavapipe in CI): every tensor of golden.h5 per prompt (each layer's
  * intermediates, router logits, top-k ids exactly, top-k weights, final norm, logits, the
  * MTP block's rows and its layer tensors) and the 24-token greedy continuation with the
- * end-of-generation ids masked (FIXTURES.md). Also: on "odd" the group limit really decides
+ * end-of-generation ids masked (FIXTURES.md), plain and (prompt0) with MTP chains of 1..4
+ * drafts. Also: on "odd" the group limit really decides
  * some routes, so the files exercise it. Tolerances: tests/tolerances.h. */
 #include <check.h>
 #include <math.h>
@@ -22,6 +23,7 @@
 #include "tokenizer/bpe.h"
 #include "tolerances.h"
 #include "util/h5.h"
+#include "util/mtp_check.h"
 #include "util/testutil.h"
 
 #define N_PROMPTS 4
@@ -182,6 +184,15 @@ static void check_prompt(const glm_model *m, glm_backend *b, glm_h5 *gold, const
     int32_t *greedy = read_ids(gold, p, &n_g);
     ck_assert_int_eq(n_g, N_GREEDY);
     check_greedy(m, b, tokens, T, greedy, N_GREEDY, what);
+    if (!strcmp(grp, "prompt0")) {
+        /* MTP speculative decoding gives the same continuation for every draft length (all
+         * draft modes on ref, a subset on lavapipe; see test_vk_model) */
+        bool vk = strstr(what, "vulkan") != NULL;
+        for (int k = 1; k <= 4; k++)
+            for (int mode = TU_DRAFT_OWN; mode <= TU_DRAFT_MIXED; mode++)
+                if (!vk || (k == 2 && mode == TU_DRAFT_MIXED) || (k == 4 && mode == TU_DRAFT_ORACLE))
+                    tu_mtp_check_greedy(m, b, tokens, T, greedy, N_GREEDY, k, (tu_draft_mode)mode, what);
+    }
     free(greedy);
     free(tokens);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# glm47 serve end to end: three servers on free ports (one with --api-key, one with --mtp), /health answers 503
+# glm47 serve end to end: three servers on free ports (one with --api-key, one with --mtp --draft 3), /health answers 503
 # or 200 and then 200, then tests/server/e2e.mjs drives them with the official openai client
 # (chat, streaming, completions, models, tools, every error class, malformed requests,
 # disconnect cancellation, 2x64 concurrent streams with flat RSS); finally SIGTERM must end
@@ -43,7 +43,7 @@ start() {
 
 start a --max-batch 8
 start b --api-key sekrit-key --queue 2 --max-batch 1
-start c --mtp
+start c --mtp --draft 3
 # shellcheck disable=SC2154
 BASE="http://127.0.0.1:$PORT_a" BASE2="http://127.0.0.1:$PORT_b" BASE3="http://127.0.0.1:$PORT_c" KEY=sekrit-key PID=$PID_a MODEL=dev \
   timeout 120 node tests/server/e2e.mjs || { echo "FAIL e2e.mjs (server log: $(tail -5 "$tmp/a.log"))"; fail=1; }

@@ -1,5 +1,6 @@
-/* MTP draft verification (ref/speculative.h): greedy acceptance by hand, and the exact
- * rejection-sampling rule preserving the target distribution over 500k seeded trials. */
+/* MTP draft verification (ref/speculative.h): greedy acceptance by hand, the exact
+ * rejection-sampling rule preserving the target distribution over 500k seeded trials, and
+ * whole runs with chains of 1..4 drafts on a tiny context-dependent vocabulary. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "util/testutil.h"
 
 enum { V = 8 };
+#define GLM_SPEC_TEST_MAX_K 4
 
 START_TEST(test_greedy_hand)
 {
@@ -185,6 +187,75 @@ START_TEST(test_detects_always_accept)
 }
 END_TEST
 
+/* A whole speculative decoding run on a tiny vocabulary where both models depend on the
+ * context: target p(x | prev) and draft q(x | prev) are Markov chains over VS tokens (plus a
+ * start state). Each step drafts a chain d_1..d_k (d_{i+1} from q(. | d_i), sampled or
+ * greedy), verifies it against the target rows p(. | last), p(. | d_1) .. p(. | d_k) and
+ * continues from the last emitted token, as engine/mtp.c does. The joint distribution of the
+ * first three emitted tokens must be p(x1 | start) p(x2 | x1) p(x3 | x2) for every k. */
+enum { VS = 4, NJ = VS * VS * VS };
+
+static void run_chain(uint64_t seed, int k, int greedy) {
+    tu_rng tr = {seed};
+    float p[VS + 1][VS], q[VS + 1][VS];
+    for (int r = 0; r <= VS; r++) {
+        random_dist(&tr, p[r], VS, 1.0f);
+        random_dist(&tr, q[r], VS, 1.0f);
+    }
+    glm_rng rng;
+    glm_rng_seed(&rng, seed ^ 0xc4a1);
+    long cnt[NJ] = {0}, steps = 0, accepted = 0, bonus = 0;
+    const long trials = TOL_SPEC_TRIALS / 5;
+    for (long t = 0; t < trials; t++) {
+        int32_t got[3 + GLM_SPEC_TEST_MAX_K + 1], n_got = 0, last = VS; /* the start state */
+        while (n_got < 3) {
+            float pr[GLM_SPEC_TEST_MAX_K + 1][VS], qr[GLM_SPEC_TEST_MAX_K][VS];
+            int32_t d[GLM_SPEC_TEST_MAX_K], out[GLM_SPEC_TEST_MAX_K + 1], n = 0, prev = last;
+            for (int i = 0; i < k; i++) {
+                memcpy(qr[i], q[prev], sizeof qr[i]);
+                d[i] = greedy ? glm_sampler_argmax(qr[i], VS) : glm_sample_from_probs(&rng, qr[i], VS);
+                prev = d[i];
+            }
+            memcpy(pr[0], p[last], sizeof pr[0]);
+            for (int i = 0; i < k; i++)
+                memcpy(pr[i + 1], p[d[i]], sizeof pr[i + 1]);
+            ck_assert_int_eq(glm_spec_accept_sampled(out, &n, &rng, &pr[0][0], greedy ? NULL : &qr[0][0], d, k, VS),
+                             GLM_OK);
+            ck_assert(n >= 1 && n <= k + 1);
+            for (int i = 0; i + 1 < n; i++)
+                ck_assert_int_eq(out[i], d[i]); /* the kept drafts come first */
+            steps++, accepted += n - 1, bonus += n == k + 1;
+            for (int i = 0; i < n; i++)
+                got[n_got++] = out[i];
+            last = out[n - 1];
+        }
+        cnt[(got[0] * VS + got[1]) * VS + got[2]]++;
+    }
+    double want[NJ];
+    for (int c = 0; c < NJ; c++) {
+        int x1 = c / (VS * VS), x2 = c / VS % VS, x3 = c % VS;
+        want[c] = (double)trials * p[VS][x1] * p[x1][x2] * p[x2][x3];
+    }
+    int dfi;
+    double chi2 = tu_chi2_pooled(cnt, want, NJ, &dfi), df = dfi, bound = df + TOL_CHI2_SIGMAS * sqrt(2.0 * df);
+    printf("chain k %d %s drafts: joint of 3 tokens chi2 %.2f (df %.0f, bound %.1f); %.3f tokens per step, "
+           "%ld all-accepted steps\n", k, greedy ? "greedy" : "sampled", chi2, df, bound,
+           (double)(steps + accepted) / (double)steps, bonus);
+    fflush(stdout);
+    ck_assert_msg(chi2 < bound, "k %d: chi2 %.2f over %.2f", k, chi2, bound);
+    ck_assert(accepted > 0 && bonus > 0);
+}
+
+START_TEST(test_chain_preserves_target)
+{
+    uint64_t seed = tu_seed("test_chain_preserves_target");
+    for (int k = 1; k <= GLM_SPEC_TEST_MAX_K; k++) {
+        run_chain(seed + (uint64_t)k, k, 0);
+        run_chain(seed + (uint64_t)k, k, 1);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("speculative");
     TCase *tc = tcase_create("core");
@@ -194,6 +265,7 @@ int main(void) {
     tcase_add_test(tc, test_sampled_preserves_target);
     tcase_add_test(tc, test_greedy_draft_preserves_target);
     tcase_add_test(tc, test_detects_always_accept);
+    tcase_add_test(tc, test_chain_preserves_target);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

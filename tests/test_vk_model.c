@@ -16,6 +16,7 @@
 #include "ref/ops.h"
 #include "tolerances.h"
 #include "util/h5.h"
+#include "util/mtp_check.h"
 #include "util/testutil.h"
 
 typedef struct golden_case {
@@ -80,20 +81,28 @@ static bool partial_ok(const golden_case *gc)
     return access(tu_golden(gc->model), R_OK) != 0 || access(tu_golden(gc->expect), R_OK) != 0;
 }
 
+/* The case's model, golden file and a Vulkan backend; false when skipped (partial_ok). */
+static bool open_case(const golden_case *gc, glm_model **m, glm_h5 **h, glm_backend **vk)
+{
+    if (partial_ok(gc)) {
+        printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
+        return false;
+    }
+    ck_assert_msg(glm_model_open(m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
+    ck_assert_msg(glm_h5_open(h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
+    ck_assert_msg(glm_backend_vk_create(vk, *m, -1, true) == GLM_OK, "%s", glm_last_error());
+    return true;
+}
+
 START_TEST(test_model_parity)
 {
     const golden_case *gc = &k_cases[_i];
-    if (partial_ok(gc)) {
-        printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
-        return;
-    }
     glm_model *m;
-    ck_assert_msg(glm_model_open(&m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
     glm_h5 *h;
-    ck_assert_msg(glm_h5_open(&h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
     glm_backend *ref, *vk;
+    if (!open_case(gc, &m, &h, &vk))
+        return;
     ck_assert(glm_backend_create(&ref, "ref", m) == GLM_OK);
-    ck_assert_msg(glm_backend_vk_create(&vk, m, -1, true) == GLM_OK, "%s", glm_last_error());
     if (_i == 0)
         printf("vk_model: device %s\n", glm_backend_vk_device_name(vk));
     int64_t V = m->hp.vocab_size;
@@ -143,6 +152,42 @@ START_TEST(test_model_parity)
 }
 END_TEST
 
+/* MTP speculative decoding on Vulkan (engine/mtp.c over the Vulkan forward): greedy output
+ * identical to the golden (= plain) continuation for draft lengths 1..4, with the block's own
+ * drafts, oracle drafts (all accepted: the bonus token) and mixed ones (every accepted
+ * length). The verify forward runs n_draft + 1 rows where plain decoding runs one: same
+ * tokens. A subset of (length, mode) pairs keeps lavapipe's time down; test_forward runs
+ * them all on the reference backend. */
+START_TEST(test_mtp_greedy)
+{
+    const golden_case *gc = &k_cases[2]; /* dev-Q8_0 */
+    glm_model *m;
+    glm_h5 *h;
+    glm_backend *vk;
+    if (!open_case(gc, &m, &h, &vk))
+        return;
+    int64_t dims[4];
+    int nd;
+    int32_t *tokens, *greedy;
+    ck_assert(glm_h5_read_i32(h, "/prompt1/tokens", &tokens, dims, &nd) == GLM_OK);
+    int T = (int)dims[0];
+    ck_assert(glm_h5_read_i32(h, "/prompt1/greedy", &greedy, dims, &nd) == GLM_OK);
+    int n = gc->n_greedy < (int)dims[0] ? gc->n_greedy : (int)dims[0];
+    char what[96];
+    snprintf(what, sizeof what, "%s vulkan", gc->model);
+    const struct { int k; tu_draft_mode mode; } runs[] = {
+        { 1, TU_DRAFT_MIXED }, { 2, TU_DRAFT_ORACLE }, { 3, TU_DRAFT_OWN }, { 3, TU_DRAFT_MIXED }, { 4, TU_DRAFT_ORACLE },
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++)
+        tu_mtp_check_greedy(m, vk, tokens, T, greedy, n, runs[r].k, runs[r].mode, what);
+    free(tokens);
+    free(greedy);
+    glm_backend_destroy(vk);
+    glm_h5_close(h);
+    glm_model_close(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vk_model");
@@ -150,6 +195,10 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_model_parity, 0, N_CASES);
     suite_add_tcase(s, tc);
+    TCase *mtp = tcase_create("mtp");
+    tcase_set_timeout(mtp, 600);
+    tcase_add_test(mtp, test_mtp_greedy);
+    suite_add_tcase(s, mtp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int nf = srunner_ntests_failed(sr);

@@ -22,14 +22,15 @@
 static const char k_usage[] =
     "usage: glm47 chat -m MODEL [--system TEXT] [--no-think] [-n MAX_TOKENS_PER_TURN] [--ctx N]\n"
     "                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--seed S]\n"
-    "                  [--backend auto|ref|vulkan] [--device N] [--mtp]\n"
+    "                  [--backend auto|ref|vulkan] [--device N] [--mtp] [--draft N]\n"
     "--mtp: speculative decoding with the model's MTP layer (greedy replies are the same)\n"
+    "--draft N: MTP drafts verified per step, 1..8 (default 1; implies --mtp)\n"
     "Type a message and press enter; /reset forgets the conversation, /quit (or end of input) ends it.\n";
 
 typedef struct chat_opts {
     const char *model, *backend, *system;
     char device_backend[24];
-    long long n_predict, n_ctx;
+    long long n_predict, n_ctx, n_draft;
     bool no_think, mtp;
     glm_sampler_params sp;
 } chat_opts;
@@ -50,7 +51,8 @@ typedef struct chat_state {
 
 static glm_status parse_opts(chat_opts *o, int argc, char **argv, int *usage_err)
 {
-    *o = (chat_opts){ .backend = "auto", .n_predict = 512, .n_ctx = 4096, .sp = glm_sampler_params_default() };
+    *o = (chat_opts){ .backend = "auto", .n_predict = 512, .n_ctx = 4096, .n_draft = 1,
+                      .sp = glm_sampler_params_default() };
     long long x;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -77,6 +79,10 @@ static glm_status parse_opts(chat_opts *o, int argc, char **argv, int *usage_err
             GLM_TRY(glm_cli_parse_int(a, v, 1, 1 << 24, &o->n_predict));
         else if (!strcmp(a, "--ctx"))
             GLM_TRY(glm_cli_parse_int(a, v, 16, 1 << 24, &o->n_ctx));
+        else if (!strcmp(a, "--draft")) {
+            GLM_TRY(glm_cli_parse_int(a, v, 1, GLM_MTP_MAX_DRAFT, &o->n_draft));
+            o->mtp = true;
+        }
         else if (!strcmp(a, "--temp"))
             GLM_TRY(glm_cli_parse_float(a, v, &o->sp.temperature));
         else if (!strcmp(a, "--top-p"))
@@ -226,14 +232,15 @@ static glm_status turn(chat_state *s)
         st = push_cached(s, ids[i]);
     double t0 = now_s();
     glm_mtp_greedy g = { 0 };
-    int32_t pend[2]; /* --mtp: final tokens not yet taken */
+    int32_t pend[GLM_MTP_MAX_DRAFT + 1]; /* --mtp: final tokens not yet taken */
     int n_pend = 0, at = 0;
     if (st == GLM_OK && s->o->mtp) {
         const int32_t *p = ids + keep;
         int np = (int)((int64_t)n - keep);
         st = s->o->sp.temperature > 0
-                 ? glm_mtp_sampled_start(&g, s->f, p, np, NULL, 0, s->smp, (int)s->o->n_predict)
-                 : glm_mtp_greedy_start(&g, s->f, p, np, NULL, 0);
+                 ? glm_mtp_sampled_start_n(&g, s->f, p, np, NULL, 0, s->smp, (int)s->o->n_predict,
+                                           (int)s->o->n_draft)
+                 : glm_mtp_greedy_start_n(&g, s->f, p, np, NULL, 0, (int)s->o->n_draft);
         pend[n_pend++] = g.last;
     } else if (st == GLM_OK) {
         st = glm_forward_eval(s->f, ids + keep, (int)((int64_t)n - keep), s->logits, false, NULL, NULL);
@@ -273,7 +280,7 @@ static glm_status turn(chat_state *s)
             st = glm_forward_eval(s->f, &t, 1, s->logits, false, NULL, NULL);
     }
     if (s->o->mtp) {
-        /* the main cache holds the final tokens but the last (and maybe one past what was
+        /* the main cache holds the final tokens but the last (and maybe some past what was
          * taken); MTP row j is valid while token j + 1 is one we keep */
         int64_t n_main = glm_forward_n_past(s->f), v = glm_forward_mtp_n_past(s->f);
         if (n_main < s->n_cached)
@@ -294,10 +301,9 @@ static glm_status turn(chat_state *s)
     double t2 = now_s();
     if (st == GLM_OK)
         st = add_message(&s->conv, GLM_CHAT_ASSISTANT, out.content ? out.content : "", out.reasoning);
-    char mtp[96] = "";
+    char mtp[128] = "";
     if (s->o->mtp)
-        snprintf(mtp, sizeof mtp, "; mtp accepted %lld of %lld drafts (%.1f%%)", g.accepted, g.drafts,
-                 g.drafts ? 100.0 * (double)g.accepted / (double)g.drafts : 0.0);
+        glm_mtp_summary(mtp, sizeof mtp, g.drafts, g.accepted, g.steps);
     if (st == GLM_OK)
         fprintf(stderr,
                 "glm47 chat: %d tokens in %.2f s (%.1f tok/s); prompt %lld new + %lld reused tokens in %.2f s (%.1f tok/s)%s\n",

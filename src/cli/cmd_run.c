@@ -1,7 +1,7 @@
 /* glm47 run: generate from a prompt (streamed text, or ids with --print-ids), stopping at
  * the model's end-of-generation ids (read from the model, never hard-coded), with the
- * reference sampler; --mtp runs greedy speculative decoding with the MTP block drafting one
- * token per step (model-spec §5.3), which yields exactly the plain greedy tokens.
+ * reference sampler; --mtp runs greedy speculative decoding with the MTP block drafting
+ * --draft N tokens per step (model-spec §5.3), which yields exactly the plain greedy tokens.
  * glm47 perplexity: exp of the mean negative log-likelihood of a text file, in windows.
  * Not here: chat templating (glm47 template / chat), the server. */
 #include <math.h>
@@ -21,10 +21,11 @@
 static const char k_run_usage[] =
     "usage: glm47 run -m MODEL (-p TEXT | --ids 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p M]\n"
     "                 [--seed S] [--repeat-penalty R] [--presence-penalty X] [--frequency-penalty X]\n"
-    "                 [--backend auto|ref|vulkan] [--device N] [--mtp] [--print-ids] [--ignore-eos] [--ctx N] [--chat [--no-think]]\n"
+    "                 [--backend auto|ref|vulkan] [--device N] [--mtp] [--draft N] [--print-ids] [--ignore-eos] [--ctx N] [--chat [--no-think]]\n"
     "  -n N          tokens to generate (default 64)\n"
-    "  --mtp         speculative decoding with the MTP block (one draft per step): greedy unless\n"
-    "                --temp > 0 is given, then speculative sampling with the same distribution\n"
+    "  --mtp         speculative decoding with the MTP block: greedy unless --temp > 0 is given,\n"
+    "                then speculative sampling with the same distribution\n"
+    "  --draft N     MTP drafts verified per step, 1..8 (default 1; implies --mtp)\n"
     "  --print-ids   print token ids instead of text\n"
     "  --ignore-eos  mask the end-of-generation ids instead of stopping on them\n"
     "  --chat        wrap -p TEXT as a user turn of the chat template (--no-think: thinking off)\n";
@@ -32,7 +33,7 @@ static const char k_run_usage[] =
 typedef struct run_opts {
     const char *model, *ids_arg, *text, *backend;
     char device_backend[24]; /* "vulkan:N" from --device N */
-    long long n_predict, n_ctx;
+    long long n_predict, n_ctx, n_draft;
     glm_sampler_params sp;
     bool temp_given, mtp, print_ids, ignore_eos, chat, no_think;
 } run_opts;
@@ -48,7 +49,7 @@ typedef struct run_state {
     int32_t *hist; /* prompt + generated */
     int n_hist, n_gen;
     bool stop;
-    long long drafts, accepted;
+    long long drafts, accepted, steps;
     double t_first; /* when the prompt was evaluated (the first token is known) */
     glm_chat_stream *cs; /* --chat: the reply split into reasoning and answer */
     glm_cli_sections out;
@@ -56,7 +57,7 @@ typedef struct run_state {
 
 static glm_status parse_run_opts(run_opts *o, int argc, char **argv, int *usage_err)
 {
-    *o = (run_opts){ .backend = "auto", .n_predict = 64, .sp = glm_sampler_params_default() };
+    *o = (run_opts){ .backend = "auto", .n_predict = 64, .n_draft = 1, .sp = glm_sampler_params_default() };
     /* model card defaults (model-spec §8.9): temperature 1.0, top-p 0.95 */
     o->sp.top_p = 0.95f;
     *usage_err = 0;
@@ -94,6 +95,10 @@ static glm_status parse_run_opts(run_opts *o, int argc, char **argv, int *usage_
                 GLM_TRY(glm_cli_parse_int(a, v, 0, 1 << 24, &o->n_predict));
             else if (!strcmp(a, "--ctx"))
                 GLM_TRY(glm_cli_parse_int(a, v, 1, 1 << 24, &o->n_ctx));
+            else if (!strcmp(a, "--draft")) {
+                GLM_TRY(glm_cli_parse_int(a, v, 1, GLM_MTP_MAX_DRAFT, &o->n_draft));
+                o->mtp = true;
+            }
             else if (!strcmp(a, "--temp")) {
                 GLM_TRY(glm_cli_parse_float(a, v, &o->sp.temperature));
                 o->temp_given = true;
@@ -213,7 +218,7 @@ static glm_status generate_plain(run_state *s, const int32_t *prompt, int n_prom
     return GLM_OK;
 }
 
-/* Draft/verify with one MTP draft (engine/mtp.c): greedy (§5.3, the plain greedy tokens
+/* Draft/verify with --draft N MTP drafts per step (engine/mtp.c): greedy (§5.3, the plain greedy tokens
  * exactly) or, with --temp > 0, speculative sampling (§5.4, the plain sampling
  * distribution). With --ignore-eos the EOG ids are masked as the plain path masks them. */
 static glm_status generate_mtp(run_state *s, const int32_t *prompt, int n_prompt)
@@ -221,13 +226,14 @@ static glm_status generate_mtp(run_state *s, const int32_t *prompt, int n_prompt
     glm_mtp_greedy g;
     const int n_mask = s->o->ignore_eos ? s->m->n_eos : 0;
     glm_status st = s->o->sp.temperature > 0
-                        ? glm_mtp_sampled_start(&g, s->f, prompt, n_prompt, s->m->eos_ids, n_mask, s->smp,
-                                                (int)s->o->n_predict)
-                        : glm_mtp_greedy_start(&g, s->f, prompt, n_prompt, s->m->eos_ids, n_mask);
+                        ? glm_mtp_sampled_start_n(&g, s->f, prompt, n_prompt, s->m->eos_ids, n_mask, s->smp,
+                                                  (int)s->o->n_predict, (int)s->o->n_draft)
+                        : glm_mtp_greedy_start_n(&g, s->f, prompt, n_prompt, s->m->eos_ids, n_mask,
+                                                 (int)s->o->n_draft);
     if (st == GLM_OK)
         st = emit(s, g.last);
     while (st == GLM_OK && !s->stop) {
-        int32_t out[2];
+        int32_t out[GLM_MTP_MAX_DRAFT + 1];
         int n;
         st = glm_mtp_greedy_step(&g, out, &n);
         for (int i = 0; st == GLM_OK && i < n; i++)
@@ -235,6 +241,7 @@ static glm_status generate_mtp(run_state *s, const int32_t *prompt, int n_prompt
     }
     s->drafts = g.drafts;
     s->accepted = g.accepted;
+    s->steps = g.steps;
     glm_mtp_greedy_free(&g);
     return st;
 }
@@ -250,7 +257,8 @@ static glm_status run_with(run_state *s, glm_backend *b, const int32_t *prompt, 
 {
     const glm_model *m = s->m;
     const run_opts *o = s->o;
-    int64_t n_ctx = o->n_ctx ? o->n_ctx : n_prompt + o->n_predict + 2;
+    /* room for a whole chain of drafts past the last token */
+    int64_t n_ctx = o->n_ctx ? o->n_ctx : n_prompt + o->n_predict + 1 + (o->mtp ? o->n_draft : 1);
     if (o->n_ctx)
         GLM_TRY(glm_forward_check_ctx(m, o->n_ctx));
     if (n_prompt + o->n_predict > m->hp.max_position_embeddings && m->hp.max_position_embeddings > 0)
@@ -290,10 +298,9 @@ static glm_status run_with(run_state *s, glm_backend *b, const int32_t *prompt, 
         if (st == GLM_OK) {
             /* prefill: up to the first token; decode: the tokens after it */
             double tp = s->t_first - t0, td = t2 - s->t_first;
-            char mtp[96] = "";
+            char mtp[128] = "";
             if (o->mtp)
-                snprintf(mtp, sizeof mtp, "; mtp accepted %lld of %lld drafts (%.1f%%)", s->accepted, s->drafts,
-                         s->drafts ? 100.0 * (double)s->accepted / (double)s->drafts : 0.0);
+                glm_mtp_summary(mtp, sizeof mtp, s->drafts, s->accepted, s->steps);
             fprintf(stderr,
                     "glm47 run: prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.1f tok/s)%s\n",
                     n_prompt, tp, tp > 0 ? n_prompt / tp : 0.0, s->n_gen, td,

@@ -5,11 +5,13 @@
 
 #include "cli/cli.h"
 #include "cli/prompt.h"
+#include "engine/forward.h"
 #include "server/server.h"
 
 static const char k_serve_usage[] =
     "usage: glm47 serve -m MODEL [--host H] [--port P] [--api-key K] [--ctx N] [--model-name NAME]\n"
     "                   [--backend auto|ref|vulkan] [--device N] [--queue N] [--max-batch N] [--max-body BYTES] [--mtp]\n"
+    "                   [--draft N]\n"
     "  --host H        IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port P        TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key K     require 'Authorization: Bearer K' (also read from GLM47_API_KEY)\n"
@@ -18,8 +20,9 @@ static const char k_serve_usage[] =
     "  --queue N       waiting + running requests before 503 (default 256)\n"
     "  --max-batch N   requests decoded together in one forward step (default 8)\n"
     "  --max-body B    request body bytes before 413 (default 1048576)\n"
-    "  --mtp           speculative decoding with the model's MTP layer (one draft per step): the\n"
-    "                  same greedy tokens, the same sampling distribution; counted in /metrics\n";
+    "  --mtp           speculative decoding with the model's MTP layer: the same greedy tokens,\n"
+    "                  the same sampling distribution; counted in /metrics\n"
+    "  --draft N       MTP drafts verified per step, 1..8 (default 1; implies --mtp)\n";
 
 int glm_cmd_serve(int argc, char **argv)
 {
@@ -71,6 +74,11 @@ int glm_cmd_serve(int argc, char **argv)
             if (glm_cli_parse_int(a, v, 1, 256, &x) != GLM_OK)
                 return glm_cli_fail("serve");
             o.max_batch = (int)x;
+        } else if (!strcmp(a, "--draft")) {
+            if (glm_cli_parse_int(a, v, 1, GLM_MTP_MAX_DRAFT, &x) != GLM_OK)
+                return glm_cli_fail("serve");
+            o.n_draft = (int)x;
+            o.mtp = true;
         } else if (!strcmp(a, "--max-body")) {
             if (glm_cli_parse_int(a, v, 1024, 1 << 30, &x) != GLM_OK)
                 return glm_cli_fail("serve");

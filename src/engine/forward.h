@@ -2,7 +2,7 @@
  * embedding, the decoder layers (MLA attention over the paged latent cache, dense or MoE
  * SwiGLU), the final norm and lm_head; and the MTP block (§5.2, engine/mtp.c) with its own
  * cache. A call runs T tokens at the next T positions: a prefill (T = prompt) and a decode
- * step (T = 1, or 2 when verifying a draft) are the same call.
+ * step (T = 1, or k + 1 when verifying k drafts) are the same call.
  * Sequences (glm_seq) share one page pool; glm_forward_step runs rows of several sequences
  * in one step (continuous batching): the matmuls see all rows together, attention reads each
  * row's own sequence. A row's result does not depend on the other rows of its step. The
@@ -12,6 +12,7 @@
 #define GLM_FORWARD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backend/backend.h"
@@ -93,46 +94,70 @@ typedef struct glm_step_item {
  * one line, leaving every sequence as it was, on bad ids, a context or a pool that is full. */
 glm_status glm_forward_step(glm_forward *f, const glm_step_item *items, int n_items);
 
-/* Greedy speculative decoding with one MTP draft per step (model-spec §5.3), mtp.c.
+/* Speculative decoding with MTP drafts (model-spec §5.3, §5.4), mtp.c. Each step verifies
+ * up to n_draft drafts in one main-model forward of n_draft + 1 rows: [last, d_1 .. d_k].
+ * The drafts are a chain: d_1 comes from the MTP row of the last final position, d_{i+1}
+ * from one more MTP row fed the MTP block's own output state for d_i at the next position
+ * (§5.3 "k > 1"); those chain rows leave the MTP cache once the chain is drafted. The state
+ * is taken after shared_head.norm (llama.cpp's choice; vLLM feeds it before), the same kind
+ * of state as the main model's final-normed h that the block is otherwise fed (§5.2).
  * Invariant between steps: the main cache holds every final token except `last` (the most
  * recent output); the MTP cache holds one row per main position with a final hidden state;
- * `draft` is the MTP block's guess for the token after `last`. A caller (or a test forcing
- * the accept path) may overwrite `draft` before a step. Output equals plain greedy decoding:
- * argmax with ties to the lower index, after masking the ids in mask[n_mask] to -inf. */
+ * `draft` (= chain[0]) and chain[1 .. n_chain) are the guesses for the tokens after `last`.
+ * A caller (or a test forcing the accept path) may overwrite `draft` and chain[1 ..) before
+ * a step. Greedy output equals plain greedy decoding for every n_draft: argmax with ties to
+ * the lower index, after masking the ids in mask[n_mask] to -inf. */
+#define GLM_MTP_MAX_DRAFT 8
 typedef struct glm_mtp_greedy {
     glm_forward *f;
-    float *logits;  /* [3][vocab]: verify rows 0-1, MTP row 2 */
-    float *hidden;  /* [max(n_prompt, 2)][hidden] */
+    float *logits;  /* [n_draft + 2][vocab]: verify rows 0..n_draft, MTP row n_draft + 1 */
+    float *hidden;  /* [max(n_prompt, n_draft + 1)][hidden] */
+    float *hchain;  /* [hidden]: the MTP output state that drafts the next chain link */
     int32_t *next;  /* [n_prompt] */
     const int32_t *mask;
     int n_mask;
     int32_t last, draft;
     long long drafts, accepted;
+    long long steps;  /* verify forwards: tokens per forward = (steps + accepted) / steps */
+    int n_draft;      /* drafts per step (the start's n_draft; 1 for the plain start calls) */
+    int n_chain;      /* drafts the next step verifies: n_draft, fewer where the context ends */
+    int32_t chain[GLM_MTP_MAX_DRAFT];
     /* sampled mode (glm_mtp_sampled_start): NULL smp means greedy */
     struct glm_sampler *smp;
-    float *probs;   /* [3][vocab]: target rows 0-1, draft distribution q in row 2 */
+    float *probs;   /* [2·n_draft + 1][vocab]: target rows 0..n_draft, then the draft
+                     * distribution q_i of chain[i] in row n_draft + 1 + i */
     int32_t *hist;  /* prompt + final tokens, for the sampler's penalties */
     int n_hist, hist_cap;
-    int32_t in[2];  /* the verify rows [last, draft] of the step under way */
+    int32_t in[GLM_MTP_MAX_DRAFT + 1]; /* the verify rows [last, chain] of the step under way */
     int64_t pos;    /* where they go */
 } glm_mtp_greedy;
-/* Prefill prompt[n], pick the first token (g->last) and the first draft. */
+/* Prefill prompt[n], pick the first token (g->last) and the first n_draft drafts. */
+glm_status glm_mtp_greedy_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                  const int32_t *mask, int n_mask, int n_draft);
 glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n, const int32_t *mask,
-                                int n_mask);
-/* Speculative sampling with one draft (model-spec §5.4): the draft is drawn from the MTP
- * distribution q and accepted with probability min(1, p/q), else replaced by a draw from
- * normalize(max(0, p - q)); p and q both go through smp's transforms (temperature, top-k/p,
- * min-p, penalties over prompt + output), so the output is distributed as plain sampling.
- * All random numbers come from smp's own stream. max_new bounds the tokens generated. */
+                                int n_mask); /* n_draft 1 */
+/* Speculative sampling (model-spec §5.4): each draft is drawn from its MTP distribution q_i
+ * and accepted with probability min(1, p_i/q_i); the first rejection is replaced by a draw
+ * from normalize(max(0, p_i - q_i)) and ends the step; when all are accepted a bonus token is
+ * drawn from the next p. p and q both go through smp's transforms (temperature, top-k/p,
+ * min-p, penalties over prompt + output + the drafts before), so the output is distributed as
+ * plain sampling. All random numbers come from smp's own stream. max_new bounds the tokens
+ * generated. */
+glm_status glm_mtp_sampled_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                   const int32_t *mask, int n_mask, struct glm_sampler *smp, int max_new,
+                                   int n_draft);
 glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
                                  const int32_t *mask, int n_mask, struct glm_sampler *smp, int max_new);
-/* Verify g->draft: out[0..*n_out) are the next final tokens (1 or 2); updates last/draft. */
-glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out);
+/* Verify the drafts: out[0..*n_out) are the next final tokens (1 .. n_draft + 1; out must
+ * hold n_draft + 1); updates last and the drafts. */
+glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out);
 /* The same step in two halves around a batched glm_forward_step, for a sequence decoding
- * beside others: *it ← the 2 verify rows of sequence s (whose caches g started), then, once a
- * step has run it, the acceptance, the MTP rows and the next draft. */
+ * beside others: *it ← the n_chain + 1 verify rows of sequence s (whose caches g started),
+ * then, once a step has run it, the acceptance, the MTP rows and the next chain. */
 glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it);
-glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out);
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t *out, int *n_out);
+/* "; mtp accepted A of D drafts (R%), T tokens per forward" for the summaries. */
+void glm_mtp_summary(char *buf, size_t cap, long long drafts, long long accepted, long long steps);
 void glm_mtp_greedy_free(glm_mtp_greedy *g);
 
 /* The `glm47 eval` dump (ARCHITECTURE.md schema, golden/dev/FIXTURES.md semantics) of one

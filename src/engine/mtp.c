@@ -6,18 +6,23 @@
  * own embed/head copies are used when the file has them (vLLM does), else the main ones.
  * vLLM zeroes e on rows at position 0; golden.h5's MTP rows (transformers-based) do not,
  * and we match them (test_forward: mtp/eh_out NMSE ~1e-12 including row 0).
- * Not here: the draft/verify loop (cli/cmd_run.c), sampling. */
+ * Also here: the speculative draft/verify loop (forward.h glm_mtp_*: a chain of drafts, greedy
+ * and sampled acceptance through ref/speculative.h).
+ * Not here: the sampler's transforms (ref/sampler.c). */
 #include "engine/forward.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref/sampler.h"
 #include "ref/speculative.h"
 
+/* hout: NULL or host [hidden] ← the last row's output state after shared_head.norm, for a
+ * chained draft. */
 static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *next, int T, float *logits,
-                            bool all_logits, glm_dump *d)
+                            bool all_logits, float *hout, glm_dump *d)
 {
     const glm_model *m = f->m;
     const glm_layer *L = m->mtp;
@@ -41,6 +46,8 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
     GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
+    if (hout)
+        GLM_TRY(o->download(b, hout, glm_dview_rows(fn, T - 1, 1)));
     if (logits || d) {
         glm_dview src = (all_logits || d) ? fn : glm_dview_rows(fn, T - 1, 1);
         glm_dview dst = glm_dview_rows(lg, 0, src.rows);
@@ -53,8 +60,8 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     return GLM_OK;
 }
 
-glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
-                           bool all_logits, glm_dump *dump)
+static glm_status mtp_rows(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
+                           bool all_logits, float *hout, glm_dump *dump)
 {
     if (!f->m->mtp || !f->mtp_pool)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: the model has no MTP layer", f->m->path);
@@ -74,10 +81,18 @@ glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *n
             lg = logits + (int64_t)done * V;
         else if (logits && done + n == T)
             lg = logits;
-        GLM_TRY(mtp_chunk(f, hidden + (int64_t)done * D, next_tokens + done, n, lg, all_logits, dump));
+        bool end = done + n == T;
+        GLM_TRY(mtp_chunk(f, hidden + (int64_t)done * D, next_tokens + done, n, lg, all_logits, end ? hout : NULL,
+                          dump));
         done += n;
     }
     return GLM_OK;
+}
+
+glm_status glm_forward_mtp(glm_forward *f, const float *hidden, const int32_t *next_tokens, int T, float *logits,
+                           bool all_logits, glm_dump *dump)
+{
+    return mtp_rows(f, hidden, next_tokens, T, logits, all_logits, NULL, dump);
 }
 
 bool glm_forward_has_mtp(const glm_forward *f) { return f->m->mtp != NULL; }
@@ -89,20 +104,78 @@ glm_status glm_forward_mtp_truncate(glm_forward *f, int64_t n)
     return glm_kvseq_truncate(&f->cur->mtp, n);
 }
 
-/* ---- greedy draft/verify (§5.3) ---- */
+/* ---- draft/verify with a chain of n_draft drafts (§5.3 greedy, §5.4 sampled) ---- */
 
-
-static int32_t masked_argmax(const glm_mtp_greedy *g, float *row)
+static void mask_row(const glm_mtp_greedy *g, float *row)
 {
     const int64_t V = g->f->m->hp.vocab_size;
     for (int i = 0; i < g->n_mask; i++)
         if (g->mask[i] >= 0 && g->mask[i] < V)
             row[g->mask[i]] = -INFINITY;
-    return (int32_t)glm_ref_argmax(row, V);
+}
+
+/* Mask, then the sampler's distribution of one logits row (history = g->hist[0..n_hist)). */
+static glm_status spec_probs(glm_mtp_greedy *g, float *probs, float *logits, int n_hist)
+{
+    mask_row(g, logits);
+    return glm_sampler_probs(g->smp, probs, logits, g->hist, n_hist);
+}
+
+/* chain[i] from the MTP logits row: argmax (greedy) or a draw from q_i, kept in its probs row
+ * (sampled; history: the final tokens, then chain[0..i)). */
+static glm_status pick_draft(glm_mtp_greedy *g, int i)
+{
+    const int64_t V = g->f->m->hp.vocab_size;
+    float *row = g->logits + (int64_t)(g->n_draft + 1) * V;
+    if (!g->smp) {
+        mask_row(g, row);
+        g->chain[i] = (int32_t)glm_ref_argmax(row, V);
+        return GLM_OK;
+    }
+    float *q = g->probs + (int64_t)(g->n_draft + 1 + i) * V;
+    GLM_TRY(spec_probs(g, q, row, g->n_hist + i));
+    g->chain[i] = glm_sample_from_probs(glm_sampler_rng(g->smp), q, (int32_t)V);
+    if (g->chain[i] < 0)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: the draft distribution has no mass");
+    g->hist[g->n_hist + i] = g->chain[i];
+    return GLM_OK;
+}
+
+/* On the bound sequence, after the MTP rows of the newly final positions (the last row's
+ * logits in the MTP logits row, its output state in hchain): draft the chain, as long as the
+ * next verify fits the context and one step's rows (and, sampled, the history), then drop
+ * the chain's MTP rows again. */
+static glm_status draft_chain(glm_mtp_greedy *g)
+{
+    glm_forward *f = g->f;
+    const int64_t V = f->m->hp.vocab_size, pos = glm_forward_n_past(f);
+    int64_t room = glm_forward_n_ctx(f) - pos - 1;
+    if (glm_forward_max_rows(f) - 1 < room)
+        room = glm_forward_max_rows(f) - 1;
+    if (g->smp && g->hist_cap - g->n_hist - 1 < room)
+        room = g->hist_cap - g->n_hist - 1;
+    g->n_chain = room < g->n_draft ? (room > 0 ? (int)room : 0) : g->n_draft;
+    for (int i = 0; i < g->n_chain; i++) {
+        if (i > 0) /* one MTP row: its own previous output state with the previous draft */
+            GLM_TRY(mtp_rows(f, g->hchain, &g->chain[i - 1], 1, g->logits + (int64_t)(g->n_draft + 1) * V, false,
+                             i + 1 < g->n_chain ? g->hchain : NULL, NULL));
+        GLM_TRY(pick_draft(g, i));
+    }
+    g->draft = g->n_chain > 0 ? g->chain[0] : -1;
+    return glm_forward_mtp_truncate(f, pos);
+}
+
+/* MTP rows (hidden[j], toks[j]) for j < n (the newly final positions), then the chain. */
+static glm_status mtp_then_draft(glm_mtp_greedy *g, const int32_t *toks, int n)
+{
+    const int64_t V = g->f->m->hp.vocab_size;
+    GLM_TRY(mtp_rows(g->f, g->hidden, toks, n, g->logits + (int64_t)(g->n_draft + 1) * V, false,
+                     g->n_draft > 1 ? g->hchain : NULL, NULL));
+    return draft_chain(g);
 }
 
 /* Buffers shared by the greedy and sampled loops. */
-static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int32_t *mask, int n_mask)
+static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int32_t *mask, int n_mask, int n_draft)
 {
     memset(g, 0, sizeof *g);
     if (!f->m->mtp)
@@ -110,89 +183,139 @@ static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int
                           f->m->path);
     if (n <= 0)
         return glm_errorf(GLM_ERR_INVALID, "mtp: empty prompt");
+    if (n_draft < 1 || n_draft > GLM_MTP_MAX_DRAFT)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: draft length %d outside 1..%d", n_draft, GLM_MTP_MAX_DRAFT);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
-    g->f = f, g->mask = mask, g->n_mask = n_mask;
-    g->logits = malloc(sizeof(float) * (size_t)(3 * V));
-    g->hidden = malloc(sizeof(float) * (size_t)((n > 2 ? n : 2) * D));
+    g->f = f, g->mask = mask, g->n_mask = n_mask, g->n_draft = n_draft;
+    int rows = n > n_draft + 1 ? n : n_draft + 1;
+    g->logits = malloc(sizeof(float) * (size_t)((n_draft + 2) * V));
+    g->hidden = malloc(sizeof(float) * (size_t)(rows * D));
+    g->hchain = malloc(sizeof(float) * (size_t)D);
     g->next = malloc(sizeof(int32_t) * (size_t)n);
-    if (!g->logits || !g->hidden || !g->next)
+    if (!g->logits || !g->hidden || !g->hchain || !g->next)
         return glm_errorf(GLM_ERR_NOMEM, "mtp: out of memory for a %d-token prompt", n);
     return GLM_OK;
+}
+
+/* Step 1 of §5.3 after the prefill logits are in logits row 0 and g->last is chosen: the MTP
+ * rows (h_j, x_{j+1}) of the prompt, the last pairing with g->last, then the chain. */
+static glm_status start_drafts(glm_mtp_greedy *g, const int32_t *prompt, int n)
+{
+    for (int j = 0; j + 1 < n; j++)
+        g->next[j] = prompt[j + 1];
+    g->next[n - 1] = g->last;
+    return mtp_then_draft(g, g->next, n);
+}
+
+glm_status glm_mtp_greedy_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                  const int32_t *mask, int n_mask, int n_draft)
+{
+    GLM_TRY(spec_alloc(g, f, n, mask, n_mask, n_draft));
+    const int64_t V = f->m->hp.vocab_size;
+    GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
+    mask_row(g, g->logits);
+    g->last = (int32_t)glm_ref_argmax(g->logits, V);
+    return start_drafts(g, prompt, n);
 }
 
 glm_status glm_mtp_greedy_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n, const int32_t *mask,
                                 int n_mask)
 {
-    GLM_TRY(spec_alloc(g, f, n, mask, n_mask));
+    return glm_mtp_greedy_start_n(g, f, prompt, n, mask, n_mask, 1);
+}
+
+glm_status glm_mtp_sampled_start_n(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                   const int32_t *mask, int n_mask, glm_sampler *smp, int max_new, int n_draft)
+{
+    GLM_TRY(spec_alloc(g, f, n, mask, n_mask, n_draft));
     const int64_t V = f->m->hp.vocab_size;
-    /* step 1: prefill, x_n, then MTP rows (h_j, x_{j+1}) for j < n; the last drafts */
+    g->smp = smp;
+    g->hist_cap = n + (max_new > 0 ? max_new : 0) + n_draft + 4;
+    g->probs = malloc(sizeof(float) * (size_t)((2 * n_draft + 1) * V));
+    g->hist = malloc(sizeof(int32_t) * (size_t)g->hist_cap);
+    if (!g->probs || !g->hist)
+        return glm_errorf(GLM_ERR_NOMEM, "mtp: out of memory");
+    memcpy(g->hist, prompt, sizeof(int32_t) * (size_t)n);
+    g->n_hist = n;
+    /* as the greedy start, with x_n drawn from p and the drafts drawn from their q */
     GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
-    g->last = masked_argmax(g, g->logits);
-    for (int j = 0; j + 1 < n; j++)
-        g->next[j] = prompt[j + 1];
-    g->next[n - 1] = g->last;
-    GLM_TRY(glm_forward_mtp(f, g->hidden, g->next, n, g->logits + 2 * V, false, NULL));
-    g->draft = masked_argmax(g, g->logits + 2 * V);
-    return GLM_OK;
+    GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
+    g->last = glm_sample_from_probs(glm_sampler_rng(smp), g->probs, (int32_t)V);
+    if (g->last < 0)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: the target distribution has no mass");
+    g->hist[g->n_hist++] = g->last;
+    return start_drafts(g, prompt, n);
+}
+
+glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
+                                 const int32_t *mask, int n_mask, glm_sampler *smp, int max_new)
+{
+    return glm_mtp_sampled_start_n(g, f, prompt, n, mask, n_mask, smp, max_new, 1);
 }
 
 glm_status glm_mtp_verify_item(glm_mtp_greedy *g, glm_seq *s, glm_step_item *it)
 {
+    const int k = g->n_chain;
     g->pos = glm_seq_n_past(s);
     if (glm_seq_mtp_n_past(s) != g->pos)
         return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)g->pos,
                           (long long)glm_seq_mtp_n_past(s));
-    if (g->smp && g->n_hist + 2 > g->hist_cap)
+    if (g->smp && g->n_hist + k + 1 > g->hist_cap)
         return glm_errorf(GLM_ERR_INVALID, "mtp: more tokens than the %d announced at start", g->hist_cap);
-    /* step 2: main model on [last, draft] */
-    g->in[0] = g->last, g->in[1] = g->draft;
-    *it = (glm_step_item){ .seq = s, .tokens = g->in, .n = 2, .logits = g->logits, .all_logits = true,
+    /* step 2: the main model on [last, d_1 .. d_k] */
+    if (k > 0)
+        g->chain[0] = g->draft;
+    g->in[0] = g->last;
+    memcpy(g->in + 1, g->chain, sizeof(int32_t) * (size_t)k);
+    *it = (glm_step_item){ .seq = s, .tokens = g->in, .n = k + 1, .logits = g->logits, .all_logits = true,
                            .hidden = g->hidden };
     return GLM_OK;
 }
 
-/* glm_forward_mtp on sequence s (bound for the call). */
-static glm_status mtp_rows(glm_mtp_greedy *g, glm_seq *s, const int32_t *next, int n)
+/* Steps 3-4 on the bound sequence: acceptance, the caches cut back, MTP rows, the next chain. */
+static glm_status after_verify(glm_mtp_greedy *g, int32_t *out, int *n_out)
+{
+    glm_forward *f = g->f;
+    const int64_t V = f->m->hp.vocab_size;
+    const int k = g->n_chain;
+    int32_t n;
+    /* the longest agreeing prefix (greedy) or the §5.4 rule (sampled); target row r sees the
+     * final tokens and d_1 .. d_r */
+    if (!g->smp) {
+        for (int r = 0; r <= k; r++)
+            mask_row(g, g->logits + (int64_t)r * V);
+        GLM_TRY(glm_spec_accept_greedy(out, &n, g->logits, g->chain, k, (int32_t)V));
+    } else {
+        memcpy(g->hist + g->n_hist, g->chain, sizeof(int32_t) * (size_t)k);
+        for (int r = 0; r <= k; r++)
+            GLM_TRY(spec_probs(g, g->probs + (int64_t)r * V, g->logits + (int64_t)r * V, g->n_hist + r));
+        GLM_TRY(glm_spec_accept_sampled(out, &n, glm_sampler_rng(g->smp), g->probs,
+                                        g->probs + (int64_t)(g->n_draft + 1) * V, g->chain, k, (int32_t)V));
+        memcpy(g->hist + g->n_hist, out, sizeof(int32_t) * (size_t)n);
+        g->n_hist += n;
+    }
+    g->steps++;
+    g->drafts += k;
+    g->accepted += n - 1;
+    /* rejected drafts' cache rows go: the cache keeps last and the accepted drafts */
+    if (n - 1 < k)
+        GLM_TRY(glm_forward_truncate(f, g->pos + n));
+    g->last = out[n - 1];
+    *n_out = n;
+    return mtp_then_draft(g, out, n);
+}
+
+glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t *out, int *n_out)
 {
     glm_forward *f = g->f;
     glm_seq *was = glm_forward_bound(f);
     glm_forward_bind(f, s);
-    glm_status st = glm_forward_mtp(f, g->hidden, next, n, g->logits + 2 * f->m->hp.vocab_size, false, NULL);
+    glm_status st = after_verify(g, out, n_out);
     glm_forward_bind(f, was == &f->own ? NULL : was);
     return st;
 }
 
-static glm_status greedy_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    int32_t n;
-    for (int r = 0; r < 2; r++)
-        for (int i = 0; i < g->n_mask; i++)
-            if (g->mask[i] >= 0 && g->mask[i] < V)
-                g->logits[r * V + g->mask[i]] = -INFINITY;
-    /* step 3: greedy acceptance; a rejected draft's cache row is dropped */
-    GLM_TRY(glm_spec_accept_greedy(out, &n, g->logits, &g->draft, 1, (int32_t)V));
-    g->drafts++;
-    if (n == 2)
-        g->accepted++;
-    else
-        GLM_TRY(glm_seq_truncate(s, g->pos + 1));
-    /* step 4: MTP rows for the newly final positions; the last one drafts again */
-    GLM_TRY(mtp_rows(g, s, out, n));
-    g->last = out[n - 1];
-    g->draft = masked_argmax(g, g->logits + 2 * V);
-    *n_out = n;
-    return GLM_OK;
-}
-
-static glm_status sampled_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out);
-
-glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
-{
-    return g->smp ? sampled_after(g, s, out, n_out) : greedy_after(g, s, out, n_out);
-}
-
-glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
+glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
 {
     glm_seq *s = glm_forward_bound(g->f);
     glm_step_item it;
@@ -201,80 +324,16 @@ glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t out[2], int *n_out)
     return glm_mtp_after_verify(g, s, out, n_out);
 }
 
-/* Mask, then the sampler's distribution of one logits row (history = g->hist[0..n_hist)). */
-static glm_status spec_probs(glm_mtp_greedy *g, float *probs, float *logits, int n_hist)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    for (int i = 0; i < g->n_mask; i++)
-        if (g->mask[i] >= 0 && g->mask[i] < V)
-            logits[g->mask[i]] = -INFINITY;
-    return glm_sampler_probs(g->smp, probs, logits, g->hist, n_hist);
-}
-
-/* g->draft ← a draw from q (MTP row in logits[2]), kept in probs[2] for the next verify. */
-static glm_status spec_draft(glm_mtp_greedy *g)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    GLM_TRY(spec_probs(g, g->probs + 2 * V, g->logits + 2 * V, g->n_hist));
-    g->draft = glm_sample_from_probs(glm_sampler_rng(g->smp), g->probs + 2 * V, (int32_t)V);
-    if (g->draft < 0)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: the draft distribution has no mass");
-    return GLM_OK;
-}
-
-glm_status glm_mtp_sampled_start(glm_mtp_greedy *g, glm_forward *f, const int32_t *prompt, int n,
-                                 const int32_t *mask, int n_mask, glm_sampler *smp, int max_new)
-{
-    GLM_TRY(spec_alloc(g, f, n, mask, n_mask));
-    const int64_t V = f->m->hp.vocab_size;
-    g->smp = smp;
-    g->hist_cap = n + (max_new > 0 ? max_new : 0) + 4;
-    g->probs = malloc(sizeof(float) * (size_t)(3 * V));
-    g->hist = malloc(sizeof(int32_t) * (size_t)g->hist_cap);
-    if (!g->probs || !g->hist)
-        return glm_errorf(GLM_ERR_NOMEM, "mtp: out of memory");
-    memcpy(g->hist, prompt, sizeof(int32_t) * (size_t)n);
-    g->n_hist = n;
-    /* as the greedy start, with x_n drawn from p and the draft drawn from q */
-    GLM_TRY(glm_forward_eval(f, prompt, n, g->logits, false, g->hidden, NULL));
-    GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
-    g->last = glm_sample_from_probs(glm_sampler_rng(smp), g->probs, (int32_t)V);
-    if (g->last < 0)
-        return glm_errorf(GLM_ERR_INVALID, "mtp: the target distribution has no mass");
-    g->hist[g->n_hist++] = g->last;
-    for (int j = 0; j + 1 < n; j++)
-        g->next[j] = prompt[j + 1];
-    g->next[n - 1] = g->last;
-    GLM_TRY(glm_forward_mtp(f, g->hidden, g->next, n, g->logits + 2 * V, false, NULL));
-    return spec_draft(g);
-}
-
-static glm_status sampled_after(glm_mtp_greedy *g, glm_seq *s, int32_t out[2], int *n_out)
-{
-    const int64_t V = g->f->m->hp.vocab_size;
-    int32_t n;
-    /* p at the draft's position, and p after it (history includes the draft) */
-    GLM_TRY(spec_probs(g, g->probs, g->logits, g->n_hist));
-    g->hist[g->n_hist] = g->draft;
-    GLM_TRY(spec_probs(g, g->probs + V, g->logits + V, g->n_hist + 1));
-    GLM_TRY(glm_spec_accept_sampled(out, &n, glm_sampler_rng(g->smp), g->probs, g->probs + 2 * V, &g->draft, 1,
-                                    (int32_t)V));
-    g->drafts++;
-    if (n == 2)
-        g->accepted++;
-    else
-        GLM_TRY(glm_seq_truncate(s, g->pos + 1));
-    for (int i = 0; i < n; i++)
-        g->hist[g->n_hist++] = out[i];
-    GLM_TRY(mtp_rows(g, s, out, n));
-    g->last = out[n - 1];
-    *n_out = n;
-    return spec_draft(g);
-}
-
 void glm_mtp_greedy_free(glm_mtp_greedy *g)
 {
-    free(g->logits), free(g->hidden), free(g->next), free(g->probs), free(g->hist);
-    g->logits = g->hidden = g->probs = NULL;
+    free(g->logits), free(g->hidden), free(g->hchain), free(g->next), free(g->probs), free(g->hist);
+    g->logits = g->hidden = g->hchain = g->probs = NULL;
     g->next = g->hist = NULL;
+}
+
+void glm_mtp_summary(char *buf, size_t cap, long long drafts, long long accepted, long long steps)
+{
+    snprintf(buf, cap, "; mtp accepted %lld of %lld drafts (%.1f%%), %.2f tokens per forward", accepted, drafts,
+             drafts ? 100.0 * (double)accepted / (double)drafts : 0.0,
+             steps ? (double)(steps + accepted) / (double)steps : 0.0);
 }

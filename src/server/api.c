@@ -1,7 +1,8 @@
 /* Request JSON → jobs: OpenAI's chat/completions and completions parameters, checked for
  * type and range (wrong type, negative or absurd values → 400 naming the parameter), the
  * chat template applied (tokenizer/chat.h) and the prompt tokenized here, on the connection
- * thread, so a bad request never reaches the worker. Unknown fields are ignored. */
+ * thread, so a bad request never reaches the worker. Unknown fields are ignored; known ones
+ * that are not implemented (n and best_of above 1, echo, suffix) are refused by name. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,6 +123,69 @@ static bool get_stop(srv_job *j, const cJSON *req, srv_err *e)
     return true;
 }
 
+/* logit_bias: an object mapping token ids (decimal strings) to a bias in [-100, 100]. */
+static bool get_logit_bias(srv *s, const cJSON *req, srv_job *j, srv_err *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "logit_bias");
+    j->n_bias = 0;
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsObject(v))
+        return bad(e, "logit_bias", "expected an object mapping token ids to numbers");
+    if (cJSON_GetArraySize(v) > SRV_MAX_BIAS)
+        return bad(e, "logit_bias", "at most 300 entries");
+    int64_t nv = glm_tokenizer_n_vocab(s->tok);
+    if (s->m->hp.vocab_size < nv)
+        nv = s->m->hp.vocab_size;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        const char *k = it->string;
+        char *end = NULL;
+        long long id = k && k[0] >= '0' && k[0] <= '9' ? strtoll(k, &end, 10) : -1;
+        if (id < 0 || *end || id >= nv || strlen(k) > 12) {
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                        "logit_bias: key '%.40s' is not a token id in [0, %lld)", k ? k : "", (long long)nv);
+            return false;
+        }
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100) {
+            srv_err_set(e, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                        "logit_bias: the bias of token %lld must be a number in [-100, 100]", id);
+            return false;
+        }
+        j->bias_id[j->n_bias] = (int32_t)id;
+        j->bias[j->n_bias++] = (float)it->valuedouble;
+    }
+    return true;
+}
+
+void srv_job_apply_bias(const srv_job *j, float *logits, int64_t n_vocab)
+{
+    for (int i = 0; i < j->n_bias; i++)
+        if (j->bias_id[i] < n_vocab)
+            logits[j->bias_id[i]] += j->bias[i];
+}
+
+/* Parameters this server does not implement are refused by name, never silently ignored. */
+static bool refuse_unsupported(const cJSON *req, srv_job *j, srv_err *e)
+{
+    const cJSON *v;
+    if (j->kind == SRV_COMPLETION) {
+        v = cJSON_GetObjectItemCaseSensitive(req, "echo");
+        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
+            return bad(e, "echo", cJSON_IsTrue(v) ? "is not supported (only false)" : "expected a boolean");
+        v = cJSON_GetObjectItemCaseSensitive(req, "best_of");
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+            return bad(e, "best_of", "only 1 is supported");
+        v = cJSON_GetObjectItemCaseSensitive(req, "suffix");
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && !v->valuestring[0]))
+            return bad(e, "suffix", "is not supported");
+    }
+    v = cJSON_GetObjectItemCaseSensitive(req, "n");
+    if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+        return bad(e, "n", "only 1 choice per request is supported");
+    return true;
+}
+
 /* Sampling (ref/sampler.h), stop, n, stream, max tokens: what chat and completions share. */
 static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
 {
@@ -167,7 +231,7 @@ static bool get_common(srv *s, const cJSON *req, srv_job *j, srv_err *e)
         return false;
     j->sp.seed = g ? (x < 0 ? (uint64_t)(int64_t)x : (uint64_t)x)
                    : (uint64_t)(srv_now() * 1e9) ^ atomic_load(&s->next_id) * 0x9E3779B97F4A7C15ull;
-    if (!get_num(req, "n", 1, 1, true, &x, &g, e))
+    if (!refuse_unsupported(req, j, e) || !get_logit_bias(s, req, j, e))
         return false;
     j->max_tokens = -1;
     if (!get_num(req, "max_tokens", 1, (double)s->n_ctx, true, &x, &g, e))

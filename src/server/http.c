@@ -368,6 +368,7 @@ glm_status glm_server_run(const glm_server_opts *o)
     s->o.backend = o->backend ? o->backend : "auto";
     s->o.queue_max = o->queue_max > 0 ? o->queue_max : 256;
     s->o.body_max = o->body_max ? o->body_max : (size_t)1 << 20;
+    s->o.n_draft = o->n_draft > 0 ? o->n_draft : 1;
     s->model_name = o->model_name ? strdup(o->model_name) : default_name(o->model_path);
     s->started = (long long)time(NULL);
     pthread_mutex_init(&s->qmu, NULL);

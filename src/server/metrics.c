@@ -42,6 +42,13 @@ void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted)
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_mtp_steps(srv_metrics *m, long long steps)
+{
+    pthread_mutex_lock(&m->mu);
+    m->mtp_steps += (uint64_t)steps;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void observe(srv_metrics *m, srv_hist *h, const double *le, double v)
 {
     pthread_mutex_lock(&m->mu);
@@ -115,6 +122,17 @@ char *srv_metrics_text(srv_metrics *m, int queue_depth, bool loaded, int running
                  "# HELP glm47_mtp_accepted_total MTP draft tokens accepted.\n"
                  "# TYPE glm47_mtp_accepted_total counter\nglm47_mtp_accepted_total %llu\n",
                  (unsigned long long)m->mtp_drafts, (unsigned long long)m->mtp_accepted);
+    srv_buf_add(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line,
+                 "# HELP glm47_mtp_verify_steps_total Main-model forwards that verified MTP drafts.\n"
+                 "# TYPE glm47_mtp_verify_steps_total counter\nglm47_mtp_verify_steps_total %llu\n"
+                 "# HELP glm47_mtp_acceptance_rate Accepted / verified MTP drafts since start.\n"
+                 "# TYPE glm47_mtp_acceptance_rate gauge\nglm47_mtp_acceptance_rate %.6f\n"
+                 "# HELP glm47_mtp_tokens_per_forward Tokens per verify forward since start (1 + accepted / steps).\n"
+                 "# TYPE glm47_mtp_tokens_per_forward gauge\nglm47_mtp_tokens_per_forward %.6f\n",
+                 (unsigned long long)m->mtp_steps,
+                 m->mtp_drafts ? (double)m->mtp_accepted / (double)m->mtp_drafts : 0.0,
+                 m->mtp_steps ? (double)(m->mtp_steps + m->mtp_accepted) / (double)m->mtp_steps : 0.0);
     srv_buf_add(&b, line, (size_t)n);
     put_hist(&b, "glm47_time_to_first_token_seconds", "Seconds from queueing to the first generated token.",
              &m->ttft, k_ttft_le);

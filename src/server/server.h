@@ -29,7 +29,8 @@ typedef struct glm_server_opts {
     int queue_max;          /* waiting + running requests before 503; 0: 256 */
     int max_batch;          /* requests decoded together; 0: 8 */
     size_t body_max;        /* request body bytes before 413; 0: 1 MiB */
-    bool mtp;               /* speculative decoding with the model's MTP layer (one draft per step) */
+    bool mtp;               /* speculative decoding with the model's MTP layer */
+    int n_draft;            /* MTP drafts verified per step, 1..GLM_MTP_MAX_DRAFT; 0: 1 */
     /* NULL: glm_backend_create; the CLI passes one that draws a loading progress bar */
     glm_status (*backend_create)(struct glm_backend **out, const char *name, const struct glm_model *m);
 } glm_server_opts;

@@ -21,6 +21,7 @@
 #include "tokenizer/bpe.h"
 
 #define SRV_MAX_STOP 4
+#define SRV_MAX_BIAS 300 /* logit_bias entries per request */
 
 /* An error in OpenAI's shape {"error":{"message","type","param","code"}}. */
 typedef struct srv_err {
@@ -52,6 +53,9 @@ typedef struct srv_job {
     bool stream, include_usage, thinking;
     bool ignore_eos; /* llama.cpp's extension: end-of-generation ids are masked, never sampled */
     int logprobs;    /* -1: off; else top alternatives per token (0..GLM_LOGPROBS_MAX_TOP) */
+    int n_bias;      /* logit_bias: added to these ids' logits before sampling or argmax */
+    int32_t bias_id[SRV_MAX_BIAS];
+    float bias[SRV_MAX_BIAS];
     int32_t *prompt;
     int n_prompt, max_tokens;
     glm_sampler_params sp;
@@ -109,13 +113,14 @@ typedef struct srv_metrics {
     pthread_mutex_t mu;
     uint64_t by_status[600];
     uint64_t prompt_tokens, gen_tokens;
-    uint64_t mtp_drafts, mtp_accepted;
+    uint64_t mtp_drafts, mtp_accepted, mtp_steps;
     srv_hist ttft, tpot;
 } srv_metrics;
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_status(srv_metrics *m, int status);
 void srv_metrics_tokens(srv_metrics *m, int n_prompt, int n_gen);
 void srv_metrics_mtp(srv_metrics *m, long long drafts, long long accepted);
+void srv_metrics_mtp_steps(srv_metrics *m, long long steps); /* verify forwards */
 void srv_metrics_ttft(srv_metrics *m, double s);
 void srv_metrics_tpot(srv_metrics *m, double s);
 /* running: sequences decoding; kv_used / kv_total: KV cache pages. */
@@ -168,5 +173,7 @@ bool srv_api_completion(srv *s, const cJSON *req, srv_job **out, srv_err *e);
 bool srv_api_tokenize(srv *s, const cJSON *req, char **body, srv_err *e);
 bool srv_api_detokenize(srv *s, const cJSON *req, char **body, srv_err *e);
 char *srv_api_models(srv *s, const char *one_id);
+/* The request's logit_bias added to logits[n_vocab] (ids past n_vocab are skipped). */
+void srv_job_apply_bias(const srv_job *j, float *logits, int64_t n_vocab);
 
 #endif

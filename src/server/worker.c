@@ -144,7 +144,7 @@ typedef struct gen {
     const float *logits; /* the row the last token was sampled from (logprobs) */
     srv_lp lp; /* logprobs (logprobs.c); lp.t NULL when not asked for */
     bool mtp;  /* decoded with MTP drafts (spec_start, then verify rows in step) */
-    long long drafts, accepted;
+    long long drafts, accepted, steps;
 } gen;
 
 /* One running request: its sequence, sampler and detokenizer (all made once, at load). */
@@ -517,8 +517,8 @@ static bool evict_oldest(srv *s)
  * Greedy requests decode with MTP greedy draft/verify (engine/mtp.c: the plain greedy tokens
  * exactly); sampled ones with speculative sampling (the plain sampling distribution, though
  * not the plain draws of a seed). Not used for requests that ask for logprobs (the verify
- * rows are not exposed) or for greedy requests with penalties (MTP greedy takes the plain
- * argmax). Such a request runs alone, on its slot's sequence bound to the forward pass. */
+ * rows are not exposed) or logit_bias, or for greedy requests with penalties (MTP greedy
+ * takes the plain argmax). Such a request runs alone, on its slot's sequence bound to the forward pass. */
 static bool penalties_on(const glm_sampler_params *p)
 {
     return p->presence_penalty != 0 || p->frequency_penalty != 0 || p->repetition_penalty != 1;
@@ -526,7 +526,7 @@ static bool penalties_on(const glm_sampler_params *p)
 
 static bool spec_usable(const srv *s, const srv_job *j)
 {
-    return s->o.mtp && j->logprobs < 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
+    return s->o.mtp && j->logprobs < 0 && j->n_bias == 0 && !(j->sp.temperature <= 0 && penalties_on(&j->sp));
 }
 
 /* Prefill an admitted MTP slot (the prompt from sl->n_done on) with its MTP rows and take
@@ -539,8 +539,9 @@ static glm_status spec_start(srv *s, srv_slot *sl)
     const int32_t *p = j->prompt + sl->n_done;
     const int np = j->n_prompt - sl->n_done, n_mask = j->ignore_eos ? s->m->n_eos : 0;
     glm_status st = j->sp.temperature > 0
-                        ? glm_mtp_sampled_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp, j->max_tokens)
-                        : glm_mtp_greedy_start(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask);
+                        ? glm_mtp_sampled_start_n(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask, sl->smp,
+                                                  j->max_tokens, s->o.n_draft)
+                        : glm_mtp_greedy_start_n(&sl->sg, s->f, p, np, s->m->eos_ids, n_mask, s->o.n_draft);
     glm_forward_bind(s->f, NULL);
     sl->n_done = j->n_prompt;
     return st == GLM_OK ? take_token(g, sl->sg.last, sl->hist, j->n_prompt + g->n_gen) : st;
@@ -555,6 +556,7 @@ static void spec_end(srv *s, srv_slot *sl, bool ok)
     if (!ok)
         return;
     srv_metrics_mtp(&s->met, g->drafts, g->accepted);
+    srv_metrics_mtp_steps(&s->met, g->steps);
     /* the caches hold final tokens; those past what was taken (an end id, a token past
      * max_tokens) are not in hist */
     int64_t n_final = g->j->n_prompt + g->n_gen, n_main = glm_seq_n_past(sl->seq);
@@ -653,7 +655,7 @@ static void finish_slot(srv *s, srv_slot *sl, glm_status st)
     gen *g = &sl->g;
     srv_job *j = sl->j;
     if (sl->spec) /* usage reports them */
-        g->drafts = sl->sg.drafts, g->accepted = sl->sg.accepted;
+        g->drafts = sl->sg.drafts, g->accepted = sl->sg.accepted, g->steps = sl->sg.steps;
     if (st == GLM_OK) {
         const char *txt;
         size_t len;
@@ -721,6 +723,7 @@ static void sample_slot(srv *s, srv_slot *sl)
     for (int i = 0; j->ignore_eos && i < s->m->n_eos; i++)
         if (s->m->eos_ids[i] >= 0 && s->m->eos_ids[i] < s->m->hp.vocab_size)
             sl->logits[s->m->eos_ids[i]] = -INFINITY;
+    srv_job_apply_bias(j, sl->logits, s->m->hp.vocab_size);
     int32_t t;
     int n_hist = j->n_prompt + g->n_gen;
     glm_status st = glm_sampler_sample(sl->smp, &t, sl->logits, sl->hist, n_hist);
@@ -797,7 +800,9 @@ static void step(srv *s)
                 continue;
             }
         } else if (sl->n_done < sl->j->n_prompt) { /* the next prompt chunk */
-            int left = sl->j->n_prompt - sl->n_done, room = max_rows - rows - (s->max_batch - 1 - n);
+            /* the slots after this one may each need a verify of n_draft + 1 rows */
+            int later = (s->max_batch - 1 - n) * (s->o.mtp ? s->o.n_draft + 1 : 1);
+            int left = sl->j->n_prompt - sl->n_done, room = max_rows - rows - later;
             if (room <= 0)
                 continue;
             x.tokens = sl->hist + sl->n_done;
@@ -822,7 +827,7 @@ static void step(srv *s)
             continue;
         }
         if (sl->spec) { /* acceptance, MTP rows, the next draft; then the 1 or 2 final tokens */
-            int32_t out[2];
+            int32_t out[GLM_MTP_MAX_DRAFT + 1];
             int n_out = 0;
             glm_status ss = glm_mtp_after_verify(&sl->sg, sl->seq, out, &n_out);
             for (int i = 0; ss == GLM_OK && i < n_out && !sl->g.finish; i++)

@@ -1,7 +1,7 @@
 // End-to-end checks of `glm47 serve` with the official openai client (package.json pins it)
 // and raw fetch for what the client cannot send. tests/test_server.sh starts the servers and
 // passes: BASE (no key), BASE2 + KEY (a server started with --api-key), BASE3 (one started
-// with --mtp), PID (of BASE's server, for its RSS), MODEL (the served model id). Exits 1 on
+// with --mtp --draft 3), PID (of BASE's server, for its RSS), MODEL (the served model id). Exits 1 on
 // the first failed check.
 import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
@@ -257,7 +257,7 @@ function near(a, b) {
   errShape(await raw('/v1/completions', JSON.stringify({ prompt: [1, 'a'] })), 400, 'mixed prompt array');
 }
 
-// ---- serve --mtp: greedy answers identical to plain decoding, drafts counted
+// ---- serve --mtp --draft 3: greedy answers identical to plain decoding, drafts counted
 {
   const mtp = new OpenAI({ baseURL: `${BASE3}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60000 });
   const reqs = [
@@ -302,6 +302,68 @@ function near(a, b) {
   const drafts = Number(mt.match(/^glm47_mtp_drafts_total (\d+)$/m)[1]);
   const accepted = Number(mt.match(/^glm47_mtp_accepted_total (\d+)$/m)[1]);
   ok(drafts > 200 && accepted >= 1 && accepted <= drafts, '--mtp drafts and acceptance in /metrics', { drafts, accepted });
+  // --draft 3: up to 3 drafts per verify forward; the rate and tokens per forward follow
+  const steps = Number(mt.match(/^glm47_mtp_verify_steps_total (\d+)$/m)[1]);
+  const rate = Number(mt.match(/^glm47_mtp_acceptance_rate ([0-9.]+)$/m)[1]);
+  const tpf = Number(mt.match(/^glm47_mtp_tokens_per_forward ([0-9.]+)$/m)[1]);
+  ok(steps > 0 && drafts <= 3 * steps && drafts > steps && Math.abs(rate - accepted / drafts) < 1e-5 &&
+     Math.abs(tpf - (steps + accepted) / steps) < 1e-5, '--draft 3 verify steps, rate, tokens per forward in /metrics',
+     { drafts, accepted, steps, rate, tpf });
+}
+
+// ---- logit_bias: added to the logits before sampling and the greedy argmax; parameters
+// that are not implemented (echo, best_of and n above 1, suffix) are refused by name
+{
+  const post = async (path, body) => (await raw(path, JSON.stringify(body))).json;
+  const [id] = (await post('/tokenize', { content: ' the' })).tokens;
+  const forcedText = (await post('/detokenize', { tokens: Array(6).fill(id) })).content;
+  const q = { model: MODEL, prompt: 'The quick brown fox', max_tokens: 6, temperature: 0, ignore_eos: true };
+  const forced = await client.completions.create({ ...q, logit_bias: { [id]: 100 } });
+  ok(forced.choices[0].text === forcedText && forced.usage.completion_tokens === 6, 'logit_bias +100 forces the token (greedy)',
+     [forced.choices[0], forcedText]);
+  const forcedS = await client.completions.create({ ...q, temperature: 1, seed: 11, logit_bias: { [id]: 100 } });
+  ok(forcedS.choices[0].text === forcedText, 'logit_bias +100 forces the token (sampled)', forcedS.choices[0]);
+  const mtpC = new OpenAI({ baseURL: `${BASE3}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60000 });
+  const forcedM = await mtpC.completions.create({ ...q, logit_bias: { [id]: 100 } });
+  ok(forcedM.choices[0].text === forcedText, 'logit_bias on the --mtp server', forcedM.choices[0]);
+  // -100 on the plain greedy token: a different first token; bias 0 changes nothing
+  const one = await client.completions.create({ ...q, max_tokens: 1, logprobs: 0 });
+  const t1 = one.choices[0].text;
+  const ids1 = (await post('/tokenize', { content: t1, parse_special: false })).tokens;
+  if (ids1.length === 1 && (await post('/detokenize', { tokens: ids1 })).content === t1) {
+    const off = await client.completions.create({ ...q, max_tokens: 1, logit_bias: { [ids1[0]]: -100 } });
+    ok(off.choices[0].text !== t1, 'logit_bias -100 bans the greedy token', [t1, off.choices[0]]);
+  }
+  const zero = await client.completions.create({ ...q, max_tokens: 1, logit_bias: { [id]: 0 } });
+  ok(zero.choices[0].text === t1, 'logit_bias 0 changes nothing', [t1, zero.choices[0]]);
+  const chat = await client.chat.completions.create({ model: MODEL, messages: user('Hi'), max_tokens: 4, temperature: 0,
+                                                      logit_bias: { [id]: 100 } });
+  const said = (chat.choices[0].message.reasoning_content ?? '') + (chat.choices[0].message.content ?? '');
+  ok(said.includes('the the'), 'chat logit_bias forces the token', chat.choices[0]);
+  const badParam = async (path, body, param, what) => {
+    const r = await raw(path, JSON.stringify(body));
+    errShape(r, 400, what);
+    ok(r.json.error.param === param, `${what}: names ${param}`, r.json);
+  };
+  for (const [lb, what] of [[{ abc: 1 }, 'key not a number'], [{ '-1': 1 }, 'negative id'], [{ 99999999: 1 }, 'id past the vocab'],
+    [{ '1.5': 1 }, 'fractional id'], [{ [id]: 101 }, 'bias over 100'], [{ [id]: -100.5 }, 'bias under -100'],
+    [{ [id]: 'x' }, 'bias not a number'], [[1, 2], 'an array'], ['x', 'a string']]) {
+    await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, logit_bias: lb }, 'logit_bias', `logit_bias ${what}`);
+    await badParam('/v1/chat/completions', { messages: user('x'), max_tokens: 2, logit_bias: lb }, 'logit_bias',
+                   `chat logit_bias ${what}`);
+  }
+  const many = {};
+  for (let i = 0; i < 301; i++) many[i] = 1;
+  await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, logit_bias: many }, 'logit_bias', 'logit_bias 301 entries');
+  await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, echo: true }, 'echo', 'echo true');
+  await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, best_of: 2 }, 'best_of', 'best_of 2');
+  await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, n: 2 }, 'n', 'completions n 2');
+  await badParam('/v1/chat/completions', { messages: user('x'), max_tokens: 2, n: 3 }, 'n', 'chat n 3');
+  await badParam('/v1/completions', { prompt: 'x', max_tokens: 2, suffix: 'end' }, 'suffix', 'suffix');
+  await rejects(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 2, echo: true }), 400, 'client echo true');
+  const fine = await client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 2, echo: false, best_of: 1, n: 1 });
+  ok(fine.choices.length === 1, 'echo false, best_of 1, n 1 accepted', fine);
+  await healthy('logit_bias and refused parameters');
 }
 
 // ---- error classes

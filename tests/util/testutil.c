@@ -123,6 +123,28 @@ double tu_cosine(const float *a, const float *b, size_t n)
     return (aa > 0 && bb > 0) ? ab / sqrt(aa * bb) : 0.0;
 }
 
+double tu_chi2_pooled(const long *counts, const double *expected, int n, int *df)
+{
+    double chi2 = 0, e_pool = 0;
+    long c_pool = 0;
+    int cells = 0;
+    for (int c = 0; c < n; c++) {
+        double e = expected[c];
+        if (e < 5) {
+            e_pool += e, c_pool += counts[c];
+            continue;
+        }
+        chi2 += (counts[c] - e) * (counts[c] - e) / e;
+        cells++;
+    }
+    if (e_pool > 0) {
+        chi2 += (c_pool - e_pool) * (c_pool - e_pool) / e_pool;
+        cells++;
+    }
+    *df = cells - 1;
+    return chi2;
+}
+
 const char *tu_golden(const char *rel)
 {
     static char buf[8][1024];

@@ -28,6 +28,9 @@ void tu_poison(float *x, size_t n);
 double tu_nmse(const float *ref, const float *got, size_t n);   /* Σ(r-g)² / Σ r² */
 double tu_max_abs(const float *ref, const float *got, size_t n);
 double tu_cosine(const float *a, const float *b, size_t n);
+/* Pearson chi-square of counts[n] against expected counts[n]; cells expecting fewer than 5
+ * are pooled into one. *df ← cells used - 1. */
+double tu_chi2_pooled(const long *counts, const double *expected, int n, int *df);
 
 /* Path of a committed fixture: "<repo>/golden/<rel>" resolved from the test's working dir. */
 const char *tu_golden(const char *rel);
