@@ -610,10 +610,11 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits). */
-    static const uint32_t cases[][3] = { { 0, 7, 70 }, { 300, 2, 5 }, { 5, 3, 1100 } };
+     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits); a latent of
+     * 42 columns (rows not 16-byte aligned) takes the kernel's scalar loads. */
+    static const uint32_t cases[][4] = { { 0, 7, 70, 40 }, { 300, 2, 5, 42 }, { 5, 3, 1100, 40 } };
     for (size_t ci = 0; ci < 3; ci++) {
-        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = 40, P = 4, W = rkv + dr;
+        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = cases[ci][3], P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
         const uint32_t nA = pos0 + TA, nB = posB + 1, npA = (nA + P - 1) / P + 1, npB = (nB + P - 1) / P + 1;
         glm_mla_shape sA = { (int)TA, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };

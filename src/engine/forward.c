@@ -28,12 +28,12 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
-/* Is every RMSNorm folded into the product after it and every residual add into the product
- * in front of it? Only when the backend has both fused ops and no dump wants the
- * intermediate values (attn_norm, q_a, attn_out, ffn_norm, ffn_out are never materialized). */
-static bool fold_norms(const glm_forward *f, const glm_dump *d)
+/* Which folds (GLM_FOLD_*) this step uses: only when the backend has both fused ops and no
+ * dump wants the intermediate values (attn_norm, q_a, attn_out, ffn_norm, ffn_out are never
+ * materialized then). */
+static unsigned folds(const glm_forward *f, const glm_dump *d)
 {
-    return OPS(f)->rms_norm_matmul && OPS(f)->matmul_add && !d;
+    return OPS(f)->rms_norm_matmul && OPS(f)->matmul_add && !d ? f->fold : 0u;
 }
 
 /* Steps 1-5 with the norms folded: q_a and kv_a from RMSNorm(x) directly, the latent norm in
@@ -49,7 +49,7 @@ static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x,
 }
 
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
- * in s.a and o_proj output in s.t1. With fold_norms: x += MLA(RMSNorm(x)) instead. */
+ * in s.a and o_proj output in s.t1. With GLM_FOLD_ATTN: x += MLA(RMSNorm(x)) instead. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, int T, const glm_kv_rows *r,
                              glm_dump *d, const char *dir)
 {
@@ -63,7 +63,8 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
     glm_dview kva = glm_dview_rows(f->s.kva, 0, T), at = glm_dview_rows(f->s.attn, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     glm_dview cc = glm_dview_cols(kva, 0, R);
-    if (fold_norms(f, d)) {
+    const bool fold = folds(f, d) & GLM_FOLD_ATTN;
+    if (fold) {
         GLM_TRY(attn_in_fused(f, L, x, qa, kva));
     } else {
         GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
@@ -80,7 +81,7 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
     }
     GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
     GLM_TRY(o->kv_write(b, kvl, kva, r));
-    if (fold_norms(f, d))
+    if (fold)
         GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
     else
         GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
@@ -91,7 +92,7 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
     GLM_TRY(o->mla_attention(b, at, q, glm_dview_cols(kvl, 0, R), glm_dview_cols(kvl, R, dr), L->attn_k_b,
                              L->attn_v_b, &sh, r, f->mla_mode));
     /* step 11 (the residual add is the caller's, or folded into the product) */
-    if (fold_norms(f, d))
+    if (fold)
         return o->matmul_add(b, x, at, L->attn_output);
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
     return dump_t(f, d, dir, "attn_out", t1);
@@ -161,7 +162,7 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
 }
 
 /* x += FFN(RMSNorm(x; ffn_norm)) with the norm folded into every product that reads it and the
- * residual adds into the last products (fold_norms): the products of the normed x (shared
+ * residual adds into the last products (GLM_FOLD_FFN): the products of the normed x (shared
  * gate/up, router, routed gate/up) all run before anything is added to x. */
 static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
 {
@@ -205,12 +206,18 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T
     else
         snprintf(dir, sizeof dir, "%s", prefix);
     GLM_TRY(attn_block(f, L, kv, T, r, d, dir));
-    if (fold_norms(f, d))
-        return ffn_fused(f, L, T);
+    const unsigned fo = folds(f, d);
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    /* x += attention, then the FFN's norm */
-    if (OPS(f)->add_rms_norm) {
+    if (fo & GLM_FOLD_FFN) {
+        if (!(fo & GLM_FOLD_ATTN))
+            GLM_TRY(OPS(f)->add(f->b, x, x, t1));
+        return ffn_fused(f, L, T);
+    }
+    /* x += attention (unless folded into o_proj), then the FFN's norm */
+    if (fo & GLM_FOLD_ATTN) {
+        GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    } else if (OPS(f)->add_rms_norm) {
         GLM_TRY(OPS(f)->add_rms_norm(f->b, a, x, t1, L->ffn_norm, hp->rms_norm_eps));
     } else {
         GLM_TRY(OPS(f)->add(f->b, x, x, t1));
@@ -447,6 +454,7 @@ glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float 
 int64_t glm_forward_n_past(const glm_forward *f) { return f->cur->kv.n; }
 glm_status glm_forward_truncate(glm_forward *f, int64_t n) { return glm_kvseq_truncate(&f->cur->kv, n); }
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode) { f->mla_mode = mode; }
+void glm_forward_set_folds(glm_forward *f, unsigned fold) { f->fold = fold & (GLM_FOLD_ATTN | GLM_FOLD_FFN); }
 const glm_model *glm_forward_model(const glm_forward *f) { return f->m; }
 void glm_forward_bind(glm_forward *f, glm_seq *s) { f->cur = s ? s : &f->own; }
 glm_seq *glm_forward_bound(const glm_forward *f) { return f->cur; }
@@ -598,6 +606,7 @@ glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_ba
     if (!f)
         return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
     f->m = m, f->b = b, f->n_batch = n_batch, f->n_ctx = n_ctx;
+    f->fold = GLM_FOLD_ATTN | GLM_FOLD_FFN;
     int64_t n_pages = (pool_positions + GLM_KV_PAGE - 1) / GLM_KV_PAGE;
     glm_status st = glm_kvpool_create(&f->pool, b, hp->num_hidden_layers, n_pages, GLM_KV_PAGE, hp->kv_lora_rank,
                                       hp->qk_rope_head_dim);
