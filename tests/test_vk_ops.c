@@ -72,6 +72,15 @@ static void check_out(const glm_vk_buffer *b, size_t n, const char *what)
     ck_assert_msg(memcmp(guard, got + n, sizeof guard) == 0, "%s: write past the output", what);
 }
 
+/* check_out, then the NMSE of the n outputs against ref within tol; returns the NMSE. */
+static double check_close(const glm_vk_buffer *b, const float *ref, size_t n, double tol, const char *what)
+{
+    check_out(b, n, what);
+    double e = tu_nmse(ref, b->map, n);
+    ck_assert_msg(e <= tol, "%s: nmse %.3g", what, e);
+    return e;
+}
+
 static glm_vk_view view(const glm_vk_buffer *b, uint32_t rows, uint32_t cols)
 {
     return (glm_vk_view){ b, 0, rows, cols, cols };
@@ -271,11 +280,8 @@ START_TEST(test_rms_norm_matvec)
                                                     NULL, &tg.w, 1e-6f),
                              GLM_ERR_INVALID);
             run();
-            size_t n = (size_t)nrows * nvec;
-            check_out(&by, n, "rms_norm_matvec");
-            double e = tu_nmse(ref, by.map, n);
+            double e = check_close(&by, ref, (size_t)nrows * nvec, TOL_VK_MATVEC_NMSE, "rms_norm_matvec");
             worst = e > worst ? e : worst;
-            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "rms_norm_matvec %s nvec=%u nmse %.3g", glm_type_name(t), nvec, e);
             /* x is left as it was */
             float *xb = malloc((size_t)ncols * nvec * 4);
             ck_assert(glm_vk_download(g_vk, xb, &bx, 0, (size_t)ncols * nvec * 4) == GLM_OK);
@@ -291,6 +297,123 @@ START_TEST(test_rms_norm_matvec)
             free(ref);
         }
     printf("vk rms_norm_matvec: worst nmse %.3g\n", worst);
+}
+END_TEST
+
+START_TEST(test_rms_norm_matvec_rope)
+{
+    /* y = RoPE(W · RMSNorm(x; g)) in one dispatch vs ref rms_norm, the reference product and
+     * ref rope on each head's last dr channels: q_b-like (3 heads of 16 + 8) and kv_a-like
+     * (one head of 24 + 8, the rope at its end) layouts, three rows at random positions */
+    static const glm_type types[] = { GLM_TYPE_F32, GLM_TYPE_Q4_K };
+    static const uint32_t layouts[][3] = { { 3, 16, 8 }, { 1, 24, 8 } }; /* heads, nope, rope */
+    const uint32_t T = 3, positions = 600;
+    double worst = 0;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t li = 0; li < 2; li++) {
+            glm_type t = types[ti];
+            const uint32_t H = layouts[li][0], dn = layouts[li][1], dr = layouts[li][2], hd = dn + dr;
+            const uint32_t ncols = t == GLM_TYPE_F32 ? 96 : 256, nrows = H * hd;
+            test_weight tw, tg;
+            make_weight(&tw, t, ncols, nrows, 1);
+            make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
+            float *x = malloc((size_t)ncols * T * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
+            float *ref = malloc((size_t)nrows * T * 4), *cs = malloc((size_t)positions * dr * 4);
+            int32_t pos[3];
+            tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -3, 3);
+            glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
+            for (uint32_t v = 0; v < T; v++) {
+                pos[v] = (int32_t)(tu_next(&g_rng) % positions);
+                glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
+                ref_matvec(ref + (size_t)v * nrows, &tw, 0, xn);
+                for (uint32_t h = 0; h < H; h++)
+                    glm_ref_rope(ref + (size_t)v * nrows + h * hd + dn, (int)dr, pos[v], 1e4f);
+            }
+            glm_vk_rope_table(cs, positions, dr, 1e4f);
+            glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+            glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4), bp = dev_copy(pos, sizeof pos);
+            glm_vk_rope_fold rf = { &bt, positions, H, hd, dn, dr, view(&bp, T, 1) };
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert_msg(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
+                                                      1e-6f, &rf) == GLM_OK,
+                          "%s", glm_last_error());
+            /* heads that do not cover the rows, or an odd rope offset, are refused */
+            rf.n_heads++;
+            ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
+                                                         1e-6f, &rf),
+                             GLM_ERR_INVALID);
+            rf.n_heads--, rf.rope_off--;
+            ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
+                                                         1e-6f, &rf),
+                             GLM_ERR_INVALID);
+            run();
+            double e = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "rms_norm_matvec_rope");
+            worst = e > worst ? e : worst;
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &by);
+            glm_vk_buffer_destroy(g_vk, &bt);
+            glm_vk_buffer_destroy(g_vk, &bp);
+            free_weight(&tw);
+            free_weight(&tg);
+            free(x), free(xn), free(gf), free(ref), free(cs);
+        }
+    printf("vk rms_norm_matvec_rope: worst nmse %.3g\n", worst);
+}
+END_TEST
+
+START_TEST(test_matvec_mix_add)
+{
+    /* y += Σ_j w[t][j] · W_{ids[t][j]} · x[t·k+j] (+ a[t]) in one dispatch onto random y, vs y
+     * + the weighted reference products (+ a): T tokens, k of E experts, with and without the
+     * addend, a plain type with a tail (F32, 100 columns) and the hot quantized types */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    const uint32_t T = 3, k = 3, E = 6, nrows = 37;
+    for (size_t ti = 0; ti < 3; ti++)
+        for (int with_a = 0; with_a < 2; with_a++) {
+            const uint32_t ncols = types[ti] == GLM_TYPE_F32 ? 100 : 512;
+            test_weight tw;
+            make_weight(&tw, types[ti], ncols, nrows, E);
+            size_t n = (size_t)T * nrows;
+            float *x = malloc((size_t)T * k * ncols * 4), *y0 = malloc(n * 4), *a = malloc(n * 4);
+            float *ref = malloc(n * 4), *pr = malloc(nrows * 4), wts[9];
+            int32_t ids[9];
+            tu_fill_uniform(&g_rng, x, (size_t)T * k * ncols, -1, 1);
+            tu_fill_uniform(&g_rng, y0, n, -5, 5);
+            tu_fill_uniform(&g_rng, a, n, -2, 2);
+            tu_fill_uniform(&g_rng, wts, 9, 0, 1);
+            for (uint32_t i = 0; i < T * k; i++)
+                ids[i] = (int32_t)(tu_next(&g_rng) % E);
+            for (uint32_t t = 0; t < T; t++)
+                for (uint32_t r = 0; r < nrows; r++)
+                    ref[t * nrows + r] = y0[t * nrows + r] + (with_a ? a[t * nrows + r] : 0.0f);
+            for (uint32_t i = 0; i < T * k; i++) {
+                ref_matvec(pr, &tw, (uint32_t)ids[i], x + (size_t)i * ncols);
+                for (uint32_t r = 0; r < nrows; r++)
+                    ref[(i / k) * nrows + r] += wts[i] * pr[r];
+            }
+            glm_vk_buffer bx = dev_copy(x, (size_t)T * k * ncols * 4), bi = dev_copy(ids, sizeof ids);
+            glm_vk_buffer bw = dev_copy(wts, sizeof wts), ba = dev_copy(a, n * 4), by = out_buf(n);
+            memcpy(by.map, y0, n * 4);
+            glm_vk_view av = view(&ba, T, nrows);
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert_msg(glm_vk_matvec_mix_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T * k, ncols), view(&bi, T, k),
+                                                view(&bw, T, k), with_a ? &av : NULL) == GLM_OK,
+                          "%s", glm_last_error());
+            /* weights of another shape than ids are refused */
+            ck_assert_int_eq(glm_vk_matvec_mix_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T * k, ncols),
+                                                   view(&bi, T, k), view(&bw, 1, k), NULL),
+                             GLM_ERR_INVALID);
+            run();
+            double e = check_close(&by, ref, n, TOL_VK_MATVEC_NMSE, "matvec_mix_add");
+            printf("vk matvec_mix_add %s addend=%d: nmse %.3g\n", glm_type_name(types[ti]), with_a, e);
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &bi);
+            glm_vk_buffer_destroy(g_vk, &bw);
+            glm_vk_buffer_destroy(g_vk, &ba);
+            glm_vk_buffer_destroy(g_vk, &by);
+            free_weight(&tw);
+            free(x), free(y0), free(a), free(ref), free(pr);
+        }
 }
 END_TEST
 
@@ -434,38 +557,72 @@ END_TEST
 
 START_TEST(test_kv_write)
 {
-    /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands, bit for
-     * bit, in the row its page list names, and no other pool row changes */
-    const uint32_t P = 4, W = 11, n_pages = 9, T = 5;
+    /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands in the row
+     * its page list names, and no other pool row changes. Plain: bit for bit. With the norm
+     * (kv_write_norm, 8 of the 11 columns, BF16 gain): the first 8 as ref rms_norm gives them,
+     * the rest bit for bit, and src unchanged */
+    const uint32_t P = 4, W = 11, n_pages = 9, T = 5, NN = 8;
     /* meta: pos[5], ptab[5], pages: seq A = {7, 2, 5}, seq B = {0, 8} */
     int32_t meta[] = { 0, 9, 10, 3, 4, /* pos */ 0, 0, 0, 3, 3, /* ptab */ 7, 2, 5, 0, 8 };
-    float *src = malloc((size_t)T * W * 4);
+    float *src = malloc((size_t)T * W * 4), *want_n = malloc((size_t)T * W * 4), *gf = malloc(NN * 4);
     tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
-    glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
-    glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11 };
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert_msg(glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r) == GLM_OK, "%s",
-                  glm_last_error());
-    run();
-    float *poison = malloc(W * 4);
-    tu_poison(poison, W);
-    const float *pool = bp.map;
-    for (uint32_t row = 0; row < n_pages * P; row++) {
-        int hit = -1;
-        for (uint32_t t = 0; t < T; t++) {
-            const int32_t *pg = meta + 2 * T + meta[T + t];
-            if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
-                hit = (int)t;
+    test_weight tg;
+    make_weight(&tg, GLM_TYPE_BF16, NN, 1, 1);
+    glm_ref_dequant_row(gf, tg.host, tg.w.type, NN);
+    memcpy(want_n, src, (size_t)T * W * 4);
+    for (uint32_t t = 0; t < T; t++)
+        glm_ref_rms_norm(want_n + (size_t)t * W, src + (size_t)t * W, gf, NN, 1e-6f);
+    for (int normed = 0; normed < 2; normed++) {
+        glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
+        glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11 };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        glm_status st = normed ? glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w,
+                                                      1e-6f, NN)
+                               : glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r);
+        ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
+        if (normed) /* a gain shorter than the normed columns is refused */
+            ck_assert_int_eq(glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f,
+                                                  NN + 1),
+                             GLM_ERR_INVALID);
+        run();
+        float *poison = malloc(W * 4);
+        tu_poison(poison, W);
+        const float *pool = bp.map;
+        double worst = 0;
+        for (uint32_t row = 0; row < n_pages * P; row++) {
+            int hit = -1;
+            for (uint32_t t = 0; t < T; t++) {
+                const int32_t *pg = meta + 2 * T + meta[T + t];
+                if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
+                    hit = (int)t;
+            }
+            const float *got = pool + (size_t)row * W;
+            if (hit < 0 || !normed) {
+                const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
+                ck_assert_msg(memcmp(got, want, W * 4) == 0, "kv_write: pool row %u (row %d)", row, hit);
+                continue;
+            }
+            const float *want = want_n + (size_t)hit * W;
+            double e = tu_nmse(want, got, NN);
+            worst = e > worst ? e : worst;
+            ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "kv_write_norm: row %d nmse %.3g", hit, e);
+            ck_assert_msg(memcmp(got + NN, want + NN, (W - NN) * 4) == 0, "kv_write_norm: row %d tail", hit);
         }
-        const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
-        ck_assert_msg(memcmp(pool + (size_t)row * W, want, W * 4) == 0, "kv_write: pool row %u (row %d)", row, hit);
+        if (normed) {
+            float *sb = malloc((size_t)T * W * 4);
+            ck_assert(glm_vk_download(g_vk, sb, &bs, 0, (size_t)T * W * 4) == GLM_OK);
+            ck_assert_msg(memcmp(sb, src, (size_t)T * W * 4) == 0, "kv_write_norm changed src");
+            free(sb);
+            printf("vk kv_write_norm: worst nmse %.3g\n", worst);
+        }
+        glm_vk_buffer_destroy(g_vk, &bs);
+        glm_vk_buffer_destroy(g_vk, &bm);
+        glm_vk_buffer_destroy(g_vk, &bp);
+        free(poison);
     }
-    glm_vk_buffer_destroy(g_vk, &bs);
-    glm_vk_buffer_destroy(g_vk, &bm);
-    glm_vk_buffer_destroy(g_vk, &bp);
-    free(src);
-    free(poison);
+    free_weight(&tg);
+    free(src), free(want_n), free(gf);
 }
 END_TEST
 
@@ -996,7 +1153,9 @@ int main(void)
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_rms_norm_matvec);
+    tcase_add_test(tc, test_rms_norm_matvec_rope);
     tcase_add_test(tc, test_matvec_add);
+    tcase_add_test(tc, test_matvec_mix_add);
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);

@@ -432,6 +432,34 @@ static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, c
     return glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, wu ? &ut : NULL, vv(x), ids ? &iv : NULL, &gt, eps);
 }
 
+static glm_status vk_rms_norm_matmul_rope(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                          const glm_tensor *w, const glm_rope_spec *rp)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt, gt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(weight(v, g, &gt));
+    if (rp->max_pos <= 0 || rp->max_pos > INT32_MAX || rp->n_heads <= 0 || rp->head_dim <= 0 || rp->rope_off < 0 ||
+        rp->rope_dim <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan rms_norm_matmul_rope: bad rotation layout or position bound");
+    GLM_TRY(ensure_rope(v, (uint32_t)rp->max_pos, (uint32_t)rp->rope_dim, rp->theta));
+    GLM_TRY(recording(v));
+    glm_vk_rope_fold rf = { &v->rope_table, v->rope_positions, (uint32_t)rp->n_heads, (uint32_t)rp->head_dim,
+                            (uint32_t)rp->rope_off, (uint32_t)rp->rope_dim, vv(rp->pos) };
+    return glm_vk_rms_norm_matvec_rope(v->vk, vv(y), &wt, vv(x), &gt, eps, &rf);
+}
+
+static glm_status vk_matmul_id_mix_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids,
+                                       glm_dview wts, const glm_dview *a)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(recording(v));
+    glm_vk_view av = a ? vv(*a) : (glm_vk_view){ 0 };
+    return glm_vk_matvec_mix_add(v->vk, vv(y), &wt, vv(x), vv(ids), vv(wts), a ? &av : NULL);
+}
+
 static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
 {
     vk_impl *v = impl(b);
@@ -495,6 +523,19 @@ static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, con
     GLM_TRY(recording(v));
     glm_vk_kv_rows kr = vk_rows(r);
     return glm_vk_kv_write(v->vk, vv(pool), vv(src), &kr);
+}
+
+static glm_status vk_kv_write_norm(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
+                                   const glm_tensor *g, float eps, int n_norm)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight gt;
+    GLM_TRY(weight(v, g, &gt));
+    if (n_norm <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_norm: %d columns to norm", n_norm);
+    GLM_TRY(recording(v));
+    glm_vk_kv_rows kr = vk_rows(r);
+    return glm_vk_kv_write_norm(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm);
 }
 
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
@@ -593,6 +634,9 @@ static const glm_backend_ops k_vk_ops = {
     .add_rms_norm = vk_add_rms_norm,
     .rms_norm_matmul = vk_rms_norm_matmul,
     .matmul_add = vk_matmul_add,
+    .rms_norm_matmul_rope = vk_rms_norm_matmul_rope,
+    .matmul_id_mix_add = vk_matmul_id_mix_add,
+    .kv_write_norm = vk_kv_write_norm,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)
