@@ -38,7 +38,7 @@ for i in 0 1 2 3; do
   out=$("$BIN" run -m "$M" --ids "$p" -n 32 --mtp --ignore-eos --print-ids --backend ref 2>"$tmp/err"); rc=$?
   expect_eq "mtp $i rc" "$rc" 0
   expect_eq "mtp $i" "$out" "${want[$i]}"
-  grep -Eq '^glm47 run: prompt [0-9]+ tokens .*; mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\)$' "$tmp/err" \
+  grep -Eq '^glm47 run: prompt [0-9]+ tokens .*; mtp accepted [0-9]+ of [0-9]+ drafts \([0-9.]+%\), [0-9.]+ tokens per forward$' "$tmp/err" \
     || { echo "FAIL mtp $i summary: $(cat "$tmp/err")"; fail=1; }
 done
 
