@@ -72,7 +72,8 @@ shared float red[2u * NR][256];
 shared float nsum[32];
 // x of the 2·tpr chunks of one step, chunk-major with a pad word so that invocations reading
 // consecutive chunks hit distinct banks (filled with coalesced loads by the whole workgroup)
-shared float xs[128 * 33];
+#define XS_CHUNKS 128u // 2·tpr for tpr ≤ 64
+shared float xs[XS_CHUNKS * 33u];
 
 // Are the rows and slabs of both weights 16-byte aligned?
 bool aligned16() { return ((p.w_offset | p.w2_offset | p.row_bytes | p.slab_bytes) & 15u) == 0u; }
@@ -331,11 +332,15 @@ void main()
         for (uint base = 0u; base < nchunks; base += step) {
             uint nx = min(step, nchunks - base) * 32u;
             barrier();
-            for (uint i = tid; i < nx; i += WG)
-            {
-                float xv = x[xo + base * 32u + i];
-                sq += xv * xv;
-                xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xw * xv;
+            // unrolled to the most a step stages, so that the invocation's loads are in flight
+            // together rather than one round trip after the other
+            [[unroll]] for (uint q = 0u; q < XS_CHUNKS * 32u / WG; q++) {
+                uint i = tid + q * WG;
+                if (i < nx) {
+                    float xv = x[xo + base * 32u + i];
+                    sq += xv * xv;
+                    xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xw * xv;
+                }
             }
             barrier();
             [[unroll]] for (uint u = 0u; u < 2u; u++) {
