@@ -18,7 +18,7 @@
 //   mode 1: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v/k]         (routed experts, x per token)
 //   mode 2: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v]           (routed experts, x per pair)
 //   mode 3: y[v][r] = Σ_j mixw[v][j] · W_{ids[v][j]}[r] · x[v·k+j]   (the experts' mixture;
-//           mixw at p.mix_off with the row stride of ids)
+//           mixw at p.mix_off with the row stride of ids; only in the FUSE == 2 pipelines)
 // With p.add_off != NO_ADD, addend[v][r] (at p.add_off, the row stride of y) is added to the
 // result (a shared expert's output next to the mixture).
 // With FUSE (and p.swiglu) a second weight at byte offset p.w2_offset of the same buffer
@@ -38,7 +38,7 @@
 #define WG 256u
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint TYPE = 0;
-layout(constant_id = 1) const uint FUSE = 0;
+layout(constant_id = 1) const uint FUSE = 0; // 1: SwiGLU partner, 2: the experts' mixture (mode 3)
 #define NR 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -72,8 +72,7 @@ shared float red[2u * NR][256];
 shared float nsum[32];
 // x of the 2·tpr chunks of one step, chunk-major with a pad word so that invocations reading
 // consecutive chunks hit distinct banks (filled with coalesced loads by the whole workgroup)
-#define XS_CHUNKS 128u // 2·tpr for tpr ≤ 64
-shared float xs[XS_CHUNKS * 33u];
+shared float xs[128 * 33];
 
 // Are the rows and slabs of both weights 16-byte aligned?
 bool aligned16() { return ((p.w_offset | p.w2_offset | p.row_bytes | p.slab_bytes) & 15u) == 0u; }
@@ -296,7 +295,7 @@ void main()
     uint lane = tid % p.tpr, slice = tid / p.tpr;
     uint r0 = (gl_WorkGroupID.x * (WG / p.tpr) + slice) * NR;
     uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
-    const bool fuse = FUSE != 0u;
+    const bool fuse = FUSE == 1u, mix = FUSE == 2u;
     float sq = 0.0; // this invocation's share of Σ x² (p.norm)
     uint rowb[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++)
@@ -307,13 +306,14 @@ void main()
         acc2[r] = 0.0;
     }
     uint nchunks = p.ncols / 32u;
-    // mode 3 sums the k expert products of vector v, one term after the other
-    uint nterm = p.mode == 3u ? p.k : 1u;
+    // mode 3 (its own pipeline: the other pipelines have one term and no loop) sums the k
+    // expert products of vector v, one term after the other
+    uint nterm = mix ? p.k : 1u;
     for (uint j = 0u; j < nterm; j++) {
         uint wbase = p.w_offset + z * p.slab_bytes;
         uint xrow = v;
         float xw = 1.0; // the term's mixture weight (mode 3), applied to x as it is staged
-        if (p.mode == 3u) {
+        if (mix) {
             wbase = p.w_offset + uint(ids[p.ids_off + v * p.ids_ld + j]) * p.slab_bytes;
             xrow = v * p.k + j;
             xw = mixw[p.mix_off + v * p.ids_ld + j];
@@ -332,15 +332,11 @@ void main()
         for (uint base = 0u; base < nchunks; base += step) {
             uint nx = min(step, nchunks - base) * 32u;
             barrier();
-            // unrolled to the most a step stages, so that the invocation's loads are in flight
-            // together rather than one round trip after the other
-            [[unroll]] for (uint q = 0u; q < XS_CHUNKS * 32u / WG; q++) {
-                uint i = tid + q * WG;
-                if (i < nx) {
-                    float xv = x[xo + base * 32u + i];
-                    sq += xv * xv;
-                    xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xw * xv;
-                }
+            for (uint i = tid; i < nx; i += WG)
+            {
+                float xv = x[xo + base * 32u + i];
+                sq += xv * xv;
+                xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xw * xv;
             }
             barrier();
             [[unroll]] for (uint u = 0u; u < 2u; u++) {
@@ -410,7 +406,7 @@ void main()
     float res[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         res[r] = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
-        if (p.add_off != NO_ADD)
+        if (mix && p.add_off != NO_ADD)
             res[r] += addend[p.add_off + v * p.y_ld + min(r0 + r, p.nrows - 1u)];
     }
     if (p.rope_hd != 0u && lane == 0u) {

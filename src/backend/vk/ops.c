@@ -187,7 +187,9 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
     const glm_vk_buffer *b[7] = { w->buf, x.buf, y.buf, ib, gb, tb, pb };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 7, &pc, sizeof pc,
+    /* pipelines by weight type and FUSE (1: SwiGLU partner, 2: mixture) */
+    uint32_t variant = (uint32_t)w->type + 64 * (pc.mode == 3 ? 2 : pc.swiglu);
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, variant, b, 7, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 

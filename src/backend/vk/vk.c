@@ -27,7 +27,7 @@ typedef struct kernel_desc {
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 128 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 192 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
