@@ -17,10 +17,6 @@
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]           (slab z = gl_WorkGroupID.z, heads)
 //   mode 1: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v/k]         (routed experts, x per token)
 //   mode 2: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v]           (routed experts, x per pair)
-//   mode 3: y[v][r] = Σ_j mixw[v][j] · W_{ids[v][j]}[r] · x[v·k+j]   (the experts' mixture;
-//           mixw at p.mix_off with the row stride of ids; only in the FUSE == 2 pipelines)
-// With p.add_off != NO_ADD, addend[v][r] (at p.add_off, the row stride of y) is added to the
-// result (a shared expert's output next to the mixture).
 // With FUSE (and p.swiglu) a second weight at byte offset p.w2_offset of the same buffer
 // (same shape) is applied too and y = SiLU(W·x) * (W2·x), as eltwise op 1 computes it.
 // With p.norm, x is first replaced by RMSNorm(x; g, eps) (rms_norm.comp's arithmetic): every
@@ -28,17 +24,13 @@
 // 1/sqrt(mean + eps) at the end (the factor is common to every term), so the norm
 // costs no dispatch of its own; g is a row of p.ncols F32/F16/BF16 elements at byte p.g_offset.
 // With p.accumulate the product is added to what y holds (y += W·x: a residual add folded in).
-// With p.rope_hd (mode 0, one slab) the rows are heads of p.rope_hd channels and the pairs
-// (2i, 2i+1) of channels [p.rope_off, +p.rope_dim) of each head are rotated by the position
-// pos[v] of the vector, as rope.comp rotates them (same table, same arithmetic): a slice's NR
-// rows are such a pair, so the rotation needs no exchange.
 // Rows past nrows read the last row again (results dropped), so that every row's loads are
 // unconditional and can be in flight together.
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
 #define WG 256u
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint TYPE = 0;
-layout(constant_id = 1) const uint FUSE = 0; // 1: SwiGLU partner, 2: the experts' mixture (mode 3)
+layout(constant_id = 1) const uint FUSE = 0;
 #define NR 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -47,10 +39,6 @@ layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
 layout(std430, binding = 4) readonly buffer G { uint g[]; };
-layout(std430, binding = 5) readonly buffer CS { float cs[]; }; // rope: [pos][dim/2][2] = cos, sin
-layout(std430, binding = 5) readonly buffer MIX { float mixw[]; }; // mode 3: the mixture weights
-layout(std430, binding = 6) readonly buffer POS { int pos[]; };     // rope: the positions
-layout(std430, binding = 6) readonly buffer ADD { float addend[]; }; // or the addend
 
 layout(push_constant) uniform P {
     uint type, ncols, nrows, row_bytes;
@@ -61,10 +49,7 @@ layout(push_constant) uniform P {
     uint g_offset, g_type;
     float eps;
     uint accumulate;
-    uint rope_hd, rope_off, rope_dim, pos_off;
-    uint pos_ld, rope_positions, mix_off, add_off;
 } p;
-const uint NO_ADD = 0xFFFFFFFFu;
 
 #include "dequant.glsl"
 
@@ -107,9 +92,8 @@ float chunk_dot(uint row, uint c, float xr[32], float sx0, float sx1)
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
         bool q5 = TYPE == T_Q5_K;
         uint b = row + (c >> 3) * (q5 ? 176u : 144u), sub = c & 7u, pp = sub >> 1, t4 = (sub & 1u) * 4u;
-        uvec4 hd = ld16(b); // d|dmin, then the 12 scale bytes
-        vec2 dm = unpackHalf2x16(hd.x);
-        uint s0 = hd.y, s1 = hd.z, s2 = hd.w;
+        vec2 dm = unpackHalf2x16(w[b >> 2]);
+        uint s0 = w[(b >> 2) + 1u], s1 = w[(b >> 2) + 2u], s2 = w[(b >> 2) + 3u];
         uint sh = 8u * (sub & 3u);
         float sc, mn;
         if (sub < 4u) {
@@ -295,7 +279,16 @@ void main()
     uint lane = tid % p.tpr, slice = tid / p.tpr;
     uint r0 = (gl_WorkGroupID.x * (WG / p.tpr) + slice) * NR;
     uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
-    const bool fuse = FUSE == 1u, mix = FUSE == 2u;
+    uint wbase = p.w_offset + z * p.slab_bytes;
+    uint xrow = v;
+    if (p.mode != 0u) {
+        uint t = v / p.k, j = v % p.k;
+        wbase = p.w_offset + uint(ids[p.ids_off + t * p.ids_ld + j]) * p.slab_bytes;
+        xrow = p.mode == 1u ? t : v;
+    }
+    uint w2base = wbase - p.w_offset + p.w2_offset;
+    uint xo = p.x_off + z * p.x_zs + xrow * p.x_ld;
+    const bool fuse = FUSE != 0u;
     float sq = 0.0; // this invocation's share of Σ x² (p.norm)
     uint rowb[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++)
@@ -306,71 +299,51 @@ void main()
         acc2[r] = 0.0;
     }
     uint nchunks = p.ncols / 32u;
-    // mode 3 (its own pipeline: the other pipelines have one term and no loop) sums the k
-    // expert products of vector v, one term after the other
-    uint nterm = mix ? p.k : 1u;
-    for (uint j = 0u; j < nterm; j++) {
-        uint wbase = p.w_offset + z * p.slab_bytes;
-        uint xrow = v;
-        float xw = 1.0; // the term's mixture weight (mode 3), applied to x as it is staged
-        if (mix) {
-            wbase = p.w_offset + uint(ids[p.ids_off + v * p.ids_ld + j]) * p.slab_bytes;
-            xrow = v * p.k + j;
-            xw = mixw[p.mix_off + v * p.ids_ld + j];
-        } else if (p.mode != 0u) {
-            uint t = v / p.k, jj = v % p.k;
-            wbase = p.w_offset + uint(ids[p.ids_off + t * p.ids_ld + jj]) * p.slab_bytes;
-            xrow = p.mode == 1u ? t : v;
+    // steps of 2·tpr chunks (the same for every invocation, so the barriers are uniform):
+    // x of the step into shared memory, then each invocation takes chunks lane and
+    // lane + tpr, both always loaded (a chunk past the end repeats the step's first,
+    // result dropped) so that their loads are in flight together
+    uint step = 2u * p.tpr;
+    for (uint base = 0u; base < nchunks; base += step) {
+        uint nx = min(step, nchunks - base) * 32u;
+        barrier();
+        for (uint i = tid; i < nx; i += WG)
+        {
+            float xv = x[xo + base * 32u + i];
+            sq += xv * xv;
+            xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xv;
         }
-        uint w2base = wbase - p.w_offset + p.w2_offset;
-        uint xo = p.x_off + z * p.x_zs + xrow * p.x_ld;
-        // steps of 2·tpr chunks (the same for every invocation, so the barriers are uniform):
-        // x of the step into shared memory, then each invocation takes chunks lane and
-        // lane + tpr, both always loaded (a chunk past the end repeats the step's first,
-        // result dropped) so that their loads are in flight together
-        uint step = 2u * p.tpr;
-        for (uint base = 0u; base < nchunks; base += step) {
-            uint nx = min(step, nchunks - base) * 32u;
-            barrier();
-            for (uint i = tid; i < nx; i += WG)
-            {
-                float xv = x[xo + base * 32u + i];
-                sq += xv * xv;
-                xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xw * xv;
+        barrier();
+        [[unroll]] for (uint u = 0u; u < 2u; u++) {
+            uint k = lane + u * p.tpr;
+            float keep = base + k < nchunks ? 1.0 : 0.0;
+            k = base + k < nchunks ? k : 0u;
+            uint c = base + k;
+            float xr[32];
+            float sx0 = 0.0, sx1 = 0.0;
+            [[unroll]] for (uint j = 0u; j < 16u; j++) {
+                xr[j] = xs[k * 33u + j];
+                xr[16u + j] = xs[k * 33u + 16u + j];
+                sx0 += xr[j];
+                sx1 += xr[16u + j];
             }
-            barrier();
-            [[unroll]] for (uint u = 0u; u < 2u; u++) {
-                uint k = lane + u * p.tpr;
-                float keep = base + k < nchunks ? 1.0 : 0.0;
-                k = base + k < nchunks ? k : 0u;
-                uint c = base + k;
-                float xr[32];
-                float sx0 = 0.0, sx1 = 0.0;
-                [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                    xr[e] = xs[k * 33u + e];
-                    xr[16u + e] = xs[k * 33u + 16u + e];
-                    sx0 += xr[e];
-                    sx1 += xr[16u + e];
-                }
-                [[unroll]] for (uint r = 0u; r < NR; r++) {
-                    acc[r] += keep * chunk_dot(wbase + rowb[r], c, xr, sx0, sx1);
-                    if (fuse)
-                        acc2[r] += keep * chunk_dot(w2base + rowb[r], c, xr, sx0, sx1);
-                }
-            }
-        }
-        // plain types: a tail shorter than a chunk
-        for (uint i = nchunks * 32u + lane; i < p.ncols; i += p.tpr)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * (xw * xin(xo, i));
+                acc[r] += keep * chunk_dot(wbase + rowb[r], c, xr, sx0, sx1);
                 if (fuse)
-                    acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
+                    acc2[r] += keep * chunk_dot(w2base + rowb[r], c, xr, sx0, sx1);
             }
-        if (p.norm != 0u)
-            for (uint i = nchunks * 32u + tid; i < p.ncols; i += WG)
-                sq += x[xo + i] * x[xo + i];
+        }
     }
+    // plain types: a tail shorter than a chunk
+    for (uint i = nchunks * 32u + lane; i < p.ncols; i += p.tpr)
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
+            if (fuse)
+                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
+        }
     if (p.norm != 0u) {
+        for (uint i = nchunks * 32u + tid; i < p.ncols; i += WG)
+            sq += x[xo + i] * x[xo + i];
         float scale = norm_scale(sq);
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] *= scale;
@@ -403,25 +376,10 @@ void main()
                 }
             }
     }
-    float res[NR];
-    [[unroll]] for (uint r = 0u; r < NR; r++) {
-        res[r] = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
-        if (mix && p.add_off != NO_ADD)
-            res[r] += addend[p.add_off + v * p.y_ld + min(r0 + r, p.nrows - 1u)];
-    }
-    if (p.rope_hd != 0u && lane == 0u) {
-        uint ch = r0 % p.rope_hd;
-        int ps = pos[p.pos_off + v * p.pos_ld];
-        if (ch >= p.rope_off && ch < p.rope_off + p.rope_dim && ps >= 0 && uint(ps) < p.rope_positions) {
-            uint c = (uint(ps) * (p.rope_dim / 2u) + (ch - p.rope_off) / 2u) * 2u;
-            float c0 = cs[c], s0 = cs[c + 1u], x0 = res[0], x1 = res[1];
-            res[0] = x0 * c0 - x1 * s0;
-            res[1] = x1 * c0 + x0 * s0;
-        }
-    }
     [[unroll]] for (uint r = 0u; r < NR; r++)
         if (lane == 0u && r0 + r < p.nrows) {
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
-            y[yi] = p.accumulate != 0u ? y[yi] + res[r] : res[r];
+            float res = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
+            y[yi] = p.accumulate != 0u ? y[yi] + res : res;
         }
 }

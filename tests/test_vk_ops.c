@@ -300,123 +300,6 @@ START_TEST(test_rms_norm_matvec)
 }
 END_TEST
 
-START_TEST(test_rms_norm_matvec_rope)
-{
-    /* y = RoPE(W · RMSNorm(x; g)) in one dispatch vs ref rms_norm, the reference product and
-     * ref rope on each head's last dr channels: q_b-like (3 heads of 16 + 8) and kv_a-like
-     * (one head of 24 + 8, the rope at its end) layouts, three rows at random positions */
-    static const glm_type types[] = { GLM_TYPE_F32, GLM_TYPE_Q4_K };
-    static const uint32_t layouts[][3] = { { 3, 16, 8 }, { 1, 24, 8 } }; /* heads, nope, rope */
-    const uint32_t T = 3, positions = 600;
-    double worst = 0;
-    for (size_t ti = 0; ti < 2; ti++)
-        for (size_t li = 0; li < 2; li++) {
-            glm_type t = types[ti];
-            const uint32_t H = layouts[li][0], dn = layouts[li][1], dr = layouts[li][2], hd = dn + dr;
-            const uint32_t ncols = t == GLM_TYPE_F32 ? 96 : 256, nrows = H * hd;
-            test_weight tw, tg;
-            make_weight(&tw, t, ncols, nrows, 1);
-            make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
-            float *x = malloc((size_t)ncols * T * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
-            float *ref = malloc((size_t)nrows * T * 4), *cs = malloc((size_t)positions * dr * 4);
-            int32_t pos[3];
-            tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -3, 3);
-            glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
-            for (uint32_t v = 0; v < T; v++) {
-                pos[v] = (int32_t)(tu_next(&g_rng) % positions);
-                glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
-                ref_matvec(ref + (size_t)v * nrows, &tw, 0, xn);
-                for (uint32_t h = 0; h < H; h++)
-                    glm_ref_rope(ref + (size_t)v * nrows + h * hd + dn, (int)dr, pos[v], 1e4f);
-            }
-            glm_vk_rope_table(cs, positions, dr, 1e4f);
-            glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
-            glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4), bp = dev_copy(pos, sizeof pos);
-            glm_vk_rope_fold rf = { &bt, positions, H, hd, dn, dr, view(&bp, T, 1) };
-            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-            ck_assert_msg(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
-                                                      1e-6f, &rf) == GLM_OK,
-                          "%s", glm_last_error());
-            /* heads that do not cover the rows, or an odd rope offset, are refused */
-            rf.n_heads++;
-            ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
-                                                         1e-6f, &rf),
-                             GLM_ERR_INVALID);
-            rf.n_heads--, rf.rope_off--;
-            ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
-                                                         1e-6f, &rf),
-                             GLM_ERR_INVALID);
-            run();
-            double e = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "rms_norm_matvec_rope");
-            worst = e > worst ? e : worst;
-            glm_vk_buffer_destroy(g_vk, &bx);
-            glm_vk_buffer_destroy(g_vk, &by);
-            glm_vk_buffer_destroy(g_vk, &bt);
-            glm_vk_buffer_destroy(g_vk, &bp);
-            free_weight(&tw);
-            free_weight(&tg);
-            free(x), free(xn), free(gf), free(ref), free(cs);
-        }
-    printf("vk rms_norm_matvec_rope: worst nmse %.3g\n", worst);
-}
-END_TEST
-
-START_TEST(test_matvec_mix_add)
-{
-    /* y += Σ_j w[t][j] · W_{ids[t][j]} · x[t·k+j] (+ a[t]) in one dispatch onto random y, vs y
-     * + the weighted reference products (+ a): T tokens, k of E experts, with and without the
-     * addend, a plain type with a tail (F32, 100 columns) and the hot quantized types */
-    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
-    const uint32_t T = 3, k = 3, E = 6, nrows = 37;
-    for (size_t ti = 0; ti < 3; ti++)
-        for (int with_a = 0; with_a < 2; with_a++) {
-            const uint32_t ncols = types[ti] == GLM_TYPE_F32 ? 100 : 512;
-            test_weight tw;
-            make_weight(&tw, types[ti], ncols, nrows, E);
-            size_t n = (size_t)T * nrows;
-            float *x = malloc((size_t)T * k * ncols * 4), *y0 = malloc(n * 4), *a = malloc(n * 4);
-            float *ref = malloc(n * 4), *pr = malloc(nrows * 4), wts[9];
-            int32_t ids[9];
-            tu_fill_uniform(&g_rng, x, (size_t)T * k * ncols, -1, 1);
-            tu_fill_uniform(&g_rng, y0, n, -5, 5);
-            tu_fill_uniform(&g_rng, a, n, -2, 2);
-            tu_fill_uniform(&g_rng, wts, 9, 0, 1);
-            for (uint32_t i = 0; i < T * k; i++)
-                ids[i] = (int32_t)(tu_next(&g_rng) % E);
-            for (uint32_t t = 0; t < T; t++)
-                for (uint32_t r = 0; r < nrows; r++)
-                    ref[t * nrows + r] = y0[t * nrows + r] + (with_a ? a[t * nrows + r] : 0.0f);
-            for (uint32_t i = 0; i < T * k; i++) {
-                ref_matvec(pr, &tw, (uint32_t)ids[i], x + (size_t)i * ncols);
-                for (uint32_t r = 0; r < nrows; r++)
-                    ref[(i / k) * nrows + r] += wts[i] * pr[r];
-            }
-            glm_vk_buffer bx = dev_copy(x, (size_t)T * k * ncols * 4), bi = dev_copy(ids, sizeof ids);
-            glm_vk_buffer bw = dev_copy(wts, sizeof wts), ba = dev_copy(a, n * 4), by = out_buf(n);
-            memcpy(by.map, y0, n * 4);
-            glm_vk_view av = view(&ba, T, nrows);
-            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-            ck_assert_msg(glm_vk_matvec_mix_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T * k, ncols), view(&bi, T, k),
-                                                view(&bw, T, k), with_a ? &av : NULL) == GLM_OK,
-                          "%s", glm_last_error());
-            /* weights of another shape than ids are refused */
-            ck_assert_int_eq(glm_vk_matvec_mix_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T * k, ncols),
-                                                   view(&bi, T, k), view(&bw, 1, k), NULL),
-                             GLM_ERR_INVALID);
-            run();
-            double e = check_close(&by, ref, n, TOL_VK_MATVEC_NMSE, "matvec_mix_add");
-            printf("vk matvec_mix_add %s addend=%d: nmse %.3g\n", glm_type_name(types[ti]), with_a, e);
-            glm_vk_buffer_destroy(g_vk, &bx);
-            glm_vk_buffer_destroy(g_vk, &bi);
-            glm_vk_buffer_destroy(g_vk, &bw);
-            glm_vk_buffer_destroy(g_vk, &ba);
-            glm_vk_buffer_destroy(g_vk, &by);
-            free_weight(&tw);
-            free(x), free(y0), free(a), free(ref), free(pr);
-        }
-}
-END_TEST
-
 START_TEST(test_matvec_add)
 {
     /* y += W·x onto random y (the residual add folded into the product), vs y + ref product */
@@ -1153,9 +1036,7 @@ int main(void)
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_rms_norm_matvec);
-    tcase_add_test(tc, test_rms_norm_matvec_rope);
     tcase_add_test(tc, test_matvec_add);
-    tcase_add_test(tc, test_matvec_mix_add);
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);

@@ -69,14 +69,6 @@ typedef enum glm_mla_mode {
     GLM_MLA_ABSORBED
 } glm_mla_mode;
 
-/* A rotation as the rope op applies it (its arguments), for the fused ops that apply it. */
-typedef struct glm_rope_spec {
-    int n_heads, head_dim, rope_off, rope_dim;
-    glm_dview pos; /* I32 [T][1] */
-    int64_t max_pos;
-    float theta;
-} glm_rope_spec;
-
 typedef struct glm_backend_ops {
     const char *name;
     void (*destroy)(glm_backend *b);
@@ -147,16 +139,6 @@ typedef struct glm_backend_ops {
     /* y += W·x (slab 0 of w): matmul into a scratch view followed by add(y, y, scratch);
      * y must not share x's buffer. */
     glm_status (*matmul_add)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w);
-    /* y += Σ_j w[t][j] · W_{ids[t][j]} · x[t·k+j] (+ a[t] when a is not NULL): matmul_id into
-     * a scratch view, moe_combine (moe_combine_add with a) and add(y, y, ·) in one op (the
-     * routed experts' down products, their mixture, the shared expert and the residual add);
-     * y must not share x's buffer. */
-    glm_status (*matmul_id_mix_add)(glm_backend *b, glm_dview y /*[T][ne1]*/, glm_dview x /*[T*k][ne0]*/,
-                                    const glm_tensor *w, glm_dview ids /*[T][k]*/, glm_dview wts /*[T][k]*/,
-                                    const glm_dview *a /*[T][ne1] or NULL*/);
-    /* rms_norm_matmul (slab 0, wu and ids NULL) followed by rope(y, rp's arguments). */
-    glm_status (*rms_norm_matmul_rope)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
-                                       const glm_tensor *w, const glm_rope_spec *rp);
     /* kv_write of src with its first n_norm columns written as RMSNorm(them; g, eps): rms_norm
      * of those columns in place followed by kv_write, except that src is left as it was. */
     glm_status (*kv_write_norm)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,

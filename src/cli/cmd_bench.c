@@ -368,7 +368,7 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         else
             printf(" |\n");
     }
-    /* matvec by shape: weight type (+swiglu, +mix: the experts' mixture), workgroup grid */
+    /* matvec by shape: weight type (+swiglu), workgroup grid */
     glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->n_shapes; i++)
@@ -380,7 +380,7 @@ static void print_profile(const bench_report *rp, const bench_result *r)
     printf("\n| matvec variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n");
     for (uint32_t i = 0; i < n; i++)
         printf("| %s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
-               sh[i].variant >= 128 ? "+mix" : sh[i].variant >= 64 ? "+swiglu" : "", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
+               sh[i].variant >= 64 ? "+swiglu" : "", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
                1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
 }
 

@@ -37,15 +37,17 @@ static unsigned folds(const glm_forward *f, const glm_dump *d)
 }
 
 /* Steps 1-5 with the norms folded: q_a and kv_a from RMSNorm(x) directly, the latent norm in
- * place on kva's first R columns (the caller's q_b product takes RMSNorm(q_a) the same way). */
-static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva)
+ * place on kva's first R columns when latent_norm (else the caller's kv_write_norm applies it);
+ * the caller's q_b product takes RMSNorm(q_a) the same way. */
+static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva,
+                                bool latent_norm)
 {
     const glm_hparams *hp = &f->m->hp;
     const glm_backend_ops *o = OPS(f);
     glm_dview cc = glm_dview_cols(kva, 0, hp->kv_lora_rank);
     GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
     GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
-    return o->rms_norm(B_(f), cc, cc, L->attn_kv_a_norm, qkv_eps(hp));
+    return latent_norm ? o->rms_norm(B_(f), cc, cc, L->attn_kv_a_norm, qkv_eps(hp)) : GLM_OK;
 }
 
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
@@ -64,41 +66,33 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
     glm_dview cc = glm_dview_cols(kva, 0, R);
     const bool fold = folds(f, d) & GLM_FOLD_ATTN;
-    const glm_rope_spec rkv = { 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta };
-    const glm_rope_spec rq = { H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta };
-    if (fold && o->rms_norm_matmul_rope && o->kv_write_norm) {
-        /* the ropes in the products' epilogues, the latent norm on the way into the cache */
-        GLM_TRY(o->rms_norm_matmul(b, qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
-        GLM_TRY(o->rms_norm_matmul_rope(b, kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, &rkv));
-        GLM_TRY(o->kv_write_norm(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R));
-        GLM_TRY(o->rms_norm_matmul_rope(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, &rq));
+    /* with the folds and kv_write_norm the latent norm happens on the way into the cache */
+    const bool norm_in_write = fold && o->kv_write_norm;
+    if (fold) {
+        GLM_TRY(attn_in_fused(f, L, x, qa, kva, !norm_in_write));
     } else {
-        if (fold) {
-            GLM_TRY(attn_in_fused(f, L, x, qa, kva));
-        } else {
-            GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
-            GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
-            /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
-             * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') in place, then the rows
-             * go to their sequences' pages (interleaved so that a backend may overlap the
-             * independent ops) */
-            GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
-            GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
-            GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
-            GLM_TRY(dump_t(f, d, dir, "q_a", qa));
-            GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
-            GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
-        }
-        GLM_TRY(o->rope(b, kva, rkv.n_heads, rkv.head_dim, rkv.rope_off, rkv.rope_dim, r->pos, r->max_len,
-                        hp->rope_theta));
-        GLM_TRY(o->kv_write(b, kvl, kva, r));
-        if (fold)
-            GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
-        else
-            GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
-        GLM_TRY(o->rope(b, q, rq.n_heads, rq.head_dim, rq.rope_off, rq.rope_dim, r->pos, r->max_len,
-                        hp->rope_theta));
+        GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
+        GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
+        /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
+         * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') in place, then the rows go
+         * to their sequences' pages (interleaved so that a backend may overlap the independent ops) */
+        GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
+        GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
+        GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "q_a", qa));
+        GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
     }
+    GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
+    if (norm_in_write)
+        GLM_TRY(o->kv_write_norm(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R));
+    else
+        GLM_TRY(o->kv_write(b, kvl, kva, r));
+    if (fold)
+        GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
+    else
+        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
     glm_mla_shape sh = { .T = T, .pos0 = 0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };
@@ -198,15 +192,6 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
     GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
     glm_route_params rp = route_params(hp);
     GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
-    if (o->matmul_id_mix_add) {
-        /* the shared down product next to the routing, then the routed experts' down products,
-         * their mixture, the shared expert and the residual add in one op */
-        glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
-        if (L->ffn_gate_shexp)
-            GLM_TRY(o->matmul(b, sd, sg, L->ffn_down_shexp, 0));
-        GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
-        return o->matmul_id_mix_add(b, x, eg, L->ffn_down_exps, ids, rw, L->ffn_gate_shexp ? &sd : NULL);
-    }
     GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
     if (L->ffn_gate_shexp)

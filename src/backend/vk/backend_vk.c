@@ -432,34 +432,6 @@ static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, c
     return glm_vk_rms_norm_matvec(v->vk, vv(y), &wt, wu ? &ut : NULL, vv(x), ids ? &iv : NULL, &gt, eps);
 }
 
-static glm_status vk_rms_norm_matmul_rope(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
-                                          const glm_tensor *w, const glm_rope_spec *rp)
-{
-    vk_impl *v = impl(b);
-    glm_vk_weight wt, gt;
-    GLM_TRY(weight(v, w, &wt));
-    GLM_TRY(weight(v, g, &gt));
-    if (rp->max_pos <= 0 || rp->max_pos > INT32_MAX || rp->n_heads <= 0 || rp->head_dim <= 0 || rp->rope_off < 0 ||
-        rp->rope_dim <= 0)
-        return glm_errorf(GLM_ERR_INVALID, "vulkan rms_norm_matmul_rope: bad rotation layout or position bound");
-    GLM_TRY(ensure_rope(v, (uint32_t)rp->max_pos, (uint32_t)rp->rope_dim, rp->theta));
-    GLM_TRY(recording(v));
-    glm_vk_rope_fold rf = { &v->rope_table, v->rope_positions, (uint32_t)rp->n_heads, (uint32_t)rp->head_dim,
-                            (uint32_t)rp->rope_off, (uint32_t)rp->rope_dim, vv(rp->pos) };
-    return glm_vk_rms_norm_matvec_rope(v->vk, vv(y), &wt, vv(x), &gt, eps, &rf);
-}
-
-static glm_status vk_matmul_id_mix_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids,
-                                       glm_dview wts, const glm_dview *a)
-{
-    vk_impl *v = impl(b);
-    glm_vk_weight wt;
-    GLM_TRY(weight(v, w, &wt));
-    GLM_TRY(recording(v));
-    glm_vk_view av = a ? vv(*a) : (glm_vk_view){ 0 };
-    return glm_vk_matvec_mix_add(v->vk, vv(y), &wt, vv(x), vv(ids), vv(wts), a ? &av : NULL);
-}
-
 static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
 {
     vk_impl *v = impl(b);
@@ -634,8 +606,6 @@ static const glm_backend_ops k_vk_ops = {
     .add_rms_norm = vk_add_rms_norm,
     .rms_norm_matmul = vk_rms_norm_matmul,
     .matmul_add = vk_matmul_add,
-    .rms_norm_matmul_rope = vk_rms_norm_matmul_rope,
-    .matmul_id_mix_add = vk_matmul_id_mix_add,
     .kv_write_norm = vk_kv_write_norm,
 };
 

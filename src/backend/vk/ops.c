@@ -92,8 +92,6 @@ typedef struct matvec_extra {
     const glm_vk_weight *g;
     float eps;
     bool accumulate;
-    const glm_vk_rope_fold *rope;
-    const glm_vk_view *mix, *addend; /* mode 3: the mixture weights, the addend (or NULL) */
 } matvec_extra;
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
@@ -108,8 +106,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
                               e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
-                              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GLM_VK_MATVEC_NO_ADD };
-    const glm_vk_buffer *gb = w->buf, *tb = w->buf, *pb = w->buf; /* unused bindings: no norm, no rope */
+                              0, 0, 0, 0 };
+    const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
     if (e && e->g) {
         const glm_vk_weight *g = e->g;
         if (!gain_ok(g, w->ncols))
@@ -133,41 +131,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset = u->offset;
         pc.swiglu = 1;
     }
-    if (e && e->rope) {
-        const glm_vk_rope_fold *rp = e->rope;
-        if (ids || heads != 1 || pc.accumulate || pc.swiglu || rp->head_dim % 2 || rp->rope_off % 2 || rp->rope_dim % 2 ||
-            rp->rope_off + rp->rope_dim > rp->head_dim || (uint64_t)rp->n_heads * rp->head_dim != w->nrows)
-            return bad("rms_norm_matvec_rope", "rotation layout does not fit the product's rows");
-        if (!view_ok(rp->pos) || rp->pos.rows != y.rows || rp->pos.cols != 1 ||
-            (uint64_t)rp->table_positions * rp->rope_dim * 4 > rp->table->size)
-            return bad("rms_norm_matvec_rope", "positions or cos/sin table do not fit");
-        pc.rope_hd = rp->head_dim;
-        pc.rope_off = rp->rope_off;
-        pc.rope_dim = rp->rope_dim;
-        pc.pos_off = rp->pos.off;
-        pc.pos_ld = rp->pos.ld;
-        pc.rope_positions = rp->table_positions;
-        tb = rp->table;
-        pb = rp->pos.buf;
-    }
     const glm_vk_buffer *ib = x.buf; /* unused binding when there are no ids */
-    if (e && e->mix) {
-        const glm_vk_view *m = e->mix, *a = e->addend;
-        if (!ids || !view_ok(*ids) || !view_ok(*m) || ids->cols == 0 || m->rows != ids->rows || m->cols != ids->cols ||
-            m->ld != ids->ld || y.rows != ids->rows || x.rows != ids->rows * ids->cols || pc.swiglu || pc.norm)
-            return bad("matvec_mix_add", "ids, weights, x and y row counts disagree");
-        if (a && (!view_ok(*a) || a->rows != y.rows || a->cols != y.cols || a->ld != y.ld))
-            return bad("matvec_mix_add", "the addend is not a view of y's shape and row stride");
-        pc.ids_off = ids->off;
-        pc.ids_ld = ids->ld;
-        pc.k = ids->cols;
-        pc.mode = 3;
-        pc.mix_off = m->off;
-        pc.add_off = a ? a->off : GLM_VK_MATVEC_NO_ADD;
-        ib = ids->buf;
-        tb = m->buf;
-        pb = a ? a->buf : m->buf;
-    } else if (ids) {
+    if (ids) {
         if (!view_ok(*ids) || ids->cols == 0 || y.rows != ids->rows * ids->cols ||
             (x.rows != ids->rows && x.rows != y.rows))
             return bad("matvec_id", "ids, x and y row counts disagree");
@@ -186,10 +151,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset += slab * w->slab_bytes;
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
-    const glm_vk_buffer *b[7] = { w->buf, x.buf, y.buf, ib, gb, tb, pb };
-    /* pipelines by weight type and FUSE (1: SwiGLU partner, 2: mixture) */
-    uint32_t variant = (uint32_t)w->type + 64 * (pc.mode == 3 ? 2 : pc.swiglu);
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, variant, b, 7, &pc, sizeof pc,
+    const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 
@@ -208,14 +171,14 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, NULL, NULL };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, NULL, NULL };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
@@ -224,29 +187,13 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 {
     if (!g)
         return bad("rms_norm_matvec", "no norm gain");
-    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, NULL, NULL };
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false };
     return matvec_any(vk, y, w, 0, x, ids, &e);
-}
-
-glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
-                                       const glm_vk_weight *g, float eps, const glm_vk_rope_fold *rp)
-{
-    if (!g)
-        return bad("rms_norm_matvec_rope", "no norm gain");
-    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rp, NULL, NULL };
-    return matvec_any(vk, y, w, 0, x, NULL, &e);
-}
-
-glm_status glm_vk_matvec_mix_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
-                                 glm_vk_view wts, const glm_vk_view *a)
-{
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, &wts, a };
-    return matvec_any(vk, y, w, 0, x, &ids, &e);
 }
 
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, NULL, NULL };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 

@@ -35,10 +35,9 @@ typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
         x_zs, y_zs, tpr, w2_offset, swiglu, norm, g_offset, g_type;
     float eps;
-    uint32_t accumulate, rope_hd, rope_off, rope_dim, pos_off, pos_ld, rope_positions, mix_off, add_off;
+    uint32_t accumulate;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 128, "mirrors shaders/matvec.comp");
-#define GLM_VK_MATVEC_NO_ADD 0xFFFFFFFFu /* add_off: no addend */
+_Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
@@ -130,22 +129,6 @@ glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *
  * glm_vk_matvec_id, otherwise slab 0. */
 glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
                                   glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps);
-/* The rotation glm_vk_rope would apply to a product's output, for glm_vk_rms_norm_matvec_rope. */
-typedef struct glm_vk_rope_fold {
-    const glm_vk_buffer *table;
-    uint32_t table_positions, n_heads, head_dim, rope_off, rope_dim;
-    glm_vk_view pos;
-} glm_vk_rope_fold;
-/* glm_vk_rms_norm_matvec (slab 0, no partner, no ids) followed by glm_vk_rope on y, in one
- * dispatch: y's rows are n_heads heads of head_dim (all even, like rope_off and rope_dim). */
-glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
-                                       const glm_vk_weight *g, float eps, const glm_vk_rope_fold *rp);
-/* The routed experts' mixture in one dispatch, added to what y holds: y[t] += Σ_j
- * wts[t][j] · W_{ids[t][j]} · x[t·k+j] (+ a[t] when a is not NULL), what matvec_id, then
- * moe_combine_add with a, then a residual add compute; ids and wts int32 / float32 views
- * [T][k] of one row stride, a of y's row stride; y must not share x's buffer. */
-glm_status glm_vk_matvec_mix_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
-                                 glm_vk_view wts, const glm_vk_view *a);
 /* y[v] += W · x[v] (slab 0): the product added to what y holds (a residual add folded in). */
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */

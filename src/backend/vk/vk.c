@@ -27,12 +27,12 @@ typedef struct kernel_desc {
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 192 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 128 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 4, 48, false, 0xa },
-    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 7, 128, true, 0x7b },
+    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 5, 96, true, 0x1b },
     [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32, false, 0x3 },
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
