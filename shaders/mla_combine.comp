@@ -1,11 +1,21 @@
 #version 450
-// Merge of mla_split.comp's partials: for query row r = t·H + h with splits s < nsplit(pos[t]),
-// M = max m_s, L = Σ l_s exp(m_s - M), u[k] = Σ u_s[k] exp(m_s - M) / L, in split order.
-// u is the probability-weighted latent of absorbed MLA (model-spec §2.5). One invocation per
-// (k, r). Push constants mirror glm_vk_mla_combine_push in src/backend/vk/ops.h.
-layout(local_size_x = 64) in;
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+// Merge of mla_split.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query row r = t·H + h over
+// its non-empty splits s (mla_splits.glsl): M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s,
+// u[k] = Σ u_s[k] w_s / L, u being the probability-weighted latent of absorbed MLA
+// (model-spec §2.5). Workgroup (kb, r) writes u[128·kb, 128·kb + 128): its 8 groups of 32 invocations
+// take the splits in turn (invocation i of a group reads the vec4 k = 128·kb + 4i of each,
+// coalesced) and the groups' sums are added in group order; w_s and L come from a
+// tree over the splits. Every order is fixed by the row alone.
+// Push constants mirror glm_vk_mla_combine_push in src/backend/vk/ops.h.
+#include "mla_splits.glsl"
+#define WG 256u
+#define MAX_SPLIT 256u
+layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer PART { float part[]; }; // [rows*H][split_ld][Rkv + 2]
+layout(std430, binding = 0) readonly buffer PART { float part[]; }; // [rows*H][split_ld][part_stride]
+layout(std430, binding = 0) readonly buffer PART4 { vec4 part4[]; };
 layout(std430, binding = 1) readonly buffer POS { int pos[]; };
 layout(std430, binding = 2) writeonly buffer U { float u[]; };       // [T*H][Rkv]
 
@@ -15,26 +25,55 @@ layout(push_constant) uniform P {
     uint pos_ld, row0, pad0, pad1;
 } p;
 
-const uint MIN_CHUNK = 64u;
+shared float sw[MAX_SPLIT]; // w_s
+shared float red[WG];
+shared vec4 sacc[WG];
 
 void main()
 {
-    uint k = gl_GlobalInvocationID.x, rl = gl_WorkGroupID.y;
-    if (k >= p.rkv || rl >= p.rows * p.H)
+    uint tid = gl_LocalInvocationID.x, rl = gl_WorkGroupID.y;
+    if (rl >= p.rows * p.H)
         return;
     uint t = p.row0 + rl / p.H, h = rl % p.H;
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint nsplit = min(p.max_split, (len + MIN_CHUNK - 1u) / MIN_CHUNK);
-    uint pb = p.part_off + rl * p.split_ld * (p.rkv + 2u);
-    float M = -1.0 / 0.0;
-    for (uint s = 0u; s < nsplit; s++)
-        M = max(M, part[pb + s * (p.rkv + 2u)]);
-    float L = 0.0, a = 0.0;
-    for (uint s = 0u; s < nsplit; s++) {
-        uint b = pb + s * (p.rkv + 2u);
-        float w = exp(part[b] - M);
-        L += part[b + 1u] * w;
-        a += part[b + 2u + k] * w;
+    uint chunk = split_chunk(len, p.max_split), ns = (len + chunk - 1u) / chunk;
+    uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
+    // M by a tree over the splits (ns <= MAX_SPLIT <= WG)
+    float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;
+    red[tid] = mv;
+    barrier();
+    for (uint k = WG / 2u; k > 0u; k >>= 1) {
+        if (tid < k)
+            red[tid] = max(red[tid], red[tid + k]);
+        barrier();
     }
-    u[p.u_off + (t * p.H + h) * p.rkv + k] = a / L;
+    float M = red[0];
+    barrier();
+    float w = tid < ns ? exp(mv - M) : 0.0;
+    sw[tid] = w;
+    red[tid] = tid < ns ? part[pb + tid * stride + 1u] * w : 0.0;
+    barrier();
+    for (uint k = WG / 2u; k > 0u; k >>= 1) {
+        if (tid < k)
+            red[tid] += red[tid + k];
+        barrier();
+    }
+    float L = red[0];
+    uint lane = tid % 32u, grp = tid / 32u, k4 = 32u * gl_WorkGroupID.x + lane;
+    vec4 a = vec4(0.0);
+    if (4u * k4 < p.rkv)
+        for (uint s = grp; s < ns; s += WG / 32u)
+            a += part4[(pb + s * stride + 4u) / 4u + k4] * sw[s];
+    sacc[tid] = a;
+    barrier();
+    if (grp == 0u && 4u * k4 < p.rkv) {
+        vec4 sum = sacc[lane];
+        for (uint g = 1u; g < WG / 32u; g++)
+            sum += sacc[g * 32u + lane];
+        uint ub = p.u_off + (t * p.H + h) * p.rkv + 4u * k4;
+        sum /= L;
+        [[unroll]] for (uint i = 0u; i < 4u; i++)
+            if (4u * k4 + i < p.rkv)
+                u[ub + i] = sum[i]; // the padding past Rkv (never written by the split) stays out
+    }
 }

@@ -1,32 +1,39 @@
 #version 450
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 // Absorbed-MLA attention core over the paged latent cache, split over the sequence
-// (model-spec §2.5; flash-decoding): workgroup (s, g) takes query row t and the 4 heads
-// h = 4·hg .. 4·hg+3 (g = t·ceil(H/4) + hg, rows [row0, row0 + rows) of this block) over
-// split s of its keys 0..pos[t]. MLA's heads share one latent key/value c_j, so the 4 heads
-// read each cached row once. Per head it computes the scores scale·(qlat·c_j + qr·kr_j) in
-// tiles of 64 positions and keeps a running max m, sum l = Σ exp(score - m) and accumulator
-// u = Σ exp(score - m) c_j, written as the partial [m, l, u[Rkv]] of (t·H + h, s).
-// 256 invocations: for the scores 4 adjacent invocations share a position (each a quarter of
-// its latent, with loads independent of one another so that they are in flight together,
-// summed by shuffles); for u each invocation owns latent columns tid and tid + 256;
-// mla_combine.comp merges the partials of a row. How a row's keys split depends only on its
-// own length (nsplit below), never on the other rows of the step, so a row's result is the
-// same alone or batched. Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
+// (model-spec §2.5; flash-decoding). MLA's heads share one latent key/value row [c_j | kr_j],
+// so a workgroup takes query row t, split s of its keys (mla_splits.glsl) and a group of up to
+// MAX_HG heads (the H heads cut into ceil(H / MAX_HG) equal groups, gl_WorkGroupID.y =
+// local row · groups + group): each cached row of the split is read once for all heads of the
+// group. Keys go in tiles of J positions:
+//   1. scores: invocation (kp, h) holds head h's query [qlat_h | qr_h] for one slice kp of
+//      the row's ceil((Rkv + dr) / 4) vec4s in registers and forms its part of c_j·qlat_h + kr_j·qr_h
+//      for every key of the tile; the parts are summed per (head, key) through shared memory
+//      in slice order and scaled.
+//   2. online softmax per head (one invocation each): running max m, sum l = Σ exp(score - m),
+//      the tile's weights exp(score - m) and the factor alpha = exp(m_old - m).
+//   3. mix: invocation i holds u[h][2i, 2i+1] = Σ exp(score - m) c_j for every head of the
+//      group and adds the tile's weighted c rows (read coalesced, the same rows as step 1).
+// Output: partial [m, l, 0, 0, u[Rkv]] of (local row · H + h, s); mla_combine.comp merges them.
+// Where Rkv, dr and the cache offsets and strides are multiples of 4 (vec4_rows), keys are read
+// as vec4 / vec2, else element by element.
+// Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
+#include "mla_splits.glsl"
+#define WG 256u
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
 layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
+layout(std430, binding = 2) readonly buffer C2 { vec2 c2[]; };
 layout(std430, binding = 3) readonly buffer KR { float kr[]; };   // pool rows, kr at kr_off + row*kr_ld
 layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };
 layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
-layout(std430, binding = 7) writeonly buffer PART { float part[]; }; // [rows*H][split_ld][Rkv + 2]
+layout(std430, binding = 7) writeonly buffer PART { float part[]; }; // [rows*H][split_ld][part_stride]
 
 layout(push_constant) uniform P {
     uint rows, H, rkv, dr;
@@ -36,142 +43,157 @@ layout(push_constant) uniform P {
     uint ptab_off, ptab_ld, pages_off, page_size;
     uint max_split, split_ld, row0;
     float scale;
+    uint vec4_rows, pad0, pad1, pad2;
 } p;
 
-const uint MIN_CHUNK = 64u, WG = 256u;
-const uint MAX_RKV = 512u, MAX_DR = 128u, KPT = MAX_RKV / WG;
+const uint MAX_HG = 10u; // heads per workgroup
+const uint J = 16u;      // keys per tile (shared memory: 4·J·(WG + 2·MAX_HG) + 8·J bytes)
+const uint MAX_SL = 6u;  // vec4s per slice: ceil((Rkv + dr) / 4) <= 6·floor(WG / MAX_HG) (host-checked)
+const uint KB = 2u;      // keys whose loads step 1 issues together
 const float NEG_INF = -1.0 / 0.0;
 
-shared vec4 sq[MAX_RKV]; // qlat of the 4 heads
-shared vec4 sqr[MAX_DR]; // their rope queries
-shared vec4 sc[64];      // the tile's scores, then their exponentials
-shared uint srow[64];    // the tile's pool rows
+shared float sp[J * WG];        // step 1 parts [key][kp·nh + h]
+shared float ss[J * MAX_HG];    // scaled scores [key][h]
+shared float sw[J * MAX_HG];    // weights exp(score - m) [key][h]
+shared float salpha[MAX_HG];
+shared uint srow[2u * J];       // pool rows of the tile, double-buffered
 
-// this invocation's quarter of qlat·c + qr·kr for pool row `row` (4 heads)
-vec4 score_part(uint row, uint q4)
+// vec4 d of a cached row's [c | kr] (zero past its end)
+vec4 key4(uint row, uint d, uint r4)
 {
-    vec4 a = vec4(0.0);
     uint cb = p.c_off + row * p.c_ld, kb = p.kr_off + row * p.kr_ld;
-    if (((p.c_off | p.c_ld | p.kr_off | p.kr_ld | p.rkv | p.dr) & 3u) == 0u) {
-        uint n4 = p.rkv / 4u, d4 = p.dr / 4u;
-        [[unroll]] for (uint i = 0u; i < MAX_RKV / 16u; i++) {
-            uint k4 = q4 + 4u * i;
-            if (k4 < n4) {
-                vec4 cv = c4[cb / 4u + k4];
-                a += sq[4u * k4] * cv.x + sq[4u * k4 + 1u] * cv.y + sq[4u * k4 + 2u] * cv.z + sq[4u * k4 + 3u] * cv.w;
-            }
-        }
-        [[unroll]] for (uint i = 0u; i < MAX_DR / 16u; i++) {
-            uint k4 = q4 + 4u * i;
-            if (k4 < d4) {
-                vec4 kv = kr4[kb / 4u + k4];
-                a += sqr[4u * k4] * kv.x + sqr[4u * k4 + 1u] * kv.y + sqr[4u * k4 + 2u] * kv.z + sqr[4u * k4 + 3u] * kv.w;
-            }
-        }
-    } else {
-        for (uint k = q4; k < p.rkv; k += 4u)
-            a += sq[k] * c[cb + k];
-        for (uint k = q4; k < p.dr; k += 4u)
-            a += sqr[k] * kr[kb + k];
+    if (p.vec4_rows != 0u)
+        return d < r4 ? c4[cb / 4u + d] : kr4[kb / 4u + d - r4];
+    vec4 v = vec4(0.0);
+    [[unroll]] for (uint i = 0u; i < 4u; i++) {
+        uint e = 4u * d + i;
+        v[i] = e < p.rkv ? c[cb + e] : (e - p.rkv < p.dr ? kr[kb + e - p.rkv] : 0.0);
     }
-    return a;
+    return v;
+}
+
+uint pool_row(uint pt, uint j)
+{
+    return uint(pages[pt + j / p.page_size]) * p.page_size + j % p.page_size;
 }
 
 void main()
 {
-    uint tid = gl_LocalInvocationID.x, s = gl_WorkGroupID.x, hgs = (p.H + 3u) / 4u;
-    if (gl_WorkGroupID.y >= p.rows * hgs)
+    uint tid = gl_LocalInvocationID.x, s = gl_WorkGroupID.x;
+    uint groups = (p.H + MAX_HG - 1u) / MAX_HG, hpg = (p.H + groups - 1u) / groups;
+    if (gl_WorkGroupID.y >= p.rows * groups)
         return;
-    uint t = p.row0 + gl_WorkGroupID.y / hgs, h0 = 4u * (gl_WorkGroupID.y % hgs);
-    uint nh = min(4u, p.H - h0);
+    uint t = p.row0 + gl_WorkGroupID.y / groups, h0 = hpg * (gl_WorkGroupID.y % groups);
+    uint nh = min(hpg, p.H - h0);
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint nsplit = min(p.max_split, (len + MIN_CHUNK - 1u) / MIN_CHUNK);
-    uint chunk = (len + nsplit - 1u) / nsplit;
+    uint chunk = split_chunk(len, p.max_split);
     uint j0 = s * chunk, j1 = min(len, j0 + chunk);
-    uint rl0 = (t - p.row0) * p.H + h0; // local row of head h0
-    if (s >= nsplit || j0 >= j1) {
-        for (uint hh = 0u; hh < nh; hh++) {
-            uint pb = p.part_off + ((rl0 + hh) * p.split_ld + s) * (p.rkv + 2u);
-            for (uint k = tid; k < p.rkv; k += WG)
-                part[pb + 2u + k] = 0.0;
-            if (tid == 0u) {
-                part[pb] = NEG_INF;
-                part[pb + 1u] = 0.0;
+    if (j0 >= j1)
+        return; // past the row's last split: no partial (the combine stops before it)
+
+    // step 1 layout: invocation tid = kp·nh + hl takes vec4s [kp·sl, kp·sl + sl) of head hl
+    uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, nkp = WG / nh, sl = (d4 + nkp - 1u) / nkp;
+    uint hl = tid % nh, kp = tid / nh, nkp_used = (d4 + sl - 1u) / sl;
+    bool scorer = kp < nkp_used;
+    vec4 qv[MAX_SL];
+    [[unroll]] for (uint i = 0u; i < MAX_SL; i++) {
+        uint d = kp * sl + i;
+        qv[i] = vec4(0.0);
+        if (scorer && i < sl && d < d4) {
+            uint qb = p.qlat_off + (t * p.H + h0 + hl) * p.rkv, rb = p.q_off + t * p.q_ld + (h0 + hl) * p.dqk + p.dn;
+            [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
+                uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
+                qv[i][i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
             }
         }
-        return;
-    }
-    for (uint k = tid; k < p.rkv; k += WG) {
-        vec4 v = vec4(0.0);
-        for (uint hh = 0u; hh < nh; hh++)
-            v[hh] = qlat[p.qlat_off + (t * p.H + h0 + hh) * p.rkv + k];
-        sq[k] = v;
-    }
-    for (uint k = tid; k < p.dr; k += WG) {
-        vec4 v = vec4(0.0);
-        for (uint hh = 0u; hh < nh; hh++)
-            v[hh] = q[p.q_off + t * p.q_ld + (h0 + hh) * p.dqk + p.dn + k];
-        sqr[k] = v;
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
-    barrier();
-    vec4 m = vec4(NEG_INF), l = vec4(0.0);
-    vec4 acc[KPT];
-    [[unroll]] for (uint i = 0u; i < KPT; i++)
-        acc[i] = vec4(0.0);
-    uint jl = tid >> 2, q4 = tid & 3u;
-    for (uint jt = j0; jt < j1; jt += 64u) {
-        uint n = min(64u, j1 - jt), j = jt + jl;
-        vec4 a = vec4(0.0);
-        if (jl < n) {
-            uint row = uint(pages[pt + j / p.page_size]) * p.page_size + j % p.page_size;
-            a = score_part(row, q4);
-            if (q4 == 0u)
-                srow[jl] = row;
-        }
-        // the 4 invocations of a position are adjacent lanes of one subgroup
-        a += subgroupShuffleXor(a, 1u);
-        a += subgroupShuffleXor(a, 2u);
-        vec4 score = a * p.scale;
-        if (q4 == 0u && jl < n)
-            sc[jl] = score;
+    bool mixer = 2u * tid < p.rkv;
+    vec2 acc[MAX_HG];
+    [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
+        acc[hh] = vec2(0.0);
+    float m = NEG_INF, l = 0.0; // invocation tid < nh: head tid's running max and sum
+
+    for (uint jt = j0, buf = 0u; jt < j1; jt += J, buf ^= J) {
+        uint n = min(J, j1 - jt);
+        if (tid < J)
+            srow[buf + tid] = pool_row(pt, min(jt + tid, j1 - 1u)); // a short tile repeats its last row
         barrier();
-        vec4 tm = vec4(NEG_INF);
-        for (uint jj = 0u; jj < n; jj++)
-            tm = max(tm, sc[jj]);
-        vec4 mn = max(m, tm);
-        vec4 alpha = exp(m - mn);
-        barrier();
-        if (q4 == 0u && jl < n)
-            sc[jl] = exp(score - mn);
-        barrier();
-        vec4 ts = vec4(0.0);
-        for (uint jj = 0u; jj < n; jj++)
-            ts += sc[jj];
-        l = l * alpha + ts;
-        [[unroll]] for (uint i = 0u; i < KPT; i++) {
-            uint k = tid + WG * i;
-            if (k < p.rkv) {
-                vec4 u = acc[i] * alpha;
-                [[unroll]] for (uint jj = 0u; jj < 64u; jj++)
-                    if (jj < n)
-                        u += sc[jj] * c[p.c_off + srow[jj] * p.c_ld + k];
-                acc[i] = u;
+        if (scorer) {
+            // KB keys at a time, every load of the batch issued before the first is used; slots
+            // past the query's slice (or past the row) load a valid vec4 against a zero query
+            for (uint jb = 0u; jb < J; jb += KB) {
+                vec4 kv[KB][MAX_SL];
+                [[unroll]] for (uint u = 0u; u < KB; u++) {
+                    uint row = srow[buf + jb + u];
+                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++)
+                        kv[u][i] = key4(row, min(kp * sl + i, d4 - 1u), r4);
+                }
+                [[unroll]] for (uint u = 0u; u < KB; u++) {
+                    float a = 0.0;
+                    [[unroll]] for (uint i = 0u; i < MAX_SL; i++)
+                        a += dot(qv[i], kv[u][i]);
+                    sp[(jb + u) * WG + tid] = a;
+                }
             }
         }
-        m = mn;
         barrier();
-    }
-    for (uint hh = 0u; hh < nh; hh++) {
-        uint pb = p.part_off + ((rl0 + hh) * p.split_ld + s) * (p.rkv + 2u);
-        [[unroll]] for (uint i = 0u; i < KPT; i++) {
-            uint k = tid + WG * i;
-            if (k < p.rkv)
-                part[pb + 2u + k] = acc[i][hh];
+        for (uint r = tid; r < n * nh; r += WG) {
+            uint jj = r / nh, h = r % nh;
+            float a = 0.0;
+            for (uint k = 0u; k < nkp_used; k++)
+                a += sp[jj * WG + k * nh + h];
+            ss[jj * MAX_HG + h] = a * p.scale;
         }
-        if (tid == 0u) {
-            part[pb] = m[hh];
-            part[pb + 1u] = l[hh];
+        barrier();
+        if (tid < nh) {
+            float mn = m;
+            for (uint jj = 0u; jj < n; jj++)
+                mn = max(mn, ss[jj * MAX_HG + tid]);
+            float sum = 0.0;
+            for (uint jj = 0u; jj < J; jj++) {
+                float e = jj < n ? exp(ss[jj * MAX_HG + tid] - mn) : 0.0;
+                sw[jj * MAX_HG + tid] = e;
+                sum += e;
+            }
+            float alpha = exp(m - mn);
+            l = l * alpha + sum;
+            m = mn;
+            salpha[tid] = alpha;
         }
+        barrier();
+        if (mixer) {
+            [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
+                if (hh < nh)
+                    acc[hh] *= salpha[hh];
+            vec2 cv[J]; // the whole tile's loads in flight together (weight 0 past the row)
+            [[unroll]] for (uint jj = 0u; jj < J; jj++)
+                cv[jj] = p.vec4_rows != 0u ? c2[(p.c_off + srow[buf + jj] * p.c_ld) / 2u + tid]
+                                           : vec2(c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid],
+                                                  2u * tid + 1u < p.rkv ? c[p.c_off + srow[buf + jj] * p.c_ld + 2u * tid + 1u]
+                                                                        : 0.0);
+            [[unroll]] for (uint jj = 0u; jj < J; jj++)
+                [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
+                    if (hh < nh)
+                        acc[hh] += sw[jj * MAX_HG + hh] * cv[jj];
+        }
+        // no barrier: the next tile writes srow[other half] before, and sp / ss / sw / salpha
+        // only after, a barrier that every invocation reaches after this mix
     }
+    uint stride = part_stride(p.rkv), rl0 = (t - p.row0) * p.H + h0;
+    if (tid < nh) {
+        uint pb = p.part_off + ((rl0 + tid) * p.split_ld + s) * stride;
+        part[pb] = m;
+        part[pb + 1u] = l;
+        part[pb + 2u] = 0.0;
+        part[pb + 3u] = 0.0;
+    }
+    if (mixer)
+        [[unroll]] for (uint hh = 0u; hh < MAX_HG; hh++)
+            if (hh < nh) {
+                uint pb = p.part_off + ((rl0 + hh) * p.split_ld + s) * stride + 4u + 2u * tid;
+                part[pb] = acc[hh].x;
+                if (2u * tid + 1u < p.rkv)
+                    part[pb + 1u] = acc[hh].y;
+            }
 }

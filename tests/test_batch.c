@@ -4,7 +4,8 @@
  * sequences that join and leave mid-way (reference and Vulkan backends; one prompt is long
  * enough to split its keys on Vulkan), including a
  * sequence that feeds 2 rows per step (an MTP verify) and MTP draft/verify decoding batched with
- * a plain sequence; the context bound. */
+ * a plain sequence; a decode row and verify rows beside a long prompt chunk give bit-identical
+ * logits (the rows of short items never take the kernels for many rows); the context bound. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -370,6 +371,98 @@ END_TEST
 START_TEST(test_mtp_batched_vulkan) { mtp_batched("vulkan"); }
 END_TEST
 
+/* One step of items on fresh sequences of f (each first gets its own prefix alone, when it
+ * has one): the logits of each item land in its own buffer. */
+typedef struct bit_item {
+    const int32_t *prefix, *tokens;
+    int n_prefix, n;
+    float *logits;
+} bit_item;
+
+static void bit_step(glm_forward *f, bit_item *x, int n_items)
+{
+    glm_seq *sq[3];
+    glm_step_item it[3];
+    for (int i = 0; i < n_items; i++) {
+        ck_assert(glm_seq_create(f, &sq[i]) == GLM_OK);
+        if (x[i].n_prefix) {
+            glm_step_item p = { .seq = sq[i], .tokens = x[i].prefix, .n = x[i].n_prefix };
+            ck_assert_msg(glm_forward_step(f, &p, 1) == GLM_OK, "%s", glm_last_error());
+        }
+        it[i] = (glm_step_item){ .seq = sq[i], .tokens = x[i].tokens, .n = x[i].n, .logits = x[i].logits,
+                                 .all_logits = x[i].n <= 3 };
+    }
+    ck_assert_msg(glm_forward_step(f, it, n_items) == GLM_OK, "%s", glm_last_error());
+    for (int i = 0; i < n_items; i++)
+        glm_seq_destroy(sq[i]);
+}
+
+/* The identity rule bit for bit: a decode row (1 row after a 5-token prompt) and an MTP-like
+ * verify item (3 rows after another prompt) stepped together with a 40-row prompt chunk give
+ * the same logits, every bit, as each of them stepped alone, and so does the chunk's last row.
+ * A backend with kernels for many rows (Vulkan: tiled) must keep the short items' rows on the
+ * row-by-row kernels; without the item runs (set_runs removed) the decode row takes the tiled
+ * kernel with the chunk and its logits differ, which shows that the comparison can fail. */
+static void prefill_beside(const char *backend)
+{
+    glm_model *m = open_model();
+    glm_backend *b;
+    ck_assert_msg(glm_backend_create(&b, backend, m) == GLM_OK, "%s: %s", backend, glm_last_error());
+    const int64_t V = m->hp.vocab_size;
+    tu_rng r = { tu_seed("prefill_beside") };
+    enum { NP = 5, NC = 40 };
+    int32_t pa[NP], pc[NP], chunk[NC], da[1], dc[3];
+    int32_t *all[5] = { pa, pc, chunk, da, dc };
+    const int len[5] = { NP, NP, NC, 1, 3 };
+    for (int k = 0; k < 5; k++)
+        for (int i = 0; i < len[k]; i++)
+            all[k][i] = (int32_t)(tu_next(&r) % (uint64_t)V);
+    float *lg = malloc(sizeof(float) * (size_t)V * 15); /* 3 items × (1 + 3 + 1) rows: alone, batched, no runs */
+    float *alone_l = lg, *batch_l = lg + 5 * V, *loose_l = lg + 10 * V;
+    glm_forward *f;
+    ck_assert(glm_forward_create_pool(&f, m, b, 64, 64, 4 * 64) == GLM_OK);
+    /* alone: each item in a step of its own */
+    bit_item a = { pa, da, NP, 1, alone_l }, c = { pc, dc, NP, 3, alone_l + V }, ch = { NULL, chunk, 0, NC, alone_l + 4 * V };
+    bit_step(f, &a, 1);
+    bit_step(f, &c, 1);
+    bit_step(f, &ch, 1);
+    /* together, the long chunk given first */
+    bit_item tog[3] = { { NULL, chunk, 0, NC, batch_l + 4 * V }, { pa, da, NP, 1, batch_l }, { pc, dc, NP, 3, batch_l + V } };
+    bit_step(f, tog, 3);
+    ck_assert_msg(!memcmp(alone_l, batch_l, sizeof(float) * V), "%s: the decode row's logits changed beside a prompt",
+                  backend);
+    ck_assert_msg(!memcmp(alone_l + V, batch_l + V, sizeof(float) * 3 * V),
+                  "%s: the verify rows' logits changed beside a prompt", backend);
+    ck_assert_msg(!memcmp(alone_l + 4 * V, batch_l + 4 * V, sizeof(float) * V),
+                  "%s: the prompt chunk's logits changed beside short items", backend);
+    if (b->ops->set_runs) {
+        glm_backend_ops loose = *b->ops;
+        const glm_backend_ops *own = b->ops;
+        loose.set_runs = NULL;
+        b->ops = &loose;
+        for (int i = 0; i < 3; i++)
+            tog[i].logits = loose_l + (tog[i].logits - batch_l);
+        bit_step(f, tog, 3);
+        b->ops = own;
+        ck_assert_msg(memcmp(alone_l, loose_l, sizeof(float) * V) != 0,
+                      "%s: without item runs the decode row still gave its alone logits: the check cannot fail",
+                      backend);
+    }
+    printf("%s: a decode row and 3 verify rows beside a %d-row prompt chunk: logits bit-identical to alone\n", backend,
+           NC);
+    ck_assert_int_eq(glm_forward_pages_used(f), 0);
+    free(lg);
+    glm_forward_destroy(f);
+    glm_backend_destroy(b);
+    glm_model_close(m);
+}
+
+START_TEST(test_prefill_beside_ref) { prefill_beside("ref"); }
+END_TEST
+
+START_TEST(test_prefill_beside_vulkan) { prefill_beside("vulkan"); }
+END_TEST
+
 /* A step that cannot get its pages fails whole: no sequence changes. */
 START_TEST(test_step_pool_exhausted)
 {
@@ -434,6 +527,8 @@ int main(void)
     tcase_add_test(tc, test_batched_equals_alone_vulkan);
     tcase_add_test(tc, test_mtp_batched_ref);
     tcase_add_test(tc, test_mtp_batched_vulkan);
+    tcase_add_test(tc, test_prefill_beside_ref);
+    tcase_add_test(tc, test_prefill_beside_vulkan);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -41,6 +41,8 @@ START_TEST(test_bounds_match_tolerances)
 {
     ck_assert(GLM_PARITY_ELEMENTWISE_NMSE == TOL_VK_ELEMENTWISE_NMSE);
     ck_assert(GLM_PARITY_MATVEC_NMSE == TOL_VK_MATVEC_NMSE);
+    ck_assert(GLM_PARITY_MATMUL_NMSE == TOL_VK_MATMUL_NMSE);
+    ck_assert(GLM_PARITY_MATMUL_CM_NMSE == TOL_VK_MATMUL_CM_NMSE);
     ck_assert(GLM_PARITY_ATTENTION_NMSE == TOL_VK_ATTENTION_NMSE);
 }
 END_TEST
@@ -57,7 +59,7 @@ START_TEST(test_small_table_passes)
                   (unsigned long long)g_seed);
     size_t nops;
     const char *const *ops = glm_parity_op_names(&nops);
-    ck_assert_uint_eq(nops, 12);
+    ck_assert_uint_eq(nops, 14);
     for (size_t i = 0; i < nops; i++) {
         ck_assert_msg(rows_of(&rep, ops[i]) > 0, "op %s missing from the report", ops[i]);
         ck_assert_msg(strstr(md, ops[i]) != NULL, "op %s missing from the Markdown", ops[i]);

@@ -208,6 +208,33 @@ START_TEST(test_add_rms_norm)
 }
 END_TEST
 
+/* T rows of x through slab 1 of a random [2][nrows][ncols] weight of type t, by matvec or the
+ * tiled matmul, against ref_matvec; every output must be written. Returns the NMSE. */
+static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled)
+{
+    test_weight tw;
+    make_weight(&tw, t, ncols, nrows, 2);
+    float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
+    for (uint32_t v = 0; v < T; v++)
+        ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
+    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    glm_vk_view vy = view(&by, T, nrows), vx = view(&bx, T, ncols);
+    ck_assert_msg((tiled ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx) : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK, "%s",
+                  glm_last_error());
+    run();
+    size_t n = (size_t)nrows * T;
+    check_out(&by, n, glm_type_name(t));
+    double e = tu_nmse(ref, by.map, n);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &by);
+    free_weight(&tw);
+    free(x);
+    free(ref);
+    return e;
+}
+
 START_TEST(test_matvec_all_types)
 {
     static const uint32_t col_blocks[] = { 1, 3, 8 };
@@ -219,28 +246,10 @@ START_TEST(test_matvec_all_types)
         uint32_t blk = tr->block == 1 ? 32 : tr->block;
         for (size_t ci = 0; ci < 3; ci++)
             for (size_t ri = 0; ri < 3; ri++) {
-                uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri], nvec = 2, slabs = 2;
-                test_weight tw;
-                make_weight(&tw, t, ncols, nrows, slabs);
-                float *x = malloc((size_t)ncols * nvec * 4), *ref = malloc((size_t)nrows * nvec * 4);
-                tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -2, 2);
-                for (uint32_t v = 0; v < nvec; v++)
-                    ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
-                glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
-                ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-                ck_assert_msg(glm_vk_matvec(g_vk, view(&by, nvec, nrows), &tw.w, 1, view(&bx, nvec, ncols)) == GLM_OK,
-                              "%s", glm_last_error());
-                run();
-                size_t n = (size_t)nrows * nvec;
-                check_out(&by, n, tr->name);
-                double e = tu_nmse(ref, by.map, n);
+                uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri];
+                double e = product_case(t, ncols, nrows, 2, false);
                 worst = e > worst ? e : worst;
                 ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s rows=%u cols=%u nmse %.3g", tr->name, nrows, ncols, e);
-                glm_vk_buffer_destroy(g_vk, &bx);
-                glm_vk_buffer_destroy(g_vk, &by);
-                free_weight(&tw);
-                free(x);
-                free(ref);
             }
     }
     printf("vk matvec: worst nmse over all types and shapes %.3g\n", worst);
@@ -372,6 +381,93 @@ START_TEST(test_matvec_id)
 }
 END_TEST
 
+/* ---- tiled matmul (prefill) ---- */
+
+/* The tiled kernels to test: the plain one, and the tensor-core one where the device has it. */
+static int matmul_kernels(void) { return glm_vk_coopmat_available(g_vk) ? 2 : 1; }
+static double matmul_tol(int cm) { return cm ? TOL_VK_MATMUL_CM_NMSE : TOL_VK_MATMUL_NMSE; }
+
+START_TEST(test_matmul_all_types)
+{
+    /* token counts below, at and across the 64-row tile; weight rows likewise */
+    static const uint32_t toks[] = { 9, 70 };
+    static const uint32_t rows[] = { 5, 67 };
+    double worst[2] = { 0, 0 };
+    for (int cm = 0; cm < matmul_kernels(); cm++) {
+        glm_vk_use_coopmat(g_vk, cm);
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            glm_type t = k_all_types[ti];
+            const glm_type_traits *tr = glm_type_info(t);
+            uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
+            for (size_t ri = 0; ri < 2; ri++)
+                for (size_t ki = 0; ki < 2; ki++) {
+                    uint32_t nrows = rows[ri], T = toks[ki];
+                    double e = product_case(t, ncols, nrows, T, true);
+                    worst[cm] = e > worst[cm] ? e : worst[cm];
+                    ck_assert_msg(e <= matmul_tol(cm), "matmul%s %s rows=%u cols=%u T=%u nmse %.3g", cm ? "_cm" : "",
+                                  tr->name, nrows, ncols, T, e);
+                }
+        }
+        printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
+    }
+    glm_vk_use_coopmat(g_vk, true);
+}
+END_TEST
+
+START_TEST(test_matmul_id_grouped)
+{
+    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group)
+     * and, in the second round, repeated experts within a token (more rows than tokens) */
+    const uint32_t T = 70, k = 4, E = 7, nrows = 67;
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
+    for (int cm = 0; cm < matmul_kernels(); cm++) {
+        glm_vk_use_coopmat(g_vk, cm);
+        double worst = 0;
+        for (int round = 0; round < 2; round++)
+            for (int per_pair = 0; per_pair < 2; per_pair++) {
+                glm_type t = types[(size_t)(2 * round + per_pair) % 3];
+                uint32_t ncols = 256;
+                test_weight tw;
+                make_weight(&tw, t, ncols, nrows, E);
+                uint32_t xrows = per_pair ? T * k : T;
+                float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)T * k * nrows * 4);
+                tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
+                int32_t *ids = malloc((size_t)T * k * 4);
+                for (uint32_t i = 0; i < T * k; i++) {
+                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 1));
+                    ids[i] = e >= 3 ? e + 1 : e;
+                }
+                for (uint32_t i = 0; i < T * k; i++)
+                    ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
+                uint64_t ng = glm_vk_moe_group_ints(T, k, E);
+                glm_vk_buffer bx = dev_copy(x, (size_t)xrows * ncols * 4), bi = dev_copy(ids, (size_t)T * k * 4);
+                glm_vk_buffer by = out_buf((size_t)T * k * nrows), bg;
+                ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
+                ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+                ck_assert_msg(glm_vk_matmul_id(g_vk, view(&by, T * k, nrows), &tw.w, view(&bx, xrows, ncols),
+                                               view(&bi, T, k), view(&bg, 1, (uint32_t)ng)) == GLM_OK,
+                              "%s", glm_last_error());
+                run();
+                check_out(&by, (size_t)T * k * nrows, "matmul_id");
+                double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
+                worst = e > worst ? e : worst;
+                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d nmse %.3g", cm ? "_cm" : "",
+                              glm_type_name(t), round, per_pair, e);
+                glm_vk_buffer_destroy(g_vk, &bx);
+                glm_vk_buffer_destroy(g_vk, &bi);
+                glm_vk_buffer_destroy(g_vk, &by);
+                glm_vk_buffer_destroy(g_vk, &bg);
+                free_weight(&tw);
+                free(x);
+                free(ref);
+                free(ids);
+            }
+        printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm ? " (tensor cores)" : "", worst);
+    }
+    glm_vk_use_coopmat(g_vk, true);
+}
+END_TEST
+
 START_TEST(test_get_rows)
 {
     static const glm_type types[] = { GLM_TYPE_BF16, GLM_TYPE_Q8_0, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K };
@@ -458,7 +554,7 @@ START_TEST(test_kv_write)
     for (int normed = 0; normed < 2; normed++) {
         glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
         glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11 };
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         glm_status st = normed ? glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w,
                                                       1e-6f, NN)
@@ -650,11 +746,22 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 64 exercise the split over the sequence (1100: 18 splits); a latent of
-     * 42 columns (rows not 16-byte aligned) takes the kernel's scalar loads. */
-    static const uint32_t cases[][4] = { { 0, 7, 70, 40 }, { 300, 2, 5, 42 }, { 5, 3, 1100, 40 } };
-    for (size_t ci = 0; ci < 3; ci++) {
-        const uint32_t H = 3, dn = 16, dr = 8, dv = 12, rkv = cases[ci][3], P = 4, W = rkv + dr;
+     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
+     * 256-split cap with empty tail splits); H 13 and 20 make two groups of heads there (7 + 6,
+     * 10 + 10), Rkv 512 / dr 64 is the model's latent width. A chunk of more than 8 rows runs
+     * tiled (its rows × positions as 64 × 64 tiles, here more than one each way; head sizes of
+     * whole 32-column chunks, so that k_b and v_b run as tiled products, and an odd rope size,
+     * so that most heads start at unaligned columns and the split kernel reads keys element by
+     * element), while B's row beside it still takes the per-row kernels; in the last case B is
+     * longer than A and A has no key bound of its own, so its scores are laid out wider than its
+     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+    static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
+                                         { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
+                                         { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
+        const uint32_t P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
         const uint32_t nA = pos0 + TA, nB = posB + 1, npA = (nA + P - 1) / P + 1, npB = (nB + P - 1) / P + 1;
         glm_mla_shape sA = { (int)TA, (int)pos0, (int)H, (int)dn, (int)dr, (int)dv, (int)rkv };
@@ -682,10 +789,11 @@ START_TEST(test_mla_attention)
         glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
         glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
-        uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P;
-        ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, max_len) * 4, false) == GLM_OK);
+        uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
+        /* odd cases give each item's own key bound, the others only max_len */
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
-                             max_len };
+                             max_len, runs, ci % 2 ? lens : NULL, 2 };
+        ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
         glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk, &kb.w,
@@ -694,8 +802,11 @@ START_TEST(test_mla_attention)
         run();
         check_out(&bo, (size_t)T * oc, "mla_attention");
         double e = tu_nmse(ref, bo.map, (size_t)T * oc);
-        ck_assert_msg(e <= TOL_VK_ATTENTION_NMSE, "mla case %zu nmse %.3g", ci, e);
-        printf("vk paged mla (A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", pos0, TA, posB, e);
+        bool cm = glm_vk_coopmat_enabled(g_vk) && TA > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
+        double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
+        ck_assert_msg(e <= bound, "mla case %zu nmse %.3g", ci, e);
+        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", H, rkv, dr,
+               pos0, TA, posB, e);
         glm_vk_buffer_destroy(g_vk, &bq);
         glm_vk_buffer_destroy(g_vk, &bp);
         glm_vk_buffer_destroy(g_vk, &bm);
@@ -1017,8 +1128,23 @@ START_TEST(test_rejects_bad_shapes)
     ck_assert_int_eq(glm_vk_matvec(g_vk, view(&b, 1, 2), &w, 0, view(&b, 1, 100)), GLM_ERR_INVALID);
     w = (glm_vk_weight){ &b, GLM_TYPE_IQ2_XXS, 0, 256, 1, 1, 66, 66 };
     ck_assert_int_eq(glm_vk_matvec(g_vk, view(&b, 1, 1), &w, 0, view(&b, 1, 256)), GLM_ERR_INVALID);
+    /* the tiled path takes whole 32-column chunks only */
+    w = (glm_vk_weight){ &b, GLM_TYPE_F32, 0, 40, 2, 1, 160, 320 };
+    ck_assert_int_eq(glm_vk_matmul(g_vk, view(&b, 2, 2), &w, 0, view(&b, 2, 40)), GLM_ERR_INVALID);
     /* a view past the end of its buffer */
     ck_assert_int_eq(glm_vk_eltwise(g_vk, GLM_VK_ADD, view(&b, 2, 200), view(&b, 2, 200), view(&b, 2, 200)),
+                     GLM_ERR_INVALID);
+    /* attention whose item runs do not add up to its 4 rows, or whose key bound is shorter
+     * than the item's rows */
+    glm_vk_weight kb = { &b, GLM_TYPE_F32, 0, 8, 8, 1, 32, 256 }, vb = kb;
+    uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
+    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2 };
+    ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
+                                          &vb, 1, 8, 8, 8, &r, &b),
+                     GLM_ERR_INVALID);
+    r.runs = runs4, r.run_len = short_len;
+    ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
+                                          &vb, 1, 8, 8, 8, &r, &b),
                      GLM_ERR_INVALID);
     run();
     glm_vk_buffer_destroy(g_vk, &b);
@@ -1037,6 +1163,8 @@ int main(void)
     tcase_add_test(tc, test_matvec_id);
     tcase_add_test(tc, test_rms_norm_matvec);
     tcase_add_test(tc, test_matvec_add);
+    tcase_add_test(tc, test_matmul_all_types);
+    tcase_add_test(tc, test_matmul_id_grouped);
     tcase_add_test(tc, test_matvec_heads);
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);

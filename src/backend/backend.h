@@ -143,7 +143,23 @@ typedef struct glm_backend_ops {
      * of those columns in place followed by kv_write, except that src is left as it was. */
     glm_status (*kv_write_norm)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
                                 const glm_tensor *g, float eps, int n_norm);
+
+    /* Optional (NULL: the backend's products are row by row whatever the row count). The rows
+     * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu and
+     * mla_attention) come as runs[0..n_runs) rows of one item each, one after another; n_runs
+     * 0 forgets them. A backend with kernels for many rows (tiled) uses them only for the rows
+     * of items of more than GLM_FEW_ROWS rows, and computes every other row exactly as a
+     * product of that item alone would, so that a row's result never depends on the other
+     * items of its step (the forward sets the runs of each step and of its lm_head rows).
+     * A product whose rows do not add up to the runs is treated as one item. ends: NULL, or
+     * each item's key bound (its last position + 1, a host bound like glm_kv_rows.max_len),
+     * which sizes that item's attention. The arrays are copied. */
+    glm_status (*set_runs)(glm_backend *b, const int32_t *runs, const int64_t *ends, int n_runs);
 } glm_backend_ops;
+
+/* Items of at most this many rows (decode, MTP verify of up to 7 drafts) are computed row by
+ * row by every backend. */
+#define GLM_FEW_ROWS 8
 
 struct glm_backend {
     const glm_backend_ops *ops;

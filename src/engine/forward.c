@@ -323,7 +323,16 @@ glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items,
     *r = (glm_kv_rows){ .pos = m1, .ptab = m1, .pages = glm_dview_cols(*meta, 2 * T, n_pages),
                         .page_size = f->pool->page_size, .max_len = max_len };
     r->ptab.off += T;
-    return GLM_OK;
+    for (int i = 0; i < n_items; i++) {
+        f->h_runs[i] = items[i].n;
+        f->h_ends[i] = (mtp ? items[i].seq->mtp.n : items[i].seq->kv.n) + items[i].n;
+    }
+    return glm_fwd_set_runs(f, f->h_runs, f->h_ends, n_items);
+}
+
+glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, const int64_t *ends, int n)
+{
+    return f->b->ops->set_runs ? f->b->ops->set_runs(f->b, runs, ends, n) : GLM_OK;
 }
 
 /* Rows of the logits the items want (all, or the last of each) through lm_head, to the host. */
@@ -343,17 +352,21 @@ static glm_status step_logits(glm_forward *f, const glm_step_item *items, int n_
         GLM_TRY(dump_t(f, d, "", "logits", dst));
         return glm_fwd_logits_out(f, dst, it->logits, it->all_logits);
     }
-    /* gather the wanted rows into s.a (free after the last layer), then one lm_head */
+    /* gather the wanted rows into s.a (free after the last layer), then one lm_head whose
+     * runs are each item's wanted rows (so each is computed as that item's alone would be) */
     int64_t n = 0, t = 0;
+    int nr = 0;
     for (int i = 0; i < n_items; t += items[i].n, i++) {
         if (!items[i].logits)
             continue;
         int64_t k = items[i].all_logits ? items[i].n : 1, from = t + items[i].n - k;
         GLM_TRY(o->copy(f->b, glm_dview_rows(f->s.a, n, k), glm_dview_rows(fn, from, k)));
+        f->h_runs[nr++] = (int32_t)k;
         n += k;
     }
     if (!n)
         return GLM_OK;
+    GLM_TRY(glm_fwd_set_runs(f, f->h_runs, NULL, nr));
     GLM_TRY(o->matmul(f->b, glm_dview_rows(lg, 0, n), glm_dview_rows(f->s.a, 0, n), f->m->output, 0));
     /* one transfer for the whole step, then each item's rows from it */
     if (n * V > f->h_logits_n) {
@@ -412,6 +425,9 @@ static glm_status run_step(glm_forward *f, const glm_step_item *items, int n_ite
             st = o->download(f->b, items[i].hidden, glm_dview_rows(fn, t, items[i].n));
     if (st == GLM_OK)
         st = step_logits(f, items, n_items, fn, d);
+    glm_status cl = glm_fwd_set_runs(f, NULL, NULL, 0);
+    if (st == GLM_OK)
+        st = cl;
     for (int i = 0; i < n_items; i++) {
         glm_kvseq *kv = &items[i].seq->kv;
         if (st == GLM_OK)
@@ -426,7 +442,19 @@ glm_status glm_forward_step(glm_forward *f, const glm_step_item *items, int n_it
 {
     if (n_items <= 0)
         return glm_errorf(GLM_ERR_INVALID, "forward: an empty step");
-    return run_step(f, items, n_items, NULL);
+    if (n_items > f->n_batch)
+        return glm_errorf(GLM_ERR_INVALID, "forward: more than %d rows in one step", f->n_batch);
+    /* items of few rows first, then the longer ones (each in the given order): a backend then
+     * runs each product as at most one row-by-row and one tiled stretch. Every item's results
+     * go to its own buffers, so the order of the rows in the step is free. */
+    int n = 0;
+    for (int i = 0; i < n_items; i++)
+        if (items[i].n <= GLM_FEW_ROWS)
+            f->h_items[n++] = items[i];
+    for (int i = 0; i < n_items; i++)
+        if (items[i].n > GLM_FEW_ROWS)
+            f->h_items[n++] = items[i];
+    return run_step(f, f->h_items, n_items, NULL);
 }
 
 glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float *logits, bool all_logits,
@@ -622,7 +650,10 @@ glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_ba
     if (st == GLM_OK)
         st = seq_init(f, &f->own);
     f->cur = &f->own;
-    if (st == GLM_OK && !(f->h_tok = malloc(sizeof(int32_t) * (size_t)n_batch)))
+    if (st == GLM_OK && (!(f->h_tok = malloc(sizeof(int32_t) * (size_t)n_batch)) ||
+                         !(f->h_items = malloc(sizeof(glm_step_item) * (size_t)n_batch)) ||
+                         !(f->h_runs = malloc(sizeof(int32_t) * (size_t)n_batch)) ||
+                         !(f->h_ends = malloc(sizeof(int64_t) * (size_t)n_batch))))
         st = glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
     if (st == GLM_OK)
         st = alloc_bufs(f);
@@ -652,6 +683,9 @@ void glm_forward_destroy(glm_forward *f)
     glm_kvpool_destroy(f->mtp_pool);
     free(f->h_meta);
     free(f->h_tok);
+    free(f->h_items);
+    free(f->h_runs);
+    free(f->h_ends);
     free(f->h_logits);
     free(f);
 }

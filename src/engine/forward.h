@@ -206,12 +206,16 @@ struct glm_forward {
     int32_t *h_meta; /* host staging of the step rows */
     int64_t meta_cap;
     int32_t *h_tok; /* [n_batch] */
+    glm_step_item *h_items; /* [n_batch]: a step's items, the short ones first */
+    int32_t *h_runs;        /* [n_batch]: rows per item for the backend's set_runs */
+    int64_t *h_ends;        /* [n_batch]: and their key bounds */
     float *h_logits; /* host staging of a step's logits rows (grows) */
     int64_t h_logits_n;
 };
 
 /* Build and upload the step rows (glm_kv_rows) of items into meta (mtp: their MTP caches,
- * each item at its MTP length) after reserving the pages they need. */
+ * each item at its MTP length) after reserving the pages they need, and give the backend the
+ * items' row counts (set_runs) for the step's products. */
 glm_status glm_fwd_rows(glm_forward *f, const glm_step_item *items, int n_items, bool mtp, glm_kv_rows *r);
 /* One decoder block (§2.2) on x[T][hidden] in place, rows r, cache layer kv of the pool;
  * dumps under "<prefix>layer.NN/" (or "<prefix>" when layer_idx < 0). */
@@ -219,6 +223,8 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T
                          const char *prefix, int layer_idx);
 /* Every id in [0, vocab) or a one-line error naming the first bad one. */
 glm_status glm_forward_check_ids(const glm_forward *f, const int32_t *ids, int n);
+/* The backend's set_runs, where it has one (n 0: forget them). */
+glm_status glm_fwd_set_runs(glm_forward *f, const int32_t *runs, const int64_t *ends, int n);
 /* logits rows [T] from the rows of src: all to host logits [T][V], or the last to [V]. */
 glm_status glm_fwd_logits_out(glm_forward *f, glm_dview lg, float *logits, bool all_logits);
 

@@ -51,9 +51,15 @@ typedef struct vk_impl {
     uint32_t rope_positions, rope_dim;
     float rope_theta;
     glm_vk_buffer scratch; /* MLA */
+    glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     uint64_t ids_cap;
+    uint32_t *runs; /* set_runs: rows of the items of the products that follow */
+    uint32_t *run_len; /* and their key bounds (when given) */
+    bool has_len;
+    uint32_t n_runs, runs_cap;
+    uint64_t runs_sum;
 } vk_impl;
 
 static vk_impl *impl(glm_backend *b) { return b->impl; }
@@ -303,9 +309,12 @@ static void vk_destroy(glm_backend *b)
         free(v->slots);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
+        glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_destroy(v->vk);
+        free(v->runs);
+        free(v->run_len);
         free(v);
     }
     free(b);
@@ -399,13 +408,86 @@ static glm_status vk_add_rms_norm(glm_backend *b, glm_dview y, glm_dview x, glm_
     return glm_vk_add_rms_norm(v->vk, vv(y), vv(x), vv(t), &wt, eps);
 }
 
+/* ---- products: item runs ------------------------------------------------------------------ */
+
+static glm_status vk_set_runs(glm_backend *b, const int32_t *runs, const int64_t *ends, int n_runs)
+{
+    vk_impl *v = impl(b);
+    v->n_runs = 0;
+    if (n_runs < 0 || (n_runs > 0 && !runs))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: %d runs without rows", n_runs);
+    if ((uint32_t)n_runs > v->runs_cap) {
+        uint32_t *p = realloc(v->runs, sizeof(uint32_t) * (size_t)n_runs);
+        if (p)
+            v->runs = p;
+        uint32_t *q = p ? realloc(v->run_len, sizeof(uint32_t) * (size_t)n_runs) : NULL;
+        if (!q)
+            return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for %d item runs", n_runs);
+        v->run_len = q;
+        v->runs_cap = (uint32_t)n_runs;
+    }
+    v->runs_sum = 0;
+    for (int i = 0; i < n_runs; i++) {
+        if (runs[i] <= 0 || (ends && (ends[i] < runs[i] || ends[i] > INT32_MAX)))
+            return glm_errorf(GLM_ERR_INVALID, "vulkan set_runs: item %d has %d rows, key bound %lld", i, runs[i],
+                              ends ? (long long)ends[i] : 0ll);
+        v->runs[i] = (uint32_t)runs[i];
+        v->run_len[i] = ends ? (uint32_t)ends[i] : 0;
+        v->runs_sum += (uint64_t)runs[i];
+    }
+    v->has_len = ends != NULL;
+    v->n_runs = (uint32_t)n_runs;
+    return GLM_OK;
+}
+
+/* The stretches of a product over `rows` token rows (cursor c): by the item runs where they
+ * add up to the rows, else all of them as one item. */
+typedef struct vk_cursor {
+    uint32_t i, t, one;
+} vk_cursor;
+
+static bool next_seg(const vk_impl *v, uint32_t rows, vk_cursor *c, glm_vk_stretch *s)
+{
+    if (v->n_runs && v->runs_sum == rows)
+        return glm_vk_next_stretch(v->runs, v->n_runs, true, &c->i, &c->t, s);
+    c->one = rows;
+    return rows && glm_vk_next_stretch(&c->one, 1, true, &c->i, &c->t, s);
+}
+
 static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
 {
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
-    GLM_TRY(recording(v));
-    return glm_vk_matvec(v->vk, vv(y), &wt, (uint32_t)slab, vv(x));
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
+        glm_vk_view ys = vv(glm_dview_rows(y, s.t, s.n)), xs = vv(glm_dview_rows(x, s.t, s.n));
+        GLM_TRY(recording(v));
+        GLM_TRY(s.tiled && glm_vk_matmul_fits(&wt) ? glm_vk_matmul(v->vk, ys, &wt, (uint32_t)slab, xs)
+                                                  : glm_vk_matvec(v->vk, ys, &wt, (uint32_t)slab, xs));
+    }
+    return GLM_OK;
+}
+
+/* The group scratch of a tiled matmul_id over `ids` (made large enough before recording). */
+static glm_status group_view(vk_impl *v, glm_dview ids, const glm_vk_weight *w, glm_vk_view *g)
+{
+    uint64_t n = glm_vk_moe_group_ints((uint32_t)ids.rows, (uint32_t)ids.cols, w->nslabs ? w->nslabs : 1);
+    GLM_TRY(ensure(v, &v->group, n * 4, false));
+    *g = (glm_vk_view){ &v->group, 0, 1, (uint32_t)n, (uint32_t)n };
+    return GLM_OK;
+}
+
+/* The rows of stretch s in the views of an expert product: ids [T][k], y [T·k], x [T] or
+ * [T·k]. */
+static void seg_views(glm_vk_stretch s, glm_dview *y, glm_dview *x, glm_dview *ids)
+{
+    int64_t k = ids->cols;
+    bool per_pair = x->rows != ids->rows;
+    *y = glm_dview_rows(*y, s.t * k, s.n * k);
+    *x = per_pair ? glm_dview_rows(*x, s.t * k, s.n * k) : glm_dview_rows(*x, s.t, s.n);
+    *ids = glm_dview_rows(*ids, s.t, s.n);
 }
 
 static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
@@ -446,8 +528,64 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     vk_impl *v = impl(b);
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)ids.rows, &c, &s)) {
+        glm_dview ys = y, xs = x, is = ids;
+        seg_views(s, &ys, &xs, &is);
+        if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
+            glm_vk_view g;
+            GLM_TRY(group_view(v, is, &wt, &g));
+            GLM_TRY(recording(v));
+            v->pending++; /* two dispatches */
+            GLM_TRY(glm_vk_matmul_id(v->vk, vv(ys), &wt, vv(xs), vv(is), g));
+        } else {
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
+        }
+    }
+    return GLM_OK;
+}
+
+/* Gate/up of items of many rows: the two tiled products (grouped by expert with ids) and the
+ * SwiGLU. */
+static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
+                               const glm_dview *ids)
+{
+    glm_vk_view gv = { 0 };
+    if (ids)
+        GLM_TRY(group_view(v, *ids, g, &gv));
+    GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+    glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
     GLM_TRY(recording(v));
-    return glm_vk_matvec_id(v->vk, vv(y), &wt, vv(x), vv(ids));
+    v->pending += ids ? 4 : 2;
+    if (ids) {
+        GLM_TRY(glm_vk_matmul_id(v->vk, vv(y), g, vv(x), vv(*ids), gv));
+        GLM_TRY(glm_vk_matmul_id(v->vk, uv, u, vv(x), vv(*ids), gv));
+    } else {
+        GLM_TRY(glm_vk_matmul(v->vk, vv(y), g, 0, vv(x)));
+        GLM_TRY(glm_vk_matmul(v->vk, uv, u, 0, vv(x)));
+    }
+    return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+}
+
+/* Gate/up row by row: one fused dispatch (or two products and the SwiGLU). */
+static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
+                                const glm_dview *ids)
+{
+    if (g->buf != u->buf) {
+        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
+        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
+        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
+        GLM_TRY(recording(v));
+        v->pending += 2;
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), g, 0, vv(x)));
+        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, u, 0, vv(x)));
+        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    }
+    GLM_TRY(recording(v));
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
 }
 
 static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
@@ -457,19 +595,21 @@ static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, con
     glm_vk_weight g, u;
     GLM_TRY(weight(v, wg, &g));
     GLM_TRY(weight(v, wu, &u));
-    if (g.buf != u.buf) {
-        /* not in one buffer (uploaded apart): the two products and the SwiGLU */
-        GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
-        glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
-        GLM_TRY(recording(v));
-        v->pending += 2;
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), &g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), &g, 0, vv(x)));
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, &u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, &u, 0, vv(x)));
-        return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)(ids ? ids->rows : x.rows), &c, &s)) {
+        glm_dview ys = y, xs = x, is = ids ? *ids : (glm_dview){ 0 };
+        if (ids)
+            seg_views(s, &ys, &xs, &is);
+        else
+            ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
+        const glm_dview *ip = ids ? &is : NULL;
+        if (s.tiled && glm_vk_matmul_fits(&g) && glm_vk_matmul_fits(&u))
+            GLM_TRY(tiled_swiglu(v, ys, xs, &g, &u, ip));
+        else
+            GLM_TRY(matvec_swiglu(v, ys, xs, &g, &u, ip));
     }
-    GLM_TRY(recording(v));
-    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
-    return glm_vk_matvec_swiglu(v->vk, vv(y), &g, &u, vv(x), ids ? &iv : NULL);
+    return GLM_OK;
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
@@ -484,16 +624,20 @@ static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim
                        (uint32_t)rope_off, (uint32_t)rope_dim, vv(pos));
 }
 
-static glm_vk_kv_rows vk_rows(const glm_kv_rows *r)
+/* r as the kernels take it, with the item runs where they add up to r's rows (attention
+ * without them takes every row on its own). */
+static glm_vk_kv_rows vk_rows(const vk_impl *v, const glm_kv_rows *r)
 {
-    return (glm_vk_kv_rows){ vv(r->pos), vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len };
+    bool runs = v->n_runs && v->runs_sum == (uint64_t)r->pos.rows;
+    return (glm_vk_kv_rows){ vv(r->pos),           vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len,
+                             runs ? v->runs : NULL, runs && v->has_len ? v->run_len : NULL, runs ? v->n_runs : 0 };
 }
 
 static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)
 {
     vk_impl *v = impl(b);
     GLM_TRY(recording(v));
-    glm_vk_kv_rows kr = vk_rows(r);
+    glm_vk_kv_rows kr = vk_rows(v, r);
     return glm_vk_kv_write(v->vk, vv(pool), vv(src), &kr);
 }
 
@@ -506,7 +650,7 @@ static glm_status vk_kv_write_norm(glm_backend *b, glm_dview pool, glm_dview src
     if (n_norm <= 0)
         return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_norm: %d columns to norm", n_norm);
     GLM_TRY(recording(v));
-    glm_vk_kv_rows kr = vk_rows(r);
+    glm_vk_kv_rows kr = vk_rows(v, r);
     return glm_vk_kv_write_norm(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm);
 }
 
@@ -520,11 +664,11 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     GLM_TRY(weight(v, v_b, &wv));
     if (r->max_len <= 0 || r->max_len > INT32_MAX)
         return glm_errorf(GLM_ERR_INVALID, "vulkan mla_attention: bad key bound %lld", (long long)r->max_len);
-    uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora, L = (uint32_t)r->max_len;
-    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, L) * 4, false));
+    uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora;
+    glm_vk_kv_rows rows = vk_rows(v, r);
+    GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, &rows) * 4, false));
     GLM_TRY(recording(v));
-    v->pending += glm_vk_mla_dispatches(T, H, R, L) - 1; /* the composite records that many dispatches */
-    glm_vk_kv_rows rows = vk_rows(r);
+    v->pending += glm_vk_mla_dispatches(T, H, R, &rows) - 1; /* the composite records that many dispatches */
     return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
                                 (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch);
 }
@@ -607,6 +751,7 @@ static const glm_backend_ops k_vk_ops = {
     .rms_norm_matmul = vk_rms_norm_matmul,
     .matmul_add = vk_matmul_add,
     .kv_write_norm = vk_kv_write_norm,
+    .set_runs = vk_set_runs,
 };
 
 glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int device_index, bool validation)

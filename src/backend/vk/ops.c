@@ -197,6 +197,79 @@ glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
+/* ---- tiled matmul (prefill) ---- */
+
+#define MM_TILE 64u /* weight rows and token rows per workgroup (BM, BN of matmul_tile.glsl) */
+
+bool glm_vk_matmul_fits(const glm_vk_weight *w) { return w->ncols % 32 == 0 && weight_ok(w); }
+
+static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t gy,
+                                uint32_t gz)
+{
+    glm_vk_kernel k = glm_vk_coopmat_enabled(vk) ? GLM_VK_MATMUL_CM : GLM_VK_MATMUL;
+    return glm_vk_dispatch_variant(vk, k, pc->type, b, 4, pc, sizeof *pc, (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+}
+
+glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
+{
+    if (!glm_vk_matmul_fits(w))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan matmul: %s weight of %u columns is malformed, outside its buffer or "
+                          "not a multiple of 32 columns", glm_type_name(w->type), w->ncols);
+    if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows || y.rows != x.rows ||
+        slab >= (w->nslabs ? w->nslabs : 1))
+        return bad("matmul", "x or y view does not match the weight, overruns its buffer, or slab out of range");
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
+                              w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
+    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, 1);
+}
+
+glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
+                               uint32_t x_step, uint32_t y_step)
+{
+    if (!glm_vk_matmul_fits(w) || heads == 0 || heads > (w->nslabs ? w->nslabs : 1))
+        return bad("matmul_heads", "weight malformed, not whole 32-column chunks, or fewer slabs than heads");
+    glm_vk_view xl = x, yl = y; /* the last head's views must lie inside their buffers */
+    xl.off += (heads - 1) * x_step;
+    yl.off += (heads - 1) * y_step;
+    if (!view_ok(x) || !view_ok(y) || !view_ok(xl) || !view_ok(yl) || x.cols != w->ncols || y.cols != w->nrows ||
+        y.rows != x.rows)
+        return bad("matmul_heads", "x or y view does not match the weight or overruns its buffer");
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
+    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, heads);
+}
+
+uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
+{
+    /* counts[E], offsets[E], tiles[E+1], pairs[T·k] */
+    return 3ull * n_exp + 1 + (uint64_t)T * k;
+}
+
+glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
+                            glm_vk_view group)
+{
+    uint32_t E = w->nslabs ? w->nslabs : 1;
+    if (!glm_vk_matmul_fits(w))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan matmul_id: %s weight of %u columns is malformed, outside its buffer "
+                          "or not a multiple of 32 columns", glm_type_name(w->type), w->ncols);
+    if (!view_ok(x) || !view_ok(y) || !view_ok(ids) || !view_ok(group) || x.cols != w->ncols || y.cols != w->nrows ||
+        y.rows != ids.rows * ids.cols || (x.rows != ids.rows && x.rows != y.rows))
+        return bad("matmul_id", "ids, x and y row counts disagree or overrun their buffers");
+    if (E > 256 || group.ld != group.cols || (uint64_t)group.rows * group.cols < glm_vk_moe_group_ints(ids.rows, ids.cols, E))
+        return bad("matmul_id", "more than 256 experts, or the group scratch is too small");
+    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, MM_TILE, 0 };
+    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
+    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
+    uint32_t mode = x.rows == ids.rows && ids.cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1); /* as matvec_any */
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0 };
+    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
+    /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
+    return matmul_record(vk, &pc, b, (y.rows + MM_TILE - 1) / MM_TILE + E, 1);
+}
+
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)
 {
     if (!weight_ok(w) || !view_ok(y) || !view_ok(ids) || y.cols != w->ncols || ids.rows != y.rows)
@@ -342,25 +415,169 @@ static uint32_t split_count(uint32_t max_len)
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
+/* Floats of one split's partial [m, l, 0, 0, u[Rkv], padding to 4] (part_stride in
+ * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
+#define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
+#define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
+/* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
+ * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
+#define MLA_MAX_HG 10u
+#define MLA_MAX_SLICE 6u
+
+/* mla_split's groups of heads: ceil(H / MLA_MAX_HG), of ceil(H / groups) heads (the last may
+ * have fewer). */
+static uint32_t mla_head_groups(uint32_t H)
+{
+    return (H + MLA_MAX_HG - 1) / MLA_MAX_HG;
+}
+
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
 static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
 {
-    uint64_t per_row = (uint64_t)H * split_count(max_len) * (rkv + 2u);
+    uint64_t per_row = (uint64_t)H * split_count(max_len) * MLA_PART(rkv);
+    if (!per_row)
+        return 1; /* shapes mla_attention refuses */
     uint64_t tb = (8ull << 20) / per_row;
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+/* Query rows per tiled block of an item: its scores [rows·H][max_len] stay within 64 M floats,
+ * and softmax's one workgroup per score row within the 65535 every device dispatches. */
+static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
 {
-    /* qlat [T·H][Rkv], u [T·H][Rkv], partials [block·H][splits][Rkv + 2] */
-    return (uint64_t)T * H * 2ull * rkv +
-           (uint64_t)block_rows(T, H, rkv, max_len) * H * split_count(max_len) * (rkv + 2u);
+    if (!H || !max_len)
+        return 1; /* shapes mla_attention refuses */
+    uint64_t tb = (64ull << 20) / ((uint64_t)H * max_len), cap = 65535u / H;
+    tb = tb < cap ? tb : cap;
+    return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
+                         glm_vk_stretch *s)
 {
-    uint32_t tb = block_rows(T, H, rkv, max_len);
-    return 2 + 2 * ((T + tb - 1) / tb); /* k_b and v_b products, split + combine per block */
+    if (*i >= n_runs)
+        return false;
+    *s = (glm_vk_stretch){ *t, 0, runs[*i] > GLM_VK_MATMUL_MIN_ROWS };
+    do
+        s->n += runs[(*i)++];
+    while (*i < n_runs && (runs[*i] > GLM_VK_MATMUL_MIN_ROWS) == s->tiled && (!s->tiled || merge_long));
+    *t += s->n;
+    return true;
+}
+
+/* The stretches of attention: without runs, every row on its own. */
+static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t *t, glm_vk_stretch *s)
+{
+    if (r->n_runs)
+        return glm_vk_next_stretch(r->runs, r->n_runs, false, i, t, s);
+    if (*t >= T)
+        return false;
+    *s = (glm_vk_stretch){ 0, T, false };
+    *t = T;
+    return true;
+}
+
+/* The key bound of the tiled stretch that ended at run i (its scores' width). */
+static uint32_t stretch_len(const glm_vk_kv_rows *r, uint32_t i)
+{
+    return r->run_len ? r->run_len[i - 1] : r->max_len;
+}
+
+static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
+{
+    uint64_t sum = 0;
+    if (r->n_runs && !r->runs)
+        return false;
+    for (uint32_t i = 0; i < r->n_runs; i++) {
+        if (!r->runs[i] || (r->run_len && (r->run_len[i] < r->runs[i] || r->run_len[i] > r->max_len)))
+            return false;
+        sum += r->runs[i];
+    }
+    return !r->n_runs || sum == T;
+}
+
+uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
+{
+    /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] */
+    uint64_t region = 0, need;
+    uint32_t i = 0, t = 0;
+    glm_vk_stretch s;
+    while (next_seg(r, T, &i, &t, &s)) {
+        uint32_t L = stretch_len(r, i);
+        if (s.tiled)
+            need = (uint64_t)tile_rows(s.n, H, L) * H * L;
+        else
+            need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
+        region = need > region ? need : region;
+    }
+    return (uint64_t)T * H * 2ull * rkv + 3u + region; /* + 3: the partials' 16-byte alignment */
+}
+
+uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
+{
+    uint32_t n = 0, i = 0, t = 0;
+    glm_vk_stretch s;
+    while (next_seg(r, T, &i, &t, &s)) {
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
+        n += 2 + (s.tiled ? 3 : 2) * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+    }
+    return n;
+}
+
+/* The per-row core (mla_split + mla_combine) for rows [t0, t0 + n). */
+static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
+                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
+                                 uint32_t t0, uint32_t n)
+{
+    uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
+    uint32_t tb = block_rows(n, H, rkv, r->max_len);
+    for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
+        uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
+        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,         dn,
+                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
+                                     0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
+                                     r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
+                                     1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
+        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
+         * share each cached row read */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
+        glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, T * H * rkv, r->pos.off,
+                                       r->pos.ld, row0, { 0 } };
+        const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
+        /* one workgroup per (128 latent columns, query row and head) */
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));
+    }
+    return GLM_OK;
+}
+
+/* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
+ * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles, in blocks of tile_rows
+ * rows. */
+static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
+                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
+                                 uint32_t t0, uint32_t n, uint32_t L)
+{
+    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
+    for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
+        uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
+        uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
+        glm_vk_mla_scores_push sp = { rows,        H,        rkv,     dr,     dn + dr, dn,
+                                      L,           s_off,    q.off + b0 * q.ld, q.ld, c.off, c.ld,
+                                      kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
+                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
+        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
+        glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
+        const glm_vk_buffer *xb[1] = { scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
+        glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
+                                   s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
+        const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
+    }
+    return GLM_OK;
 }
 
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
@@ -368,40 +585,37 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                 uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch)
 {
     uint32_t T = q.rows, rkv = c.cols;
-    if (k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
+    if (!H || k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
         v_b->nrows != dv || out.rows != T || out.cols != H * dv || q.cols != H * (dn + dr))
         return bad("mla_attention", "k_b / v_b / q / out shapes disagree with the heads");
     if (!view_ok(q) || !view_ok(c) || !view_ok(kr) || kr.cols != dr || kr.rows != c.rows || !kv_rows_ok(r, T))
         return bad("mla_attention", "cache or page views disagree or overrun their buffers");
+    if (!runs_ok(r, T))
+        return bad("mla_attention", "the item runs do not add up to the rows");
     if (rkv > 512 || dr > 128)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
-    if (glm_vk_mla_scratch_floats(T, H, rkv, r->max_len) * 4 > scratch->size)
+    if ((rkv + dr + 3) / 4 > MLA_MAX_SLICE * (256 / ((H + mla_head_groups(H) - 1) / mla_head_groups(H))))
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
+    if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size)
         return bad("mla_attention", "scratch buffer too small");
-    uint32_t qh = dn + dr;
-    glm_vk_view u = { scratch, T * H * rkv, T * H, rkv, rkv };
-    uint32_t part_off = 2 * T * H * rkv, ns = split_count(r->max_len), tb = block_rows(T, H, rkv, r->max_len);
-    /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head h
-     * are t·H + h */
-    glm_vk_view qn = { q.buf, q.off, T, dn, q.ld };
-    glm_vk_view ql = { scratch, 0, T, rkv, H * rkv };
-    GLM_TRY(glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
-    for (uint32_t row0 = 0; row0 < T; row0 += tb) {
-        uint32_t rows = T - row0 < tb ? T - row0 : tb;
-        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,         dn,
-                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
-                                     0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
-                                     r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
-                                     1.0f / sqrtf((float)qh) };
-        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of 4 heads): the heads share each c row read */
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * ((H + 3) / 4), 1));
-        glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, u.off, r->pos.off, r->pos.ld,
-                                       row0, { 0 } };
-        const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, groups(rkv), rows * H, 1));
+    uint32_t qh = dn + dr, i = 0, t = 0;
+    bool fits = glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
+    glm_vk_stretch s;
+    while (next_seg(r, T, &i, &t, &s)) {
+        /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head
+         * h are t·H + h (tiled for an item of many rows) */
+        bool mm = s.tiled && fits;
+        glm_vk_view qn = { q.buf, q.off + s.t * q.ld, s.n, dn, q.ld };
+        glm_vk_view ql = { scratch, s.t * H * rkv, s.n, rkv, H * rkv };
+        GLM_TRY(mm ? glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv) : glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));
+        if (s.tiled)
+            GLM_TRY(mla_core_tiled(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n, stretch_len(r, i)));
+        else
+            GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n));
+        glm_vk_view uh = { scratch, T * H * rkv + s.t * H * rkv, s.n, rkv, H * rkv };
+        glm_vk_view oh = { out.buf, out.off + s.t * out.ld, s.n, dv, out.ld };
+        GLM_TRY(mm ? glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv) : glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv));
     }
-    glm_vk_view uh = { scratch, u.off, T, rkv, H * rkv };
-    glm_vk_view oh = { out.buf, out.off, T, dv, out.ld };
-    return glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv);
+    return GLM_OK;
 }

@@ -41,6 +41,17 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
+typedef struct glm_vk_matmul_push {
+    uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
+        pad;
+} glm_vk_matmul_push;
+_Static_assert(sizeof(glm_vk_matmul_push) == 64, "mirrors shaders/matmul_tile.glsl");
+
+typedef struct glm_vk_moe_group_push {
+    uint32_t T, k, n_exp, ids_off, ids_ld, g_off, tile, pad;
+} glm_vk_moe_group_push;
+_Static_assert(sizeof(glm_vk_moe_group_push) == 32, "mirrors shaders/moe_group.comp");
+
 typedef struct glm_vk_get_rows_push {
     uint32_t type, ncols, row_bytes, w_offset, ids_off, y_off, y_ld, rows;
 } glm_vk_get_rows_push;
@@ -86,24 +97,64 @@ typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
         ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
     float scale;
+    uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
 } glm_vk_mla_split_push;
-_Static_assert(sizeof(glm_vk_mla_split_push) == 96, "mirrors shaders/mla_split.comp");
+_Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
 
 typedef struct glm_vk_mla_combine_push {
     uint32_t rows, H, rkv, max_split, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[2];
 } glm_vk_mla_combine_push;
 _Static_assert(sizeof(glm_vk_mla_combine_push) == 48, "mirrors shaders/mla_combine.comp");
 
+typedef struct glm_vk_mla_scores_push {
+    uint32_t T, H, rkv, dr, dqk, dn, s_ld, s_off, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off,
+        pages_off, page_size;
+    float scale;
+    uint32_t pad[4];
+} glm_vk_mla_scores_push;
+_Static_assert(sizeof(glm_vk_mla_scores_push) == 96, "mirrors shaders/mla_scores_tiled.comp");
+
+typedef struct glm_vk_softmax_push {
+    uint32_t rows, n, s_off, pad;
+} glm_vk_softmax_push;
+_Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
+
+typedef struct glm_vk_mla_mix_push {
+    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
+} glm_vk_mla_mix_push;
+_Static_assert(sizeof(glm_vk_mla_mix_push) == 48, "mirrors shaders/mla_mix_tiled.comp");
+
 /* The rows of one step over a paged cache (backend.h glm_kv_rows): int32 views pos [T][1],
- * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. */
+ * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. runs (host, n_runs of
+ * them; none: every row on its own) are the rows of the step's items one after another, an
+ * item being rows of one sequence at consecutive positions: glm_vk_mla_attention runs an
+ * item of more than GLM_VK_MATMUL_MIN_ROWS rows as tiles (its own kernels for many rows) and
+ * every other row on its own, so a row's result depends only on the size of its item. */
 typedef struct glm_vk_kv_rows {
     glm_vk_view pos, ptab, pages;
     uint32_t page_size, max_len;
+    const uint32_t *runs;
+    const uint32_t *run_len; /* NULL, or each run's key bound (≤ max_len): its tiled scores' width */
+    uint32_t n_runs;
 } glm_vk_kv_rows;
 
-/* Splits of a row's keys in mla_split.comp: at most this many, of at least 64 positions. */
-#define GLM_VK_MLA_MAX_SPLIT 64u
-#define GLM_VK_MLA_MIN_CHUNK 64u
+/* A stretch [t, t + n) of a step's rows cut by its items' runs: consecutive items of at most
+ * GLM_VK_MATMUL_MIN_ROWS rows (row-by-row kernels), or items of more rows (tiled kernels): one
+ * such item, or with merge_long all the consecutive ones. */
+typedef struct glm_vk_stretch {
+    uint32_t t, n;
+    bool tiled;
+} glm_vk_stretch;
+/* The stretch after row *t (run cursor *i; both 0 at the start); false after the last run. */
+bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
+                         glm_vk_stretch *s);
+
+/* Splits of a row's keys in mla_split.comp (shaders/mla_splits.glsl): at most this many, of
+ * at least MIN_CHUNK positions, so ~2 workgroups per SM of a large GPU at 4096 keys (two
+ * groups of heads per split for 20 heads) and a few at 100. MAX_SPLIT is also the combine's
+ * workgroup size limit. */
+#define GLM_VK_MLA_MAX_SPLIT 256u
+#define GLM_VK_MLA_MIN_CHUNK 32u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
@@ -131,6 +182,23 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
                                   glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps);
 /* y[v] += W · x[v] (slab 0): the product added to what y holds (a residual add folded in). */
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
+/* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
+ * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
+ * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
+#define GLM_VK_MATMUL_MIN_ROWS 8u
+bool glm_vk_matmul_fits(const glm_vk_weight *w);
+glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
+/* Per-head products in one dispatch: for h < heads, rows of y shifted by h·y_step elements
+ * = slab h of w · rows of x shifted by h·x_step (absorbed MLA's k_b and v_b in prefill). */
+glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
+                               uint32_t x_step, uint32_t y_step);
+/* int32 scratch elements the grouped glm_vk_matmul_id needs for T tokens, k slots, E experts. */
+uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
+/* glm_vk_matvec_id's product for many tokens: the (token, slot) pairs are grouped by expert on
+ * the device (moe_group.comp, into `group`, an int32 view of glm_vk_moe_group_ints elements)
+ * and each expert's rows run as tiles of one matmul dispatch. Records two dispatches. */
+glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
+                            glm_vk_view group);
 /* y[t] = dequantized row ids[t] of w; ids an int32 view [T][1] already on the device. */
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids);
 /* In-place RoPE on x using a cos/sin table [pos][rope_dim/2][2]; row t at position pos[t]
@@ -155,16 +223,18 @@ glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk
  * as ref/rope.c computes each angle (so both paths rotate by identical values). */
 void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float theta);
 
-/* Scratch floats absorbed MLA needs for T query rows with keys up to max_len. */
-uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len);
+/* Scratch floats absorbed MLA needs for the T query rows of r. */
+uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
 /* Dispatches glm_vk_mla_attention records for these sizes. */
-uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len);
+uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
 
-/* Absorbed MLA (model-spec §2.5) over the paged latent cache: qlat_h = k_b[h]·qn_h, then per
- * row the split attention core (mla_split + mla_combine: u_h = Σ softmax(scores) c), then
- * out_h = v_b[h]·u_h. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and
- * [rows][dr] views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of
- * [dv][Rkv]; scratch: a buffer of glm_vk_mla_scratch_floats floats. */
+/* Absorbed MLA (model-spec §2.5) over the paged latent cache: qlat_h = k_b[h]·qn_h, then the
+ * attention core u_h = Σ softmax(scores) c, then out_h = v_b[h]·u_h. Rows of short items
+ * (r->runs) take the per-row core (mla_split + mla_combine) and per-row products; an item of
+ * more rows takes the tiled core (mla_scores_tiled, softmax, mla_mix_tiled) and tiled
+ * products. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
+ * views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
+ * scratch: a buffer of glm_vk_mla_scratch_floats floats. */
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
                                 uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch);

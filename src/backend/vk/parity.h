@@ -24,6 +24,10 @@
 #define GLM_PARITY_ELEMENTWISE_NMSE 1e-10
 #define GLM_PARITY_MATVEC_NMSE 1e-9
 #define GLM_PARITY_ATTENTION_NMSE 1e-9
+/* The tiled matmul: float32 like matvec (TOL_VK_MATMUL_NMSE); on tensor cores float16
+ * operands with float32 accumulation (TOL_VK_MATMUL_CM_NMSE). */
+#define GLM_PARITY_MATMUL_NMSE 1e-9
+#define GLM_PARITY_MATMUL_CM_NMSE 1e-5
 
 typedef struct glm_parity_row {
     char op[16];       /* one of glm_parity_op_names() */
@@ -52,9 +56,9 @@ typedef struct glm_parity_options {
     uint64_t seed;
     bool full;       /* add GLM-4.7-Flash's real sizes */
     const char *ops; /* comma-separated op names; NULL or "" for all */
-    /* Test hook: added to the first element of every float reference result, and when
-     * non-zero also flips the first integer reference id, so a test can prove that a wrong
-     * result fails. 0 in normal use. */
+    /* Test hook: added (times the result's RMS where that exceeds 1) to the first element of
+     * every float reference result, and when non-zero also flips the first integer
+     * reference id, so a test can prove that a wrong result fails. 0 in normal use. */
     double ref_perturb;
     /* Test hook: record no kernel at all, so the poisoned outputs stay unwritten and every
      * row must fail its written check. false in normal use. */

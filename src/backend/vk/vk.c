@@ -25,6 +25,7 @@ typedef struct kernel_desc {
     uint32_t push_size;
     bool specialized; /* constant_id 0 selects a variant (the weight type); one pipeline each */
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
+    bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
 } kernel_desc;
 
 #define GLM_VK_MAX_VARIANTS 128 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
@@ -39,10 +40,39 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
-    [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 96, false, 0x7f },
+    [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7f },
     [GLM_VK_MLA_COMBINE] = { "mla_combine", spv_mla_combine, sizeof spv_mla_combine, 3, 48, false, 0x3 },
     [GLM_VK_KV_WRITE] = { "kv_write", spv_kv_write, sizeof spv_kv_write, 6, 64, false, 0x2f },
+    [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true, 0xb },
+    [GLM_VK_MOE_GROUP] = { "moe_group", spv_moe_group, sizeof spv_moe_group, 2, 32, false, 0x1 },
+    [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 64, true, 0xb, true },
+    [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 8, 96, false,
+                                  0x7f },
+    [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16, false, 0x0 },
+    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 6, 48, false, 0x1f },
 };
+
+/* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
+ * predate it; values from the Vulkan registry. */
+#define GLM_VK_KHR_COOPMAT_NAME "VK_KHR_cooperative_matrix"
+#define GLM_VK_STYPE_COOPMAT_FEATURES ((VkStructureType)1000506000)
+#define GLM_VK_STYPE_COOPMAT_PROPERTIES ((VkStructureType)1000506001)
+#define GLM_VK_COMPONENT_F16 0u
+#define GLM_VK_COMPONENT_F32 1u
+#define GLM_VK_SCOPE_SUBGROUP 3u
+typedef struct glm_vk_coopmat_props {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize, AType, BType, CType, ResultType;
+    VkBool32 saturatingAccumulation;
+    uint32_t scope;
+} glm_vk_coopmat_props;
+typedef struct glm_vk_coopmat_features {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrix, cooperativeMatrixRobustBufferAccess;
+} glm_vk_coopmat_features;
+typedef VkResult(VKAPI_PTR *glm_vk_coopmat_query_fn)(VkPhysicalDevice, uint32_t *, glm_vk_coopmat_props *);
 
 struct glm_vk {
     VkInstance instance;
@@ -80,6 +110,7 @@ struct glm_vk {
     uint64_t prof_ns[GLM_VK_KERNEL_COUNT];
     uint64_t prof_count[GLM_VK_KERNEL_COUNT];
     uint32_t validation_messages;
+    bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -225,6 +256,9 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s variant %u out of range", k_kernels[k].name, variant);
     if (vk->pipeline[k][variant])
         return GLM_OK;
+    if (k_kernels[k].coopmat && !vk->coopmat_ok)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs cooperative matrices, which %s lacks", k_kernels[k].name,
+                          vk->props.deviceName);
     uint32_t vals[2] = { variant % 64, variant / 64 };
     VkSpecializationMapEntry me[2] = { { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) },
                                        { .constantID = 1, .offset = sizeof(uint32_t), .size = sizeof(uint32_t) } };
@@ -247,6 +281,8 @@ static glm_status create_pipelines(glm_vk *vk)
 {
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
         const kernel_desc *d = &k_kernels[k];
+        if (d->coopmat && !vk->coopmat_ok)
+            continue;
         VkDescriptorSetLayoutBinding b[GLM_VK_MAX_BINDINGS];
         for (uint32_t i = 0; i < d->bindings; i++)
             b[i] = (VkDescriptorSetLayoutBinding){ .binding = i,
@@ -294,6 +330,44 @@ static bool device_extension(VkPhysicalDevice phys, const char *name)
     return found;
 }
 
+/* Can GLM_VK_MATMUL_CM run here? Its SPIR-V must have been built (a stub word otherwise), the
+ * device must offer the extension, float16 arithmetic, subgroups of 32, 40 KiB of shared
+ * memory (the kernel uses 36.3) and the fragment shape 16×16×16 f16·f16+f32 at subgroup scope. */
+static bool coopmat_usable(glm_vk *vk)
+{
+    if (sizeof spv_matmul_cm < 20 || spv_matmul_cm[0] != 0x07230203u || vk->props.apiVersion < VK_API_VERSION_1_2 ||
+        !device_extension(vk->phys, GLM_VK_KHR_COOPMAT_NAME))
+        return false;
+    VkPhysicalDeviceSubgroupProperties sg = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES };
+    VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg };
+    vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+    glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES };
+    VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, .pNext = &cf };
+    VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12 };
+    vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
+    if (sg.subgroupSize != 32 || !(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) || !f12.shaderFloat16 ||
+        !cf.cooperativeMatrix || vk->props.limits.maxComputeSharedMemorySize < 40 * 1024)
+        return false;
+    glm_vk_coopmat_query_fn query =
+        (glm_vk_coopmat_query_fn)vkGetInstanceProcAddr(vk->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    uint32_t n = 0;
+    if (!query || query(vk->phys, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    glm_vk_coopmat_props *cp = calloc(n, sizeof *cp);
+    if (!cp)
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        cp[i].sType = GLM_VK_STYPE_COOPMAT_PROPERTIES;
+    bool found = false;
+    if (query(vk->phys, &n, cp) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++)
+            found |= cp[i].MSize == 16 && cp[i].NSize == 16 && cp[i].KSize == 16 && cp[i].AType == GLM_VK_COMPONENT_F16 &&
+                     cp[i].BType == GLM_VK_COMPONENT_F16 && cp[i].CType == GLM_VK_COMPONENT_F32 &&
+                     cp[i].ResultType == GLM_VK_COMPONENT_F32 && cp[i].scope == GLM_VK_SCOPE_SUBGROUP;
+    free(cp);
+    return found;
+}
+
 static glm_status create_device(glm_vk *vk, bool allow_push)
 {
     float prio = 1.0f;
@@ -301,13 +375,23 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                                    .queueFamilyIndex = vk->queue_family,
                                    .queueCount = 1,
                                    .pQueuePriorities = &prio };
-    const char *ext[1] = { VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME };
+    const char *ext[2] = { VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME, GLM_VK_KHR_COOPMAT_NAME };
     bool push = allow_push && device_extension(vk->phys, ext[0]);
+    vk->coopmat_ok = coopmat_usable(vk);
+    if (!push)
+        ext[0] = ext[1];
+    glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES, .cooperativeMatrix = VK_TRUE };
+    VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                             .pNext = &cf,
+                                             .shaderFloat16 = VK_TRUE };
     VkDeviceCreateInfo di = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                              .pNext = vk->coopmat_ok ? &f12 : NULL,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qi,
-                              .enabledExtensionCount = push ? 1 : 0,
+                              .enabledExtensionCount = (push ? 1u : 0u) + (vk->coopmat_ok ? 1u : 0u),
                               .ppEnabledExtensionNames = ext };
+    const char *off = getenv("GLM_VK_NO_COOPMAT");
+    vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -408,6 +492,13 @@ void glm_vk_destroy(glm_vk *vk)
 }
 
 const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; }
+bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
+bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
+bool glm_vk_use_coopmat(glm_vk *vk, bool on)
+{
+    vk->coopmat_on = on && vk->coopmat_ok;
+    return vk->coopmat_on;
+}
 bool glm_vk_device_is_cpu(const glm_vk *vk) { return vk->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 uint64_t glm_vk_max_buffer(const glm_vk *vk) { return vk->props.limits.maxStorageBufferRange; }
 uint32_t glm_vk_subgroup_size(const glm_vk *vk) { return vk->subgroup_size; }

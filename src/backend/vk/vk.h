@@ -43,6 +43,12 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SPLIT,
     GLM_VK_MLA_COMBINE,
     GLM_VK_KV_WRITE,
+    GLM_VK_MATMUL,    /* tiled, many token rows (prefill) */
+    GLM_VK_MOE_GROUP, /* routed pairs grouped by expert for GLM_VK_MATMUL */
+    GLM_VK_MATMUL_CM, /* GLM_VK_MATMUL on tensor cores; only where glm_vk_coopmat_available */
+    GLM_VK_MLA_SCORES_TILED, /* absorbed MLA of a prefill run: scores, softmax, mix as tiles */
+    GLM_VK_SOFTMAX,
+    GLM_VK_MLA_MIX_TILED,
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -50,6 +56,14 @@ glm_status glm_vk_create(glm_vk **out, const glm_vk_options *opt);
 void glm_vk_destroy(glm_vk *vk);
 const char *glm_vk_device_name(const glm_vk *vk);
 bool glm_vk_device_is_cpu(const glm_vk *vk);
+/* Tensor cores: true when the shaders were built with cooperative-matrix SPIR-V and the device
+ * offers VK_KHR_cooperative_matrix with 16×16×16 float16 fragments accumulating in float32 at
+ * subgroup scope and a subgroup size of 32 (GLM_VK_MATMUL_CM's layout). */
+bool glm_vk_coopmat_available(const glm_vk *vk);
+/* Whether GLM_VK_MATMUL_CM is used for tiled products (default: when available; the
+ * environment variable GLM_VK_NO_COOPMAT=1 turns it off at creation). Returns the new state. */
+bool glm_vk_use_coopmat(glm_vk *vk, bool on);
+bool glm_vk_coopmat_enabled(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */

@@ -1,0 +1,214 @@
+// Shared by matmul.comp and coopmat/matmul_cm.comp: the bindings, the push constants (mirror
+// glm_vk_matmul_push in src/backend/vk/ops.h), 8-element dequantization of a weight row
+// chunk, and the token-row bookkeeping of a tile. A tile is BM weight rows × BN token rows;
+// the shared dimension advances 32 columns (one chunk) at a time.
+//   mode 0: y[t][r] = W_slab[r] · x[t]                     (t < ntok)
+//   mode 1: grouped experts, pair v = t·k + j listed under expert e = ids[t][j]:
+//           y[v][r] = W_e[r] · x[v / k]
+//   mode 2: as mode 1 with y[v][r] = W_e[r] · x[v]
+//   mode 3: one product per slab z = gl_WorkGroupID.z (attention heads): y_z[t][r] = W_z[r] · x_z[t],
+//           x_z at x_off + z·k, y_z at y_off + z·g_off (t < ntok)
+// Grouped modes read counts[E], offsets[E], tiles[E+1] and the pair list at g_off of
+// binding 3, written by moe_group.comp for tiles of BN = 64 rows.
+layout(constant_id = 0) const uint TYPE = 0;
+
+layout(std430, binding = 0) readonly buffer W { uint w[]; };
+layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 3) readonly buffer G { int g[]; };
+
+layout(push_constant) uniform P {
+    uint type, ncols, nrows, row_bytes;
+    uint w_offset, slab_bytes;
+    uint x_off, x_ld, y_off, y_ld;
+    uint ntok, mode, k, g_off, n_exp, pad;
+} p;
+
+#include "dequant.glsl"
+
+// The 32-bit little-endian word at any byte offset. Both words are always read (the second
+// clamped to the buffer) so that no branch separates the loads of a tile step: the loads of
+// one step must all be in flight before the first is used.
+uint rdw(uint off)
+{
+    uint i = off >> 2, sh = (off & 3u) * 8u;
+    uint lo = w[i], hi = w[min(i + 1u, uint(w.length()) - 1u)];
+    return sh == 0u ? lo : (lo >> sh) | (hi << (32u - sh));
+}
+
+// Byte i (< 12) of three words.
+uint byte3(uvec3 s, uint i) { return ((i < 4u ? s.x : i < 8u ? s.y : s.z) >> (8u * (i % 4u))) & 0xffu; }
+
+// Elements 8q .. 8q+7 of 32-element chunk c of the weight row starting at byte `row`.
+// Specialized for the types of GLM-4.7-Flash's quantizations (whole words, 8 codes from two);
+// others go element-wise through dequant().
+void deq8(uint row, uint c, uint q, out float v[8])
+{
+    uint j0 = 8u * q;
+    if (TYPE == T_Q8_0) {
+        uint b = row + c * 34u;
+        float d = rdf16(b);
+        uvec2 qs = uvec2(rdw(b + 2u + j0), rdw(b + 6u + j0));
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[j] = d * float(sx8((qs[j / 4u] >> (8u * (j % 4u))) & 0xffu));
+    } else if (TYPE == T_Q5_0) {
+        uint b = row + c * 22u;
+        float d = rdf16(b);
+        uint qh = rdw(b + 2u) >> j0, sh = q >= 2u ? 4u : 0u;
+        uvec2 qs = uvec2(rdw(b + 6u + 8u * (q % 2u)), rdw(b + 10u + 8u * (q % 2u)));
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint qv = ((qs[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) | (((qh >> j) & 1u) << 4);
+            v[j] = d * (float(qv) - 16.0);
+        }
+    } else if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        // blocks of 144 / 176 bytes: every field is word-aligned
+        uint b = row + (c / 8u) * (TYPE == T_Q4_K ? 144u : 176u), sub = c % 8u, pp = sub / 2u, sh = 4u * (sub % 2u);
+        uint bw = b >> 2;
+        vec2 dm = unpackHalf2x16(w[bw]);
+        uvec3 sc3 = uvec3(w[bw + 1u], w[bw + 2u], w[bw + 3u]);
+        // 6-bit scale and min of sub-block `sub` (as scale_min_k4), both forms computed and selected
+        uint lo4 = sub % 4u, b0 = byte3(sc3, lo4), b4 = byte3(sc3, lo4 + 4u), b8 = byte3(sc3, lo4 + 8u);
+        bool first = sub < 4u;
+        float sc = float(first ? b0 & 63u : (b8 & 15u) | ((b0 >> 6) << 4));
+        float mn = float(first ? b4 & 63u : (b8 >> 4) | ((b4 >> 6) << 4));
+        float d = dm.x * sc, m = dm.y * mn;
+        uint qw = (b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp + j0) >> 2;
+        uvec2 qs = uvec2(w[qw], w[qw + 1u]);
+        uvec2 hb = uvec2(0u);
+        if (TYPE == T_Q5_K)
+            hb = uvec2(w[(b + 16u + j0) >> 2], w[((b + 16u + j0) >> 2) + 1u]);
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint n = (qs[j / 4u] >> (8u * (j % 4u) + sh)) & 15u;
+            if (TYPE == T_Q5_K)
+                n += 16u * ((hb[j / 4u] >> (8u * (j % 4u) + sub)) & 1u);
+            v[j] = d * float(n) - m;
+        }
+    } else if (TYPE == T_Q6_K) {
+        uint b = row + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
+        uint L = b + 64u * h + (kk % 2u) * 32u + j0, H = b + 128u + 32u * h + j0, sh = 4u * (kk / 2u);
+        float d = rdf16(b + 208u) * float(sx8(rd8(b + 192u + 2u * sub + q / 2u)));
+        uvec2 lo = uvec2(rdw(L), rdw(L + 4u)), hi = uvec2(rdw(H), rdw(H + 4u));
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint sj = 8u * (j % 4u);
+            uint qv = ((lo[j / 4u] >> (sj + sh)) & 15u) | (((hi[j / 4u] >> (sj + 2u * kk)) & 3u) << 4);
+            v[j] = d * (float(qv) - 32.0);
+        }
+    } else {
+        uint E = blk_elems(TYPE), B = blk_bytes(TYPE);
+        [[unroll]] for (uint j = 0u; j < 8u; j++) {
+            uint i = c * 32u + j0 + j;
+            v[j] = dequant(TYPE, row + (i / E) * B, i % E);
+        }
+    }
+}
+
+// The tile's token rows: slot s (< BN) reads x row tok_x[s] and writes y row tok_y[s];
+// -1 marks an empty slot. Filled by tile_rows() before the first barrier.
+shared int tok_x[BN];
+shared int tok_y[BN];
+
+// Sets up the tile of workgroup (gl_WorkGroupID.x, .y): returns false when it is empty
+// (every invocation returns the same value, so the caller may exit before any barrier).
+// Grouped modes: .y numbers the tiles of all experts in turn (tiles[e] .. tiles[e+1]-1 are
+// expert e's); the grid has more than enough, and the surplus exits here.
+// wbase receives the byte offset of the weight slab.
+uint x_base, y_base; // x_off and y_off of this workgroup's product
+
+bool tile_rows(out uint wbase)
+{
+    uint ty = gl_WorkGroupID.y, n0 = ty * BN;
+    wbase = p.w_offset;
+    x_base = p.x_off;
+    y_base = p.y_off;
+    uint count = p.ntok, first = 0u;
+    if (p.mode == 3u) {
+        wbase += gl_WorkGroupID.z * p.slab_bytes;
+        x_base += gl_WorkGroupID.z * p.k;
+        y_base += gl_WorkGroupID.z * p.g_off;
+    } else if (p.mode != 0u) {
+        uint tb = p.g_off + 2u * p.n_exp; // tiles[0 .. E]
+        if (ty >= uint(g[tb + p.n_exp]))
+            return false;
+        uint lo = 0u, hi = p.n_exp - 1u; // the last e with tiles[e] <= ty (empty experts share it)
+        while (lo < hi) {
+            uint mid = (lo + hi + 1u) / 2u;
+            if (uint(g[tb + mid]) <= ty)
+                lo = mid;
+            else
+                hi = mid - 1u;
+        }
+        n0 = (ty - uint(g[tb + lo])) * BN;
+        count = uint(g[p.g_off + lo]);
+        first = uint(g[p.g_off + p.n_exp + lo]);
+        wbase += lo * p.slab_bytes;
+    }
+    if (n0 >= count)
+        return false;
+    for (uint s = gl_LocalInvocationID.x; s < BN; s += WG_SIZE) {
+        int xr = -1, yr = -1;
+        if (n0 + s < count) {
+            if (p.mode == 0u || p.mode == 3u) {
+                xr = yr = int(n0 + s);
+            } else {
+                int v = g[p.g_off + 3u * p.n_exp + 1u + first + n0 + s];
+                yr = v;
+                xr = p.mode == 1u ? v / int(p.k) : v;
+            }
+        }
+        tok_x[s] = xr;
+        tok_y[s] = yr;
+    }
+    return true;
+}
+
+// Chunk c of weight row m, elements 8q..8q+7; `valid` false gives zeros (the row read is then
+// a clamped one, so the loads need no branch).
+void load_w8(uint wbase, uint m, uint c, uint q, bool valid, out float v[8])
+{
+    deq8(wbase + min(m, p.nrows - 1u) * p.row_bytes, c, q, v);
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        v[j] = valid ? v[j] : 0.0;
+}
+
+// Columns 32c + 8q .. +7 of the x row in slot s (zeros for an empty slot or `valid` false;
+// row 0 is read instead, so the loads need no branch).
+void load_x8(uint s, uint c, uint q, bool valid, out float v[8])
+{
+    int t = tok_x[s];
+    uint o = x_base + uint(max(t, 0)) * p.x_ld + c * 32u + 8u * q;
+    bool use = valid && t >= 0;
+    [[unroll]] for (uint j = 0u; j < 8u; j++) {
+        float xv = x[o + j];
+        v[j] = use ? xv : 0.0;
+    }
+}
+
+// One step of the shared dimension: columns 64·step .. +63 (two chunks) of the tile's 64
+// weight rows and 64 token slots, held in registers between fetch_step and the kernel's copy
+// into shared memory so that the loads of the next step overlap the products of this one.
+// Element e of load it is row / slot r = idx / 8, column 32·(part / 4) + 8·(part % 4) + e,
+// where idx = invocation + it·WG_SIZE and part = idx % 8. Chunks past the row are zeros.
+#define LOADS (64u * 8u / WG_SIZE)
+float wreg[LOADS][8], xreg[LOADS][8];
+
+void fetch_step(uint wbase, uint m0, uint step, uint nchunks)
+{
+    [[unroll]] for (uint it = 0u; it < LOADS; it++) {
+        uint idx = gl_LocalInvocationID.x + it * WG_SIZE, r = idx / 8u, part = idx % 8u;
+        uint c = 2u * step + part / 4u, q = part % 4u;
+        bool valid = c < nchunks; // a chunk past the row (odd chunk count): zeros
+        c = min(c, nchunks - 1u);
+        float v[8];
+        load_w8(wbase, m0 + r, c, q, valid && m0 + r < p.nrows, v);
+        wreg[it] = v;
+        load_x8(r, c, q, valid, v);
+        xreg[it] = v;
+    }
+}
+
+void store_y(uint s, uint m, float v)
+{
+    int t = tok_y[s];
+    if (t >= 0 && m < p.nrows)
+        y[y_base + uint(t) * p.y_ld + m] = v;
+}
