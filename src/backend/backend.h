@@ -145,9 +145,9 @@ typedef struct glm_backend_ops {
                                 const glm_tensor *g, float eps, int n_norm);
 
     /* Optional (NULL: the backend's products are row by row whatever the row count). The rows
-     * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu and
-     * mla_attention) come as runs[0..n_runs) rows of one item each, one after another; n_runs
-     * 0 forgets them. A backend with kernels for many rows (tiled) uses them only for the rows
+     * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu,
+     * rms_norm_matmul, matmul_add and mla_attention) come as runs[0..n_runs) rows of one item
+     * each, one after another; n_runs 0 forgets them. A backend with kernels for many rows (tiled) uses them only for the rows
      * of items of more than GLM_FEW_ROWS rows, and computes every other row exactly as a
      * product of that item alone would, so that a row's result never depends on the other
      * items of its step (the forward sets the runs of each step and of its lm_head rows).
