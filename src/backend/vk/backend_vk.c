@@ -458,20 +458,52 @@ static bool next_seg(const vk_impl *v, uint32_t rows, vk_cursor *c, glm_vk_stret
     return rows && glm_vk_next_stretch(&c->one, 1, true, &c->i, &c->t, s);
 }
 
-static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
+/* A rows × cols F32 view at the start of scratch d (made large enough before recording). */
+static glm_status fold_view(vk_impl *v, glm_dbuf *d, int64_t rows, int64_t cols, glm_dview *out)
 {
-    vk_impl *v = impl(b);
+    GLM_TRY(ensure(v, &d->b, (uint64_t)rows * (uint64_t)cols * 4, false));
+    d->dt = GLM_DT_F32;
+    *out = (glm_dview){ d, GLM_DT_F32, 0, rows, cols, cols };
+    return GLM_OK;
+}
+
+/* y = W_slab·x (add: y += W·x), walked by the item runs: items of many rows as tiled products
+ * (with add, into a scratch and then added to y), the rows of small items row by row (the add
+ * folded into the matvec), exactly as when their item runs alone. */
+static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm_tensor *w, uint32_t slab, bool add)
+{
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
     vk_cursor c = { 0 };
     glm_vk_stretch s;
     while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
-        glm_vk_view ys = vv(glm_dview_rows(y, s.t, s.n)), xs = vv(glm_dview_rows(x, s.t, s.n));
+        glm_dview ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
+        bool tiled = s.tiled && glm_vk_matmul_fits(&wt);
+        glm_dview p = ys;
+        if (tiled && add)
+            GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));
         GLM_TRY(recording(v));
-        GLM_TRY(s.tiled && glm_vk_matmul_fits(&wt) ? glm_vk_matmul(v->vk, ys, &wt, (uint32_t)slab, xs)
-                                                  : glm_vk_matvec(v->vk, ys, &wt, (uint32_t)slab, xs));
+        if (!tiled) {
+            GLM_TRY(add ? glm_vk_matvec_add(v->vk, vv(ys), &wt, vv(xs)) : glm_vk_matvec(v->vk, vv(ys), &wt, slab, vv(xs)));
+            continue;
+        }
+        GLM_TRY(glm_vk_matmul(v->vk, vv(p), &wt, slab, vv(xs)));
+        if (add) {
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_eltwise(v->vk, GLM_VK_ADD, vv(ys), vv(ys), vv(p)));
+        }
     }
     return GLM_OK;
+}
+
+static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
+{
+    return plain_products(impl(b), y, x, w, (uint32_t)slab, false);
+}
+
+static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
+{
+    return plain_products(impl(b), y, x, w, 0, true);
 }
 
 /* The group scratch of a tiled matmul_id over `ids` (made large enough before recording). */
@@ -573,15 +605,6 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
     return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
 }
 
-/* A rows × cols F32 view at the start of scratch d (made large enough before recording). */
-static glm_status fold_view(vk_impl *v, glm_dbuf *d, int64_t rows, int64_t cols, glm_dview *out)
-{
-    GLM_TRY(ensure(v, &d->b, (uint64_t)rows * (uint64_t)cols * 4, false));
-    d->dt = GLM_DT_F32;
-    *out = (glm_dview){ d, GLM_DT_F32, 0, rows, cols, cols };
-    return GLM_OK;
-}
-
 /* Items of many rows with the norm: rms_norm into the scratch, then the tiled products as
  * matmul, matmul_id or matmul_swiglu compute them (the unfolded sequence). */
 static glm_status tiled_normed(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *w, const glm_vk_weight *u,
@@ -651,30 +674,6 @@ static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, c
     if (wu)
         GLM_TRY(weight(v, wu, &ut));
     return products(v, y, x, &wt, wu ? &ut : NULL, ids, &gt, eps);
-}
-
-static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
-{
-    vk_impl *v = impl(b);
-    glm_vk_weight wt;
-    GLM_TRY(weight(v, w, &wt));
-    vk_cursor c = { 0 };
-    glm_vk_stretch s;
-    while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
-        glm_dview ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
-        if (s.tiled && glm_vk_matmul_fits(&wt)) { /* the tiled product, then the add */
-            glm_dview p;
-            GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));
-            GLM_TRY(recording(v));
-            GLM_TRY(glm_vk_matmul(v->vk, vv(p), &wt, 0, vv(xs)));
-            GLM_TRY(recording(v));
-            GLM_TRY(glm_vk_eltwise(v->vk, GLM_VK_ADD, vv(ys), vv(ys), vv(p)));
-        } else {
-            GLM_TRY(recording(v));
-            GLM_TRY(glm_vk_matvec_add(v->vk, vv(ys), &wt, vv(xs)));
-        }
-    }
-    return GLM_OK;
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
