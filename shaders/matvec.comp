@@ -2,6 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
 // Matrix-vector products over any weight type, dequantizing in registers (mirrors
 // ref/matmul.c). A workgroup of 256 invocations is cut into slices of p.tpr invocations (a
@@ -18,6 +19,11 @@
 //   mode 2: y[v][r] = W_{ids[v/k][v%k]}[r] · x[v]           (routed experts, x per pair)
 // With FUSE (and p.swiglu) a second weight at byte offset p.w2_offset of the same buffer
 // (same shape) is applied too and y = SiLU(W·x) * (W2·x), as eltwise op 1 computes it.
+// With p.norm, x is first replaced by RMSNorm(x; g, eps) (rms_norm.comp's arithmetic): every
+// workgroup stages g ⊙ x, sums the squares of x as it stages it and scales its dot products by
+// 1/sqrt(mean + eps) at the end (the factor is common to every term), so the norm
+// costs no dispatch of its own; g is a row of p.ncols F32/F16/BF16 elements at byte p.g_offset.
+// With p.accumulate the product is added to what y holds (y += W·x: a residual add folded in).
 // Rows past nrows read the last row again (results dropped), so that every row's loads are
 // unconditional and can be in flight together.
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
@@ -30,20 +36,25 @@ layout(constant_id = 1) const uint FUSE = 0;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
+layout(std430, binding = 4) readonly buffer G { uint g[]; };
 
 layout(push_constant) uniform P {
     uint type, ncols, nrows, row_bytes;
     uint w_offset, slab_bytes, x_off, x_ld;
     uint y_off, y_ld, ids_off, ids_ld;
     uint k, mode, x_zs, y_zs;
-    uint tpr, w2_offset, swiglu, pad0;
+    uint tpr, w2_offset, swiglu, norm;
+    uint g_offset, g_type;
+    float eps;
+    uint accumulate;
 } p;
 
 #include "dequant.glsl"
 
 shared float red[2u * NR][256];
+shared float nsum[32];
 // x of the 2·tpr chunks of one step, chunk-major with a pad word so that invocations reading
 // consecutive chunks hit distinct banks (filled with coalesced loads by the whole workgroup)
 shared float xs[128 * 33];
@@ -233,6 +244,34 @@ float chunk_dot(uint row, uint c, float xr[32], float sx0, float sx1)
     return acc;
 }
 
+// Element i of the norm gain (F32, F16 or BF16; p.g_offset is 4-byte aligned).
+float gain(uint i)
+{
+    if (p.g_type == T_F32)
+        return uintBitsToFloat(g[(p.g_offset >> 2) + i]);
+    uint wd = g[(p.g_offset >> 2) + (i >> 1)], h = (i & 1u) != 0u ? wd >> 16 : wd & 0xFFFFu;
+    return p.g_type == T_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
+}
+
+// 1 / sqrt(Σ/n + eps) from each invocation's partial sum of squares, the same value in every
+// invocation (summed per subgroup, then over the subgroups in order).
+float norm_scale(float sq)
+{
+    sq = subgroupAdd(sq);
+    if (gl_SubgroupInvocationID == 0u)
+        nsum[gl_SubgroupID] = sq;
+    barrier();
+    float tot = 0.0;
+    for (uint s = 0u; s < gl_NumSubgroups; s++)
+        tot += nsum[s];
+    return 1.0 / sqrt(tot / float(p.ncols) + p.eps);
+}
+
+// x[xo + i] as the product sees it: times the norm gain when p.norm (the scale comes last).
+float xin(uint xo, uint i)
+{
+    return p.norm != 0u ? gain(i) * x[xo + i] : x[xo + i];
+}
 
 void main()
 {
@@ -250,6 +289,7 @@ void main()
     uint w2base = wbase - p.w_offset + p.w2_offset;
     uint xo = p.x_off + z * p.x_zs + xrow * p.x_ld;
     const bool fuse = FUSE != 0u;
+    float sq = 0.0; // this invocation's share of Σ x² (p.norm)
     uint rowb[NR];
     [[unroll]] for (uint r = 0u; r < NR; r++)
         rowb[r] = min(r0 + r, p.nrows - 1u) * p.row_bytes;
@@ -268,7 +308,11 @@ void main()
         uint nx = min(step, nchunks - base) * 32u;
         barrier();
         for (uint i = tid; i < nx; i += WG)
-            xs[(i >> 5) * 33u + (i & 31u)] = x[xo + base * 32u + i];
+        {
+            float xv = x[xo + base * 32u + i];
+            sq += xv * xv;
+            xs[(i >> 5) * 33u + (i & 31u)] = p.norm != 0u ? gain(base * 32u + i) * xv : xv;
+        }
         barrier();
         [[unroll]] for (uint u = 0u; u < 2u; u++) {
             uint k = lane + u * p.tpr;
@@ -293,10 +337,19 @@ void main()
     // plain types: a tail shorter than a chunk
     for (uint i = nchunks * 32u + lane; i < p.ncols; i += p.tpr)
         [[unroll]] for (uint r = 0u; r < NR; r++) {
-            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * x[xo + i];
+            acc[r] += dequant(TYPE, wbase + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
             if (fuse)
-                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * x[xo + i];
+                acc2[r] += dequant(TYPE, w2base + rowb[r] + i * blk_bytes(TYPE), 0u) * xin(xo, i);
         }
+    if (p.norm != 0u) {
+        for (uint i = nchunks * 32u + tid; i < p.ncols; i += WG)
+            sq += x[xo + i] * x[xo + i];
+        float scale = norm_scale(sq);
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] *= scale;
+            acc2[r] *= scale;
+        }
+    }
     // sums over the slice's p.tpr invocations: shuffles inside a subgroup, then (slices wider
     // than a subgroup) the subgroups' totals through shared memory, summed in order
     uint sgs = gl_SubgroupSize;
@@ -324,6 +377,9 @@ void main()
             }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++)
-        if (lane == 0u && r0 + r < p.nrows)
-            y[p.y_off + z * p.y_zs + v * p.y_ld + r0 + r] = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
+        if (lane == 0u && r0 + r < p.nrows) {
+            uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
+            float res = fuse ? (acc[r] / (1.0 + exp(-acc[r]))) * acc2[r] : acc[r];
+            y[yi] = p.accumulate != 0u ? y[yi] + res : res;
+        }
 }

@@ -402,7 +402,9 @@ static void bit_step(glm_forward *f, bit_item *x, int n_items)
  * the same logits, every bit, as each of them stepped alone, and so does the chunk's last row.
  * A backend with kernels for many rows (Vulkan: tiled) must keep the short items' rows on the
  * row-by-row kernels; without the item runs (set_runs removed) the decode row takes the tiled
- * kernel with the chunk and its logits differ, which shows that the comparison can fail. */
+ * kernel with the chunk and its logits differ, which shows that the comparison can fail.
+ * Checked with the norms and residual adds folded into the products (the default) and
+ * without (glm_forward_set_folds 0): the folded ops keep to the item runs as well. */
 static void prefill_beside(const char *backend)
 {
     glm_model *m = open_model();
@@ -421,32 +423,43 @@ static void prefill_beside(const char *backend)
     float *alone_l = lg, *batch_l = lg + 5 * V, *loose_l = lg + 10 * V;
     glm_forward *f;
     ck_assert(glm_forward_create_pool(&f, m, b, 64, 64, 4 * 64) == GLM_OK);
-    /* alone: each item in a step of its own */
-    bit_item a = { pa, da, NP, 1, alone_l }, c = { pc, dc, NP, 3, alone_l + V }, ch = { NULL, chunk, 0, NC, alone_l + 4 * V };
-    bit_step(f, &a, 1);
-    bit_step(f, &c, 1);
-    bit_step(f, &ch, 1);
-    /* together, the long chunk given first */
-    bit_item tog[3] = { { NULL, chunk, 0, NC, batch_l + 4 * V }, { pa, da, NP, 1, batch_l }, { pc, dc, NP, 3, batch_l + V } };
-    bit_step(f, tog, 3);
-    ck_assert_msg(!memcmp(alone_l, batch_l, sizeof(float) * V), "%s: the decode row's logits changed beside a prompt",
-                  backend);
-    ck_assert_msg(!memcmp(alone_l + V, batch_l + V, sizeof(float) * 3 * V),
-                  "%s: the verify rows' logits changed beside a prompt", backend);
-    ck_assert_msg(!memcmp(alone_l + 4 * V, batch_l + 4 * V, sizeof(float) * V),
-                  "%s: the prompt chunk's logits changed beside short items", backend);
-    if (b->ops->set_runs) {
-        glm_backend_ops loose = *b->ops;
-        const glm_backend_ops *own = b->ops;
-        loose.set_runs = NULL;
-        b->ops = &loose;
-        for (int i = 0; i < 3; i++)
-            tog[i].logits = loose_l + (tog[i].logits - batch_l);
+    static const unsigned fold_choices[2] = { GLM_FOLD_ATTN | GLM_FOLD_FFN, 0 };
+    for (int fi = 0; fi < 2; fi++) {
+        unsigned fold = fold_choices[fi];
+        glm_forward_set_folds(f, fold);
+        tu_poison(lg, (size_t)V * 15);
+        /* alone: each item in a step of its own */
+        bit_item a = { pa, da, NP, 1, alone_l }, c = { pc, dc, NP, 3, alone_l + V },
+                 ch = { NULL, chunk, 0, NC, alone_l + 4 * V };
+        bit_step(f, &a, 1);
+        bit_step(f, &c, 1);
+        bit_step(f, &ch, 1);
+        /* together, the long chunk given first */
+        bit_item tog[3] = { { NULL, chunk, 0, NC, batch_l + 4 * V },
+                            { pa, da, NP, 1, batch_l },
+                            { pc, dc, NP, 3, batch_l + V } };
         bit_step(f, tog, 3);
-        b->ops = own;
-        ck_assert_msg(memcmp(alone_l, loose_l, sizeof(float) * V) != 0,
-                      "%s: without item runs the decode row still gave its alone logits: the check cannot fail",
-                      backend);
+        ck_assert_msg(tu_all_written(alone_l, (size_t)V * 5) && tu_all_written(batch_l, (size_t)V * 5),
+                      "%s fold %u: logits not all written", backend, fold);
+        ck_assert_msg(!memcmp(alone_l, batch_l, sizeof(float) * V),
+                      "%s fold %u: the decode row's logits changed beside a prompt", backend, fold);
+        ck_assert_msg(!memcmp(alone_l + V, batch_l + V, sizeof(float) * 3 * V),
+                      "%s fold %u: the verify rows' logits changed beside a prompt", backend, fold);
+        ck_assert_msg(!memcmp(alone_l + 4 * V, batch_l + 4 * V, sizeof(float) * V),
+                      "%s fold %u: the prompt chunk's logits changed beside short items", backend, fold);
+        if (b->ops->set_runs && fi == 0) {
+            glm_backend_ops loose = *b->ops;
+            const glm_backend_ops *own = b->ops;
+            loose.set_runs = NULL;
+            b->ops = &loose;
+            for (int i = 0; i < 3; i++)
+                tog[i].logits = loose_l + (tog[i].logits - batch_l);
+            bit_step(f, tog, 3);
+            b->ops = own;
+            ck_assert_msg(memcmp(alone_l, loose_l, sizeof(float) * V) != 0,
+                          "%s: without item runs the decode row still gave its alone logits: the check cannot fail",
+                          backend);
+        }
     }
     printf("%s: a decode row and 3 verify rows beside a %d-row prompt chunk: logits bit-identical to alone\n", backend,
            NC);

@@ -54,12 +54,13 @@ static int64_t greedy_pick(const glm_model *m, float *x, int64_t n)
 }
 
 /* Prompt logits [T][V] and the greedy continuation of n tokens on one backend. */
-static void run_backend(glm_backend *b, const glm_model *m, const int32_t *tokens, int T, float *logits,
-                        int32_t *greedy, int n)
+static void run_backend_folds(glm_backend *b, const glm_model *m, const int32_t *tokens, int T, float *logits,
+                              int32_t *greedy, int n, unsigned fold)
 {
     glm_forward *f;
     int64_t V = m->hp.vocab_size;
     ck_assert_msg(glm_forward_create(&f, m, b, T + n + 1, 64) == GLM_OK, "%s", glm_last_error());
+    glm_forward_set_folds(f, fold);
     ck_assert_msg(glm_forward_eval(f, tokens, T, logits, true, NULL, NULL) == GLM_OK, "%s", glm_last_error());
     float *last = malloc((size_t)V * 4);
     memcpy(last, logits + (size_t)(T - 1) * V, (size_t)V * 4);
@@ -72,6 +73,12 @@ static void run_backend(glm_backend *b, const glm_model *m, const int32_t *token
     glm_forward_destroy(f);
 }
 
+static void run_backend(glm_backend *b, const glm_model *m, const int32_t *tokens, int T, float *logits,
+                        int32_t *greedy, int n)
+{
+    run_backend_folds(b, m, tokens, T, logits, greedy, n, GLM_FOLD_ATTN | GLM_FOLD_FFN);
+}
+
 /* GLM_GOLDEN_PARTIAL=1 (used on the GPU host, where only part of golden/ travels) skips the
  * cases whose files are absent; everywhere else a missing file fails the test. */
 static bool partial_ok(const golden_case *gc)
@@ -82,8 +89,9 @@ static bool partial_ok(const golden_case *gc)
     return access(tu_golden(gc->model), R_OK) != 0 || access(tu_golden(gc->expect), R_OK) != 0;
 }
 
-/* The case's model, golden file and a Vulkan backend; false when skipped (partial_ok). */
-static bool open_case(const golden_case *gc, glm_model **m, glm_h5 **h, glm_backend **vk)
+/* The case's model, golden file, a Vulkan backend and (ref not NULL) a reference backend;
+ * false when skipped (partial_ok). */
+static bool open_case(const golden_case *gc, glm_model **m, glm_h5 **h, glm_backend **vk, glm_backend **ref)
 {
     if (partial_ok(gc)) {
         printf("%s: not present, skipped (GLM_GOLDEN_PARTIAL)\n", gc->model);
@@ -92,6 +100,8 @@ static bool open_case(const golden_case *gc, glm_model **m, glm_h5 **h, glm_back
     ck_assert_msg(glm_model_open(m, tu_golden(gc->model)) == GLM_OK, "%s", glm_last_error());
     ck_assert_msg(glm_h5_open(h, tu_golden(gc->expect)) == GLM_OK, "%s", glm_last_error());
     ck_assert_msg(glm_backend_vk_create(vk, *m, -1, true) == GLM_OK, "%s", glm_last_error());
+    if (ref)
+        ck_assert(glm_backend_create(ref, "ref", *m) == GLM_OK);
     return true;
 }
 
@@ -101,9 +111,8 @@ START_TEST(test_model_parity)
     glm_model *m;
     glm_h5 *h;
     glm_backend *ref, *vk;
-    if (!open_case(gc, &m, &h, &vk))
+    if (!open_case(gc, &m, &h, &vk, &ref))
         return;
-    ck_assert(glm_backend_create(&ref, "ref", m) == GLM_OK);
     if (_i == 0)
         printf("vk_model: device %s\n", glm_backend_vk_device_name(vk));
     int64_t V = m->hp.vocab_size;
@@ -167,7 +176,7 @@ START_TEST(test_mtp_greedy)
     glm_model *m;
     glm_h5 *h;
     glm_backend *vk;
-    if (!open_case(gc, &m, &h, &vk))
+    if (!open_case(gc, &m, &h, &vk, NULL))
         return;
     int64_t dims[4];
     int nd;
@@ -191,12 +200,52 @@ START_TEST(test_mtp_greedy)
 }
 END_TEST
 
+/* Every choice of folds (glm_forward_set_folds: none, attention only, FFN only; both is what
+ * test_model_parity runs) computes the same model: prompt logits and greedy tokens of the
+ * first prompt against the reference backend, on a K-quant file (Q4_K_M). */
+START_TEST(test_folds)
+{
+    const golden_case *gc = &k_cases[5];
+    glm_model *m;
+    glm_h5 *h;
+    glm_backend *ref, *vk;
+    if (!open_case(gc, &m, &h, &vk, &ref))
+        return;
+    int64_t V = m->hp.vocab_size, dims[4];
+    int nd;
+    int32_t *tokens;
+    ck_assert(glm_h5_read_i32(h, "/prompt0/tokens", &tokens, dims, &nd) == GLM_OK);
+    const int T = (int)dims[0], n = 4;
+    float *lr = malloc((size_t)T * V * 4), *lv = malloc((size_t)T * V * 4);
+    int32_t gr[4], gv[4];
+    run_backend(ref, m, tokens, T, lr, gr, n);
+    for (unsigned fold = 0; fold < 3; fold++) {
+        tu_poison(lv, (size_t)T * V);
+        run_backend_folds(vk, m, tokens, T, lv, gv, n, fold);
+        ck_assert_msg(tu_all_written(lv, (size_t)T * V), "fold %u: vulkan logits not all written", fold);
+        double e = tu_nmse(lr, lv, (size_t)T * V);
+        ck_assert_msg(e <= TOL_VK_MODEL_LOGITS_NMSE, "fold %u: vulkan vs ref logits nmse %.3g", fold, e);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(gv[i] == gr[i], "fold %u: greedy token %d: vulkan %d, ref %d", fold, i, gv[i], gr[i]);
+        printf("%s fold %u: vulkan logits nmse vs ref %.3g; greedy identical\n", gc->model, fold, e);
+    }
+    free(tokens);
+    free(lr);
+    free(lv);
+    glm_backend_destroy(vk);
+    glm_backend_destroy(ref);
+    glm_h5_close(h);
+    glm_model_close(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vk_model");
     TCase *tc = tcase_create("golden");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_model_parity, 0, N_CASES);
+    tcase_add_test(tc, test_folds);
     suite_add_tcase(s, tc);
     TCase *mtp = tcase_create("mtp");
     tcase_set_timeout(mtp, 600);

@@ -72,6 +72,15 @@ static void check_out(const glm_vk_buffer *b, size_t n, const char *what)
     ck_assert_msg(memcmp(guard, got + n, sizeof guard) == 0, "%s: write past the output", what);
 }
 
+/* check_out, then the NMSE of the n outputs against ref within tol; returns the NMSE. */
+static double check_close(const glm_vk_buffer *b, const float *ref, size_t n, double tol, const char *what)
+{
+    check_out(b, n, what);
+    double e = tu_nmse(ref, b->map, n);
+    ck_assert_msg(e <= tol, "%s: nmse %.3g", what, e);
+    return e;
+}
+
 static glm_vk_view view(const glm_vk_buffer *b, uint32_t rows, uint32_t cols)
 {
     return (glm_vk_view){ b, 0, rows, cols, cols };
@@ -244,6 +253,96 @@ START_TEST(test_matvec_all_types)
             }
     }
     printf("vk matvec: worst nmse over all types and shapes %.3g\n", worst);
+}
+END_TEST
+
+START_TEST(test_rms_norm_matvec)
+{
+    /* y = W · RMSNorm(x; g) in one dispatch vs ref rms_norm followed by the reference product;
+     * gains in F32 and BF16, a plain type with a tail (F32, 289 columns) and the hot quantized
+     * types, one and three vectors (each normed on its own) */
+    static const glm_type types[] = { GLM_TYPE_F32, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q5_0, GLM_TYPE_Q8_0 };
+    double worst = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (uint32_t nvec = 1; nvec <= 3; nvec += 2) {
+            glm_type t = types[ti];
+            uint32_t ncols = t == GLM_TYPE_F32 ? 289 : 512, nrows = ti % 2 ? 37 : 70;
+            test_weight tw, tg;
+            make_weight(&tw, t, ncols, nrows, 1);
+            make_weight(&tg, nvec == 1 ? GLM_TYPE_F32 : GLM_TYPE_BF16, ncols, 1, 1);
+            float *x = malloc((size_t)ncols * nvec * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
+            float *ref = malloc((size_t)nrows * nvec * 4);
+            tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -3, 3);
+            glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
+            for (uint32_t v = 0; v < nvec; v++) {
+                glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
+                ref_matvec(ref + (size_t)v * nrows, &tw, 0, xn);
+            }
+            glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, NULL, view(&bx, nvec, ncols), NULL,
+                                                 &tg.w, 1e-6f) == GLM_OK,
+                          "%s", glm_last_error());
+            /* a gain of the wrong length is refused */
+            tg.w.ncols--;
+            ck_assert_int_eq(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, NULL, view(&bx, nvec, ncols),
+                                                    NULL, &tg.w, 1e-6f),
+                             GLM_ERR_INVALID);
+            run();
+            double e = check_close(&by, ref, (size_t)nrows * nvec, TOL_VK_MATVEC_NMSE, "rms_norm_matvec");
+            worst = e > worst ? e : worst;
+            /* x is left as it was */
+            float *xb = malloc((size_t)ncols * nvec * 4);
+            ck_assert(glm_vk_download(g_vk, xb, &bx, 0, (size_t)ncols * nvec * 4) == GLM_OK);
+            ck_assert_msg(memcmp(xb, x, (size_t)ncols * nvec * 4) == 0, "rms_norm_matvec changed x");
+            free(xb);
+            glm_vk_buffer_destroy(g_vk, &bx);
+            glm_vk_buffer_destroy(g_vk, &by);
+            free_weight(&tw);
+            free_weight(&tg);
+            free(x);
+            free(xn);
+            free(gf);
+            free(ref);
+        }
+    printf("vk rms_norm_matvec: worst nmse %.3g\n", worst);
+}
+END_TEST
+
+START_TEST(test_matvec_add)
+{
+    /* y += W·x onto random y (the residual add folded into the product), vs y + ref product */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_F32 };
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t ncols = 512, nrows = 45, nvec = 2;
+        test_weight tw;
+        make_weight(&tw, types[ti], ncols, nrows, 1);
+        size_t n = (size_t)nrows * nvec;
+        float *x = malloc((size_t)ncols * nvec * 4), *y0 = malloc(n * 4), *ref = malloc(n * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -2, 2);
+        tu_fill_uniform(&g_rng, y0, n, -5, 5);
+        for (uint32_t v = 0; v < nvec; v++)
+            ref_matvec(ref + (size_t)v * nrows, &tw, 0, x + (size_t)v * ncols);
+        glm_ref_add(ref, ref, y0, (int64_t)n);
+        glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf(n);
+        memcpy(by.map, y0, n * 4);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_matvec_add(g_vk, view(&by, nvec, nrows), &tw.w, view(&bx, nvec, ncols)) == GLM_OK, "%s",
+                      glm_last_error());
+        /* y on x's buffer is refused */
+        ck_assert_int_eq(glm_vk_matvec_add(g_vk, view(&bx, 1, nrows), &tw.w, view(&bx, 1, ncols)), GLM_ERR_INVALID);
+        run();
+        check_out(&by, n, "matvec_add");
+        double e = tu_nmse(ref, by.map, n);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_add %s nmse %.3g", glm_type_name(types[ti]), e);
+        printf("vk matvec_add %s: nmse %.3g\n", glm_type_name(types[ti]), e);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free_weight(&tw);
+        free(x);
+        free(y0);
+        free(ref);
+    }
 }
 END_TEST
 
@@ -437,38 +536,72 @@ END_TEST
 
 START_TEST(test_kv_write)
 {
-    /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands, bit for
-     * bit, in the row its page list names, and no other pool row changes */
-    const uint32_t P = 4, W = 11, n_pages = 9, T = 5;
+    /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands in the row
+     * its page list names, and no other pool row changes. Plain: bit for bit. With the norm
+     * (kv_write_norm, 8 of the 11 columns, BF16 gain): the first 8 as ref rms_norm gives them,
+     * the rest bit for bit, and src unchanged */
+    const uint32_t P = 4, W = 11, n_pages = 9, T = 5, NN = 8;
     /* meta: pos[5], ptab[5], pages: seq A = {7, 2, 5}, seq B = {0, 8} */
     int32_t meta[] = { 0, 9, 10, 3, 4, /* pos */ 0, 0, 0, 3, 3, /* ptab */ 7, 2, 5, 0, 8 };
-    float *src = malloc((size_t)T * W * 4);
+    float *src = malloc((size_t)T * W * 4), *want_n = malloc((size_t)T * W * 4), *gf = malloc(NN * 4);
     tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
-    glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
-    glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert_msg(glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r) == GLM_OK, "%s",
-                  glm_last_error());
-    run();
-    float *poison = malloc(W * 4);
-    tu_poison(poison, W);
-    const float *pool = bp.map;
-    for (uint32_t row = 0; row < n_pages * P; row++) {
-        int hit = -1;
-        for (uint32_t t = 0; t < T; t++) {
-            const int32_t *pg = meta + 2 * T + meta[T + t];
-            if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
-                hit = (int)t;
+    test_weight tg;
+    make_weight(&tg, GLM_TYPE_BF16, NN, 1, 1);
+    glm_ref_dequant_row(gf, tg.host, tg.w.type, NN);
+    memcpy(want_n, src, (size_t)T * W * 4);
+    for (uint32_t t = 0; t < T; t++)
+        glm_ref_rms_norm(want_n + (size_t)t * W, src + (size_t)t * W, gf, NN, 1e-6f);
+    for (int normed = 0; normed < 2; normed++) {
+        glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
+        glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        glm_status st = normed ? glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w,
+                                                      1e-6f, NN)
+                               : glm_vk_kv_write(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r);
+        ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
+        if (normed) /* a gain shorter than the normed columns is refused */
+            ck_assert_int_eq(glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f,
+                                                  NN + 1),
+                             GLM_ERR_INVALID);
+        run();
+        float *poison = malloc(W * 4);
+        tu_poison(poison, W);
+        const float *pool = bp.map;
+        double worst = 0;
+        for (uint32_t row = 0; row < n_pages * P; row++) {
+            int hit = -1;
+            for (uint32_t t = 0; t < T; t++) {
+                const int32_t *pg = meta + 2 * T + meta[T + t];
+                if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
+                    hit = (int)t;
+            }
+            const float *got = pool + (size_t)row * W;
+            if (hit < 0 || !normed) {
+                const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
+                ck_assert_msg(memcmp(got, want, W * 4) == 0, "kv_write: pool row %u (row %d)", row, hit);
+                continue;
+            }
+            const float *want = want_n + (size_t)hit * W;
+            double e = tu_nmse(want, got, NN);
+            worst = e > worst ? e : worst;
+            ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "kv_write_norm: row %d nmse %.3g", hit, e);
+            ck_assert_msg(memcmp(got + NN, want + NN, (W - NN) * 4) == 0, "kv_write_norm: row %d tail", hit);
         }
-        const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
-        ck_assert_msg(memcmp(pool + (size_t)row * W, want, W * 4) == 0, "kv_write: pool row %u (row %d)", row, hit);
+        if (normed) {
+            float *sb = malloc((size_t)T * W * 4);
+            ck_assert(glm_vk_download(g_vk, sb, &bs, 0, (size_t)T * W * 4) == GLM_OK);
+            ck_assert_msg(memcmp(sb, src, (size_t)T * W * 4) == 0, "kv_write_norm changed src");
+            free(sb);
+            printf("vk kv_write_norm: worst nmse %.3g\n", worst);
+        }
+        glm_vk_buffer_destroy(g_vk, &bs);
+        glm_vk_buffer_destroy(g_vk, &bm);
+        glm_vk_buffer_destroy(g_vk, &bp);
+        free(poison);
     }
-    glm_vk_buffer_destroy(g_vk, &bs);
-    glm_vk_buffer_destroy(g_vk, &bm);
-    glm_vk_buffer_destroy(g_vk, &bp);
-    free(src);
-    free(poison);
+    free_weight(&tg);
+    free(src), free(want_n), free(gf);
 }
 END_TEST
 
@@ -738,11 +871,13 @@ END_TEST
 START_TEST(test_matvec_swiglu)
 {
     /* y = SiLU(Wg·x) ⊙ (Wu·x) with Wg, Wu in one buffer (Wu 256 bytes after Wg), dense and
-     * routed (ids [T][k] over E slabs) */
+     * routed (ids [T][k] over E slabs); normed: x replaced by RMSNorm(x; gain) in the same
+     * dispatch (glm_vk_rms_norm_matvec) */
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q8_0 };
     const uint32_t T = 2, k = 3, E = 4, ncols = 512, nrows = 70;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        for (int routed = 0; routed < 2; routed++) {
+        for (int variant = 0; variant < 4; variant++) {
+            int routed = variant & 1, normed = variant >> 1;
             glm_type t = types[ti];
             uint32_t rb = (uint32_t)glm_row_bytes(t, ncols), slab = rb * nrows, slabs = routed ? E : 1;
             uint32_t wbytes = slab * slabs, uoff = (wbytes + 255) & ~255u;
@@ -757,12 +892,21 @@ START_TEST(test_matvec_swiglu)
             float *x = malloc((size_t)T * ncols * 4), *ref = malloc((size_t)nout * nrows * 4);
             float *g = malloc(nrows * 4), *u = malloc(nrows * 4);
             tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -1, 1);
+            test_weight tg;
+            make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
+            float *xn = malloc((size_t)T * ncols * 4), *gf = malloc((size_t)ncols * 4);
+            glm_ref_dequant_row(gf, tg.host, GLM_TYPE_F32, ncols);
+            for (uint32_t i = 0; i < T; i++)
+                if (normed)
+                    glm_ref_rms_norm(xn + (size_t)i * ncols, x + (size_t)i * ncols, gf, ncols, 1e-5f);
+                else
+                    memcpy(xn + (size_t)i * ncols, x + (size_t)i * ncols, (size_t)ncols * 4);
             int32_t ids[6];
             for (uint32_t i = 0; i < T * k; i++)
                 ids[i] = (int32_t)(tu_next(&g_rng) % E);
             for (uint32_t i = 0; i < nout; i++) {
                 uint32_t sl = routed ? (uint32_t)ids[i] : 0;
-                const float *xi = x + (size_t)(routed ? i / k : i) * ncols;
+                const float *xi = xn + (size_t)(routed ? i / k : i) * ncols;
                 ref_rows(g, host + (size_t)sl * slab, t, ncols, nrows, rb, xi);
                 ref_rows(u, host + uoff + (size_t)sl * slab, t, ncols, nrows, rb, xi);
                 glm_ref_swiglu(ref + (size_t)i * nrows, g, u, nrows);
@@ -771,13 +915,21 @@ START_TEST(test_matvec_swiglu)
             glm_vk_buffer by = out_buf((size_t)nout * nrows);
             glm_vk_view iv = view(&bi, T, k);
             ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-            ck_assert_msg(glm_vk_matvec_swiglu(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
-                                               routed ? &iv : NULL) == GLM_OK,
-                          "%s", glm_last_error());
+            glm_status st = normed ? glm_vk_rms_norm_matvec(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
+                                                            routed ? &iv : NULL, &tg.w, 1e-5f)
+                                   : glm_vk_matvec_swiglu(g_vk, view(&by, nout, nrows), &wg, &wu, view(&bx, T, ncols),
+                                                          routed ? &iv : NULL);
+            ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
             run();
             check_out(&by, (size_t)nout * nrows, "matvec_swiglu");
             double e = tu_nmse(ref, by.map, (size_t)nout * nrows);
-            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_swiglu %s routed=%d nmse %.3g", glm_type_name(t), routed, e);
+            ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_swiglu %s routed=%d normed=%d nmse %.3g", glm_type_name(t),
+                          routed, normed, e);
+            if (normed)
+                printf("vk rms_norm_matvec swiglu %s routed=%d: nmse %.3g\n", glm_type_name(t), routed, e);
+            free_weight(&tg);
+            free(xn);
+            free(gf);
             glm_vk_buffer_destroy(g_vk, &bx);
             glm_vk_buffer_destroy(g_vk, &bi);
             glm_vk_buffer_destroy(g_vk, &by);
@@ -1009,6 +1161,8 @@ int main(void)
     tcase_add_test(tc, test_add_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);
     tcase_add_test(tc, test_matvec_id);
+    tcase_add_test(tc, test_rms_norm_matvec);
+    tcase_add_test(tc, test_matvec_add);
     tcase_add_test(tc, test_matmul_all_types);
     tcase_add_test(tc, test_matmul_id_grouped);
     tcase_add_test(tc, test_matvec_heads);

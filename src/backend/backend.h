@@ -131,11 +131,23 @@ typedef struct glm_backend_ops {
                                   glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
     /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
     glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
+    /* y = W · RMSNorm(x; g, eps): rms_norm into a scratch view followed by matmul (ids NULL,
+     * wu NULL), matmul_id (ids [T][k]) or matmul_swiglu (wu the up weight), without the
+     * scratch; x is left as it was. */
+    glm_status (*rms_norm_matmul)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                  const glm_tensor *w, const glm_tensor *wu, const glm_dview *ids);
+    /* y += W·x (slab 0 of w): matmul into a scratch view followed by add(y, y, scratch);
+     * y must not share x's buffer. */
+    glm_status (*matmul_add)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w);
+    /* kv_write of src with its first n_norm columns written as RMSNorm(them; g, eps): rms_norm
+     * of those columns in place followed by kv_write, except that src is left as it was. */
+    glm_status (*kv_write_norm)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
+                                const glm_tensor *g, float eps, int n_norm);
 
     /* Optional (NULL: the backend's products are row by row whatever the row count). The rows
-     * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu and
-     * mla_attention) come as runs[0..n_runs) rows of one item each, one after another; n_runs
-     * 0 forgets them. A backend with kernels for many rows (tiled) uses them only for the rows
+     * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu,
+     * rms_norm_matmul, matmul_add and mla_attention) come as runs[0..n_runs) rows of one item
+     * each, one after another; n_runs 0 forgets them. A backend with kernels for many rows (tiled) uses them only for the rows
      * of items of more than GLM_FEW_ROWS rows, and computes every other row exactly as a
      * product of that item alone would, so that a row's result never depends on the other
      * items of its step (the forward sets the runs of each step and of its lm_head rows).

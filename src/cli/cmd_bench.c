@@ -33,16 +33,17 @@ typedef struct bench_opts {
     char device_backend[24];
     long pp[MAX_LIST], tg[MAX_LIST], depth[MAX_LIST], batch[MAX_LIST];
     int n_pp, n_tg, n_depth, n_batch;
-    long reps;
+    long reps, fold;
     bool json, profile;
 } bench_opts;
 
 static const char k_usage[] =
     "usage: glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-b 1] [-r 5] [--backend auto|ref|vulkan]\n"
-    "                   [--device N] [--json] [--profile]\n"
+    "                   [--device N] [--fold 0..3] [--json] [--profile]\n"
     "  -p, -n, -d, -b take comma lists (0 in -p or -n skips that test); -r repetitions (median, min, max, stddev)\n"
     "  -b B           tg tests with B sequences decoding together (continuous batching), aggregate t/s\n"
-    "  --profile      Vulkan only: per-kernel time, calls and matvec GB/s from timestamp queries\n";
+    "  --profile      Vulkan only: per-kernel time, calls and matvec GB/s from timestamp queries\n"
+    "  --fold F       which norms / residual adds the products take (1 attention, 2 FFN; default 3)\n";
 
 static int usage_error(const char *msg, const char *arg)
 {
@@ -70,7 +71,7 @@ static bool parse_list(const char *s, long lo, long hi, long *out, int *n)
 static int parse_args(bench_opts *o, int argc, char **argv)
 {
     *o = (bench_opts){.backend = "auto", .pp = {512}, .tg = {128}, .depth = {0}, .batch = {1}, .n_pp = 1,
-                      .n_tg = 1, .n_depth = 1, .n_batch = 1, .reps = 5};
+                      .n_tg = 1, .n_depth = 1, .n_batch = 1, .reps = 5, .fold = 3};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json") || !strcmp(a, "--profile")) {
@@ -78,7 +79,7 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             continue;
         }
         if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-d") && strcmp(a, "-r") && strcmp(a, "-b") &&
-            strcmp(a, "--backend") && strcmp(a, "--device"))
+            strcmp(a, "--backend") && strcmp(a, "--device") && strcmp(a, "--fold"))
             return usage_error("unknown option", a);
         if (i + 1 >= argc)
             return usage_error("option needs a value", a);
@@ -100,6 +101,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             ok = parse_list(v, 1, 256, o->batch, &o->n_batch);
         else if (!strcmp(a, "-r"))
             ok = parse_list(v, 1, 1000, &o->reps, &one) && one == 1;
+        else if (!strcmp(a, "--fold"))
+            ok = parse_list(v, 0, 3, &o->fold, &one) && one == 1;
         else if ((ok = parse_list(v, 0, 1024, &dev, &one) && one == 1)) {
             snprintf(o->device_backend, sizeof o->device_backend, "vulkan:%ld", dev);
             o->backend = o->device_backend;
@@ -566,6 +569,8 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     if (s == GLM_OK)
         s = glm_forward_create_pool(&c.f, m, b, c.n_tokens, (int)(mi.n_batch > most_b ? mi.n_batch : most_b),
                                     (c.n_tokens + GLM_KV_PAGE) * (most_b > 1 ? most_b + 1 : 1));
+    if (s == GLM_OK)
+        glm_forward_set_folds(c.f, (unsigned)o->fold);
     for (long i = 0; s == GLM_OK && most_b > 1 && i < most_b; i++)
         s = glm_seq_create(c.f, &c.seqs[i]);
     if (s == GLM_OK)

@@ -28,8 +28,30 @@ static float qkv_eps(const glm_hparams *hp)
     return hp->qkv_a_norm_eps > 0 ? hp->qkv_a_norm_eps : GLM_QKV_A_NORM_EPS_DEFAULT;
 }
 
+/* Which folds (GLM_FOLD_*) this step uses: only when the backend has both fused ops and no
+ * dump wants the intermediate values (attn_norm, q_a, attn_out, ffn_norm, ffn_out are never
+ * materialized then). */
+static unsigned folds(const glm_forward *f, const glm_dump *d)
+{
+    return OPS(f)->rms_norm_matmul && OPS(f)->matmul_add && !d ? f->fold : 0u;
+}
+
+/* Steps 1-5 with the norms folded: q_a and kv_a from RMSNorm(x) directly, the latent norm in
+ * place on kva's first R columns when latent_norm (else the caller's kv_write_norm applies it);
+ * the caller's q_b product takes RMSNorm(q_a) the same way. */
+static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x, glm_dview qa, glm_dview kva,
+                                bool latent_norm)
+{
+    const glm_hparams *hp = &f->m->hp;
+    const glm_backend_ops *o = OPS(f);
+    glm_dview cc = glm_dview_cols(kva, 0, hp->kv_lora_rank);
+    GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
+    GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
+    return latent_norm ? o->rms_norm(B_(f), cc, cc, L->attn_kv_a_norm, qkv_eps(hp)) : GLM_OK;
+}
+
 /* t1 = MLA(RMSNorm(x)) (§2.2, §2.3), the residual add left to the caller; leaves attn_norm
- * in s.a and o_proj output in s.t1. */
+ * in s.a and o_proj output in s.t1. With GLM_FOLD_ATTN: x += MLA(RMSNorm(x)) instead. */
 static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, int T, const glm_kv_rows *r,
                              glm_dump *d, const char *dir)
 {
@@ -42,28 +64,43 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
     glm_dview qa = glm_dview_rows(f->s.qa, 0, T), q = glm_dview_rows(f->s.q, 0, T);
     glm_dview kva = glm_dview_rows(f->s.kva, 0, T), at = glm_dview_rows(f->s.attn, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
-    GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
-    /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
-     * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') in place, then the rows go
-     * to their sequences' pages (interleaved so that a backend may overlap the independent ops) */
-    GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
-    GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
-    GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
-    GLM_TRY(dump_t(f, d, dir, "q_a", qa));
     glm_dview cc = glm_dview_cols(kva, 0, R);
-    GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
-    GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
+    const bool fold = folds(f, d) & GLM_FOLD_ATTN;
+    /* with the folds and kv_write_norm the latent norm happens on the way into the cache */
+    const bool norm_in_write = fold && o->kv_write_norm;
+    if (fold) {
+        GLM_TRY(attn_in_fused(f, L, x, qa, kva, !norm_in_write));
+    } else {
+        GLM_TRY(o->rms_norm(b, a, x, L->attn_norm, hp->rms_norm_eps));
+        GLM_TRY(dump_t(f, d, dir, "attn_norm", a));
+        /* step 1-6: cq = RMSNorm(W_qa a; 1e-6), q = W_qb cq with RoPE on each head's last dr;
+         * [c' | kr'] = W_kva a, c = RMSNorm(c'; 1e-6) and kr = RoPE(kr') in place, then the rows go
+         * to their sequences' pages (interleaved so that a backend may overlap the independent ops) */
+        GLM_TRY(o->matmul(b, qa, a, L->attn_q_a, 0));
+        GLM_TRY(o->matmul(b, kva, a, L->attn_kv_a_mqa, 0));
+        GLM_TRY(o->rms_norm(b, qa, qa, L->attn_q_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "q_a", qa));
+        GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
+        GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
+    }
     GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
-    GLM_TRY(o->kv_write(b, kvl, kva, r));
-    GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+    if (norm_in_write)
+        GLM_TRY(o->kv_write_norm(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R));
+    else
+        GLM_TRY(o->kv_write(b, kvl, kva, r));
+    if (fold)
+        GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
+    else
+        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
     GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta));
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
     glm_mla_shape sh = { .T = T, .pos0 = 0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };
     GLM_TRY(o->mla_attention(b, at, q, glm_dview_cols(kvl, 0, R), glm_dview_cols(kvl, R, dr), L->attn_k_b,
                              L->attn_v_b, &sh, r, f->mla_mode));
-    /* step 11 (the residual add is the caller's) */
+    /* step 11 (the residual add is the caller's, or folded into the product) */
+    if (fold)
+        return o->matmul_add(b, x, at, L->attn_output);
     GLM_TRY(o->matmul(b, t1, at, L->attn_output, 0));
     return dump_t(f, d, dir, "attn_out", t1);
 }
@@ -81,6 +118,14 @@ static glm_status swiglu_ffn(glm_forward *f, glm_dview out, glm_dview a, glm_dvi
     GLM_TRY(o->matmul(f->b, u, a, wu, 0));
     GLM_TRY(o->swiglu(f->b, g, g, u));
     return o->matmul(f->b, out, g, wd, 0);
+}
+
+static glm_route_params route_params(const glm_hparams *hp)
+{
+    return (glm_route_params){ .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = hp->num_experts_per_tok,
+                               .n_group = hp->n_group, .topk_group = hp->topk_group,
+                               .sigmoid = hp->gating != GLM_GATING_SOFTMAX, .norm_topk_prob = hp->norm_topk_prob,
+                               .routed_scaling_factor = hp->routed_scaling_factor };
 }
 
 /* s.t1 = Σ_k w_k Expert_k(a) + SharedExpert(a) (§3.2). */
@@ -102,10 +147,7 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
                            L->ffn_up_shexp, L->ffn_down_shexp));
     GLM_TRY(o->matmul(b, rl, a, L->ffn_gate_inp, 0));
     GLM_TRY(dump_t(f, d, dir, "router_logits", rl));
-    glm_route_params rp = { .n_routed_experts = hp->n_routed_experts, .num_experts_per_tok = k,
-                            .n_group = hp->n_group, .topk_group = hp->topk_group,
-                            .sigmoid = hp->gating != GLM_GATING_SOFTMAX, .norm_topk_prob = hp->norm_topk_prob,
-                            .routed_scaling_factor = hp->routed_scaling_factor };
+    glm_route_params rp = route_params(hp);
     GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
     GLM_TRY(dump_t(f, d, dir, "topk_ids", ids));
     GLM_TRY(dump_t(f, d, dir, "topk_weights", rw));
@@ -126,6 +168,41 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     return o->add(b, t1, t1, sd);
 }
 
+/* x += FFN(RMSNorm(x; ffn_norm)) with the norm folded into every product that reads it and the
+ * residual adds into the last products (GLM_FOLD_FFN): the products of the normed x (shared
+ * gate/up, router, routed gate/up) all run before anything is added to x. */
+static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
+{
+    const glm_hparams *hp = &f->m->hp;
+    const glm_backend_ops *o = OPS(f);
+    glm_backend *b = B_(f);
+    const int k = hp->num_experts_per_tok;
+    const float eps = hp->rms_norm_eps;
+    glm_dview x = glm_dview_rows(f->s.x, 0, T);
+    if (!L->is_moe) {
+        glm_dview g = glm_dview_rows(f->s.dg, 0, T);
+        GLM_TRY(o->rms_norm_matmul(b, g, x, L->ffn_norm, eps, L->ffn_gate, L->ffn_up, NULL));
+        return o->matmul_add(b, x, g, L->ffn_down);
+    }
+    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_rows(f->s.ids, 0, T);
+    glm_dview rw = glm_dview_rows(f->s.rw, 0, T), sg = glm_dview_rows(f->s.sg, 0, T);
+    glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), ed = glm_dview_rows(f->s.ed, 0, T * k);
+    if (L->ffn_gate_shexp)
+        GLM_TRY(o->rms_norm_matmul(b, sg, x, L->ffn_norm, eps, L->ffn_gate_shexp, L->ffn_up_shexp, NULL));
+    GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
+    glm_route_params rp = route_params(hp);
+    GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+    GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+    GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
+    if (L->ffn_gate_shexp)
+        GLM_TRY(o->matmul_add(b, x, sg, L->ffn_down_shexp));
+    if (o->moe_combine_add) /* x = mixture + x, element by element in place */
+        return o->moe_combine_add(b, x, ed, rw, x);
+    glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
+    GLM_TRY(o->moe_combine(b, t1, ed, rw));
+    return o->add(b, x, x, t1);
+}
+
 glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T, const glm_kv_rows *r, glm_dump *d,
                          const char *prefix, int layer_idx)
 {
@@ -136,10 +213,18 @@ glm_status glm_fwd_block(glm_forward *f, const glm_layer *L, glm_dview kv, int T
     else
         snprintf(dir, sizeof dir, "%s", prefix);
     GLM_TRY(attn_block(f, L, kv, T, r, d, dir));
+    const unsigned fo = folds(f, d);
     glm_dview x = glm_dview_rows(f->s.x, 0, T), a = glm_dview_rows(f->s.a, 0, T);
     glm_dview t1 = glm_dview_rows(f->s.t1, 0, T);
-    /* x += attention, then the FFN's norm */
-    if (OPS(f)->add_rms_norm) {
+    if (fo & GLM_FOLD_FFN) {
+        if (!(fo & GLM_FOLD_ATTN))
+            GLM_TRY(OPS(f)->add(f->b, x, x, t1));
+        return ffn_fused(f, L, T);
+    }
+    /* x += attention (unless folded into o_proj), then the FFN's norm */
+    if (fo & GLM_FOLD_ATTN) {
+        GLM_TRY(OPS(f)->rms_norm(f->b, a, x, L->ffn_norm, hp->rms_norm_eps));
+    } else if (OPS(f)->add_rms_norm) {
         GLM_TRY(OPS(f)->add_rms_norm(f->b, a, x, t1, L->ffn_norm, hp->rms_norm_eps));
     } else {
         GLM_TRY(OPS(f)->add(f->b, x, x, t1));
@@ -404,6 +489,7 @@ glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float 
 int64_t glm_forward_n_past(const glm_forward *f) { return f->cur->kv.n; }
 glm_status glm_forward_truncate(glm_forward *f, int64_t n) { return glm_kvseq_truncate(&f->cur->kv, n); }
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode) { f->mla_mode = mode; }
+void glm_forward_set_folds(glm_forward *f, unsigned fold) { f->fold = fold & (GLM_FOLD_ATTN | GLM_FOLD_FFN); }
 const glm_model *glm_forward_model(const glm_forward *f) { return f->m; }
 void glm_forward_bind(glm_forward *f, glm_seq *s) { f->cur = s ? s : &f->own; }
 glm_seq *glm_forward_bound(const glm_forward *f) { return f->cur; }
@@ -555,6 +641,7 @@ glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_ba
     if (!f)
         return glm_errorf(GLM_ERR_NOMEM, "forward: out of memory");
     f->m = m, f->b = b, f->n_batch = n_batch, f->n_ctx = n_ctx;
+    f->fold = GLM_FOLD_ATTN | GLM_FOLD_FFN;
     int64_t n_pages = (pool_positions + GLM_KV_PAGE - 1) / GLM_KV_PAGE;
     glm_status st = glm_kvpool_create(&f->pool, b, hp->num_hidden_layers, n_pages, GLM_KV_PAGE, hp->kv_lora_rank,
                                       hp->qk_rope_head_dim);

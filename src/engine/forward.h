@@ -37,6 +37,15 @@ void glm_forward_destroy(glm_forward *f); /* NULL is a no-op; destroy every glm_
 /* n_ctx within the model's context length (max_position_embeddings), else a one-line error. */
 glm_status glm_forward_check_ctx(const glm_model *m, int64_t n_ctx);
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode);
+/* Folds of the decoder block (used when the backend has rms_norm_matmul and matmul_add):
+ * attention: attn_norm into q_a / kv_a, q_a_norm into q_b, the residual add into o_proj;
+ * FFN: ffn_norm into every product that reads it, the residual adds into the last products. */
+#define GLM_FOLD_ATTN 1u
+#define GLM_FOLD_FFN 2u
+
+/* Which folds (GLM_FOLD_* bits, default both) the forward uses where the backend has them;
+ * every choice computes the same model (for measuring what each fold gains). */
+void glm_forward_set_folds(glm_forward *f, unsigned fold);
 
 /* Run tokens[T] at positions n_past .. n_past+T-1 of the main model.
  * logits: NULL, or host [T][vocab] when all_logits, else host [vocab] for the last row.
@@ -192,6 +201,7 @@ struct glm_forward {
     int64_t n_ctx;
     int n_batch;
     glm_mla_mode mla_mode;
+    unsigned fold; /* GLM_FOLD_* bits: which norms / residual adds go into the products */
     glm_fwd_bufs s;
     int32_t *h_meta; /* host staging of the step rows */
     int64_t meta_cap;

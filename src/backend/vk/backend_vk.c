@@ -54,6 +54,8 @@ typedef struct vk_impl {
     glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
+    glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
+    glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
     uint64_t ids_cap;
     uint32_t *runs; /* set_runs: rows of the items of the products that follow */
     uint32_t *run_len; /* and their key bounds (when given) */
@@ -312,6 +314,8 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
+        glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
+        glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
         glm_vk_destroy(v->vk);
         free(v->runs);
         free(v->run_len);
@@ -454,20 +458,52 @@ static bool next_seg(const vk_impl *v, uint32_t rows, vk_cursor *c, glm_vk_stret
     return rows && glm_vk_next_stretch(&c->one, 1, true, &c->i, &c->t, s);
 }
 
-static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
+/* A rows × cols F32 view at the start of scratch d (made large enough before recording). */
+static glm_status fold_view(vk_impl *v, glm_dbuf *d, int64_t rows, int64_t cols, glm_dview *out)
 {
-    vk_impl *v = impl(b);
+    GLM_TRY(ensure(v, &d->b, (uint64_t)rows * (uint64_t)cols * 4, false));
+    d->dt = GLM_DT_F32;
+    *out = (glm_dview){ d, GLM_DT_F32, 0, rows, cols, cols };
+    return GLM_OK;
+}
+
+/* y = W_slab·x (add: y += W·x), walked by the item runs: items of many rows as tiled products
+ * (with add, into a scratch and then added to y), the rows of small items row by row (the add
+ * folded into the matvec), exactly as when their item runs alone. */
+static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm_tensor *w, uint32_t slab, bool add)
+{
     glm_vk_weight wt;
     GLM_TRY(weight(v, w, &wt));
     vk_cursor c = { 0 };
     glm_vk_stretch s;
     while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
-        glm_vk_view ys = vv(glm_dview_rows(y, s.t, s.n)), xs = vv(glm_dview_rows(x, s.t, s.n));
+        glm_dview ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
+        bool tiled = s.tiled && glm_vk_matmul_fits(&wt);
+        glm_dview p = ys;
+        if (tiled && add)
+            GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));
         GLM_TRY(recording(v));
-        GLM_TRY(s.tiled && glm_vk_matmul_fits(&wt) ? glm_vk_matmul(v->vk, ys, &wt, (uint32_t)slab, xs)
-                                                  : glm_vk_matvec(v->vk, ys, &wt, (uint32_t)slab, xs));
+        if (!tiled) {
+            GLM_TRY(add ? glm_vk_matvec_add(v->vk, vv(ys), &wt, vv(xs)) : glm_vk_matvec(v->vk, vv(ys), &wt, slab, vv(xs)));
+            continue;
+        }
+        GLM_TRY(glm_vk_matmul(v->vk, vv(p), &wt, slab, vv(xs)));
+        if (add) {
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_eltwise(v->vk, GLM_VK_ADD, vv(ys), vv(ys), vv(p)));
+        }
     }
     return GLM_OK;
+}
+
+static glm_status vk_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, int64_t slab)
+{
+    return plain_products(impl(b), y, x, w, (uint32_t)slab, false);
+}
+
+static glm_status vk_matmul_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w)
+{
+    return plain_products(impl(b), y, x, w, 0, true);
 }
 
 /* The group scratch of a tiled matmul_id over `ids` (made large enough before recording). */
@@ -536,9 +572,21 @@ static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_v
     return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
 }
 
-/* Gate/up row by row: one fused dispatch (or two products and the SwiGLU). */
+/* One row-by-row product of slab 0 (routed experts with ids), of RMSNorm(x; nw, eps) where nw
+ * is given. */
+static glm_status matvec_one(vk_impl *v, glm_vk_view y, const glm_vk_weight *w, glm_dview x, const glm_dview *ids,
+                             const glm_vk_weight *nw, float eps)
+{
+    glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    if (nw)
+        return glm_vk_rms_norm_matvec(v->vk, y, w, NULL, vv(x), ids ? &iv : NULL, nw, eps);
+    return ids ? glm_vk_matvec_id(v->vk, y, w, vv(x), iv) : glm_vk_matvec(v->vk, y, w, 0, vv(x));
+}
+
+/* Gate/up row by row, of RMSNorm(x; nw, eps) where nw is given (the norm folded in): one fused
+ * dispatch (or two products and the SwiGLU). */
 static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
-                                const glm_dview *ids)
+                                const glm_dview *ids, const glm_vk_weight *nw, float eps)
 {
     if (g->buf != u->buf) {
         /* not in one buffer (uploaded apart): the two products and the SwiGLU */
@@ -546,22 +594,45 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
         glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
         GLM_TRY(recording(v));
         v->pending += 2;
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, vv(y), g, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, vv(y), g, 0, vv(x)));
-        GLM_TRY(ids ? glm_vk_matvec_id(v->vk, uv, u, vv(x), vv(*ids)) : glm_vk_matvec(v->vk, uv, u, 0, vv(x)));
+        GLM_TRY(matvec_one(v, vv(y), g, x, ids, nw, eps));
+        GLM_TRY(matvec_one(v, uv, u, x, ids, nw, eps));
         return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
     }
     GLM_TRY(recording(v));
     glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+    if (nw)
+        return glm_vk_rms_norm_matvec(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL, nw, eps);
     return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
 }
 
-static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
-                                   const glm_dview *ids)
+/* Items of many rows with the norm: rms_norm into the scratch, then the tiled products as
+ * matmul, matmul_id or matmul_swiglu compute them (the unfolded sequence). */
+static glm_status tiled_normed(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *w, const glm_vk_weight *u,
+                               const glm_dview *ids, const glm_vk_weight *nw, float eps)
 {
-    vk_impl *v = impl(b);
-    glm_vk_weight g, u;
-    GLM_TRY(weight(v, wg, &g));
-    GLM_TRY(weight(v, wu, &u));
+    glm_dview n;
+    GLM_TRY(fold_view(v, &v->fold_x, x.rows, x.cols, &n));
+    glm_vk_view gv = { 0 };
+    if (ids && !u)
+        GLM_TRY(group_view(v, *ids, w, &gv));
+    GLM_TRY(recording(v));
+    GLM_TRY(glm_vk_rms_norm(v->vk, vv(n), vv(x), nw, eps));
+    if (u)
+        return tiled_swiglu(v, y, n, w, u, ids);
+    GLM_TRY(recording(v));
+    if (!ids)
+        return glm_vk_matmul(v->vk, vv(y), w, 0, vv(n));
+    v->pending++; /* two dispatches */
+    return glm_vk_matmul_id(v->vk, vv(y), w, vv(n), vv(*ids), gv);
+}
+
+/* y = W·x, SwiGLU(W·x, U·x) where u is given, of RMSNorm(x; nw, eps) where nw is given, walked
+ * by the item runs: items of many rows as tiled products (the norm a dispatch of its own in
+ * front), the rows of small items row by row with the norm folded into the matvec, exactly as
+ * when their item runs alone. */
+static glm_status products(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *w, const glm_vk_weight *u,
+                           const glm_dview *ids, const glm_vk_weight *nw, float eps)
+{
     vk_cursor c = { 0 };
     glm_vk_stretch s;
     while (next_seg(v, (uint32_t)(ids ? ids->rows : x.rows), &c, &s)) {
@@ -571,12 +642,38 @@ static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, con
         else
             ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
         const glm_dview *ip = ids ? &is : NULL;
-        if (s.tiled && glm_vk_matmul_fits(&g) && glm_vk_matmul_fits(&u))
-            GLM_TRY(tiled_swiglu(v, ys, xs, &g, &u, ip));
-        else
-            GLM_TRY(matvec_swiglu(v, ys, xs, &g, &u, ip));
+        if (s.tiled && glm_vk_matmul_fits(w) && (!u || glm_vk_matmul_fits(u))) {
+            GLM_TRY(nw ? tiled_normed(v, ys, xs, w, u, ip, nw, eps) : tiled_swiglu(v, ys, xs, w, u, ip));
+        } else if (u) {
+            GLM_TRY(matvec_swiglu(v, ys, xs, w, u, ip, nw, eps));
+        } else {
+            GLM_TRY(recording(v));
+            GLM_TRY(matvec_one(v, vv(ys), w, xs, ip, nw, eps));
+        }
     }
     return GLM_OK;
+}
+
+static glm_status vk_matmul_swiglu(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *wg, const glm_tensor *wu,
+                                   const glm_dview *ids)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight g, u;
+    GLM_TRY(weight(v, wg, &g));
+    GLM_TRY(weight(v, wu, &u));
+    return products(v, y, x, &g, &u, ids, NULL, 0);
+}
+
+static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                     const glm_tensor *w, const glm_tensor *wu, const glm_dview *ids)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt, ut, gt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(weight(v, g, &gt));
+    if (wu)
+        GLM_TRY(weight(v, wu, &ut));
+    return products(v, y, x, &wt, wu ? &ut : NULL, ids, &gt, eps);
 }
 
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
@@ -606,6 +703,19 @@ static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, con
     GLM_TRY(recording(v));
     glm_vk_kv_rows kr = vk_rows(v, r);
     return glm_vk_kv_write(v->vk, vv(pool), vv(src), &kr);
+}
+
+static glm_status vk_kv_write_norm(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
+                                   const glm_tensor *g, float eps, int n_norm)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight gt;
+    GLM_TRY(weight(v, g, &gt));
+    if (n_norm <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_norm: %d columns to norm", n_norm);
+    GLM_TRY(recording(v));
+    glm_vk_kv_rows kr = vk_rows(v, r);
+    return glm_vk_kv_write_norm(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm);
 }
 
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
@@ -702,6 +812,9 @@ static const glm_backend_ops k_vk_ops = {
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
     .add_rms_norm = vk_add_rms_norm,
+    .rms_norm_matmul = vk_rms_norm_matmul,
+    .matmul_add = vk_matmul_add,
+    .kv_write_norm = vk_kv_write_norm,
     .set_runs = vk_set_runs,
 };
 

@@ -57,9 +57,17 @@ glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_
     return rms_norm_any(vk, y, x, &t, w, eps);
 }
 
+/* Is g a plain row (F32, F16 or BF16) of n elements? */
+static bool gain_ok(const glm_vk_weight *g, uint32_t n)
+{
+    return weight_ok(g) && g->ncols == n && g->nrows == 1 && glm_type_info(g->type)->block == 1 &&
+           (g->type == GLM_TYPE_F32 || g->type == GLM_TYPE_F16 || g->type == GLM_TYPE_BF16);
+}
+
 /* Threads per output row of matvec: the power of two in 8..min(64, subgroup size) that
  * wastes the fewest invocations on the row's 32-element chunks (ties to the larger); within
- * one subgroup the shader reduces with shuffles alone. */
+ * one subgroup the shader reduces with shuffles alone. (Wider slices, to give small products
+ * more workgroups, were slower on the H100: bench/RESULTS.md.) */
 static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 {
     uint32_t n = (ncols + 31) / 32, sgs = glm_vk_subgroup_size(vk), top = sgs >= 64 ? 64 : sgs >= 8 ? sgs : 64;
@@ -76,10 +84,14 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Optional parts of a matvec: heads (z dimension over slabs) and a fused SwiGLU partner. */
+/* Optional parts of a matvec: heads (z dimension over slabs), a fused SwiGLU partner, an
+ * RMSNorm of x in front (gain g) and accumulation into y. */
 typedef struct matvec_extra {
     uint32_t heads, x_hs, y_hs;
     const glm_vk_weight *w2;
+    const glm_vk_weight *g;
+    float eps;
+    bool accumulate;
 } matvec_extra;
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
@@ -93,7 +105,24 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
-                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0 };
+                              e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
+                              0, 0, 0, 0 };
+    const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
+    if (e && e->g) {
+        const glm_vk_weight *g = e->g;
+        if (!gain_ok(g, w->ncols))
+            return bad("rms_norm_matvec", "norm gain is not a plain row of x.cols elements");
+        pc.norm = 1;
+        pc.g_offset = g->offset;
+        pc.g_type = (uint32_t)g->type;
+        pc.eps = e->eps;
+        gb = g->buf;
+    }
+    if (e && e->accumulate) {
+        if (y.buf == x.buf)
+            return bad("matvec_add", "y must not share x's buffer");
+        pc.accumulate = 1;
+    }
     if (e && e->w2) {
         const glm_vk_weight *u = e->w2;
         if (!weight_ok(u) || u->buf != w->buf || u->type != w->type || u->ncols != w->ncols || u->nrows != w->nrows ||
@@ -122,8 +151,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset += slab * w->slab_bytes;
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
-    const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, ib };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 4, &pc, sizeof pc,
+    const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 
@@ -142,15 +171,30 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
+}
+
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
+                                  glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps)
+{
+    if (!g)
+        return bad("rms_norm_matvec", "no norm gain");
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false };
+    return matvec_any(vk, y, w, 0, x, ids, &e);
+}
+
+glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
+{
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true };
+    return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 /* ---- tiled matmul (prefill) ---- */
@@ -257,14 +301,31 @@ static bool kv_rows_ok(const glm_vk_kv_rows *r, uint32_t T)
            r->pos.cols == 1 && r->ptab.cols == 1 && r->pages.rows == 1 && r->page_size > 0 && r->max_len > 0;
 }
 
-glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r)
+static glm_status kv_write_any(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
+                               const glm_vk_weight *g, float eps, uint32_t n_norm)
 {
     if (!view_ok(pool) || !view_ok(src) || pool.cols != src.cols || !kv_rows_ok(r, src.rows))
         return bad("kv_write", "pool, rows or page views disagree or overrun their buffers");
+    if (g && (n_norm == 0 || n_norm > src.cols || !gain_ok(g, n_norm)))
+        return bad("kv_write_norm", "norm gain is not a plain row of n_norm <= cols elements");
     glm_vk_kv_write_push pc = { src.rows, src.cols, src.off, src.ld, pool.off, pool.ld, r->pos.off, r->pos.ld,
-                                r->ptab.off, r->ptab.ld, r->pages.off, r->page_size };
-    const glm_vk_buffer *b[5] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf };
-    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 5, &pc, sizeof pc, groups(src.cols), src.rows, 1);
+                                r->ptab.off, r->ptab.ld, r->pages.off, r->page_size, g ? n_norm : 0,
+                                g ? g->offset : 0, g ? (uint32_t)g->type : 0, eps };
+    const glm_vk_buffer *b[6] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf, g ? g->buf : src.buf };
+    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 6, &pc, sizeof pc, groups(src.cols), src.rows, 1);
+}
+
+glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r)
+{
+    return kv_write_any(vk, pool, src, r, NULL, 0, 0);
+}
+
+glm_status glm_vk_kv_write_norm(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
+                                const glm_vk_weight *g, float eps, uint32_t n_norm)
+{
+    if (!g)
+        return bad("kv_write_norm", "no norm gain");
+    return kv_write_any(vk, pool, src, r, g, eps, n_norm);
 }
 
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b)

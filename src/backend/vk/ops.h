@@ -33,9 +33,11 @@ _Static_assert(sizeof(glm_vk_rms_norm_push) == 48, "mirrors shaders/rms_norm.com
 
 typedef struct glm_vk_matvec_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ids_off, ids_ld, k, mode,
-        x_zs, y_zs, tpr, w2_offset, swiglu, pad;
+        x_zs, y_zs, tpr, w2_offset, swiglu, norm, g_offset, g_type;
+    float eps;
+    uint32_t accumulate;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 80, "mirrors shaders/matvec.comp");
+_Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 
@@ -61,9 +63,11 @@ typedef struct glm_vk_rope_push {
 _Static_assert(sizeof(glm_vk_rope_push) == 48, "mirrors shaders/rope.comp");
 
 typedef struct glm_vk_kv_write_push {
-    uint32_t rows, cols, src_off, src_ld, dst_off, dst_ld, pos_off, pos_ld, ptab_off, ptab_ld, pages_off, page_size;
+    uint32_t rows, cols, src_off, src_ld, dst_off, dst_ld, pos_off, pos_ld, ptab_off, ptab_ld, pages_off, page_size,
+        n_norm, g_offset, g_type;
+    float eps;
 } glm_vk_kv_write_push;
-_Static_assert(sizeof(glm_vk_kv_write_push) == 48, "mirrors shaders/kv_write.comp");
+_Static_assert(sizeof(glm_vk_kv_write_push) == 64, "mirrors shaders/kv_write.comp");
 
 typedef enum glm_vk_eltwise_op { GLM_VK_ADD = 0, GLM_VK_SWIGLU = 1, GLM_VK_COPY = 2 } glm_vk_eltwise_op;
 typedef struct glm_vk_eltwise_push {
@@ -169,6 +173,15 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
  * type in the same buffer; ids NULL: slab 0 of both, else routed experts as glm_vk_matvec_id. */
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids);
+/* y = W · RMSNorm(x; g, eps) in one dispatch, each vector normed on its own: the norm
+ * (rms_norm's arithmetic) is recomputed by every workgroup from x, so it needs no dispatch or
+ * buffer of its own; g is a plain row (F32, F16 or BF16) of x.cols elements. wu (or NULL):
+ * SiLU(W·n) ⊙ (Wu·n) as glm_vk_matvec_swiglu; ids (or NULL): routed experts as
+ * glm_vk_matvec_id, otherwise slab 0. */
+glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
+                                  glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps);
+/* y[v] += W · x[v] (slab 0): the product added to what y holds (a residual add folded in). */
+glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
  * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
@@ -194,6 +207,10 @@ glm_status glm_vk_rope(glm_vk *vk, glm_vk_view x, const glm_vk_buffer *table, ui
                        uint32_t n_heads, uint32_t head_dim, uint32_t rope_off, uint32_t rope_dim, glm_vk_view pos);
 /* Scatter src rows into the pool rows of their positions (glm_vk_kv_rows). */
 glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r);
+/* The same with the first n_norm columns written as RMSNorm(src[t][0, n_norm); g, eps) (g a
+ * plain row of n_norm elements; src unchanged): rms_norm in place followed by kv_write. */
+glm_status glm_vk_kv_write_norm(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
+                                const glm_vk_weight *g, float eps, uint32_t n_norm);
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b);
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,

@@ -33,7 +33,7 @@ typedef struct kernel_desc {
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 4, 48, false, 0xa },
-    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 4, 80, true, 0xb },
+    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 5, 96, true, 0x1b },
     [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32, false, 0x3 },
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
@@ -42,7 +42,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
     [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7f },
     [GLM_VK_MLA_COMBINE] = { "mla_combine", spv_mla_combine, sizeof spv_mla_combine, 3, 48, false, 0x3 },
-    [GLM_VK_KV_WRITE] = { "kv_write", spv_kv_write, sizeof spv_kv_write, 5, 48, false, 0xf },
+    [GLM_VK_KV_WRITE] = { "kv_write", spv_kv_write, sizeof spv_kv_write, 6, 64, false, 0x2f },
     [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true, 0xb },
     [GLM_VK_MOE_GROUP] = { "moe_group", spv_moe_group, sizeof spv_moe_group, 2, 32, false, 0x1 },
     [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 64, true, 0xb, true },
