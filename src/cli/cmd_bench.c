@@ -7,7 +7,9 @@
  * fixed stream), logits of the last row come back to the host as in a real step.
  * --profile (Vulkan): one more repetition per test with timestamp queries on, per kernel:
  * total ms, calls, share of the repetition's wall time, and for matvec the weight bytes it
- * had to read (each token reads the dense weights and its n_used experts' slabs) per second.
+ * had to read (each token reads the dense weights and its n_used experts' slabs) per second;
+ * where tiled products (prefill) did part of that work, a line after the table gives the bytes
+ * over matvec + matmul + matmul_cm time instead.
  * Speed is reported, never asserted. Exit 0 ok, 1 failure, 2 usage. */
 #include <math.h>
 #include <stdbool.h>
@@ -356,6 +358,8 @@ static void print_profile(const bench_report *rp, const bench_result *r)
     printf("\nprofile %s (one extra repetition, wall %.3f ms, kernels %.3f ms):\n\n", r->test,
            1e3 * r->prof_wall_s, 1e-6 * (double)total);
     printf("| kernel | ms | calls | %% of wall | GB/s |\n|---|---:|---:|---:|---:|\n");
+    uint64_t tiled_ns = r->kns[GLM_VK_MATMUL] + r->kns[GLM_VK_MATMUL_CM];
+    double weight_bytes = test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch);
     legend = true;
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
         if (!r->kcalls[k])
@@ -363,11 +367,16 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         double ms = 1e-6 * (double)r->kns[k], pct = 100.0 * ms / (1e3 * r->prof_wall_s);
         printf("| %s | %.3f | %llu | %.1f | ", glm_vk_kernel_name((glm_vk_kernel)k), ms,
                (unsigned long long)r->kcalls[k], pct);
-        if (k == GLM_VK_MATVEC && r->kns[k])
-            printf("%.2f |\n", test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch) / (double)r->kns[k]);
+        /* the weight bytes over the matvec time only where no tiled product shared them */
+        if (k == GLM_VK_MATVEC && r->kns[k] && !tiled_ns)
+            printf("%.2f |\n", weight_bytes / (double)r->kns[k]);
         else
             printf(" |\n");
     }
+    if (tiled_ns)
+        printf("\nweight products (matvec, matmul, matmul_cm): %.3f ms, %.2f GB/s of weights\n",
+               1e-6 * (double)(tiled_ns + r->kns[GLM_VK_MATVEC]),
+               weight_bytes / (double)(tiled_ns + r->kns[GLM_VK_MATVEC]));
     /* matvec by shape: weight type (+swiglu), workgroup grid */
     glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
     uint32_t n = 0;
