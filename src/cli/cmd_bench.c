@@ -359,6 +359,7 @@ static void print_profile(const bench_report *rp, const bench_result *r)
            1e3 * r->prof_wall_s, 1e-6 * (double)total);
     printf("| kernel | ms | calls | %% of wall | GB/s |\n|---|---:|---:|---:|---:|\n");
     uint64_t tiled_ns = r->kns[GLM_VK_MATMUL] + r->kns[GLM_VK_MATMUL_CM];
+    uint64_t mv_ns = r->kns[GLM_VK_MATVEC] + r->kns[GLM_VK_MATVEC_FAST]; /* both matvec kernels */
     double weight_bytes = test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch);
     legend = true;
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
@@ -367,29 +368,29 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         double ms = 1e-6 * (double)r->kns[k], pct = 100.0 * ms / (1e3 * r->prof_wall_s);
         printf("| %s | %.3f | %llu | %.1f | ", glm_vk_kernel_name((glm_vk_kernel)k), ms,
                (unsigned long long)r->kcalls[k], pct);
-        /* the weight bytes over the matvec time only where no tiled product shared them */
-        if (k == GLM_VK_MATVEC && r->kns[k] && !tiled_ns)
-            printf("%.2f |\n", weight_bytes / (double)r->kns[k]);
+        /* the weight bytes over the matvec time (both kernels, on the first of them) only where
+         * no tiled product shared them */
+        if ((k == GLM_VK_MATVEC || (k == GLM_VK_MATVEC_FAST && !r->kcalls[GLM_VK_MATVEC])) && !tiled_ns)
+            printf("%.2f |\n", weight_bytes / (double)mv_ns);
         else
             printf(" |\n");
     }
     if (tiled_ns)
         printf("\nweight products (matvec, matmul, matmul_cm): %.3f ms, %.2f GB/s of weights\n",
-               1e-6 * (double)(tiled_ns + r->kns[GLM_VK_MATVEC]),
-               weight_bytes / (double)(tiled_ns + r->kns[GLM_VK_MATVEC]));
+               1e-6 * (double)(tiled_ns + mv_ns), weight_bytes / (double)(tiled_ns + mv_ns));
     /* matvec by shape: weight type (+swiglu), workgroup grid */
     glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->n_shapes; i++)
-        if (r->shapes[i].kernel == GLM_VK_MATVEC)
+        if (r->shapes[i].kernel == GLM_VK_MATVEC || r->shapes[i].kernel == GLM_VK_MATVEC_FAST)
             sh[n++] = r->shapes[i];
     if (!n)
         return;
     qsort(sh, n, sizeof *sh, cmp_shape_ns);
     printf("\n| matvec variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n");
     for (uint32_t i = 0; i < n; i++)
-        printf("| %s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
-               sh[i].variant >= 64 ? "+swiglu" : "", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
+        printf("| %s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
+               sh[i].variant >= 64 ? "+swiglu" : "", sh[i].kernel == GLM_VK_MATVEC_FAST ? " (fast)" : "", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
                1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
 }
 
@@ -456,9 +457,10 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
             cJSON_AddNumberToObject(e, "ms", 1e-6 * (double)r->kns[k]);
             cJSON_AddNumberToObject(e, "calls", (double)r->kcalls[k]);
             cJSON_AddNumberToObject(e, "pct_wall", 1e-7 * (double)r->kns[k] / r->prof_wall_s);
-            if (k == GLM_VK_MATVEC && r->kns[k])
-                cJSON_AddNumberToObject(e, "gbps", test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch) /
-                                                       (double)r->kns[k]);
+            uint64_t mv = r->kns[GLM_VK_MATVEC] + r->kns[GLM_VK_MATVEC_FAST];
+            if ((k == GLM_VK_MATVEC || (k == GLM_VK_MATVEC_FAST && !r->kcalls[GLM_VK_MATVEC])) && mv)
+                cJSON_AddNumberToObject(e, "gbps",
+                                        test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch) / (double)mv);
             cJSON_AddItemToArray(p, e);
         }
         cJSON_AddNumberToObject(o, "profile_wall_ms", 1e3 * r->prof_wall_s);

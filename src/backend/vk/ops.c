@@ -84,6 +84,24 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
+/* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
+ * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s and no forced slice
+ * width. The fewest lanes (a power of two up to the subgroup size, at most 32) whose task
+ * groups cover the row in one pass, so that short rows pack several rows into a subgroup. */
+static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_vk_matvec_push *pc)
+{
+    glm_type t = w->type;
+    bool hot = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_Q6_K || t == GLM_TYPE_Q8_0 ||
+               t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
+    if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3))
+        return 0;
+    uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2; /* as the shader */
+    uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < 32 ? sgs : 32, n = 1;
+    while (n < top && n * group < tasks)
+        n *= 2;
+    return n;
+}
+
 /* Optional parts of a matvec: heads (z dimension over slabs), a fused SwiGLU partner, an
  * RMSNorm of x in front (gain g) and accumulation into y. */
 typedef struct matvec_extra {
@@ -150,9 +168,16 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w_offset += slab * w->slab_bytes;
         pc.w2_offset += slab * w->slab_bytes;
     }
-    uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
+    glm_vk_kernel k = GLM_VK_MATVEC;
+    uint32_t wg = GLM_VK_MATVEC_WG, lanes = matvec_fast_lanes(vk, w, &pc);
+    if (lanes) {
+        k = GLM_VK_MATVEC_FAST;
+        wg = GLM_VK_MATVEC_FAST_WG;
+        pc.tpr = lanes;
+    }
+    uint32_t rows_per_group = (wg / pc.tpr) * GLM_VK_MATVEC_ROWS;
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
+    return glm_vk_dispatch_variant(vk, k, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 

@@ -49,6 +49,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SCORES_TILED, /* absorbed MLA of a prefill run: scores, softmax, mix as tiles */
     GLM_VK_SOFTMAX,
     GLM_VK_MLA_MIX_TILED,
+    GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
