@@ -63,31 +63,24 @@ uvec4 ld16(uint off)
     return uvec4(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
-// 8 / 16 bytes at an even byte offset.
-uvec2 ld8e(uint off)
-{
-    uint i = off >> 2;
-    uint a = w[i], b = w[i + 1u];
-    if ((off & 2u) == 0u)
-        return uvec2(a, b);
-    uint c = w[i + 2u];
-    return uvec2((a >> 16) | (b << 16), (b >> 16) | (c << 16));
-}
-uvec4 ld16e(uint off)
-{
-    uint i = off >> 2;
-    uint a = w[i], b = w[i + 1u], c = w[i + 2u], d = w[i + 3u];
-    if ((off & 2u) == 0u)
-        return uvec4(a, b, c, d);
-    uint e = w[i + 4u];
-    return uvec4((a >> 16) | (b << 16), (b >> 16) | (c << 16), (c >> 16) | (d << 16), (d >> 16) | (e << 16));
-}
+// Word i, or the buffer's last word past its end (read only where its bytes are not used):
+// the loads below are unconditional, so that a lane's loads can all be in flight together.
+uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
 
-// The 32-bit word at an even byte offset.
+// The 32-bit word of bytes [off, off + 4) from words a, b at byte offset off & ~3 (off even).
+uint fun(uint a, uint b, uint off) { return (off & 2u) == 0u ? a : (a >> 16) | (b << 16); }
+
+// 4 / 8 bytes at an even byte offset.
 uint ld4e(uint off)
 {
     uint i = off >> 2;
-    return (off & 2u) == 0u ? w[i] : (w[i] >> 16) | (w[i + 1u] << 16);
+    return fun(w[i], wcl(i + 1u), off);
+}
+uvec2 ld8e(uint off)
+{
+    uint i = off >> 2;
+    uint a = w[i], b = w[i + 1u], c = wcl(i + 2u);
+    return uvec2(fun(a, b, off), fun(b, c, off));
 }
 
 // The float16 at an even byte offset.
@@ -176,25 +169,36 @@ float task_dot(uint rb, uint t, vec4 xv[8], vec4 xs)
         }
         return d * acc;
     } else if (TYPE == T_Q8_0) {
-        uint b = rb + t * 34u;
-        uvec4 q0 = ld16e(b + 2u), q1 = ld16e(b + 18u);
+        // 34-byte blocks at even offsets: words i..i+8 hold the scale and the 32 codes
+        uint b = rb + t * 34u, i = b >> 2;
+        uint wd[9];
+        [[unroll]] for (uint k = 0u; k < 9u; k++)
+            wd[k] = w[i + k];
+        bool odd = (b & 2u) != 0u;
+        float d = unpackHalf2x16(odd ? wd[0] >> 16 : wd[0]).x;
         float acc = 0.0;
-        [[unroll]] for (uint i = 0u; i < 4u; i++)
-            acc += dot(s4(q0[i]), xv[i]) + dot(s4(q1[i]), xv[4u + i]);
-        return rdh(b) * acc;
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            acc += dot(s4(odd ? wd[k + 1u] : (wd[k] >> 16) | (wd[k + 1u] << 16)), xv[k]);
+        return d * acc;
     } else if (TYPE == T_Q5_0) {
-        uint b = rb + t * 22u;
-        uint qh = ld4e(b + 2u);
-        uvec4 q = ld16e(b + 6u);
+        // 22-byte blocks at even offsets: words i..i+5 hold scale, high bits and codes
+        uint b = rb + t * 22u, i = b >> 2;
+        uint wd[6];
+        [[unroll]] for (uint k = 0u; k < 6u; k++)
+            wd[k] = w[i + k];
+        bool odd = (b & 2u) != 0u;
+        float d = unpackHalf2x16(odd ? wd[0] >> 16 : wd[0]).x;
+        uint qh = odd ? wd[1] : (wd[0] >> 16) | (wd[1] << 16);
         float acc = 0.0;
-        [[unroll]] for (uint i = 0u; i < 4u; i++) {
-            uint hl = (qh >> (4u * i)) & 15u, hu = (qh >> (16u + 4u * i)) & 15u;
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            uint q = odd ? wd[k + 2u] : (wd[k + 1u] >> 16) | (wd[k + 2u] << 16);
+            uint hl = (qh >> (4u * k)) & 15u, hu = (qh >> (16u + 4u * k)) & 15u;
             uint sl = (hl & 1u) | ((hl & 2u) << 7) | ((hl & 4u) << 14) | ((hl & 8u) << 21);
             uint su = (hu & 1u) | ((hu & 2u) << 7) | ((hu & 4u) << 14) | ((hu & 8u) << 21);
-            acc += dot(b4((q[i] & 0x0F0F0F0Fu) | (sl << 4)), xv[i]) +
-                   dot(b4(((q[i] >> 4) & 0x0F0F0F0Fu) | (su << 4)), xv[4u + i]);
+            acc += dot(b4((q & 0x0F0F0F0Fu) | (sl << 4)), xv[k]) +
+                   dot(b4(((q >> 4) & 0x0F0F0F0Fu) | (su << 4)), xv[4u + k]);
         }
-        return rdh(b) * (acc - 16.0 * xs.x);
+        return d * (acc - 16.0 * xs.x);
     }
     // F32
     return dot(uintBitsToFloat(ld16(rb + 16u * t)), xv[0]);
@@ -236,7 +240,8 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
                 uint e = x_elem(t, kk);
                 vec4 xr = x4[xo + (e >> 2)];
-                sq += keep * dot(xr, xr);
+                if (p.norm != 0u)
+                    sq += keep * dot(xr, xr);
                 xv[kk] = p.norm != 0u ? xr * gain4(e) : xr;
                 float s = xv[kk].x + xv[kk].y + xv[kk].z + xv[kk].w;
                 if (TYPE == T_Q4_K || TYPE == T_Q5_K)
