@@ -11,15 +11,18 @@
 // so the lanes of a block read it end to end; for Q8_0 and Q5_0 a task is a block. A slice of
 // p.tpr lanes (a power of two, at most the subgroup size, chosen by the host from the task
 // count) computes NR consecutive rows of one vector; lane l takes tasks l, l + tpr, ... in
-// groups of U, issuing the weight loads of a group for all NR rows (and the SwiGLU partner)
-// before the math. x is read straight from global memory as vec4 (it is small and stays in
-// the caches): no shared memory and no barriers. Sums of a slice go through shuffles.
+// groups of U: first the raw weight words of the group for all NR rows (and the SwiGLU
+// partner), then x (and the norm gain), then the math, with no branch among the loads, so
+// that they are all in flight together. x is read straight from global memory as vec4 (it is
+// small and stays in the caches): no shared memory and no barriers. Sums of a slice go
+// through shuffles.
 // The weight type is a specialization constant (one pipeline per type), as is FUSE.
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
 // With p.norm, x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of x once per
 // row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
 // With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
-// 4 floats. Rows past nrows read the last row again (results dropped).
+// 4 floats, the weights (Q4_K, Q5_K, F32) and the gain are 16-byte aligned and the others'
+// offsets even. Rows past nrows read the last row again (results dropped).
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
 #define WG 128u
 layout(local_size_x = 128) in;
@@ -32,7 +35,7 @@ layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { vec4 x4[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
-layout(std430, binding = 4) readonly buffer G { uint g[]; };
+layout(std430, binding = 4) readonly buffer G { uvec4 g4[]; };
 
 layout(push_constant) uniform P {
     uint type, ncols, nrows, row_bytes;
@@ -47,50 +50,72 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
-const bool KQ = TYPE == T_Q4_K || TYPE == T_Q5_K || TYPE == T_Q6_K;
-const uint EPT = TYPE == T_F32 ? 4u : 32u;     // elements per task
-const uint U = TYPE == T_F32 ? 8u : 2u;        // tasks per lane whose loads go out together
-const uint NX = TYPE == T_F32 ? 1u : 8u;       // vec4s of x per task
+const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
+const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out together
+const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
+#define UMAX 8u
+#define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)
 
-bool aligned16() { return ((p.w_offset | p.w2_offset | p.row_bytes | p.slab_bytes) & 15u) == 0u; }
-
-// 16 bytes at an offset that is 16-aligned when aligned16().
-uvec4 ld16(uint off)
-{
-    if (aligned16())
-        return w4[off >> 4];
-    uint i = off >> 2;
-    return uvec4(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-}
-
-// Word i, or the buffer's last word past its end (read only where its bytes are not used):
-// the loads below are unconditional, so that a lane's loads can all be in flight together.
+// Word i, or the buffer's last word past its end (its bytes are then not used).
 uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
 
-// The 32-bit word of bytes [off, off + 4) from words a, b at byte offset off & ~3 (off even).
-uint fun(uint a, uint b, uint off) { return (off & 2u) == 0u ? a : (a >> 16) | (b << 16); }
-
-// 4 / 8 bytes at an even byte offset.
-uint ld4e(uint off)
-{
-    uint i = off >> 2;
-    return fun(w[i], wcl(i + 1u), off);
-}
-uvec2 ld8e(uint off)
-{
-    uint i = off >> 2;
-    uint a = w[i], b = w[i + 1u], c = wcl(i + 2u);
-    return uvec2(fun(a, b, off), fun(b, c, off));
-}
-
-// The float16 at an even byte offset.
-float rdh(uint off) { return unpackHalf2x16(w[off >> 2] >> ((off & 2u) * 8u)).x; }
+// The 32-bit word of bytes [4k + 2, 4k + 6) (odd) or [4k, 4k + 4) from words a = k, b = k + 1.
+uint fun(uint a, uint b, bool odd) { return odd ? (a >> 16) | (b << 16) : a; }
 
 // The 4 bytes of q as floats (unsigned, or signed for Q8_0).
 vec4 b4(uint q) { return vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 255u); }
 vec4 s4(uint q) { return vec4(ivec4(q << 24, q << 16, q << 8, q) >> 24); }
 
-// Element e of the row where the first vec4 of x for slot k (0..NX-1) of task t starts.
+// Byte offset of the block of task t in the row at byte rb.
+uint blk(uint rb, uint t)
+{
+    if (TYPE == T_Q4_K) return rb + (t >> 3) * 144u;
+    if (TYPE == T_Q5_K) return rb + (t >> 3) * 176u;
+    if (TYPE == T_Q6_K) return rb + (t >> 3) * 210u;
+    if (TYPE == T_Q8_0) return rb + t * 34u;
+    if (TYPE == T_Q5_0) return rb + t * 22u;
+    return rb + 16u * t;
+}
+
+// The raw words task t of the row at byte rb reads (loads only, no use of them).
+void load_task(uint rb, uint t, out uint r[NWR])
+{
+    uint b = blk(rb, t), j = t & 7u;
+    [[unroll]] for (uint k = 0u; k < NWR; k++)
+        r[k] = 0u;
+    if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        bool q5 = TYPE == T_Q5_K;
+        uvec4 hd = w4[b >> 4], q = w4[(b + (q5 ? 48u : 16u) + 32u * (j >> 1) + 16u * (j & 1u)) >> 4];
+        uvec4 qh = q5 ? w4[(b + 16u + 16u * (j & 1u)) >> 4] : uvec4(0u);
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            r[k] = hd[k];
+            r[4u + k] = q[k];
+            r[8u + k] = qh[k];
+        }
+    } else if (TYPE == T_Q6_K) {
+        // half h = j >> 2, bytes l0 = 8·(j & 3) of its runs; all at b + a multiple of 4
+        uint h = j >> 2, l0 = 8u * (j & 3u), i = b >> 2;
+        uint o[4] = uint[4]((64u * h + l0) >> 2, (64u * h + 32u + l0) >> 2, (128u + 32u * h + l0) >> 2, (192u + 8u * h) >> 2);
+        [[unroll]] for (uint s = 0u; s < 4u; s++) {
+            r[3u * s] = w[i + o[s]];
+            r[3u * s + 1u] = w[i + o[s] + 1u];
+            r[3u * s + 2u] = wcl(i + o[s] + 2u);
+        }
+        r[12] = w[i + 52u];
+    } else if (TYPE == T_Q8_0) {
+        [[unroll]] for (uint k = 0u; k < 9u; k++)
+            r[k] = w[(b >> 2) + k]; // 34-byte block at an even offset: inside words 0..8
+    } else if (TYPE == T_Q5_0) {
+        [[unroll]] for (uint k = 0u; k < 6u; k++)
+            r[k] = w[(b >> 2) + k]; // 22-byte block at an even offset: inside words 0..5
+    } else {
+        uvec4 q = w4[b >> 4];
+        [[unroll]] for (uint k = 0u; k < 4u; k++)
+            r[k] = q[k];
+    }
+}
+
+// Element of the row where the vec4 of x for slot k (0..NX-1) of task t starts.
 uint x_elem(uint t, uint k)
 {
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
@@ -104,16 +129,17 @@ uint x_elem(uint t, uint k)
     return t * EPT + 4u * k;
 }
 
-// Four gain elements from element i (a multiple of 4).
+// Four gain elements from element i (a multiple of 4; the gain row is 16-byte aligned), one
+// vector load whatever the type; with no norm a broadcast load of the first word, unused.
 vec4 gain4(uint i)
 {
-    uint o = p.g_offset >> 2;
-    if (p.g_type == T_F32)
-        return uintBitsToFloat(uvec4(g[o + i], g[o + i + 1u], g[o + i + 2u], g[o + i + 3u]));
-    uint a = g[o + (i >> 1)], b = g[o + (i >> 1) + 1u];
-    if (p.g_type == T_BF16)
-        return uintBitsToFloat(uvec4(a << 16, a & 0xFFFF0000u, b << 16, b & 0xFFFF0000u));
-    return vec4(unpackHalf2x16(a), unpackHalf2x16(b));
+    bool f32 = p.g_type == T_F32;
+    uint byte = p.g_offset + (f32 ? 4u : 2u) * i;
+    uvec4 q = g4[p.norm != 0u ? byte >> 4 : 0u];
+    uvec2 h = (byte & 8u) != 0u ? q.zw : q.xy;
+    vec4 bf = uintBitsToFloat(uvec4(h.x << 16, h.x & 0xFFFF0000u, h.y << 16, h.y & 0xFFFF0000u));
+    vec4 hf = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+    return f32 ? uintBitsToFloat(q) : (p.g_type == T_BF16 ? bf : hf);
 }
 
 // The 6-bit scale and min of sub-block s of a Q4_K/Q5_K block whose 12 scale bytes are s0..s2.
@@ -126,36 +152,35 @@ vec2 scmin(uint s0, uint s1, uint s2, uint s)
                 float(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
 }
 
-// Σ W[row at byte rb][task t] · x over the task's elements; xv as x_elem lays it out, xs the
-// sums of its groups (Q4_K/Q5_K: the two nibble halves; Q6_K: four runs of 8; else the total).
-float task_dot(uint rb, uint t, vec4 xv[8], vec4 xs)
+// Σ W[row at byte rb][task t] · x over the task's elements from its raw words r; xv as
+// x_elem lays it out, xs the sums of its groups (Q4_K/Q5_K: the two nibble halves; Q6_K: four
+// runs of 8; else the total).
+float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
 {
+    bool odd = (blk(rb, t) & 2u) != 0u;
+    uint j = t & 7u;
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
-        bool q5 = TYPE == T_Q5_K;
-        uint j = t & 7u, pr = j >> 1, hh = j & 1u;
-        uint b = rb + (t >> 3) * (q5 ? 176u : 144u);
-        uvec4 hd = ld16(b);
-        uvec4 q = ld16(b + (q5 ? 48u : 16u) + 32u * pr + 16u * hh);
-        uvec4 qh = q5 ? ld16(b + 16u + 16u * hh) : uvec4(0u);
-        vec2 dm = unpackHalf2x16(hd.x);
-        vec2 a = scmin(hd.y, hd.z, hd.w, 2u * pr), c = scmin(hd.y, hd.z, hd.w, 2u * pr + 1u);
+        uint pr = j >> 1;
+        vec2 dm = unpackHalf2x16(r[0]);
+        vec2 a = scmin(r[1], r[2], r[3], 2u * pr), c = scmin(r[1], r[2], r[3], 2u * pr + 1u);
         float lo = 0.0, hi = 0.0;
         [[unroll]] for (uint i = 0u; i < 4u; i++) {
-            uint ql = q[i] & 0x0F0F0F0Fu, qu = (q[i] >> 4) & 0x0F0F0F0Fu;
-            if (q5) {
-                ql |= ((qh[i] >> (2u * pr)) & 0x01010101u) << 4;
-                qu |= ((qh[i] >> (2u * pr + 1u)) & 0x01010101u) << 4;
+            uint ql = r[4u + i] & 0x0F0F0F0Fu, qu = (r[4u + i] >> 4) & 0x0F0F0F0Fu;
+            if (TYPE == T_Q5_K) {
+                ql |= ((r[8u + i] >> (2u * pr)) & 0x01010101u) << 4;
+                qu |= ((r[8u + i] >> (2u * pr + 1u)) & 0x01010101u) << 4;
             }
             lo += dot(b4(ql), xv[i]);
             hi += dot(b4(qu), xv[4u + i]);
         }
         return dm.x * (a.x * lo + c.x * hi) - dm.y * (a.y * xs.x + c.y * xs.y);
     } else if (TYPE == T_Q6_K) {
-        uint j = t & 7u, h = j >> 2, l0 = 8u * (j & 3u);
-        uint b = rb + (t >> 3) * 210u;
-        uvec2 L1 = ld8e(b + 64u * h + l0), L2 = ld8e(b + 64u * h + 32u + l0), H = ld8e(b + 128u + 32u * h + l0);
-        uvec2 sc = ld8e(b + 192u + 8u * h);
-        float d = rdh(b + 208u);
+        uint l0 = 8u * (j & 3u);
+        uvec2 L1 = uvec2(fun(r[0], r[1], odd), fun(r[1], r[2], odd));
+        uvec2 L2 = uvec2(fun(r[3], r[4], odd), fun(r[4], r[5], odd));
+        uvec2 H = uvec2(fun(r[6], r[7], odd), fun(r[7], r[8], odd));
+        uvec2 sc = uvec2(fun(r[9], r[10], odd), fun(r[10], r[11], odd));
+        float d = unpackHalf2x16(odd ? r[12] >> 16 : r[12]).x;
         float acc = 0.0;
         [[unroll]] for (uint gi = 0u; gi < 4u; gi++) {
             uvec2 Lg = (gi & 1u) != 0u ? L2 : L1;
@@ -169,29 +194,19 @@ float task_dot(uint rb, uint t, vec4 xv[8], vec4 xs)
         }
         return d * acc;
     } else if (TYPE == T_Q8_0) {
-        // 34-byte blocks at even offsets: words i..i+8 hold the scale and the 32 codes
-        uint b = rb + t * 34u, i = b >> 2;
-        uint wd[9];
-        [[unroll]] for (uint k = 0u; k < 9u; k++)
-            wd[k] = w[i + k];
-        bool odd = (b & 2u) != 0u;
-        float d = unpackHalf2x16(odd ? wd[0] >> 16 : wd[0]).x;
+        // scale in the low (even offset) or high half of word 0, codes from byte 2
+        float d = unpackHalf2x16(odd ? r[0] >> 16 : r[0]).x;
         float acc = 0.0;
         [[unroll]] for (uint k = 0u; k < 8u; k++)
-            acc += dot(s4(odd ? wd[k + 1u] : (wd[k] >> 16) | (wd[k + 1u] << 16)), xv[k]);
+            acc += dot(s4(odd ? r[k + 1u] : (r[k] >> 16) | (r[k + 1u] << 16)), xv[k]);
         return d * acc;
     } else if (TYPE == T_Q5_0) {
-        // 22-byte blocks at even offsets: words i..i+5 hold scale, high bits and codes
-        uint b = rb + t * 22u, i = b >> 2;
-        uint wd[6];
-        [[unroll]] for (uint k = 0u; k < 6u; k++)
-            wd[k] = w[i + k];
-        bool odd = (b & 2u) != 0u;
-        float d = unpackHalf2x16(odd ? wd[0] >> 16 : wd[0]).x;
-        uint qh = odd ? wd[1] : (wd[0] >> 16) | (wd[1] << 16);
+        // scale, then 4 bytes of high bits, then 16 bytes of codes
+        float d = unpackHalf2x16(odd ? r[0] >> 16 : r[0]).x;
+        uint qh = odd ? r[1] : (r[0] >> 16) | (r[1] << 16);
         float acc = 0.0;
         [[unroll]] for (uint k = 0u; k < 4u; k++) {
-            uint q = odd ? wd[k + 2u] : (wd[k + 1u] >> 16) | (wd[k + 2u] << 16);
+            uint q = odd ? r[k + 2u] : (r[k + 1u] >> 16) | (r[k + 2u] << 16);
             uint hl = (qh >> (4u * k)) & 15u, hu = (qh >> (16u + 4u * k)) & 15u;
             uint sl = (hl & 1u) | ((hl & 2u) << 7) | ((hl & 4u) << 14) | ((hl & 8u) << 21);
             uint su = (hu & 1u) | ((hu & 2u) << 7) | ((hu & 4u) << 14) | ((hu & 8u) << 21);
@@ -200,8 +215,7 @@ float task_dot(uint rb, uint t, vec4 xv[8], vec4 xs)
         }
         return d * (acc - 16.0 * xs.x);
     }
-    // F32
-    return dot(uintBitsToFloat(ld16(rb + 16u * t)), xv[0]);
+    return dot(uintBitsToFloat(uvec4(r[0], r[1], r[2], r[3])), xv[0]); // F32
 }
 
 void main()
@@ -230,20 +244,39 @@ void main()
     }
     float sq = 0.0;
     uint ntask = p.ncols / EPT;
-    for (uint t0 = 0u; t0 < ntask; t0 += U * tpr)
+    for (uint t0 = 0u; t0 < ntask; t0 += U * tpr) {
+        // tasks of this group (past the end: task 0 again, its result dropped)
+        uint tk[UMAX];
+        float keep[UMAX];
         [[unroll]] for (uint u = 0u; u < U; u++) {
             uint t = t0 + u * tpr + lane;
-            float keep = t < ntask ? 1.0 : 0.0;
-            t = t < ntask ? t : 0u;
-            vec4 xv[8];
+            keep[u] = t < ntask ? 1.0 : 0.0;
+            tk[u] = t < ntask ? t : 0u;
+        }
+        // 1. every weight word of the group
+        uint raw[UMAX][NR][NWR], raw2[UMAX][NR][NWR];
+        [[unroll]] for (uint u = 0u; u < U; u++)
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                load_task(wbase + rowb[r], tk[u], raw[u][r]);
+                if (fuse)
+                    load_task(w2base + rowb[r], tk[u], raw2[u][r]);
+            }
+        // 2. x and the gain
+        vec4 xv[UMAX][8], gv[UMAX][8];
+        [[unroll]] for (uint u = 0u; u < U; u++)
+            [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
+                uint e = x_elem(tk[u], kk < NX ? kk : 0u);
+                xv[u][kk] = kk < NX ? x4[xo + (e >> 2)] : vec4(0.0);
+                gv[u][kk] = kk < NX ? gain4(e) : vec4(0.0);
+            }
+        // 3. the math
+        [[unroll]] for (uint u = 0u; u < U; u++) {
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
-                uint e = x_elem(t, kk);
-                vec4 xr = x4[xo + (e >> 2)];
+                sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
                 if (p.norm != 0u)
-                    sq += keep * dot(xr, xr);
-                xv[kk] = p.norm != 0u ? xr * gain4(e) : xr;
-                float s = xv[kk].x + xv[kk].y + xv[kk].z + xv[kk].w;
+                    xv[u][kk] *= gv[u][kk];
+                float s = xv[u][kk].x + xv[u][kk].y + xv[u][kk].z + xv[u][kk].w;
                 if (TYPE == T_Q4_K || TYPE == T_Q5_K)
                     xs[kk >> 2] += s;
                 else if (TYPE == T_Q6_K)
@@ -251,14 +284,13 @@ void main()
                 else
                     xs.x += s;
             }
-            [[unroll]] for (uint kk = NX; kk < 8u; kk++)
-                xv[kk] = vec4(0.0);
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r] += keep * task_dot(wbase + rowb[r], t, xv, xs);
+                acc[r] += keep[u] * task_dot(wbase + rowb[r], tk[u], raw[u][r], xv[u], xs);
                 if (fuse)
-                    acc2[r] += keep * task_dot(w2base + rowb[r], t, xv, xs);
+                    acc2[r] += keep[u] * task_dot(w2base + rowb[r], tk[u], raw2[u][r], xv[u], xs);
             }
         }
+    }
     // sums over the slice's lanes (a slice lies inside one subgroup)
     for (uint m = 1u; m < tpr; m <<= 1) {
         sq += subgroupShuffleXor(sq, m);

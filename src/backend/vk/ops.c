@@ -85,15 +85,19 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
- * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s and no forced slice
- * width. The fewest lanes (a power of two up to the subgroup size, at most 32) whose task
+ * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s, weights (16-byte
+ * aligned for Q4_K, Q5_K and F32, even otherwise) and norm gain (16-byte) aligned as the
+ * shader reads them, and no forced slice width. The fewest lanes (a power of two up to the subgroup size, at most 32) whose task
  * groups cover the row in one pass, so that short rows pack several rows into a subgroup. */
 static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_vk_matvec_push *pc)
 {
     glm_type t = w->type;
     bool hot = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_Q6_K || t == GLM_TYPE_Q8_0 ||
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
-    if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3))
+    bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
+    uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
+    if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
+        (pc->norm && (pc->g_offset & 15)))
         return 0;
     uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2; /* as the shader */
     uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < 32 ? sgs : 32, n = 1;
@@ -169,13 +173,14 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset += slab * w->slab_bytes;
     }
     glm_vk_kernel k = GLM_VK_MATVEC;
-    uint32_t wg = GLM_VK_MATVEC_WG, lanes = matvec_fast_lanes(vk, w, &pc);
+    uint32_t wg = GLM_VK_MATVEC_WG, nr = GLM_VK_MATVEC_ROWS, lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
         k = GLM_VK_MATVEC_FAST;
         wg = GLM_VK_MATVEC_FAST_WG;
+        nr = GLM_VK_MATVEC_FAST_ROWS;
         pc.tpr = lanes;
     }
-    uint32_t rows_per_group = (wg / pc.tpr) * GLM_VK_MATVEC_ROWS;
+    uint32_t rows_per_group = (wg / pc.tpr) * nr;
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
     return glm_vk_dispatch_variant(vk, k, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);

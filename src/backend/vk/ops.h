@@ -40,7 +40,8 @@ typedef struct glm_vk_matvec_push {
 _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
-#define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp (same NR) */
+#define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
+#define GLM_VK_MATVEC_FAST_ROWS 2 /* its NR: rows per slice */
 
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
