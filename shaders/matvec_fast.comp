@@ -16,7 +16,7 @@
 // that they are all in flight together. x is read straight from global memory as vec4 (it is
 // small and stays in the caches): no shared memory and no barriers. Sums of a slice go
 // through shuffles.
-// The weight type is a specialization constant (one pipeline per type), as is FUSE.
+// The weight type is a specialization constant (one pipeline per type), as are FUSE and NR.
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
 // With p.norm, x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of x once per
 // row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
@@ -27,8 +27,10 @@
 #define WG 128u
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint TYPE = 0;
-layout(constant_id = 1) const uint FUSE = 0;
-#define NR 2u
+layout(constant_id = 1) const uint VAR = 0;
+const uint FUSE = VAR & 1u;                  // SwiGLU pair
+const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
+#define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
@@ -234,10 +236,10 @@ void main()
     uint w2base = wbase - p.w_offset + p.w2_offset;
     uint xo = (p.x_off + z * p.x_zs + xrow * p.x_ld) >> 2; // in vec4s
     const bool fuse = FUSE != 0u;
-    uint rowb[NR];
+    uint rowb[NRMAX];
     [[unroll]] for (uint r = 0u; r < NR; r++)
         rowb[r] = min(r0 + r, p.nrows - 1u) * p.row_bytes;
-    float acc[NR], acc2[NR];
+    float acc[NRMAX], acc2[NRMAX];
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         acc[r] = 0.0;
         acc2[r] = 0.0;
@@ -254,7 +256,7 @@ void main()
             tk[u] = t < ntask ? t : 0u;
         }
         // 1. every weight word of the group
-        uint raw[UMAX][NR][NWR], raw2[UMAX][NR][NWR];
+        uint raw[UMAX][NRMAX][NWR], raw2[UMAX][NRMAX][NWR];
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 load_task(wbase + rowb[r], tk[u], raw[u][r]);

@@ -1024,6 +1024,60 @@ static void chain(glm_vk *vk)
     free(y3);
 }
 
+/* Was a matvec_fast dispatch of `variant` recorded since the last profile reset? */
+static bool fast_variant_ran(uint32_t variant)
+{
+    const glm_vk_prof_shape *sh;
+    uint32_t n = glm_vk_profile_shapes(g_vk, &sh);
+    for (uint32_t i = 0; i < n; i++)
+        if (sh[i].kernel == GLM_VK_MATVEC_FAST && sh[i].variant == variant && sh[i].count)
+            return true;
+    return false;
+}
+
+START_TEST(test_matvec_fast_many_groups)
+{
+    /* products of many workgroups take matvec_fast with 2 rows per slice (the small shapes of
+     * the other tests take 1): each hot type plain and as a SwiGLU pair (gate = up), 4 vectors */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K,
+                                      GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
+    const uint32_t ncols = 256, nrows = 4100, T = 4;
+    ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        glm_type t = types[ti];
+        glm_vk_profile_reset(g_vk);
+        double e = product_case(t, ncols, nrows, T, false);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_fast %s nmse %.3g", glm_type_name(t), e);
+        ck_assert_msg(fast_variant_ran((uint32_t)t), "%s: no 2-row matvec_fast dispatch", glm_type_name(t));
+
+        test_weight tw;
+        make_weight(&tw, t, ncols, nrows, 1);
+        float *x = malloc((size_t)ncols * T * 4), *g = malloc(nrows * 4), *ref = malloc((size_t)nrows * T * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -1, 1);
+        for (uint32_t v = 0; v < T; v++) {
+            ref_matvec(g, &tw, 0, x + (size_t)v * ncols);
+            glm_ref_swiglu(ref + (size_t)v * nrows, g, g, nrows);
+        }
+        glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+        glm_vk_profile_reset(g_vk);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_matvec_swiglu(g_vk, view(&by, T, nrows), &tw.w, &tw.w, view(&bx, T, ncols), NULL) == GLM_OK,
+                      "%s", glm_last_error());
+        run();
+        double es = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "matvec_fast swiglu");
+        ck_assert_msg(fast_variant_ran((uint32_t)t + 64), "%s: no 2-row matvec_fast SwiGLU dispatch", glm_type_name(t));
+        printf("vk matvec_fast %s, %u rows x %u: nmse %.3g, swiglu %.3g\n", glm_type_name(t), nrows, T, e, es);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free_weight(&tw);
+        free(x);
+        free(g);
+        free(ref);
+    }
+    ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
+}
+END_TEST
+
 START_TEST(test_matvec_wide_slices)
 {
     /* 64 invocations per row: wider than lavapipe's subgroups, so the partial sums also go
@@ -1171,6 +1225,7 @@ int main(void)
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);
     tcase_add_test(tc, test_matvec_wide_slices);
+    tcase_add_test(tc, test_matvec_fast_many_groups);
     tcase_add_test(tc, test_dependency_chain);
     tcase_add_test(tc, test_get_rows);
     tcase_add_test(tc, test_rope);

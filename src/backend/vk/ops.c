@@ -172,17 +172,20 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w_offset += slab * w->slab_bytes;
         pc.w2_offset += slab * w->slab_bytes;
     }
-    glm_vk_kernel k = GLM_VK_MATVEC;
-    uint32_t wg = GLM_VK_MATVEC_WG, nr = GLM_VK_MATVEC_ROWS, lanes = matvec_fast_lanes(vk, w, &pc);
-    if (lanes) {
-        k = GLM_VK_MATVEC_FAST;
-        wg = GLM_VK_MATVEC_FAST_WG;
-        nr = GLM_VK_MATVEC_FAST_ROWS;
-        pc.tpr = lanes;
-    }
-    uint32_t rows_per_group = (wg / pc.tpr) * nr;
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
-    return glm_vk_dispatch_variant(vk, k, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
+    uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
+    if (lanes) {
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice)) */
+        pc.tpr = lanes;
+        uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
+        bool one = (uint64_t)gx * y.rows * heads < GLM_VK_MATVEC_FAST_FEW;
+        if (one)
+            gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one), b, 5,
+                                       &pc, sizeof pc, gx, y.rows, heads);
+    }
+    uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
 }
 

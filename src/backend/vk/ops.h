@@ -41,7 +41,9 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 #define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
-#define GLM_VK_MATVEC_FAST_ROWS 2 /* its NR: rows per slice */
+/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than this (more in flight
+ * for small products; bench/RESULTS.md) */
+#define GLM_VK_MATVEC_FAST_FEW 256
 
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
