@@ -348,11 +348,13 @@ END_TEST
 
 START_TEST(test_matvec_id)
 {
-    /* T tokens, k experts each out of E; x per token (mode 1) or per (token, expert) (mode 2) */
+    /* T tokens, k experts each out of E; x per token (mode 1) or per (token, expert) (mode 2);
+     * Q4_K on matvec.comp, Q6_K on matvec_fast.comp */
     const uint32_t T = 3, k = 3, E = 6, ncols = 512, nrows = 37;
-    for (int per_pair = 0; per_pair < 2; per_pair++) {
+    for (int c = 0; c < 4; c++) {
+        int per_pair = c & 1;
         test_weight tw;
-                make_weight(&tw, GLM_TYPE_Q4_K, ncols, nrows, E);
+        make_weight(&tw, c < 2 ? GLM_TYPE_Q4_K : GLM_TYPE_Q6_K, ncols, nrows, E);
         uint32_t xrows = per_pair ? T * k : T;
         float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)T * k * nrows * 4);
         tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
@@ -370,7 +372,8 @@ START_TEST(test_matvec_id)
         run();
         check_out(&by, (size_t)T * k * nrows, "matvec_id");
         double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
-        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_id per_pair=%d nmse %.3g", per_pair, e);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_id %s per_pair=%d nmse %.3g", glm_type_name(tw.w.type), per_pair,
+                      e);
         glm_vk_buffer_destroy(g_vk, &bx);
         glm_vk_buffer_destroy(g_vk, &bi);
         glm_vk_buffer_destroy(g_vk, &by);

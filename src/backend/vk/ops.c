@@ -96,6 +96,9 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
+    /* routed Q4_K products (ids) measured slower here than on matvec.comp (bench/RESULTS.md) */
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0)
+        return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
         return 0;
