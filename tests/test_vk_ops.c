@@ -644,9 +644,13 @@ END_TEST
 
 START_TEST(test_moe_route)
 {
-    /* (E, k, n_group, topk_group, sigmoid): the model's shape, the dev fixture's, a grouped case */
-    static const int cases[][5] = { { 64, 4, 1, 1, 1 }, { 6, 3, 1, 1, 1 }, { 16, 4, 4, 2, 1 }, { 8, 2, 1, 1, 0 } };
-    for (size_t c = 0; c < 4; c++) {
+    /* (E, k, n_group, topk_group, sigmoid, ties): the model's shape, the dev fixture's, a grouped
+     * case, softmax, the largest supported, and logits of three levels with no bias (many ties,
+     * which go to the lower index) */
+    static const int cases[][6] = { { 64, 4, 1, 1, 1, 0 },  { 6, 3, 1, 1, 1, 0 },   { 16, 4, 4, 2, 1, 0 },
+                                    { 8, 2, 1, 1, 0, 0 },   { 256, 8, 1, 1, 1, 0 }, { 64, 4, 1, 1, 1, 1 },
+                                    { 200, 8, 8, 3, 1, 1 } };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const uint32_t T = 9, E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1];
         glm_route_params rp = { (int)E, (int)k, cases[c][2], cases[c][3], cases[c][4] != 0, true, 1.8f };
         float *logits = malloc((size_t)T * E * 4), *bias = malloc(E * 4), *wref = malloc((size_t)T * k * 4);
@@ -654,6 +658,12 @@ START_TEST(test_moe_route)
         int32_t *iref = malloc((size_t)T * k * 4);
         tu_fill_uniform(&g_rng, logits, (size_t)T * E, -3, 3);
         tu_fill_uniform(&g_rng, bias, E, -0.5f, 0.5f);
+        if (cases[c][5]) {
+            for (size_t i = 0; i < (size_t)T * E; i++)
+                logits[i] = logits[i] < -1 ? -1.0f : logits[i] < 1 ? 0.0f : 1.0f;
+            for (uint32_t e = 0; e < E; e++)
+                bias[e] = 0.25f;
+        }
         for (uint32_t t = 0; t < T; t++)
             ck_assert(glm_ref_moe_route(iref + t * k, wref + t * k, logits + (size_t)t * E, bias, &rp, scratch));
         glm_vk_buffer bl = dev_copy(logits, (size_t)T * E * 4), bb = dev_copy(bias, E * 4);
