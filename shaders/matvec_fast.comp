@@ -6,9 +6,10 @@
 // Matrix-vector products of the decode hot types (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0 and F32 with a
 // multiple of 4 columns), the same products as matvec.comp (same push constants, bindings and
 // modes) laid out for memory bandwidth; every other type and shape stays on matvec.comp.
-// A row is cut into tasks of 32 elements (4 for F32): for the K types a task reads 16
-// consecutive quant bytes of its block (the two nibbles of a byte belong to two sub-blocks),
-// so the lanes of a block read it end to end; for Q8_0 and Q5_0 a task is a block. A slice of
+// A row is cut into tasks of 32 elements (4 for F32): a Q4_K/Q5_K task reads 16 consecutive
+// quant bytes of its block (the two nibbles of a byte belong to two sub-blocks), a Q6_K task
+// 8 bytes of each of its three 32-byte runs (low bits of two groups, their high bits), so the
+// lanes of a block read it end to end; for Q8_0 and Q5_0 a task is a block. A slice of
 // p.tpr lanes (a power of two, at most the subgroup size, chosen by the host from the task
 // count) computes NR consecutive rows of one vector; lane l takes tasks l, l + tpr, ... in
 // groups of U: first the raw weight words of the group for all NR rows (and the SwiGLU

@@ -309,6 +309,10 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
     glm_status s = run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &r->prof_wall_s);
     for (int k = 0; s == GLM_OK && k < GLM_VK_KERNEL_COUNT; k++)
         glm_vk_profile(vk, (glm_vk_kernel)k, &r->kns[k], &r->kcalls[k]);
+    /* one matvec row for both matvec kernels (the shape table below tells them apart) */
+    r->kns[GLM_VK_MATVEC] += r->kns[GLM_VK_MATVEC_FAST];
+    r->kcalls[GLM_VK_MATVEC] += r->kcalls[GLM_VK_MATVEC_FAST];
+    r->kns[GLM_VK_MATVEC_FAST] = r->kcalls[GLM_VK_MATVEC_FAST] = 0;
     const glm_vk_prof_shape *sh;
     r->n_shapes = s == GLM_OK ? glm_vk_profile_shapes(vk, &sh) : 0;
     if (r->n_shapes)
@@ -359,7 +363,6 @@ static void print_profile(const bench_report *rp, const bench_result *r)
            1e3 * r->prof_wall_s, 1e-6 * (double)total);
     printf("| kernel | ms | calls | %% of wall | GB/s |\n|---|---:|---:|---:|---:|\n");
     uint64_t tiled_ns = r->kns[GLM_VK_MATMUL] + r->kns[GLM_VK_MATMUL_CM];
-    uint64_t mv_ns = r->kns[GLM_VK_MATVEC] + r->kns[GLM_VK_MATVEC_FAST]; /* both matvec kernels */
     double weight_bytes = test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch);
     legend = true;
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
@@ -368,17 +371,17 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         double ms = 1e-6 * (double)r->kns[k], pct = 100.0 * ms / (1e3 * r->prof_wall_s);
         printf("| %s | %.3f | %llu | %.1f | ", glm_vk_kernel_name((glm_vk_kernel)k), ms,
                (unsigned long long)r->kcalls[k], pct);
-        /* the weight bytes over the matvec time (both kernels, on the first of them) only where
-         * no tiled product shared them */
-        if ((k == GLM_VK_MATVEC || (k == GLM_VK_MATVEC_FAST && !r->kcalls[GLM_VK_MATVEC])) && !tiled_ns)
-            printf("%.2f |\n", weight_bytes / (double)mv_ns);
+        /* the weight bytes over the matvec time only where no tiled product shared them */
+        if (k == GLM_VK_MATVEC && r->kns[k] && !tiled_ns)
+            printf("%.2f |\n", weight_bytes / (double)r->kns[k]);
         else
             printf(" |\n");
     }
     if (tiled_ns)
         printf("\nweight products (matvec, matmul, matmul_cm): %.3f ms, %.2f GB/s of weights\n",
-               1e-6 * (double)(tiled_ns + mv_ns), weight_bytes / (double)(tiled_ns + mv_ns));
-    /* matvec by shape: weight type (+swiglu), workgroup grid */
+               1e-6 * (double)(tiled_ns + r->kns[GLM_VK_MATVEC]),
+               weight_bytes / (double)(tiled_ns + r->kns[GLM_VK_MATVEC]));
+    /* matvec by shape: weight type (+swiglu, matvec_fast), workgroup grid */
     glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->n_shapes; i++)
@@ -391,7 +394,8 @@ static void print_profile(const bench_report *rp, const bench_result *r)
     for (uint32_t i = 0; i < n; i++)
         printf("| %s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
                sh[i].variant / 64 % 2 ? "+swiglu" : "",
-               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : sh[i].variant / 128 ? " (fast, 1 row)" : " (fast)", sh[i].gx, sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
+               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : sh[i].variant / 128 ? " (fast, 1 row)" : " (fast)", sh[i].gx,
+               sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
                1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
 }
 
@@ -458,10 +462,9 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
             cJSON_AddNumberToObject(e, "ms", 1e-6 * (double)r->kns[k]);
             cJSON_AddNumberToObject(e, "calls", (double)r->kcalls[k]);
             cJSON_AddNumberToObject(e, "pct_wall", 1e-7 * (double)r->kns[k] / r->prof_wall_s);
-            uint64_t mv = r->kns[GLM_VK_MATVEC] + r->kns[GLM_VK_MATVEC_FAST];
-            if ((k == GLM_VK_MATVEC || (k == GLM_VK_MATVEC_FAST && !r->kcalls[GLM_VK_MATVEC])) && mv)
-                cJSON_AddNumberToObject(e, "gbps",
-                                        test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch) / (double)mv);
+            if (k == GLM_VK_MATVEC && r->kns[k])
+                cJSON_AddNumberToObject(e, "gbps", test_weight_bytes(rp->mi, r->n_pp, r->n_tg, rp->mi->n_batch) /
+                                                       (double)r->kns[k]);
             cJSON_AddItemToArray(p, e);
         }
         cJSON_AddNumberToObject(o, "profile_wall_ms", 1e3 * r->prof_wall_s);
