@@ -605,6 +605,95 @@ START_TEST(test_kv_write)
 }
 END_TEST
 
+START_TEST(test_moe_gate_route)
+{
+    /* moe_gate_route: the router's product of RMSNorm(x) (F32 / F16 rows, BF16 / F32 gain, a row
+     * length that is no multiple of the workgroup) and the routing in one dispatch, twice in
+     * one recording (the second on other rows: the per-row counts must be back at zero). The
+     * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
+     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck). */
+    static const int cases[][4] = { /* E, k, router type, gain type */
+                                    { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16 },
+                                    { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32 },
+                                    { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32 } };
+    const uint32_t T = 5, N = 300;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const uint32_t E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1];
+        glm_route_params rp = { (int)E, (int)k, 1, 1, true, true, 2.5f };
+        test_weight tw, tg, tb;
+        make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
+        make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
+        make_weight(&tb, GLM_TYPE_F32, E, 1, 1);
+        float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
+        float *xn = malloc(N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
+        glm_ref_dequant_row(wr, tw.host, tw.w.type, (int64_t)E * N);
+        glm_ref_dequant_row(gf, tg.host, tg.w.type, N);
+        glm_ref_dequant_row(bias, tb.host, GLM_TYPE_F32, E);
+        for (uint32_t t = 0; t < 2 * T; t++) {
+            glm_ref_rms_norm(xn, x + (size_t)t * N, gf, N, 1e-6f);
+            for (uint32_t e = 0; e < E; e++) {
+                double d = 0;
+                for (uint32_t i = 0; i < N; i++)
+                    d += (double)wr[(size_t)e * N + i] * xn[i];
+                want[(size_t)t * E + e] = (float)d;
+            }
+        }
+        glm_vk_buffer bx = dev_copy(x, (size_t)2 * T * N * 4), bl = out_buf((size_t)2 * T * E);
+        glm_vk_buffer bi = out_buf((size_t)2 * T * k), bw = out_buf((size_t)2 * T * k);
+        uint32_t zeros[2 * 5] = { 0 };
+        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        for (uint32_t half = 0; half < 2; half++) {
+            glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
+            glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
+            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2 };
+            ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, 1, 1, true, true, 2.5f, &gate) == GLM_OK,
+                          "%s", glm_last_error());
+        }
+        run();
+        check_out(&bl, (size_t)2 * T * E, "moe_gate_route logits");
+        check_out(&bi, (size_t)2 * T * k, "moe_gate_route ids");
+        check_out(&bw, (size_t)2 * T * k, "moe_gate_route weights");
+        double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
+        float scratch[512], wref[8];
+        int32_t iref[8];
+        double ew = 0;
+        for (uint32_t t = 0; t < 2 * T; t++) {
+            ck_assert(glm_ref_moe_route(iref, wref, (const float *)bl.map + (size_t)t * E, bias, &rp, scratch));
+            ck_assert_msg(memcmp(iref, (const int32_t *)bi.map + (size_t)t * k, k * 4) == 0,
+                          "moe_gate_route case %zu row %u: expert ids differ", c, t);
+            double r = tu_nmse(wref, (const float *)bw.map + (size_t)t * k, k);
+            ew = r > ew ? r : ew;
+        }
+        ck_assert_msg(ew <= TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route case %zu weights nmse %.3g", c, ew);
+        uint32_t cnt[2 * 5];
+        ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, sizeof cnt) == GLM_OK);
+        ck_assert_msg(memcmp(cnt, zeros, sizeof cnt) == 0, "moe_gate_route left a count non-zero");
+        printf("vk moe_gate_route E=%u k=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, e, ew);
+        /* refused: a quantized router, a count buffer too small for the rows */
+        test_weight tq;
+        make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);
+        ck_assert(!glm_vk_moe_gate_fits(&tq.w, &tg.w));
+        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8 };
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gate),
+                         GLM_ERR_INVALID);
+        free_weight(&tq);
+        free_weight(&tw);
+        free_weight(&tg);
+        free_weight(&tb);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bl);
+        glm_vk_buffer_destroy(g_vk, &bi);
+        glm_vk_buffer_destroy(g_vk, &bw);
+        glm_vk_buffer_destroy(g_vk, &bc);
+        free(x), free(wr), free(gf), free(xn), free(want), free(bias);
+    }
+}
+END_TEST
+
 START_TEST(test_kv_write_rope)
 {
     /* kv_write_rope: rows of two sequences into a poisoned pool of pages of 4, each as
@@ -1278,6 +1367,7 @@ int main(void)
     tcase_add_test(tc, test_eltwise);
     tcase_add_test(tc, test_moe_route);
     tcase_add_test(tc, test_kv_write_rope);
+    tcase_add_test(tc, test_moe_gate_route);
     tcase_add_test(tc, test_moe_combine);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_mla_attention);

@@ -53,6 +53,7 @@ typedef struct vk_impl {
     glm_vk_buffer scratch; /* MLA */
     glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
+    glm_vk_buffer route_counts; /* moe_gate_route: a zero per row between dispatches */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
@@ -313,6 +314,7 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->scratch);
         glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
+        glm_vk_buffer_destroy(v->vk, &v->route_counts);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
@@ -770,6 +772,37 @@ static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights,
                             p->norm_topk_prob, p->routed_scaling_factor);
 }
 
+static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
+                                    const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
+                                    const glm_route_params *p)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight ww, wg, wb;
+    GLM_TRY(weight(v, w, &ww));
+    GLM_TRY(weight(v, g, &wg));
+    if (!glm_vk_moe_gate_fits(&ww, &wg)) { /* a quantized router: its product on its own */
+        GLM_TRY(b->ops->rms_norm_matmul(b, logits, x, g, eps, w, NULL, NULL));
+        return vk_moe_route(b, ids, weights, logits, bias, p);
+    }
+    if (bias)
+        GLM_TRY(weight(v, bias, &wb));
+    uint64_t need = (uint64_t)logits.rows * 4;
+    if (v->route_counts.size < need) {
+        GLM_TRY(ensure(v, &v->route_counts, need, false));
+        void *zeros = calloc(1, v->route_counts.size);
+        if (!zeros)
+            return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for the routing counts");
+        glm_status st = glm_vk_upload(v->vk, &v->route_counts, 0, zeros, v->route_counts.size);
+        free(zeros);
+        GLM_TRY(st);
+    }
+    GLM_TRY(recording(v));
+    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0 };
+    return glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
+                                 (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
+                                 p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate);
+}
+
 static glm_status vk_moe_combine(glm_backend *b, glm_dview y, glm_dview x, glm_dview w)
 {
     vk_impl *v = impl(b);
@@ -836,6 +869,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul_add = vk_matmul_add,
     .kv_write_norm = vk_kv_write_norm,
     .kv_write_rope = vk_kv_write_rope,
+    .moe_gate_route = vk_moe_gate_route,
     .set_runs = vk_set_runs,
 };
 

@@ -371,9 +371,16 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
     return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
 }
 
-glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+static bool plain_row_type(glm_type t) { return t == GLM_TYPE_F32 || t == GLM_TYPE_F16 || t == GLM_TYPE_BF16; }
+
+bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g)
+{
+    return weight_ok(w) && plain_row_type(w->type) && w->row_bytes % 4 == 0 && gain_ok(g, w->ncols);
+}
+
+static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group, bool sigmoid,
-                            bool norm_topk, float scale)
+                            bool norm_topk, float scale, const glm_vk_moe_gate *gate)
 {
     uint32_t E = logits.cols;
     if (!view_ok(ids) || !view_ok(weights) || !view_ok(logits) || ids.cols != k || weights.cols != k ||
@@ -390,8 +397,39 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  bias ? bias->offset : 0, logits.off, logits.ld, logits.rows,
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
-    const glm_vk_buffer *b[4] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
+    const glm_vk_buffer *b[8] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
+    if (!gate)
+        return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
+    const glm_vk_weight *w = gate->w, *g = gate->g;
+    if (!glm_vk_moe_gate_fits(w, g) || w->nrows != E || !view_ok(gate->x) || gate->x.rows != logits.rows ||
+        gate->x.cols != w->ncols)
+        return bad("moe_gate_route", "router rows, norm gain or x do not fit (plain rows of x.cols, one per expert)");
+    if ((uint64_t)gate->counts_off + logits.rows > gate->counts->size / 4)
+        return bad("moe_gate_route", "the count buffer is smaller than its rows");
+    glm_vk_moe_gate_route_push gp = { pc,          gate->x.off, gate->x.ld,      w->ncols,
+                                      w->offset,   w->row_bytes, (uint32_t)w->type, g->offset,
+                                      (uint32_t)g->type, gate->eps, gate->counts_off, { 0 } };
+    b[4] = gate->x.buf;
+    b[5] = w->buf;
+    b[6] = g->buf;
+    b[7] = gate->counts;
+    return glm_vk_dispatch(vk, GLM_VK_MOE_GATE_ROUTE, b, 8, &gp, sizeof gp, (E + 3) / 4, logits.rows, 1);
+}
+
+glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                            const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group, bool sigmoid,
+                            bool norm_topk, float scale)
+{
+    return route_any(vk, ids, weights, logits, bias, k, n_group, topk_group, sigmoid, norm_topk, scale, NULL);
+}
+
+glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                                 const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,
+                                 bool sigmoid, bool norm_topk, float scale, const glm_vk_moe_gate *gate)
+{
+    if (!gate)
+        return bad("moe_gate_route", "no router product");
+    return route_any(vk, ids, weights, logits, bias, k, n_group, topk_group, sigmoid, norm_topk, scale, gate);
 }
 
 static glm_status moe_combine_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, const glm_vk_view *a)

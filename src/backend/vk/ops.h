@@ -84,6 +84,14 @@ typedef struct glm_vk_moe_route_push {
 } glm_vk_moe_route_push;
 _Static_assert(sizeof(glm_vk_moe_route_push) == 80, "mirrors shaders/moe_route.comp");
 
+typedef struct glm_vk_moe_gate_route_push {
+    glm_vk_moe_route_push route;
+    uint32_t x_off, x_ld, ncols, rw_offset, rw_row_bytes, rw_type, g_offset, g_type;
+    float eps;
+    uint32_t c_off, pad[2];
+} glm_vk_moe_gate_route_push;
+_Static_assert(sizeof(glm_vk_moe_gate_route_push) == 128, "mirrors shaders/moe_gate_route.comp");
+
 typedef struct glm_vk_moe_combine_push {
     uint32_t rows, cols, k, has_add, x_off, x_ld, w_off, w_ld, y_off, y_ld, a_off, a_ld;
 } glm_vk_moe_combine_push;
@@ -227,6 +235,21 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
+/* The router's product folded in: logits = W · RMSNorm(x; g, eps) (W [E][x.cols] and g plain
+ * F32/F16/BF16 rows), written to `logits` and routed as glm_vk_moe_route does, in one dispatch.
+ * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). */
+typedef struct glm_vk_moe_gate {
+    glm_vk_view x;
+    const glm_vk_weight *w, *g;
+    float eps;
+    const glm_vk_buffer *counts;
+    uint32_t counts_off;
+} glm_vk_moe_gate;
+glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                                 const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,
+                                 bool sigmoid, bool norm_topk, float scale, const glm_vk_moe_gate *gate);
+/* Does glm_vk_moe_gate_route take a router weight of this type and a gain of that one? */
+bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g);
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w);
 /* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
 glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);

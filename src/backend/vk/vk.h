@@ -38,6 +38,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_ROPE,
     GLM_VK_ELTWISE,
     GLM_VK_MOE_ROUTE,
+    GLM_VK_MOE_GATE_ROUTE, /* the router's product and GLM_VK_MOE_ROUTE in one dispatch */
     GLM_VK_MOE_COMBINE,
     GLM_VK_ARGMAX,
     GLM_VK_MLA_SPLIT,
