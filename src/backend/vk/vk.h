@@ -64,6 +64,12 @@ bool glm_vk_coopmat_available(const glm_vk *vk);
  * environment variable GLM_VK_NO_COOPMAT=1 turns it off at creation). Returns the new state. */
 bool glm_vk_use_coopmat(glm_vk *vk, bool on);
 bool glm_vk_coopmat_enabled(const glm_vk *vk);
+/* GLM_VK_MATMUL_CM takes tiles of 128 token rows for a plain or per-head product whose grid
+ * then still has at least `groups` workgroups (default 256: about two per multiprocessor of
+ * a large GPU), of 64 otherwise and always for grouped experts. 0: 128 wherever allowed
+ * (tests reach both tile shapes at small sizes with it). */
+void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
