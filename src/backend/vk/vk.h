@@ -49,6 +49,8 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SCORES_TILED, /* absorbed MLA of a prefill run: scores, softmax, mix as tiles */
     GLM_VK_SOFTMAX,
     GLM_VK_MLA_MIX_TILED,
+    GLM_VK_MLA_SCORES_CM, /* GLM_VK_MLA_SCORES_TILED on tensor cores, as GLM_VK_MATMUL_CM */
+    GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
