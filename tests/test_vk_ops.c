@@ -240,8 +240,11 @@ static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t 
         if (skew) /* the element before each row */
             ck_assert_msg(memcmp(yb + (size_t)v * yld, poison, 4) == 0, "%s: write between rows", glm_type_name(t));
     }
-    ck_assert_msg(tu_all_written(got, n), "%s: output element not written or not finite", glm_type_name(t));
-    check_out(&by, ny, glm_type_name(t)); /* the guard after the last row */
+    ck_assert_msg(tu_all_written(got, n), "%s rows=%u T=%u%s: output element not written or not finite",
+                  glm_type_name(t), nrows, T, skew ? " skewed" : "");
+    float guard[TU_GUARD];
+    tu_poison(guard, TU_GUARD);
+    ck_assert_msg(memcmp(guard, yb + ny, sizeof guard) == 0, "%s: write past the output", glm_type_name(t));
     double e = tu_nmse(ref, got, n);
     glm_vk_buffer_destroy(g_vk, &bx);
     glm_vk_buffer_destroy(g_vk, &by);
