@@ -26,15 +26,15 @@ layout(constant_id = 1) const uint WIDE = 0;
 #define BM 128u
 const uint BN = 64u * (WIDE + 1u);
 #define WG_SIZE 256u
-#define LDV 20u // f16vec2 row stride of the staging tiles: 16 pairs of one chunk + 4 (no bank conflicts)
+#define LDH 40u // float16 row stride of the staging tiles: one chunk of 32 + 8 (no bank conflicts)
 layout(local_size_x = 256) in;
 
 #include "../matmul_tile.glsl"
 
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
 
-shared f16vec2 ws[2u * BM * LDV]; // ws[b·BM·LDV + m·LDV + k/2] = W[m0 + m][32·step + k], k and k+1
-shared f16vec2 xs[2u * BN * LDV]; // xs[b·BN·LDV + s·LDV + k/2] = x[slot s][32·step + k], k and k+1
+shared float16_t ws[2u * BM * LDH]; // ws[b·BM·LDH + m·LDH + k] = W[m0 + m][32·step + k]
+shared float16_t xs[2u * BN * LDH]; // xs[b·BN·LDH + s·LDH + k] = x[slot s][32·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
 #define WT (BN / 2u)        // token slots per subgroup
@@ -79,15 +79,42 @@ void fetch(uint c)
 
 void stash(uint b)
 {
-    uint wo = b * BM * LDV + w_row * LDV + 8u * w_half;
-    [[unroll]] for (uint j = 0u; j < 8u; j++)
-        ws[wo + j] = f16vec2(wv[2u * j], wv[2u * j + 1u]);
-    uint xo = b * BN * LDV + x_slot * LDV + x_col / 2u;
+    uint wo = b * BM * LDH + w_row * LDH + 16u * w_half;
+    [[unroll]] for (uint j = 0u; j < 16u; j++)
+        ws[wo + j] = float16_t(wv[j]);
+    uint xo = b * BN * LDH + x_slot * LDH + x_col;
     [[unroll]] for (uint v = 0u; v < 4u; v++)
-        if (v < XPT / 4u) {
-            xs[xo + 2u * v] = f16vec2(xv[v].xy);
-            xs[xo + 2u * v + 1u] = f16vec2(xv[v].zw);
-        }
+        if (v < XPT / 4u)
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                xs[xo + 4u * v + e] = float16_t(xv[v][e]);
+}
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+// Writes the subgroup's fragment (i, j): token slots sn + 16i .. +15 × weight rows
+// m0 + sm + 16j .. +15, straight to y where all are in range and aligned (direct_ok), else
+// through the subgroup's scratch in shared memory.
+void put_frag(ACC a, uint i, uint j, uint sn, uint sm, uint m0, uint nfrag, bool direct_ok)
+{
+    uint s0 = sn + 16u * i, r0 = m0 + sm + 16u * j, sg = gl_SubgroupID;
+    if (i >= WT / 16u || i >= nfrag || r0 >= p.nrows)
+        return;
+    if (direct_ok && tile_n0 + s0 + 16u <= tile_count && r0 + 16u <= p.nrows) {
+        coopMatStore(a, y, y_base + (tile_n0 + s0) * p.y_ld + r0, p.y_ld, gl_CooperativeMatrixLayoutRowMajor);
+        return;
+    }
+    coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
+        int xr, yr;
+        slot_rows(s0 + e / 16u, xr, yr);
+        uint m = r0 + e % 16u;
+        if (yr >= 0 && m < p.nrows)
+            y[y_base + uint(yr) * p.y_ld + m] = cs[sg * 256u + e];
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
 }
 
 void main()
@@ -95,7 +122,7 @@ void main()
     uint wbase;
     if (!tile_rows(wbase))
         return;
-    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
     uint m0 = gl_WorkGroupID.x * BM;
     w_row = tid / 2u;
     w_half = tid % 2u;
@@ -110,10 +137,8 @@ void main()
     // fragments of this subgroup with at least one filled slot (slots fill from the front)
     int left = int(tile_count) - int(tile_n0 + sn);
     uint nfrag = uint(clamp((left + 15) / 16, 0, int(WT / 16u)));
-    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][2];
-    [[unroll]] for (uint i = 0u; i < 4u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+    ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
+    ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
     uint nsteps = p.ncols / 32u;
     fetch(0u);
@@ -126,19 +151,21 @@ void main()
             fetch(st + 1u);
         if (nfrag > 0u) {
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf[2];
-                [[unroll]] for (uint j = 0u; j < 2u; j++) // B[k][m] = W[m][k]: column-major
-                    coopMatLoad(bf[j], ws, b * BM * LDV + (sm + 16u * j) * LDV + kk / 2u, LDV,
-                                gl_CooperativeMatrixLayoutColumnMajor);
-                [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                    if (i < WT / 16u && i < nfrag) {
-                        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;
-                        coopMatLoad(af, xs, b * BN * LDV + (sn + 16u * i) * LDV + kk / 2u, LDV,
-                                    gl_CooperativeMatrixLayoutRowMajor);
-                        acc[i][0] = coopMatMulAdd(af, bf[0], acc[i][0]);
-                        acc[i][1] = coopMatMulAdd(af, bf[1], acc[i][1]);
-                    }
-                }
+                // B[k][m] = W[m][k]: column-major
+                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+                coopMatLoad(bf0, ws, b * BM * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf1, ws, b * BM * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+#define FRAG_ROW(I, A0, A1)                                                                                   \
+    if (I < WT / 16u && I < nfrag) {                                                                          \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, xs, b * BN * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+                FRAG_ROW(0u, a00, a01)
+                FRAG_ROW(1u, a10, a11)
+                FRAG_ROW(2u, a20, a21)
+                FRAG_ROW(3u, a30, a31)
             }
         }
         if (more)
@@ -147,31 +174,12 @@ void main()
     }
 
     bool direct_ok = (p.mode == 0u || p.mode == 3u) && (p.pad & 2u) != 0u;
-    [[unroll]] for (uint i = 0u; i < 4u; i++) {
-        if (i >= WT / 16u || i >= nfrag)
-            continue;
-        uint s0 = sn + 16u * i; // first slot of the fragment
-        [[unroll]] for (uint j = 0u; j < 2u; j++) {
-            uint r0 = m0 + sm + 16u * j; // first weight row
-            if (r0 >= p.nrows)
-                continue;
-            if (direct_ok && tile_n0 + s0 + 16u <= tile_count && r0 + 16u <= p.nrows) {
-                coopMatStore(acc[i][j], y, y_base + (tile_n0 + s0) * p.y_ld + r0, p.y_ld,
-                             gl_CooperativeMatrixLayoutRowMajor);
-                continue;
-            }
-            coopMatStore(acc[i][j], cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            for (uint e = lane; e < 256u; e += 32u) {
-                int xr, yr;
-                slot_rows(s0 + e / 16u, xr, yr);
-                uint m = r0 + e % 16u;
-                if (yr >= 0 && m < p.nrows)
-                    y[y_base + uint(yr) * p.y_ld + m] = cs[sg * 256u + e];
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-        }
-    }
+    put_frag(a00, 0u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a01, 0u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a10, 1u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a11, 1u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a20, 2u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a21, 2u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a30, 3u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a31, 3u, 1u, sn, sm, m0, nfrag, direct_ok);
 }

@@ -30,11 +30,11 @@ layout(push_constant) uniform P {
 
 #define TR 128u // rows per tile
 #define TK 128u // channels per tile
-#define LDA 20u // f16vec2 row stride of the P tile (16 pairs of positions + 4)
-#define LDB 68u // f16vec2 row stride of the c tile (64 pairs of channels + 4)
+#define LDA 40u // float16 row stride of the P tile (32 positions + 8)
+#define LDB 136u // float16 row stride of the c tile (128 channels + 8)
 
-shared f16vec2 ps[2u * TR * LDA]; // ps[b·TR·LDA + r·LDA + j/2]: P[r0 + r][j0 + j], j+1
-shared f16vec2 vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k/2]: c[position j0 + j][k0 + k], k+1
+shared float16_t ps[2u * TR * LDA]; // ps[b·TR·LDA + r·LDA + j]: P[r0 + r][j0 + j]
+shared float16_t vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k]: c[position j0 + j][k0 + k]
 shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the way out
 
 float pv[16], cv[16]; // a step's values of the invocation, fetch to stash
@@ -77,11 +77,11 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
                 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf[2];
                 [[unroll]] for (uint j = 0u; j < 2u; j++) // B[position][channel]: row-major
-                    coopMatLoad(bf[j], vs, ob * 32u * LDB + kk * LDB + (sm + 16u * j) / 2u, LDB,
+                    coopMatLoad(bf[j], vs, ob * 32u * LDB + kk * LDB + sm + 16u * j, LDB,
                                 gl_CooperativeMatrixLayoutRowMajor);
                 [[unroll]] for (uint i = 0u; i < 4u; i++) {
                     coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;
-                    coopMatLoad(af, ps, ob * TR * LDA + (sn + 16u * i) * LDA + kk / 2u, LDA,
+                    coopMatLoad(af, ps, ob * TR * LDA + (sn + 16u * i) * LDA + kk, LDA,
                                 gl_CooperativeMatrixLayoutRowMajor);
                     acc[i][0] = coopMatMulAdd(af, bf[0], acc[i][0]);
                     acc[i][1] = coopMatMulAdd(af, bf[1], acc[i][1]);
@@ -89,10 +89,10 @@ void main()
             }
         }
         if (st < nsteps) { // stash step st into buffer b
-            uint oa = b * TR * LDA + ar * LDA + aq / 2u, ob2 = b * 32u * LDB + bj * LDB + bq / 2u;
-            [[unroll]] for (uint e = 0u; e < 8u; e++) {
-                ps[oa + e] = f16vec2(pv[2u * e], pv[2u * e + 1u]);
-                vs[ob2 + e] = f16vec2(cv[2u * e], cv[2u * e + 1u]);
+            uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
+            [[unroll]] for (uint e = 0u; e < 16u; e++) {
+                ps[oa + e] = float16_t(pv[e]);
+                vs[ob2 + e] = float16_t(cv[e]);
             }
         }
         barrier();

@@ -36,10 +36,10 @@ layout(push_constant) uniform P {
 
 #define TR 128u // query rows per tile
 #define TJ 128u // positions per tile
-#define LDV 20u // f16vec2 row stride of the staging tiles (16 pairs + 4: no bank conflicts)
+#define LDH 40u // float16 row stride of the staging tiles (32 + 8: no bank conflicts)
 
-shared f16vec2 qs[2u * TR * LDV]; // qs[b·TR·LDV + r·LDV + k/2]: query row r0 + r, columns 32·step + k, k+1
-shared f16vec2 ks[2u * TJ * LDV]; // ks[b·TJ·LDV + j·LDV + k/2]: position j0 + j
+shared float16_t qs[2u * TR * LDH]; // qs[b·TR·LDH + r·LDH + k]: query row r0 + r, column 32·step + k
+shared float16_t ks[2u * TJ * LDH]; // ks[b·TJ·LDH + j·LDH + k]: position j0 + j
 shared float cs[8u * 256u];       // a 16 × 16 fragment per subgroup, on the way out
 
 float qv[16], kv[16]; // a step's 16 columns of the invocation's query row and key, fetch to stash
@@ -100,11 +100,11 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
                 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf[2];
                 [[unroll]] for (uint j = 0u; j < 2u; j++) // B[k][j] = key j's column k: column-major
-                    coopMatLoad(bf[j], ks, ob * TJ * LDV + (sm + 16u * j) * LDV + kk / 2u, LDV,
+                    coopMatLoad(bf[j], ks, ob * TJ * LDH + (sm + 16u * j) * LDH + kk, LDH,
                                 gl_CooperativeMatrixLayoutColumnMajor);
                 [[unroll]] for (uint i = 0u; i < 4u; i++) {
                     coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;
-                    coopMatLoad(af, qs, ob * TR * LDV + (sn + 16u * i) * LDV + kk / 2u, LDV,
+                    coopMatLoad(af, qs, ob * TR * LDH + (sn + 16u * i) * LDH + kk, LDH,
                                 gl_CooperativeMatrixLayoutRowMajor);
                     acc[i][0] = coopMatMulAdd(af, bf[0], acc[i][0]);
                     acc[i][1] = coopMatMulAdd(af, bf[1], acc[i][1]);
@@ -112,10 +112,10 @@ void main()
             }
         }
         if (st < nsteps) { // stash step st into buffer b
-            uint o = b * TR * LDV + lr * LDV + lc / 2u;
-            [[unroll]] for (uint e = 0u; e < 8u; e++) {
-                qs[o + e] = f16vec2(qv[2u * e], qv[2u * e + 1u]);
-                ks[o + e] = f16vec2(kv[2u * e], kv[2u * e + 1u]);
+            uint o = b * TR * LDH + lr * LDH + lc;
+            [[unroll]] for (uint e = 0u; e < 16u; e++) {
+                qs[o + e] = float16_t(qv[e]);
+                ks[o + e] = float16_t(kv[e]);
             }
         }
         barrier();
