@@ -19,7 +19,8 @@
 // activations of one slot (16-byte loads where the host says the rows are aligned: push
 // constant `pad` bit 0). Finished fragments go straight to y where their 16 × 16 outputs are
 // all in range and aligned (modes 0 and 3, `pad` bit 1), otherwise through a per-subgroup
-// scratch in shared memory. The host selects this pipeline only where the device lists that
+// scratch in shared memory. The accumulators are named variables, not an array: an array of
+// fragments was kept in local memory on the H100's driver. The host selects this pipeline only where the device lists that
 // fragment shape, subgroups of 32 and 48 KiB of shared memory (WIDE uses all of it).
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
 layout(constant_id = 1) const uint WIDE = 0;
