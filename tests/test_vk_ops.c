@@ -209,28 +209,49 @@ START_TEST(test_add_rms_norm)
 END_TEST
 
 /* T rows of x through slab 1 of a random [2][nrows][ncols] weight of type t, by matvec or the
- * tiled matmul, against ref_matvec; every output must be written. Returns the NMSE. */
-static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled)
+ * tiled matmul, against ref_matvec; every output must be written. With skew, x and y start one
+ * element into their buffers and their rows are one element longer than the data (rows not on
+ * 16 bytes: the tensor-core kernel's unaligned paths); the elements between rows must stay
+ * untouched. Returns the NMSE. */
+static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled, bool skew)
 {
     test_weight tw;
     make_weight(&tw, t, ncols, nrows, 2);
+    uint32_t sk = skew ? 1 : 0, xld = ncols + sk, yld = nrows + sk;
     float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
+    float *xs = calloc((size_t)xld * T + sk, 4), *got = malloc((size_t)nrows * T * 4);
     tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
-    for (uint32_t v = 0; v < T; v++)
+    for (uint32_t v = 0; v < T; v++) {
         ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
-    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+        memcpy(xs + sk + (size_t)v * xld, x + (size_t)v * ncols, (size_t)ncols * 4);
+    }
+    size_t ny = (size_t)yld * T + sk, n = (size_t)nrows * T;
+    glm_vk_buffer bx = dev_copy(xs, ((size_t)xld * T + sk) * 4), by = out_buf(ny);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    glm_vk_view vy = view(&by, T, nrows), vx = view(&bx, T, ncols);
+    glm_vk_view vy = { &by, sk, T, nrows, yld }, vx = { &bx, sk, T, ncols, xld };
     ck_assert_msg((tiled ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx) : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK, "%s",
                   glm_last_error());
     run();
-    size_t n = (size_t)nrows * T;
-    check_out(&by, n, glm_type_name(t));
-    double e = tu_nmse(ref, by.map, n);
+    const float *yb = by.map;
+    float poison[1];
+    tu_poison(poison, 1);
+    for (uint32_t v = 0; v < T; v++) {
+        memcpy(got + (size_t)v * nrows, yb + sk + (size_t)v * yld, (size_t)nrows * 4);
+        if (skew) /* the element before each row */
+            ck_assert_msg(memcmp(yb + (size_t)v * yld, poison, 4) == 0, "%s: write between rows", glm_type_name(t));
+    }
+    ck_assert_msg(tu_all_written(got, n), "%s rows=%u T=%u%s: output element not written or not finite",
+                  glm_type_name(t), nrows, T, skew ? " skewed" : "");
+    float guard[TU_GUARD];
+    tu_poison(guard, TU_GUARD);
+    ck_assert_msg(memcmp(guard, yb + ny, sizeof guard) == 0, "%s: write past the output", glm_type_name(t));
+    double e = tu_nmse(ref, got, n);
     glm_vk_buffer_destroy(g_vk, &bx);
     glm_vk_buffer_destroy(g_vk, &by);
     free_weight(&tw);
     free(x);
+    free(xs);
+    free(got);
     free(ref);
     return e;
 }
@@ -247,7 +268,7 @@ START_TEST(test_matvec_all_types)
         for (size_t ci = 0; ci < 3; ci++)
             for (size_t ri = 0; ri < 3; ri++) {
                 uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri];
-                double e = product_case(t, ncols, nrows, 2, false);
+                double e = product_case(t, ncols, nrows, 2, false, false);
                 worst = e > worst ? e : worst;
                 ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s rows=%u cols=%u nmse %.3g", tr->name, nrows, ncols, e);
             }
@@ -389,35 +410,46 @@ static double matmul_tol(int cm) { return cm ? TOL_VK_MATMUL_CM_NMSE : TOL_VK_MA
 
 START_TEST(test_matmul_all_types)
 {
-    /* token counts below, at and across the 64-row tile; weight rows likewise */
-    static const uint32_t toks[] = { 9, 70 };
-    static const uint32_t rows[] = { 5, 67 };
+    /* token counts below, at and across the 64-row tile; weight rows likewise. The tensor-core
+     * kernel also: 128-row weight tiles and 64- and 128-row token tiles (narrow and wide, each
+     * over several tiles with a partial last one), rows not on 16 bytes (skew) */
+    static const uint32_t toks[] = { 9, 70, 140, 300 };
+    static const uint32_t rows[] = { 5, 67, 200 };
     double worst[2] = { 0, 0 };
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
-        for (size_t ti = 0; ti < N_TYPES; ti++) {
-            glm_type t = k_all_types[ti];
-            const glm_type_traits *tr = glm_type_info(t);
-            uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
-            for (size_t ri = 0; ri < 2; ri++)
-                for (size_t ki = 0; ki < 2; ki++) {
-                    uint32_t nrows = rows[ri], T = toks[ki];
-                    double e = product_case(t, ncols, nrows, T, true);
-                    worst[cm] = e > worst[cm] ? e : worst[cm];
-                    ck_assert_msg(e <= matmul_tol(cm), "matmul%s %s rows=%u cols=%u T=%u nmse %.3g", cm ? "_cm" : "",
-                                  tr->name, nrows, ncols, T, e);
-                }
+        size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
+        for (int wide = 0; wide < (cm ? 2 : 1); wide++) {
+            glm_vk_coopmat_set_wide_groups(g_vk, wide ? 0 : UINT32_MAX);
+            for (size_t ti = 0; ti < N_TYPES; ti++) {
+                glm_type t = k_all_types[ti];
+                const glm_type_traits *tr = glm_type_info(t);
+                uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
+                for (size_t ri = 0; ri < nr; ri++)
+                    for (size_t ki = 0; ki < nt; ki++) {
+                        uint32_t nrows = rows[ri], T = toks[ki];
+                        bool skew = cm && (ri + ki + ti) % 3 == 1;
+                        double e = product_case(t, ncols, nrows, T, true, skew);
+                        worst[cm] = e > worst[cm] ? e : worst[cm];
+                        ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
+                                      cm ? "_cm" : "", wide ? " wide" : "", tr->name, nrows, ncols, T,
+                                      skew ? " skewed" : "", e);
+                    }
+            }
         }
         printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
     }
+    glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST
 
 START_TEST(test_matmul_id_grouped)
 {
-    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group)
-     * and, in the second round, repeated experts within a token (more rows than tokens) */
+    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
+     * in the first round expert 6 chosen by one pair only (a group of one row), in the second
+     * round repeated experts within a token (groups of 140 rows: three tiles, the last partial) */
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     for (int cm = 0; cm < matmul_kernels(); cm++) {
@@ -434,9 +466,11 @@ START_TEST(test_matmul_id_grouped)
                 tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
                 int32_t *ids = malloc((size_t)T * k * 4);
                 for (uint32_t i = 0; i < T * k; i++) {
-                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 1));
+                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 2));
                     ids[i] = e >= 3 ? e + 1 : e;
                 }
+                if (round == 0)
+                    ids[T * k / 2 + 1] = (int32_t)E - 1;
                 for (uint32_t i = 0; i < T * k; i++)
                     ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
                 uint64_t ng = glm_vk_moe_group_ints(T, k, E);
@@ -951,7 +985,9 @@ START_TEST(test_mla_attention)
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
                                          { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */
         const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
         const uint32_t P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
@@ -1008,6 +1044,7 @@ START_TEST(test_mla_attention)
         free_weight(&vb);
         free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
     }
+    glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
 }
 END_TEST
 

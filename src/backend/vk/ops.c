@@ -199,15 +199,37 @@ glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
 
 /* ---- tiled matmul (prefill) ---- */
 
-#define MM_TILE 64u /* weight rows and token rows per workgroup (BM, BN of matmul_tile.glsl) */
-
+#define MM_TILE 64u /* weight rows and token rows per workgroup of GLM_VK_MATMUL (BM, BN of matmul.comp) */
+#define MM_CM_ROWS 128u /* weight rows per workgroup of GLM_VK_MATMUL_CM (BM of matmul_cm.comp) */
 bool glm_vk_matmul_fits(const glm_vk_weight *w) { return w->ncols % 32 == 0 && weight_ok(w); }
 
-static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t gy,
-                                uint32_t gz)
+/* The token rows per tile of the tiled product for pc (glm_vk_coopmat_set_wide_groups). */
+static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint32_t rows, uint32_t gz)
 {
-    glm_vk_kernel k = glm_vk_coopmat_enabled(vk) ? GLM_VK_MATMUL_CM : GLM_VK_MATMUL;
-    return glm_vk_dispatch_variant(vk, k, pc->type, b, 4, pc, sizeof *pc, (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+    if (!glm_vk_coopmat_enabled(vk))
+        return MM_TILE;
+    uint64_t wide_groups = (uint64_t)((pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS) * ((rows + 127) / 128) * gz;
+    return (pc->mode == 0 || pc->mode == 3) && wide_groups >= glm_vk_coopmat_wide_groups(vk) ? 128u : 64u;
+}
+
+/* Records the tiled product for `rows` token rows (pairs for the grouped modes, whose grid has
+ * `extra` more tiles than rows / tile) with tiles of bn token rows (matmul_tile_rows). Sets the
+ * alignment bits of pc->pad for the tensor-core kernel: bit 0, every x row starts on 16 bytes;
+ * bit 1, every y row does. */
+static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t rows,
+                                uint32_t extra, uint32_t gz, uint32_t bn)
+{
+    bool heads = pc->mode == 3;
+    bool xal = pc->x_off % 4 == 0 && pc->x_ld % 4 == 0 && (!heads || pc->k % 4 == 0);
+    bool yal = pc->y_off % 4 == 0 && pc->y_ld % 4 == 0 && (!heads || pc->g_off % 4 == 0);
+    pc->pad = (xal ? 1u : 0u) | (yal ? 2u : 0u);
+    uint32_t gy = (rows + bn - 1) / bn + extra;
+    if (!glm_vk_coopmat_enabled(vk))
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc->type, b, 4, pc, sizeof *pc,
+                                       (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+    /* variant: the weight type, plus 64 (specialization constant 1, WIDE) for 128-row tiles */
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + (bn == 128 ? 64u : 0u), b, 4, pc, sizeof *pc,
+                                   (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }
 
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
@@ -221,7 +243,7 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
                               w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, 1);
+    return matmul_record(vk, &pc, b, x.rows, 0, 1, matmul_tile_rows(vk, &pc, x.rows, 1));
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
@@ -238,7 +260,7 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, heads);
+    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads));
 }
 
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
@@ -259,15 +281,16 @@ glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, g
         return bad("matmul_id", "ids, x and y row counts disagree or overrun their buffers");
     if (E > 256 || group.ld != group.cols || (uint64_t)group.rows * group.cols < glm_vk_moe_group_ints(ids.rows, ids.cols, E))
         return bad("matmul_id", "more than 256 experts, or the group scratch is too small");
-    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, MM_TILE, 0 };
-    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
-    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     uint32_t mode = x.rows == ids.rows && ids.cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1); /* as matvec_any */
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0 };
+    uint32_t bn = matmul_tile_rows(vk, &pc, y.rows, 1);
+    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, bn, 0 };
+    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
+    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
     /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
-    return matmul_record(vk, &pc, b, (y.rows + MM_TILE - 1) / MM_TILE + E, 1);
+    return matmul_record(vk, &pc, b, y.rows, E, 1, bn);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)
@@ -622,13 +645,14 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
 }
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
- * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles, in blocks of tile_rows
- * rows. */
+ * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
+ * cores), in blocks of tile_rows rows. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
+    bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
@@ -637,14 +661,22 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
                                       r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
+        if (cm)
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
+                                    (rows * H + 127) / 128, 1));
+        else
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
         glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
         glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
                                    s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
+        if (cm)
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
+                                    (rows * H + 127) / 128, 1));
+        else
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
     }
     return GLM_OK;
 }
