@@ -746,19 +746,24 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
-     * 256-split cap with empty tail splits); H 13 and 20 make two groups of heads there (7 + 6,
-     * 10 + 10), Rkv 512 / dr 64 is the model's latent width. A chunk of more than 8 rows runs
-     * tiled (its rows × positions as 64 × 64 tiles, here more than one each way; head sizes of
-     * whole 32-column chunks, so that k_b and v_b run as tiled products, and an odd rope size,
-     * so that most heads start at unaligned columns and the split kernel reads keys element by
-     * element), while B's row beside it still takes the per-row kernels; in the last case B is
-     * longer than A and A has no key bound of its own, so its scores are laid out wider than its
-     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+     * posB. Rows of at most 16 keys are one split that writes its own result (lengths 1, 6,
+     * 16 and the short rows of the first case, beside longer rows whose splits the combine
+     * merges); past 16 keys the split over the sequence is 16-key passes, one per split up to
+     * 1024 keys (1024: 64 exactly), then at most 64 splits of a few passes (1025: 33 of 32
+     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 4 heads
+     * (1 of 3; 3 + 2; 4 + 4 + 4 + 1; 5 of 4), Rkv 512 / dr 64 is the model's latent width. A
+     * chunk of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more
+     * than one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as
+     * tiled products, and an odd rope size, so that most heads start at unaligned columns and
+     * the split kernel reads keys element by element), while B's row beside it still takes the
+     * per-row kernels; in the last case B is longer than A and A has no key bound of its own,
+     * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. Columns:
+     * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
-                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
+                                         { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 } };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
         const uint32_t P = 4, W = rkv + dr;

@@ -95,14 +95,14 @@ _Static_assert(sizeof(glm_vk_argmax_push) == 16, "mirrors shaders/argmax.comp");
 
 typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
-        ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
+        ptab_off, ptab_ld, pages_off, page_size, split_ld, row0, u_off;
     float scale;
     uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
 } glm_vk_mla_split_push;
 _Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
 
 typedef struct glm_vk_mla_combine_push {
-    uint32_t rows, H, rkv, max_split, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[2];
+    uint32_t rows, H, rkv, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[3];
 } glm_vk_mla_combine_push;
 _Static_assert(sizeof(glm_vk_mla_combine_push) == 48, "mirrors shaders/mla_combine.comp");
 
@@ -149,12 +149,12 @@ typedef struct glm_vk_stretch {
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
                          glm_vk_stretch *s);
 
-/* Splits of a row's keys in mla_split.comp (shaders/mla_splits.glsl): at most this many, of
- * at least MIN_CHUNK positions, so ~2 workgroups per SM of a large GPU at 4096 keys (two
- * groups of heads per split for 20 heads) and a few at 100. MAX_SPLIT is also the combine's
- * workgroup size limit. */
-#define GLM_VK_MLA_MAX_SPLIT 256u
-#define GLM_VK_MLA_MIN_CHUNK 32u
+/* Splits of a decode row's keys in mla_split.comp (shaders/mla_splits.glsl): passes of PASS
+ * keys, one per split up to PASS · MAX_SPLIT keys (so ~100 workgroups at 100 keys for 20 heads
+ * in groups of 4), at most MAX_SPLIT splits of a few passes beyond. MAX_SPLIT is a power of
+ * two no larger than the combine's workgroup. */
+#define GLM_VK_MLA_MAX_SPLIT 64u
+#define GLM_VK_MLA_PASS 16u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
