@@ -2,7 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 // Merge of mla_split.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query row r = t·H + h over
-// its splits s (mla_splits.glsl; a row of one split was written by mla_split itself):
+// its splits s (mla_splits.glsl; a row of few splits was merged by mla_split itself):
 // M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s, u[k] = Σ u_s[k] w_s / L, u being the
 // probability-weighted latent of absorbed MLA (model-spec §2.5). Workgroup (kb, r) writes
 // u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn (invocation i of a group reads the vec4 k = 128·kb + 4i of each,
@@ -36,8 +36,8 @@ void main()
     uint t = p.row0 + rl / p.H, h = rl % p.H;
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
     uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
-    if (ns == 1u)
-        return; // mla_split wrote the row's u itself
+    if (ns <= MAX_INLINE)
+        return; // mla_split merged the row itself
     uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
     // M by a tree over the splits (ns <= MAX_SPLIT, a power of two <= WG)
     float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;

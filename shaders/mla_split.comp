@@ -19,8 +19,10 @@
 //      the pass's weights exp(score - m) and the factor alpha = exp(m_old - m).
 //   3. mix: invocation i holds u[h][2i, 2i+1] = Σ exp(score - m) c_j for every head of the
 //      group and adds the pass's weighted c rows (read coalesced, the rows of step 1).
-// Output: a row of one split writes u = u / l itself (no combine), else the partial
-// [m, l, 0, 0, u[Rkv]] of (local row · H + h, s) for mla_combine.comp. Where Rkv, dr and the
+// Output: a row of one split writes u = u / l itself, else the partial [m, l, 0, 0, u[Rkv]] of
+// (local row · H + h, s); a row of at most MAX_INLINE splits is then merged here by the last
+// of its workgroups to finish (an arrival count per row and group of heads), a longer one by
+// mla_combine.comp. Where Rkv, dr and the
 // cache offsets and strides are multiples of 4 (vec4_rows), keys are read as vec4 / vec2,
 // else element by element.
 // Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
@@ -28,7 +30,7 @@
 #define WG 256u
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
+layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // [T][groups] arrivals, left 0
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
 layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
@@ -38,7 +40,9 @@ layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };
 layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
-layout(std430, binding = 7) writeonly buffer PART { float part[]; }; // partials [rows*H][split_ld][part_stride]; u
+layout(std430, binding = 7) readonly buffer QL { float qlat[]; };   // scratch: qlat [T*H][Rkv] at qlat_off,
+layout(std430, binding = 7) coherent buffer PART { float part[]; };  // u [T*H][Rkv] at u_off, partials
+                                                                     // [rows*H][split_ld][part_stride] at part_off
 
 layout(push_constant) uniform P {
     uint rows, H, rkv, dr;
@@ -60,7 +64,9 @@ const float NEG_INF = -1.0 / 0.0;
 shared float sp[PASS * MAX_NH * LG]; // step 1 sums [key][h][subgroup part]
 shared float sw[PASS * MAX_NH];      // weights exp(score - m) [key][h]
 shared float salpha[MAX_NH];
-shared float sl[MAX_NH];             // l of a row of one split
+shared float sl[MAX_NH];             // l of a row of one split, L of an inline merge
+shared float smw[MAX_NH * MAX_INLINE]; // an inline merge's w_s [h][s]
+shared uint slast;
 shared uint srow[2u * PASS];         // pool rows of the pass, double-buffered
 
 // vec4 d of a cached row's [c | kr] (zero past its end)
@@ -217,5 +223,50 @@ void main()
                 part[pb] = acc[hh].x;
                 if (2u * tid + 1u < p.rkv)
                     part[pb + 1u] = acc[hh].y;
+            }
+    if (ns > MAX_INLINE)
+        return; // mla_combine.comp merges the row
+    // inline merge: the workgroup that finishes last among the row's splits (for this group of
+    // heads) merges them, reading every partial back in split order, so the result does not
+    // depend on which one that is; it leaves the arrival count at 0 for the next dispatch
+    memoryBarrierBuffer();
+    barrier();
+    if (tid == 0u) {
+        uint ci = t * groups + gl_WorkGroupID.y % groups;
+        uint last = atomicAdd(cnt[ci], 1u) == ns - 1u ? 1u : 0u;
+        if (last != 0u)
+            atomicExchange(cnt[ci], 0u);
+        slast = last;
+    }
+    barrier();
+    if (slast == 0u)
+        return;
+    memoryBarrierBuffer();
+    if (tid < nh) {
+        uint pb = p.part_off + (rl0 + tid) * p.split_ld * stride;
+        float M = NEG_INF, L = 0.0;
+        for (uint k = 0u; k < ns; k++)
+            M = max(M, part[pb + k * stride]);
+        for (uint k = 0u; k < ns; k++) {
+            float w = exp(part[pb + k * stride] - M);
+            smw[tid * MAX_INLINE + k] = w;
+            L += part[pb + k * stride + 1u] * w;
+        }
+        sl[tid] = L;
+    }
+    barrier();
+    if (mixer)
+        [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++)
+            if (hh < nh) {
+                uint pb = p.part_off + (rl0 + hh) * p.split_ld * stride + 4u + 2u * tid;
+                vec2 a = vec2(0.0);
+                for (uint k = 0u; k < ns; k++)
+                    a += vec2(part[pb + k * stride], 2u * tid + 1u < p.rkv ? part[pb + k * stride + 1u] : 0.0) *
+                         smw[hh * MAX_INLINE + k];
+                a /= sl[hh];
+                uint ub = p.u_off + (t * p.H + h0 + hh) * p.rkv + 2u * tid;
+                part[ub] = a.x;
+                if (2u * tid + 1u < p.rkv)
+                    part[ub + 1u] = a.y;
             }
 }

@@ -2,13 +2,14 @@
 // n0 = min(MAX_SPLIT, ceil(len / PASS)) and chunk = ceil(len / n0) rounded up to whole passes
 // of PASS keys, so nsplit = ceil(len / chunk) pieces, none empty: one pass per split up to
 // PASS · MAX_SPLIT keys, a few passes beyond. It depends on the row's own length only, so a
-// row's result is the same alone or batched. A row of one split is written normalized by
+// row's result is the same alone or batched. A row of at most MAX_INLINE splits is merged by
 // mla_split itself (the combine skips it). Partials are [m, l, 0, 0, u[Rkv]] padded to a
 // multiple of 4 floats (part_stride), from a 16-byte aligned part_off: u stays 16-byte
 // aligned. The host side is split_count in src/backend/vk/ops.c (GLM_VK_MLA_PASS,
-// GLM_VK_MLA_MAX_SPLIT in ops.h).
+// GLM_VK_MLA_MAX_SPLIT, GLM_VK_MLA_MAX_INLINE in ops.h).
 const uint PASS = 16u;      // keys a split workgroup takes at a time
 const uint MAX_SPLIT = 64u; // splits of a row at most
+const uint MAX_INLINE = 8u; // splits mla_split merges itself at most (more: mla_combine)
 
 uint part_stride(uint rkv)
 {

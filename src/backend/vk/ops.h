@@ -155,6 +155,8 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
  * two no larger than the combine's workgroup. */
 #define GLM_VK_MLA_MAX_SPLIT 64u
 #define GLM_VK_MLA_PASS 16u
+/* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
+#define GLM_VK_MLA_MAX_INLINE 8u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
@@ -227,6 +229,8 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
 /* Dispatches glm_vk_mla_attention records for these sizes. */
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
+/* uint32 arrival counts absorbed MLA needs for T query rows of H heads. */
+uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H);
 
 /* Absorbed MLA (model-spec §2.5) over the paged latent cache: qlat_h = k_b[h]·qn_h, then the
  * attention core u_h = Σ softmax(scores) c, then out_h = v_b[h]·u_h. Rows of short items
@@ -234,9 +238,11 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
  * more rows takes the tiled core (mla_scores_tiled, softmax, mla_mix_tiled) and tiled
  * products. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
  * views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
- * scratch: a buffer of glm_vk_mla_scratch_floats floats. */
+ * scratch: a buffer of glm_vk_mla_scratch_floats floats; counts: a buffer of at least
+ * glm_vk_mla_count_ints zeros, which every call leaves zero (per-row merge arrivals). */
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch);
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                const glm_vk_buffer *counts);
 
 #endif
