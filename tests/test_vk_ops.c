@@ -750,8 +750,8 @@ START_TEST(test_mla_attention)
      * 16 and the short rows of the first case, beside longer rows whose splits the combine
      * merges); past 16 keys the split over the sequence is 16-key passes, one per split up to
      * 1024 keys (1024: 64 exactly), then at most 64 splits of a few passes (1025: 33 of 32
-     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 4 heads
-     * (1 of 3; 3 + 2; 4 + 4 + 4 + 1; 5 of 4), Rkv 512 / dr 64 is the model's latent width. A
+     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 2 heads
+     * (2 + 1; 2 + 2 + 1; 6 of 2 + 1; 10 of 2), Rkv 512 / dr 64 is the model's latent width. A
      * chunk of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more
      * than one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as
      * tiled products, and an odd rope size, so that most heads start at unaligned columns and

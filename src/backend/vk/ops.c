@@ -421,7 +421,7 @@ static uint32_t split_count(uint32_t max_len)
 #define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
 #define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
 /* Heads per mla_split workgroup at most (MAX_NH there). */
-#define MLA_MAX_NH 4u
+#define MLA_MAX_NH 2u
 
 /* mla_split's groups of heads: ceil(H / MLA_MAX_NH), of ceil(H / groups) heads (the last may
  * have fewer). */

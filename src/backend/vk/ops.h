@@ -150,8 +150,8 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
                          glm_vk_stretch *s);
 
 /* Splits of a decode row's keys in mla_split.comp (shaders/mla_splits.glsl): passes of PASS
- * keys, one per split up to PASS · MAX_SPLIT keys (so ~100 workgroups at 100 keys for 20 heads
- * in groups of 4), at most MAX_SPLIT splits of a few passes beyond. MAX_SPLIT is a power of
+ * keys, one per split up to PASS · MAX_SPLIT keys (so 70 workgroups at 100 keys for 20 heads
+ * in pairs), at most MAX_SPLIT splits of a few passes beyond. MAX_SPLIT is a power of
  * two no larger than the combine's workgroup. */
 #define GLM_VK_MLA_MAX_SPLIT 64u
 #define GLM_VK_MLA_PASS 16u
