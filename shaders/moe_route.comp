@@ -1,14 +1,17 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : require
 // MoE router for one token per workgroup (model-spec §3.2), mirroring ref/moe.c:
 // scores s = sigmoid(z) (or softmax over E), selection on s + bias (bias only chooses),
 // group limit (groups outside the topk_group best, scored by the sum of their two largest
 // selection scores, are dropped), top-k with ties to the lower index, weights from the
 // unbiased s, normalized over the k (+1e-20) when norm_topk_prob, then x scaling.
 // ids are written ascending with their weights in the same order. E <= 256.
-// Scores, group scores and each of the k arg-max rounds run across the 64 invocations (a
-// shared-memory tree over (score, index) pairs); the softmax sums and the final sort of
-// the k ids stay sequential.
+// Scores, group scores and each of the k arg-max rounds run across the 64 invocations
+// (subgroup max/min, then the subgroups' winners in order); the softmax sums and the final
+// sort of the k ids stay sequential.
 // Push constants mirror glm_vk_moe_route_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -30,11 +33,10 @@ layout(push_constant) uniform P {
 
 shared float s[256];
 shared float sel[256];
-shared bool taken[256];
 shared float gscore[32];
 shared uint keep; // bitmask of kept groups (n_group <= 32)
-shared float bv[64];
-shared uint bi[64];
+shared float rv[8][64]; // per round, per subgroup: the best score and its expert
+shared uint ri[8][64];
 shared uint chosen[8];
 
 void main()
@@ -63,7 +65,6 @@ void main()
     barrier();
     for (uint e = tid; e < p.n_exp; e += 64u) {
         sel[e] = s[e] + (p.has_bias != 0u ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0);
-        taken[e] = false;
     }
     barrier();
     // group limit
@@ -95,35 +96,53 @@ void main()
                 sel[e] = -1.0 / 0.0;
         barrier();
     }
-    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet
-    for (uint n = 0u; n < p.k; n++) {
-        float v = 0.0;
-        uint idx = 0xFFFFFFFFu;
-        for (uint e = tid; e < p.n_exp; e += 64u)
-            if (!taken[e] && (idx == 0xFFFFFFFFu || sel[e] > v)) {
-                v = sel[e];
-                idx = e;
-            }
-        bv[tid] = v;
-        bi[tid] = idx;
-        barrier();
-        for (uint h = 32u; h > 0u; h >>= 1) {
-            if (tid < h) {
-                float v2 = bv[tid + h];
-                uint i2 = bi[tid + h];
-                if (i2 != 0xFFFFFFFFu && (bi[tid] == 0xFFFFFFFFu || v2 > bv[tid] || (v2 == bv[tid] && i2 < bi[tid]))) {
-                    bv[tid] = v2;
-                    bi[tid] = i2;
-                }
-            }
-            barrier();
-        }
-        if (tid == 0u) {
-            chosen[n] = bi[0];
-            taken[bi[0]] = true;
-        }
-        barrier();
+    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet. Each
+    // invocation keeps its experts (tid, tid + 64, ..) in registers; a round takes the best of
+    // them, then the best over the subgroup (max score, then lowest index among those holding
+    // it), then over the subgroups through one shared slot per (round, subgroup): one barrier
+    // a round. "Best" is (not taken, higher score, lower index) in that order, so experts at
+    // -inf (dropped groups) are still chosen after all the others, lowest index first.
+    float mine[4];
+    bool free_[4];
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        uint e = tid + 64u * j;
+        free_[j] = e < p.n_exp;
+        mine[j] = free_[j] ? sel[e] : 0.0;
     }
+    for (uint n = 0u; n < p.k; n++) {
+        bool have = false;
+        float v = -1.0 / 0.0;
+        uint idx = 0xFFFFFFFFu;
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
+            if (free_[j] && (!have || mine[j] > v)) {
+                have = true;
+                v = mine[j];
+                idx = tid + 64u * j;
+            }
+        float m = subgroupMax(have ? v : -1.0 / 0.0);
+        uint best = subgroupMin(have && v == m ? idx : 0xFFFFFFFFu);
+        if (subgroupElect()) {
+            rv[n][gl_SubgroupID] = m;
+            ri[n][gl_SubgroupID] = best;
+        }
+        barrier();
+        float bvv = 0.0;
+        uint bix = 0xFFFFFFFFu;
+        for (uint sg = 0u; sg < gl_NumSubgroups; sg++) {
+            float v2 = rv[n][sg];
+            uint i2 = ri[n][sg];
+            if (i2 != 0xFFFFFFFFu && (bix == 0xFFFFFFFFu || v2 > bvv || (v2 == bvv && i2 < bix))) {
+                bvv = v2;
+                bix = i2;
+            }
+        }
+        if (tid == 0u)
+            chosen[n] = bix;
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
+            if (tid + 64u * j == bix)
+                free_[j] = false;
+    }
+    barrier();
     if (tid == 0u) {
         // ascending order of ids
         for (uint a = 1u; a < p.k; a++) {

@@ -605,6 +605,99 @@ START_TEST(test_kv_write)
 }
 END_TEST
 
+START_TEST(test_kv_write_rope)
+{
+    /* kv_write_rope: rows of two sequences into a poisoned pool of pages of 4, each as
+     * [RMSNorm(src[0, NN); g) | RoPE(src[NN, NN + dr)) at its position], src unchanged; the
+     * query rows' heads (H of dn + dr, in a wider row) roped in place, their other channels
+     * untouched. Row 2's position (10) is past the 10-position table: nothing of it rotates. */
+    const uint32_t P = 4, NN = 8, dr = 4, W = NN + dr, n_pages = 9, T = 5, H = 3, dn = 2, hd = dn + dr, QC = H * hd + 3;
+    const uint32_t positions = 10;
+    int32_t meta[] = { 0, 9, 10, 3, 4, /* pos */ 0, 0, 0, 3, 3, /* ptab */ 7, 2, 5, 0, 8 };
+    float *src = malloc((size_t)T * W * 4), *want = malloc((size_t)T * W * 4), *gf = malloc(NN * 4);
+    float *q = malloc((size_t)T * QC * 4), *want_q = malloc((size_t)T * QC * 4), *cs = malloc(positions * dr * 4);
+    tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
+    tu_fill_uniform(&g_rng, q, (size_t)T * QC, -2, 2);
+    test_weight tg;
+    make_weight(&tg, GLM_TYPE_F32, NN, 1, 1);
+    glm_ref_dequant_row(gf, tg.host, tg.w.type, NN);
+    memcpy(want, src, (size_t)T * W * 4);
+    memcpy(want_q, q, (size_t)T * QC * 4);
+    for (uint32_t t = 0; t < T; t++) {
+        glm_ref_rms_norm(want + (size_t)t * W, src + (size_t)t * W, gf, NN, 1e-6f);
+        if ((uint32_t)meta[t] >= positions)
+            continue;
+        glm_ref_rope(want + (size_t)t * W + NN, (int)dr, meta[t], 1e6f);
+        for (uint32_t h = 0; h < H; h++)
+            glm_ref_rope(want_q + (size_t)t * QC + h * hd + dn, (int)dr, meta[t], 1e6f);
+    }
+    glm_vk_rope_table(cs, positions, dr, 1e6f);
+    glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
+    glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4), bq;
+    ck_assert(glm_vk_buffer_create(g_vk, &bq, (size_t)T * QC * 4, true) == GLM_OK);
+    memcpy(bq.map, q, (size_t)T * QC * 4);
+    glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
+    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
+    glm_vk_kv_rope rope = { &bt, positions, NN, dr, view(&bq, T, QC), H, hd, dn };
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    glm_status st = glm_vk_kv_write_rope(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f, NN, &rope);
+    ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
+    /* refused: rope columns past the row, a query row too narrow for its heads */
+    glm_vk_kv_rope bad = rope;
+    bad.kr_col = NN + 1;
+    ck_assert_int_eq(glm_vk_kv_write_rope(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f, NN, &bad),
+                     GLM_ERR_INVALID);
+    bad = rope;
+    bad.n_heads = H + 1;
+    ck_assert_int_eq(glm_vk_kv_write_rope(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f, NN, &bad),
+                     GLM_ERR_INVALID);
+    run();
+    float *poison = malloc(W * 4);
+    tu_poison(poison, W);
+    const float *pool = bp.map;
+    double worst = 0;
+    for (uint32_t row = 0; row < n_pages * P; row++) {
+        int hit = -1;
+        for (uint32_t t = 0; t < T; t++) {
+            const int32_t *pg = meta + 2 * T + meta[T + t];
+            if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
+                hit = (int)t;
+        }
+        const float *got = pool + (size_t)row * W;
+        if (hit < 0) {
+            ck_assert_msg(memcmp(got, poison, W * 4) == 0, "kv_write_rope: pool row %u written", row);
+            continue;
+        }
+        double e = tu_nmse(want + (size_t)hit * W, got, W);
+        worst = e > worst ? e : worst;
+        ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "kv_write_rope: row %d nmse %.3g", hit, e);
+        if ((uint32_t)meta[hit] >= positions)
+            ck_assert_msg(memcmp(got + NN, src + (size_t)hit * W + NN, dr * 4) == 0, "kv_write_rope: row %d roped", hit);
+    }
+    double eq = tu_nmse(want_q, bq.map, (size_t)T * QC);
+    ck_assert_msg(eq <= TOL_VK_ELEMENTWISE_NMSE, "kv_write_rope: q nmse %.3g", eq);
+    for (uint32_t t = 0; t < T; t++) {
+        const float *gq = (const float *)bq.map + (size_t)t * QC, *sq = q + (size_t)t * QC;
+        for (uint32_t h = 0; h < H; h++)
+            ck_assert_msg(memcmp(gq + h * hd, sq + h * hd, dn * 4) == 0, "kv_write_rope: q row %u head %u nope", t, h);
+        ck_assert_msg(memcmp(gq + H * hd, sq + H * hd, (QC - H * hd) * 4) == 0, "kv_write_rope: q row %u tail", t);
+        if ((uint32_t)meta[t] >= positions)
+            ck_assert_msg(memcmp(gq, sq, QC * 4) == 0, "kv_write_rope: q row %u past the table roped", t);
+    }
+    float *sb = malloc((size_t)T * W * 4);
+    ck_assert(glm_vk_download(g_vk, sb, &bs, 0, (size_t)T * W * 4) == GLM_OK);
+    ck_assert_msg(memcmp(sb, src, (size_t)T * W * 4) == 0, "kv_write_rope changed src");
+    printf("vk kv_write_rope: worst row nmse %.3g, q nmse %.3g\n", worst, eq);
+    glm_vk_buffer_destroy(g_vk, &bs);
+    glm_vk_buffer_destroy(g_vk, &bm);
+    glm_vk_buffer_destroy(g_vk, &bt);
+    glm_vk_buffer_destroy(g_vk, &bq);
+    glm_vk_buffer_destroy(g_vk, &bp);
+    free_weight(&tg);
+    free(src), free(want), free(gf), free(q), free(want_q), free(cs), free(poison), free(sb);
+}
+END_TEST
+
 START_TEST(test_eltwise)
 {
     const uint32_t rows = 3, cols = 131;
@@ -644,9 +737,13 @@ END_TEST
 
 START_TEST(test_moe_route)
 {
-    /* (E, k, n_group, topk_group, sigmoid): the model's shape, the dev fixture's, a grouped case */
-    static const int cases[][5] = { { 64, 4, 1, 1, 1 }, { 6, 3, 1, 1, 1 }, { 16, 4, 4, 2, 1 }, { 8, 2, 1, 1, 0 } };
-    for (size_t c = 0; c < 4; c++) {
+    /* (E, k, n_group, topk_group, sigmoid, ties): the model's shape, the dev fixture's, a grouped
+     * case, softmax, the largest supported, and logits of three levels with no bias (many ties,
+     * which go to the lower index) */
+    static const int cases[][6] = { { 64, 4, 1, 1, 1, 0 },  { 6, 3, 1, 1, 1, 0 },   { 16, 4, 4, 2, 1, 0 },
+                                    { 8, 2, 1, 1, 0, 0 },   { 256, 8, 1, 1, 1, 0 }, { 64, 4, 1, 1, 1, 1 },
+                                    { 200, 8, 8, 3, 1, 1 } };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const uint32_t T = 9, E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1];
         glm_route_params rp = { (int)E, (int)k, cases[c][2], cases[c][3], cases[c][4] != 0, true, 1.8f };
         float *logits = malloc((size_t)T * E * 4), *bias = malloc(E * 4), *wref = malloc((size_t)T * k * 4);
@@ -654,6 +751,12 @@ START_TEST(test_moe_route)
         int32_t *iref = malloc((size_t)T * k * 4);
         tu_fill_uniform(&g_rng, logits, (size_t)T * E, -3, 3);
         tu_fill_uniform(&g_rng, bias, E, -0.5f, 0.5f);
+        if (cases[c][5]) {
+            for (size_t i = 0; i < (size_t)T * E; i++)
+                logits[i] = logits[i] < -1 ? -1.0f : logits[i] < 1 ? 0.0f : 1.0f;
+            for (uint32_t e = 0; e < E; e++)
+                bias[e] = 0.25f;
+        }
         for (uint32_t t = 0; t < T; t++)
             ck_assert(glm_ref_moe_route(iref + t * k, wref + t * k, logits + (size_t)t * E, bias, &rp, scratch));
         glm_vk_buffer bl = dev_copy(logits, (size_t)T * E * 4), bb = dev_copy(bias, E * 4);
@@ -1186,6 +1289,7 @@ int main(void)
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_eltwise);
     tcase_add_test(tc, test_moe_route);
+    tcase_add_test(tc, test_kv_write_rope);
     tcase_add_test(tc, test_moe_combine);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_mla_attention);

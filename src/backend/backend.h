@@ -143,6 +143,12 @@ typedef struct glm_backend_ops {
      * of those columns in place followed by kv_write, except that src is left as it was. */
     glm_status (*kv_write_norm)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
                                 const glm_tensor *g, float eps, int n_norm);
+    /* kv_write_norm with both ropes of the attention folded in: src columns [n_norm, n_norm +
+     * rope_dim) rotated at pos[t] on the way into the cache (src left as it was), and
+     * rope(q, n_heads, head_dim, rope_off, rope_dim, r->pos, r->max_len, theta) in place. */
+    glm_status (*kv_write_rope)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
+                                const glm_tensor *g, float eps, int n_norm, glm_dview q, int n_heads, int head_dim,
+                                int rope_off, int rope_dim, float theta);
 
     /* Optional (NULL: the backend's products are row by row whatever the row count). The rows
      * of the products that follow (matmul, matmul_id (k pairs a row), matmul_swiglu,

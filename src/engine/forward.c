@@ -83,16 +83,23 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
         GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
         GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
     }
-    GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
-    if (norm_in_write)
-        GLM_TRY(o->kv_write_norm(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R));
-    else
-        GLM_TRY(o->kv_write(b, kvl, kva, r));
-    if (fold)
+    if (norm_in_write && o->kv_write_rope) {
+        /* q_b first, then one op for the latent norm, the cache write and both ropes */
         GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
-    else
-        GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
-    GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta));
+        GLM_TRY(o->kv_write_rope(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R, q, H, dn + dr, dn, dr,
+                                 hp->rope_theta));
+    } else {
+        GLM_TRY(o->rope(b, kva, 1, R + dr, R, dr, r->pos, r->max_len, hp->rope_theta));
+        if (norm_in_write)
+            GLM_TRY(o->kv_write_norm(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R));
+        else
+            GLM_TRY(o->kv_write(b, kvl, kva, r));
+        if (fold)
+            GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
+        else
+            GLM_TRY(o->matmul(b, q, qa, L->attn_q_b, 0));
+        GLM_TRY(o->rope(b, q, H, dn + dr, dn, dr, r->pos, r->max_len, hp->rope_theta));
+    }
     /* step 7-10 over the cache, naive or absorbed (§2.5) */
     glm_mla_shape sh = { .T = T, .pos0 = 0, .n_heads = H, .qk_nope = dn, .qk_rope = dr,
                          .v_head = hp->v_head_dim, .kv_lora = R };

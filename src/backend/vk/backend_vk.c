@@ -734,6 +734,26 @@ static glm_status vk_kv_write_norm(glm_backend *b, glm_dview pool, glm_dview src
     return glm_vk_kv_write_norm(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm);
 }
 
+static glm_status vk_kv_write_rope(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
+                                   const glm_tensor *g, float eps, int n_norm, glm_dview q, int n_heads, int head_dim,
+                                   int rope_off, int rope_dim, float theta)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight gt;
+    GLM_TRY(weight(v, g, &gt));
+    if (n_norm <= 0 || n_heads <= 0 || head_dim <= 0 || rope_off < 0 || rope_dim <= 0)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_rope: bad shape (%d normed, %d heads of %d, rope %d+%d)",
+                          n_norm, n_heads, head_dim, rope_off, rope_dim);
+    if (r->max_len <= 0 || r->max_len > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_rope: bad position bound %lld", (long long)r->max_len);
+    GLM_TRY(ensure_rope(v, (uint32_t)r->max_len, (uint32_t)rope_dim, theta));
+    GLM_TRY(recording(v));
+    glm_vk_kv_rows kr = vk_rows(v, r);
+    glm_vk_kv_rope rp = { &v->rope_table,     v->rope_positions,  (uint32_t)n_norm,  (uint32_t)rope_dim,
+                          vv(q),              (uint32_t)n_heads, (uint32_t)head_dim, (uint32_t)rope_off };
+    return glm_vk_kv_write_rope(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm, &rp);
+}
+
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
                          const glm_tensor *v_b, const glm_mla_shape *s, const glm_kv_rows *r, glm_mla_mode mode)
 {
@@ -832,6 +852,7 @@ static const glm_backend_ops k_vk_ops = {
     .rms_norm_matmul = vk_rms_norm_matmul,
     .matmul_add = vk_matmul_add,
     .kv_write_norm = vk_kv_write_norm,
+    .kv_write_rope = vk_kv_write_rope,
     .set_runs = vk_set_runs,
 };
 

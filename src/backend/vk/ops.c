@@ -302,22 +302,45 @@ static bool kv_rows_ok(const glm_vk_kv_rows *r, uint32_t T)
 }
 
 static glm_status kv_write_any(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
-                               const glm_vk_weight *g, float eps, uint32_t n_norm)
+                               const glm_vk_weight *g, float eps, uint32_t n_norm, const glm_vk_kv_rope *rope)
 {
     if (!view_ok(pool) || !view_ok(src) || pool.cols != src.cols || !kv_rows_ok(r, src.rows))
         return bad("kv_write", "pool, rows or page views disagree or overrun their buffers");
     if (g && (n_norm == 0 || n_norm > src.cols || !gain_ok(g, n_norm)))
         return bad("kv_write_norm", "norm gain is not a plain row of n_norm <= cols elements");
+    uint32_t q_groups = 0;
+    if (rope) {
+        const glm_vk_view q = rope->q;
+        if (rope->rope_dim == 0 || rope->rope_dim % 2 || (uint64_t)rope->kr_col + rope->rope_dim > src.cols ||
+            !view_ok(q) || q.rows != src.rows || rope->rope_off + rope->rope_dim > rope->head_dim ||
+            (uint64_t)rope->n_heads * rope->head_dim > q.cols || q.buf == src.buf || q.buf == pool.buf)
+            return bad("kv_write_rope", "rope columns or the query's head layout do not fit their views");
+        if ((uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
+            return bad("kv_write_rope", "cos/sin table smaller than its positions");
+        q_groups = groups(rope->n_heads * rope->rope_dim / 2);
+    }
     glm_vk_kv_write_push pc = { src.rows, src.cols, src.off, src.ld, pool.off, pool.ld, r->pos.off, r->pos.ld,
                                 r->ptab.off, r->ptab.ld, r->pages.off, r->page_size, g ? n_norm : 0,
-                                g ? g->offset : 0, g ? (uint32_t)g->type : 0, eps };
-    const glm_vk_buffer *b[6] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf, g ? g->buf : src.buf };
-    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 6, &pc, sizeof pc, groups(src.cols), src.rows, 1);
+                                g ? g->offset : 0, g ? (uint32_t)g->type : 0, eps, 0, 0, 0, 0, 0, 0, 0, 0 };
+    if (rope) {
+        pc.rope_dim = rope->rope_dim;
+        pc.kr_col = rope->kr_col;
+        pc.table_positions = rope->table_positions;
+        pc.q_off = rope->q.off;
+        pc.q_ld = rope->q.ld;
+        pc.q_heads = rope->n_heads;
+        pc.q_head_dim = rope->head_dim;
+        pc.q_rope_off = rope->rope_off;
+    }
+    /* without the ropes the table and query bindings take buffers the dispatch uses anyway */
+    const glm_vk_buffer *b[8] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf, g ? g->buf : src.buf,
+                                  rope ? rope->table : src.buf, rope ? rope->q.buf : pool.buf };
+    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 8, &pc, sizeof pc, groups(src.cols) + q_groups, src.rows, 1);
 }
 
 glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r)
 {
-    return kv_write_any(vk, pool, src, r, NULL, 0, 0);
+    return kv_write_any(vk, pool, src, r, NULL, 0, 0, NULL);
 }
 
 glm_status glm_vk_kv_write_norm(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
@@ -325,7 +348,15 @@ glm_status glm_vk_kv_write_norm(glm_vk *vk, glm_vk_view pool, glm_vk_view src, c
 {
     if (!g)
         return bad("kv_write_norm", "no norm gain");
-    return kv_write_any(vk, pool, src, r, g, eps, n_norm);
+    return kv_write_any(vk, pool, src, r, g, eps, n_norm, NULL);
+}
+
+glm_status glm_vk_kv_write_rope(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
+                                const glm_vk_weight *g, float eps, uint32_t n_norm, const glm_vk_kv_rope *rope)
+{
+    if (!g || !rope)
+        return bad("kv_write_rope", "no norm gain or no rope");
+    return kv_write_any(vk, pool, src, r, g, eps, n_norm, rope);
 }
 
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b)

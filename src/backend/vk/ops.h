@@ -66,8 +66,9 @@ typedef struct glm_vk_kv_write_push {
     uint32_t rows, cols, src_off, src_ld, dst_off, dst_ld, pos_off, pos_ld, ptab_off, ptab_ld, pages_off, page_size,
         n_norm, g_offset, g_type;
     float eps;
+    uint32_t rope_dim, kr_col, table_positions, q_off, q_ld, q_heads, q_head_dim, q_rope_off;
 } glm_vk_kv_write_push;
-_Static_assert(sizeof(glm_vk_kv_write_push) == 64, "mirrors shaders/kv_write.comp");
+_Static_assert(sizeof(glm_vk_kv_write_push) == 96, "mirrors shaders/kv_write.comp");
 
 typedef enum glm_vk_eltwise_op { GLM_VK_ADD = 0, GLM_VK_SWIGLU = 1, GLM_VK_COPY = 2 } glm_vk_eltwise_op;
 typedef struct glm_vk_eltwise_push {
@@ -213,6 +214,17 @@ glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const 
  * plain row of n_norm elements; src unchanged): rms_norm in place followed by kv_write. */
 glm_status glm_vk_kv_write_norm(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
                                 const glm_vk_weight *g, float eps, uint32_t n_norm);
+/* The ropes folded into kv_write_norm: src columns [kr_col, kr_col + rope_dim) rotated at their
+ * row's position on the way into the pool (src unchanged), and q's heads rotated in place as
+ * glm_vk_rope(q, table, .., n_heads, head_dim, rope_off, rope_dim, pos) does. */
+typedef struct glm_vk_kv_rope {
+    const glm_vk_buffer *table;
+    uint32_t table_positions, kr_col, rope_dim;
+    glm_vk_view q;
+    uint32_t n_heads, head_dim, rope_off;
+} glm_vk_kv_rope;
+glm_status glm_vk_kv_write_rope(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
+                                const glm_vk_weight *g, float eps, uint32_t n_norm, const glm_vk_kv_rope *rope);
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b);
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
