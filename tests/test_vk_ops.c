@@ -972,19 +972,24 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
-     * 256-split cap with empty tail splits); H 13 and 20 make two groups of heads there (7 + 6,
-     * 10 + 10), Rkv 512 / dr 64 is the model's latent width. A chunk of more than 8 rows runs
-     * tiled (its rows × positions as 64 × 64 tiles, here more than one each way; head sizes of
-     * whole 32-column chunks, so that k_b and v_b run as tiled products, and an odd rope size,
-     * so that most heads start at unaligned columns and the split kernel reads keys element by
-     * element), while B's row beside it still takes the per-row kernels; in the last case B is
-     * longer than A and A has no key bound of its own, so its scores are laid out wider than its
-     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+     * posB. Rows of at most 16 keys are one split that writes its own result (lengths 1, 6,
+     * 16 and the short rows of the first case, beside longer rows whose splits the combine
+     * merges); past 16 keys the split over the sequence is 16-key passes, one per split up to
+     * 1024 keys (1024: 64 exactly), then at most 64 splits of a few passes (1025: 33 of 32
+     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 2 heads
+     * (2 + 1; 2 + 2 + 1; 6 of 2 + 1; 10 of 2), Rkv 512 / dr 64 is the model's latent width. A
+     * chunk of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more
+     * than one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as
+     * tiled products, and an odd rope size, so that most heads start at unaligned columns and
+     * the split kernel reads keys element by element), while B's row beside it still takes the
+     * per-row kernels; in the last case B is longer than A and A has no key bound of its own,
+     * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. Columns:
+     * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
-                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
+                                         { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 } };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */
@@ -1016,19 +1021,25 @@ START_TEST(test_mla_attention)
                           (const float *)vb.host, &sB, scr);
         glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
-        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
+        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs, bc;
         uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
         /* odd cases give each item's own key bound, the others only max_len */
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
                              max_len, runs, ci % 2 ? lens : NULL, 2 };
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
+        const uint64_t ncount = glm_vk_mla_count_ints(T, H); /* the split kernel's arrival counts: zeros */
+        ck_assert(glm_vk_buffer_create(g_vk, &bc, ncount * 4, true) == GLM_OK);
+        memset(bc.map, 0, ncount * 4);
         glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk, &kb.w,
-                                           &vb.w, H, dn, dr, dv, &r, &bs) == GLM_OK,
+                                           &vb.w, H, dn, dr, dv, &r, &bs, &bc) == GLM_OK,
                       "%s", glm_last_error());
         run();
         check_out(&bo, (size_t)T * oc, "mla_attention");
+        for (uint64_t i = 0; i < ncount; i++) /* left zero for the next call */
+            ck_assert_msg(((const uint32_t *)bc.map)[i] == 0, "mla case %zu: arrival count %u is %u", ci, (unsigned)i,
+                          ((const uint32_t *)bc.map)[i]);
         double e = tu_nmse(ref, bo.map, (size_t)T * oc);
         bool cm = glm_vk_coopmat_enabled(g_vk) && TA > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
         double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
@@ -1040,6 +1051,7 @@ START_TEST(test_mla_attention)
         glm_vk_buffer_destroy(g_vk, &bm);
         glm_vk_buffer_destroy(g_vk, &bo);
         glm_vk_buffer_destroy(g_vk, &bs);
+        glm_vk_buffer_destroy(g_vk, &bc);
         free_weight(&kb);
         free_weight(&vb);
         free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
@@ -1369,11 +1381,11 @@ START_TEST(test_rejects_bad_shapes)
     uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
     glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2 };
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
-                                          &vb, 1, 8, 8, 8, &r, &b),
+                                          &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);
     r.runs = runs4, r.run_len = short_len;
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
-                                          &vb, 1, 8, 8, 8, &r, &b),
+                                          &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);
     run();
     glm_vk_buffer_destroy(g_vk, &b);

@@ -51,6 +51,7 @@ typedef struct vk_impl {
     uint32_t rope_positions, rope_dim;
     float rope_theta;
     glm_vk_buffer scratch; /* MLA */
+    glm_vk_buffer mla_counts; /* MLA: the split kernel's arrival counts, zero between dispatches */
     glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     glm_vk_buffer route_counts; /* moe_gate_route: a zero per row between dispatches */
@@ -262,6 +263,20 @@ static glm_status ensure(vk_impl *v, glm_vk_buffer *buf, uint64_t bytes, bool ho
     return glm_vk_buffer_create(v->vk, buf, n, host_visible);
 }
 
+/* ensure for a buffer that must hold zeros: a new one is zeroed on the device. */
+static glm_status ensure_zeroed(vk_impl *v, glm_vk_buffer *buf, uint64_t bytes)
+{
+    if (buf->buf && buf->size >= bytes)
+        return GLM_OK;
+    GLM_TRY(ensure(v, buf, bytes, false));
+    void *z = calloc(1, buf->size);
+    if (!z)
+        return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for %llu zero bytes", (unsigned long long)buf->size);
+    glm_status s = glm_vk_upload(v->vk, buf, 0, z, buf->size);
+    free(z);
+    return s;
+}
+
 static glm_status ensure_rope(vk_impl *v, uint32_t positions, uint32_t dim, float theta)
 {
     if (v->rope_table.buf && positions <= v->rope_positions && dim == v->rope_dim && theta == v->rope_theta)
@@ -312,6 +327,7 @@ static void vk_destroy(glm_backend *b)
         free(v->slots);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
+        glm_vk_buffer_destroy(v->vk, &v->mla_counts);
         glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->route_counts);
@@ -753,10 +769,11 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora;
     glm_vk_kv_rows rows = vk_rows(v, r);
     GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, &rows) * 4, false));
+    GLM_TRY(ensure_zeroed(v, &v->mla_counts, glm_vk_mla_count_ints(T, H) * 4));
     GLM_TRY(recording(v));
     v->pending += glm_vk_mla_dispatches(T, H, R, &rows) - 1; /* the composite records that many dispatches */
     return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
-                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch);
+                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch, &v->mla_counts);
 }
 
 static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,

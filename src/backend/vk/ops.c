@@ -500,10 +500,11 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
         }
 }
 
-/* Splits the dispatch needs for keys up to max_len (mla_split.comp's nsplit of the longest row). */
+/* Splits the dispatch needs for rows of keys up to max_len (the most split_count of
+ * shaders/mla_splits.glsl gives at lengths up to max_len). */
 static uint32_t split_count(uint32_t max_len)
 {
-    uint32_t n = (max_len + GLM_VK_MLA_MIN_CHUNK - 1) / GLM_VK_MLA_MIN_CHUNK;
+    uint32_t n = (max_len + GLM_VK_MLA_PASS - 1) / GLM_VK_MLA_PASS;
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
@@ -511,16 +512,14 @@ static uint32_t split_count(uint32_t max_len)
  * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
 #define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
 #define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
-/* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
- * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
-#define MLA_MAX_HG 10u
-#define MLA_MAX_SLICE 6u
+/* Heads per mla_split workgroup at most (MAX_NH there). */
+#define MLA_MAX_NH 2u
 
-/* mla_split's groups of heads: ceil(H / MLA_MAX_HG), of ceil(H / groups) heads (the last may
+/* mla_split's groups of heads: ceil(H / MLA_MAX_NH), of ceil(H / groups) heads (the last may
  * have fewer). */
 static uint32_t mla_head_groups(uint32_t H)
 {
-    return (H + MLA_MAX_HG - 1) / MLA_MAX_HG;
+    return (H + MLA_MAX_NH - 1) / MLA_MAX_NH;
 }
 
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
@@ -612,31 +611,39 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
-        n += 2 + (s.tiled ? 3 : 2) * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
     }
     return n;
 }
 
-/* The per-row core (mla_split + mla_combine) for rows [t0, t0 + n). */
+uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H)
+{
+    return (uint64_t)T * mla_head_groups(H);
+}
+
+/* The per-row core (mla_split, and mla_combine where a row may have more than
+ * GLM_VK_MLA_MAX_INLINE splits) for rows [t0, t0 + n). */
 static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
-                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
-                                 uint32_t t0, uint32_t n)
+                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                 const glm_vk_buffer *counts, uint32_t T, uint32_t t0, uint32_t n)
 {
     uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
-    uint32_t tb = block_rows(n, H, rkv, r->max_len);
+    uint32_t tb = block_rows(n, H, rkv, r->max_len), u_off = T * H * rkv;
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
-        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,         dn,
-                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
+        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,          dn,
+                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,      kr.ld,
                                      0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
-                                     r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
+                                     r->pages.off, r->page_size, ns,         row0,        u_off,
                                      1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
-        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
+        const glm_vk_buffer *sb[8] = { counts, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        /* one workgroup per (split, row, group of up to MLA_MAX_NH heads): the heads of a group
          * share each cached row read */
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
-        glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, T * H * rkv, r->pos.off,
-                                       r->pos.ld, row0, { 0 } };
+        if (ns <= GLM_VK_MLA_MAX_INLINE)
+            continue; /* every row of few splits: mla_split merged it */
+        glm_vk_mla_combine_push cp = { rows, H, rkv, ns, part_off, u_off, r->pos.off, r->pos.ld, row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
         /* one workgroup per (128 latent columns, query row and head) */
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));
@@ -683,7 +690,8 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
 
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch)
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                const glm_vk_buffer *counts)
 {
     uint32_t T = q.rows, rkv = c.cols;
     if (!H || k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
@@ -693,13 +701,11 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         return bad("mla_attention", "cache or page views disagree or overrun their buffers");
     if (!runs_ok(r, T))
         return bad("mla_attention", "the item runs do not add up to the rows");
-    if (rkv > 512 || dr > 128)
+    if (rkv > 512 || dr > 128) /* mla_split: 2 latent columns per invocation of 256, 5 vec4s per lane of 32 */
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
-    if ((rkv + dr + 3) / 4 > MLA_MAX_SLICE * (256 / ((H + mla_head_groups(H) - 1) / mla_head_groups(H))))
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
-    if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size)
-        return bad("mla_attention", "scratch buffer too small");
+    if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size || glm_vk_mla_count_ints(T, H) * 4 > counts->size)
+        return bad("mla_attention", "scratch or count buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;
     bool fits = glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
     glm_vk_stretch s;
@@ -713,7 +719,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         if (s.tiled)
             GLM_TRY(mla_core_tiled(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n, stretch_len(r, i)));
         else
-            GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n));
+            GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, counts, T, s.t, s.n));
         glm_vk_view uh = { scratch, T * H * rkv + s.t * H * rkv, s.n, rkv, H * rkv };
         glm_vk_view oh = { out.buf, out.off + s.t * out.ld, s.n, dv, out.ld };
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv) : glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv));
