@@ -803,16 +803,7 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
     }
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
-    uint64_t need = (uint64_t)logits.rows * 4;
-    if (v->route_counts.size < need) {
-        GLM_TRY(ensure(v, &v->route_counts, need, false));
-        void *zeros = calloc(1, v->route_counts.size);
-        if (!zeros)
-            return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for the routing counts");
-        glm_status st = glm_vk_upload(v->vk, &v->route_counts, 0, zeros, v->route_counts.size);
-        free(zeros);
-        GLM_TRY(st);
-    }
+    GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
     GLM_TRY(recording(v));
     glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0 };
     return glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
