@@ -1,7 +1,8 @@
 // Shared by matmul.comp and coopmat/matmul_cm.comp: the bindings, the push constants (mirror
 // glm_vk_matmul_push in src/backend/vk/ops.h), 8-element dequantization of a weight row
-// chunk, and the token-row bookkeeping of a tile. A tile is BM weight rows × BN token rows;
-// the shared dimension advances 32 columns (one chunk) at a time.
+// chunk, and the token-row bookkeeping of a tile. A tile is BM weight rows × BN token rows
+// (each kernel defines both); the shared dimension advances 32 columns (one chunk) at a time.
+// Loading the tiles into shared memory is each kernel's own.
 //   mode 0: y[t][r] = W_slab[r] · x[t]                     (t < ntok)
 //   mode 1: grouped experts, pair v = t·k + j listed under expert e = ids[t][j]:
 //           y[v][r] = W_e[r] · x[v / k]
@@ -9,7 +10,7 @@
 //   mode 3: one product per slab z = gl_WorkGroupID.z (attention heads): y_z[t][r] = W_z[r] · x_z[t],
 //           x_z at x_off + z·k, y_z at y_off + z·g_off (t < ntok)
 // Grouped modes read counts[E], offsets[E], tiles[E+1] and the pair list at g_off of
-// binding 3, written by moe_group.comp for tiles of BN = 64 rows.
+// binding 3, written by moe_group.comp for tiles of BN rows (the host passes the kernel's BN).
 layout(constant_id = 0) const uint TYPE = 0;
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -102,18 +103,17 @@ void deq8(uint row, uint c, uint q, out float v[8])
     }
 }
 
-// The tile's token rows: slot s (< BN) reads x row tok_x[s] and writes y row tok_y[s];
-// -1 marks an empty slot. Filled by tile_rows() before the first barrier.
-shared int tok_x[BN];
-shared int tok_y[BN];
-
-// Sets up the tile of workgroup (gl_WorkGroupID.x, .y): returns false when it is empty
-// (every invocation returns the same value, so the caller may exit before any barrier).
-// Grouped modes: .y numbers the tiles of all experts in turn (tiles[e] .. tiles[e+1]-1 are
-// expert e's); the grid has more than enough, and the surplus exits here.
-// wbase receives the byte offset of the weight slab.
+// The tile of workgroup (gl_WorkGroupID.x, .y): its first token row n0 within its product,
+// the product's token count and, for grouped modes, where its expert's pairs start. Set by
+// tile_rows(); slot_rows() maps a slot to its x and y rows.
 uint x_base, y_base; // x_off and y_off of this workgroup's product
+uint tile_n0, tile_count, tile_first;
 
+// Sets up the tile: returns false when it is empty (every invocation returns the same value,
+// so the caller may exit before any barrier). Grouped modes: .y numbers the tiles of all
+// experts in turn (tiles[e] .. tiles[e+1]-1 are expert e's, for tiles of BN rows); the grid
+// has more than enough, and the surplus exits here. wbase receives the byte offset of the
+// weight slab.
 bool tile_rows(out uint wbase)
 {
     uint ty = gl_WorkGroupID.y, n0 = ty * BN;
@@ -142,23 +142,25 @@ bool tile_rows(out uint wbase)
         first = uint(g[p.g_off + p.n_exp + lo]);
         wbase += lo * p.slab_bytes;
     }
-    if (n0 >= count)
-        return false;
-    for (uint s = gl_LocalInvocationID.x; s < BN; s += WG_SIZE) {
-        int xr = -1, yr = -1;
-        if (n0 + s < count) {
-            if (p.mode == 0u || p.mode == 3u) {
-                xr = yr = int(n0 + s);
-            } else {
-                int v = g[p.g_off + 3u * p.n_exp + 1u + first + n0 + s];
-                yr = v;
-                xr = p.mode == 1u ? v / int(p.k) : v;
-            }
+    tile_n0 = n0;
+    tile_count = count;
+    tile_first = first;
+    return n0 < count;
+}
+
+// Slot s (< BN) of the tile reads x row xr and writes y row yr; both -1 for an empty slot.
+void slot_rows(uint s, out int xr, out int yr)
+{
+    xr = yr = -1;
+    if (tile_n0 + s < tile_count) {
+        if (p.mode == 0u || p.mode == 3u) {
+            xr = yr = int(tile_n0 + s);
+        } else {
+            int v = g[p.g_off + 3u * p.n_exp + 1u + tile_first + tile_n0 + s];
+            yr = v;
+            xr = p.mode == 1u ? v / int(p.k) : v;
         }
-        tok_x[s] = xr;
-        tok_y[s] = yr;
     }
-    return true;
 }
 
 // Chunk c of weight row m, elements 8q..8q+7; `valid` false gives zeros (the row read is then
@@ -170,45 +172,3 @@ void load_w8(uint wbase, uint m, uint c, uint q, bool valid, out float v[8])
         v[j] = valid ? v[j] : 0.0;
 }
 
-// Columns 32c + 8q .. +7 of the x row in slot s (zeros for an empty slot or `valid` false;
-// row 0 is read instead, so the loads need no branch).
-void load_x8(uint s, uint c, uint q, bool valid, out float v[8])
-{
-    int t = tok_x[s];
-    uint o = x_base + uint(max(t, 0)) * p.x_ld + c * 32u + 8u * q;
-    bool use = valid && t >= 0;
-    [[unroll]] for (uint j = 0u; j < 8u; j++) {
-        float xv = x[o + j];
-        v[j] = use ? xv : 0.0;
-    }
-}
-
-// One step of the shared dimension: columns 64·step .. +63 (two chunks) of the tile's 64
-// weight rows and 64 token slots, held in registers between fetch_step and the kernel's copy
-// into shared memory so that the loads of the next step overlap the products of this one.
-// Element e of load it is row / slot r = idx / 8, column 32·(part / 4) + 8·(part % 4) + e,
-// where idx = invocation + it·WG_SIZE and part = idx % 8. Chunks past the row are zeros.
-#define LOADS (64u * 8u / WG_SIZE)
-float wreg[LOADS][8], xreg[LOADS][8];
-
-void fetch_step(uint wbase, uint m0, uint step, uint nchunks)
-{
-    [[unroll]] for (uint it = 0u; it < LOADS; it++) {
-        uint idx = gl_LocalInvocationID.x + it * WG_SIZE, r = idx / 8u, part = idx % 8u;
-        uint c = 2u * step + part / 4u, q = part % 4u;
-        bool valid = c < nchunks; // a chunk past the row (odd chunk count): zeros
-        c = min(c, nchunks - 1u);
-        float v[8];
-        load_w8(wbase, m0 + r, c, q, valid && m0 + r < p.nrows, v);
-        wreg[it] = v;
-        load_x8(r, c, q, valid, v);
-        xreg[it] = v;
-    }
-}
-
-void store_y(uint s, uint m, float v)
-{
-    int t = tok_y[s];
-    if (t >= 0 && m < p.nrows)
-        y[y_base + uint(t) * p.y_ld + m] = v;
-}

@@ -2,16 +2,15 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 // Merge of mla_split.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query row r = t·H + h over
-// its non-empty splits s (mla_splits.glsl): M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s,
-// u[k] = Σ u_s[k] w_s / L, u being the probability-weighted latent of absorbed MLA
-// (model-spec §2.5). Workgroup (kb, r) writes u[128·kb, 128·kb + 128): its 8 groups of 32 invocations
-// take the splits in turn (invocation i of a group reads the vec4 k = 128·kb + 4i of each,
+// its splits s (mla_splits.glsl; a row of few splits was merged by mla_split itself):
+// M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s, u[k] = Σ u_s[k] w_s / L, u being the
+// probability-weighted latent of absorbed MLA (model-spec §2.5). Workgroup (kb, r) writes
+// u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn (invocation i of a group reads the vec4 k = 128·kb + 4i of each,
 // coalesced) and the groups' sums are added in group order; w_s and L come from a
 // tree over the splits. Every order is fixed by the row alone.
 // Push constants mirror glm_vk_mla_combine_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
-#define MAX_SPLIT 256u
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer PART { float part[]; }; // [rows*H][split_ld][part_stride]
@@ -20,12 +19,12 @@ layout(std430, binding = 1) readonly buffer POS { int pos[]; };
 layout(std430, binding = 2) writeonly buffer U { float u[]; };       // [T*H][Rkv]
 
 layout(push_constant) uniform P {
-    uint rows, H, rkv, max_split;
-    uint split_ld, part_off, u_off, pos_off;
-    uint pos_ld, row0, pad0, pad1;
+    uint rows, H, rkv, split_ld;
+    uint part_off, u_off, pos_off, pos_ld;
+    uint row0, pad0, pad1, pad2;
 } p;
 
-shared float sw[MAX_SPLIT]; // w_s
+shared float sw[WG]; // w_s (MAX_SPLIT <= WG)
 shared float red[WG];
 shared vec4 sacc[WG];
 
@@ -36,13 +35,15 @@ void main()
         return;
     uint t = p.row0 + rl / p.H, h = rl % p.H;
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint chunk = split_chunk(len, p.max_split), ns = (len + chunk - 1u) / chunk;
+    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
+    if (ns <= MAX_INLINE)
+        return; // mla_split merged the row itself
     uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
-    // M by a tree over the splits (ns <= MAX_SPLIT <= WG)
+    // M by a tree over the splits (ns <= MAX_SPLIT, a power of two <= WG)
     float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;
     red[tid] = mv;
     barrier();
-    for (uint k = WG / 2u; k > 0u; k >>= 1) {
+    for (uint k = MAX_SPLIT / 2u; k > 0u; k >>= 1) {
         if (tid < k)
             red[tid] = max(red[tid], red[tid + k]);
         barrier();
@@ -53,7 +54,7 @@ void main()
     sw[tid] = w;
     red[tid] = tid < ns ? part[pb + tid * stride + 1u] * w : 0.0;
     barrier();
-    for (uint k = WG / 2u; k > 0u; k >>= 1) {
+    for (uint k = MAX_SPLIT / 2u; k > 0u; k >>= 1) {
         if (tid < k)
             red[tid] += red[tid + k];
         barrier();

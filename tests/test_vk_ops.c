@@ -209,28 +209,49 @@ START_TEST(test_add_rms_norm)
 END_TEST
 
 /* T rows of x through slab 1 of a random [2][nrows][ncols] weight of type t, by matvec or the
- * tiled matmul, against ref_matvec; every output must be written. Returns the NMSE. */
-static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled)
+ * tiled matmul, against ref_matvec; every output must be written. With skew, x and y start one
+ * element into their buffers and their rows are one element longer than the data (rows not on
+ * 16 bytes: the tensor-core kernel's unaligned paths); the elements between rows must stay
+ * untouched. Returns the NMSE. */
+static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled, bool skew)
 {
     test_weight tw;
     make_weight(&tw, t, ncols, nrows, 2);
+    uint32_t sk = skew ? 1 : 0, xld = ncols + sk, yld = nrows + sk;
     float *x = malloc((size_t)ncols * T * 4), *ref = malloc((size_t)nrows * T * 4);
+    float *xs = calloc((size_t)xld * T + sk, 4), *got = malloc((size_t)nrows * T * 4);
     tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
-    for (uint32_t v = 0; v < T; v++)
+    for (uint32_t v = 0; v < T; v++) {
         ref_matvec(ref + (size_t)v * nrows, &tw, 1, x + (size_t)v * ncols);
-    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+        memcpy(xs + sk + (size_t)v * xld, x + (size_t)v * ncols, (size_t)ncols * 4);
+    }
+    size_t ny = (size_t)yld * T + sk, n = (size_t)nrows * T;
+    glm_vk_buffer bx = dev_copy(xs, ((size_t)xld * T + sk) * 4), by = out_buf(ny);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    glm_vk_view vy = view(&by, T, nrows), vx = view(&bx, T, ncols);
+    glm_vk_view vy = { &by, sk, T, nrows, yld }, vx = { &bx, sk, T, ncols, xld };
     ck_assert_msg((tiled ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx) : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK, "%s",
                   glm_last_error());
     run();
-    size_t n = (size_t)nrows * T;
-    check_out(&by, n, glm_type_name(t));
-    double e = tu_nmse(ref, by.map, n);
+    const float *yb = by.map;
+    float poison[1];
+    tu_poison(poison, 1);
+    for (uint32_t v = 0; v < T; v++) {
+        memcpy(got + (size_t)v * nrows, yb + sk + (size_t)v * yld, (size_t)nrows * 4);
+        if (skew) /* the element before each row */
+            ck_assert_msg(memcmp(yb + (size_t)v * yld, poison, 4) == 0, "%s: write between rows", glm_type_name(t));
+    }
+    ck_assert_msg(tu_all_written(got, n), "%s rows=%u T=%u%s: output element not written or not finite",
+                  glm_type_name(t), nrows, T, skew ? " skewed" : "");
+    float guard[TU_GUARD];
+    tu_poison(guard, TU_GUARD);
+    ck_assert_msg(memcmp(guard, yb + ny, sizeof guard) == 0, "%s: write past the output", glm_type_name(t));
+    double e = tu_nmse(ref, got, n);
     glm_vk_buffer_destroy(g_vk, &bx);
     glm_vk_buffer_destroy(g_vk, &by);
     free_weight(&tw);
     free(x);
+    free(xs);
+    free(got);
     free(ref);
     return e;
 }
@@ -247,7 +268,7 @@ START_TEST(test_matvec_all_types)
         for (size_t ci = 0; ci < 3; ci++)
             for (size_t ri = 0; ri < 3; ri++) {
                 uint32_t ncols = blk * col_blocks[ci] + (tr->block == 1 ? 1 : 0), nrows = rows[ri];
-                double e = product_case(t, ncols, nrows, 2, false);
+                double e = product_case(t, ncols, nrows, 2, false, false);
                 worst = e > worst ? e : worst;
                 ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec %s rows=%u cols=%u nmse %.3g", tr->name, nrows, ncols, e);
             }
@@ -392,35 +413,46 @@ static double matmul_tol(int cm) { return cm ? TOL_VK_MATMUL_CM_NMSE : TOL_VK_MA
 
 START_TEST(test_matmul_all_types)
 {
-    /* token counts below, at and across the 64-row tile; weight rows likewise */
-    static const uint32_t toks[] = { 9, 70 };
-    static const uint32_t rows[] = { 5, 67 };
+    /* token counts below, at and across the 64-row tile; weight rows likewise. The tensor-core
+     * kernel also: 128-row weight tiles and 64- and 128-row token tiles (narrow and wide, each
+     * over several tiles with a partial last one), rows not on 16 bytes (skew) */
+    static const uint32_t toks[] = { 9, 70, 140, 300 };
+    static const uint32_t rows[] = { 5, 67, 200 };
     double worst[2] = { 0, 0 };
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
-        for (size_t ti = 0; ti < N_TYPES; ti++) {
-            glm_type t = k_all_types[ti];
-            const glm_type_traits *tr = glm_type_info(t);
-            uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
-            for (size_t ri = 0; ri < 2; ri++)
-                for (size_t ki = 0; ki < 2; ki++) {
-                    uint32_t nrows = rows[ri], T = toks[ki];
-                    double e = product_case(t, ncols, nrows, T, true);
-                    worst[cm] = e > worst[cm] ? e : worst[cm];
-                    ck_assert_msg(e <= matmul_tol(cm), "matmul%s %s rows=%u cols=%u T=%u nmse %.3g", cm ? "_cm" : "",
-                                  tr->name, nrows, ncols, T, e);
-                }
+        size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
+        for (int wide = 0; wide < (cm ? 2 : 1); wide++) {
+            glm_vk_coopmat_set_wide_groups(g_vk, wide ? 0 : UINT32_MAX);
+            for (size_t ti = 0; ti < N_TYPES; ti++) {
+                glm_type t = k_all_types[ti];
+                const glm_type_traits *tr = glm_type_info(t);
+                uint32_t ncols = tr->block == 1 ? 96 : 2 * tr->block < 256 ? 256 : 2 * tr->block;
+                for (size_t ri = 0; ri < nr; ri++)
+                    for (size_t ki = 0; ki < nt; ki++) {
+                        uint32_t nrows = rows[ri], T = toks[ki];
+                        bool skew = cm && (ri + ki + ti) % 3 == 1;
+                        double e = product_case(t, ncols, nrows, T, true, skew);
+                        worst[cm] = e > worst[cm] ? e : worst[cm];
+                        ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
+                                      cm ? "_cm" : "", wide ? " wide" : "", tr->name, nrows, ncols, T,
+                                      skew ? " skewed" : "", e);
+                    }
+            }
         }
         printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
     }
+    glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST
 
 START_TEST(test_matmul_id_grouped)
 {
-    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group)
-     * and, in the second round, repeated experts within a token (more rows than tokens) */
+    /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
+     * in the first round expert 6 chosen by one pair only (a group of one row), in the second
+     * round repeated experts within a token (groups of 140 rows: three tiles, the last partial) */
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     for (int cm = 0; cm < matmul_kernels(); cm++) {
@@ -437,9 +469,11 @@ START_TEST(test_matmul_id_grouped)
                 tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
                 int32_t *ids = malloc((size_t)T * k * 4);
                 for (uint32_t i = 0; i < T * k; i++) {
-                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 1));
+                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 2));
                     ids[i] = e >= 3 ? e + 1 : e;
                 }
+                if (round == 0)
+                    ids[T * k / 2 + 1] = (int32_t)E - 1;
                 for (uint32_t i = 0; i < T * k; i++)
                     ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
                 uint64_t ng = glm_vk_moe_group_ints(T, k, E);
@@ -605,6 +639,95 @@ START_TEST(test_kv_write)
     }
     free_weight(&tg);
     free(src), free(want_n), free(gf);
+}
+END_TEST
+
+START_TEST(test_moe_gate_route)
+{
+    /* moe_gate_route: the router's product of RMSNorm(x) (F32 / F16 rows, BF16 / F32 gain, a row
+     * length that is no multiple of the workgroup) and the routing in one dispatch, twice in
+     * one recording (the second on other rows: the per-row counts must be back at zero). The
+     * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
+     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck). */
+    static const int cases[][4] = { /* E, k, router type, gain type */
+                                    { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16 },
+                                    { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32 },
+                                    { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32 } };
+    const uint32_t T = 5, N = 300;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const uint32_t E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1];
+        glm_route_params rp = { (int)E, (int)k, 1, 1, true, true, 2.5f };
+        test_weight tw, tg, tb;
+        make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
+        make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
+        make_weight(&tb, GLM_TYPE_F32, E, 1, 1);
+        float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
+        float *xn = malloc(N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
+        glm_ref_dequant_row(wr, tw.host, tw.w.type, (int64_t)E * N);
+        glm_ref_dequant_row(gf, tg.host, tg.w.type, N);
+        glm_ref_dequant_row(bias, tb.host, GLM_TYPE_F32, E);
+        for (uint32_t t = 0; t < 2 * T; t++) {
+            glm_ref_rms_norm(xn, x + (size_t)t * N, gf, N, 1e-6f);
+            for (uint32_t e = 0; e < E; e++) {
+                double d = 0;
+                for (uint32_t i = 0; i < N; i++)
+                    d += (double)wr[(size_t)e * N + i] * xn[i];
+                want[(size_t)t * E + e] = (float)d;
+            }
+        }
+        glm_vk_buffer bx = dev_copy(x, (size_t)2 * T * N * 4), bl = out_buf((size_t)2 * T * E);
+        glm_vk_buffer bi = out_buf((size_t)2 * T * k), bw = out_buf((size_t)2 * T * k);
+        uint32_t zeros[2 * 5] = { 0 };
+        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        for (uint32_t half = 0; half < 2; half++) {
+            glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
+            glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
+            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2 };
+            ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, 1, 1, true, true, 2.5f, &gate) == GLM_OK,
+                          "%s", glm_last_error());
+        }
+        run();
+        check_out(&bl, (size_t)2 * T * E, "moe_gate_route logits");
+        check_out(&bi, (size_t)2 * T * k, "moe_gate_route ids");
+        check_out(&bw, (size_t)2 * T * k, "moe_gate_route weights");
+        double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
+        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
+        float scratch[512], wref[8];
+        int32_t iref[8];
+        double ew = 0;
+        for (uint32_t t = 0; t < 2 * T; t++) {
+            ck_assert(glm_ref_moe_route(iref, wref, (const float *)bl.map + (size_t)t * E, bias, &rp, scratch));
+            ck_assert_msg(memcmp(iref, (const int32_t *)bi.map + (size_t)t * k, k * 4) == 0,
+                          "moe_gate_route case %zu row %u: expert ids differ", c, t);
+            double r = tu_nmse(wref, (const float *)bw.map + (size_t)t * k, k);
+            ew = r > ew ? r : ew;
+        }
+        ck_assert_msg(ew <= TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route case %zu weights nmse %.3g", c, ew);
+        uint32_t cnt[2 * 5];
+        ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, sizeof cnt) == GLM_OK);
+        ck_assert_msg(memcmp(cnt, zeros, sizeof cnt) == 0, "moe_gate_route left a count non-zero");
+        printf("vk moe_gate_route E=%u k=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, e, ew);
+        /* refused: a quantized router, a count buffer too small for the rows */
+        test_weight tq;
+        make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);
+        ck_assert(!glm_vk_moe_gate_fits(&tq.w, &tg.w));
+        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8 };
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gate),
+                         GLM_ERR_INVALID);
+        free_weight(&tq);
+        free_weight(&tw);
+        free_weight(&tg);
+        free_weight(&tb);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bl);
+        glm_vk_buffer_destroy(g_vk, &bi);
+        glm_vk_buffer_destroy(g_vk, &bw);
+        glm_vk_buffer_destroy(g_vk, &bc);
+        free(x), free(wr), free(gf), free(xn), free(want), free(bias);
+    }
 }
 END_TEST
 
@@ -852,20 +975,27 @@ START_TEST(test_mla_attention)
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
      * call holds rows of two sequences, each read through its own shuffled pages of 4
      * positions: sequence A's rows pos0..pos0+T-1 (a prefill chunk) and one decode row of B at
-     * posB. Lengths past 32 exercise the split over the sequence (1100: 35 splits; 9000: the
-     * 256-split cap with empty tail splits); H 13 and 20 make two groups of heads there (7 + 6,
-     * 10 + 10), Rkv 512 / dr 64 is the model's latent width. A chunk of more than 8 rows runs
-     * tiled (its rows × positions as 64 × 64 tiles, here more than one each way; head sizes of
-     * whole 32-column chunks, so that k_b and v_b run as tiled products, and an odd rope size,
-     * so that most heads start at unaligned columns and the split kernel reads keys element by
-     * element), while B's row beside it still takes the per-row kernels; in the last case B is
-     * longer than A and A has no key bound of its own, so its scores are laid out wider than its
-     * keys. Rkv 74 pads the split partials. Columns: pos0, TA, posB, H, dn, dr, dv, Rkv. */
+     * posB. Rows of at most 16 keys are one split that writes its own result (lengths 1, 6,
+     * 16 and the short rows of the first case, beside longer rows whose splits the combine
+     * merges); past 16 keys the split over the sequence is 16-key passes, one per split up to
+     * 1024 keys (1024: 64 exactly), then at most 64 splits of a few passes (1025: 33 of 32
+     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 2 heads
+     * (2 + 1; 2 + 2 + 1; 6 of 2 + 1; 10 of 2), Rkv 512 / dr 64 is the model's latent width. A
+     * chunk of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more
+     * than one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as
+     * tiled products, and an odd rope size, so that most heads start at unaligned columns and
+     * the split kernel reads keys element by element), while B's row beside it still takes the
+     * per-row kernels; in the last case B is longer than A and A has no key bound of its own,
+     * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. Columns:
+     * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
-                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 } };
+                                         { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
+                                         { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 } };
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */
         const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
         const uint32_t P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
@@ -894,19 +1024,25 @@ START_TEST(test_mla_attention)
                           (const float *)vb.host, &sB, scr);
         glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
-        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs;
+        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs, bc;
         uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
         /* odd cases give each item's own key bound, the others only max_len */
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
                              max_len, runs, ci % 2 ? lens : NULL, 2 };
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
+        const uint64_t ncount = glm_vk_mla_count_ints(T, H); /* the split kernel's arrival counts: zeros */
+        ck_assert(glm_vk_buffer_create(g_vk, &bc, ncount * 4, true) == GLM_OK);
+        memset(bc.map, 0, ncount * 4);
         glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk, &kb.w,
-                                           &vb.w, H, dn, dr, dv, &r, &bs) == GLM_OK,
+                                           &vb.w, H, dn, dr, dv, &r, &bs, &bc) == GLM_OK,
                       "%s", glm_last_error());
         run();
         check_out(&bo, (size_t)T * oc, "mla_attention");
+        for (uint64_t i = 0; i < ncount; i++) /* left zero for the next call */
+            ck_assert_msg(((const uint32_t *)bc.map)[i] == 0, "mla case %zu: arrival count %u is %u", ci, (unsigned)i,
+                          ((const uint32_t *)bc.map)[i]);
         double e = tu_nmse(ref, bo.map, (size_t)T * oc);
         bool cm = glm_vk_coopmat_enabled(g_vk) && TA > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
         double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
@@ -918,10 +1054,12 @@ START_TEST(test_mla_attention)
         glm_vk_buffer_destroy(g_vk, &bm);
         glm_vk_buffer_destroy(g_vk, &bo);
         glm_vk_buffer_destroy(g_vk, &bs);
+        glm_vk_buffer_destroy(g_vk, &bc);
         free_weight(&kb);
         free_weight(&vb);
         free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
     }
+    glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
 }
 END_TEST
 
@@ -1302,11 +1440,11 @@ START_TEST(test_rejects_bad_shapes)
     uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
     glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2 };
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
-                                          &vb, 1, 8, 8, 8, &r, &b),
+                                          &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);
     r.runs = runs4, r.run_len = short_len;
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
-                                          &vb, 1, 8, 8, 8, &r, &b),
+                                          &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);
     run();
     glm_vk_buffer_destroy(g_vk, &b);
@@ -1338,6 +1476,7 @@ int main(void)
     tcase_add_test(tc, test_eltwise);
     tcase_add_test(tc, test_moe_route);
     tcase_add_test(tc, test_kv_write_rope);
+    tcase_add_test(tc, test_moe_gate_route);
     tcase_add_test(tc, test_moe_combine);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_mla_attention);

@@ -5,24 +5,118 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-// matmul.comp on tensor cores (VK_KHR_cooperative_matrix): the same tiles, modes and
-// dequantization (matmul_tile.glsl), with the weight and activation tiles held in shared
-// memory as float16 and multiplied as 16×16×16 float16 fragments accumulating in float32.
-// Four subgroups of 32 invocations; subgroup s owns tokens 32·(s/2) .. +32 × weight rows
-// 32·(s%2) .. +32 of the 64 × 64 tile (2 × 2 fragments). The host selects this pipeline only
-// where the device lists that fragment shape and a subgroup size of 32.
+// matmul.comp on tensor cores (VK_KHR_cooperative_matrix): the same modes and dequantization
+// (matmul_tile.glsl), with the weight and activation tiles staged in shared memory as float16
+// and multiplied as 16×16×16 float16 fragments accumulating in float32.
+// A workgroup is 8 subgroups of 32 invocations and computes BM = 128 weight rows × BN token
+// rows, BN = 64 or, with specialization constant 1 set (WIDE), 128. Subgroup s owns weight rows
+// 32·(s % 4) .. +31 (2 fragments) × token slots (BN/2)·(s / 4) .. +BN/2-1 (BN/32 fragments), and
+// skips the fragments whose 16 slots are all empty (grouped experts with few tokens).
+// The shared dimension advances 32 columns (one chunk) a step through two staging buffers:
+// while the fragments of step i are multiplied out of one, the loads of step i+1 are in
+// flight into registers and then written into the other, so a step needs one barrier.
+// Each invocation dequantizes 16 consecutive weights of one row and converts 8 or 16
+// activations of one slot (16-byte loads where the host says the rows are aligned: push
+// constant `pad` bit 0). Finished fragments go straight to y where their 16 × 16 outputs are
+// all in range and aligned (modes 0 and 3, `pad` bit 1), otherwise through a per-subgroup
+// scratch in shared memory. The accumulators are named variables, not an array: an array of
+// fragments was kept in local memory on the H100's driver. The host selects this pipeline only where the device lists that
+// fragment shape, subgroups of 32 and 48 KiB of shared memory (WIDE uses all of it).
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
-#define BM 64u
-#define BN 64u
-#define WG_SIZE 128u
-#define LDS 72u // float16 row stride of the shared tiles (64 + 8: fewer bank conflicts)
-layout(local_size_x = 128) in;
+layout(constant_id = 1) const uint WIDE = 0;
+#define BM 128u
+const uint BN = 64u * (WIDE + 1u);
+#define WG_SIZE 256u
+#define LDH 40u // float16 row stride of the staging tiles: one chunk of 32 + 8 (no bank conflicts)
+layout(local_size_x = 256) in;
 
 #include "../matmul_tile.glsl"
 
-shared float16_t ws[BM * LDS]; // ws[m·LDS + k] = W[m0 + m][64·step + k]
-shared float16_t xs[BN * LDS]; // xs[s·LDS + k] = x[slot s][64·step + k]
-shared float cs[BN * (BM + 4u)]; // the finished tile, cs[s·(BM+4) + m]
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
+
+shared float16_t ws[2u * BM * LDH]; // ws[b·BM·LDH + m·LDH + k] = W[m0 + m][32·step + k]
+shared float16_t xs[2u * BN * LDH]; // xs[b·BN·LDH + s·LDH + k] = x[slot s][32·step + k]
+shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
+
+#define WT (BN / 2u)        // token slots per subgroup
+#define XPT (BN / 8u)       // activations an invocation converts per step (8 or 16)
+#define XTPS (32u / XPT)    // invocations per slot
+
+// Per-invocation loading assignments, fixed for the whole shared dimension.
+uint w_row;   // the weight row (within the tile) whose 16 elements 16·w_half .. +15 it dequantizes
+uint w_half;
+uint w_bytes; // byte offset of that row (a clamped row past nrows; its values are then zeros)
+bool w_valid;
+uint x_slot, x_col; // the slot and first column (within a chunk) of its activations
+int x_row;          // that slot's x row, -1 when empty
+
+float wv[16]; // the next step's weights and activations, between fetch and stash
+vec4 xv[4];
+
+void fetch(uint c)
+{
+    float t[8];
+    deq8(w_bytes, c, 2u * w_half, t);
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        wv[j] = w_valid ? t[j] : 0.0;
+    deq8(w_bytes, c, 2u * w_half + 1u, t);
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        wv[8u + j] = w_valid ? t[j] : 0.0;
+    [[unroll]] for (uint v = 0u; v < 4u; v++)
+        xv[v] = vec4(0.0);
+    if (x_row >= 0) {
+        uint o = x_base + uint(x_row) * p.x_ld + 32u * c + x_col;
+        if ((p.pad & 1u) != 0u) {
+            [[unroll]] for (uint v = 0u; v < 4u; v++)
+                if (v < XPT / 4u)
+                    xv[v] = x4[o / 4u + v];
+        } else {
+            [[unroll]] for (uint v = 0u; v < 4u; v++)
+                if (v < XPT / 4u)
+                    xv[v] = vec4(x[o + 4u * v], x[o + 4u * v + 1u], x[o + 4u * v + 2u], x[o + 4u * v + 3u]);
+        }
+    }
+}
+
+void stash(uint b)
+{
+    uint wo = b * BM * LDH + w_row * LDH + 16u * w_half;
+    [[unroll]] for (uint j = 0u; j < 16u; j++)
+        ws[wo + j] = float16_t(wv[j]);
+    uint xo = b * BN * LDH + x_slot * LDH + x_col;
+    [[unroll]] for (uint v = 0u; v < 4u; v++)
+        if (v < XPT / 4u)
+            [[unroll]] for (uint e = 0u; e < 4u; e++)
+                xs[xo + 4u * v + e] = float16_t(xv[v][e]);
+}
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+// Writes the subgroup's fragment (i, j): token slots sn + 16i .. +15 × weight rows
+// m0 + sm + 16j .. +15, straight to y where all are in range and aligned (direct_ok), else
+// through the subgroup's scratch in shared memory.
+void put_frag(ACC a, uint i, uint j, uint sn, uint sm, uint m0, uint nfrag, bool direct_ok)
+{
+    uint s0 = sn + 16u * i, r0 = m0 + sm + 16u * j, sg = gl_SubgroupID;
+    if (i >= WT / 16u || i >= nfrag || r0 >= p.nrows)
+        return;
+    if (direct_ok && tile_n0 + s0 + 16u <= tile_count && r0 + 16u <= p.nrows) {
+        coopMatStore(a, y, y_base + (tile_n0 + s0) * p.y_ld + r0, p.y_ld, gl_CooperativeMatrixLayoutRowMajor);
+        return;
+    }
+    coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
+        int xr, yr;
+        slot_rows(s0 + e / 16u, xr, yr);
+        uint m = r0 + e % 16u;
+        if (yr >= 0 && m < p.nrows)
+            y[y_base + uint(yr) * p.y_ld + m] = cs[sg * 256u + e];
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
 
 void main()
 {
@@ -31,48 +125,62 @@ void main()
         return;
     uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
     uint m0 = gl_WorkGroupID.x * BM;
-    uint sn = 32u * (sg / 2u), sm = 32u * (sg % 2u);
-    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[2][2];
-    [[unroll]] for (uint i = 0u; i < 2u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-    barrier(); // tok_x / tok_y written
-    uint nchunks = p.ncols / 32u, nsteps = (nchunks + 1u) / 2u;
-    fetch_step(wbase, m0, 0u, nchunks);
+    w_row = tid / 2u;
+    w_half = tid % 2u;
+    w_valid = m0 + w_row < p.nrows;
+    w_bytes = wbase + min(m0 + w_row, p.nrows - 1u) * p.row_bytes;
+    x_slot = tid / XTPS;
+    x_col = XPT * (tid % XTPS);
+    int yr_unused;
+    slot_rows(x_slot, x_row, yr_unused);
+
+    uint sm = 32u * (sg % 4u), sn = WT * (sg / 4u);
+    // fragments of this subgroup with at least one filled slot (slots fill from the front)
+    int left = int(tile_count) - int(tile_n0 + sn);
+    uint nfrag = uint(clamp((left + 15) / 16, 0, int(WT / 16u)));
+    ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
+    ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
+
+    uint nsteps = p.ncols / 32u;
+    fetch(0u);
+    stash(0u);
+    barrier();
     for (uint st = 0u; st < nsteps; st++) {
-        [[unroll]] for (uint it = 0u; it < LOADS; it++) {
-            uint idx = tid + it * WG_SIZE, r = idx / 8u, k = 32u * ((idx % 8u) / 4u) + 8u * (idx % 4u);
-            [[unroll]] for (uint j = 0u; j < 8u; j += 2u) {
-                f16vec2 wv = f16vec2(wreg[it][j], wreg[it][j + 1u]), xv = f16vec2(xreg[it][j], xreg[it][j + 1u]);
-                ws[r * LDS + k + j] = wv.x;
-                ws[r * LDS + k + j + 1u] = wv.y;
-                xs[r * LDS + k + j] = xv.x;
-                xs[r * LDS + k + j + 1u] = xv.y;
+        uint b = st % 2u;
+        bool more = st + 1u < nsteps;
+        if (more)
+            fetch(st + 1u);
+        if (nfrag > 0u) {
+            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
+                // B[k][m] = W[m][k]: column-major
+                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+                coopMatLoad(bf0, ws, b * BM * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf1, ws, b * BM * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+#define FRAG_ROW(I, A0, A1)                                                                                   \
+    if (I < WT / 16u && I < nfrag) {                                                                          \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, xs, b * BN * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+                FRAG_ROW(0u, a00, a01)
+                FRAG_ROW(1u, a10, a11)
+                FRAG_ROW(2u, a20, a21)
+                FRAG_ROW(3u, a30, a31)
             }
         }
-        barrier();
-        if (st + 1u < nsteps)
-            fetch_step(wbase, m0, st + 1u, nchunks);
-        [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[2];
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> b[2];
-            [[unroll]] for (uint i = 0u; i < 2u; i++)
-                coopMatLoad(a[i], xs, (sn + 16u * i) * LDS + kk, LDS, gl_CooperativeMatrixLayoutRowMajor);
-            [[unroll]] for (uint j = 0u; j < 2u; j++) // B[k][m] = ws[m][k]: column-major
-                coopMatLoad(b[j], ws, (sm + 16u * j) * LDS + kk, LDS, gl_CooperativeMatrixLayoutColumnMajor);
-            [[unroll]] for (uint i = 0u; i < 2u; i++)
-                [[unroll]] for (uint j = 0u; j < 2u; j++)
-                    acc[i][j] = coopMatMulAdd(a[i], b[j], acc[i][j]);
-        }
+        if (more)
+            stash(1u - b);
         barrier();
     }
-    [[unroll]] for (uint i = 0u; i < 2u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            coopMatStore(acc[i][j], cs, (sn + 16u * i) * (BM + 4u) + sm + 16u * j, BM + 4u,
-                         gl_CooperativeMatrixLayoutRowMajor);
-    barrier();
-    for (uint idx = tid; idx < BN * BM; idx += WG_SIZE) {
-        uint s = idx / BM, m = idx % BM;
-        store_y(s, m0 + m, cs[s * (BM + 4u) + m]);
-    }
+
+    bool direct_ok = (p.mode == 0u || p.mode == 3u) && (p.pad & 2u) != 0u;
+    put_frag(a00, 0u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a01, 0u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a10, 1u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a11, 1u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a20, 2u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a21, 2u, 1u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a30, 3u, 0u, sn, sm, m0, nfrag, direct_ok);
+    put_frag(a31, 3u, 1u, sn, sm, m0, nfrag, direct_ok);
 }

@@ -196,9 +196,13 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
     glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), ed = glm_dview_rows(f->s.ed, 0, T * k);
     if (L->ffn_gate_shexp)
         GLM_TRY(o->rms_norm_matmul(b, sg, x, L->ffn_norm, eps, L->ffn_gate_shexp, L->ffn_up_shexp, NULL));
-    GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
     glm_route_params rp = route_params(hp);
-    GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+    if (o->moe_gate_route) {
+        GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp));
+    } else {
+        GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
+        GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+    }
     GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
     if (L->ffn_gate_shexp)

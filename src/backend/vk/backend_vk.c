@@ -51,8 +51,10 @@ typedef struct vk_impl {
     uint32_t rope_positions, rope_dim;
     float rope_theta;
     glm_vk_buffer scratch; /* MLA */
+    glm_vk_buffer mla_counts; /* MLA: the split kernel's arrival counts, zero between dispatches */
     glm_vk_buffer group;   /* grouped matmul_id: pairs by expert */
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
+    glm_vk_buffer route_counts; /* moe_gate_route: a zero per row between dispatches */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
@@ -261,6 +263,20 @@ static glm_status ensure(vk_impl *v, glm_vk_buffer *buf, uint64_t bytes, bool ho
     return glm_vk_buffer_create(v->vk, buf, n, host_visible);
 }
 
+/* ensure for a buffer that must hold zeros: a new one is zeroed on the device. */
+static glm_status ensure_zeroed(vk_impl *v, glm_vk_buffer *buf, uint64_t bytes)
+{
+    if (buf->buf && buf->size >= bytes)
+        return GLM_OK;
+    GLM_TRY(ensure(v, buf, bytes, false));
+    void *z = calloc(1, buf->size);
+    if (!z)
+        return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory for %llu zero bytes", (unsigned long long)buf->size);
+    glm_status s = glm_vk_upload(v->vk, buf, 0, z, buf->size);
+    free(z);
+    return s;
+}
+
 static glm_status ensure_rope(vk_impl *v, uint32_t positions, uint32_t dim, float theta)
 {
     if (v->rope_table.buf && positions <= v->rope_positions && dim == v->rope_dim && theta == v->rope_theta)
@@ -311,8 +327,10 @@ static void vk_destroy(glm_backend *b)
         free(v->slots);
         glm_vk_buffer_destroy(v->vk, &v->rope_table);
         glm_vk_buffer_destroy(v->vk, &v->scratch);
+        glm_vk_buffer_destroy(v->vk, &v->mla_counts);
         glm_vk_buffer_destroy(v->vk, &v->group);
         glm_vk_buffer_destroy(v->vk, &v->ids);
+        glm_vk_buffer_destroy(v->vk, &v->route_counts);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
@@ -751,10 +769,11 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     uint32_t T = (uint32_t)s->T, H = (uint32_t)s->n_heads, R = (uint32_t)s->kv_lora;
     glm_vk_kv_rows rows = vk_rows(v, r);
     GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, &rows) * 4, false));
+    GLM_TRY(ensure_zeroed(v, &v->mla_counts, glm_vk_mla_count_ints(T, H) * 4));
     GLM_TRY(recording(v));
     v->pending += glm_vk_mla_dispatches(T, H, R, &rows) - 1; /* the composite records that many dispatches */
     return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
-                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch);
+                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch, &v->mla_counts);
 }
 
 static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,
@@ -768,6 +787,28 @@ static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights,
     return glm_vk_moe_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
                             (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group, p->sigmoid,
                             p->norm_topk_prob, p->routed_scaling_factor);
+}
+
+static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
+                                    const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
+                                    const glm_route_params *p)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight ww, wg, wb;
+    GLM_TRY(weight(v, w, &ww));
+    GLM_TRY(weight(v, g, &wg));
+    if (!glm_vk_moe_gate_fits(&ww, &wg)) { /* a quantized router: its product on its own */
+        GLM_TRY(b->ops->rms_norm_matmul(b, logits, x, g, eps, w, NULL, NULL));
+        return vk_moe_route(b, ids, weights, logits, bias, p);
+    }
+    if (bias)
+        GLM_TRY(weight(v, bias, &wb));
+    GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
+    GLM_TRY(recording(v));
+    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0 };
+    return glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
+                                 (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
+                                 p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate);
 }
 
 static glm_status vk_moe_combine(glm_backend *b, glm_dview y, glm_dview x, glm_dview w)
@@ -836,6 +877,7 @@ static const glm_backend_ops k_vk_ops = {
     .matmul_add = vk_matmul_add,
     .kv_write_norm = vk_kv_write_norm,
     .kv_write_rope = vk_kv_write_rope,
+    .moe_gate_route = vk_moe_gate_route,
     .set_runs = vk_set_runs,
 };
 

@@ -235,15 +235,37 @@ glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
 
 /* ---- tiled matmul (prefill) ---- */
 
-#define MM_TILE 64u /* weight rows and token rows per workgroup (BM, BN of matmul_tile.glsl) */
-
+#define MM_TILE 64u /* weight rows and token rows per workgroup of GLM_VK_MATMUL (BM, BN of matmul.comp) */
+#define MM_CM_ROWS 128u /* weight rows per workgroup of GLM_VK_MATMUL_CM (BM of matmul_cm.comp) */
 bool glm_vk_matmul_fits(const glm_vk_weight *w) { return w->ncols % 32 == 0 && weight_ok(w); }
 
-static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t gy,
-                                uint32_t gz)
+/* The token rows per tile of the tiled product for pc (glm_vk_coopmat_set_wide_groups). */
+static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint32_t rows, uint32_t gz)
 {
-    glm_vk_kernel k = glm_vk_coopmat_enabled(vk) ? GLM_VK_MATMUL_CM : GLM_VK_MATMUL;
-    return glm_vk_dispatch_variant(vk, k, pc->type, b, 4, pc, sizeof *pc, (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+    if (!glm_vk_coopmat_enabled(vk))
+        return MM_TILE;
+    uint64_t wide_groups = (uint64_t)((pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS) * ((rows + 127) / 128) * gz;
+    return (pc->mode == 0 || pc->mode == 3) && wide_groups >= glm_vk_coopmat_wide_groups(vk) ? 128u : 64u;
+}
+
+/* Records the tiled product for `rows` token rows (pairs for the grouped modes, whose grid has
+ * `extra` more tiles than rows / tile) with tiles of bn token rows (matmul_tile_rows). Sets the
+ * alignment bits of pc->pad for the tensor-core kernel: bit 0, every x row starts on 16 bytes;
+ * bit 1, every y row does. */
+static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t rows,
+                                uint32_t extra, uint32_t gz, uint32_t bn)
+{
+    bool heads = pc->mode == 3;
+    bool xal = pc->x_off % 4 == 0 && pc->x_ld % 4 == 0 && (!heads || pc->k % 4 == 0);
+    bool yal = pc->y_off % 4 == 0 && pc->y_ld % 4 == 0 && (!heads || pc->g_off % 4 == 0);
+    pc->pad = (xal ? 1u : 0u) | (yal ? 2u : 0u);
+    uint32_t gy = (rows + bn - 1) / bn + extra;
+    if (!glm_vk_coopmat_enabled(vk))
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc->type, b, 4, pc, sizeof *pc,
+                                       (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+    /* variant: the weight type, plus 64 (specialization constant 1, WIDE) for 128-row tiles */
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + (bn == 128 ? 64u : 0u), b, 4, pc, sizeof *pc,
+                                   (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }
 
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
@@ -257,7 +279,7 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
                               w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, 1);
+    return matmul_record(vk, &pc, b, x.rows, 0, 1, matmul_tile_rows(vk, &pc, x.rows, 1));
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
@@ -274,7 +296,7 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, (x.rows + MM_TILE - 1) / MM_TILE, heads);
+    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads));
 }
 
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
@@ -295,15 +317,16 @@ glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, g
         return bad("matmul_id", "ids, x and y row counts disagree or overrun their buffers");
     if (E > 256 || group.ld != group.cols || (uint64_t)group.rows * group.cols < glm_vk_moe_group_ints(ids.rows, ids.cols, E))
         return bad("matmul_id", "more than 256 experts, or the group scratch is too small");
-    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, MM_TILE, 0 };
-    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
-    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     uint32_t mode = x.rows == ids.rows && ids.cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1); /* as matvec_any */
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0 };
+    uint32_t bn = matmul_tile_rows(vk, &pc, y.rows, 1);
+    glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, bn, 0 };
+    const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
+    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
     /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
-    return matmul_record(vk, &pc, b, (y.rows + MM_TILE - 1) / MM_TILE + E, 1);
+    return matmul_record(vk, &pc, b, y.rows, E, 1, bn);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)
@@ -407,9 +430,16 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
     return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
 }
 
-glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+static bool plain_row_type(glm_type t) { return t == GLM_TYPE_F32 || t == GLM_TYPE_F16 || t == GLM_TYPE_BF16; }
+
+bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g)
+{
+    return weight_ok(w) && plain_row_type(w->type) && w->row_bytes % 4 == 0 && gain_ok(g, w->ncols);
+}
+
+static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group, bool sigmoid,
-                            bool norm_topk, float scale)
+                            bool norm_topk, float scale, const glm_vk_moe_gate *gate)
 {
     uint32_t E = logits.cols;
     if (!view_ok(ids) || !view_ok(weights) || !view_ok(logits) || ids.cols != k || weights.cols != k ||
@@ -426,8 +456,39 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  bias ? bias->offset : 0, logits.off, logits.ld, logits.rows,
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
-    const glm_vk_buffer *b[4] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
-    return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
+    const glm_vk_buffer *b[8] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
+    if (!gate)
+        return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
+    const glm_vk_weight *w = gate->w, *g = gate->g;
+    if (!glm_vk_moe_gate_fits(w, g) || w->nrows != E || !view_ok(gate->x) || gate->x.rows != logits.rows ||
+        gate->x.cols != w->ncols)
+        return bad("moe_gate_route", "router rows, norm gain or x do not fit (plain rows of x.cols, one per expert)");
+    if ((uint64_t)gate->counts_off + logits.rows > gate->counts->size / 4)
+        return bad("moe_gate_route", "the count buffer is smaller than its rows");
+    glm_vk_moe_gate_route_push gp = { pc,          gate->x.off, gate->x.ld,      w->ncols,
+                                      w->offset,   w->row_bytes, (uint32_t)w->type, g->offset,
+                                      (uint32_t)g->type, gate->eps, gate->counts_off, { 0 } };
+    b[4] = gate->x.buf;
+    b[5] = w->buf;
+    b[6] = g->buf;
+    b[7] = gate->counts;
+    return glm_vk_dispatch(vk, GLM_VK_MOE_GATE_ROUTE, b, 8, &gp, sizeof gp, (E + 3) / 4, logits.rows, 1);
+}
+
+glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                            const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group, bool sigmoid,
+                            bool norm_topk, float scale)
+{
+    return route_any(vk, ids, weights, logits, bias, k, n_group, topk_group, sigmoid, norm_topk, scale, NULL);
+}
+
+glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                                 const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,
+                                 bool sigmoid, bool norm_topk, float scale, const glm_vk_moe_gate *gate)
+{
+    if (!gate)
+        return bad("moe_gate_route", "no router product");
+    return route_any(vk, ids, weights, logits, bias, k, n_group, topk_group, sigmoid, norm_topk, scale, gate);
 }
 
 static glm_status moe_combine_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, const glm_vk_view *a)
@@ -475,10 +536,11 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
         }
 }
 
-/* Splits the dispatch needs for keys up to max_len (mla_split.comp's nsplit of the longest row). */
+/* Splits the dispatch needs for rows of keys up to max_len (the most split_count of
+ * shaders/mla_splits.glsl gives at lengths up to max_len). */
 static uint32_t split_count(uint32_t max_len)
 {
-    uint32_t n = (max_len + GLM_VK_MLA_MIN_CHUNK - 1) / GLM_VK_MLA_MIN_CHUNK;
+    uint32_t n = (max_len + GLM_VK_MLA_PASS - 1) / GLM_VK_MLA_PASS;
     return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
 }
 
@@ -486,16 +548,14 @@ static uint32_t split_count(uint32_t max_len)
  * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
 #define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
 #define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
-/* Heads per mla_split workgroup at most, and vec4s of a query row per invocation there
- * (MAX_HG, MAX_SL): (Rkv + dr) / 4 ≤ 6·25 covers 512 + 64. */
-#define MLA_MAX_HG 10u
-#define MLA_MAX_SLICE 6u
+/* Heads per mla_split workgroup at most (MAX_NH there). */
+#define MLA_MAX_NH 2u
 
-/* mla_split's groups of heads: ceil(H / MLA_MAX_HG), of ceil(H / groups) heads (the last may
+/* mla_split's groups of heads: ceil(H / MLA_MAX_NH), of ceil(H / groups) heads (the last may
  * have fewer). */
 static uint32_t mla_head_groups(uint32_t H)
 {
-    return (H + MLA_MAX_HG - 1) / MLA_MAX_HG;
+    return (H + MLA_MAX_NH - 1) / MLA_MAX_NH;
 }
 
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
@@ -587,31 +647,39 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
-        n += 2 + (s.tiled ? 3 : 2) * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
     }
     return n;
 }
 
-/* The per-row core (mla_split + mla_combine) for rows [t0, t0 + n). */
+uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H)
+{
+    return (uint64_t)T * mla_head_groups(H);
+}
+
+/* The per-row core (mla_split, and mla_combine where a row may have more than
+ * GLM_VK_MLA_MAX_INLINE splits) for rows [t0, t0 + n). */
 static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
-                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
-                                 uint32_t t0, uint32_t n)
+                                 uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                 const glm_vk_buffer *counts, uint32_t T, uint32_t t0, uint32_t n)
 {
     uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
-    uint32_t tb = block_rows(n, H, rkv, r->max_len);
+    uint32_t tb = block_rows(n, H, rkv, r->max_len), u_off = T * H * rkv;
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
-        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,         dn,
-                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,     kr.ld,
+        glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,          dn,
+                                     q.off,       q.ld,       c.off,         c.ld,        kr.off,      kr.ld,
                                      0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
-                                     r->pages.off, r->page_size, GLM_VK_MLA_MAX_SPLIT, ns, row0,
+                                     r->pages.off, r->page_size, ns,         row0,        u_off,
                                      1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
-        const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of up to MLA_MAX_HG heads): the heads of a group
+        const glm_vk_buffer *sb[8] = { counts, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
+        /* one workgroup per (split, row, group of up to MLA_MAX_NH heads): the heads of a group
          * share each cached row read */
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
-        glm_vk_mla_combine_push cp = { rows, H, rkv, GLM_VK_MLA_MAX_SPLIT, ns, part_off, T * H * rkv, r->pos.off,
-                                       r->pos.ld, row0, { 0 } };
+        if (ns <= GLM_VK_MLA_MAX_INLINE)
+            continue; /* every row of few splits: mla_split merged it */
+        glm_vk_mla_combine_push cp = { rows, H, rkv, ns, part_off, u_off, r->pos.off, r->pos.ld, row0, { 0 } };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
         /* one workgroup per (128 latent columns, query row and head) */
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));
@@ -620,13 +688,14 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
 }
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
- * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles, in blocks of tile_rows
- * rows. */
+ * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
+ * cores), in blocks of tile_rows rows. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
+    bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
@@ -635,21 +704,30 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
                                       r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
+        if (cm)
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
+                                    (rows * H + 127) / 128, 1));
+        else
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
         glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
         glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
                                    s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
+        if (cm)
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
+                                    (rows * H + 127) / 128, 1));
+        else
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
     }
     return GLM_OK;
 }
 
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch)
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                const glm_vk_buffer *counts)
 {
     uint32_t T = q.rows, rkv = c.cols;
     if (!H || k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
@@ -659,13 +737,11 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         return bad("mla_attention", "cache or page views disagree or overrun their buffers");
     if (!runs_ok(r, T))
         return bad("mla_attention", "the item runs do not add up to the rows");
-    if (rkv > 512 || dr > 128)
+    if (rkv > 512 || dr > 128) /* mla_split: 2 latent columns per invocation of 256, 5 vec4s per lane of 32 */
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
-    if ((rkv + dr + 3) / 4 > MLA_MAX_SLICE * (256 / ((H + mla_head_groups(H) - 1) / mla_head_groups(H))))
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u too wide", rkv, dr);
-    if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size)
-        return bad("mla_attention", "scratch buffer too small");
+    if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size || glm_vk_mla_count_ints(T, H) * 4 > counts->size)
+        return bad("mla_attention", "scratch or count buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;
     bool fits = glm_vk_matmul_fits(k_b) && glm_vk_matmul_fits(v_b);
     glm_vk_stretch s;
@@ -679,7 +755,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         if (s.tiled)
             GLM_TRY(mla_core_tiled(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n, stretch_len(r, i)));
         else
-            GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, T, s.t, s.n));
+            GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, counts, T, s.t, s.n));
         glm_vk_view uh = { scratch, T * H * rkv + s.t * H * rkv, s.n, rkv, H * rkv };
         glm_vk_view oh = { out.buf, out.off + s.t * out.ld, s.n, dv, out.ld };
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv) : glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv));

@@ -88,6 +88,14 @@ typedef struct glm_vk_moe_route_push {
 } glm_vk_moe_route_push;
 _Static_assert(sizeof(glm_vk_moe_route_push) == 80, "mirrors shaders/moe_route.comp");
 
+typedef struct glm_vk_moe_gate_route_push {
+    glm_vk_moe_route_push route;
+    uint32_t x_off, x_ld, ncols, rw_offset, rw_row_bytes, rw_type, g_offset, g_type;
+    float eps;
+    uint32_t c_off, pad[2];
+} glm_vk_moe_gate_route_push;
+_Static_assert(sizeof(glm_vk_moe_gate_route_push) == 128, "mirrors shaders/moe_gate_route.comp");
+
 typedef struct glm_vk_moe_combine_push {
     uint32_t rows, cols, k, has_add, x_off, x_ld, w_off, w_ld, y_off, y_ld, a_off, a_ld;
 } glm_vk_moe_combine_push;
@@ -100,14 +108,14 @@ _Static_assert(sizeof(glm_vk_argmax_push) == 16, "mirrors shaders/argmax.comp");
 
 typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
-        ptab_off, ptab_ld, pages_off, page_size, max_split, split_ld, row0;
+        ptab_off, ptab_ld, pages_off, page_size, split_ld, row0, u_off;
     float scale;
     uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
 } glm_vk_mla_split_push;
 _Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
 
 typedef struct glm_vk_mla_combine_push {
-    uint32_t rows, H, rkv, max_split, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[2];
+    uint32_t rows, H, rkv, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[3];
 } glm_vk_mla_combine_push;
 _Static_assert(sizeof(glm_vk_mla_combine_push) == 48, "mirrors shaders/mla_combine.comp");
 
@@ -154,12 +162,14 @@ typedef struct glm_vk_stretch {
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
                          glm_vk_stretch *s);
 
-/* Splits of a row's keys in mla_split.comp (shaders/mla_splits.glsl): at most this many, of
- * at least MIN_CHUNK positions, so ~2 workgroups per SM of a large GPU at 4096 keys (two
- * groups of heads per split for 20 heads) and a few at 100. MAX_SPLIT is also the combine's
- * workgroup size limit. */
-#define GLM_VK_MLA_MAX_SPLIT 256u
-#define GLM_VK_MLA_MIN_CHUNK 32u
+/* Splits of a decode row's keys in mla_split.comp (shaders/mla_splits.glsl): passes of PASS
+ * keys, one per split up to PASS · MAX_SPLIT keys (so 70 workgroups at 100 keys for 20 heads
+ * in pairs), at most MAX_SPLIT splits of a few passes beyond. MAX_SPLIT is a power of
+ * two no larger than the combine's workgroup. */
+#define GLM_VK_MLA_MAX_SPLIT 64u
+#define GLM_VK_MLA_PASS 16u
+/* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
+#define GLM_VK_MLA_MAX_INLINE 8u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
@@ -231,6 +241,21 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
+/* The router's product folded in: logits = W · RMSNorm(x; g, eps) (W [E][x.cols] and g plain
+ * F32/F16/BF16 rows), written to `logits` and routed as glm_vk_moe_route does, in one dispatch.
+ * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). */
+typedef struct glm_vk_moe_gate {
+    glm_vk_view x;
+    const glm_vk_weight *w, *g;
+    float eps;
+    const glm_vk_buffer *counts;
+    uint32_t counts_off;
+} glm_vk_moe_gate;
+glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
+                                 const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,
+                                 bool sigmoid, bool norm_topk, float scale, const glm_vk_moe_gate *gate);
+/* Does glm_vk_moe_gate_route take a router weight of this type and a gain of that one? */
+bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g);
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w);
 /* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
 glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);
@@ -243,6 +268,8 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
 /* Dispatches glm_vk_mla_attention records for these sizes. */
 uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r);
+/* uint32 arrival counts absorbed MLA needs for T query rows of H heads. */
+uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H);
 
 /* Absorbed MLA (model-spec §2.5) over the paged latent cache: qlat_h = k_b[h]·qn_h, then the
  * attention core u_h = Σ softmax(scores) c, then out_h = v_b[h]·u_h. Rows of short items
@@ -250,9 +277,11 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
  * more rows takes the tiled core (mla_scores_tiled, softmax, mla_mix_tiled) and tiled
  * products. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
  * views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
- * scratch: a buffer of glm_vk_mla_scratch_floats floats. */
+ * scratch: a buffer of glm_vk_mla_scratch_floats floats; counts: a buffer of at least
+ * glm_vk_mla_count_ints zeros, which every call leaves zero (per-row merge arrivals). */
 glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
-                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch);
+                                uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                const glm_vk_buffer *counts);
 
 #endif

@@ -759,7 +759,7 @@ static glm_status case_mla(pctx *p, const mla_case *m)
     glm_parity_page_cache(pool, meta + 2 * m->T, c, kr, n_kv, m->rkv, m->dr, P, &p->rng);
     for (uint32_t t = 0; t < m->T; t++)
         meta[t] = (int32_t)(m->pos0 + t), meta[m->T + t] = 0;
-    glm_vk_buffer *bq, *bp, *bm, *bo, *bs;
+    glm_vk_buffer *bq, *bp, *bm, *bo, *bs, *bc;
     GLM_TRY(dcopy(p, &bq, q, (size_t)m->T * qc * 4));
     GLM_TRY(dcopy(p, &bp, pool, (size_t)np * P * w * 4));
     GLM_TRY(dcopy(p, &bm, meta, (2 * (size_t)m->T + np) * 4));
@@ -769,8 +769,10 @@ static glm_status case_mla(pctx *p, const mla_case *m)
     glm_vk_kv_rows rows = { { bm, 0, m->T, 1, 1 }, { bm, m->T, m->T, 1, 1 }, { bm, 2 * m->T, 1, np, np }, P, n_kv, &run, NULL, 1 };
     glm_vk_view pc = { bp, 0, np * P, m->rkv, w }, pk = { bp, m->rkv, np * P, m->dr, w };
     GLM_TRY(dbuf(p, &bs, glm_vk_mla_scratch_floats(m->T, m->H, m->rkv, &rows) * 4, false));
+    GLM_TRY(dbuf(p, &bc, glm_vk_mla_count_ints(m->T, m->H) * 4, true)); /* arrival counts: zeros */
+    memset(bc->map, 0, glm_vk_mla_count_ints(m->T, m->H) * 4);
     GPU_RUN(glm_vk_mla_attention(p->vk, view(bo, m->T, oc), view(bq, m->T, qc), pc, pk, &kb.w, &vb.w, m->H, m->dn,
-                                 m->dr, m->dv, &rows, bs), 1);
+                                 m->dr, m->dv, &rows, bs, bc), 1);
     bool cm = glm_vk_coopmat_enabled(p->vk) && m->T > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
     cmp_float(p, ref, bo->map, (size_t)m->T * oc, cm ? GLM_PARITY_MATMUL_CM_NMSE : GLM_PARITY_ATTENTION_NMSE);
     return GLM_OK;

@@ -38,9 +38,10 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
+    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 8, 128, false, 0x72 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
-    [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7f },
+    [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7e },
     [GLM_VK_MLA_COMBINE] = { "mla_combine", spv_mla_combine, sizeof spv_mla_combine, 3, 48, false, 0x3 },
     [GLM_VK_KV_WRITE] = { "kv_write", spv_kv_write, sizeof spv_kv_write, 8, 96, false, 0x6f },
     [GLM_VK_MATMUL] = { "matmul", spv_matmul, sizeof spv_matmul, 4, 64, true, 0xb },
@@ -50,6 +51,8 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
                                   0x7f },
     [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16, false, 0x0 },
     [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 6, 48, false, 0x1f },
+    [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
+    [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 48, false, 0x1f, true },
     [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 5, 96, true, 0x1b },
 };
 
@@ -112,6 +115,7 @@ struct glm_vk {
     uint64_t prof_count[GLM_VK_KERNEL_COUNT];
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
+    uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -332,8 +336,9 @@ static bool device_extension(VkPhysicalDevice phys, const char *name)
 }
 
 /* Can GLM_VK_MATMUL_CM run here? Its SPIR-V must have been built (a stub word otherwise), the
- * device must offer the extension, float16 arithmetic, subgroups of 32, 40 KiB of shared
- * memory (the kernel uses 36.3) and the fragment shape 16×16×16 f16·f16+f32 at subgroup scope. */
+ * device must offer the extension, float16 arithmetic, subgroups of 32, 48 KiB of shared
+ * memory (the kernel's 128-token tiles use all of it) and the fragment shape 16×16×16
+ * f16·f16+f32 at subgroup scope. */
 static bool coopmat_usable(glm_vk *vk)
 {
     if (sizeof spv_matmul_cm < 20 || spv_matmul_cm[0] != 0x07230203u || vk->props.apiVersion < VK_API_VERSION_1_2 ||
@@ -347,7 +352,7 @@ static bool coopmat_usable(glm_vk *vk)
     VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12 };
     vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
     if (sg.subgroupSize != 32 || !(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) || !f12.shaderFloat16 ||
-        !cf.cooperativeMatrix || vk->props.limits.maxComputeSharedMemorySize < 40 * 1024)
+        !cf.cooperativeMatrix || vk->props.limits.maxComputeSharedMemorySize < 48 * 1024)
         return false;
     glm_vk_coopmat_query_fn query =
         (glm_vk_coopmat_query_fn)vkGetInstanceProcAddr(vk->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
@@ -393,6 +398,7 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                               .ppEnabledExtensionNames = ext };
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
+    vk->cm_wide_groups = 256;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -495,6 +501,8 @@ void glm_vk_destroy(glm_vk *vk)
 const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; }
 bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
 bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
+void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
+uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

@@ -38,6 +38,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_ROPE,
     GLM_VK_ELTWISE,
     GLM_VK_MOE_ROUTE,
+    GLM_VK_MOE_GATE_ROUTE, /* the router's product and GLM_VK_MOE_ROUTE in one dispatch */
     GLM_VK_MOE_COMBINE,
     GLM_VK_ARGMAX,
     GLM_VK_MLA_SPLIT,
@@ -49,6 +50,8 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SCORES_TILED, /* absorbed MLA of a prefill run: scores, softmax, mix as tiles */
     GLM_VK_SOFTMAX,
     GLM_VK_MLA_MIX_TILED,
+    GLM_VK_MLA_SCORES_CM, /* GLM_VK_MLA_SCORES_TILED on tensor cores, as GLM_VK_MATMUL_CM */
+    GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
@@ -65,6 +68,12 @@ bool glm_vk_coopmat_available(const glm_vk *vk);
  * environment variable GLM_VK_NO_COOPMAT=1 turns it off at creation). Returns the new state. */
 bool glm_vk_use_coopmat(glm_vk *vk, bool on);
 bool glm_vk_coopmat_enabled(const glm_vk *vk);
+/* GLM_VK_MATMUL_CM takes tiles of 128 token rows for a plain or per-head product whose grid
+ * then still has at least `groups` workgroups (default 256: about two per multiprocessor of
+ * a large GPU), of 64 otherwise and always for grouped experts. 0: 128 wherever allowed
+ * (tests reach both tile shapes at small sizes with it). */
+void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
