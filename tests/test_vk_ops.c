@@ -1290,7 +1290,7 @@ START_TEST(test_matvec_fast_many_groups)
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         glm_type t = types[ti];
         glm_vk_profile_reset(g_vk);
-        double e = product_case(t, ncols, nrows, T, false);
+        double e = product_case(t, ncols, nrows, T, false, false);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_fast %s nmse %.3g", glm_type_name(t), e);
         ck_assert_msg(fast_variant_ran((uint32_t)t), "%s: no 2-row matvec_fast dispatch", glm_type_name(t));
 
