@@ -571,6 +571,19 @@ START_TEST(test_rope)
 }
 END_TEST
 
+/* The src row that a kv write with meta = pos[T], ptab[T], pages[..] and pages of P rows puts
+ * in pool row `row`, or -1 when none does. */
+static int kv_source_row(const int32_t *meta, uint32_t T, uint32_t P, uint32_t row)
+{
+    int hit = -1;
+    for (uint32_t t = 0; t < T; t++) {
+        const int32_t *pg = meta + 2 * T + meta[T + t];
+        if ((uint32_t)(pg[meta[t] / (int32_t)P] * (int32_t)P + meta[t] % (int32_t)P) == row)
+            hit = (int)t;
+    }
+    return hit;
+}
+
 START_TEST(test_kv_write)
 {
     /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands in the row
@@ -607,12 +620,7 @@ START_TEST(test_kv_write)
         const float *pool = bp.map;
         double worst = 0;
         for (uint32_t row = 0; row < n_pages * P; row++) {
-            int hit = -1;
-            for (uint32_t t = 0; t < T; t++) {
-                const int32_t *pg = meta + 2 * T + meta[T + t];
-                if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
-                    hit = (int)t;
-            }
+            int hit = kv_source_row(meta, T, P, row);
             const float *got = pool + (size_t)row * W;
             if (hit < 0 || !normed) {
                 const float *want = hit >= 0 ? src + (size_t)hit * W : poison;
@@ -783,12 +791,7 @@ START_TEST(test_kv_write_rope)
     const float *pool = bp.map;
     double worst = 0;
     for (uint32_t row = 0; row < n_pages * P; row++) {
-        int hit = -1;
-        for (uint32_t t = 0; t < T; t++) {
-            const int32_t *pg = meta + 2 * T + meta[T + t];
-            if ((uint32_t)(pg[meta[t] / P] * (int32_t)P + meta[t] % (int32_t)P) == row)
-                hit = (int)t;
-        }
+        int hit = kv_source_row(meta, T, P, row);
         const float *got = pool + (size_t)row * W;
         if (hit < 0) {
             ck_assert_msg(memcmp(got, poison, W * 4) == 0, "kv_write_rope: pool row %u written", row);
