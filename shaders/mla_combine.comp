@@ -5,9 +5,10 @@
 // its splits s (mla_splits.glsl; a row of few splits was merged by mla_split itself):
 // M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s, u[k] = Σ u_s[k] w_s / L, u being the
 // probability-weighted latent of absorbed MLA (model-spec §2.5). Workgroup (kb, r) writes
-// u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn (invocation i of a group reads the vec4 k = 128·kb + 4i of each,
-// coalesced) and the groups' sums are added in group order; w_s and L come from a
-// tree over the splits. Every order is fixed by the row alone.
+// u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn
+// (invocation i of a group reads the vec4 k = 128·kb + 4i of each, coalesced, all its loads
+// issued together) and the groups' sums are added in group order; w_s and L come from a tree
+// over the splits. Every order is fixed by the row alone.
 // Push constants mirror glm_vk_mla_combine_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
@@ -62,9 +63,17 @@ void main()
     float L = red[0];
     uint lane = tid % 32u, grp = tid / 32u, k4 = 32u * gl_WorkGroupID.x + lane;
     vec4 a = vec4(0.0);
-    if (4u * k4 < p.rkv)
-        for (uint s = grp; s < ns; s += WG / 32u)
-            a += part4[(pb + s * stride + 4u) / 4u + k4] * sw[s];
+    if (4u * k4 < p.rkv) {
+        vec4 pv[MAX_SPLIT / (WG / 32u)]; // this group's splits: every load in flight together
+        [[unroll]] for (uint i = 0u; i < MAX_SPLIT / (WG / 32u); i++) {
+            uint s = grp + i * (WG / 32u);
+            pv[i] = s < ns ? part4[(pb + s * stride + 4u) / 4u + k4] : vec4(0.0);
+        }
+        [[unroll]] for (uint i = 0u; i < MAX_SPLIT / (WG / 32u); i++) {
+            uint s = grp + i * (WG / 32u);
+            a += s < ns ? pv[i] * sw[s] : vec4(0.0);
+        }
+    }
     sacc[tid] = a;
     barrier();
     if (grp == 0u && 4u * k4 < p.rkv) {
