@@ -34,6 +34,7 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // [T][groups] arrivals, left 0
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk
+layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
 layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 2) readonly buffer C2 { vec2 c2[]; };
@@ -43,6 +44,7 @@ layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
 layout(std430, binding = 7) readonly buffer QL { float qlat[]; };   // scratch: qlat [T*H][Rkv] at qlat_off,
+layout(std430, binding = 7) readonly buffer QL4 { vec4 qlat4[]; };
 layout(std430, binding = 7) coherent buffer PART { float part[]; };  // u [T*H][Rkv] at u_off, partials
                                                                      // [rows*H][split_ld][part_stride] at part_off
 
@@ -62,6 +64,7 @@ const uint LG = 32u;     // invocations per key in step 1
 const uint KPL = 2u;     // keys per lane group in a pass (PASS = KPL · WG / LG)
 const uint SL = 5u;      // vec4s per lane: ceil((Rkv + dr) / 4) <= SL · LG
 const uint MAX_D4 = 144u; // vec4s of a query row staged: ceil((Rkv + dr) / 4) <= MAX_D4 (host-checked)
+const uint QIT = (MAX_NH * MAX_D4 + WG - 1u) / WG; // query vec4s an invocation stages at most
 const uint MAX_PARTS = 8u; // subgroups of a lane group: LG / min(LG, subgroup size), size >= 4 (host-checked)
 const float NEG_INF = -1.0 / 0.0;
 
@@ -108,16 +111,28 @@ void main()
     uint j0 = s * chunk, j1 = min(len, j0 + chunk);
 
     uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, lane = tid % LG, kk = tid / LG;
-    // the group's queries into shared memory (the first pass's barrier publishes them)
-    for (uint x = tid; x < nh * d4; x += WG) {
-        uint hh = x / d4, d = x % d4;
+    // the group's queries into shared memory, every load issued together (the first pass's
+    // barrier publishes them); vec4 loads where both parts' offsets and strides allow
+    bool qvec = (p.rkv | p.dr | p.dqk | p.dn | p.q_off | p.q_ld | p.qlat_off) % 4u == 0u;
+    vec4 qs[QIT];
+    [[unroll]] for (uint i = 0u; i < QIT; i++) {
+        uint x = tid + i * WG, hh = x / d4, d = x % d4;
         uint qb = p.qlat_off + (t * p.H + h0 + hh) * p.rkv, rb = p.q_off + t * p.q_ld + (h0 + hh) * p.dqk + p.dn;
-        vec4 v;
-        [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
-            uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
-            v[i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
+        qs[i] = vec4(0.0);
+        if (x < nh * d4) {
+            if (qvec)
+                qs[i] = d < r4 ? qlat4[qb / 4u + d] : q4[rb / 4u + d - r4];
+            else
+                [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
+                    uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
+                    qs[i][i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
+                }
         }
-        sq[hh * MAX_D4 + d] = v;
+    }
+    [[unroll]] for (uint i = 0u; i < QIT; i++) {
+        uint x = tid + i * WG;
+        if (x < nh * d4)
+            sq[(x / d4) * MAX_D4 + x % d4] = qs[i];
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
     uint rw = min(LG, gl_SubgroupSize), nparts = LG / rw, hw = rw / 2u;
@@ -128,11 +143,16 @@ void main()
         acc[hh] = vec2(0.0);
     float m = NEG_INF, l = 0.0; // invocation tid < nh: head tid's running max and sum
 
+    // pool rows of the pass (a short pass repeats its last row); the next pass's are loaded
+    // while this one runs
+    uint prow = tid < PASS ? pool_row(pt, min(j0 + tid, j1 - 1u)) : 0u;
     for (uint jt = j0, buf = 0u; jt < j1; jt += PASS, buf ^= PASS) {
         uint n = min(PASS, j1 - jt);
         if (tid < PASS)
-            srow[buf + tid] = pool_row(pt, min(jt + tid, j1 - 1u)); // a short pass repeats its last row
+            srow[buf + tid] = prow;
         barrier();
+        if (tid < PASS && jt + PASS < j1)
+            prow = pool_row(pt, min(jt + PASS + tid, j1 - 1u));
         // step 1: both keys' loads in flight together; vec4s past the row load a valid vec4
         // against a zero query
         vec4 kv[KPL][SL];
