@@ -104,12 +104,6 @@ void main()
         return;
     uint t = p.row0 + gl_WorkGroupID.y / groups, h0 = hpg * (gl_WorkGroupID.y % groups);
     uint nh = min(hpg, p.H - h0);
-    uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
-    if (s >= ns)
-        return; // past the row's last split: no partial (the combine stops before it)
-    uint j0 = s * chunk, j1 = min(len, j0 + chunk);
-
     uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, lane = tid % LG, kk = tid / LG;
     // the group's queries into shared memory, every load issued together (the first pass's
     // barrier publishes them); vec4 loads where both parts' offsets and strides allow
@@ -129,12 +123,19 @@ void main()
                 }
         }
     }
+    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
+    // the queries' and page table's loads above are in flight before the row's length is known
+    uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
+    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
+    if (s >= ns)
+        return; // past the row's last split: no partial (the combine stops before it)
+    uint j0 = s * chunk, j1 = min(len, j0 + chunk);
+
     [[unroll]] for (uint i = 0u; i < QIT; i++) {
         uint x = tid + i * WG;
         if (x < nh * d4)
             sq[(x / d4) * MAX_D4 + x % d4] = qs[i];
     }
-    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
     uint rw = min(LG, gl_SubgroupSize), nparts = LG / rw, hw = rw / 2u;
     bool up = (lane & hw) != 0u; // step 1: this lane's fold keeps key kk + 8, else kk
     bool mixer = 2u * tid < p.rkv;
