@@ -8,15 +8,13 @@
 // [c_j | kr_j], so a workgroup takes query row t, split s of its keys (mla_splits.glsl) and a
 // group of up to MAX_NH heads (the H heads cut into ceil(H / MAX_NH) equal groups,
 // gl_WorkGroupID.y = local row · groups + group): each cached row of the split is read once
-// for all heads of the group. The group's queries [qlat_h | qr_h] are staged in shared memory
-// once; keys go in passes of PASS, every load of a pass issued together:
+// for all heads of the group. Keys go in passes of PASS, every load of a pass issued together:
 //   1. scores: the 32 invocations of a lane group (tid / 32) take keys kk and kk + 8 of the
-//      pass; lane p loads the vec4s p, p + 32, ... of both keys' [c_j | kr_j] (coalesced) into
-//      registers and, head by head, reads the same vec4s of the query from shared memory and
-//      forms its parts of c_j·qlat_h + kr_j·qr_h for both keys; the two keys' parts are folded
-//      by one shuffle (the lower half of the lanes keeps key kk, the upper key kk + 8) and
-//      summed by shuffles inside the subgroup (min(32, subgroup size) lanes) and, where a
-//      subgroup is narrower than 32, the subgroups' sums through shared memory in order.
+//      pass; lane p holds the vec4s p, p + 32, ... of [qlat_h | qr_h] for every head in
+//      registers, loads the same vec4s of both keys' [c_j | kr_j] (coalesced) and forms its
+//      parts of c_j·qlat_h + kr_j·qr_h; the parts are summed by shuffles inside the subgroup
+//      (min(32, subgroup size) lanes) and, where a subgroup is narrower than 32, the
+//      subgroups' sums through shared memory in order.
 //   2. online softmax per head (one invocation each): running max m, sum l = Σ exp(score - m),
 //      the pass's weights exp(score - m) and the factor alpha = exp(m_old - m).
 //   3. mix: invocation i holds u[h][2i, 2i+1] = Σ exp(score - m) c_j for every head of the
@@ -24,9 +22,9 @@
 // Output: a row of one split writes u = u / l itself, else the partial [m, l, 0, 0, u[Rkv]] of
 // (local row · H + h, s); a row of at most MAX_INLINE splits is then merged here by the last
 // of its workgroups to finish (an arrival count per row and group of heads), a longer one by
-// mla_combine.comp. Where Rkv, dr and the cache offsets and strides are multiples of 4
-// (vec4_rows), keys are read as vec4 / vec2, else element by element. The host checks
-// Rkv <= 512, Rkv + dr <= 4 · MAX_D4 and a subgroup of at least 4 invocations.
+// mla_combine.comp. Where Rkv, dr and the
+// cache offsets and strides are multiples of 4 (vec4_rows), keys are read as vec4 / vec2,
+// else element by element.
 // Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
@@ -34,7 +32,6 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // [T][groups] arrivals, left 0
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk
-layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
 layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 2) readonly buffer C2 { vec2 c2[]; };
@@ -44,7 +41,6 @@ layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
 layout(std430, binding = 7) readonly buffer QL { float qlat[]; };   // scratch: qlat [T*H][Rkv] at qlat_off,
-layout(std430, binding = 7) readonly buffer QL4 { vec4 qlat4[]; };
 layout(std430, binding = 7) coherent buffer PART { float part[]; };  // u [T*H][Rkv] at u_off, partials
                                                                      // [rows*H][split_ld][part_stride] at part_off
 
@@ -59,17 +55,13 @@ layout(push_constant) uniform P {
     uint vec4_rows, pad0, pad1, pad2;
 } p;
 
-const uint MAX_NH = 10u; // heads per workgroup (H 20: two groups, each key read twice)
-const uint LG = 32u;     // invocations per key in step 1
-const uint KPL = 2u;     // keys per lane group in a pass (PASS = KPL · WG / LG)
-const uint SL = 5u;      // vec4s per lane: ceil((Rkv + dr) / 4) <= SL · LG
-const uint MAX_D4 = 144u; // vec4s of a query row staged: ceil((Rkv + dr) / 4) <= MAX_D4 (host-checked)
-const uint QIT = (MAX_NH * MAX_D4 + WG - 1u) / WG; // query vec4s an invocation stages at most
-const uint MAX_PARTS = 8u; // subgroups of a lane group: LG / min(LG, subgroup size), size >= 4 (host-checked)
+const uint MAX_NH = 2u; // heads per workgroup (4: 1.6x slower a call on an H100, more registers)
+const uint LG = 32u;    // invocations per key in step 1
+const uint KPL = 2u;    // keys per lane group in a pass (PASS = KPL · WG / LG)
+const uint SL = 5u;     // vec4s per lane: ceil((Rkv + dr) / 4) <= SL · LG (host-checked)
 const float NEG_INF = -1.0 / 0.0;
 
-shared vec4 sq[MAX_NH * MAX_D4];     // the group's queries [qlat_h | qr_h], vec4s [h][d]
-shared float sp[PASS * MAX_NH * MAX_PARTS]; // step 1 sums [key][h][subgroup part]
+shared float sp[PASS * MAX_NH * LG]; // step 1 sums [key][h][subgroup part]
 shared float sw[PASS * MAX_NH];      // weights exp(score - m) [key][h]
 shared float salpha[MAX_NH];
 shared float sl[MAX_NH];             // l of a row of one split, L of an inline merge
@@ -104,56 +96,39 @@ void main()
         return;
     uint t = p.row0 + gl_WorkGroupID.y / groups, h0 = hpg * (gl_WorkGroupID.y % groups);
     uint nh = min(hpg, p.H - h0);
-    uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, lane = tid % LG, kk = tid / LG;
-    // the group's queries into shared memory, every load issued together (the first pass's
-    // barrier publishes them); vec4 loads where both parts' offsets and strides allow
-    bool qvec = (p.rkv | p.dr | p.dqk | p.dn | p.q_off | p.q_ld | p.qlat_off) % 4u == 0u;
-    vec4 qs[QIT];
-    [[unroll]] for (uint i = 0u; i < QIT; i++) {
-        uint x = tid + i * WG, hh = x / d4, d = x % d4;
-        uint qb = p.qlat_off + (t * p.H + h0 + hh) * p.rkv, rb = p.q_off + t * p.q_ld + (h0 + hh) * p.dqk + p.dn;
-        qs[i] = vec4(0.0);
-        if (x < nh * d4) {
-            if (qvec)
-                qs[i] = d < r4 ? qlat4[qb / 4u + d] : q4[rb / 4u + d - r4];
-            else
-                [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
-                    uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
-                    qs[i][i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
-                }
-        }
-    }
-    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
-    // the queries' and page table's loads above are in flight before the row's length is known
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
     uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
     if (s >= ns)
         return; // past the row's last split: no partial (the combine stops before it)
     uint j0 = s * chunk, j1 = min(len, j0 + chunk);
 
-    [[unroll]] for (uint i = 0u; i < QIT; i++) {
-        uint x = tid + i * WG;
-        if (x < nh * d4)
-            sq[(x / d4) * MAX_D4 + x % d4] = qs[i];
+    uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, lane = tid % LG, kk = tid / LG;
+    vec4 qv[MAX_NH][SL];
+    [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++) {
+        uint qb = p.qlat_off + (t * p.H + h0 + hh) * p.rkv, rb = p.q_off + t * p.q_ld + (h0 + hh) * p.dqk + p.dn;
+        [[unroll]] for (uint i = 0u; i < SL; i++) {
+            uint d = lane + LG * i;
+            qv[hh][i] = vec4(0.0);
+            if (hh < nh && d < d4)
+                [[unroll]] for (uint i4 = 0u; i4 < 4u; i4++) {
+                    uint e = 4u * d + i4; // element of [qlat | qr], as key4 reads [c | kr]
+                    qv[hh][i][i4] = e < p.rkv ? qlat[qb + e] : (e - p.rkv < p.dr ? q[rb + e - p.rkv] : 0.0);
+                }
+        }
     }
-    uint rw = min(LG, gl_SubgroupSize), nparts = LG / rw, hw = rw / 2u;
-    bool up = (lane & hw) != 0u; // step 1: this lane's fold keeps key kk + 8, else kk
+    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
+    uint rw = min(LG, gl_SubgroupSize), nparts = LG / rw;
     bool mixer = 2u * tid < p.rkv;
     vec2 acc[MAX_NH];
     [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++)
         acc[hh] = vec2(0.0);
     float m = NEG_INF, l = 0.0; // invocation tid < nh: head tid's running max and sum
 
-    // pool rows of the pass (a short pass repeats its last row); the next pass's are loaded
-    // while this one runs
-    uint prow = tid < PASS ? pool_row(pt, min(j0 + tid, j1 - 1u)) : 0u;
     for (uint jt = j0, buf = 0u; jt < j1; jt += PASS, buf ^= PASS) {
         uint n = min(PASS, j1 - jt);
         if (tid < PASS)
-            srow[buf + tid] = prow;
+            srow[buf + tid] = pool_row(pt, min(jt + tid, j1 - 1u)); // a short pass repeats its last row
         barrier();
-        if (tid < PASS && jt + PASS < j1)
-            prow = pool_row(pt, min(jt + PASS + tid, j1 - 1u));
         // step 1: both keys' loads in flight together; vec4s past the row load a valid vec4
         // against a zero query
         vec4 kv[KPL][SL];
@@ -162,23 +137,18 @@ void main()
             [[unroll]] for (uint i = 0u; i < SL; i++)
                 kv[u][i] = key4(row, min(lane + LG * i, d4 - 1u), r4);
         }
-        [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++) {
-            if (hh >= nh)
-                break; // nh is the same in the whole workgroup: the shuffles stay uniform
-            float a0 = 0.0, a1 = 0.0;
-            [[unroll]] for (uint i = 0u; i < SL; i++) {
-                uint d = lane + LG * i;
-                vec4 qv = sq[hh * MAX_D4 + min(d, MAX_D4 - 1u)];
-                qv = d < d4 ? qv : vec4(0.0);
-                a0 += dot(qv, kv[0][i]);
-                a1 += dot(qv, kv[1][i]);
+        [[unroll]] for (uint u = 0u; u < KPL; u++)
+            [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++) {
+                if (hh >= nh)
+                    continue; // nh is the same in the whole workgroup: the shuffles stay uniform
+                float a = 0.0;
+                [[unroll]] for (uint i = 0u; i < SL; i++)
+                    a += dot(qv[hh][i], kv[u][i]);
+                for (uint mk = 1u; mk < rw; mk <<= 1)
+                    a += subgroupShuffleXor(a, mk);
+                if (lane % rw == 0u)
+                    sp[((kk + u * (WG / LG)) * MAX_NH + hh) * LG + lane / rw] = a;
             }
-            float a = (up ? a1 : a0) + subgroupShuffleXor(up ? a0 : a1, hw);
-            for (uint mk = hw >> 1; mk > 0u; mk >>= 1)
-                a += subgroupShuffleXor(a, mk);
-            if (lane % hw == 0u)
-                sp[((kk + (up ? WG / LG : 0u)) * MAX_NH + hh) * MAX_PARTS + lane / rw] = a;
-        }
         barrier();
         if (tid < nh) {
             float sc[PASS];
@@ -186,7 +156,7 @@ void main()
             [[unroll]] for (uint jj = 0u; jj < PASS; jj++) {
                 float a = 0.0;
                 for (uint k = 0u; k < nparts; k++)
-                    a += sp[(jj * MAX_NH + tid) * MAX_PARTS + k];
+                    a += sp[(jj * MAX_NH + tid) * LG + k];
                 sc[jj] = a * p.scale;
                 if (jj < n)
                     mn = max(mn, sc[jj]);
@@ -274,15 +244,13 @@ void main()
     memoryBarrierBuffer();
     if (tid < nh) {
         uint pb = p.part_off + (rl0 + tid) * p.split_ld * stride;
-        float ms[MAX_INLINE], M = NEG_INF, L = 0.0;
-        [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++) {
-            ms[k] = k < ns ? part[pb + k * stride] : NEG_INF;
-            M = max(M, ms[k]);
-        }
-        [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++) {
-            float w = k < ns ? exp(ms[k] - M) : 0.0;
+        float M = NEG_INF, L = 0.0;
+        for (uint k = 0u; k < ns; k++)
+            M = max(M, part[pb + k * stride]);
+        for (uint k = 0u; k < ns; k++) {
+            float w = exp(part[pb + k * stride] - M);
             smw[tid * MAX_INLINE + k] = w;
-            L += k < ns ? part[pb + k * stride + 1u] * w : 0.0;
+            L += part[pb + k * stride + 1u] * w;
         }
         sl[tid] = L;
     }
@@ -291,13 +259,10 @@ void main()
         [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++)
             if (hh < nh) {
                 uint pb = p.part_off + (rl0 + hh) * p.split_ld * stride + 4u + 2u * tid;
-                vec2 pv[MAX_INLINE]; // every split's loads in flight together
-                [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++)
-                    pv[k] = k < ns ? vec2(part[pb + k * stride], 2u * tid + 1u < p.rkv ? part[pb + k * stride + 1u] : 0.0)
-                                   : vec2(0.0);
                 vec2 a = vec2(0.0);
-                [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++)
-                    a += pv[k] * smw[hh * MAX_INLINE + k];
+                for (uint k = 0u; k < ns; k++)
+                    a += vec2(part[pb + k * stride], 2u * tid + 1u < p.rkv ? part[pb + k * stride + 1u] : 0.0) *
+                         smw[hh * MAX_INLINE + k];
                 a /= sl[hh];
                 uint ub = p.u_off + (t * p.H + h0 + hh) * p.rkv + 2u * tid;
                 part[ub] = a.x;

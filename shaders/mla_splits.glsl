@@ -8,7 +8,7 @@
 // aligned. The host side is split_count in src/backend/vk/ops.c (GLM_VK_MLA_PASS,
 // GLM_VK_MLA_MAX_SPLIT, GLM_VK_MLA_MAX_INLINE in ops.h).
 const uint PASS = 16u;      // keys a split workgroup takes at a time
-const uint MAX_SPLIT = 128u; // splits of a row at most
+const uint MAX_SPLIT = 64u; // splits of a row at most
 const uint MAX_INLINE = 8u; // splits mla_split merges itself at most (more: mla_combine)
 
 uint part_stride(uint rkv)

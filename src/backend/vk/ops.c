@@ -548,10 +548,8 @@ static uint32_t split_count(uint32_t max_len)
  * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
 #define MLA_PART(rkv) (((rkv) + 3u) / 4u * 4u + 4u)
 #define MLA_PART_OFF(T, H, rkv) ((2u * (T) * (H) * (rkv) + 3u) / 4u * 4u)
-/* Heads per mla_split workgroup at most (MAX_NH there), and vec4s of a query row it stages
- * (MAX_D4). */
-#define MLA_MAX_NH 10u
-#define MLA_MAX_D4 144u
+/* Heads per mla_split workgroup at most (MAX_NH there). */
+#define MLA_MAX_NH 2u
 
 /* mla_split's groups of heads: ceil(H / MLA_MAX_NH), of ceil(H / groups) heads (the last may
  * have fewer). */
@@ -739,14 +737,9 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
         return bad("mla_attention", "cache or page views disagree or overrun their buffers");
     if (!runs_ok(r, T))
         return bad("mla_attention", "the item runs do not add up to the rows");
-    /* mla_split: 2 latent columns per invocation of 256, [c | kr] staged as MLA_MAX_D4 vec4s, a
-     * lane group's sums over at most 8 subgroups */
-    if (rkv > 512 || rkv + dr > 4 * MLA_MAX_D4)
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u + rope dim %u above 512 + 64",
+    if (rkv > 512 || dr > 128) /* mla_split: 2 latent columns per invocation of 256, 5 vec4s per lane of 32 */
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: kv_lora_rank %u / rope dim %u above 512 / 128",
                           rkv, dr);
-    if (glm_vk_subgroup_size(vk) < 4)
-        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan mla_attention: subgroups of %u invocations (4 needed)",
-                          glm_vk_subgroup_size(vk));
     if (glm_vk_mla_scratch_floats(T, H, rkv, r) * 4 > scratch->size || glm_vk_mla_count_ints(T, H) * 4 > counts->size)
         return bad("mla_attention", "scratch or count buffer too small");
     uint32_t qh = dn + dr, i = 0, t = 0;

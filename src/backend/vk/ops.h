@@ -163,10 +163,10 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
                          glm_vk_stretch *s);
 
 /* Splits of a decode row's keys in mla_split.comp (shaders/mla_splits.glsl): passes of PASS
- * keys, one per split up to PASS · MAX_SPLIT keys (so 14 workgroups at 100 keys for 20 heads
- * in groups of 10), at most MAX_SPLIT splits of a few passes beyond (d4096: 86 splits of 3
- * passes, 172 workgroups). MAX_SPLIT is a power of two no larger than the combine's workgroup. */
-#define GLM_VK_MLA_MAX_SPLIT 128u
+ * keys, one per split up to PASS · MAX_SPLIT keys (so 70 workgroups at 100 keys for 20 heads
+ * in pairs), at most MAX_SPLIT splits of a few passes beyond. MAX_SPLIT is a power of
+ * two no larger than the combine's workgroup. */
+#define GLM_VK_MLA_MAX_SPLIT 64u
 #define GLM_VK_MLA_PASS 16u
 /* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
 #define GLM_VK_MLA_MAX_INLINE 8u
