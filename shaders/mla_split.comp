@@ -96,12 +96,6 @@ void main()
         return;
     uint t = p.row0 + gl_WorkGroupID.y / groups, h0 = hpg * (gl_WorkGroupID.y % groups);
     uint nh = min(hpg, p.H - h0);
-    uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
-    if (s >= ns)
-        return; // past the row's last split: no partial (the combine stops before it)
-    uint j0 = s * chunk, j1 = min(len, j0 + chunk);
-
     uint r4 = p.rkv / 4u, d4 = (p.rkv + p.dr + 3u) / 4u, lane = tid % LG, kk = tid / LG;
     vec4 qv[MAX_NH][SL];
     [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++) {
@@ -117,6 +111,12 @@ void main()
         }
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
+    // the queries' and page table's loads above are in flight before the row's length is known
+    uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
+    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
+    if (s >= ns)
+        return; // past the row's last split: no partial (the combine stops before it)
+    uint j0 = s * chunk, j1 = min(len, j0 + chunk);
     uint rw = min(LG, gl_SubgroupSize), nparts = LG / rw;
     bool mixer = 2u * tid < p.rkv;
     vec2 acc[MAX_NH];
@@ -124,11 +124,16 @@ void main()
         acc[hh] = vec2(0.0);
     float m = NEG_INF, l = 0.0; // invocation tid < nh: head tid's running max and sum
 
+    // pool rows of the pass (a short pass repeats its last row); the next pass's are loaded
+    // while this one runs
+    uint prow = tid < PASS ? pool_row(pt, min(j0 + tid, j1 - 1u)) : 0u;
     for (uint jt = j0, buf = 0u; jt < j1; jt += PASS, buf ^= PASS) {
         uint n = min(PASS, j1 - jt);
         if (tid < PASS)
-            srow[buf + tid] = pool_row(pt, min(jt + tid, j1 - 1u)); // a short pass repeats its last row
+            srow[buf + tid] = prow;
         barrier();
+        if (tid < PASS && jt + PASS < j1)
+            prow = pool_row(pt, min(jt + PASS + tid, j1 - 1u));
         // step 1: both keys' loads in flight together; vec4s past the row load a valid vec4
         // against a zero query
         vec4 kv[KPL][SL];
@@ -242,15 +247,20 @@ void main()
     if (slast == 0u)
         return;
     memoryBarrierBuffer();
+    // every split's loads issued together, the sums in split order
     if (tid < nh) {
         uint pb = p.part_off + (rl0 + tid) * p.split_ld * stride;
-        float M = NEG_INF, L = 0.0;
-        for (uint k = 0u; k < ns; k++)
-            M = max(M, part[pb + k * stride]);
-        for (uint k = 0u; k < ns; k++) {
-            float w = exp(part[pb + k * stride] - M);
+        float ms[MAX_INLINE], ls[MAX_INLINE], M = NEG_INF, L = 0.0;
+        [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++) {
+            ms[k] = k < ns ? part[pb + k * stride] : NEG_INF;
+            ls[k] = k < ns ? part[pb + k * stride + 1u] : 0.0;
+        }
+        [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++)
+            M = max(M, ms[k]);
+        [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++) {
+            float w = k < ns ? exp(ms[k] - M) : 0.0;
             smw[tid * MAX_INLINE + k] = w;
-            L += part[pb + k * stride + 1u] * w;
+            L += ls[k] * w;
         }
         sl[tid] = L;
     }
@@ -259,10 +269,13 @@ void main()
         [[unroll]] for (uint hh = 0u; hh < MAX_NH; hh++)
             if (hh < nh) {
                 uint pb = p.part_off + (rl0 + hh) * p.split_ld * stride + 4u + 2u * tid;
+                vec2 pv[MAX_INLINE];
+                [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++)
+                    pv[k] = k < ns ? vec2(part[pb + k * stride], 2u * tid + 1u < p.rkv ? part[pb + k * stride + 1u] : 0.0)
+                                   : vec2(0.0);
                 vec2 a = vec2(0.0);
-                for (uint k = 0u; k < ns; k++)
-                    a += vec2(part[pb + k * stride], 2u * tid + 1u < p.rkv ? part[pb + k * stride + 1u] : 0.0) *
-                         smw[hh * MAX_INLINE + k];
+                [[unroll]] for (uint k = 0u; k < MAX_INLINE; k++)
+                    a += pv[k] * smw[hh * MAX_INLINE + k];
                 a /= sl[hh];
                 uint ub = p.u_off + (t * p.H + h0 + hh) * p.rkv + 2u * tid;
                 part[ub] = a.x;
