@@ -71,7 +71,8 @@ if "$BIN" bench -m $M -p 8 -n 4 -d 0,16 -r 2 --backend vulkan --json --profile >
   # down, shared gate+up, shared down = 10 (the router's product runs inside moe_gate_route);
   # lm_head 1: 19 per token, 76 for tg4
   check vk "$out" '^device: .+, driver ' '\| vulkan \| pp8 \|' '^profile tg4 ' '^\| matvec \| [0-9.]+ \| 76 \| ' \
-    '^host, per forward \(4\): recording [0-9.]+ us \(first submit after [0-9.]+ us\), [0-9.]+ command buffers'
+    '^host, per forward \(4\): recording [0-9.]+ us \(first submit after [0-9.]+ us\), [0-9.]+ command buffers' \
+    '^dispatch floor \(512 empty 1-workgroup dispatches, best of 3\): [0-9]+\.[0-9]+ us a dispatch with a barrier'
   echo "$out" | grep -E '^(\| dev|device)' | sed 's/^/  /'
 elif grep -Eq 'no usable Vulkan driver|no Vulkan device' "$tmp/err"; then
   echo "SKIP vulkan: $(cat "$tmp/err")"

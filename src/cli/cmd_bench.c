@@ -607,10 +607,18 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         s = glm_seq_create(c.f, &c.seqs[i]);
     if (s == GLM_OK)
         s = bench_all(&c, o->profile ? vk : NULL, r, n, o->reps);
+    /* what a decode step's ~1 dispatch per op costs before any work: 512 empty dispatches */
+    double floor_chained = 0, floor_grouped = 0;
+    if (s == GLM_OK && o->profile)
+        s = glm_vk_dispatch_floor(vk, 512, &floor_chained, &floor_grouped);
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
         if (o->json ? !print_json(&rp) : (print_markdown(&rp), false))
             s = glm_errorf(GLM_ERR_NOMEM, "bench: out of memory for the JSON text");
+        if (!o->json && o->profile)
+            printf("\ndispatch floor (512 empty 1-workgroup dispatches, best of 3): %.2f us a dispatch with a "
+                   "barrier before each, %.2f us in runs of 8 between barriers\n",
+                   floor_chained, floor_grouped);
     }
     for (int i = 0; r && i < n; i++)
         free(r[i].ts);
