@@ -982,8 +982,10 @@ START_TEST(test_mla_attention)
      * 16 and the short rows of the first case, beside longer rows whose splits the combine
      * merges); past 16 keys the split over the sequence is 16-key passes, one per split up to
      * 1024 keys (1024: 64 exactly), then at most 64 splits of a few passes (1025: 33 of 32
-     * keys, 1100: 35, 9000: 63 of 144); H 3, 5, 13 and 20 make groups of up to 2 heads
-     * (2 + 1; 2 + 2 + 1; 6 of 2 + 1; 10 of 2), Rkv 512 / dr 64 is the model's latent width. A
+     * keys, 1100: 35, 9000: 63 of 144; the model's width at 2101 keys: 44 of 48, three
+     * passes each, whose pool rows are loaded a pass ahead); H 3, 5, 13 and 20 make groups of
+     * up to 2 heads (2 + 1; 2 + 2 + 1; 6 of 2 + 1; 10 of 2), Rkv 512 / dr 64 is the model's
+     * latent width. A
      * chunk of more than 8 rows runs tiled (its rows × positions as 64 × 64 tiles, here more
      * than one each way; head sizes of whole 32-column chunks, so that k_b and v_b run as
      * tiled products, and an odd rope size, so that most heads start at unaligned columns and
@@ -992,7 +994,8 @@ START_TEST(test_mla_attention)
      * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. The last
      * two run tiled with every width a multiple of 4 (the tensor-core kernels' vec4 fetches),
      * with 88 and 89 keys (the mix's probabilities as vec4s, or element by element); the
-     * very last has rows longer than the softmax keeps in registers (6,144). Columns:
+     * one after them has rows longer than the softmax keeps in registers (6,144); the very
+     * last is the model's width at 2101 keys (above). Columns:
      * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
@@ -1000,7 +1003,7 @@ START_TEST(test_mla_attention)
                                          { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
                                          { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 },
                                          { 64, 24, 10, 4, 32, 8, 16, 64 },     { 65, 24, 10, 4, 32, 8, 16, 64 },
-                                         { 6200, 9, 3, 2, 16, 8, 12, 40 } };
+                                         { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 } };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */
