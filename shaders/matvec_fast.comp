@@ -17,10 +17,12 @@
 // that they are all in flight together. x is read straight from global memory as vec4 (it is
 // small and stays in the caches): no shared memory and no barriers. Sums of a slice go
 // through shuffles.
-// The weight type is a specialization constant (one pipeline per type), as are FUSE and NR.
+// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR and
+// NORM. Integer codes become floats through the mantissa of 2^23 (an OR and a subtraction at
+// the FMA rate) rather than conversion instructions, which issue at a fraction of that rate.
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
-// With p.norm, x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of x once per
-// row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
+// With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
+// x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
 // With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
 // 4 floats, the weights (Q4_K, Q5_K, F32) and the gain are 16-byte aligned and the others'
 // offsets even. Rows past nrows read the last row again (results dropped).
@@ -31,6 +33,7 @@ layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint VAR = 0;
 const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
+const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -65,9 +68,18 @@ uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
 // The 32-bit word of bytes [4k + 2, 4k + 6) (odd) or [4k, 4k + 4) from words a = k, b = k + 1.
 uint fun(uint a, uint b, bool odd) { return odd ? (a >> 16) | (b << 16) : a; }
 
-// The 4 bytes of q as floats (unsigned, or signed for Q8_0).
-vec4 b4(uint q) { return vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 255u); }
-vec4 s4(uint q) { return vec4(ivec4(q << 24, q << 16, q << 8, q) >> 24); }
+// Exact floats of integers below 2^23: v in the mantissa of 2^23, less 2^23.
+float uf(uint v) { return uintBitsToFloat(v | 0x4B000000u) - 8388608.0; }
+vec4 uf4(uvec4 v) { return uintBitsToFloat(v | 0x4B000000u) - 8388608.0; }
+// The 4 bytes of q as floats (unsigned, or signed for Q8_0 and a signed byte b: the sign bit
+// flipped gives b + 128).
+vec4 b4(uint q) { return uf4(uvec4(q, q >> 8, q >> 16, q >> 24) & 255u); }
+vec4 s4(uint q)
+{
+    q ^= 0x80808080u;
+    return uintBitsToFloat((uvec4(q, q >> 8, q >> 16, q >> 24) & 255u) | 0x4B000000u) - 8388736.0;
+}
+float s1(uint b) { return uintBitsToFloat((b ^ 128u) | 0x4B000000u) - 8388736.0; }
 
 // Byte offset of the block of task t in the row at byte rb.
 uint blk(uint rb, uint t)
@@ -133,12 +145,12 @@ uint x_elem(uint t, uint k)
 }
 
 // Four gain elements from element i (a multiple of 4; the gain row is 16-byte aligned), one
-// vector load whatever the type; with no norm a broadcast load of the first word, unused.
+// vector load whatever the type (NORM variants only).
 vec4 gain4(uint i)
 {
     bool f32 = p.g_type == T_F32;
     uint byte = p.g_offset + (f32 ? 4u : 2u) * i;
-    uvec4 q = g4[p.norm != 0u ? byte >> 4 : 0u];
+    uvec4 q = g4[byte >> 4];
     uvec2 h = (byte & 8u) != 0u ? q.zw : q.xy;
     vec4 bf = uintBitsToFloat(uvec4(h.x << 16, h.x & 0xFFFF0000u, h.y << 16, h.y & 0xFFFF0000u));
     vec4 hf = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
@@ -150,9 +162,9 @@ vec2 scmin(uint s0, uint s1, uint s2, uint s)
 {
     uint sh = 8u * (s & 3u);
     if (s < 4u)
-        return vec2(float((s0 >> sh) & 63u), float((s1 >> sh) & 63u));
-    return vec2(float(((s2 >> sh) & 15u) | (((s0 >> (sh + 6u)) & 3u) << 4)),
-                float(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
+        return vec2(uf((s0 >> sh) & 63u), uf((s1 >> sh) & 63u));
+    return vec2(uf(((s2 >> sh) & 15u) | (((s0 >> (sh + 6u)) & 3u) << 4)),
+                uf(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
 }
 
 // Σ W[row at byte rb][task t] · x over the task's elements from its raw words r; xv as
@@ -192,7 +204,7 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
             [[unroll]] for (uint i = 0u; i < 2u; i++)
                 s += dot(b4(((Lg[i] >> ls) & 0x0F0F0F0Fu) | (((H[i] >> hs) & 0x03030303u) << 4)), xv[2u * gi + i]);
             uint si = 2u * gi + (l0 >> 4);
-            float scale = float(sx8((sc[si >> 2] >> (8u * (si & 3u))) & 255u));
+            float scale = s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u);
             acc += scale * (s - 32.0 * xs[gi]);
         }
         return d * acc;
@@ -270,15 +282,16 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
                 uint e = x_elem(tk[u], kk < NX ? kk : 0u);
                 xv[u][kk] = kk < NX ? x4[xo + (e >> 2)] : vec4(0.0);
-                gv[u][kk] = kk < NX ? gain4(e) : vec4(0.0);
+                gv[u][kk] = NORM && kk < NX ? gain4(e) : vec4(1.0);
             }
         // 3. the math
         [[unroll]] for (uint u = 0u; u < U; u++) {
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
-                sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
-                if (p.norm != 0u)
+                if (NORM) {
+                    sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
                     xv[u][kk] *= gv[u][kk];
+                }
                 float s = xv[u][kk].x + xv[u][kk].y + xv[u][kk].z + xv[u][kk].w;
                 if (TYPE == T_Q4_K || TYPE == T_Q5_K)
                     xs[kk >> 2] += s;
@@ -296,14 +309,15 @@ void main()
     }
     // sums over the slice's lanes (a slice lies inside one subgroup)
     for (uint m = 1u; m < tpr; m <<= 1) {
-        sq += subgroupShuffleXor(sq, m);
+        if (NORM)
+            sq += subgroupShuffleXor(sq, m);
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] += subgroupShuffleXor(acc[r], m);
             if (fuse)
                 acc2[r] += subgroupShuffleXor(acc2[r], m);
         }
     }
-    float scale = p.norm != 0u ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
+    float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
     [[unroll]] for (uint r = 0u; r < NR; r++)
         if (lane == 0u && r0 + r < p.nrows) {
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;

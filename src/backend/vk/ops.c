@@ -3,6 +3,7 @@
 #include "backend/vk/ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "ref/dequant.h"
 
@@ -84,6 +85,17 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
+/* Measurement switch: GLM_VK_MATVEC_ROUTED_SLOW=1 keeps routed Q4_K products on matvec.comp. */
+static bool routed_q4k_slow(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GLM_VK_MATVEC_ROUTED_SLOW");
+        on = e && *e == '1';
+    }
+    return on;
+}
+
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
  * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s, weights (16-byte
  * aligned for Q4_K, Q5_K and F32, even otherwise) and norm gain (16-byte) aligned as the
@@ -96,8 +108,7 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
-    /* routed Q4_K products (ids) measured slower here than on matvec.comp (bench/RESULTS.md) */
-    if (t == GLM_TYPE_Q4_K && pc->mode != 0)
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && routed_q4k_slow())
         return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
@@ -178,13 +189,14 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
-        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice)) */
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < GLM_VK_MATVEC_FAST_FEW;
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one), b, 5,
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm),
+                                       b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
