@@ -370,12 +370,13 @@ END_TEST
 START_TEST(test_matvec_id)
 {
     /* T tokens, k experts each out of E; x per token (mode 1) or per (token, expert) (mode 2);
-     * Q4_K on matvec.comp, Q6_K on matvec_fast.comp */
+     * Q4_K and Q6_K on matvec_fast.comp, Q4_0 on matvec.comp */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q4_0 };
     const uint32_t T = 3, k = 3, E = 6, ncols = 512, nrows = 37;
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 6; c++) {
         int per_pair = c & 1;
         test_weight tw;
-        make_weight(&tw, c < 2 ? GLM_TYPE_Q4_K : GLM_TYPE_Q6_K, ncols, nrows, E);
+        make_weight(&tw, types[c / 2], ncols, nrows, E);
         uint32_t xrows = per_pair ? T * k : T;
         float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)T * k * nrows * 4);
         tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
@@ -1285,7 +1286,8 @@ static bool fast_variant_ran(uint32_t variant)
 START_TEST(test_matvec_fast_many_groups)
 {
     /* products of many workgroups take matvec_fast with 2 rows per slice (the small shapes of
-     * the other tests take 1): each hot type plain and as a SwiGLU pair (gate = up), 4 vectors */
+     * the other tests take 1): each hot type plain, as a SwiGLU pair (gate = up) and as a
+     * SwiGLU pair of RMSNorm(x; gain), 4 vectors */
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K,
                                       GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
     const uint32_t ncols = 256, nrows = 4100, T = 4;
@@ -1313,7 +1315,31 @@ START_TEST(test_matvec_fast_many_groups)
         run();
         double es = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "matvec_fast swiglu");
         ck_assert_msg(fast_variant_ran((uint32_t)t + 64), "%s: no 2-row matvec_fast SwiGLU dispatch", glm_type_name(t));
-        printf("vk matvec_fast %s, %u rows x %u: nmse %.3g, swiglu %.3g\n", glm_type_name(t), nrows, T, e, es);
+
+        test_weight tg;
+        make_weight(&tg, GLM_TYPE_BF16, ncols, 1, 1);
+        float *gf = malloc((size_t)ncols * 4), *xn = malloc((size_t)ncols * 4);
+        glm_ref_dequant_row(gf, tg.host, GLM_TYPE_BF16, ncols);
+        for (uint32_t v = 0; v < T; v++) {
+            glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-5f);
+            ref_matvec(g, &tw, 0, xn);
+            glm_ref_swiglu(ref + (size_t)v * nrows, g, g, nrows);
+        }
+        tu_poison(by.map, (size_t)nrows * T);
+        glm_vk_profile_reset(g_vk);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, T, nrows), &tw.w, &tw.w, view(&bx, T, ncols), NULL, &tg.w,
+                                             1e-5f) == GLM_OK,
+                      "%s", glm_last_error());
+        run();
+        double en = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "matvec_fast normed swiglu");
+        ck_assert_msg(fast_variant_ran((uint32_t)t + 64 + 256), "%s: no 2-row normed matvec_fast SwiGLU dispatch",
+                      glm_type_name(t));
+        printf("vk matvec_fast %s, %u rows x %u: nmse %.3g, swiglu %.3g, normed swiglu %.3g\n", glm_type_name(t), nrows,
+               T, e, es, en);
+        free_weight(&tg);
+        free(gf);
+        free(xn);
         glm_vk_buffer_destroy(g_vk, &bx);
         glm_vk_buffer_destroy(g_vk, &by);
         free_weight(&tw);
