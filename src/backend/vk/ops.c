@@ -85,7 +85,8 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Measurement switch: GLM_VK_MATVEC_ROUTED_SLOW=1 keeps routed Q4_K products on matvec.comp. */
+/* Measurement switches: GLM_VK_MATVEC_ROUTED_SLOW=1 keeps routed Q4_K products on matvec.comp;
+ * GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per slice everywhere). */
 static bool routed_q4k_slow(void)
 {
     static int on = -1;
@@ -94,6 +95,17 @@ static bool routed_q4k_slow(void)
         on = e && *e == '1';
     }
     return on;
+}
+
+static uint64_t fast_few(void)
+{
+    static int64_t few = -1;
+    if (few < 0) {
+        const char *e = getenv("GLM_VK_MATVEC_FEW");
+        few = e && *e ? strtoll(e, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
+        few = few < 0 ? GLM_VK_MATVEC_FAST_FEW : few;
+    }
+    return (uint64_t)few;
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
@@ -192,7 +204,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < GLM_VK_MATVEC_FAST_FEW;
+        bool one = (uint64_t)gx * y.rows * heads < fast_few();
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm),
