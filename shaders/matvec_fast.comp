@@ -2,6 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
 // Matrix-vector products of the decode hot types (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0 and F32 with a
 // multiple of 4 columns), the same products as matvec.comp (same push constants, bindings and
@@ -14,8 +15,11 @@
 // count) computes NR consecutive rows of one vector; lane l takes tasks l, l + tpr, ... in
 // groups of U: first the raw weight words of the group for all NR rows (and the SwiGLU
 // partner), then x (and the norm gain), then the math, with no branch among the loads, so
-// that they are all in flight together. x is read straight from global memory as vec4 (it is
-// small and stays in the caches): no shared memory and no barriers. Sums of a slice go
+// that they are all in flight together. x is read as vec4: with STAGE (rows of at most
+// XCOLS elements) the workgroup first copies its row of x into shared memory (after the first
+// group's weight loads are out; with NORM times the gain, the sum of squares taken there once),
+// laid out so that the lanes' reads hit distinct banks, and the lanes read it from there; else
+// straight from global memory (it stays in the caches), with no barrier. Sums of a slice go
 // through shuffles.
 // The weight type is a specialization constant (one pipeline per type), as are FUSE, NR and
 // NORM. Integer codes become floats through the mantissa of 2^23 (an OR and a subtraction at
@@ -34,6 +38,7 @@ layout(constant_id = 1) const uint VAR = 0;
 const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
+const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -61,6 +66,14 @@ const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out 
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
 #define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)
+// Staged x: vec4 i at i + (i >> XPAD) (one pad vec4 every 2^XPAD), so that the 8 lanes of a
+// quarter subgroup, which read one vec4 each of their tasks' x at a time, hit distinct banks.
+const uint XPAD = TYPE == T_Q4_K || TYPE == T_Q5_K ? 4u : (TYPE == T_Q6_K ? 5u : 3u);
+#define XCOLS 5120u // longest staged row (GLM_VK_MATVEC_FAST_XCOLS)
+#define XV (XCOLS / 4u + XCOLS / 32u)
+#define XSTEP 5u    // staging loads in flight per lane
+shared vec4 xsh[STAGE ? XV : 1u];
+shared float sqsh[WG];
 
 // Word i, or the buffer's last word past its end (its bytes are then not used).
 uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
@@ -258,7 +271,7 @@ void main()
         acc2[r] = 0.0;
     }
     float sq = 0.0;
-    uint ntask = p.ncols / EPT;
+    uint ntask = p.ncols / EPT, n4 = p.ncols / 4u;
     for (uint t0 = 0u; t0 < ntask; t0 += U * tpr) {
         // tasks of this group (past the end: task 0 again, its result dropped)
         uint tk[UMAX];
@@ -276,19 +289,49 @@ void main()
                 if (fuse)
                     load_task(w2base + rowb[r], tk[u], raw2[u][r]);
             }
-        // 2. x and the gain
+        // 2. (STAGE, first group) the workgroup's row of x into shared memory, normed
+        if (STAGE && t0 == 0u) {
+            for (uint i0 = 0u; i0 < n4; i0 += XSTEP * WG) {
+                vec4 sx[XSTEP], sg[XSTEP];
+                [[unroll]] for (uint s = 0u; s < XSTEP; s++) {
+                    uint i = min(i0 + s * WG + tid, n4 - 1u);
+                    sx[s] = x4[xo + i];
+                    sg[s] = NORM ? gain4(4u * i) : vec4(1.0);
+                }
+                [[unroll]] for (uint s = 0u; s < XSTEP; s++) {
+                    uint i = i0 + s * WG + tid;
+                    if (i < n4) {
+                        if (NORM)
+                            sq += dot(sx[s], sx[s]);
+                        xsh[i + (i >> XPAD)] = sx[s] * sg[s];
+                    }
+                }
+            }
+            if (NORM) {
+                sq = subgroupAdd(sq);
+                if (gl_SubgroupInvocationID == 0u)
+                    sqsh[gl_SubgroupID] = sq;
+            }
+            barrier();
+            if (NORM) {
+                sq = 0.0;
+                for (uint s = 0u; s < gl_NumSubgroups; s++)
+                    sq += sqsh[s];
+            }
+        }
+        // 3. x and the gain (the staged x is normed already)
         vec4 xv[UMAX][8], gv[UMAX][8];
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
-                uint e = x_elem(tk[u], kk < NX ? kk : 0u);
-                xv[u][kk] = kk < NX ? x4[xo + (e >> 2)] : vec4(0.0);
-                gv[u][kk] = NORM && kk < NX ? gain4(e) : vec4(1.0);
+                uint e = x_elem(tk[u], kk < NX ? kk : 0u), i = e >> 2;
+                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
+                gv[u][kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
             }
-        // 3. the math
+        // 4. the math
         [[unroll]] for (uint u = 0u; u < U; u++) {
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
-                if (NORM) {
+                if (NORM && !STAGE) {
                     sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
                     xv[u][kk] *= gv[u][kk];
                 }
@@ -309,7 +352,7 @@ void main()
     }
     // sums over the slice's lanes (a slice lies inside one subgroup)
     for (uint m = 1u; m < tpr; m <<= 1) {
-        if (NORM)
+        if (NORM && !STAGE)
             sq += subgroupShuffleXor(sq, m);
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] += subgroupShuffleXor(acc[r], m);

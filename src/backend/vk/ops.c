@@ -86,7 +86,18 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
 }
 
 /* Measurement switches: GLM_VK_MATVEC_ROUTED_SLOW=1 keeps routed Q4_K products on matvec.comp;
- * GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per slice everywhere). */
+ * GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per slice everywhere);
+ * GLM_VK_MATVEC_STAGE=0 reads x from global memory in every product. */
+static bool stage_off(void)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("GLM_VK_MATVEC_STAGE");
+        off = e && *e == '0';
+    }
+    return off;
+}
+
 static bool routed_q4k_slow(void)
 {
     static int on = -1;
@@ -201,14 +212,15 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
-        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm) */
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < fast_few();
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm),
-                                       b, 5,
+        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && !stage_off();
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
+                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage), b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;

@@ -28,7 +28,7 @@ typedef struct kernel_desc {
     bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 512 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 1024 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {

@@ -124,7 +124,7 @@ uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shape
 const char *glm_vk_kernel_name(glm_vk_kernel k);
 /* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
  * `variant` / 64 (matvec: the weight type, fused SwiGLU; matvec_fast: bit 0 SwiGLU, bit 1 one
- * row per slice, bit 2 RMSNorm in front); each variant's pipeline is built on its first use and kept. */
+ * row per slice, bit 2 RMSNorm in front, bit 3 x staged in shared memory); each variant's pipeline is built on its first use and kept. */
 glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant, const glm_vk_buffer *const *bufs,
                                    uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                                    uint32_t gz);
