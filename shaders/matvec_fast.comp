@@ -15,15 +15,16 @@
 // count) computes NR consecutive rows of one vector; lane l takes tasks l, l + tpr, ... in
 // groups of U: first the raw weight words of the group for all NR rows (and the SwiGLU
 // partner), then x (and the norm gain), then the math, with no branch among the loads, so
-// that they are all in flight together. x is read as vec4: with STAGE (rows of at most
-// XCOLS elements) the workgroup first copies its row of x into shared memory (after the first
+// that they are all in flight together. x is read as vec4: with STAGE (products of few
+// workgroups, rows of at most XCOLS elements) the workgroup first copies its row of x into shared memory (after the first
 // group's weight loads are out; with NORM times the gain, the sum of squares taken there once),
 // laid out so that the lanes' reads hit distinct banks, and the lanes read it from there; else
 // straight from global memory (it stays in the caches), with no barrier. Sums of a slice go
 // through shuffles.
-// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR and
-// NORM. Integer codes become floats through the mantissa of 2^23 (an OR and a subtraction at
-// the FMA rate) rather than conversion instructions, which issue at a fraction of that rate.
+// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR, NORM
+// and STAGE. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
+// OR and a subtraction) rather than conversion instructions; Q4_K and Q5_K keep conversions,
+// which measured faster for them on the H100 (bench/RESULTS.md).
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
 // With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
 // x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
@@ -82,11 +83,14 @@ uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
 uint fun(uint a, uint b, bool odd) { return odd ? (a >> 16) | (b << 16) : a; }
 
 // Exact floats of integers below 2^23: v in the mantissa of 2^23, less 2^23.
-float uf(uint v) { return uintBitsToFloat(v | 0x4B000000u) - 8388608.0; }
 vec4 uf4(uvec4 v) { return uintBitsToFloat(v | 0x4B000000u) - 8388608.0; }
 // The 4 bytes of q as floats (unsigned, or signed for Q8_0 and a signed byte b: the sign bit
 // flipped gives b + 128).
-vec4 b4(uint q) { return uf4(uvec4(q, q >> 8, q >> 16, q >> 24) & 255u); }
+vec4 b4(uint q)
+{
+    uvec4 b = uvec4(q, q >> 8, q >> 16, q >> 24) & 255u;
+    return TYPE == T_Q4_K || TYPE == T_Q5_K ? vec4(b) : uf4(b);
+}
 vec4 s4(uint q)
 {
     q ^= 0x80808080u;
@@ -175,9 +179,9 @@ vec2 scmin(uint s0, uint s1, uint s2, uint s)
 {
     uint sh = 8u * (s & 3u);
     if (s < 4u)
-        return vec2(uf((s0 >> sh) & 63u), uf((s1 >> sh) & 63u));
-    return vec2(uf(((s2 >> sh) & 15u) | (((s0 >> (sh + 6u)) & 3u) << 4)),
-                uf(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
+        return vec2(float((s0 >> sh) & 63u), float((s1 >> sh) & 63u));
+    return vec2(float(((s2 >> sh) & 15u) | (((s0 >> (sh + 6u)) & 3u) << 4)),
+                float(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
 }
 
 // Σ W[row at byte rb][task t] · x over the task's elements from its raw words r; xv as

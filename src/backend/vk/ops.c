@@ -85,38 +85,29 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Measurement switches: GLM_VK_MATVEC_ROUTED_SLOW=1 keeps routed Q4_K products on matvec.comp;
- * GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per slice everywhere);
- * GLM_VK_MATVEC_STAGE=0 reads x from global memory in every product. */
-static bool stage_off(void)
+/* Measurement switches, read once: GLM_VK_MATVEC_ROUTED_FAST=1 takes routed Q4_K SwiGLU pairs
+ * to matvec_fast.comp too; GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per
+ * slice everywhere). (GLM_VK_MATVEC_STAGE: glm_vk_matvec_set_stage_groups.) */
+static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
 {
-    static int off = -1;
-    if (off < 0) {
-        const char *e = getenv("GLM_VK_MATVEC_STAGE");
-        off = e && *e == '0';
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        long long v = e && *e ? strtoll(e, NULL, 10) : dflt;
+        *cache = v < 0 ? dflt : v;
     }
-    return off;
+    return (uint64_t)*cache;
 }
 
-static bool routed_q4k_slow(void)
+static bool routed_fast(void)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GLM_VK_MATVEC_ROUTED_SLOW");
-        on = e && *e == '1';
-    }
-    return on;
+    static int64_t c = -1;
+    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 0) == 1;
 }
 
 static uint64_t fast_few(void)
 {
-    static int64_t few = -1;
-    if (few < 0) {
-        const char *e = getenv("GLM_VK_MATVEC_FEW");
-        few = e && *e ? strtoll(e, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
-        few = few < 0 ? GLM_VK_MATVEC_FAST_FEW : few;
-    }
-    return (uint64_t)few;
+    static int64_t c = -1;
+    return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
@@ -131,7 +122,8 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
-    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && routed_q4k_slow())
+    /* routed Q4_K SwiGLU pairs measured faster on matvec.comp (bench/RESULTS.md) */
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && !routed_fast())
         return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
@@ -218,7 +210,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         bool one = (uint64_t)gx * y.rows * heads < fast_few();
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
-        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && !stage_off();
+        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
                                        (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage), b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
