@@ -52,6 +52,8 @@ for r in d['results']:
         if 'matvec' not in k or k['matvec']['calls'] < 1 or k['matvec']['ms'] <= 0 or k['matvec']['gbps'] <= 0:
             bad.append(f"{r['test']}: no matvec profile row")
         if sum(p['pct_wall'] for p in prof) > 100.5: bad.append(f"{r['test']}: kernels exceed the wall time")
+        if not 0 < r.get('host_first_submit_us', 0) <= r.get('host_record_us', 0) or r.get('host_wait_us', -1) < 0:
+            bad.append(f"{r['test']}: host times {r.get('host_first_submit_us')} / {r.get('host_record_us')}")
     elif prof is not None: bad.append(f"{r['test']}: unexpected profile")
 for b in bad: print('  ', b)
 sys.exit(1 if bad else 0)
@@ -68,7 +70,9 @@ if "$BIN" bench -m $M -p 8 -n 4 -d 0,16 -r 2 --backend vulkan --json --profile >
   # each), o, gate+up (fused), down = 8; MoE layer 1 = the same 6 + routed gate+up, routed
   # down, shared gate+up, shared down = 10 (the router's product runs inside moe_gate_route);
   # lm_head 1: 19 per token, 76 for tg4
-  check vk "$out" '^device: .+, driver ' '\| vulkan \| pp8 \|' '^profile tg4 ' '^\| matvec \| [0-9.]+ \| 76 \| '
+  check vk "$out" '^device: .+, driver ' '\| vulkan \| pp8 \|' '^profile tg4 ' '^\| matvec \| [0-9.]+ \| 76 \| ' \
+    '^host, per forward \(4\): recording [0-9.]+ us \(first submit after [0-9.]+ us\), [0-9.]+ command buffers' \
+    '^dispatch floor \(512 empty 1-workgroup dispatches, best of 3\): [0-9]+\.[0-9]+ us a dispatch with a barrier'
   echo "$out" | grep -E '^(\| dev|device)' | sed 's/^/  /'
 elif grep -Eq 'no usable Vulkan driver|no Vulkan device' "$tmp/err"; then
   echo "SKIP vulkan: $(cat "$tmp/err")"

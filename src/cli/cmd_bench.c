@@ -271,6 +271,7 @@ typedef struct bench_result {
     bool profiled;
     double prof_wall_s;
     uint64_t kns[GLM_VK_KERNEL_COUNT], kcalls[GLM_VK_KERNEL_COUNT];
+    glm_vk_host_prof host;
     glm_vk_prof_shape shapes[GLM_VK_PROF_SHAPES];
     uint32_t n_shapes;
 } bench_result;
@@ -313,6 +314,7 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
     r->kns[GLM_VK_MATVEC] += r->kns[GLM_VK_MATVEC_FAST];
     r->kcalls[GLM_VK_MATVEC] += r->kcalls[GLM_VK_MATVEC_FAST];
     r->kns[GLM_VK_MATVEC_FAST] = r->kcalls[GLM_VK_MATVEC_FAST] = 0;
+    glm_vk_host_profile(vk, &r->host);
     const glm_vk_prof_shape *sh;
     r->n_shapes = s == GLM_OK ? glm_vk_profile_shapes(vk, &sh) : 0;
     if (r->n_shapes)
@@ -381,6 +383,15 @@ static void print_profile(const bench_report *rp, const bench_result *r)
         printf("\nweight products (matvec, matmul, matmul_cm): %.3f ms, %.2f GB/s of weights\n",
                1e-6 * (double)(tiled_ns + r->kns[GLM_VK_MATVEC]),
                weight_bytes / (double)(tiled_ns + r->kns[GLM_VK_MATVEC]));
+    if (r->host.recordings) {
+        /* the device idles from a forward's begin to its first submit */
+        double n = (double)r->host.recordings;
+        printf("\nhost, per forward (%llu): recording %.1f us (first submit after %.1f us), %.1f command buffers, "
+               "waiting %.1f us\n",
+               (unsigned long long)r->host.recordings, 1e-3 * (double)r->host.record_ns / n,
+               1e-3 * (double)r->host.first_submit_ns / n, (double)r->host.submits / n,
+               1e-3 * (double)r->host.wait_ns / n);
+    }
     /* matvec by shape: weight type (+swiglu, matvec_fast), workgroup grid */
     glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
     uint32_t n = 0;
@@ -469,6 +480,12 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
             cJSON_AddItemToArray(p, e);
         }
         cJSON_AddNumberToObject(o, "profile_wall_ms", 1e3 * r->prof_wall_s);
+        if (r->host.recordings) {
+            double n = (double)r->host.recordings;
+            cJSON_AddNumberToObject(o, "host_record_us", 1e-3 * (double)r->host.record_ns / n);
+            cJSON_AddNumberToObject(o, "host_first_submit_us", 1e-3 * (double)r->host.first_submit_ns / n);
+            cJSON_AddNumberToObject(o, "host_wait_us", 1e-3 * (double)r->host.wait_ns / n);
+        }
     }
     return o;
 }
@@ -591,10 +608,18 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         s = glm_seq_create(c.f, &c.seqs[i]);
     if (s == GLM_OK)
         s = bench_all(&c, o->profile ? vk : NULL, r, n, o->reps);
+    /* what a decode step's ~1 dispatch per op costs before any work: 512 empty dispatches */
+    double floor_chained = 0, floor_grouped = 0;
+    if (s == GLM_OK && o->profile)
+        s = glm_vk_dispatch_floor(vk, 512, &floor_chained, &floor_grouped);
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
         if (o->json ? !print_json(&rp) : (print_markdown(&rp), false))
             s = glm_errorf(GLM_ERR_NOMEM, "bench: out of memory for the JSON text");
+        if (!o->json && o->profile)
+            printf("\ndispatch floor (512 empty 1-workgroup dispatches, best of 3): %.2f us a dispatch with a "
+                   "barrier before each, %.2f us in runs of 8 between barriers\n",
+                   floor_chained, floor_grouped);
     }
     for (int i = 0; r && i < n; i++)
         free(r[i].ts);

@@ -4,14 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "glm_spirv.h" /* generated: spv_<kernel>[] from shaders/<kernel>.comp */
 
 #define GLM_VK_MAX_BINDINGS 8
 #define GLM_VK_MAX_SETS 4096 /* dispatches per recording */
-/* A recording is cut into command buffers of GLM_VK_CHUNK dispatches, each submitted as soon
- * as it is full (without waiting) so the device runs while the host records the rest; a ring
- * of GLM_VK_RING command buffers, each with its fence. */
+/* A recording is cut into command buffers, each submitted as soon as it is full (without
+ * waiting) so the device runs while the host records the rest; a ring of GLM_VK_RING command
+ * buffers, each with its fence. The first holds GLM_VK_FIRST_CHUNK dispatches, so the device
+ * starts early, each next one twice as many, up to GLM_VK_CHUNK. */
+#define GLM_VK_FIRST_CHUNK 16
 #define GLM_VK_CHUNK 128
 #define GLM_VK_RING 8
 /* Buffers tracked since the last barrier (more: a barrier is placed anyway). */
@@ -38,7 +41,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
-    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 8, 128, false, 0x72 },
+    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 8, 128, true, 0x72 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
     [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7e },
@@ -94,6 +97,10 @@ struct glm_vk {
     VkFence fences[GLM_VK_RING];
     bool in_flight[GLM_VK_RING];
     uint32_t cur, in_cmd; /* ring slot being recorded, dispatches recorded into it */
+    uint32_t chunk;       /* dispatches the current command buffer takes before it is submitted */
+    /* host side of the recordings (glm_vk_host_profile): when this one began, its submits */
+    uint64_t rec_t0, rec_submits;
+    glm_vk_host_prof host;
     VkDescriptorPool desc_pool;
     PFN_vkCmdPushDescriptorSetKHR push_set; /* VK_KHR_push_descriptor, else NULL: sets from the pool */
     /* buffers written / read by dispatches since the last barrier */
@@ -123,6 +130,13 @@ static glm_status begin_cmd(glm_vk *vk);
 static glm_status submit_current(glm_vk *vk);
 static glm_status wait_all(glm_vk *vk);
 static void collect_profile(glm_vk *vk);
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static glm_status vkfail(VkResult r, const char *what)
 {
@@ -720,6 +734,9 @@ static glm_status submit_current(glm_vk *vk)
     if ((r = vkQueueSubmit(vk->queue, 1, &si, vk->fences[vk->cur])) != VK_SUCCESS)
         return vkfail(r, "vkQueueSubmit");
     vk->in_flight[vk->cur] = true;
+    if (vk->recording && vk->rec_submits++ == 0)
+        vk->host.first_submit_ns += now_ns() - vk->rec_t0;
+    vk->host.submits++;
     vk->cur = (vk->cur + 1) % GLM_VK_RING;
     vk->cmd = vk->ring[vk->cur];
     return GLM_OK;
@@ -780,6 +797,9 @@ glm_status glm_vk_begin(glm_vk *vk)
     }
     GLM_TRY(begin_cmd(vk));
     vk->recording = true;
+    vk->chunk = GLM_VK_FIRST_CHUNK;
+    vk->rec_t0 = now_ns();
+    vk->rec_submits = 0;
     vk->n_stamps = 0;
     if (vk->queries) {
         vkCmdResetQueryPool(vk->cmd, vk->queries, 0, GLM_VK_MAX_SETS + 1);
@@ -806,10 +826,11 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     if (nbufs != d->bindings || push_size != d->push_size)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s takes %u buffers and %u push bytes, got %u and %u", d->name,
                           d->bindings, d->push_size, nbufs, push_size);
-    if (vk->in_cmd >= GLM_VK_CHUNK) {
+    if (vk->in_cmd >= vk->chunk) {
         /* hand the full command buffer to the device and go on in the next one */
         GLM_TRY(submit_current(vk));
         GLM_TRY(begin_cmd(vk));
+        vk->chunk = vk->chunk * 2 > GLM_VK_CHUNK ? GLM_VK_CHUNK : vk->chunk * 2;
     }
     VkDescriptorBufferInfo bi[GLM_VK_MAX_BINDINGS];
     VkWriteDescriptorSet w[GLM_VK_MAX_BINDINGS];
@@ -867,10 +888,14 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
 glm_status glm_vk_submit_wait(glm_vk *vk)
 {
     GLM_ASSERT(vk->recording);
-    vk->recording = false;
     barrier(vk, true); /* results visible to the next recording, copies and the host */
     glm_status s = submit_current(vk);
+    vk->recording = false;
+    uint64_t t = now_ns();
+    vk->host.record_ns += t - vk->rec_t0;
+    vk->host.recordings++;
     glm_status ws = wait_all(vk);
+    vk->host.wait_ns += now_ns() - t;
     if (s == GLM_OK)
         s = ws;
     if (s == GLM_OK)
@@ -938,8 +963,11 @@ uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shape
     return vk->n_shapes;
 }
 
+void glm_vk_host_profile(const glm_vk *vk, glm_vk_host_prof *out) { *out = vk->host; }
+
 void glm_vk_profile_reset(glm_vk *vk)
 {
+    memset(&vk->host, 0, sizeof vk->host);
     memset(vk->prof_ns, 0, sizeof vk->prof_ns);
     memset(vk->prof_count, 0, sizeof vk->prof_count);
     vk->n_shapes = 0;

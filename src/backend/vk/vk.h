@@ -127,6 +127,16 @@ typedef struct glm_vk_prof_shape {
     uint64_t ns, count;
 } glm_vk_prof_shape;
 uint32_t glm_vk_profile_shapes(const glm_vk *vk, const glm_vk_prof_shape **shapes);
+/* The host side of the recordings since glm_vk_profile_reset (kept with profiling off too):
+ * how many, the host time from begin to the last submit (recording) and to the first submit
+ * (the device idles until then), the time blocked in submit_wait, and command buffers submitted. */
+typedef struct glm_vk_host_prof {
+    uint64_t recordings, record_ns, first_submit_ns, wait_ns, submits;
+} glm_vk_host_prof;
+void glm_vk_host_profile(const glm_vk *vk, glm_vk_host_prof *out);
+/* The wall time per dispatch of n empty 1-workgroup dispatches, each after a barrier
+ * (chained) or in runs of 8 independent ones between barriers (grouped); best of 3 (floor.c). */
+glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, double *grouped_us);
 const char *glm_vk_kernel_name(glm_vk_kernel k);
 /* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
  * `variant` / 64 (matvec: the weight type, fused SwiGLU; matvec_fast: bit 0 SwiGLU, bit 1 one
