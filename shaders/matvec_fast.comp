@@ -2,6 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
 // Matrix-vector products of the decode hot types (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0 and F32 with a
 // multiple of 4 columns), the same products as matvec.comp (same push constants, bindings and
@@ -14,13 +15,19 @@
 // count) computes NR consecutive rows of one vector; lane l takes tasks l, l + tpr, ... in
 // groups of U: first the raw weight words of the group for all NR rows (and the SwiGLU
 // partner), then x (and the norm gain), then the math, with no branch among the loads, so
-// that they are all in flight together. x is read straight from global memory as vec4 (it is
-// small and stays in the caches): no shared memory and no barriers. Sums of a slice go
+// that they are all in flight together. x is read as vec4: with STAGE (products of few
+// workgroups, rows of at most XCOLS elements) the workgroup first copies its row of x into shared memory (after the first
+// group's weight loads are out; with NORM times the gain, the sum of squares taken there once),
+// laid out so that the lanes' reads hit distinct banks, and the lanes read it from there; else
+// straight from global memory (it stays in the caches), with no barrier. Sums of a slice go
 // through shuffles.
-// The weight type is a specialization constant (one pipeline per type), as are FUSE and NR.
+// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR, NORM
+// and STAGE. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
+// OR and a subtraction) rather than conversion instructions; Q4_K and Q5_K keep conversions,
+// which measured faster for them on the H100 (bench/RESULTS.md).
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
-// With p.norm, x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of x once per
-// row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
+// With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
+// x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
 // With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
 // 4 floats, the weights (Q4_K, Q5_K, F32) and the gain are 16-byte aligned and the others'
 // offsets even. Rows past nrows read the last row again (results dropped).
@@ -31,6 +38,8 @@ layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint VAR = 0;
 const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
+const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
+const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -58,6 +67,14 @@ const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out 
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
 #define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)
+// Staged x: vec4 i at i + (i >> XPAD) (one pad vec4 every 2^XPAD), so that the 8 lanes of a
+// quarter subgroup, which read one vec4 each of their tasks' x at a time, hit distinct banks.
+const uint XPAD = TYPE == T_Q4_K || TYPE == T_Q5_K ? 4u : (TYPE == T_Q6_K ? 5u : 3u);
+#define XCOLS 5120u // longest staged row (GLM_VK_MATVEC_FAST_XCOLS)
+#define XV (XCOLS / 4u + XCOLS / 32u)
+#define XSTEP 5u    // staging loads in flight per lane
+shared vec4 xsh[STAGE ? XV : 1u];
+shared float sqsh[WG];
 
 // Word i, or the buffer's last word past its end (its bytes are then not used).
 uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
@@ -65,9 +82,21 @@ uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
 // The 32-bit word of bytes [4k + 2, 4k + 6) (odd) or [4k, 4k + 4) from words a = k, b = k + 1.
 uint fun(uint a, uint b, bool odd) { return odd ? (a >> 16) | (b << 16) : a; }
 
-// The 4 bytes of q as floats (unsigned, or signed for Q8_0).
-vec4 b4(uint q) { return vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 255u); }
-vec4 s4(uint q) { return vec4(ivec4(q << 24, q << 16, q << 8, q) >> 24); }
+// Exact floats of integers below 2^23: v in the mantissa of 2^23, less 2^23.
+vec4 uf4(uvec4 v) { return uintBitsToFloat(v | 0x4B000000u) - 8388608.0; }
+// The 4 bytes of q as floats (unsigned, or signed for Q8_0 and a signed byte b: the sign bit
+// flipped gives b + 128).
+vec4 b4(uint q)
+{
+    uvec4 b = uvec4(q, q >> 8, q >> 16, q >> 24) & 255u;
+    return TYPE == T_Q4_K || TYPE == T_Q5_K ? vec4(b) : uf4(b);
+}
+vec4 s4(uint q)
+{
+    q ^= 0x80808080u;
+    return uintBitsToFloat((uvec4(q, q >> 8, q >> 16, q >> 24) & 255u) | 0x4B000000u) - 8388736.0;
+}
+float s1(uint b) { return uintBitsToFloat((b ^ 128u) | 0x4B000000u) - 8388736.0; }
 
 // Byte offset of the block of task t in the row at byte rb.
 uint blk(uint rb, uint t)
@@ -133,12 +162,12 @@ uint x_elem(uint t, uint k)
 }
 
 // Four gain elements from element i (a multiple of 4; the gain row is 16-byte aligned), one
-// vector load whatever the type; with no norm a broadcast load of the first word, unused.
+// vector load whatever the type (NORM variants only).
 vec4 gain4(uint i)
 {
     bool f32 = p.g_type == T_F32;
     uint byte = p.g_offset + (f32 ? 4u : 2u) * i;
-    uvec4 q = g4[p.norm != 0u ? byte >> 4 : 0u];
+    uvec4 q = g4[byte >> 4];
     uvec2 h = (byte & 8u) != 0u ? q.zw : q.xy;
     vec4 bf = uintBitsToFloat(uvec4(h.x << 16, h.x & 0xFFFF0000u, h.y << 16, h.y & 0xFFFF0000u));
     vec4 hf = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
@@ -192,7 +221,7 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
             [[unroll]] for (uint i = 0u; i < 2u; i++)
                 s += dot(b4(((Lg[i] >> ls) & 0x0F0F0F0Fu) | (((H[i] >> hs) & 0x03030303u) << 4)), xv[2u * gi + i]);
             uint si = 2u * gi + (l0 >> 4);
-            float scale = float(sx8((sc[si >> 2] >> (8u * (si & 3u))) & 255u));
+            float scale = s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u);
             acc += scale * (s - 32.0 * xs[gi]);
         }
         return d * acc;
@@ -246,7 +275,7 @@ void main()
         acc2[r] = 0.0;
     }
     float sq = 0.0;
-    uint ntask = p.ncols / EPT;
+    uint ntask = p.ncols / EPT, n4 = p.ncols / 4u;
     for (uint t0 = 0u; t0 < ntask; t0 += U * tpr) {
         // tasks of this group (past the end: task 0 again, its result dropped)
         uint tk[UMAX];
@@ -264,21 +293,52 @@ void main()
                 if (fuse)
                     load_task(w2base + rowb[r], tk[u], raw2[u][r]);
             }
-        // 2. x and the gain
+        // 2. (STAGE, first group) the workgroup's row of x into shared memory, normed
+        if (STAGE && t0 == 0u) {
+            for (uint i0 = 0u; i0 < n4; i0 += XSTEP * WG) {
+                vec4 sx[XSTEP], sg[XSTEP];
+                [[unroll]] for (uint s = 0u; s < XSTEP; s++) {
+                    uint i = min(i0 + s * WG + tid, n4 - 1u);
+                    sx[s] = x4[xo + i];
+                    sg[s] = NORM ? gain4(4u * i) : vec4(1.0);
+                }
+                [[unroll]] for (uint s = 0u; s < XSTEP; s++) {
+                    uint i = i0 + s * WG + tid;
+                    if (i < n4) {
+                        if (NORM)
+                            sq += dot(sx[s], sx[s]);
+                        xsh[i + (i >> XPAD)] = sx[s] * sg[s];
+                    }
+                }
+            }
+            if (NORM) {
+                sq = subgroupAdd(sq);
+                if (gl_SubgroupInvocationID == 0u)
+                    sqsh[gl_SubgroupID] = sq;
+            }
+            barrier();
+            if (NORM) {
+                sq = 0.0;
+                for (uint s = 0u; s < gl_NumSubgroups; s++)
+                    sq += sqsh[s];
+            }
+        }
+        // 3. x and the gain (the staged x is normed already)
         vec4 xv[UMAX][8], gv[UMAX][8];
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
-                uint e = x_elem(tk[u], kk < NX ? kk : 0u);
-                xv[u][kk] = kk < NX ? x4[xo + (e >> 2)] : vec4(0.0);
-                gv[u][kk] = kk < NX ? gain4(e) : vec4(0.0);
+                uint e = x_elem(tk[u], kk < NX ? kk : 0u), i = e >> 2;
+                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
+                gv[u][kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
             }
-        // 3. the math
+        // 4. the math
         [[unroll]] for (uint u = 0u; u < U; u++) {
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
-                sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
-                if (p.norm != 0u)
+                if (NORM && !STAGE) {
+                    sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
                     xv[u][kk] *= gv[u][kk];
+                }
                 float s = xv[u][kk].x + xv[u][kk].y + xv[u][kk].z + xv[u][kk].w;
                 if (TYPE == T_Q4_K || TYPE == T_Q5_K)
                     xs[kk >> 2] += s;
@@ -296,14 +356,15 @@ void main()
     }
     // sums over the slice's lanes (a slice lies inside one subgroup)
     for (uint m = 1u; m < tpr; m <<= 1) {
-        sq += subgroupShuffleXor(sq, m);
+        if (NORM && !STAGE)
+            sq += subgroupShuffleXor(sq, m);
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] += subgroupShuffleXor(acc[r], m);
             if (fuse)
                 acc2[r] += subgroupShuffleXor(acc2[r], m);
         }
     }
-    float scale = p.norm != 0u ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
+    float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
     [[unroll]] for (uint r = 0u; r < NR; r++)
         if (lane == 0u && r0 + r < p.nrows) {
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;

@@ -370,12 +370,13 @@ END_TEST
 START_TEST(test_matvec_id)
 {
     /* T tokens, k experts each out of E; x per token (mode 1) or per (token, expert) (mode 2);
-     * Q4_K on matvec.comp, Q6_K on matvec_fast.comp */
+     * Q4_K and Q6_K on matvec_fast.comp, Q4_0 on matvec.comp */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q4_0 };
     const uint32_t T = 3, k = 3, E = 6, ncols = 512, nrows = 37;
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 6; c++) {
         int per_pair = c & 1;
         test_weight tw;
-        make_weight(&tw, c < 2 ? GLM_TYPE_Q4_K : GLM_TYPE_Q6_K, ncols, nrows, E);
+        make_weight(&tw, types[c / 2], ncols, nrows, E);
         uint32_t xrows = per_pair ? T * k : T;
         float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)T * k * nrows * 4);
         tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
@@ -1296,45 +1297,83 @@ static bool fast_variant_ran(uint32_t variant)
     return false;
 }
 
-START_TEST(test_matvec_fast_many_groups)
+/* matvec_fast at one shape, T vectors of ncols: the plain product, a SwiGLU pair (gate = up)
+ * and a SwiGLU pair of RMSNorm(x; gain), each against the reference and required to have run
+ * as matvec_fast variant `variant` (+64 SwiGLU, +256 normed). */
+static void fast_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, uint32_t variant)
 {
-    /* products of many workgroups take matvec_fast with 2 rows per slice (the small shapes of
-     * the other tests take 1): each hot type plain and as a SwiGLU pair (gate = up), 4 vectors */
-    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K,
-                                      GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
-    const uint32_t ncols = 256, nrows = 4100, T = 4;
-    ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        glm_type t = types[ti];
-        glm_vk_profile_reset(g_vk);
-        double e = product_case(t, ncols, nrows, T, false, false);
-        ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_fast %s nmse %.3g", glm_type_name(t), e);
-        ck_assert_msg(fast_variant_ran((uint32_t)t), "%s: no 2-row matvec_fast dispatch", glm_type_name(t));
+    glm_vk_profile_reset(g_vk);
+    double e = product_case(t, ncols, nrows, T, false, false);
+    ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "matvec_fast %s nmse %.3g", glm_type_name(t), e);
+    ck_assert_msg(fast_variant_ran(variant), "%s: no matvec_fast dispatch of variant %u", glm_type_name(t), variant);
 
-        test_weight tw;
-        make_weight(&tw, t, ncols, nrows, 1);
-        float *x = malloc((size_t)ncols * T * 4), *g = malloc(nrows * 4), *ref = malloc((size_t)nrows * T * 4);
-        tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -1, 1);
-        for (uint32_t v = 0; v < T; v++) {
-            ref_matvec(g, &tw, 0, x + (size_t)v * ncols);
-            glm_ref_swiglu(ref + (size_t)v * nrows, g, g, nrows);
-        }
-        glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+    test_weight tw, tg;
+    make_weight(&tw, t, ncols, nrows, 1);
+    make_weight(&tg, GLM_TYPE_BF16, ncols, 1, 1);
+    float *x = malloc((size_t)ncols * T * 4), *g = malloc(nrows * 4), *ref = malloc((size_t)nrows * T * 4);
+    float *refn = malloc((size_t)nrows * T * 4), *gf = malloc((size_t)ncols * 4), *xn = malloc((size_t)ncols * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -1, 1);
+    glm_ref_dequant_row(gf, tg.host, GLM_TYPE_BF16, ncols);
+    for (uint32_t v = 0; v < T; v++) {
+        ref_matvec(g, &tw, 0, x + (size_t)v * ncols);
+        glm_ref_swiglu(ref + (size_t)v * nrows, g, g, nrows);
+        glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-5f);
+        ref_matvec(g, &tw, 0, xn);
+        glm_ref_swiglu(refn + (size_t)v * nrows, g, g, nrows);
+    }
+    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), by = out_buf((size_t)nrows * T);
+    double en = 0, es = 0;
+    for (int normed = 0; normed < 2; normed++) {
+        tu_poison(by.map, (size_t)nrows * T);
         glm_vk_profile_reset(g_vk);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert_msg(glm_vk_matvec_swiglu(g_vk, view(&by, T, nrows), &tw.w, &tw.w, view(&bx, T, ncols), NULL) == GLM_OK,
-                      "%s", glm_last_error());
+        glm_status st = normed ? glm_vk_rms_norm_matvec(g_vk, view(&by, T, nrows), &tw.w, &tw.w, view(&bx, T, ncols),
+                                                        NULL, &tg.w, 1e-5f)
+                               : glm_vk_matvec_swiglu(g_vk, view(&by, T, nrows), &tw.w, &tw.w, view(&bx, T, ncols), NULL);
+        ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
         run();
-        double es = check_close(&by, ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE, "matvec_fast swiglu");
-        ck_assert_msg(fast_variant_ran((uint32_t)t + 64), "%s: no 2-row matvec_fast SwiGLU dispatch", glm_type_name(t));
-        printf("vk matvec_fast %s, %u rows x %u: nmse %.3g, swiglu %.3g\n", glm_type_name(t), nrows, T, e, es);
-        glm_vk_buffer_destroy(g_vk, &bx);
-        glm_vk_buffer_destroy(g_vk, &by);
-        free_weight(&tw);
-        free(x);
-        free(g);
-        free(ref);
+        *(normed ? &en : &es) = check_close(&by, normed ? refn : ref, (size_t)nrows * T, TOL_VK_MATVEC_NMSE,
+                                            normed ? "matvec_fast normed swiglu" : "matvec_fast swiglu");
+        uint32_t vv = variant + 64 + 256 * (uint32_t)normed;
+        ck_assert_msg(fast_variant_ran(vv), "%s: no matvec_fast dispatch of variant %u", glm_type_name(t), vv);
     }
+    printf("vk matvec_fast %s, %u rows x %u cols x %u: nmse %.3g, swiglu %.3g, normed swiglu %.3g\n", glm_type_name(t),
+           nrows, ncols, T, e, es, en);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &by);
+    free_weight(&tw);
+    free_weight(&tg);
+    free(x);
+    free(g);
+    free(ref);
+    free(refn);
+    free(gf);
+    free(xn);
+}
+
+START_TEST(test_matvec_fast_variants)
+{
+    /* each hot type through the variants the host picks: products of many workgroups take 2 rows
+     * per slice (the small shapes of the other tests take 1); x staged in shared memory (+512;
+     * rows of up to GLM_VK_MATVEC_FAST_XCOLS columns, products of up to
+     * glm_vk_matvec_stage_groups workgroups, here all or none) or read from global memory;
+     * both with 2 rows per slice and with 1 */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K,
+                                      GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
+    const uint32_t longc = GLM_VK_MATVEC_FAST_XCOLS + 256;
+    ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t t = (uint32_t)types[ti];
+        glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
+        fast_case(types[ti], 256, 4100, 4, t + 512);
+        fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
+        fast_case(types[ti], longc, 2100, 4, t);
+        fast_case(types[ti], longc, 40, 1, t + 128);
+        glm_vk_matvec_set_stage_groups(g_vk, 0);
+        fast_case(types[ti], 256, 4100, 4, t);
+        fast_case(types[ti], 512, 40, 1, t + 128);
+    }
+    glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }
 END_TEST
@@ -1486,7 +1525,7 @@ int main(void)
     tcase_add_test(tc, test_matvec_swiglu);
     tcase_add_test(tc, test_matvec_unaligned);
     tcase_add_test(tc, test_matvec_wide_slices);
-    tcase_add_test(tc, test_matvec_fast_many_groups);
+    tcase_add_test(tc, test_matvec_fast_variants);
     tcase_add_test(tc, test_dependency_chain);
     tcase_add_test(tc, test_get_rows);
     tcase_add_test(tc, test_rope);

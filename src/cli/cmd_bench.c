@@ -403,9 +403,10 @@ static void print_profile(const bench_report *rp, const bench_result *r)
     qsort(sh, n, sizeof *sh, cmp_shape_ns);
     printf("\n| matvec variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n");
     for (uint32_t i = 0; i < n; i++)
-        printf("| %s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
-               sh[i].variant / 64 % 2 ? "+swiglu" : "",
-               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : sh[i].variant / 128 ? " (fast, 1 row)" : " (fast)", sh[i].gx,
+        printf("| %s%s%s%s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
+               sh[i].variant / 64 % 2 ? "+swiglu" : "", sh[i].variant / 256 % 2 ? "+norm" : "",
+               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : " (fast", sh[i].variant / 128 % 2 ? ", 1 row" : "",
+               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : sh[i].variant / 512 % 2 ? ", staged)" : ")", sh[i].gx,
                sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
                1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
 }

@@ -3,6 +3,7 @@
 #include "backend/vk/ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "ref/dequant.h"
 
@@ -84,6 +85,31 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
+/* Measurement switches, read once: GLM_VK_MATVEC_ROUTED_FAST=1 takes routed Q4_K SwiGLU pairs
+ * to matvec_fast.comp too; GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per
+ * slice everywhere). (GLM_VK_MATVEC_STAGE: glm_vk_matvec_set_stage_groups.) */
+static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
+{
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        long long v = e && *e ? strtoll(e, NULL, 10) : dflt;
+        *cache = v < 0 ? dflt : v;
+    }
+    return (uint64_t)*cache;
+}
+
+static bool routed_fast(void)
+{
+    static int64_t c = -1;
+    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 0) == 1;
+}
+
+static uint64_t fast_few(void)
+{
+    static int64_t c = -1;
+    return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
+}
+
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
  * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s, weights (16-byte
  * aligned for Q4_K, Q5_K and F32, even otherwise) and norm gain (16-byte) aligned as the
@@ -96,8 +122,8 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
-    /* routed Q4_K products (ids) measured slower here than on matvec.comp (bench/RESULTS.md) */
-    if (t == GLM_TYPE_Q4_K && pc->mode != 0)
+    /* routed Q4_K SwiGLU pairs measured faster on matvec.comp (bench/RESULTS.md) */
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && !routed_fast())
         return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
@@ -178,13 +204,15 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
-        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice)) */
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < GLM_VK_MATVEC_FAST_FEW;
+        bool one = (uint64_t)gx * y.rows * heads < fast_few();
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * (pc.swiglu + 2 * one), b, 5,
+        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
+                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage), b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;

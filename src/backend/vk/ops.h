@@ -44,6 +44,8 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 /* its rows per slice: 2, or 1 where 2 would give fewer workgroups than this (more in flight
  * for small products; bench/RESULTS.md) */
 #define GLM_VK_MATVEC_FAST_FEW 256
+/* its longest row of x staged in shared memory (XCOLS in the shader; glm_vk_matvec_set_stage_groups) */
+#define GLM_VK_MATVEC_FAST_XCOLS 5120
 
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,

@@ -31,7 +31,7 @@ typedef struct kernel_desc {
     bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 256 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 1024 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
@@ -123,6 +123,7 @@ struct glm_vk {
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
+    uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -413,6 +414,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
     vk->cm_wide_groups = 256;
+    const char *stage = getenv("GLM_VK_MATVEC_STAGE");
+    vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -517,6 +520,8 @@ bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
 bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
+void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
+uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

@@ -74,6 +74,12 @@ bool glm_vk_coopmat_enabled(const glm_vk *vk);
  * (tests reach both tile shapes at small sizes with it). */
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
+/* GLM_VK_MATVEC_FAST stages x in shared memory for products of at most `groups` workgroups
+ * (default GLM_VK_MATVEC_FAST_STAGE_WG, or the environment variable GLM_VK_MATVEC_STAGE at
+ * creation; 0: never, UINT32_MAX: wherever the row fits; tests reach both paths with it). */
+#define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
+void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
@@ -134,7 +140,7 @@ glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, dou
 const char *glm_vk_kernel_name(glm_vk_kernel k);
 /* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
  * `variant` / 64 (matvec: the weight type, fused SwiGLU; matvec_fast: bit 0 SwiGLU, bit 1 one
- * row per slice); each variant's pipeline is built on its first use and kept. */
+ * row per slice, bit 2 RMSNorm in front, bit 3 x staged in shared memory); each variant's pipeline is built on its first use and kept. */
 glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant, const glm_vk_buffer *const *bufs,
                                    uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                                    uint32_t gz);
