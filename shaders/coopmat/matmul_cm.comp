@@ -32,10 +32,12 @@ layout(local_size_x = 256) in;
 
 #include "../matmul_tile.glsl"
 
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
 
-shared float16_t ws[2u * BM * LDH]; // ws[b·BM·LDH + m·LDH + k] = W[m0 + m][32·step + k]
-shared float16_t xs[2u * BN * LDH]; // xs[b·BN·LDH + s·LDH + k] = x[slot s][32·step + k]
+// The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
+shared f16vec4 ws[2u * BM * LDH / 4u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][32·step + k]
+shared f16vec4 xs[2u * BN * LDH / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][32·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
 #define WT (BN / 2u)        // token slots per subgroup
@@ -50,18 +52,54 @@ bool w_valid;
 uint x_slot, x_col; // the slot and first column (within a chunk) of its activations
 int x_row;          // that slot's x row, -1 when empty
 
-float wv[16]; // the next step's weights and activations, between fetch and stash
-vec4 xv[4];
+// The next step's weights between fetch and stash. Q4_K and Q6_K keep the raw words (the
+// loads stay in flight over the step's products and are decoded in stash): Q4_K the block's
+// first 16 bytes (rw0) and its 16 code bytes (rw1) of sub-block rsub; Q6_K 16 bytes of ql (rw0)
+// and of qh (rw1), the words holding the 8-bit scale (rsc) and d (rdd) with their shifts
+// (rshift: scale shift | d shift << 8) and rsub. Other types are decoded in fetch (wv).
+uvec4 rw0, rw1;
+uint rsc, rdd, rshift, rsub;
+float wv[16];
+vec4 xv[4]; // the next step's activations
+
+// The 16 bytes at byte offset off (any alignment): aligned word loads, no branch between them.
+uvec4 rd16b(uint off)
+{
+    uvec2 a = rd8b(off), b = rd8b(off + 8u);
+    return uvec4(a, b);
+}
 
 void fetch(uint c)
 {
-    float t[8];
-    deq8(w_bytes, c, 2u * w_half, t);
-    [[unroll]] for (uint j = 0u; j < 8u; j++)
-        wv[j] = w_valid ? t[j] : 0.0;
-    deq8(w_bytes, c, 2u * w_half + 1u, t);
-    [[unroll]] for (uint j = 0u; j < 8u; j++)
-        wv[8u + j] = w_valid ? t[j] : 0.0;
+    if (TYPE == T_Q4_K) {
+        uint b = w_bytes + (c / 8u) * 144u;
+        uint q = b + 16u + 32u * ((c % 8u) / 2u) + 16u * w_half;
+        rsub = c % 8u;
+        if ((p.pad & 4u) != 0u) { // 16-byte aligned weights
+            rw0 = w4[b >> 4];
+            rw1 = w4[q >> 4];
+        } else {
+            rw0 = uvec4(w[b >> 2], w[(b >> 2) + 1u], w[(b >> 2) + 2u], w[(b >> 2) + 3u]);
+            rw1 = uvec4(w[q >> 2], w[(q >> 2) + 1u], w[(q >> 2) + 2u], w[(q >> 2) + 3u]);
+        }
+    } else if (TYPE == T_Q6_K) {
+        uint b = w_bytes + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
+        rw0 = rd16b(b + 64u * h + (kk % 2u) * 32u + 16u * w_half);
+        rw1 = rd16b(b + 128u + 32u * h + 16u * w_half);
+        uint so = b + 192u + 2u * sub + w_half, dof = b + 208u;
+        rsc = w[so >> 2];
+        rdd = w[dof >> 2];
+        rshift = 8u * (so & 3u) | (8u * (dof & 3u)) << 8;
+        rsub = sub;
+    } else {
+        float t[8];
+        deq8(w_bytes, c, 2u * w_half, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            wv[j] = t[j];
+        deq8(w_bytes, c, 2u * w_half + 1u, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            wv[8u + j] = t[j];
+    }
     [[unroll]] for (uint v = 0u; v < 4u; v++)
         xv[v] = vec4(0.0);
     if (x_row >= 0) {
@@ -80,14 +118,34 @@ void fetch(uint c)
 
 void stash(uint b)
 {
-    uint wo = b * BM * LDH + w_row * LDH + 16u * w_half;
-    [[unroll]] for (uint j = 0u; j < 16u; j++)
-        ws[wo + j] = float16_t(wv[j]);
-    uint xo = b * BN * LDH + x_slot * LDH + x_col;
-    [[unroll]] for (uint v = 0u; v < 4u; v++)
-        if (v < XPT / 4u)
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                xs[xo + 4u * v + e] = float16_t(xv[v][e]);
+    float v[16];
+    if (TYPE == T_Q4_K) {
+        float d, m;
+        k4_dm(rw0, rsub, d, m);
+        uint sh = 4u * (rsub % 2u);
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = d * float((rw1[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) - m;
+    } else if (TYPE == T_Q6_K) {
+        uint kk = rsub % 4u;
+        float d = unpackHalf2x16((rdd >> (rshift >> 8)) & 0xffffu).x * float(sx8((rsc >> (rshift & 255u)) & 0xffu));
+        float t[8];
+        q6_dec8(rw0.xy, rw1.xy, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[j] = t[j];
+        q6_dec8(rw0.zw, rw1.zw, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[8u + j] = t[j];
+    } else {
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = wv[j];
+    }
+    uint wo = (b * BM * LDH + w_row * LDH + 16u * w_half) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
+    uint xo = (b * BN * LDH + x_slot * LDH + x_col) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        if (j < XPT / 4u)
+            xs[xo + j] = f16vec4(xv[j]);
 }
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
@@ -154,12 +212,12 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
                 // B[k][m] = W[m][k]: column-major
                 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-                coopMatLoad(bf0, ws, b * BM * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
-                coopMatLoad(bf1, ws, b * BM * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf0, ws, (b * BM * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf1, ws, (b * BM * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
 #define FRAG_ROW(I, A0, A1)                                                                                   \
     if (I < WT / 16u && I < nfrag) {                                                                          \
         coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, xs, b * BN * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(af, xs, (b * BN * LDH + (sn + 16u * I) * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutRowMajor); \
         A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
         A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
     }
