@@ -1,7 +1,14 @@
 #version 450
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : require
 // In-place softmax of each row of s [rows][n] in float32: max, exp-sum, normalize; -inf
-// entries become 0. One workgroup per row. Push constants mirror glm_vk_softmax_push.
-layout(local_size_x = 64) in;
+// entries become 0. One workgroup of 256 per row; an invocation keeps its first NPT entries
+// (elements tid, tid + 256, ...) in registers, so a row of up to 256·NPT entries is read and
+// written once; the entries past that go through memory three times. Reductions: subgroup
+// operations, then one value per subgroup in shared memory.
+// Push constants mirror glm_vk_softmax_push.
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer S { float s[]; };
 
@@ -9,7 +16,34 @@ layout(push_constant) uniform P {
     uint rows, n, s_off, pad1;
 } p;
 
-shared float red[64];
+#define NPT 24u
+shared float red[64]; // one value per subgroup (subgroups of at least 4)
+
+float wg_max(float v)
+{
+    v = subgroupMax(v);
+    if (subgroupElect())
+        red[gl_SubgroupID] = v;
+    barrier();
+    float r = red[0];
+    for (uint i = 1u; i < gl_NumSubgroups; i++)
+        r = max(r, red[i]);
+    barrier();
+    return r;
+}
+
+float wg_sum(float v)
+{
+    v = subgroupAdd(v);
+    if (subgroupElect())
+        red[gl_SubgroupID] = v;
+    barrier();
+    float r = red[0];
+    for (uint i = 1u; i < gl_NumSubgroups; i++)
+        r += red[i];
+    barrier();
+    return r;
+}
 
 void main()
 {
@@ -17,32 +51,32 @@ void main()
     if (r >= p.rows)
         return;
     uint b = p.s_off + r * p.n;
+    float v[NPT];
     float m = -1.0 / 0.0;
-    for (uint i = tid; i < p.n; i += 64u)
-        m = max(m, s[b + i]);
-    red[tid] = m;
-    barrier();
-    for (uint k = 32u; k > 0u; k >>= 1) {
-        if (tid < k)
-            red[tid] = max(red[tid], red[tid + k]);
-        barrier();
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        uint i = tid + 256u * c;
+        v[c] = i < p.n ? s[b + i] : -1.0 / 0.0;
+        m = max(m, v[c]);
     }
-    m = red[0];
-    barrier();
+    for (uint i = tid + 256u * NPT; i < p.n; i += 256u)
+        m = max(m, s[b + i]);
+    m = wg_max(m);
     float sum = 0.0;
-    for (uint i = tid; i < p.n; i += 64u) {
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        v[c] = exp(v[c] - m);
+        sum += v[c];
+    }
+    for (uint i = tid + 256u * NPT; i < p.n; i += 256u) {
         float e = exp(s[b + i] - m);
         s[b + i] = e;
         sum += e;
     }
-    red[tid] = sum;
-    barrier();
-    for (uint k = 32u; k > 0u; k >>= 1) {
-        if (tid < k)
-            red[tid] += red[tid + k];
-        barrier();
+    float inv = 1.0 / wg_sum(sum);
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        uint i = tid + 256u * c;
+        if (i < p.n)
+            s[b + i] = v[c] * inv;
     }
-    float inv = 1.0 / red[0];
-    for (uint i = tid; i < p.n; i += 64u)
+    for (uint i = tid + 256u * NPT; i < p.n; i += 256u)
         s[b + i] *= inv;
 }

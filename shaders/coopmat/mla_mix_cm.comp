@@ -8,15 +8,20 @@
 // bindings and push constants, a workgroup computing 128 rows (t·H + h) × 128 latent channels
 // from float16 copies of P and c as 16×16×16 fragments accumulating in float32. Eight
 // subgroups of 32: subgroup s owns channels 32·(s % 4) .. +31 (2 fragments) × rows
-// 64·(s / 4) .. +63 (4 fragments). Cache positions advance 32 a step through two staging
-// buffers, as in matmul_cm.comp; positions past the tile's last causal position are not
-// visited (inside it softmax has made the masked probabilities exactly 0). Finished fragments
-// pass through a per-subgroup scratch in shared memory on their way out.
+// 64·(s / 4) .. +63 (4 fragments), held in named variables (an array of fragments may live in
+// local memory). Cache positions advance 32 a step through two staging buffers, as in
+// matmul_cm.comp; positions past the tile's last causal position are not visited (inside it
+// softmax has made the masked probabilities exactly 0). Probabilities and cache rows are
+// fetched as vec4s where every stride and offset is a multiple of 4 floats (the model's
+// layout), else element by element. Finished fragments go straight to u where whole and
+// aligned, else through a per-subgroup scratch in shared memory.
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer S { float s[]; };  // [T*H][s_ld]
+layout(std430, binding = 0) readonly buffer S4 { vec4 s4[]; };
 layout(std430, binding = 1) readonly buffer C { float c[]; };  // pool rows, c at c_off + row*c_ld
+layout(std430, binding = 1) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 2) readonly buffer POS { int pos[]; };
 layout(std430, binding = 3) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 4) readonly buffer PG { int pages[]; };
@@ -37,11 +42,35 @@ shared float16_t ps[2u * TR * LDA]; // ps[b·TR·LDA + r·LDA + j]: P[r0 + r][j0
 shared float16_t vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k]: c[position j0 + j][k0 + k]
 shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the way out
 
-float pv[16], cv[16]; // a step's values of the invocation, fetch to stash
+vec4 pv[4], cv[4]; // a step's values of the invocation, fetch to stash
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+// Writes the subgroup's fragment of rows rf .. +15 × channels kf .. +15.
+void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
+{
+    if (rf >= rows || kf >= p.rkv)
+        return;
+    if (direct && rf + 16u <= rows && kf + 16u <= p.rkv) {
+        coopMatStore(a, u, p.u_off + rf * p.rkv + kf, p.rkv, gl_CooperativeMatrixLayoutRowMajor);
+        return;
+    }
+    uint sg = gl_SubgroupID;
+    coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
+        uint row = rf + e / 16u, k = kf + e % 16u;
+        if (row < rows && k < p.rkv)
+            u[p.u_off + row * p.rkv + k] = cs[sg * 256u + e];
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
 
 void main()
 {
-    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
     uint k0 = gl_WorkGroupID.x * TK, r0 = gl_WorkGroupID.y * TR, rows = p.T * p.H;
     uint rlast = min(r0 + TR - 1u, rows - 1u);
     uint pos0 = uint(pos[p.pos_off]), pt = p.pages_off + uint(ptab[p.ptab_off]);
@@ -50,12 +79,12 @@ void main()
     uint bj = tid / 8u, bq = 16u * (tid % 8u);  // c loader: position bj, channels bq .. bq+15
     uint arow = min(r0 + ar, rows - 1u);
     bool aok = r0 + ar < rows;
+    bool vec = ((p.s_ld | p.s_off | p.c_off | p.c_ld | p.rkv) & 3u) == 0u;
+    uint s_row = p.s_off + arow * p.s_ld;
 
     uint sm = 32u * (sg % 4u), sn = 64u * (sg / 4u);
-    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][2];
-    [[unroll]] for (uint i = 0u; i < 4u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+    ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
+    ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
     uint nsteps = (jend + 31u) / 32u;
     for (uint st = 0u; st <= nsteps; st++) {
@@ -64,54 +93,64 @@ void main()
             uint j0 = 32u * st, jb = j0 + bj;
             uint cj = min(jb, jend - 1u);
             uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
-            [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                uint j = j0 + aq + e, k = k0 + bq + e;
-                float sv = s[p.s_off + arow * p.s_ld + min(j, jend - 1u)];
-                float v = c[p.c_off + crow * p.c_ld + min(k, p.rkv - 1u)];
-                pv[e] = aok && j < jend ? sv : 0.0;
-                cv[e] = jb < jend && k < p.rkv ? v : 0.0;
+            uint c_row = p.c_off + crow * p.c_ld;
+            if (vec) {
+                // positions j .. j+3 lie in the row (s_ld is a multiple of 4 above j); the
+                // ones at or past jend count 0
+                [[unroll]] for (uint v = 0u; v < 4u; v++) {
+                    uint j = j0 + aq + 4u * v, k = k0 + bq + 4u * v;
+                    vec4 sv = aok && j < jend ? s4[(s_row + j) / 4u] : vec4(0.0);
+                    pv[v] = mix(vec4(0.0), sv, lessThan(uvec4(j) + uvec4(0u, 1u, 2u, 3u), uvec4(jend)));
+                    cv[v] = jb < jend && k < p.rkv ? c4[(c_row + k) / 4u] : vec4(0.0);
+                }
+            } else {
+                [[unroll]] for (uint e = 0u; e < 16u; e++) {
+                    uint j = j0 + aq + e, k = k0 + bq + e;
+                    float sv = s[s_row + min(j, jend - 1u)];
+                    float v = c[c_row + min(k, p.rkv - 1u)];
+                    pv[e / 4u][e % 4u] = aok && j < jend ? sv : 0.0;
+                    cv[e / 4u][e % 4u] = jb < jend && k < p.rkv ? v : 0.0;
+                }
             }
         }
         if (st > 0u) { // multiply step st - 1 out of buffer 1 - b
             uint ob = 1u - b;
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf[2];
-                [[unroll]] for (uint j = 0u; j < 2u; j++) // B[position][channel]: row-major
-                    coopMatLoad(bf[j], vs, ob * 32u * LDB + kk * LDB + sm + 16u * j, LDB,
-                                gl_CooperativeMatrixLayoutRowMajor);
-                [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                    coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;
-                    coopMatLoad(af, ps, ob * TR * LDA + (sn + 16u * i) * LDA + kk, LDA,
-                                gl_CooperativeMatrixLayoutRowMajor);
-                    acc[i][0] = coopMatMulAdd(af, bf[0], acc[i][0]);
-                    acc[i][1] = coopMatMulAdd(af, bf[1], acc[i][1]);
-                }
+                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+                // B[position][channel]: row-major
+                coopMatLoad(bf0, vs, ob * 32u * LDB + kk * LDB + sm, LDB, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(bf1, vs, ob * 32u * LDB + kk * LDB + sm + 16u, LDB, gl_CooperativeMatrixLayoutRowMajor);
+#define FRAG_ROW(I, A0, A1)                                                                                   \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, ps, ob * TR * LDA + (sn + 16u * I) * LDA + kk, LDA, gl_CooperativeMatrixLayoutRowMajor); \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+                FRAG_ROW(0u, a00, a01)
+                FRAG_ROW(1u, a10, a11)
+                FRAG_ROW(2u, a20, a21)
+                FRAG_ROW(3u, a30, a31)
             }
         }
         if (st < nsteps) { // stash step st into buffer b
             uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
             [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                ps[oa + e] = float16_t(pv[e]);
-                vs[ob2 + e] = float16_t(cv[e]);
+                ps[oa + e] = float16_t(pv[e / 4u][e % 4u]);
+                vs[ob2 + e] = float16_t(cv[e / 4u][e % 4u]);
             }
         }
         barrier();
     }
 
-    [[unroll]] for (uint i = 0u; i < 4u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++) {
-            uint rf = r0 + sn + 16u * i, kf = k0 + sm + 16u * j; // the fragment's first row and channel
-            if (rf >= rows || kf >= p.rkv)
-                continue;
-            coopMatStore(acc[i][j], cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            for (uint e = lane; e < 256u; e += 32u) {
-                uint row = rf + e / 16u, k = kf + e % 16u;
-                if (row < rows && k < p.rkv)
-                    u[p.u_off + row * p.rkv + k] = cs[sg * 256u + e];
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-        }
+    bool direct = ((p.u_off | p.rkv) & 3u) == 0u;
+    uint rf = r0 + sn, kf = k0 + sm;
+    put_frag(a00, rf, kf, rows, direct);
+    put_frag(a01, rf, kf + 16u, rows, direct);
+    put_frag(a10, rf + 16u, kf, rows, direct);
+    put_frag(a11, rf + 16u, kf + 16u, rows, direct);
+    put_frag(a20, rf + 32u, kf, rows, direct);
+    put_frag(a21, rf + 32u, kf + 16u, rows, direct);
+    put_frag(a30, rf + 48u, kf, rows, direct);
+    put_frag(a31, rf + 48u, kf + 16u, rows, direct);
 }

@@ -8,17 +8,24 @@
 // and push constants, with a workgroup computing 128 query rows × 128 positions from float16
 // copies of [qlat | q_rope] and [c | kr] as 16×16×16 fragments accumulating in float32.
 // Eight subgroups of 32: subgroup s owns positions 32·(s % 4) .. +31 (2 fragments) × rows
-// 64·(s / 4) .. +63 (4 fragments). The shared dimension (rkv + dr, the latent then the rope
-// part) advances 32 columns a step through two staging buffers, as in matmul_cm.comp.
-// Finished fragments pass through a per-subgroup scratch in shared memory on their way out,
-// where the scale and the causal mask are applied. Tiles wholly above the causal diagonal
-// only write −inf. Push constants mirror glm_vk_mla_scores_push (vk/ops.h).
+// 64·(s / 4) .. +63 (4 fragments), held in named variables (an array of fragments may live
+// in local memory). The shared dimension (rkv + dr, the latent then the rope part) advances
+// 32 columns a step through two staging buffers, as in matmul_cm.comp; an invocation fetches
+// 16 columns of one query row and one key a step, as vec4s where every width and offset is a
+// multiple of 4 floats (the model's layout), else element by element. Finished fragments
+// pass through a per-subgroup scratch in shared memory on their way out, where the scale and
+// the causal mask are applied. Tiles wholly above the causal diagonal only write −inf.
+// Push constants mirror glm_vk_mla_scores_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
+layout(std430, binding = 0) readonly buffer QL4 { vec4 qlat4[]; };
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk + dn
+layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
+layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 3) readonly buffer KR { float kr[]; };   // pool rows, kr at kr_off + row*kr_ld
+layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; };
 layout(std430, binding = 4) readonly buffer POS { int pos[]; };
 layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
 layout(std430, binding = 6) readonly buffer PG { int pages[]; };
@@ -42,7 +49,7 @@ shared float16_t qs[2u * TR * LDH]; // qs[b·TR·LDH + r·LDH + k]: query row r0
 shared float16_t ks[2u * TJ * LDH]; // ks[b·TJ·LDH + j·LDH + k]: position j0 + j
 shared float cs[8u * 256u];       // a 16 × 16 fragment per subgroup, on the way out
 
-float qv[16], kv[16]; // a step's 16 columns of the invocation's query row and key, fetch to stash
+vec4 qv[4], kv[4]; // a step's 16 columns of the invocation's query row and key, fetch to stash
 
 // Column k of the concatenated [latent | rope] width: the query's and the key's value.
 float query_at(uint row, uint k)
@@ -58,9 +65,30 @@ float key_at(uint prow, uint k)
     return k < p.rkv ? c[p.c_off + prow * p.c_ld + k] : kr[p.kr_off + prow * p.kr_ld + k - p.rkv];
 }
 
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+// Writes the subgroup's fragment of query rows rf .. +15 × positions jf .. +15, scaled and
+// masked, through its scratch.
+void put_frag(ACC a, uint rf, uint jf, uint rows, uint pos0)
+{
+    if (rf >= rows || jf >= p.s_ld)
+        return;
+    uint sg = gl_SubgroupID;
+    coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
+        uint row = rf + e / 16u, jj = jf + e % 16u;
+        if (row < rows && jj < p.s_ld)
+            s[p.s_off + row * p.s_ld + jj] = jj > pos0 + row / p.H ? -1.0 / 0.0 : cs[sg * 256u + e] * p.scale;
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+
 void main()
 {
-    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
     uint j0 = gl_WorkGroupID.x * TJ, r0 = gl_WorkGroupID.y * TR, rows = p.T * p.H;
     uint rlast = min(r0 + TR - 1u, rows - 1u), pos0 = uint(pos[p.pos_off]), n_kv = pos0 + p.T;
     if (j0 > pos0 + rlast / p.H) { // the whole tile is masked
@@ -79,62 +107,77 @@ void main()
     uint cj = min(lj, n_kv - 1u); // a held position: its page exists
     uint prow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
     uint kw = p.rkv + p.dr, nsteps = (kw + 31u) / 32u;
+    // vec4 fetches: every width, stride and offset a multiple of 4 floats
+    bool vec = ((p.rkv | p.dr | p.dqk | p.dn | p.q_off | p.q_ld | p.c_off | p.c_ld | p.kr_off | p.kr_ld | p.qlat_off) &
+                3u) == 0u;
+    uint crow = min(lrow, rows - 1u);
+    uint q_lat = p.qlat_off + crow * p.rkv, q_rope = p.q_off + (crow / p.H) * p.q_ld + (crow % p.H) * p.dqk + p.dn;
+    uint k_lat = p.c_off + prow * p.c_ld, k_rope = p.kr_off + prow * p.kr_ld;
 
     uint sm = 32u * (sg % 4u), sn = 64u * (sg / 4u);
-    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][2];
-    [[unroll]] for (uint i = 0u; i < 4u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+    ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
+    ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps) { // fetch step st into registers
-            [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                uint k = 32u * st + lc + e;
-                qv[e] = rok && k < kw ? query_at(lrow, k) : 0.0;
-                kv[e] = jok && k < kw ? key_at(prow, k) : 0.0;
+            if (vec) {
+                [[unroll]] for (uint v = 0u; v < 4u; v++) {
+                    uint k = 32u * st + lc + 4u * v;
+                    bool kin = k < kw, lat = k < p.rkv;
+                    vec4 a = vec4(0.0), bb = vec4(0.0);
+                    if (rok && kin)
+                        a = lat ? qlat4[(q_lat + k) / 4u] : q4[(q_rope + k - p.rkv) / 4u];
+                    if (jok && kin)
+                        bb = lat ? c4[(k_lat + k) / 4u] : kr4[(k_rope + k - p.rkv) / 4u];
+                    qv[v] = a;
+                    kv[v] = bb;
+                }
+            } else {
+                [[unroll]] for (uint e = 0u; e < 16u; e++) {
+                    uint k = 32u * st + lc + e;
+                    qv[e / 4u][e % 4u] = rok && k < kw ? query_at(lrow, k) : 0.0;
+                    kv[e / 4u][e % 4u] = jok && k < kw ? key_at(prow, k) : 0.0;
+                }
             }
         }
         if (st > 0u) { // multiply step st - 1 out of buffer 1 - b
             uint ob = 1u - b;
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf[2];
-                [[unroll]] for (uint j = 0u; j < 2u; j++) // B[k][j] = key j's column k: column-major
-                    coopMatLoad(bf[j], ks, ob * TJ * LDH + (sm + 16u * j) * LDH + kk, LDH,
-                                gl_CooperativeMatrixLayoutColumnMajor);
-                [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                    coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;
-                    coopMatLoad(af, qs, ob * TR * LDH + (sn + 16u * i) * LDH + kk, LDH,
-                                gl_CooperativeMatrixLayoutRowMajor);
-                    acc[i][0] = coopMatMulAdd(af, bf[0], acc[i][0]);
-                    acc[i][1] = coopMatMulAdd(af, bf[1], acc[i][1]);
-                }
+                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+                // B[k][j] = key j's column k: column-major
+                coopMatLoad(bf0, ks, ob * TJ * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf1, ks, ob * TJ * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+#define FRAG_ROW(I, A0, A1)                                                                                   \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, qs, ob * TR * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+                FRAG_ROW(0u, a00, a01)
+                FRAG_ROW(1u, a10, a11)
+                FRAG_ROW(2u, a20, a21)
+                FRAG_ROW(3u, a30, a31)
             }
         }
         if (st < nsteps) { // stash step st into buffer b
             uint o = b * TR * LDH + lr * LDH + lc;
             [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                qs[o + e] = float16_t(qv[e]);
-                ks[o + e] = float16_t(kv[e]);
+                qs[o + e] = float16_t(qv[e / 4u][e % 4u]);
+                ks[o + e] = float16_t(kv[e / 4u][e % 4u]);
             }
         }
         barrier();
     }
 
-    [[unroll]] for (uint i = 0u; i < 4u; i++)
-        [[unroll]] for (uint j = 0u; j < 2u; j++) {
-            uint rf = r0 + sn + 16u * i, jf = j0 + sm + 16u * j; // the fragment's first row and position
-            if (rf >= rows || jf >= p.s_ld)
-                continue;
-            coopMatStore(acc[i][j], cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            for (uint e = lane; e < 256u; e += 32u) {
-                uint row = rf + e / 16u, jj = jf + e % 16u;
-                if (row < rows && jj < p.s_ld)
-                    s[p.s_off + row * p.s_ld + jj] = jj > pos0 + row / p.H ? -1.0 / 0.0 : cs[sg * 256u + e] * p.scale;
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-        }
+    uint rf = r0 + sn, jf = j0 + sm;
+    put_frag(a00, rf, jf, rows, pos0);
+    put_frag(a01, rf, jf + 16u, rows, pos0);
+    put_frag(a10, rf + 16u, jf, rows, pos0);
+    put_frag(a11, rf + 16u, jf + 16u, rows, pos0);
+    put_frag(a20, rf + 32u, jf, rows, pos0);
+    put_frag(a21, rf + 32u, jf + 16u, rows, pos0);
+    put_frag(a30, rf + 48u, jf, rows, pos0);
+    put_frag(a31, rf + 48u, jf + 16u, rows, pos0);
 }
