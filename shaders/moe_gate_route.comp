@@ -4,14 +4,24 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
 // The MoE router's product and the routing in one dispatch: for token t (gl_WorkGroupID.y),
-// workgroup x computes the logits of experts 4x .. 4x + 3,
+// workgroup x computes the logits of experts GATE_EPW·x .. GATE_EPW·x + GATE_EPW - 1,
 //   logits[t][e] = W_e · RMSNorm(x[t]; g, eps)
 // (the norm as matvec.comp folds it: the products of g ⊙ x scaled by 1/sqrt(mean(x²) + eps) at
-// the end; W rows and g are plain F32/F16/BF16 rows) and writes them; the last of the token's
-// workgroups to finish (an atomic count per token, reset by that workgroup) then routes them
-// with moe_route.glsl, as moe_route.comp would. The count buffer holds zeros between dispatches.
-// Push constants mirror glm_vk_moe_gate_route_push in src/backend/vk/ops.h.
-layout(local_size_x = 64) in;
+// the end; W rows and g are plain F32/F16/BF16 rows, their types fixed per pipeline by
+// constant_id 0 = the rows' type, 1 = the gain's (0 F32, 1 F16, 2 BF16)) and writes them; the
+// last of the token's workgroups to finish (an atomic count per token, reset by that
+// workgroup) then routes them with moe_route.glsl, as moe_route.comp would. The count buffer
+// holds zeros between dispatches.
+// Decode is latency-bound here (0.5 MB of F32 rows): each invocation issues all the loads of a
+// pass (GATE_CPI columns of x, g and its rows) before it adds, and every workgroup loads its
+// share of the bias for the route up front, so the dispatch waits on memory about twice (the
+// product, then the other workgroups' logits), not once per column step.
+// Push constants mirror glm_vk_moe_gate_route_push in src/backend/vk/ops.h; GATE_EPW mirrors
+// GLM_VK_GATE_EPW in src/backend/vk/ops.c.
+#define ROUTE_WG 256u
+layout(local_size_x = ROUTE_WG) in;
+layout(constant_id = 0) const uint RTYPE = 0; // T_F32, T_F16 or T_BF16
+layout(constant_id = 1) const uint GSEL = 0;
 
 layout(std430, binding = 0) coherent buffer L { float logits[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; }; // bias in its file type
@@ -38,7 +48,10 @@ layout(push_constant) uniform P {
 #include "dequant.glsl"
 #include "moe_route.glsl"
 
-#define EPW 4u // experts per workgroup
+#define GATE_EPW 2u // experts per workgroup
+#define GATE_CPI 8u // columns per invocation and pass
+
+const uint GTYPE = GSEL == 0u ? T_F32 : GSEL == 1u ? T_F16 : T_BF16;
 
 // Element i of a plain row (F32, F16 or BF16) at a 4-byte aligned byte offset of a uint buffer.
 #define PLAIN(buf, off, type, i)                                                                    \
@@ -51,50 +64,67 @@ float plain16(uint word, uint i, uint type)
     return type == T_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
 }
 
-shared float part[EPW + 1u][64];
+shared float part[GATE_EPW + 1u][64];
 shared bool last;
 
 void main()
 {
-    uint t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x, e0 = gl_WorkGroupID.x * EPW;
+    uint t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x, e0 = gl_WorkGroupID.x * GATE_EPW;
     if (t >= p.rows)
         return;
+    route_bias(tid);
     uint xo = p.x_off + t * p.x_ld;
-    float acc[EPW];
-    [[unroll]] for (uint j = 0u; j < EPW; j++)
+    uint ro[GATE_EPW];
+    float acc[GATE_EPW];
+    [[unroll]] for (uint j = 0u; j < GATE_EPW; j++) {
+        ro[j] = p.rw_offset + min(e0 + j, p.n_exp - 1u) * p.rw_row_bytes; // past the last: a repeat, dropped
         acc[j] = 0.0;
+    }
     float sq = 0.0;
-    for (uint i = tid; i < p.ncols; i += 64u) {
-        float xv = x[xo + i];
-        sq += xv * xv;
-        float xg = PLAIN(ng, p.g_offset, p.g_type, i) * xv;
-        [[unroll]] for (uint j = 0u; j < EPW; j++) {
-            uint e = min(e0 + j, p.n_exp - 1u); // past the last expert: a repeat, dropped
-            acc[j] += PLAIN(rw, p.rw_offset + e * p.rw_row_bytes, p.rw_type, i) * xg;
+    for (uint c0 = 0u; c0 < p.ncols; c0 += ROUTE_WG * GATE_CPI) {
+        // every load of the pass first (columns past the end read the last one, then count 0)
+        float xv[GATE_CPI], gv[GATE_CPI], wv[GATE_EPW][GATE_CPI];
+        [[unroll]] for (uint u = 0u; u < GATE_CPI; u++) {
+            uint i = min(c0 + u * ROUTE_WG + tid, p.ncols - 1u);
+            xv[u] = x[xo + i];
+            gv[u] = PLAIN(ng, p.g_offset, GTYPE, i);
+            [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
+                wv[j][u] = PLAIN(rw, ro[j], RTYPE, i);
+        }
+        [[unroll]] for (uint u = 0u; u < GATE_CPI; u++) {
+            float xu = c0 + u * ROUTE_WG + tid < p.ncols ? xv[u] : 0.0;
+            sq += xu * xu;
+            float xg = gv[u] * xu;
+            [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
+                acc[j] += wv[j][u] * xg;
         }
     }
-    // sums over the workgroup: per subgroup, then the subgroups' totals in order
+    // sums over the workgroup: per subgroup, then the subgroups' totals in order; invocation 0
+    // writes the logits and counts the workgroup in
     sq = subgroupAdd(sq);
-    [[unroll]] for (uint j = 0u; j < EPW; j++)
+    [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
         acc[j] = subgroupAdd(acc[j]);
     if (subgroupElect()) {
-        part[EPW][gl_SubgroupID] = sq;
-        [[unroll]] for (uint j = 0u; j < EPW; j++)
+        part[GATE_EPW][gl_SubgroupID] = sq;
+        [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
             part[j][gl_SubgroupID] = acc[j];
     }
     barrier();
-    if (tid < EPW && e0 + tid < p.n_exp) {
-        float tot = 0.0, d = 0.0;
-        for (uint sg = 0u; sg < gl_NumSubgroups; sg++) {
-            tot += part[EPW][sg];
-            d += part[tid][sg];
-        }
-        logits[p.l_off + t * p.l_ld + e0 + tid] = d * (1.0 / sqrt(tot / float(p.ncols) + p.eps));
-    }
-    // the logits out before the count; the last workgroup sees every other one's
-    memoryBarrierBuffer();
-    barrier();
     if (tid == 0u) {
+        float tot = 0.0, d[GATE_EPW];
+        [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
+            d[j] = 0.0;
+        for (uint sg = 0u; sg < gl_NumSubgroups; sg++) {
+            tot += part[GATE_EPW][sg];
+            [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
+                d[j] += part[j][sg];
+        }
+        float r = 1.0 / sqrt(tot / float(p.ncols) + p.eps);
+        [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
+            if (e0 + j < p.n_exp)
+                logits[p.l_off + t * p.l_ld + e0 + j] = d[j] * r;
+        // the logits out before the count; the last workgroup sees every other one's
+        memoryBarrierBuffer();
         uint done = atomicAdd(cnt[p.c_off + t], 1u);
         last = done == gl_NumWorkGroups.x - 1u;
         if (last)

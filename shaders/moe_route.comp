@@ -5,7 +5,8 @@
 #extension GL_EXT_control_flow_attributes : require
 // MoE routing of router logits, one token per workgroup (shaders/moe_route.glsl).
 // Push constants mirror glm_vk_moe_route_push in src/backend/vk/ops.h.
-layout(local_size_x = 64) in;
+#define ROUTE_WG 64u
+layout(local_size_x = ROUTE_WG) in;
 
 layout(std430, binding = 0) readonly buffer L { float logits[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; }; // bias in its file type
@@ -26,6 +27,8 @@ layout(push_constant) uniform P {
 
 void main()
 {
-    if (gl_WorkGroupID.x < p.rows)
-        route(gl_WorkGroupID.x, gl_LocalInvocationID.x);
+    if (gl_WorkGroupID.x >= p.rows)
+        return;
+    route_bias(gl_LocalInvocationID.x);
+    route(gl_WorkGroupID.x, gl_LocalInvocationID.x);
 }

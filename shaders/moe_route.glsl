@@ -1,15 +1,21 @@
-// The routing of one token by one workgroup of 64 invocations (model-spec §3.2), mirroring
-// ref/moe.c: scores s = sigmoid(z) (or softmax over E), selection on s + bias (bias only
-// chooses), group limit (groups outside the topk_group best, scored by the sum of their two
-// largest selection scores, are dropped), top-k with ties to the lower index, weights from the
-// unbiased s, normalized over the k (+1e-20) when norm_topk_prob, then x scaling. ids are
+// The routing of one token by one workgroup of ROUTE_WG invocations (model-spec §3.2),
+// mirroring ref/moe.c: scores s = sigmoid(z) (or softmax over E), selection on s + bias (bias
+// only chooses), group limit (groups outside the topk_group best, scored by the sum of their
+// two largest selection scores, are dropped), top-k with ties to the lower index, weights from
+// the unbiased s, normalized over the k (+1e-20) when norm_topk_prob, then x scaling. ids are
 // written ascending with their weights in the same order. E <= 256, k <= 8.
-// Scores, group scores and each of the k arg-max rounds run across the 64 invocations
-// (subgroup max/min, then the subgroups' winners in order); the softmax sums and the final
-// sort of the k ids stay sequential.
+// Invocation tid holds experts tid, tid + ROUTE_WG, .. in registers. Sigmoid scores and each
+// of the k arg-max rounds run across the workgroup (subgroup max/min, then the subgroups'
+// winners in order: one barrier a round); the softmax and the group scores stay sequential.
+// Every invocation ends with the k winners in registers, and invocation r < k writes the id of
+// rank r with its weight.
 // Requires, declared before including this file: `float logits[]`, `uint w[]` (the bias, with
-// dequant.glsl), `int ids[]`, `float wts[]`, and push constants p with the fields of
-// glm_vk_moe_route_push (src/backend/vk/ops.h) first.
+// dequant.glsl), `int ids[]`, `float wts[]`, push constants p with the fields of
+// glm_vk_moe_route_push (src/backend/vk/ops.h) first, and ROUTE_WG (the workgroup size: 64 or
+// 256). route_bias(tid) must run before route(t, tid); it may run long before (the fused
+// router does it first, so that the bias loads overlap its product).
+
+#define ROUTE_PER (256u / ROUTE_WG) // experts per invocation
 
 shared float s[256];
 shared float sel[256];
@@ -17,35 +23,59 @@ shared float gscore[32];
 shared uint keep; // bitmask of kept groups (n_group <= 32)
 shared float rv[8][64]; // per round, per subgroup: the best score and its expert
 shared uint ri[8][64];
-shared uint chosen[8];
+
+float rbias[ROUTE_PER]; // this invocation's experts' biases (0 without one)
+
+void route_bias(uint tid)
+{
+    uint bb = blk_bytes(p.bias_type);
+    [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
+        uint e = tid + ROUTE_WG * j;
+        rbias[j] = p.has_bias != 0u && e < p.n_exp ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0;
+    }
+}
 
 void route(uint t, uint tid)
 {
     uint lb = p.l_off + t * p.l_ld;
-    uint bb = blk_bytes(p.bias_type);
+    float mine[ROUTE_PER]; // selection scores
+    bool free_[ROUTE_PER]; // an expert, not taken yet
     if (p.sigmoid_gate != 0u) {
-        for (uint e = tid; e < p.n_exp; e += 64u)
-            s[e] = 1.0 / (1.0 + exp(-logits[lb + e]));
-    } else if (tid == 0u) {
-        float mx = logits[lb];
-        for (uint e = 1u; e < p.n_exp; e++)
-            mx = max(mx, logits[lb + e]);
-        float sum = 0.0;
-        for (uint e = 0u; e < p.n_exp; e++) {
-            s[e] = exp(logits[lb + e] - mx);
-            sum += s[e];
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
+            uint e = tid + ROUTE_WG * j;
+            free_[j] = e < p.n_exp;
+            float sv = free_[j] ? 1.0 / (1.0 + exp(-logits[lb + min(e, p.n_exp - 1u)])) : 0.0;
+            if (free_[j])
+                s[e] = sv;
+            mine[j] = sv + rbias[j];
         }
-        for (uint e = 0u; e < p.n_exp; e++)
-            s[e] /= sum;
+    } else {
+        if (tid == 0u) {
+            float mx = logits[lb];
+            for (uint e = 1u; e < p.n_exp; e++)
+                mx = max(mx, logits[lb + e]);
+            float sum = 0.0;
+            for (uint e = 0u; e < p.n_exp; e++) {
+                s[e] = exp(logits[lb + e] - mx);
+                sum += s[e];
+            }
+            for (uint e = 0u; e < p.n_exp; e++)
+                s[e] /= sum;
+        }
+        barrier();
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
+            uint e = tid + ROUTE_WG * j;
+            free_[j] = e < p.n_exp;
+            mine[j] = (free_[j] ? s[min(e, p.n_exp - 1u)] : 0.0) + rbias[j];
+        }
     }
-    barrier();
-    for (uint e = tid; e < p.n_exp; e += 64u) {
-        sel[e] = s[e] + (p.has_bias != 0u ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0);
-    }
-    barrier();
     // group limit
     if (p.n_group > 1u) {
         uint gs = p.n_exp / p.n_group;
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
+            if (free_[j])
+                sel[tid + ROUTE_WG * j] = mine[j];
+        barrier();
         if (tid < p.n_group) {
             float m1 = -1.0 / 0.0, m2 = -1.0 / 0.0;
             for (uint e = tid * gs; e < (tid + 1u) * gs; e++) {
@@ -67,33 +97,28 @@ void route(uint t, uint tid)
             keep = kp;
         }
         barrier();
-        for (uint e = tid; e < p.n_exp; e += 64u)
-            if ((keep & (1u << (e / gs))) == 0u)
-                sel[e] = -1.0 / 0.0;
-        barrier();
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
+            if (free_[j] && (keep & (1u << ((tid + ROUTE_WG * j) / gs))) == 0u)
+                mine[j] = -1.0 / 0.0;
     }
-    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet. Each
-    // invocation keeps its experts (tid, tid + 64, ..) in registers; a round takes the best of
-    // them, then the best over the subgroup (max score, then lowest index among those holding
-    // it), then over the subgroups through one shared slot per (round, subgroup): one barrier
-    // a round. "Best" is (not taken, higher score, lower index) in that order, so experts at
-    // -inf (dropped groups) are still chosen after all the others, lowest index first.
-    float mine[4];
-    bool free_[4];
-    [[unroll]] for (uint j = 0u; j < 4u; j++) {
-        uint e = tid + 64u * j;
-        free_[j] = e < p.n_exp;
-        mine[j] = free_[j] ? sel[e] : 0.0;
-    }
-    for (uint n = 0u; n < p.k; n++) {
+    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet. A round
+    // takes the best of an invocation's experts, then the best over the subgroup (max score,
+    // then lowest index among those holding it), then over the subgroups through one shared
+    // slot per (round, subgroup). "Best" is (not taken, higher score, lower index) in that
+    // order, so experts at -inf (dropped groups) are still chosen after all the others, lowest
+    // index first. The barrier of round 0 also makes s visible to every invocation.
+    uint chosen[8];
+    [[unroll]] for (uint n = 0u; n < 8u; n++) {
+        if (n >= p.k)
+            break;
         bool have = false;
         float v = -1.0 / 0.0;
         uint idx = 0xFFFFFFFFu;
-        [[unroll]] for (uint j = 0u; j < 4u; j++)
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
             if (free_[j] && (!have || mine[j] > v)) {
                 have = true;
                 v = mine[j];
-                idx = tid + 64u * j;
+                idx = tid + ROUTE_WG * j;
             }
         float m = subgroupMax(have ? v : -1.0 / 0.0);
         uint best = subgroupMin(have && v == m ? idx : 0xFFFFFFFFu);
@@ -112,34 +137,34 @@ void route(uint t, uint tid)
                 bix = i2;
             }
         }
-        if (tid == 0u)
-            chosen[n] = bix;
-        [[unroll]] for (uint j = 0u; j < 4u; j++)
-            if (tid + 64u * j == bix)
+        chosen[n] = bix;
+        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
+            if (tid + ROUTE_WG * j == bix)
                 free_[j] = false;
     }
-    barrier();
-    if (tid == 0u) {
-        // ascending order of ids
-        for (uint a = 1u; a < p.k; a++) {
-            uint v = chosen[a];
-            int b = int(a) - 1;
-            while (b >= 0 && chosen[uint(b)] > v) {
-                chosen[uint(b) + 1u] = chosen[uint(b)];
-                b--;
-            }
-            chosen[uint(b + 1)] = v;
+    // invocation r < k writes the id of rank r (ascending) and its weight; the denominator
+    // sums the scores in ascending id order, as ref/moe.c does
+    if (tid < p.k) {
+        uint rk[8];
+        [[unroll]] for (uint n = 0u; n < 8u; n++) {
+            rk[n] = 0u;
+            [[unroll]] for (uint m = 0u; m < 8u; m++)
+                if (n < p.k && m < p.k && chosen[m] < chosen[n])
+                    rk[n]++;
         }
+        uint id = 0u;
         float denom = 0.0;
-        for (uint n = 0u; n < p.k; n++)
-            denom += s[chosen[n]];
-        denom += 1e-20;
-        for (uint n = 0u; n < p.k; n++) {
-            float wv = s[chosen[n]];
-            if (p.norm_topk != 0u)
-                wv /= denom;
-            ids[p.ids_off + t * p.ids_ld + n] = int(chosen[n]);
-            wts[p.w_off + t * p.w_ld + n] = wv * p.scale;
-        }
+        [[unroll]] for (uint r = 0u; r < 8u; r++)
+            [[unroll]] for (uint n = 0u; n < 8u; n++)
+                if (n < p.k && rk[n] == r) {
+                    denom += s[chosen[n]];
+                    if (r == tid)
+                        id = chosen[n];
+                }
+        float wv = s[id];
+        if (p.norm_topk != 0u)
+            wv /= denom + 1e-20;
+        ids[p.ids_off + t * p.ids_ld + tid] = int(id);
+        wts[p.w_off + t * p.w_ld + tid] = wv * p.scale;
     }
 }

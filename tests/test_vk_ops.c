@@ -661,19 +661,24 @@ END_TEST
 
 START_TEST(test_moe_gate_route)
 {
-    /* moe_gate_route: the router's product of RMSNorm(x) (F32 / F16 rows, BF16 / F32 gain, a row
-     * length that is no multiple of the workgroup) and the routing in one dispatch, twice in
+    /* moe_gate_route: the router's product of RMSNorm(x) (F32 / F16 / BF16 rows and gains, row
+     * lengths that are no multiple of the workgroup, one longer than a pass of the workgroup)
+     * and the routing (sigmoid or softmax, with and without groups) in one dispatch, twice in
      * one recording (the second on other rows: the per-row counts must be back at zero). The
      * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
      * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck). */
-    static const int cases[][4] = { /* E, k, router type, gain type */
-                                    { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16 },
-                                    { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32 },
-                                    { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32 } };
-    const uint32_t T = 5, N = 300;
+    static const int cases[][8] = {
+        /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
+        { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
+        { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32, 1, 1, 1, 300 }, { 64, 4, GLM_TYPE_F32, GLM_TYPE_F16, 8, 4, 1, 2100 },
+        { 16, 4, GLM_TYPE_BF16, GLM_TYPE_BF16, 4, 2, 0, 302 }
+    };
+    const uint32_t T = 5;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const uint32_t E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1];
-        glm_route_params rp = { (int)E, (int)k, 1, 1, true, true, 2.5f };
+        const uint32_t E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1], N = (uint32_t)cases[c][7];
+        const uint32_t ng = (uint32_t)cases[c][4], kg = (uint32_t)cases[c][5];
+        const bool sig = cases[c][6] != 0;
+        glm_route_params rp = { (int)E, (int)k, (int)ng, (int)kg, sig, true, 2.5f };
         test_weight tw, tg, tb;
         make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
@@ -702,7 +707,7 @@ START_TEST(test_moe_gate_route)
             glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
             glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
             glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2 };
-            ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, 1, 1, true, true, 2.5f, &gate) == GLM_OK,
+            ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, ng, kg, sig, true, 2.5f, &gate) == GLM_OK,
                           "%s", glm_last_error());
         }
         run();
@@ -725,7 +730,8 @@ START_TEST(test_moe_gate_route)
         uint32_t cnt[2 * 5];
         ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, sizeof cnt) == GLM_OK);
         ck_assert_msg(memcmp(cnt, zeros, sizeof cnt) == 0, "moe_gate_route left a count non-zero");
-        printf("vk moe_gate_route E=%u k=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, e, ew);
+        printf("vk moe_gate_route E=%u k=%u groups %u/%u %s N=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, kg, ng,
+               sig ? "sigmoid" : "softmax", N, e, ew);
         /* refused: a quantized router, a count buffer too small for the rows */
         test_weight tq;
         make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);

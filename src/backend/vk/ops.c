@@ -431,6 +431,9 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
     return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
 }
 
+/* Experts per workgroup of moe_gate_route (GATE_EPW in shaders/moe_gate_route.comp). */
+#define GLM_VK_GATE_EPW 2
+
 static bool plain_row_type(glm_type t) { return t == GLM_TYPE_F32 || t == GLM_TYPE_F16 || t == GLM_TYPE_BF16; }
 
 bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g)
@@ -473,7 +476,10 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
     b[5] = w->buf;
     b[6] = g->buf;
     b[7] = gate->counts;
-    return glm_vk_dispatch(vk, GLM_VK_MOE_GATE_ROUTE, b, 8, &gp, sizeof gp, (E + 3) / 4, logits.rows, 1);
+    /* one pipeline per (rows' type, gain's type): constant_id 0 = the rows' type, 1 = the gain's */
+    uint32_t gsel = g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
+    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 8, &gp, sizeof gp,
+                                   (E + GLM_VK_GATE_EPW - 1) / GLM_VK_GATE_EPW, logits.rows, 1);
 }
 
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
