@@ -40,6 +40,37 @@ uint rdw(uint off)
 // Byte i (< 12) of three words.
 uint byte3(uvec3 s, uint i) { return ((i < 4u ? s.x : i < 8u ? s.y : s.z) >> (8u * (i % 4u))) & 0xffu; }
 
+// The 8 bytes at byte offset off (any alignment) as two words: three aligned loads, the last
+// clamped to the buffer, and no branch between them.
+uvec2 rd8b(uint off)
+{
+    uint i = off >> 2, sh = (off & 3u) * 8u, n = uint(w.length()) - 1u;
+    uvec3 a = uvec3(w[i], w[min(i + 1u, n)], w[min(i + 2u, n)]);
+    return sh == 0u ? a.xy : uvec2((a.x >> sh) | (a.y << (32u - sh)), (a.y >> sh) | (a.z << (32u - sh)));
+}
+
+// Q4_K / Q5_K: the scale d and min m of sub-block sub (< 8) from the block's first 16 bytes
+// (d, dmin, 12 bytes of 6-bit scales and mins as scale_min_k4); both forms computed and selected.
+void k4_dm(uvec4 hd, uint sub, out float d, out float m)
+{
+    vec2 dm = unpackHalf2x16(hd.x);
+    uvec3 sc3 = hd.yzw;
+    uint lo4 = sub % 4u, b0 = byte3(sc3, lo4), b4 = byte3(sc3, lo4 + 4u), b8 = byte3(sc3, lo4 + 8u);
+    bool first = sub < 4u;
+    d = dm.x * float(first ? b0 & 63u : (b8 & 15u) | ((b0 >> 6) << 4));
+    m = dm.y * float(first ? b4 & 63u : (b8 >> 4) | ((b4 >> 6) << 4));
+}
+
+// Q6_K: 8 weights from 8 bytes of ql (nibble at shift sh) and 8 of qh (bit pair kk), scale d.
+void q6_dec8(uvec2 lo, uvec2 hi, uint sh, uint kk, float d, out float v[8])
+{
+    [[unroll]] for (uint j = 0u; j < 8u; j++) {
+        uint sj = 8u * (j % 4u);
+        uint qv = ((lo[j / 4u] >> (sj + sh)) & 15u) | (((hi[j / 4u] >> (sj + 2u * kk)) & 3u) << 4);
+        v[j] = d * (float(qv) - 32.0);
+    }
+}
+
 // Elements 8q .. 8q+7 of 32-element chunk c of the weight row starting at byte `row`.
 // Specialized for the types of GLM-4.7-Flash's quantizations (whole words, 8 codes from two);
 // others go element-wise through dequant().
@@ -49,14 +80,14 @@ void deq8(uint row, uint c, uint q, out float v[8])
     if (TYPE == T_Q8_0) {
         uint b = row + c * 34u;
         float d = rdf16(b);
-        uvec2 qs = uvec2(rdw(b + 2u + j0), rdw(b + 6u + j0));
+        uvec2 qs = rd8b(b + 2u + j0);
         [[unroll]] for (uint j = 0u; j < 8u; j++)
             v[j] = d * float(sx8((qs[j / 4u] >> (8u * (j % 4u))) & 0xffu));
     } else if (TYPE == T_Q5_0) {
         uint b = row + c * 22u;
         float d = rdf16(b);
         uint qh = rdw(b + 2u) >> j0, sh = q >= 2u ? 4u : 0u;
-        uvec2 qs = uvec2(rdw(b + 6u + 8u * (q % 2u)), rdw(b + 10u + 8u * (q % 2u)));
+        uvec2 qs = rd8b(b + 6u + 8u * (q % 2u));
         [[unroll]] for (uint j = 0u; j < 8u; j++) {
             uint qv = ((qs[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) | (((qh >> j) & 1u) << 4);
             v[j] = d * (float(qv) - 16.0);
@@ -65,14 +96,8 @@ void deq8(uint row, uint c, uint q, out float v[8])
         // blocks of 144 / 176 bytes: every field is word-aligned
         uint b = row + (c / 8u) * (TYPE == T_Q4_K ? 144u : 176u), sub = c % 8u, pp = sub / 2u, sh = 4u * (sub % 2u);
         uint bw = b >> 2;
-        vec2 dm = unpackHalf2x16(w[bw]);
-        uvec3 sc3 = uvec3(w[bw + 1u], w[bw + 2u], w[bw + 3u]);
-        // 6-bit scale and min of sub-block `sub` (as scale_min_k4), both forms computed and selected
-        uint lo4 = sub % 4u, b0 = byte3(sc3, lo4), b4 = byte3(sc3, lo4 + 4u), b8 = byte3(sc3, lo4 + 8u);
-        bool first = sub < 4u;
-        float sc = float(first ? b0 & 63u : (b8 & 15u) | ((b0 >> 6) << 4));
-        float mn = float(first ? b4 & 63u : (b8 >> 4) | ((b4 >> 6) << 4));
-        float d = dm.x * sc, m = dm.y * mn;
+        float d, m;
+        k4_dm(uvec4(w[bw], w[bw + 1u], w[bw + 2u], w[bw + 3u]), sub, d, m);
         uint qw = (b + (TYPE == T_Q4_K ? 16u : 48u) + 32u * pp + j0) >> 2;
         uvec2 qs = uvec2(w[qw], w[qw + 1u]);
         uvec2 hb = uvec2(0u);
@@ -86,14 +111,9 @@ void deq8(uint row, uint c, uint q, out float v[8])
         }
     } else if (TYPE == T_Q6_K) {
         uint b = row + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
-        uint L = b + 64u * h + (kk % 2u) * 32u + j0, H = b + 128u + 32u * h + j0, sh = 4u * (kk / 2u);
+        uint L = b + 64u * h + (kk % 2u) * 32u + j0, H = b + 128u + 32u * h + j0;
         float d = rdf16(b + 208u) * float(sx8(rd8(b + 192u + 2u * sub + q / 2u)));
-        uvec2 lo = uvec2(rdw(L), rdw(L + 4u)), hi = uvec2(rdw(H), rdw(H + 4u));
-        [[unroll]] for (uint j = 0u; j < 8u; j++) {
-            uint sj = 8u * (j % 4u);
-            uint qv = ((lo[j / 4u] >> (sj + sh)) & 15u) | (((hi[j / 4u] >> (sj + 2u * kk)) & 3u) << 4);
-            v[j] = d * (float(qv) - 32.0);
-        }
+        q6_dec8(rd8b(L), rd8b(H), 4u * (kk / 2u), kk, d, v);
     } else {
         uint E = blk_elems(TYPE), B = blk_bytes(TYPE);
         [[unroll]] for (uint j = 0u; j < 8u; j++) {

@@ -12,16 +12,18 @@
 // rows, BN = 64 or, with specialization constant 1 set (WIDE), 128. Subgroup s owns weight rows
 // 32·(s % 4) .. +31 (2 fragments) × token slots (BN/2)·(s / 4) .. +BN/2-1 (BN/32 fragments), and
 // skips the fragments whose 16 slots are all empty (grouped experts with few tokens).
-// The shared dimension advances 32 columns (one chunk) a step through two staging buffers:
-// while the fragments of step i are multiplied out of one, the loads of step i+1 are in
-// flight into registers and then written into the other, so a step needs one barrier.
-// Each invocation dequantizes 16 consecutive weights of one row and converts 8 or 16
-// activations of one slot (16-byte loads where the host says the rows are aligned: push
-// constant `pad` bit 0). Finished fragments go straight to y where their 16 × 16 outputs are
-// all in range and aligned (modes 0 and 3, `pad` bit 1), otherwise through a per-subgroup
-// scratch in shared memory. The accumulators are named variables, not an array: an array of
-// fragments was kept in local memory on the H100's driver. The host selects this pipeline only where the device lists that
-// fragment shape, subgroups of 32 and 48 KiB of shared memory (WIDE uses all of it).
+// The shared dimension advances 32 columns (one chunk) a step through two staging buffers
+// (float16, stored 4 at a time): while the fragments of step i are multiplied out of one, the
+// loads of step i+2 are in flight and step i+1 (loaded during step i-1) is decoded into the
+// other, so a step needs one barrier. Each invocation dequantizes 16 consecutive weights of one
+// row (Q4_K: two 16-byte loads where the host says the weight rows are aligned, `pad` bit 2;
+// Q4_K and Q6_K decoded from the raw words only when stashed) and converts 8 or 16 activations
+// of one slot (16-byte loads where the x rows are aligned, `pad` bit 0). Finished fragments go
+// straight to y where their 16 × 16 outputs are all in range and aligned (modes 0 and 3, `pad`
+// bit 1), otherwise through a per-subgroup scratch in shared memory. The accumulators are named
+// variables, not an array: an array of fragments was kept in local memory on the H100's driver.
+// The host selects this pipeline only where the device lists that fragment shape, subgroups of
+// 32 and 48 KiB of shared memory (WIDE uses all of it).
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
 layout(constant_id = 1) const uint WIDE = 0;
 #define BM 128u
@@ -32,10 +34,12 @@ layout(local_size_x = 256) in;
 
 #include "../matmul_tile.glsl"
 
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
 
-shared float16_t ws[2u * BM * LDH]; // ws[b·BM·LDH + m·LDH + k] = W[m0 + m][32·step + k]
-shared float16_t xs[2u * BN * LDH]; // xs[b·BN·LDH + s·LDH + k] = x[slot s][32·step + k]
+// The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
+shared f16vec4 ws[2u * BM * LDH / 4u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][32·step + k]
+shared f16vec4 xs[2u * BN * LDH / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][32·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
 #define WT (BN / 2u)        // token slots per subgroup
@@ -50,44 +54,102 @@ bool w_valid;
 uint x_slot, x_col; // the slot and first column (within a chunk) of its activations
 int x_row;          // that slot's x row, -1 when empty
 
-float wv[16]; // the next step's weights and activations, between fetch and stash
-vec4 xv[4];
+// A step's weights and activations between fetch and stash. Q4_K and Q6_K keep the raw words
+// (the loads stay in flight over the products in between and are decoded in stash): Q4_K the
+// block's first 16 bytes (w0) and its 16 code bytes (w1) of sub-block sub; Q6_K 16 bytes of ql
+// (w0) and of qh (w1), the words holding the 8-bit scale (sc) and d (dd) with their shifts
+// (shift: scale shift | d shift << 8) and sub. Other types are decoded in fetch (wv).
+struct Raw {
+    uvec4 w0, w1;
+    uint sc, dd, shift, sub;
+    float wv[16];
+    vec4 xv[4];
+};
 
-void fetch(uint c)
+// The 16 bytes at byte offset off (any alignment): aligned word loads, no branch between them.
+uvec4 rd16b(uint off)
 {
-    float t[8];
-    deq8(w_bytes, c, 2u * w_half, t);
-    [[unroll]] for (uint j = 0u; j < 8u; j++)
-        wv[j] = w_valid ? t[j] : 0.0;
-    deq8(w_bytes, c, 2u * w_half + 1u, t);
-    [[unroll]] for (uint j = 0u; j < 8u; j++)
-        wv[8u + j] = w_valid ? t[j] : 0.0;
+    uvec2 a = rd8b(off), b = rd8b(off + 8u);
+    return uvec4(a, b);
+}
+
+void fetch(uint c, out Raw r)
+{
+    if (TYPE == T_Q4_K) {
+        uint b = w_bytes + (c / 8u) * 144u;
+        uint q = b + 16u + 32u * ((c % 8u) / 2u) + 16u * w_half;
+        r.sub = c % 8u;
+        if ((p.pad & 4u) != 0u) { // 16-byte aligned weights
+            r.w0 = w4[b >> 4];
+            r.w1 = w4[q >> 4];
+        } else {
+            r.w0 = uvec4(w[b >> 2], w[(b >> 2) + 1u], w[(b >> 2) + 2u], w[(b >> 2) + 3u]);
+            r.w1 = uvec4(w[q >> 2], w[(q >> 2) + 1u], w[(q >> 2) + 2u], w[(q >> 2) + 3u]);
+        }
+    } else if (TYPE == T_Q6_K) {
+        uint b = w_bytes + (c / 8u) * 210u, sub = c % 8u, h = sub / 4u, kk = sub % 4u;
+        r.w0 = rd16b(b + 64u * h + (kk % 2u) * 32u + 16u * w_half);
+        r.w1 = rd16b(b + 128u + 32u * h + 16u * w_half);
+        uint so = b + 192u + 2u * sub + w_half, dof = b + 208u;
+        r.sc = w[so >> 2];
+        r.dd = w[dof >> 2];
+        r.shift = 8u * (so & 3u) | (8u * (dof & 3u)) << 8;
+        r.sub = sub;
+    } else {
+        float t[8];
+        deq8(w_bytes, c, 2u * w_half, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            r.wv[j] = t[j];
+        deq8(w_bytes, c, 2u * w_half + 1u, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            r.wv[8u + j] = t[j];
+    }
     [[unroll]] for (uint v = 0u; v < 4u; v++)
-        xv[v] = vec4(0.0);
+        r.xv[v] = vec4(0.0);
     if (x_row >= 0) {
         uint o = x_base + uint(x_row) * p.x_ld + 32u * c + x_col;
         if ((p.pad & 1u) != 0u) {
             [[unroll]] for (uint v = 0u; v < 4u; v++)
                 if (v < XPT / 4u)
-                    xv[v] = x4[o / 4u + v];
+                    r.xv[v] = x4[o / 4u + v];
         } else {
             [[unroll]] for (uint v = 0u; v < 4u; v++)
                 if (v < XPT / 4u)
-                    xv[v] = vec4(x[o + 4u * v], x[o + 4u * v + 1u], x[o + 4u * v + 2u], x[o + 4u * v + 3u]);
+                    r.xv[v] = vec4(x[o + 4u * v], x[o + 4u * v + 1u], x[o + 4u * v + 2u], x[o + 4u * v + 3u]);
         }
     }
 }
 
-void stash(uint b)
+void stash(uint b, Raw r)
 {
-    uint wo = b * BM * LDH + w_row * LDH + 16u * w_half;
-    [[unroll]] for (uint j = 0u; j < 16u; j++)
-        ws[wo + j] = float16_t(wv[j]);
-    uint xo = b * BN * LDH + x_slot * LDH + x_col;
-    [[unroll]] for (uint v = 0u; v < 4u; v++)
-        if (v < XPT / 4u)
-            [[unroll]] for (uint e = 0u; e < 4u; e++)
-                xs[xo + 4u * v + e] = float16_t(xv[v][e]);
+    float v[16];
+    if (TYPE == T_Q4_K) {
+        float d, m;
+        k4_dm(r.w0, r.sub, d, m);
+        uint sh = 4u * (r.sub % 2u);
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = d * float((r.w1[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) - m;
+    } else if (TYPE == T_Q6_K) {
+        uint kk = r.sub % 4u;
+        float d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
+        float t[8];
+        q6_dec8(r.w0.xy, r.w1.xy, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[j] = t[j];
+        q6_dec8(r.w0.zw, r.w1.zw, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[8u + j] = t[j];
+    } else {
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = r.wv[j];
+    }
+    uint wo = (b * BM * LDH + w_row * LDH + 16u * w_half) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
+    uint xo = (b * BN * LDH + x_slot * LDH + x_col) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        if (j < XPT / 4u)
+            xs[xo + j] = f16vec4(r.xv[j]);
 }
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
@@ -141,36 +203,52 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
-    uint nsteps = p.ncols / 32u;
-    fetch(0u);
-    stash(0u);
-    barrier();
-    for (uint st = 0u; st < nsteps; st++) {
-        uint b = st % 2u;
-        bool more = st + 1u < nsteps;
-        if (more)
-            fetch(st + 1u);
-        if (nfrag > 0u) {
-            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                // B[k][m] = W[m][k]: column-major
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-                coopMatLoad(bf0, ws, b * BM * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
-                coopMatLoad(bf1, ws, b * BM * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
-#define FRAG_ROW(I, A0, A1)                                                                                   \
-    if (I < WT / 16u && I < nfrag) {                                                                          \
-        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, xs, b * BN * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
-        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
-        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    // Step st multiplies out of staging buffer st % 2 while the loads of step st + 2 are in
+    // flight and step st + 1 (loaded a step earlier) is decoded into the other buffer; two
+    // register sets (ra: even steps, rb: odd) alternate, so the loop goes two steps a turn.
+#define PRODUCTS(B)                                                                                               \
+    if (nfrag > 0u) {                                                                                             \
+        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                      \
+            /* B[k][m] = W[m][k]: column-major */                                                                 \
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                \
+            coopMatLoad(bf0, ws, (B * BM * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor); \
+            coopMatLoad(bf1, ws, (B * BM * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,                          \
+                        gl_CooperativeMatrixLayoutColumnMajor);                                                   \
+            FRAG_ROW(B, 0u, a00, a01)                                                                             \
+            FRAG_ROW(B, 1u, a10, a11)                                                                             \
+            FRAG_ROW(B, 2u, a20, a21)                                                                             \
+            FRAG_ROW(B, 3u, a30, a31)                                                                             \
+        }                                                                                                         \
     }
-                FRAG_ROW(0u, a00, a01)
-                FRAG_ROW(1u, a10, a11)
-                FRAG_ROW(2u, a20, a21)
-                FRAG_ROW(3u, a30, a31)
-            }
-        }
-        if (more)
-            stash(1u - b);
+#define FRAG_ROW(B, I, A0, A1)                                                                                    \
+    if (I < WT / 16u && I < nfrag) {                                                                              \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                           \
+        coopMatLoad(af, xs, (B * BN * LDH + (sn + 16u * I) * LDH + kk) / 4u, LDH / 4u,                           \
+                    gl_CooperativeMatrixLayoutRowMajor);                                                          \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                          \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                          \
+    }
+    uint nsteps = p.ncols / 32u;
+    Raw ra, rb;
+    fetch(0u, ra);
+    if (nsteps > 1u)
+        fetch(1u, rb);
+    stash(0u, ra);
+    barrier();
+    for (uint st = 0u; st < nsteps; st += 2u) {
+        if (st + 2u < nsteps)
+            fetch(st + 2u, ra);
+        PRODUCTS(0u)
+        if (st + 1u < nsteps)
+            stash(1u, rb);
+        barrier();
+        if (st + 1u >= nsteps)
+            break;
+        if (st + 3u < nsteps)
+            fetch(st + 3u, rb);
+        PRODUCTS(1u)
+        if (st + 2u < nsteps)
+            stash(0u, ra);
         barrier();
     }
 

@@ -356,6 +356,40 @@ static int cmp_shape_ns(const void *a, const void *b)
     return x > y ? -1 : x < y;
 }
 
+/* The matvec (tiled: matmul) dispatches by shape, most time first: weight type (+swiglu,
+ * matvec_fast; matmul_cm's token rows a tile), workgroup grid (matmul: weight-row tiles x token
+ * tiles, for grouped experts plus one per expert, x heads). */
+static void print_shapes(const bench_result *r, bool tiled)
+{
+    glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->n_shapes; i++) {
+        glm_vk_kernel k = r->shapes[i].kernel;
+        if (tiled ? k == GLM_VK_MATMUL || k == GLM_VK_MATMUL_CM : k == GLM_VK_MATVEC || k == GLM_VK_MATVEC_FAST)
+            sh[n++] = r->shapes[i];
+    }
+    if (!n)
+        return;
+    qsort(sh, n, sizeof *sh, cmp_shape_ns);
+    printf("\n| %s variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n", tiled ? "matmul" : "matvec");
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t v = sh[i].variant;
+        const char *extra = "";
+        if (sh[i].kernel == GLM_VK_MATMUL)
+            extra = " (plain, 64 tokens)";
+        else if (sh[i].kernel == GLM_VK_MATMUL_CM)
+            extra = v / 64 % 2 ? " (cm, 128 tokens)" : " (cm, 64 tokens)";
+        else if (sh[i].kernel == GLM_VK_MATVEC_FAST) /* bits: 128 one row, 512 x staged */
+            extra = v / 128 % 2 ? (v / 512 % 2 ? " (fast, 1 row, staged)" : " (fast, 1 row)")
+                                : (v / 512 % 2 ? " (fast, staged)" : " (fast)");
+        printf("| %s%s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(v % 64)),
+               !tiled && v / 64 % 2 ? "+swiglu" : "", !tiled && v / 256 % 2 ? "+norm" : "", extra, sh[i].gx,
+               sh[i].gy, sh[i].gz,
+               (unsigned long long)sh[i].count, 1e-6 * (double)sh[i].ns,
+               1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
+    }
+}
+
 static void print_profile(const bench_report *rp, const bench_result *r)
 {
     uint64_t total = 0;
@@ -392,23 +426,8 @@ static void print_profile(const bench_report *rp, const bench_result *r)
                1e-3 * (double)r->host.first_submit_ns / n, (double)r->host.submits / n,
                1e-3 * (double)r->host.wait_ns / n);
     }
-    /* matvec by shape: weight type (+swiglu, matvec_fast), workgroup grid */
-    glm_vk_prof_shape sh[GLM_VK_PROF_SHAPES];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < r->n_shapes; i++)
-        if (r->shapes[i].kernel == GLM_VK_MATVEC || r->shapes[i].kernel == GLM_VK_MATVEC_FAST)
-            sh[n++] = r->shapes[i];
-    if (!n)
-        return;
-    qsort(sh, n, sizeof *sh, cmp_shape_ns);
-    printf("\n| matvec variant | grid | calls | ms | us/call |\n|---|---|---:|---:|---:|\n");
-    for (uint32_t i = 0; i < n; i++)
-        printf("| %s%s%s%s%s%s | %ux%ux%u | %llu | %.3f | %.1f |\n", glm_type_name((glm_type)(sh[i].variant % 64)),
-               sh[i].variant / 64 % 2 ? "+swiglu" : "", sh[i].variant / 256 % 2 ? "+norm" : "",
-               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : " (fast", sh[i].variant / 128 % 2 ? ", 1 row" : "",
-               sh[i].kernel != GLM_VK_MATVEC_FAST ? "" : sh[i].variant / 512 % 2 ? ", staged)" : ")", sh[i].gx,
-               sh[i].gy, sh[i].gz, (unsigned long long)sh[i].count,
-               1e-6 * (double)sh[i].ns, 1e-3 * (double)sh[i].ns / (double)(sh[i].count ? sh[i].count : 1));
+    print_shapes(r, false);
+    print_shapes(r, true);
 }
 
 /* "16.88 GiB" / "2.79 MiB"; "29.94 B" / "1.23 M" (llama-bench's units). */

@@ -279,14 +279,15 @@ static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint3
 /* Records the tiled product for `rows` token rows (pairs for the grouped modes, whose grid has
  * `extra` more tiles than rows / tile) with tiles of bn token rows (matmul_tile_rows). Sets the
  * alignment bits of pc->pad for the tensor-core kernel: bit 0, every x row starts on 16 bytes;
- * bit 1, every y row does. */
+ * bit 1, every y row does; bit 2, every weight row of every slab does. */
 static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t rows,
                                 uint32_t extra, uint32_t gz, uint32_t bn)
 {
     bool heads = pc->mode == 3;
     bool xal = pc->x_off % 4 == 0 && pc->x_ld % 4 == 0 && (!heads || pc->k % 4 == 0);
     bool yal = pc->y_off % 4 == 0 && pc->y_ld % 4 == 0 && (!heads || pc->g_off % 4 == 0);
-    pc->pad = (xal ? 1u : 0u) | (yal ? 2u : 0u);
+    bool wal = pc->w_offset % 16 == 0 && pc->row_bytes % 16 == 0 && pc->slab_bytes % 16 == 0;
+    pc->pad = (xal ? 1u : 0u) | (yal ? 2u : 0u) | (wal ? 4u : 0u);
     uint32_t gy = (rows + bn - 1) / bn + extra;
     if (!glm_vk_coopmat_enabled(vk))
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc->type, b, 4, pc, sizeof *pc,

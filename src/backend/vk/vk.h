@@ -120,7 +120,7 @@ void glm_vk_profile(const glm_vk *vk, glm_vk_kernel k, uint64_t *ns, uint64_t *c
 void glm_vk_profile_reset(glm_vk *vk);
 /* The same split by dispatch shape (kernel, variant, grid), for the first GLM_VK_PROF_SHAPES
  * shapes met since the last reset: i < the returned count. */
-#define GLM_VK_PROF_SHAPES 64
+#define GLM_VK_PROF_SHAPES 128
 typedef struct glm_vk_prof_shape {
     glm_vk_kernel kernel;
     uint32_t variant, gx, gy, gz;
