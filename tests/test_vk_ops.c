@@ -145,6 +145,31 @@ static const glm_type k_all_types[] = { GLM_TYPE_F32,  GLM_TYPE_F16,  GLM_TYPE_B
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
+START_TEST(test_upload_buffer)
+{
+    /* the step rows' buffer: the host writes it through its mapping, kernels read it, and it
+     * is rewritten between recordings (a copy each time into a poisoned output) */
+    enum { N = 777 };
+    glm_vk_buffer up, out = out_buf(N);
+    ck_assert_msg(glm_vk_buffer_create_upload(g_vk, &up, N * sizeof(float)) == GLM_OK, "%s", glm_last_error());
+    ck_assert_msg(up.map != NULL, "upload buffer not mapped");
+    float src[N];
+    for (int round = 0; round < 2; round++) {
+        tu_fill_uniform(&g_rng, src, N, -1, 1);
+        memcpy(up.map, src, sizeof src);
+        tu_poison(out.map, N);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        glm_vk_view v = { &up, 0, 1, N, N };
+        ck_assert(glm_vk_eltwise(g_vk, GLM_VK_COPY, view(&out, 1, N), v, v) == GLM_OK);
+        run();
+        check_out(&out, N, "upload copy");
+        ck_assert_msg(memcmp(out.map, src, sizeof src) == 0, "round %d: the device read other values", round);
+    }
+    glm_vk_buffer_destroy(g_vk, &up);
+    glm_vk_buffer_destroy(g_vk, &out);
+}
+END_TEST
+
 START_TEST(test_rms_norm)
 {
     static const uint32_t ns[] = { 1, 7, 64, 65, 256, 300, 2048 };
@@ -1522,6 +1547,7 @@ int main(void)
     TCase *tc = tcase_create("parity");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_upload_buffer);
     tcase_add_test(tc, test_rms_norm);
     tcase_add_test(tc, test_add_rms_norm);
     tcase_add_test(tc, test_matvec_all_types);

@@ -350,7 +350,9 @@ static glm_status alloc_any(glm_backend *b, glm_dview *out, glm_dtype dt, int64_
     glm_dbuf *d = calloc(1, sizeof *d);
     if (!d)
         return glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory");
-    glm_status s = glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, host);
+    /* the host's per-step rows go where kernels read them at device speed (if mappable) */
+    glm_status s = host ? glm_vk_buffer_create_upload(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4)
+                        : glm_vk_buffer_create(impl(b)->vk, &d->b, (uint64_t)rows * cols * 4, false);
     if (s != GLM_OK) {
         free(d);
         return s;

@@ -588,7 +588,10 @@ static int find_memory(const glm_vk *vk, uint32_t bits, VkMemoryPropertyFlags wa
     return -1;
 }
 
-glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size, bool host_visible)
+/* A buffer in the first memory type that has every flag of want[0], else of want[1], ...
+ * (the next is tried also when allocating in one fails). */
+static glm_status buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size, const VkMemoryPropertyFlags *want,
+                                uint32_t n_want)
 {
     memset(b, 0, sizeof *b);
     if (size == 0)
@@ -606,18 +609,24 @@ glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
         return vkfail(r, "vkCreateBuffer");
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(vk->dev, b->buf, &req);
-    int mt = host_visible ? find_memory(vk, req.memoryTypeBits,
-                                        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
-                          : find_memory(vk, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
-    if (mt < 0) {
-        vkDestroyBuffer(vk->dev, b->buf, NULL);
-        b->buf = VK_NULL_HANDLE;
-        return glm_errorf(GLM_ERR_DEVICE, "vulkan: no suitable memory type for a %llu-byte buffer", (unsigned long long)size);
+    int mt = -1;
+    bool found = false;
+    r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    for (uint32_t i = 0; i < n_want && r != VK_SUCCESS; i++) {
+        if ((mt = find_memory(vk, req.memoryTypeBits, want[i])) < 0)
+            continue;
+        found = true;
+        VkMemoryAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                                    .allocationSize = req.size,
+                                    .memoryTypeIndex = (uint32_t)mt };
+        r = vkAllocateMemory(vk->dev, &ai, NULL, &b->mem);
     }
-    VkMemoryAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size, .memoryTypeIndex = (uint32_t)mt };
-    if ((r = vkAllocateMemory(vk->dev, &ai, NULL, &b->mem)) != VK_SUCCESS) {
+    if (r != VK_SUCCESS) {
         vkDestroyBuffer(vk->dev, b->buf, NULL);
         b->buf = VK_NULL_HANDLE;
+        if (!found)
+            return glm_errorf(GLM_ERR_DEVICE, "vulkan: no suitable memory type for a %llu-byte buffer",
+                              (unsigned long long)size);
         return glm_errorf(GLM_ERR_NOMEM, "vulkan: cannot allocate %llu bytes of device memory (VkResult %d)",
                           (unsigned long long)req.size, (int)r);
     }
@@ -626,6 +635,20 @@ glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
         vkMapMemory(vk->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
     b->size = size;
     return GLM_OK;
+}
+
+#define HOST_MEM (VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
+
+glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size, bool host_visible)
+{
+    VkMemoryPropertyFlags want = host_visible ? HOST_MEM : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+    return buffer_create(vk, b, size, &want, 1);
+}
+
+glm_status glm_vk_buffer_create_upload(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size)
+{
+    const VkMemoryPropertyFlags want[2] = { HOST_MEM | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, HOST_MEM };
+    return buffer_create(vk, b, size, want, 2);
 }
 
 void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b)

@@ -98,6 +98,11 @@ glm_status glm_vk_list_devices(int *count, bool print);
  * filled through glm_vk_upload (a staging copy). Sizes beyond maxStorageBufferRange fail with
  * a message naming the limit. */
 glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size, bool host_visible);
+/* A mapped buffer that the host writes and the device reads, in device memory the host can
+ * map where the device has it (kernels then read it at device speed, not across the bus),
+ * else in host memory. Host reads of it may be slow: results to read back take
+ * glm_vk_buffer_create(…, true). */
+glm_status glm_vk_buffer_create_upload(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size);
 void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b);
 glm_status glm_vk_upload(glm_vk *vk, glm_vk_buffer *dst, VkDeviceSize offset, const void *src, VkDeviceSize n);
 glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSize offset, VkDeviceSize n);
