@@ -648,7 +648,10 @@ glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
 glm_status glm_vk_buffer_create_upload(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size)
 {
     const VkMemoryPropertyFlags want[2] = { HOST_MEM | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, HOST_MEM };
-    return buffer_create(vk, b, size, want, 2);
+    /* GLM_VK_UPLOAD_HOST=1 (a measurement switch): host memory, as before this choice existed */
+    const char *e = getenv("GLM_VK_UPLOAD_HOST");
+    bool host_only = e && !strcmp(e, "1");
+    return buffer_create(vk, b, size, want + host_only, 2 - host_only);
 }
 
 void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b)
