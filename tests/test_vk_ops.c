@@ -1541,40 +1541,47 @@ START_TEST(test_rejects_bad_shapes)
 }
 END_TEST
 
+/* One test case per test, named after it, so that one can run alone on a slow device or a
+ * device call with little time: CK_RUN_CASE=test_mla_attention build/tests/test_vk_ops. */
+#define ADD_CASE(fn)                                                                                                   \
+    do {                                                                                                               \
+        TCase *tc = tcase_create(#fn);                                                                                 \
+        tcase_add_checked_fixture(tc, setup, teardown);                                                                \
+        tcase_set_timeout(tc, 300);                                                                                    \
+        tcase_add_test(tc, fn);                                                                                        \
+        suite_add_tcase(s, tc);                                                                                        \
+    } while (0)
+
 int main(void)
 {
     Suite *s = suite_create("vk_ops");
-    TCase *tc = tcase_create("parity");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_upload_buffer);
-    tcase_add_test(tc, test_rms_norm);
-    tcase_add_test(tc, test_add_rms_norm);
-    tcase_add_test(tc, test_matvec_all_types);
-    tcase_add_test(tc, test_matvec_id);
-    tcase_add_test(tc, test_rms_norm_matvec);
-    tcase_add_test(tc, test_matvec_add);
-    tcase_add_test(tc, test_matmul_all_types);
-    tcase_add_test(tc, test_matmul_id_grouped);
-    tcase_add_test(tc, test_matvec_heads);
-    tcase_add_test(tc, test_matvec_swiglu);
-    tcase_add_test(tc, test_matvec_unaligned);
-    tcase_add_test(tc, test_matvec_wide_slices);
-    tcase_add_test(tc, test_matvec_fast_variants);
-    tcase_add_test(tc, test_dependency_chain);
-    tcase_add_test(tc, test_get_rows);
-    tcase_add_test(tc, test_rope);
-    tcase_add_test(tc, test_eltwise);
-    tcase_add_test(tc, test_moe_route);
-    tcase_add_test(tc, test_kv_write_rope);
-    tcase_add_test(tc, test_moe_gate_route);
-    tcase_add_test(tc, test_moe_combine);
-    tcase_add_test(tc, test_argmax);
-    tcase_add_test(tc, test_mla_attention);
-    tcase_add_test(tc, test_kv_write);
-    tcase_add_test(tc, test_profiling);
-    tcase_add_test(tc, test_rejects_bad_shapes);
-    suite_add_tcase(s, tc);
+    ADD_CASE(test_upload_buffer);
+    ADD_CASE(test_rms_norm);
+    ADD_CASE(test_add_rms_norm);
+    ADD_CASE(test_matvec_all_types);
+    ADD_CASE(test_matvec_id);
+    ADD_CASE(test_rms_norm_matvec);
+    ADD_CASE(test_matvec_add);
+    ADD_CASE(test_matmul_all_types);
+    ADD_CASE(test_matmul_id_grouped);
+    ADD_CASE(test_matvec_heads);
+    ADD_CASE(test_matvec_swiglu);
+    ADD_CASE(test_matvec_unaligned);
+    ADD_CASE(test_matvec_wide_slices);
+    ADD_CASE(test_matvec_fast_variants);
+    ADD_CASE(test_dependency_chain);
+    ADD_CASE(test_get_rows);
+    ADD_CASE(test_rope);
+    ADD_CASE(test_eltwise);
+    ADD_CASE(test_moe_route);
+    ADD_CASE(test_kv_write_rope);
+    ADD_CASE(test_moe_gate_route);
+    ADD_CASE(test_moe_combine);
+    ADD_CASE(test_argmax);
+    ADD_CASE(test_mla_attention);
+    ADD_CASE(test_kv_write);
+    ADD_CASE(test_profiling);
+    ADD_CASE(test_rejects_bad_shapes);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int nf = srunner_ntests_failed(sr);
