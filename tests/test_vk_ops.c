@@ -170,6 +170,36 @@ START_TEST(test_upload_buffer)
 }
 END_TEST
 
+START_TEST(test_download)
+{
+    /* a download during a recording lands after the recorded work (a copy into a device-local
+     * buffer, read back in the same submission); sizes grow so that the staging buffer is
+     * replaced mid-recording; and one with no recording open */
+    const size_t sizes[3] = { 300, 5000, 70000 };
+    for (int i = 0; i < 3; i++) {
+        size_t n = sizes[i];
+        float *src = malloc(n * 4), *got = malloc(n * 4);
+        tu_fill_uniform(&g_rng, src, n, -1, 1);
+        glm_vk_buffer up, dev;
+        ck_assert(glm_vk_buffer_create_upload(g_vk, &up, n * 4) == GLM_OK);
+        ck_assert(glm_vk_buffer_create(g_vk, &dev, n * 4, false) == GLM_OK);
+        memcpy(up.map, src, n * 4);
+        glm_vk_view v = { &up, 0, 1, (uint32_t)n, (uint32_t)n };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_eltwise(g_vk, GLM_VK_COPY, view(&dev, 1, (uint32_t)n), v, v) == GLM_OK);
+        tu_poison(got, n);
+        ck_assert_msg(glm_vk_download(g_vk, got, &dev, 0, n * 4) == GLM_OK, "%s", glm_last_error());
+        ck_assert_msg(memcmp(got, src, n * 4) == 0, "download of %zu floats in a recording differs", n);
+        tu_poison(got, n);
+        ck_assert(glm_vk_download(g_vk, got + 1, &dev, 4, (n - 1) * 4) == GLM_OK);
+        ck_assert_msg(memcmp(got + 1, src + 1, (n - 1) * 4) == 0, "download of %zu floats at an offset differs", n);
+        glm_vk_buffer_destroy(g_vk, &up);
+        glm_vk_buffer_destroy(g_vk, &dev);
+        free(src), free(got);
+    }
+}
+END_TEST
+
 START_TEST(test_rms_norm)
 {
     static const uint32_t ns[] = { 1, 7, 64, 65, 256, 300, 2048 };
@@ -1556,6 +1586,7 @@ int main(void)
 {
     Suite *s = suite_create("vk_ops");
     ADD_CASE(test_upload_buffer);
+    ADD_CASE(test_download);
     ADD_CASE(test_rms_norm);
     ADD_CASE(test_add_rms_norm);
     ADD_CASE(test_matvec_all_types);

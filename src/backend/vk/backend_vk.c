@@ -375,6 +375,10 @@ static glm_status vk_alloc_host(glm_backend *b, glm_dview *out, glm_dtype dt, in
 /* Copy a view between host [rows][cols] and the device, row by row when strided. */
 static glm_status transfer(vk_impl *v, glm_dview d, void *host, bool up)
 {
+    if (!up && d.ld == d.cols) { /* appended to the recorded work: one submit and one wait */
+        v->pending = 0;
+        return glm_vk_download(v->vk, host, &d.buf->b, (uint64_t)d.off * 4, (uint64_t)d.rows * d.cols * 4);
+    }
     GLM_TRY(flush(v));
     if (d.ld == d.cols) {
         uint64_t n = (uint64_t)d.rows * d.cols * 4;

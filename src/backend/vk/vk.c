@@ -17,6 +17,8 @@
 #define GLM_VK_FIRST_CHUNK 16
 #define GLM_VK_CHUNK 128
 #define GLM_VK_RING 8
+/* Downloads up to this size land in a persistent staging buffer (glm_vk_download). */
+#define GLM_VK_STAGE_MAX (64u << 20)
 /* Buffers tracked since the last barrier (more: a barrier is placed anyway). */
 #define GLM_VK_TRACK 32
 
@@ -101,6 +103,8 @@ struct glm_vk {
     /* host side of the recordings (glm_vk_host_profile): when this one began, its submits */
     uint64_t rec_t0, rec_submits;
     glm_vk_host_prof host;
+    /* where downloads land (glm_vk_download): kept and grown, in cached host memory if any */
+    glm_vk_buffer stage;
     VkDescriptorPool desc_pool;
     PFN_vkCmdPushDescriptorSetKHR push_set; /* VK_KHR_push_descriptor, else NULL: sets from the pool */
     /* buffers written / read by dispatches since the last barrier */
@@ -128,6 +132,7 @@ struct glm_vk {
 
 static glm_status begin_cmd(glm_vk *vk);
 static glm_status submit_current(glm_vk *vk);
+static void barrier(glm_vk *vk, bool last);
 static glm_status wait_all(glm_vk *vk);
 static void collect_profile(glm_vk *vk);
 
@@ -493,6 +498,7 @@ void glm_vk_destroy(glm_vk *vk)
             if (vk->set_layout[k])
                 vkDestroyDescriptorSetLayout(vk->dev, vk->set_layout[k], NULL);
         }
+        glm_vk_buffer_destroy(vk, &vk->stage);
         if (vk->desc_pool)
             vkDestroyDescriptorPool(vk->dev, vk->desc_pool, NULL);
         if (vk->queries)
@@ -704,11 +710,43 @@ glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSi
     if (offset + n > src->size)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: download of %llu bytes at %llu overruns a %llu-byte buffer",
                           (unsigned long long)n, (unsigned long long)offset, (unsigned long long)src->size);
+    if (vk->recording && src->map) /* the recorded work may write it */
+        GLM_TRY(glm_vk_submit_wait(vk));
     if (src->map) {
         memcpy(dst, (const uint8_t *)src->map + offset, n);
         return GLM_OK;
     }
-    return staged_copy(vk, src, offset, dst, n, false);
+    if (n > GLM_VK_STAGE_MAX) { /* big ones (all the logits of a prefill) through a buffer of their own */
+        if (vk->recording)
+            GLM_TRY(glm_vk_submit_wait(vk));
+        return staged_copy(vk, src, offset, dst, n, false);
+    }
+    if (vk->stage.size < n) { /* grown, never shrunk: a decode step's download allocates nothing */
+        VkDeviceSize size = vk->stage.size ? vk->stage.size : 4096;
+        while (size < n)
+            size *= 2;
+        glm_status s = GLM_OK;
+        if (vk->recording) /* a recording must end in a submit; its results are not wanted */
+            s = glm_vk_submit_wait(vk);
+        glm_vk_buffer_destroy(vk, &vk->stage);
+        const VkMemoryPropertyFlags want[2] = { HOST_MEM | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, HOST_MEM };
+        GLM_TRY(buffer_create(vk, &vk->stage, size, want, 2));
+        GLM_TRY(s);
+    }
+    if (!vk->recording)
+        GLM_TRY(glm_vk_begin(vk));
+    /* after the recorded dispatches, in the same submission: one wait for both */
+    barrier(vk, true);
+    VkBufferCopy c = { .srcOffset = offset, .dstOffset = 0, .size = n };
+    vkCmdCopyBuffer(vk->cmd, src->buf, vk->stage.buf, 1, &c);
+    VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                           .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT };
+    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0,
+                         NULL);
+    GLM_TRY(glm_vk_submit_wait(vk));
+    memcpy(dst, vk->stage.map, n);
+    return GLM_OK;
 }
 
 /* ---- recording ------------------------------------------------------------------------- */

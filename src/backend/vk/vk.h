@@ -105,6 +105,9 @@ glm_status glm_vk_buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
 glm_status glm_vk_buffer_create_upload(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size);
 void glm_vk_buffer_destroy(glm_vk *vk, glm_vk_buffer *b);
 glm_status glm_vk_upload(glm_vk *vk, glm_vk_buffer *dst, VkDeviceSize offset, const void *src, VkDeviceSize n);
+/* Download: during a recording, the copy is appended to it and the recording is submitted
+ * and waited for (one wait for the work and the copy); up to 64 MiB go through a staging
+ * buffer the context keeps (grown when too small, never per call). */
 glm_status glm_vk_download(glm_vk *vk, void *dst, glm_vk_buffer *src, VkDeviceSize offset, VkDeviceSize n);
 
 /* Recording: begin, any number of dispatches, then submit and wait. Buffers are bound in order
