@@ -17,7 +17,7 @@ layout(push_constant) uniform P {
 } p;
 
 #define NPT 24u
-shared float red[64]; // one value per subgroup (subgroups of at least 4)
+shared float red[256]; // one value per subgroup (any subgroup size)
 
 float wg_max(float v)
 {
