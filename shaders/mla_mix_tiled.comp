@@ -5,7 +5,9 @@
 // as there. A tiled product: a workgroup computes 64 rows (t·H + h) × 64 latent channels,
 // staging 32 cache positions of P and c at a time in shared memory (float32); each
 // invocation owns 4 × 4 outputs. Positions past the tile's last causal position are not
-// visited; inside it, softmax has already made the masked probabilities exactly 0.
+// visited; inside it, softmax has already made the masked probabilities exactly 0. Long rows
+// may be split over the keys (workgroups .z): split z sums positions z·jspan .. +jspan-1 and
+// writes u (split 0) or its partial (the others), which the host then adds into u.
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
@@ -20,6 +22,7 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
+    uint jspan, part_off, pad0, pad1;
 } p;
 
 shared float as[32][65]; // as[j][r]: P[r0 + r][j0 + j]
@@ -32,14 +35,16 @@ void main()
     uint tk = tid % 16u, tr = tid / 16u;
     uint rlast = min(r0 + 63u, rows - 1u);
     uint pos0 = uint(pos[p.pos_off]), pt = p.pages_off + uint(ptab[p.ptab_off]);
-    uint jend = pos0 + rlast / p.H + 1u; // ≤ pos0 + T: held positions only
+    uint z = gl_WorkGroupID.z, jbeg = z * p.jspan;
+    uint jend = min(pos0 + rlast / p.H + 1u, jbeg + p.jspan); // ≤ pos0 + T: held positions only
+    uint out_off = z == 0u ? p.u_off : p.part_off + (z - 1u) * rows * p.rkv;
     float acc[4][4];
     [[unroll]] for (uint a = 0u; a < 4u; a++)
         [[unroll]] for (uint b = 0u; b < 4u; b++)
             acc[a][b] = 0.0;
     uint ar = tid / 4u, aq = 8u * (tid % 4u);  // P loader: row ar, positions aq .. aq+7
     uint bj = tid / 8u, bq = 8u * (tid % 8u);  // c loader: position bj, channels bq .. bq+7
-    for (uint j0 = 0u; j0 < jend; j0 += 32u) {
+    for (uint j0 = jbeg; j0 < jend; j0 += 32u) {
         uint cj = min(j0 + bj, jend - 1u);
         uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
         // loads from clamped (always valid) places, zeroed by selects: no branch separates a
@@ -68,6 +73,6 @@ void main()
         [[unroll]] for (uint b = 0u; b < 4u; b++) {
             uint row = r0 + tr + 16u * a, k = k0 + tk + 16u * b;
             if (row < rows && k < p.rkv)
-                u[p.u_off + row * p.rkv + k] = acc[a][b];
+                u[out_off + row * p.rkv + k] = acc[a][b];
         }
 }

@@ -1065,8 +1065,9 @@ START_TEST(test_mla_attention)
      * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. The last
      * two run tiled with every width a multiple of 4 (the tensor-core kernels' vec4 fetches),
      * with 88 and 89 keys (the mix's probabilities as vec4s, or element by element); the
-     * one after them has rows longer than the softmax keeps in registers (6,144); the very
-     * last is the model's width at 2101 keys (above). Columns:
+     * one after them has rows longer than the softmax keeps in registers (6,144) and its mix
+     * split over the keys in 4 (partials added into u); then the model's width at 2101 keys
+     * (above); the last a chunk at the model's width whose mix is split in 3. Columns:
      * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
@@ -1074,7 +1075,8 @@ START_TEST(test_mla_attention)
                                          { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
                                          { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 },
                                          { 64, 24, 10, 4, 32, 8, 16, 64 },     { 65, 24, 10, 4, 32, 8, 16, 64 },
-                                         { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 } };
+                                         { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 },
+                                         { 2000, 12, 5, 20, 16, 64, 12, 512 } };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */

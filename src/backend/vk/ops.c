@@ -614,6 +614,38 @@ static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
+/* The tiled mix of many keys is split over them (workgroups .z) where its 128 × 128 tiles
+ * (the tensor-core kernel's; the same splits for both kernels) are too few to fill the device:
+ * up to MIX_MAX_SPLITS splits of at least MIX_MIN_STEPS 32-key steps, until there are
+ * MIX_GROUPS workgroups. Split z > 0 writes a partial [rows·H][Rkv] after the block's scores,
+ * which eltwise then adds into u. */
+#define MIX_GROUPS 1024u
+#define MIX_MIN_STEPS 16u
+#define MIX_MAX_SPLITS 4u
+
+static uint32_t mix_splits(uint32_t rows, uint32_t H, uint32_t rkv, uint32_t L)
+{
+    uint64_t tiles = (uint64_t)((rkv + 127) / 128) * (((uint64_t)rows * H + 127) / 128);
+    uint32_t steps = (L + 31) / 32, n = 1;
+    while (n < MIX_MAX_SPLITS && tiles * n < MIX_GROUPS && steps / (n + 1) >= MIX_MIN_STEPS)
+        n++;
+    return n;
+}
+
+/* Keys per split of n over keys below L: whole 32-key steps. */
+static uint32_t mix_span(uint32_t L, uint32_t n)
+{
+    return ((L + 31) / 32 + n - 1) / n * 32;
+}
+
+/* The mix partials of a tiled stretch of T rows (blocks of tb): floats after its scores. */
+static uint64_t mix_part_floats(uint32_t T, uint32_t tb, uint32_t H, uint32_t rkv, uint32_t L)
+{
+    uint32_t last = T % tb ? T % tb : tb;
+    uint64_t a = (uint64_t)(mix_splits(tb, H, rkv, L) - 1) * tb, b = (uint64_t)(mix_splits(last, H, rkv, L) - 1) * last;
+    return (a > b ? a : b) * H * rkv;
+}
+
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
                          glm_vk_stretch *s)
 {
@@ -661,14 +693,15 @@ static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] */
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] with its
+     * mix partials (from a multiple of 4 floats) */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t L = stretch_len(r, i);
+        uint32_t L = stretch_len(r, i), tb = tile_rows(s.n, H, L);
         if (s.tiled)
-            need = (uint64_t)tile_rows(s.n, H, L) * H * L;
+            need = (uint64_t)tb * H * L + 3u + mix_part_floats(s.n, tb, H, rkv, L);
         else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
@@ -681,9 +714,11 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
+        uint32_t L = stretch_len(r, i), tb = s.tiled ? tile_rows(s.n, H, L) : block_rows(s.n, H, rkv, r->max_len);
         uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
         n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        for (uint32_t b0 = 0; s.tiled && b0 < s.n; b0 += tb) /* the adds of a split mix's partials */
+            n += mix_splits(s.n - b0 < tb ? s.n - b0 : tb, H, rkv, L) > 1;
     }
     return n;
 }
@@ -730,6 +765,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
+    uint32_t part_off = (s_off + tb * H * L + 3) / 4 * 4; /* the mix partials (mix_splits) */
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
@@ -747,14 +783,22 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
-        glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
-                                   s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
+        uint32_t ns = mix_splits(rows, H, rkv, L), u_off = T * H * rkv + b0 * H * rkv;
+        glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,     c.off,
+                                   c.ld,     s_off,    u_off,        pos_off, ptab_off,
+                                   r->pages.off, r->page_size, mix_span(L, ns), part_off, { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
-                                    (rows * H + 127) / 128, 1));
+                                    (rows * H + 127) / 128, ns));
         else
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ns));
+        if (ns > 1) { /* u += the partials of splits 1 .. ns-1 (eltwise op 3) */
+            glm_vk_eltwise_push ep = { 3, rows * H, rkv, ns - 1, part_off, rkv, part_off, rkv, u_off, rkv,
+                                       rows * H * rkv, 0 };
+            const glm_vk_buffer *eb[3] = { scratch, scratch, scratch };
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_ELTWISE, eb, 3, &ep, sizeof ep, groups(rkv), rows * H, 1));
+        }
     }
     return GLM_OK;
 }

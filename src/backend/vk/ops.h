@@ -134,10 +134,13 @@ typedef struct glm_vk_softmax_push {
 } glm_vk_softmax_push;
 _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
 
+/* jspan: keys per split (workgroups .z = split z sums keys z·jspan .. +jspan-1); split 0 writes
+ * u at u_off, split z > 0 its partial at part_off + (z - 1)·T·H·rkv. */
 typedef struct glm_vk_mla_mix_push {
-    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
+    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size, jspan, part_off,
+        pad[2];
 } glm_vk_mla_mix_push;
-_Static_assert(sizeof(glm_vk_mla_mix_push) == 48, "mirrors shaders/mla_mix_tiled.comp");
+_Static_assert(sizeof(glm_vk_mla_mix_push) == 64, "mirrors shaders/mla_mix_tiled.comp");
 
 /* The rows of one step over a paged cache (backend.h glm_kv_rows): int32 views pos [T][1],
  * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. runs (host, n_runs of
