@@ -128,6 +128,9 @@ struct glm_vk {
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
+    /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
+     * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
+    PFN_vkGetPipelineExecutableStatisticsKHR pipe_stats;
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -274,6 +277,37 @@ static glm_status pick_device(glm_vk *vk, int want)
     return GLM_OK;
 }
 
+/* One line on stderr with the compiler's statistics of a pipeline just built (the first
+ * executable's: a compute pipeline has one). */
+static void print_pipeline_stats(glm_vk *vk, glm_vk_kernel k, uint32_t variant)
+{
+    VkPipelineExecutableInfoKHR ei = { .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
+                                       .pipeline = vk->pipeline[k][variant],
+                                       .executableIndex = 0 };
+    VkPipelineExecutableStatisticKHR st[16];
+    uint32_t n = 16;
+    for (uint32_t i = 0; i < n; i++)
+        st[i] = (VkPipelineExecutableStatisticKHR){ .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR };
+    VkResult r = vk->pipe_stats(vk->dev, &ei, &n, st);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+        return;
+    fprintf(stderr, "vulkan pipeline %s/%u:", k_kernels[k].name, variant);
+    for (uint32_t i = 0; i < n; i++) {
+        fprintf(stderr, " %s ", st[i].name);
+        switch (st[i].format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: fprintf(stderr, "%u", (unsigned)st[i].value.b32); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: fprintf(stderr, "%lld", (long long)st[i].value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+            fprintf(stderr, "%llu", (unsigned long long)st[i].value.u64);
+            break;
+        default: fprintf(stderr, "%g", st[i].value.f64); break;
+        }
+        fprintf(stderr, i + 1 < n ? ";" : "\n");
+    }
+    if (!n)
+        fprintf(stderr, " no statistics\n");
+}
+
 /* The pipeline of kernel k for one specialization value, built on first use and kept. */
 static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant)
 {
@@ -295,10 +329,14 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
                                                   .pName = "main",
                                                   .pSpecializationInfo = k_kernels[k].specialized ? &spec : NULL },
                                        .layout = vk->pipe_layout[k] };
+    if (vk->pipe_stats)
+        ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     VkResult r = vkCreateComputePipelines(vk->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vk->pipeline[k][variant]);
     if (r != VK_SUCCESS)
         return glm_errorf(GLM_ERR_DEVICE, "vulkan: building pipeline %s/%u failed (VkResult %d)", k_kernels[k].name,
                           variant, (int)r);
+    if (vk->pipe_stats)
+        print_pipeline_stats(vk, k, variant);
     return GLM_OK;
 }
 
@@ -401,20 +439,33 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                                    .queueFamilyIndex = vk->queue_family,
                                    .queueCount = 1,
                                    .pQueuePriorities = &prio };
-    const char *ext[2] = { VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME, GLM_VK_KHR_COOPMAT_NAME };
-    bool push = allow_push && device_extension(vk->phys, ext[0]);
+    const char *ext[3];
+    uint32_t n_ext = 0;
+    bool push = allow_push && device_extension(vk->phys, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     vk->coopmat_ok = coopmat_usable(vk);
-    if (!push)
-        ext[0] = ext[1];
+    const char *want_stats = getenv("GLM_VK_PIPELINE_STATS");
+    bool stats = want_stats && *want_stats && strcmp(want_stats, "0") != 0 &&
+                 device_extension(vk->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    if (push)
+        ext[n_ext++] = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
+    if (vk->coopmat_ok)
+        ext[n_ext++] = GLM_VK_KHR_COOPMAT_NAME;
+    if (stats)
+        ext[n_ext++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
     glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES, .cooperativeMatrix = VK_TRUE };
     VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
                                              .pNext = &cf,
                                              .shaderFloat16 = VK_TRUE };
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
+        .pNext = vk->coopmat_ok ? &f12 : NULL,
+        .pipelineExecutableInfo = VK_TRUE
+    };
     VkDeviceCreateInfo di = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
-                              .pNext = vk->coopmat_ok ? &f12 : NULL,
+                              .pNext = stats ? (void *)&pf : vk->coopmat_ok ? (void *)&f12 : NULL,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qi,
-                              .enabledExtensionCount = (push ? 1u : 0u) + (vk->coopmat_ok ? 1u : 0u),
+                              .enabledExtensionCount = n_ext,
                               .ppEnabledExtensionNames = ext };
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
@@ -426,6 +477,9 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
         return vkfail(r, "vkCreateDevice");
     if (push)
         vk->push_set = (PFN_vkCmdPushDescriptorSetKHR)vkGetDeviceProcAddr(vk->dev, "vkCmdPushDescriptorSetKHR");
+    if (stats)
+        vk->pipe_stats =
+            (PFN_vkGetPipelineExecutableStatisticsKHR)vkGetDeviceProcAddr(vk->dev, "vkGetPipelineExecutableStatisticsKHR");
     vkGetDeviceQueue(vk->dev, vk->queue_family, 0, &vk->queue);
     VkCommandPoolCreateInfo pi = { .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
