@@ -484,12 +484,15 @@ START_TEST(test_matmul_all_types)
     static const uint32_t toks[] = { 9, 70, 140, 300 };
     static const uint32_t rows[] = { 5, 67, 200 };
     double worst[2] = { 0, 0 };
-    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
+    uint32_t ahead = glm_vk_coopmat_ahead(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
         size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
-        for (int wide = 0; wide < (cm ? 2 : 1); wide++) {
-            glm_vk_coopmat_set_wide_groups(g_vk, wide ? 0 : UINT32_MAX);
+        /* tensor cores: both token tiles, each with the loads two steps ahead and one */
+        for (int wide = 0; wide < (cm ? 4 : 1); wide++) {
+            glm_vk_coopmat_set_wide_groups(g_vk, wide % 2 ? 0 : UINT32_MAX);
+            glm_vk_coopmat_set_tiling(g_vk, gt, wide / 2 ? 1 : 2);
             for (size_t ti = 0; ti < N_TYPES; ti++) {
                 glm_type t = k_all_types[ti];
                 const glm_type_traits *tr = glm_type_info(t);
@@ -500,15 +503,16 @@ START_TEST(test_matmul_all_types)
                         bool skew = (ri + ki + ti) % 3 == 1;
                         double e = product_case(t, ncols, nrows, T, true, skew);
                         worst[cm] = e > worst[cm] ? e : worst[cm];
-                        ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
-                                      cm ? "_cm" : "", wide ? " wide" : "", tr->name, nrows, ncols, T,
-                                      skew ? " skewed" : "", e);
+                        ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
+                                      cm ? "_cm" : "", wide % 2 ? " wide" : "", wide / 2 ? " 1-ahead" : "", tr->name,
+                                      nrows, ncols, T, skew ? " skewed" : "", e);
                     }
             }
         }
         printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
     }
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST
@@ -517,14 +521,17 @@ START_TEST(test_matmul_id_grouped)
 {
     /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
      * in the first round expert 6 chosen by one pair only (a group of one row), in the second
-     * round repeated experts within a token (groups of 140 rows: three tiles, the last partial) */
+     * round repeated experts within a token (groups of 140 rows: three tiles, the last partial).
+     * Tensor cores: tiles of 64 and 32 token rows, each with the loads two steps ahead and one. */
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
+    uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
         double worst = 0;
-        for (int round = 0; round < 2; round++)
+        for (int round = 0; round < (cm ? 8 : 2); round++)
             for (int per_pair = 0; per_pair < 2; per_pair++) {
+                glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 ? 1 : 2);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
                 uint32_t ncols = 256;
                 test_weight tw;
@@ -534,10 +541,10 @@ START_TEST(test_matmul_id_grouped)
                 tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
                 int32_t *ids = malloc((size_t)T * k * 4);
                 for (uint32_t i = 0; i < T * k; i++) {
-                    int32_t e = round ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 2));
+                    int32_t e = round % 2 ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 2));
                     ids[i] = e >= 3 ? e + 1 : e;
                 }
-                if (round == 0)
+                if (round % 2 == 0)
                     ids[T * k / 2 + 1] = (int32_t)E - 1;
                 for (uint32_t i = 0; i < T * k; i++)
                     ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
@@ -553,8 +560,9 @@ START_TEST(test_matmul_id_grouped)
                 check_out(&by, (size_t)T * k * nrows, "matmul_id");
                 double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
                 worst = e > worst ? e : worst;
-                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d nmse %.3g", cm ? "_cm" : "",
-                              glm_type_name(t), round, per_pair, e);
+                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d (tile %u, %u ahead) nmse %.3g",
+                              cm ? "_cm" : "", glm_type_name(t), round, per_pair, glm_vk_coopmat_grouped_tile(g_vk),
+                              glm_vk_coopmat_ahead(g_vk), e);
                 glm_vk_buffer_destroy(g_vk, &bx);
                 glm_vk_buffer_destroy(g_vk, &bi);
                 glm_vk_buffer_destroy(g_vk, &by);
@@ -566,6 +574,7 @@ START_TEST(test_matmul_id_grouped)
             }
         printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm ? " (tensor cores)" : "", worst);
     }
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST

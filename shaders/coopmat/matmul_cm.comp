@@ -9,13 +9,15 @@
 // (matmul_tile.glsl), with the weight and activation tiles staged in shared memory as float16
 // and multiplied as 16×16×16 float16 fragments accumulating in float32.
 // A workgroup is 8 subgroups of 32 invocations and computes BM = 128 weight rows × BN token
-// rows, BN = 64 or, with specialization constant 1 set (WIDE), 128. Subgroup s owns weight rows
-// 32·(s % 4) .. +31 (2 fragments) × token slots (BN/2)·(s / 4) .. +BN/2-1 (BN/32 fragments), and
-// skips the fragments whose 16 slots are all empty (grouped experts with few tokens).
+// rows, BN = 64, 128 or 32 (specialization constant 1, FLAGS, bits 0-1: TILE 0, 1 or 2).
+// Subgroup s owns weight rows 32·(s % 4) .. +31 (2 fragments) × token slots
+// (BN/2)·(s / 4) .. +BN/2-1 (BN/32 fragments, at least one), and skips the fragments whose 16
+// slots are all empty (grouped experts with few tokens).
 // The shared dimension advances 32 columns (one chunk) a step through two staging buffers
 // (float16, stored 4 at a time): while the fragments of step i are multiplied out of one, the
 // loads of step i+2 are in flight and step i+1 (loaded during step i-1) is decoded into the
-// other, so a step needs one barrier. Each invocation dequantizes 16 consecutive weights of one
+// other, so a step needs one barrier (FLAGS bit 2, AHEAD1: the loads only one step ahead, one
+// register set instead of two). Each invocation dequantizes 16 consecutive weights of one
 // row (Q4_K: two 16-byte loads where the host says the weight rows are aligned, `pad` bit 2;
 // Q4_K and Q6_K decoded from the raw words only when stashed) and converts 8 or 16 activations
 // of one slot (16-byte loads where the x rows are aligned, `pad` bit 0). Finished fragments go
@@ -23,11 +25,12 @@
 // bit 1), otherwise through a per-subgroup scratch in shared memory. The accumulators are named
 // variables, not an array: an array of fragments was kept in local memory on the H100's driver.
 // The host selects this pipeline only where the device lists that fragment shape, subgroups of
-// 32 and 48 KiB of shared memory (WIDE uses all of it).
+// 32 and 48 KiB of shared memory (TILE 1 uses all of it).
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
-layout(constant_id = 1) const uint WIDE = 0;
+layout(constant_id = 1) const uint FLAGS = 0;
+const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u;
 #define BM 128u
-const uint BN = 64u * (WIDE + 1u);
+const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
 #define WG_SIZE 256u
 #define LDH 40u // float16 row stride of the staging tiles: one chunk of 32 + 8 (no bank conflicts)
 layout(local_size_x = 256) in;
@@ -43,7 +46,7 @@ shared f16vec4 xs[2u * BN * LDH / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ 
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
 #define WT (BN / 2u)        // token slots per subgroup
-#define XPT (BN / 8u)       // activations an invocation converts per step (8 or 16)
+#define XPT (BN / 8u)       // activations an invocation converts per step (4, 8 or 16)
 #define XTPS (32u / XPT)    // invocations per slot
 
 // Per-invocation loading assignments, fixed for the whole shared dimension.
@@ -249,10 +252,25 @@ void main()
     uint nsteps = p.ncols / 32u;
     Raw ra, rb;
     fetch(0u, ra);
-    if (nsteps > 1u)
-        fetch(1u, rb);
-    stash(0u, ra);
-    barrier();
+    if (AHEAD1 != 0u) { // step st multiplies out of buffer st % 2 while step st + 1 loads
+        stash(0u, ra);
+        barrier();
+        for (uint st = 0u; st < nsteps; st++) {
+            uint b = st % 2u;
+            if (st + 1u < nsteps)
+                fetch(st + 1u, ra);
+            PRODUCTS(b)
+            if (st + 1u < nsteps)
+                stash(1u - b, ra);
+            barrier();
+        }
+        nsteps = 0u; // the loop below is skipped
+    } else {
+        if (nsteps > 1u)
+            fetch(1u, rb);
+        stash(0u, ra);
+        barrier();
+    }
     for (uint st = 0u; st < nsteps; st += 2u) {
         if (st + 2u < nsteps)
             fetch(st + 2u, ra);

@@ -378,7 +378,9 @@ static void print_shapes(const bench_result *r, bool tiled)
         if (sh[i].kernel == GLM_VK_MATMUL)
             extra = " (plain, 64 tokens)";
         else if (sh[i].kernel == GLM_VK_MATMUL_CM)
-            extra = v / 64 % 2 ? " (cm, 128 tokens)" : " (cm, 64 tokens)";
+            extra = v / 64 % 4 == 1   ? (v / 256 % 2 ? " (cm, 128 tokens, 1 ahead)" : " (cm, 128 tokens)")
+                    : v / 64 % 4 == 2 ? (v / 256 % 2 ? " (cm, 32 tokens, 1 ahead)" : " (cm, 32 tokens)")
+                                      : (v / 256 % 2 ? " (cm, 64 tokens, 1 ahead)" : " (cm, 64 tokens)");
         else if (sh[i].kernel == GLM_VK_MATVEC_FAST) /* bits: 128 one row, 512 x staged */
             extra = v / 128 % 2 ? (v / 512 % 2 ? " (fast, 1 row, staged)" : " (fast, 1 row)")
                                 : (v / 512 % 2 ? " (fast, staged)" : " (fast)");

@@ -273,7 +273,9 @@ static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint3
     if (!glm_vk_coopmat_enabled(vk))
         return MM_TILE;
     uint64_t wide_groups = (uint64_t)((pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS) * ((rows + 127) / 128) * gz;
-    return (pc->mode == 0 || pc->mode == 3) && wide_groups >= glm_vk_coopmat_wide_groups(vk) ? 128u : 64u;
+    if (pc->mode == 1 || pc->mode == 2)
+        return glm_vk_coopmat_grouped_tile(vk);
+    return wide_groups >= glm_vk_coopmat_wide_groups(vk) ? 128u : 64u;
 }
 
 /* Records the tiled product for `rows` token rows (pairs for the grouped modes, whose grid has
@@ -292,8 +294,10 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
     if (!glm_vk_coopmat_enabled(vk))
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc->type, b, 4, pc, sizeof *pc,
                                        (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
-    /* variant: the weight type, plus 64 (specialization constant 1, WIDE) for 128-row tiles */
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + (bn == 128 ? 64u : 0u), b, 4, pc, sizeof *pc,
+    /* variant: the weight type + 64 × FLAGS (specialization constant 1): the tile code (1: 128
+     * token rows, 2: 32, 0: 64), + 4 where the loads go only one step ahead */
+    uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (glm_vk_coopmat_ahead(vk) == 1 ? 4u : 0u);
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * flags, b, 4, pc, sizeof *pc,
                                    (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }
 

@@ -70,10 +70,16 @@ bool glm_vk_use_coopmat(glm_vk *vk, bool on);
 bool glm_vk_coopmat_enabled(const glm_vk *vk);
 /* GLM_VK_MATMUL_CM takes tiles of 128 token rows for a plain or per-head product whose grid
  * then still has at least `groups` workgroups (default 256: about two per multiprocessor of
- * a large GPU), of 64 otherwise and always for grouped experts. 0: 128 wherever allowed
+ * a large GPU), of 64 otherwise; grouped experts: glm_vk_coopmat_set_tiling. 0: 128 wherever allowed
  * (tests reach both tile shapes at small sizes with it). */
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
+/* GLM_VK_MATMUL_CM's token rows per tile for grouped experts, 64 or 32 (environment variable
+ * GLM_VK_CM_GROUPED_TILE at creation; default 64), and how many 32-column steps ahead it
+ * loads, 2 or 1 (GLM_VK_CM_AHEAD; default 2). Tests reach every combination with them. */
+void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead);
+uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
+uint32_t glm_vk_coopmat_ahead(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST stages x in shared memory for products of at most `groups` workgroups
  * (default GLM_VK_MATVEC_FAST_STAGE_WG, or the environment variable GLM_VK_MATVEC_STAGE at
  * creation; 0: never, UINT32_MAX: wherever the row fits; tests reach both paths with it). */
