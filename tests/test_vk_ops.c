@@ -485,14 +485,15 @@ START_TEST(test_matmul_all_types)
     static const uint32_t rows[] = { 5, 67, 200 };
     double worst[2] = { 0, 0 };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
-    uint32_t ahead = glm_vk_coopmat_ahead(g_vk);
+    uint32_t ahead = glm_vk_coopmat_ahead(g_vk), narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
         size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
-        /* tensor cores: both token tiles, each with the loads two steps ahead and one */
-        for (int wide = 0; wide < (cm ? 4 : 1); wide++) {
-            glm_vk_coopmat_set_wide_groups(g_vk, wide % 2 ? 0 : UINT32_MAX);
-            glm_vk_coopmat_set_tiling(g_vk, gt, wide / 2 ? 1 : 2);
+        /* tensor cores: token tiles of 64, 128 and 32 rows (wide % 3), each with the loads two
+         * steps ahead and one */
+        for (int wide = 0; wide < (cm ? 6 : 1); wide++) {
+            glm_vk_coopmat_set_wide_groups(g_vk, wide % 3 == 1 ? 0 : UINT32_MAX);
+            glm_vk_coopmat_set_tiling(g_vk, gt, wide / 3 ? 1 : 2, wide % 3 == 2 ? UINT32_MAX : 0);
             for (size_t ti = 0; ti < N_TYPES; ti++) {
                 glm_type t = k_all_types[ti];
                 const glm_type_traits *tr = glm_type_info(t);
@@ -504,15 +505,15 @@ START_TEST(test_matmul_all_types)
                         double e = product_case(t, ncols, nrows, T, true, skew);
                         worst[cm] = e > worst[cm] ? e : worst[cm];
                         ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
-                                      cm ? "_cm" : "", wide % 2 ? " wide" : "", wide / 2 ? " 1-ahead" : "", tr->name,
-                                      nrows, ncols, T, skew ? " skewed" : "", e);
+                                      cm ? "_cm" : "", wide % 3 == 1 ? " wide" : wide % 3 == 2 ? " narrow" : "",
+                                      wide / 3 ? " 1-ahead" : "", tr->name, nrows, ncols, T, skew ? " skewed" : "", e);
                     }
             }
         }
         printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
     }
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
-    glm_vk_coopmat_set_tiling(g_vk, gt, ahead);
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST
@@ -526,12 +527,13 @@ START_TEST(test_matmul_id_grouped)
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
+    uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
         glm_vk_use_coopmat(g_vk, cm);
         double worst = 0;
         for (int round = 0; round < (cm ? 8 : 2); round++)
             for (int per_pair = 0; per_pair < 2; per_pair++) {
-                glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 ? 1 : 2);
+                glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 ? 1 : 2, narrow);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
                 uint32_t ncols = 256;
                 test_weight tw;
@@ -574,7 +576,7 @@ START_TEST(test_matmul_id_grouped)
             }
         printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm ? " (tensor cores)" : "", worst);
     }
-    glm_vk_coopmat_set_tiling(g_vk, gt, ahead);
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
     glm_vk_use_coopmat(g_vk, true);
 }
 END_TEST
@@ -1086,9 +1088,12 @@ START_TEST(test_mla_attention)
                                          { 64, 24, 10, 4, 32, 8, 16, 64 },     { 65, 24, 10, 4, 32, 8, 16, 64 },
                                          { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 },
                                          { 2000, 12, 5, 20, 16, 64, 12, 512 } };
-    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk);
+    uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
+    uint32_t ahead = glm_vk_coopmat_ahead(g_vk), narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default); /* tensor cores: both tile shapes */
+        /* tensor cores: all three token tiles of k_b / v_b (32 rows in even cases 2 mod 3) */
+        glm_vk_coopmat_set_wide_groups(g_vk, ci % 2 ? 0 : wide_default);
+        glm_vk_coopmat_set_tiling(g_vk, gt, ahead, ci % 3 == 2 ? UINT32_MAX : narrow);
         const uint32_t H = cases[ci][3], dn = cases[ci][4], dr = cases[ci][5], dv = cases[ci][6], rkv = cases[ci][7];
         const uint32_t P = 4, W = rkv + dr;
         const uint32_t pos0 = cases[ci][0], TA = cases[ci][1], posB = cases[ci][2], T = TA + 1;
@@ -1153,6 +1158,7 @@ START_TEST(test_mla_attention)
         free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
     }
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
 }
 END_TEST
 

@@ -272,10 +272,12 @@ static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint3
 {
     if (!glm_vk_coopmat_enabled(vk))
         return MM_TILE;
-    uint64_t wide_groups = (uint64_t)((pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS) * ((rows + 127) / 128) * gz;
+    uint64_t row_tiles = (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS;
     if (pc->mode == 1 || pc->mode == 2)
         return glm_vk_coopmat_grouped_tile(vk);
-    return wide_groups >= glm_vk_coopmat_wide_groups(vk) ? 128u : 64u;
+    if (row_tiles * ((rows + 127) / 128) * gz >= glm_vk_coopmat_wide_groups(vk))
+        return 128u;
+    return row_tiles * ((rows + 63) / 64) * gz < glm_vk_coopmat_narrow_groups(vk) ? 32u : 64u;
 }
 
 /* Records the tiled product for `rows` token rows (pairs for the grouped modes, whose grid has

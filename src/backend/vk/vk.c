@@ -127,7 +127,7 @@ struct glm_vk {
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
-    uint32_t cm_grouped_tile, cm_ahead; /* see glm_vk_coopmat_set_tiling */
+    uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
     /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
@@ -472,8 +472,9 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
     vk->cm_wide_groups = 256;
     const char *gt = getenv("GLM_VK_CM_GROUPED_TILE"), *ah = getenv("GLM_VK_CM_AHEAD");
+    const char *ng = getenv("GLM_VK_CM_NARROW_GROUPS");
     glm_vk_coopmat_set_tiling(vk, gt && *gt ? (uint32_t)strtoul(gt, NULL, 10) : 64,
-                              ah && *ah ? (uint32_t)strtoul(ah, NULL, 10) : 2);
+                              ah && *ah ? (uint32_t)strtoul(ah, NULL, 10) : 2, ng && *ng ? (uint32_t)strtoul(ng, NULL, 10) : 0);
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
@@ -584,13 +585,15 @@ bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
 bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
-void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead)
+void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups)
 {
     vk->cm_grouped_tile = grouped_tile == 32 ? 32 : 64;
     vk->cm_ahead = ahead == 1 ? 1 : 2;
+    vk->cm_narrow_groups = narrow_groups;
 }
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk) { return vk->cm_grouped_tile; }
 uint32_t glm_vk_coopmat_ahead(const glm_vk *vk) { return vk->cm_ahead; }
+uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk) { return vk->cm_narrow_groups; }
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)

@@ -75,11 +75,14 @@ bool glm_vk_coopmat_enabled(const glm_vk *vk);
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 /* GLM_VK_MATMUL_CM's token rows per tile for grouped experts, 64 or 32 (environment variable
- * GLM_VK_CM_GROUPED_TILE at creation; default 64), and how many 32-column steps ahead it
- * loads, 2 or 1 (GLM_VK_CM_AHEAD; default 2). Tests reach every combination with them. */
-void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead);
+ * GLM_VK_CM_GROUPED_TILE at creation; default 64); how many 32-column steps ahead it loads,
+ * 2 or 1 (GLM_VK_CM_AHEAD; default 2); and below how many workgroups of 64-row tiles a plain
+ * or per-head product takes tiles of 32 rows instead (GLM_VK_CM_NARROW_GROUPS; default 0:
+ * never). Tests reach every combination with them. */
+void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups);
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
 uint32_t glm_vk_coopmat_ahead(const glm_vk *vk);
+uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST stages x in shared memory for products of at most `groups` workgroups
  * (default GLM_VK_MATVEC_FAST_STAGE_WG, or the environment variable GLM_VK_MATVEC_STAGE at
  * creation; 0: never, UINT32_MAX: wherever the row fits; tests reach both paths with it). */
