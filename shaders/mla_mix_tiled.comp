@@ -1,12 +1,11 @@
 #version 450
 #extension GL_EXT_control_flow_attributes : require
 // The probability-weighted latent u = P·c of one prefill run (model-spec §2.5), after
-// mla_scores_tiled.comp and softmax.comp: P = exp(s - m)·inv from the scores s [T·H][s_ld]
-// and each row's softmax statistics (m, inv) at stats_off, keys read through the run's pages
+// mla_scores_tiled.comp and softmax.comp: P [T·H][s_ld], keys read through the run's pages
 // as there. A tiled product: a workgroup computes 64 rows (t·H + h) × 64 latent channels,
 // staging 32 cache positions of P and c at a time in shared memory (float32); each
 // invocation owns 4 × 4 outputs. Positions past the tile's last causal position are not
-// visited; inside it, the masked scores (-inf) give probabilities of exactly 0. Long rows
+// visited; inside it, softmax has already made the masked probabilities exactly 0. Long rows
 // may be split over the keys (workgroups .z): split z sums positions z·jspan .. +jspan-1 and
 // writes u (split 0) or its partial (the others), which the host then adds into u.
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
@@ -23,7 +22,7 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint jspan, part_off, stats_off, pad1;
+    uint jspan, part_off, pad0, pad1;
 } p;
 
 shared float as[32][65]; // as[j][r]: P[r0 + r][j0 + j]
@@ -45,8 +44,6 @@ void main()
             acc[a][b] = 0.0;
     uint ar = tid / 4u, aq = 8u * (tid % 4u);  // P loader: row ar, positions aq .. aq+7
     uint bj = tid / 8u, bq = 8u * (tid % 8u);  // c loader: position bj, channels bq .. bq+7
-    uint srow = min(r0 + ar, rows - 1u);
-    float pm = s[p.stats_off + 2u * srow], pinv = s[p.stats_off + 2u * srow + 1u];
     for (uint j0 = jbeg; j0 < jend; j0 += 32u) {
         uint cj = min(j0 + bj, jend - 1u);
         uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
@@ -54,7 +51,7 @@ void main()
         // step's loads, so all of them are in flight before the first is used
         [[unroll]] for (uint e = 0u; e < 8u; e++) {
             uint j = j0 + aq + e, row = r0 + ar, jb = j0 + bj, k = k0 + bq + e;
-            float sv = exp(s[p.s_off + srow * p.s_ld + min(j, jend - 1u)] - pm) * pinv;
+            float sv = s[p.s_off + min(row, rows - 1u) * p.s_ld + min(j, jend - 1u)];
             float cv = c[p.c_off + crow * p.c_ld + min(k, p.rkv - 1u)];
             as[aq + e][ar] = row < rows && j < jend ? sv : 0.0;
             bs[bj][bq + e] = jb < jend && k < p.rkv ? cv : 0.0;

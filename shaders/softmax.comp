@@ -2,19 +2,18 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
-// The softmax statistics of each row of s [rows][n] in float32: its maximum m and
-// inv = 1 / Σ exp(s - m), written to stats [rows][2] (s itself is left as it is: the consumer,
-// mla_mix, takes exp(s - m)·inv, which makes -inf entries 0). One workgroup of 256 per row; an
-// invocation keeps its first NPT entries (elements tid, tid + 256, ...) in registers, so a row
-// of up to 256·NPT entries is read once; the entries past that are read twice. Reductions:
-// subgroup operations, then one value per subgroup in shared memory.
+// In-place softmax of each row of s [rows][n] in float32: max, exp-sum, normalize; -inf
+// entries become 0. One workgroup of 256 per row; an invocation keeps its first NPT entries
+// (elements tid, tid + 256, ...) in registers, so a row of up to 256·NPT entries is read and
+// written once; the entries past that go through memory three times. Reductions: subgroup
+// operations, then one value per subgroup in shared memory.
 // Push constants mirror glm_vk_softmax_push.
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer S { float s[]; };
 
 layout(push_constant) uniform P {
-    uint rows, n, s_off, stats_off;
+    uint rows, n, s_off, pad1;
 } p;
 
 #define NPT 24u
@@ -67,11 +66,17 @@ void main()
         v[c] = exp(v[c] - m);
         sum += v[c];
     }
-    for (uint i = tid + 256u * NPT; i < p.n; i += 256u)
-        sum += exp(s[b + i] - m);
-    float inv = 1.0 / wg_sum(sum);
-    if (tid == 0u) {
-        s[p.stats_off + 2u * r] = m;
-        s[p.stats_off + 2u * r + 1u] = inv;
+    for (uint i = tid + 256u * NPT; i < p.n; i += 256u) {
+        float e = exp(s[b + i] - m);
+        s[b + i] = e;
+        sum += e;
     }
+    float inv = 1.0 / wg_sum(sum);
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        uint i = tid + 256u * c;
+        if (i < p.n)
+            s[b + i] = v[c] * inv;
+    }
+    for (uint i = tid + 256u * NPT; i < p.n; i += 256u)
+        s[b + i] *= inv;
 }

@@ -4,14 +4,14 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-// mla_mix_tiled.comp on tensor cores (VK_KHR_cooperative_matrix): u = P·c, P = exp(s - m)·inv,
-// with the same bindings and push constants, a workgroup computing 128 rows (t·H + h) × 128 latent channels
+// mla_mix_tiled.comp on tensor cores (VK_KHR_cooperative_matrix): u = P·c with the same
+// bindings and push constants, a workgroup computing 128 rows (t·H + h) × 128 latent channels
 // from float16 copies of P and c as 16×16×16 fragments accumulating in float32. Eight
 // subgroups of 32: subgroup s owns channels 32·(s % 4) .. +31 (2 fragments) × rows
 // 64·(s / 4) .. +63 (4 fragments), held in named variables (an array of fragments may live in
 // local memory). Cache positions advance 32 a step through two staging buffers, as in
 // matmul_cm.comp; positions past the tile's last causal position are not visited (inside it
-// the masked scores, -inf, give probabilities of exactly 0); long rows may be split over the keys
+// softmax has made the masked probabilities exactly 0); long rows may be split over the keys
 // as there (workgroups .z, the partials added by the host). Probabilities and cache rows are
 // fetched as vec4s where every stride and offset is a multiple of 4 floats (the model's
 // layout), else element by element. Finished fragments go straight to u where whole and
@@ -32,7 +32,7 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint jspan, part_off, stats_off, pad1;
+    uint jspan, part_off, pad0, pad1;
 } p;
 
 #define TR 128u // rows per tile
@@ -87,7 +87,6 @@ void main()
     bool aok = r0 + ar < rows;
     bool vec = ((p.s_ld | p.s_off | p.c_off | p.c_ld | p.rkv) & 3u) == 0u;
     uint s_row = p.s_off + arow * p.s_ld;
-    float pm = s[p.stats_off + 2u * arow], pinv = s[p.stats_off + 2u * arow + 1u]; // the row's softmax
 
     uint sm = 32u * (sg % 4u), sn = 64u * (sg / 4u);
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
@@ -106,14 +105,14 @@ void main()
                 // ones at or past jend count 0
                 [[unroll]] for (uint v = 0u; v < 4u; v++) {
                     uint j = j0 + aq + 4u * v, k = k0 + bq + 4u * v;
-                    vec4 sv = aok && j < jend ? exp(s4[(s_row + j) / 4u] - pm) * pinv : vec4(0.0);
+                    vec4 sv = aok && j < jend ? s4[(s_row + j) / 4u] : vec4(0.0);
                     pv[v] = mix(vec4(0.0), sv, lessThan(uvec4(j) + uvec4(0u, 1u, 2u, 3u), uvec4(jend)));
                     cv[v] = jb < jend && k < p.rkv ? c4[(c_row + k) / 4u] : vec4(0.0);
                 }
             } else {
                 [[unroll]] for (uint e = 0u; e < 16u; e++) {
                     uint j = j0 + aq + e, k = k0 + bq + e;
-                    float sv = exp(s[s_row + min(j, jend - 1u)] - pm) * pinv;
+                    float sv = s[s_row + min(j, jend - 1u)];
                     float v = c[c_row + min(k, p.rkv - 1u)];
                     pv[e / 4u][e % 4u] = aok && j < jend ? sv : 0.0;
                     cv[e / 4u][e % 4u] = jb < jend && k < p.rkv ? v : 0.0;

@@ -700,14 +700,14 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
      * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] with its
-     * softmax statistics [block·H][2] and mix partials (each from a multiple of 4 floats) */
+     * mix partials (from a multiple of 4 floats) */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t L = stretch_len(r, i), tb = tile_rows(s.n, H, L);
         if (s.tiled)
-            need = (uint64_t)tb * H * L + 3u + 2ull * tb * H + 3u + mix_part_floats(s.n, tb, H, rkv, L);
+            need = (uint64_t)tb * H * L + 3u + mix_part_floats(s.n, tb, H, rkv, L);
         else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
@@ -771,8 +771,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
-    uint32_t stats_off = (s_off + tb * H * L + 3) / 4 * 4;  /* softmax's (m, inv) of each row */
-    uint32_t part_off = (stats_off + 2 * tb * H + 3) / 4 * 4; /* the mix partials (mix_splits) */
+    uint32_t part_off = (s_off + tb * H * L + 3) / 4 * 4; /* the mix partials (mix_splits) */
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
@@ -787,13 +786,13 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                     (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
-        glm_vk_softmax_push xp = { rows * H, L, s_off, stats_off };
+        glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
         uint32_t ns = mix_splits(rows, H, rkv, L), u_off = T * H * rkv + b0 * H * rkv;
         glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,     c.off,
                                    c.ld,     s_off,    u_off,        pos_off, ptab_off,
-                                   r->pages.off, r->page_size, mix_span(L, ns), part_off, stats_off, 0 };
+                                   r->pages.off, r->page_size, mix_span(L, ns), part_off, { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,

@@ -130,16 +130,15 @@ typedef struct glm_vk_mla_scores_push {
 _Static_assert(sizeof(glm_vk_mla_scores_push) == 96, "mirrors shaders/mla_scores_tiled.comp");
 
 typedef struct glm_vk_softmax_push {
-    uint32_t rows, n, s_off, stats_off;
+    uint32_t rows, n, s_off, pad;
 } glm_vk_softmax_push;
 _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
 
 /* jspan: keys per split (workgroups .z = split z sums keys z·jspan .. +jspan-1); split 0 writes
- * u at u_off, split z > 0 its partial at part_off + (z - 1)·T·H·rkv. stats_off: softmax's
- * (m, inv) of each row. */
+ * u at u_off, split z > 0 its partial at part_off + (z - 1)·T·H·rkv. */
 typedef struct glm_vk_mla_mix_push {
     uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size, jspan, part_off,
-        stats_off, pad;
+        pad[2];
 } glm_vk_mla_mix_push;
 _Static_assert(sizeof(glm_vk_mla_mix_push) == 64, "mirrors shaders/mla_mix_tiled.comp");
 
