@@ -624,16 +624,23 @@ static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
  * (the tensor-core kernel's; the same splits for both kernels) are too few to fill the device:
  * up to MIX_MAX_SPLITS splits of at least MIX_MIN_STEPS 32-key steps, until there are
  * MIX_GROUPS workgroups. Split z > 0 writes a partial [rows·H][Rkv] after the block's scores,
- * which eltwise then adds into u. */
+ * which eltwise then adds into u. GLM_VK_MLA_MIX_SPLITS=n (1 .. MIX_MAX_SPLITS) caps the
+ * splits lower (1: none), to measure them. */
 #define MIX_GROUPS 1024u
 #define MIX_MIN_STEPS 16u
 #define MIX_MAX_SPLITS 4u
 
 static uint32_t mix_splits(uint32_t rows, uint32_t H, uint32_t rkv, uint32_t L)
 {
+    static uint32_t cap = 0;
+    if (!cap) {
+        const char *e = getenv("GLM_VK_MLA_MIX_SPLITS");
+        unsigned long v = e && *e ? strtoul(e, NULL, 10) : MIX_MAX_SPLITS;
+        cap = v >= 1 && v <= MIX_MAX_SPLITS ? (uint32_t)v : MIX_MAX_SPLITS;
+    }
     uint64_t tiles = (uint64_t)((rkv + 127) / 128) * (((uint64_t)rows * H + 127) / 128);
     uint32_t steps = (L + 31) / 32, n = 1;
-    while (n < MIX_MAX_SPLITS && tiles * n < MIX_GROUPS && steps / (n + 1) >= MIX_MIN_STEPS)
+    while (n < cap && tiles * n < MIX_GROUPS && steps / (n + 1) >= MIX_MIN_STEPS)
         n++;
     return n;
 }
