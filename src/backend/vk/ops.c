@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ref/dequant.h"
 
@@ -658,17 +659,36 @@ static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
     return !r->n_runs || sum == T;
 }
 
+/* Float16 operands of the tensor-core scores and mix (mla_pack16.comp, softmax's pack): a key
+ * or query row of rkv + dr float16, in uints, rounded up to whole 32-column steps; the score
+ * rows are padded to whole 16-byte groups of float16 pairs (the padding scores −inf, so 0). */
+static uint32_t pack16_ld(uint32_t rkv, uint32_t dr) { return (rkv + dr + 31) / 32 * 16; }
+static uint32_t pack16_len(uint32_t L) { return (L + 7) / 8 * 8; }
+
+/* Does the tiled core of key bound L take float16 operands? Tensor cores only, rows softmax
+ * keeps in registers; GLM_VK_MLA_F32=1 keeps the float32 operands (to measure the change). */
+static bool pack16_on(const glm_vk *vk, uint32_t L)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("GLM_VK_MLA_F32");
+        off = e && !strcmp(e, "1");
+    }
+    return glm_vk_coopmat_enabled(vk) && !off && pack16_len(L) <= GLM_VK_SOFTMAX_REGS;
+}
+
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] */
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its padded key bound]
+     * with, for tensor cores, the float16 keys and queries after them (rope dim ≤ 128) */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t L = stretch_len(r, i);
+        uint32_t L = pack16_len(stretch_len(r, i)), tb = tile_rows(s.n, H, L);
         if (s.tiled)
-            need = (uint64_t)tile_rows(s.n, H, L) * H * L;
+            need = (uint64_t)tb * H * L + 4 + ((uint64_t)L + (uint64_t)tb * H) * pack16_ld(rkv, 128);
         else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
@@ -681,9 +701,9 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
-        uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
-        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, r->max_len);
+        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
     }
     return n;
 }
@@ -729,26 +749,41 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
-    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
+    bool p16 = pack16_on(vk, L);         /* with float16 operands */
+    if (p16)
+        L = pack16_len(L);
+    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L), ld16 = pack16_ld(rkv, dr);
+    uint32_t k16_off = (s_off + tb * H * L + 3) / 4 * 4, q16_off = k16_off + L * ld16;
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
+        if (p16) {
+            glm_vk_mla_pack16_push pp = { rows,     H,        rkv,          dr,      dn + dr, dn,    q.off + b0 * q.ld,
+                                          q.ld,     c.off,    c.ld,         kr.off,  kr.ld,   b0 * H * rkv,
+                                          pos_off,  ptab_off, r->pages.off, r->page_size, L, k16_off, q16_off, ld16,
+                                          { 0 } };
+            const glm_vk_buffer *pb[7] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf };
+            uint64_t wgs = ((uint64_t)(L + rows * H) * ld16 + 255) / 256;
+            uint32_t gx = wgs < 65535 ? (uint32_t)wgs : 65535u;
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_PACK16, pb, 7, &pp, sizeof pp, gx, (uint32_t)((wgs + gx - 1) / gx), 1));
+        }
         glm_vk_mla_scores_push sp = { rows,        H,        rkv,     dr,     dn + dr, dn,
                                       L,           s_off,    q.off + b0 * q.ld, q.ld, c.off, c.ld,
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
-                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
+                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), p16, k16_off, q16_off, ld16 };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
                                     (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
-        glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
+        glm_vk_softmax_push xp = { rows * H, L, s_off, p16 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
         glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
-                                   s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
+                                   s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size,
+                                   p16,   k16_off,  ld16,     0 };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
