@@ -98,8 +98,9 @@ void main()
         if (st < nsteps && p.pack16 != 0u) { // fetch step st: 8 uints of P and of c16
             uint j = 32u * st + aq, jb = 32u * st + bj, k = k0 + bq;
             [[unroll]] for (uint v = 0u; v < 2u; v++) {
-                // positions at or past jend hold probability 0 up to the padded row's end
-                ph[v] = aok && j < jend ? sh16[(s_row + j / 2u) / 4u + v] : uvec4(0u);
+                // positions j' .. j' + 7 (j' = j + 8v < jend) lie in the padded row, and those
+                // at or past jend hold probability 0; past the row would be its stale float32
+                ph[v] = aok && j + 8u * v < jend ? sh16[(s_row + j / 2u) / 4u + v] : uvec4(0u);
                 ch[v] = jb < jend && k < p.rkv ? sh16[(p.c16_off + jb * p.c16_ld + k / 2u) / 4u + v] : uvec4(0u);
             }
         } else if (st < nsteps) { // fetch step st

@@ -750,7 +750,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
-    bool p16 = pack16_on(vk, L);         /* with float16 operands */
+    bool p16 = pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
     if (p16)
         L = pack16_len(L);
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L), ld16 = pack16_ld(rkv, dr);
