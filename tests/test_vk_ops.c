@@ -62,14 +62,19 @@ static glm_vk_buffer out_buf(size_t n)
     return b;
 }
 
+/* The guard after n elements of an out_buf untouched. */
+static void check_guard(const glm_vk_buffer *b, size_t n, const char *what)
+{
+    float guard[TU_GUARD];
+    tu_poison(guard, TU_GUARD);
+    ck_assert_msg(memcmp(guard, (const float *)b->map + n, sizeof guard) == 0, "%s: write past the output", what);
+}
+
 /* Every one of the n outputs written and finite; the guard after them untouched. */
 static void check_out(const glm_vk_buffer *b, size_t n, const char *what)
 {
-    const float *got = b->map;
-    ck_assert_msg(tu_all_written(got, n), "%s: output element not written or not finite", what);
-    float guard[TU_GUARD];
-    tu_poison(guard, TU_GUARD);
-    ck_assert_msg(memcmp(guard, got + n, sizeof guard) == 0, "%s: write past the output", what);
+    ck_assert_msg(tu_all_written(b->map, n), "%s: output element not written or not finite", what);
+    check_guard(b, n, what);
 }
 
 /* check_out, then the NMSE of the n outputs against ref within tol; returns the NMSE. */
@@ -1592,6 +1597,117 @@ START_TEST(test_rejects_bad_shapes)
 }
 END_TEST
 
+/* The float16 operands of the tensor-core MLA core, checked here on any device: softmax's
+ * pack (rows written as float16 pairs over their own storage, an odd row's last pair padded
+ * with 0) and mla_pack16 (key rows through a shuffled page table, zero past n_kv and past the
+ * row's width; query rows [qlat | q_rope]). Both against the host's float16 rounding. */
+START_TEST(test_mla_pack16)
+{
+    /* softmax rows of 517 (odd) and 6,144 (all the registers) entries, with masked tails */
+    static const uint32_t lens[] = { 517, 6144, 40 };
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        uint32_t n = lens[c], R = 3, off = 8;
+        size_t total = off + (size_t)R * n;
+        glm_vk_buffer b = out_buf(total);
+        float *x = b.map;
+        double *ref = malloc(sizeof(double) * R * n);
+        for (uint32_t r = 0; r < R; r++) {
+            uint32_t live = n - r * (n / 7); /* the rest masked: −inf */
+            double m = -INFINITY, sum = 0;
+            for (uint32_t j = 0; j < n; j++) {
+                x[off + r * n + j] = j < live ? 4.0f * tu_normal(&g_rng) : -INFINITY;
+                m = fmax(m, (double)x[off + r * n + j]);
+            }
+            for (uint32_t j = 0; j < n; j++)
+                sum += ref[r * n + j] = j < live ? exp((double)x[off + r * n + j] - m) : 0.0;
+            for (uint32_t j = 0; j < n; j++)
+                ref[r * n + j] /= sum;
+        }
+        glm_vk_softmax_push xp = { R, n, off, 1 };
+        const glm_vk_buffer *xb[1] = { &b };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_dispatch(g_vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, R, 1, 1) == GLM_OK);
+        run();
+        float *got = malloc(sizeof(float) * R * n), *want = malloc(sizeof(float) * R * n);
+        const uint32_t *u = b.map;
+        for (uint32_t r = 0; r < R; r++) {
+            for (uint32_t j = 0; j < n; j++) {
+                uint32_t w = u[off + r * n + j / 2];
+                got[r * n + j] = glm_fp16_to_fp32((uint16_t)(j % 2 ? w >> 16 : w & 0xffff));
+                want[r * n + j] = glm_fp16_to_fp32(glm_fp32_to_fp16((float)ref[r * n + j]));
+            }
+            if (n % 2)
+                ck_assert_msg(u[off + r * n + n / 2] >> 16 == 0, "softmax pack: pad half of row %u not 0", r);
+        }
+        ck_assert_msg(tu_all_written(got, (size_t)R * n), "softmax pack: entries not written or not finite");
+        double e = tu_nmse(want, got, (size_t)R * n);
+        printf("vk softmax pack (%u rows of %u): nmse vs host float16 %.3g\n", R, n, e);
+        ck_assert_msg(e <= TOL_VK_PACK16_NMSE, "softmax pack: nmse %.3g", e);
+        check_guard(&b, total, "softmax pack");
+        free(got), free(want), free(ref);
+        glm_vk_buffer_destroy(g_vk, &b);
+    }
+
+    /* mla_pack16: T rows at pos0 of one sequence, H heads, keys in shuffled pages of 4 */
+    const uint32_t T = 5, H = 3, rkv = 40, dr = 8, dn = 16, dqk = dn + dr, pos0 = 20, ps = 4, P = 32;
+    const uint32_t L = 32, ld16 = (rkv + dr + 31) / 32 * 16, c_ld = rkv + 3, kr_ld = dr + 1;
+    const uint32_t qlat_off = 4, k16_off = 4 + T * H * rkv + 4, q16_off = k16_off + L * ld16;
+    const uint32_t n_kv = pos0 + T, scratch_n = q16_off + T * H * ld16;
+    float *q = malloc(sizeof(float) * T * H * dqk), *cc = malloc(sizeof(float) * P * c_ld);
+    float *kr = malloc(sizeof(float) * P * kr_ld), *sc = malloc(sizeof(float) * scratch_n);
+    tu_fill_uniform(&g_rng, q, (size_t)T * H * dqk, -3, 3);
+    tu_fill_uniform(&g_rng, cc, (size_t)P * c_ld, -3, 3);
+    tu_fill_uniform(&g_rng, kr, (size_t)P * kr_ld, -3, 3);
+    tu_poison(sc, scratch_n);
+    tu_fill_uniform(&g_rng, sc + qlat_off, (size_t)T * H * rkv, -3, 3);
+    int32_t meta[3 + 32 / 4] = { (int32_t)pos0, 0, 0 }; /* pos, ptab (page list at 3), pages of P / ps */
+    for (uint32_t i = 0; i < P / ps; i++)
+        meta[3 + i] = (int32_t)((i * 5 + 3) % (P / ps)); /* a permutation of the 8 pages */
+    glm_vk_buffer bq = dev_copy(q, sizeof(float) * T * H * dqk), bc = dev_copy(cc, sizeof(float) * P * c_ld);
+    glm_vk_buffer bk = dev_copy(kr, sizeof(float) * P * kr_ld), bm = dev_copy(meta, sizeof meta);
+    glm_vk_buffer bs = out_buf(scratch_n);
+    memcpy(bs.map, sc, sizeof(float) * scratch_n);
+    glm_vk_mla_pack16_push pp = { T, H, rkv, dr, dqk, dn, 0, H * dqk, 0, c_ld, 0, kr_ld, qlat_off, 0, 1, 3, ps, L,
+                                  k16_off, q16_off, ld16, { 0 } };
+    const glm_vk_buffer *pb[7] = { &bs, &bq, &bc, &bk, &bm, &bm, &bm };
+    uint32_t wgs = ((L + T * H) * ld16 + 255) / 256;
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_dispatch(g_vk, GLM_VK_MLA_PACK16, pb, 7, &pp, sizeof pp, wgs, 1, 1) == GLM_OK);
+    run();
+    uint32_t nk = L * ld16 * 2, nq = T * H * ld16 * 2;
+    float *got = malloc(sizeof(float) * (nk + nq)), *want = malloc(sizeof(float) * (nk + nq));
+    const uint32_t *u = bs.map;
+    for (uint32_t i = 0; i < nk + nq; i++) {
+        bool key = i < nk;
+        uint32_t e = key ? i : i - nk, row = e / (2 * ld16), k = e % (2 * ld16);
+        uint32_t w = u[(key ? k16_off : q16_off) + e / 2];
+        got[i] = glm_fp16_to_fp32((uint16_t)(e % 2 ? w >> 16 : w & 0xffff));
+        float v = 0;
+        if (key && row < n_kv) {
+            uint32_t prow = (uint32_t)meta[3 + row / ps] * ps + row % ps;
+            v = k < rkv ? cc[prow * c_ld + k] : k < rkv + dr ? kr[prow * kr_ld + k - rkv] : 0.0f;
+        } else if (!key) {
+            uint32_t t = row / H, h = row % H;
+            v = k < rkv ? sc[qlat_off + row * rkv + k] : k < rkv + dr ? q[t * H * dqk + h * dqk + dn + k - rkv] : 0.0f;
+        }
+        want[i] = glm_fp16_to_fp32(glm_fp32_to_fp16(v));
+        if (v == 0.0f)
+            ck_assert_msg(got[i] == 0.0f, "mla_pack16: %s row %u column %u not 0", key ? "key" : "query", row, k);
+    }
+    double e = tu_nmse(want, got, nk + nq);
+    printf("vk mla_pack16 (T %u H %u Rkv %u dr %u, %u keys of %u): nmse vs host float16 %.3g\n", T, H, rkv, dr, n_kv,
+           L, e);
+    ck_assert_msg(e <= TOL_VK_PACK16_NMSE, "mla_pack16: nmse %.3g", e);
+    /* what lies between and after the packed rows keeps its poison */
+    ck_assert_msg(memcmp((float *)bs.map + qlat_off + T * H * rkv, sc + qlat_off + T * H * rkv,
+                         sizeof(float) * (k16_off - qlat_off - T * H * rkv)) == 0, "mla_pack16: wrote before K16");
+    check_guard(&bs, scratch_n, "mla_pack16");
+    free(q), free(cc), free(kr), free(sc), free(got), free(want);
+    glm_vk_buffer_destroy(g_vk, &bq), glm_vk_buffer_destroy(g_vk, &bc), glm_vk_buffer_destroy(g_vk, &bk);
+    glm_vk_buffer_destroy(g_vk, &bm), glm_vk_buffer_destroy(g_vk, &bs);
+}
+END_TEST
+
 /* One test case per test, named after it, so that one can run alone on a slow device or a
  * device call with little time: CK_RUN_CASE=test_mla_attention build/tests/test_vk_ops. */
 #define ADD_CASE(fn)                                                                                                   \
@@ -1631,6 +1747,7 @@ int main(void)
     ADD_CASE(test_moe_combine);
     ADD_CASE(test_argmax);
     ADD_CASE(test_mla_attention);
+    ADD_CASE(test_mla_pack16);
     ADD_CASE(test_kv_write);
     ADD_CASE(test_profiling);
     ADD_CASE(test_rejects_bad_shapes);

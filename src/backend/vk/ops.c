@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ref/dequant.h"
 
@@ -620,12 +621,13 @@ static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-/* The tiled mix of many keys is split over them (workgroups .z) where its 128 × 128 tiles
+/* The tiled mix of many keys over float32 operands (with float16 ones the splits measured
+ * slower on the H100) is split over them (workgroups .z) where its 128 × 128 tiles
  * (the tensor-core kernel's; the same splits for both kernels) are too few to fill the device:
  * up to MIX_MAX_SPLITS splits of at least MIX_MIN_STEPS 32-key steps, until there are
- * MIX_GROUPS workgroups. Split z > 0 writes a partial [rows·H][Rkv] after the block's scores,
- * which eltwise then adds into u. GLM_VK_MLA_MIX_SPLITS=n (1 .. MIX_MAX_SPLITS) caps the
- * splits lower (1: none), to measure them. */
+ * MIX_GROUPS workgroups. Split z > 0 writes a partial [rows·H][Rkv] after the block's scores
+ * and float16 operands, which eltwise then adds into u. GLM_VK_MLA_MIX_SPLITS=n
+ * (1 .. MIX_MAX_SPLITS) caps the splits lower (1: none), to measure them. */
 #define MIX_GROUPS 1024u
 #define MIX_MIN_STEPS 16u
 #define MIX_MAX_SPLITS 4u
@@ -651,12 +653,13 @@ static uint32_t mix_span(uint32_t L, uint32_t n)
     return ((L + 31) / 32 + n - 1) / n * 32;
 }
 
-/* The mix partials of a tiled stretch of T rows (blocks of tb): floats after its scores. */
-static uint64_t mix_part_floats(uint32_t T, uint32_t tb, uint32_t H, uint32_t rkv, uint32_t L)
+/* The mix partials of a tiled stretch of T rows with keys below L, at most (blocks of at most
+ * tile_rows(T, H, L) rows, whichever layout). */
+static uint64_t mix_part_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t L)
 {
-    uint32_t last = T % tb ? T % tb : tb;
-    uint64_t a = (uint64_t)(mix_splits(tb, H, rkv, L) - 1) * tb, b = (uint64_t)(mix_splits(last, H, rkv, L) - 1) * last;
-    return (a > b ? a : b) * H * rkv;
+    if ((L + 31) / 32 < 2 * MIX_MIN_STEPS)
+        return 0; /* never split */
+    return (uint64_t)(MIX_MAX_SPLITS - 1) * tile_rows(T, H, L) * H * rkv;
 }
 
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
@@ -703,18 +706,47 @@ static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
     return !r->n_runs || sum == T;
 }
 
+/* Float16 operands of the tensor-core scores and mix (mla_pack16.comp, softmax's pack): a key
+ * or query row of rkv + dr float16, in uints, rounded up to whole 32-column steps; the score
+ * rows are padded to whole 16-byte groups of float16 pairs (the padding scores −inf, so 0). */
+static uint32_t pack16_ld(uint32_t rkv, uint32_t dr) { return (rkv + dr + 31) / 32 * 16; }
+static uint32_t pack16_len(uint32_t L) { return (L + 7) / 8 * 8; }
+
+/* Does the tiled core of key bound L take float16 operands? Tensor cores only, rows softmax
+ * keeps in registers; GLM_VK_MLA_F32=1 keeps the float32 operands (to measure the change). */
+static bool pack16_on(const glm_vk *vk, uint32_t L)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("GLM_VK_MLA_F32");
+        off = e && !strcmp(e, "1");
+    }
+    return glm_vk_coopmat_enabled(vk) && !off && pack16_len(L) <= GLM_VK_SOFTMAX_REGS;
+}
+
+/* Floats from a tiled stretch's scores (at 2·T·H·Rkv) to the end of its float16 operands, or
+ * of its scores without them: the larger of the two layouts (its mix partials follow). */
+static uint64_t tiled_core_floats(uint32_t n, uint32_t H, uint32_t rkv, uint32_t L)
+{
+    uint32_t Lp = pack16_len(L), tp = tile_rows(n, H, Lp);
+    uint64_t p16 = (uint64_t)tp * H * Lp + 4 + ((uint64_t)Lp + (uint64_t)tp * H) * pack16_ld(rkv, 128);
+    uint64_t f32 = (uint64_t)tile_rows(n, H, L) * H * L;
+    return p16 > f32 ? p16 : f32;
+}
+
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] with its
-     * mix partials (from a multiple of 4 floats) */
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its padded key bound]
+     * with, for tensor cores, the float16 keys and queries after them (rope dim ≤ 128), then
+     * its mix partials (from a multiple of 4 floats) */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t L = stretch_len(r, i), tb = tile_rows(s.n, H, L);
+        uint32_t L = stretch_len(r, i);
         if (s.tiled)
-            need = (uint64_t)tb * H * L + 3u + mix_part_floats(s.n, tb, H, rkv, L);
+            need = tiled_core_floats(s.n, H, rkv, L) + 3u + mix_part_floats(s.n, H, rkv, L);
         else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
@@ -727,9 +759,9 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t L = stretch_len(r, i), tb = s.tiled ? tile_rows(s.n, H, L) : block_rows(s.n, H, rkv, r->max_len);
-        uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
-        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        uint32_t L = pack16_len(stretch_len(r, i)), tb = s.tiled ? tile_rows(s.n, H, L) : block_rows(s.n, H, rkv, r->max_len);
+        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
         for (uint32_t b0 = 0; s.tiled && b0 < s.n; b0 += tb) /* the adds of a split mix's partials */
             n += mix_splits(s.n - b0 < tb ? s.n - b0 : tb, H, rkv, L) > 1;
     }
@@ -777,29 +809,46 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
-    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
-    uint32_t part_off = (s_off + tb * H * L + 3) / 4 * 4; /* the mix partials (mix_splits) */
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
+    bool p16 = pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
+    /* the mix partials (mix_splits) after the scores and float16 operands */
+    uint32_t part_off = (uint32_t)((2ull * T * H * c.cols + tiled_core_floats(n, H, c.cols, L) + 3) / 4 * 4);
+    if (p16)
+        L = pack16_len(L);
+    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L), ld16 = pack16_ld(rkv, dr);
+    uint32_t k16_off = (s_off + tb * H * L + 3) / 4 * 4, q16_off = k16_off + L * ld16;
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
+        if (p16) {
+            glm_vk_mla_pack16_push pp = { rows,     H,        rkv,          dr,      dn + dr, dn,    q.off + b0 * q.ld,
+                                          q.ld,     c.off,    c.ld,         kr.off,  kr.ld,   b0 * H * rkv,
+                                          pos_off,  ptab_off, r->pages.off, r->page_size, L, k16_off, q16_off, ld16,
+                                          { 0 } };
+            const glm_vk_buffer *pb[7] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf };
+            uint64_t wgs = ((uint64_t)(L + rows * H) * ld16 + 255) / 256;
+            uint32_t gx = wgs < 65535 ? (uint32_t)wgs : 65535u;
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_PACK16, pb, 7, &pp, sizeof pp, gx, (uint32_t)((wgs + gx - 1) / gx), 1));
+        }
         glm_vk_mla_scores_push sp = { rows,        H,        rkv,     dr,     dn + dr, dn,
                                       L,           s_off,    q.off + b0 * q.ld, q.ld, c.off, c.ld,
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
-                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
+                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), p16, k16_off, q16_off, ld16 };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
                                     (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
-        glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
+        glm_vk_softmax_push xp = { rows * H, L, s_off, p16 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
-        uint32_t ns = mix_splits(rows, H, rkv, L), u_off = T * H * rkv + b0 * H * rkv;
+        /* float16 operands: no split (measured slower with them on the H100) */
+        uint32_t ns = p16 ? 1 : mix_splits(rows, H, rkv, L), u_off = T * H * rkv + b0 * H * rkv;
         glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,     c.off,
                                    c.ld,     s_off,    u_off,        pos_off, ptab_off,
-                                   r->pages.off, r->page_size, mix_span(L, ns), part_off, { 0 } };
+                                   r->pages.off, r->page_size, p16, k16_off, ld16,
+                                   mix_span(L, ns), part_off, { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,

@@ -125,22 +125,32 @@ typedef struct glm_vk_mla_scores_push {
     uint32_t T, H, rkv, dr, dqk, dn, s_ld, s_off, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off,
         pages_off, page_size;
     float scale;
-    uint32_t pad[4];
+    uint32_t pack16, k16_off, q16_off, ld16; /* tensor cores: float16 operands of mla_pack16 */
 } glm_vk_mla_scores_push;
 _Static_assert(sizeof(glm_vk_mla_scores_push) == 96, "mirrors shaders/mla_scores_tiled.comp");
 
+/* Score rows shaders/softmax.comp keeps in registers (256 invocations × NPT). */
+#define GLM_VK_SOFTMAX_REGS 6144u
+
 typedef struct glm_vk_softmax_push {
-    uint32_t rows, n, s_off, pad;
+    uint32_t rows, n, s_off, pack; /* pack: rows written as float16 pairs (mla_mix_cm) */
 } glm_vk_softmax_push;
 _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
 
 /* jspan: keys per split (workgroups .z = split z sums keys z·jspan .. +jspan-1); split 0 writes
  * u at u_off, split z > 0 its partial at part_off + (z - 1)·T·H·rkv. */
 typedef struct glm_vk_mla_mix_push {
-    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size, jspan, part_off,
-        pad[2];
+    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
+    uint32_t pack16, c16_off, c16_ld; /* tensor cores: float16 P and c (softmax pack, mla_pack16) */
+    uint32_t jspan, part_off, pad[3];
 } glm_vk_mla_mix_push;
-_Static_assert(sizeof(glm_vk_mla_mix_push) == 64, "mirrors shaders/mla_mix_tiled.comp");
+_Static_assert(sizeof(glm_vk_mla_mix_push) == 80, "mirrors shaders/mla_mix_tiled.comp");
+
+typedef struct glm_vk_mla_pack16_push {
+    uint32_t T, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off, pages_off,
+        page_size, L, k16_off, q16_off, ld16, pad[3];
+} glm_vk_mla_pack16_push;
+_Static_assert(sizeof(glm_vk_mla_pack16_push) == 96, "mirrors shaders/mla_pack16.comp");
 
 /* The rows of one step over a paged cache (backend.h glm_kv_rows): int32 views pos [T][1],
  * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. runs (host, n_runs of

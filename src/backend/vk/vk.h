@@ -52,6 +52,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_MIX_TILED,
     GLM_VK_MLA_SCORES_CM, /* GLM_VK_MLA_SCORES_TILED on tensor cores, as GLM_VK_MATMUL_CM */
     GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
+    GLM_VK_MLA_PACK16,    /* float16 copies of the tensor-core MLA operands */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
