@@ -1087,7 +1087,8 @@ START_TEST(test_mla_attention)
      * with 88 and 89 keys (the mix's probabilities as vec4s, or element by element); the
      * one after them has rows longer than the softmax keeps in registers (6,144) and its mix
      * split over the keys in 4 (partials added into u); then the model's width at 2101 keys
-     * (above); the last a chunk at the model's width whose mix is split in 3. Columns:
+     * (above); the last a chunk at the model's width whose mix is split in 3 (over float32
+     * operands: on tensor cores float16 ones, unsplit). Columns:
      * pos0, TA, posB, H, dn, dr, dv, Rkv. */
     static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
