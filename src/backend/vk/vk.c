@@ -8,7 +8,7 @@
 
 #include "glm_spirv.h" /* generated: spv_<kernel>[] from shaders/<kernel>.comp */
 
-#define GLM_VK_MAX_BINDINGS 8
+#define GLM_VK_MAX_BINDINGS 9
 #define GLM_VK_MAX_SETS 4096 /* dispatches per recording */
 /* A recording is cut into command buffers, each submitted as soon as it is full (without
  * waiting) so the device runs while the host records the rest; a ring of GLM_VK_RING command
@@ -43,7 +43,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
-    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 8, 128, true, 0x72 },
+    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 9, 128, true, 0x72 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
     [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7e },
