@@ -22,7 +22,7 @@
 // straight from global memory (it stays in the caches), with no barrier. Sums of a slice go
 // through shuffles.
 // The weight type is a specialization constant (one pipeline per type), as are FUSE, NR, NORM,
-// STAGE, NIB and U3. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
+// STAGE and NIB. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
 // OR and a subtraction) rather than conversion instructions; Q4_K and Q5_K keep conversions,
 // which measured faster for them on the H100 (bench/RESULTS.md), except with NIB (Q4_K): a
 // code q is shifted into the top mantissa bits of 1.0, f = 1 + q/16 (a shift and an AND-OR, no
@@ -69,8 +69,7 @@ layout(push_constant) uniform P {
 const bool NIB = NIBV && TYPE == T_Q4_K;
 
 const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
-const bool U3 = (VAR & 32u) != 0u;           // 3 tasks a lane (rows of 48 tasks: 16 lanes x 3)
-const uint U = TYPE == T_F32 ? 8u : U3 ? 3u : 2u; // tasks per lane whose loads go out together
+const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out together
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
 #define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)

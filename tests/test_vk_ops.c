@@ -1222,7 +1222,7 @@ START_TEST(test_matvec_swiglu)
             glm_type t = types[ti];
             if (nib && t != GLM_TYPE_Q4_K)
                 continue;
-            glm_vk_matvec_set_opts(g_vk, nib ? GLM_VK_MATVEC_OPT_NIBBLE : 0);
+            glm_vk_matvec_set_nibble(g_vk, nib != 0);
             uint32_t rb = (uint32_t)glm_row_bytes(t, ncols), slab = rb * nrows, slabs = routed ? E : 1;
             uint32_t wbytes = slab * slabs, uoff = (wbytes + 255) & ~255u;
             uint8_t *host = malloc(uoff + wbytes);
@@ -1284,7 +1284,7 @@ START_TEST(test_matvec_swiglu)
             free(g);
             free(u);
         }
-    glm_vk_matvec_set_opts(g_vk, GLM_VK_MATVEC_OPTS_DEFAULT);
+    glm_vk_matvec_set_nibble(g_vk, GLM_VK_MATVEC_FAST_NIBBLE);
 }
 END_TEST
 
@@ -1458,25 +1458,12 @@ START_TEST(test_matvec_fast_variants)
     }
     /* Q4_K codes through the mantissa of 1.0 (+1024), 2 rows and 1, x from global or staged */
     uint32_t q4 = GLM_TYPE_Q4_K;
-    glm_vk_matvec_set_opts(g_vk, GLM_VK_MATVEC_OPT_NIBBLE);
+    glm_vk_matvec_set_nibble(g_vk, true);
     fast_case(GLM_TYPE_Q4_K, 256, 4100, 4, q4 + 1024);
     fast_case(GLM_TYPE_Q4_K, 512, 40, 1, q4 + 128 + 1024);
     glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
     fast_case(GLM_TYPE_Q4_K, 256, 4100, 4, q4 + 512 + 1024);
-    /* three tasks a lane (+2048) for rows of 72 and 24 tasks (the quantized types; fewer idle
-     * task slots than with 2 on subgroups of 8 and of 32), 2 rows and 1, x from global or staged;
-     * with the nibble form for Q4_K */
-    glm_vk_matvec_set_opts(g_vk, GLM_VK_MATVEC_OPT_TASKS3);
-    for (size_t ti = 0; ti + 1 < sizeof types / sizeof types[0]; ti++) {
-        uint32_t t = (uint32_t)types[ti];
-        glm_vk_matvec_set_stage_groups(g_vk, 0);
-        fast_case(types[ti], 2304, 4100, 2, t + 2048);
-        glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
-        fast_case(types[ti], 768, 40, 1, t + 128 + 512 + 2048);
-    }
-    glm_vk_matvec_set_opts(g_vk, GLM_VK_MATVEC_OPT_TASKS3 | GLM_VK_MATVEC_OPT_NIBBLE);
-    fast_case(GLM_TYPE_Q4_K, 768, 4100, 2, q4 + 512 + 1024 + 2048);
-    glm_vk_matvec_set_opts(g_vk, GLM_VK_MATVEC_OPTS_DEFAULT);
+    glm_vk_matvec_set_nibble(g_vk, GLM_VK_MATVEC_FAST_NIBBLE);
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }

@@ -111,28 +111,12 @@ static uint64_t fast_few(void)
     return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
 }
 
-/* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp (*u3: 3 tasks a
- * lane, GLM_VK_MATVEC_OPT_TASKS3): the hot
+/* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
  * types (F32 with a multiple of 4 columns), x at offsets of whole vec4s, weights (16-byte
  * aligned for Q4_K, Q5_K and F32, even otherwise) and norm gain (16-byte) aligned as the
  * shader reads them, and no forced slice width. The fewest lanes (a power of two up to the subgroup size, at most 32) whose task
  * groups cover the row in one pass, so that short rows pack several rows into a subgroup. */
-/* The fewest lanes (a power of two up to top) whose groups of u tasks cover `tasks` in one pass,
- * and the task slots (lanes x u x passes) they walk. */
-static uint32_t fast_lanes(uint32_t tasks, uint32_t u, uint32_t top)
-{
-    uint32_t n = 1;
-    while (n < top && n * u < tasks)
-        n *= 2;
-    return n;
-}
-
-static uint32_t fast_slots(uint32_t tasks, uint32_t n, uint32_t u)
-{
-    return (tasks + n * u - 1) / (n * u) * (n * u);
-}
-
-static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_vk_matvec_push *pc, bool *u3)
+static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_vk_matvec_push *pc)
 {
     glm_type t = w->type;
     bool hot = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_Q6_K || t == GLM_TYPE_Q8_0 ||
@@ -147,14 +131,9 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
         (pc->norm && (pc->g_offset & 15)))
         return 0;
     uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2; /* as the shader */
-    uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < 32 ? sgs : 32;
-    uint32_t n = fast_lanes(tasks, group, top);
-    *u3 = false;
-    if (t != GLM_TYPE_F32 && (glm_vk_matvec_opts(vk) & GLM_VK_MATVEC_OPT_TASKS3)) {
-        uint32_t n3 = fast_lanes(tasks, 3, top);
-        *u3 = fast_slots(tasks, n3, 3) < fast_slots(tasks, n, group);
-        n = *u3 ? n3 : n;
-    }
+    uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < 32 ? sgs : 32, n = 1;
+    while (n < top && n * group < tasks)
+        n *= 2;
     return n;
 }
 
@@ -225,20 +204,19 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w2_offset += slab * w->slab_bytes;
     }
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
-    bool u3 = false;
-    uint32_t lanes = matvec_fast_lanes(vk, w, &pc, &u3);
+    uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x +
-         * 16·Q4_K codes through the mantissa of 1.0 + 32·three tasks a lane) */
+         * 16·Q4_K codes through the mantissa of 1.0) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < fast_few();
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
-        uint32_t nib = w->type == GLM_TYPE_Q4_K && (glm_vk_matvec_opts(vk) & GLM_VK_MATVEC_OPT_NIBBLE);
-        uint32_t var = pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * nib + 32 * u3;
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST, (uint32_t)w->type + 64 * var, b, 5,
+        uint32_t nib = w->type == GLM_TYPE_Q4_K && glm_vk_matvec_nibble(vk);
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
+                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * nib), b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
