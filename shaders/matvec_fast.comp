@@ -21,13 +21,10 @@
 // laid out so that the lanes' reads hit distinct banks, and the lanes read it from there; else
 // straight from global memory (it stays in the caches), with no barrier. Sums of a slice go
 // through shuffles.
-// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR, NORM,
-// STAGE and NIB. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
+// The weight type is a specialization constant (one pipeline per type), as are FUSE, NR, NORM
+// and STAGE. The codes of Q6_K, Q8_0 and Q5_0 become floats through the mantissa of 2^23 (an
 // OR and a subtraction) rather than conversion instructions; Q4_K and Q5_K keep conversions,
-// which measured faster for them on the H100 (bench/RESULTS.md), except with NIB (Q4_K): a
-// code q is shifted into the top mantissa bits of 1.0, f = 1 + q/16 (a shift and an AND-OR, no
-// conversion and no subtraction a code), and Σ q·x = 16·(Σ f·x - Σ x) per nibble half, whose
-// Σ x the task has anyway (a 16 times larger rounding error than exact codes: ~1e-6 relative).
+// which measured faster for them on the H100 (bench/RESULTS.md).
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
 // With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
 // x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
@@ -43,7 +40,6 @@ const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
 const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
-const bool NIBV = (VAR & 16u) != 0u;         // Q4_K codes through the mantissa of 1.0 (NIB)
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -65,8 +61,6 @@ layout(push_constant) uniform P {
 } p;
 
 #include "dequant.glsl"
-
-const bool NIB = NIBV && TYPE == T_Q4_K;
 
 const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
 const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out together
@@ -202,19 +196,6 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
         vec2 dm = unpackHalf2x16(r[0]);
         vec2 a = scmin(r[1], r[2], r[3], 2u * pr), c = scmin(r[1], r[2], r[3], 2u * pr + 1u);
         float lo = 0.0, hi = 0.0;
-        if (NIB) {
-            // f = 1 + q/16: q to mantissa bits 19..22 (low nibbles at bits 8k, high at 8k + 4)
-            [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                uint q = r[4u + i];
-                uvec4 fl = (uvec4(q << 19, q << 11, q << 3, q >> 5) & 0x00780000u) | 0x3F800000u;
-                uvec4 fh = (uvec4(q << 15, q << 7, q >> 1, q >> 9) & 0x00780000u) | 0x3F800000u;
-                lo += dot(uintBitsToFloat(fl), xv[i]);
-                hi += dot(uintBitsToFloat(fh), xv[4u + i]);
-            }
-            lo = 16.0 * (lo - xs.x);
-            hi = 16.0 * (hi - xs.y);
-            return dm.x * (a.x * lo + c.x * hi) - dm.y * (a.y * xs.x + c.y * xs.y);
-        }
         [[unroll]] for (uint i = 0u; i < 4u; i++) {
             uint ql = r[4u + i] & 0x0F0F0F0Fu, qu = (r[4u + i] >> 4) & 0x0F0F0F0Fu;
             if (TYPE == T_Q5_K) {

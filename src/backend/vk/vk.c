@@ -33,7 +33,7 @@ typedef struct kernel_desc {
     bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 2048 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 1024 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
@@ -128,7 +128,6 @@ struct glm_vk {
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
-    bool mv_nibble;              /* see glm_vk_matvec_set_nibble */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -422,8 +421,6 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->cm_wide_groups = 256;
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
-    const char *nib = getenv("GLM_VK_MATVEC_NIBBLE");
-    vk->mv_nibble = nib && *nib ? strcmp(nib, "0") != 0 : GLM_VK_MATVEC_FAST_NIBBLE;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -531,8 +528,6 @@ void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_g
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
-void glm_vk_matvec_set_nibble(glm_vk *vk, bool on) { vk->mv_nibble = on; }
-bool glm_vk_matvec_nibble(const glm_vk *vk) { return vk->mv_nibble; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

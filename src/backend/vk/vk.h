@@ -80,12 +80,6 @@ uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
-/* Q4_K codes of matvec_fast.comp to floats through the mantissa of 1.0 (one shift and one
- * logic op a code, no conversion instruction) rather than conversions; default
- * GLM_VK_MATVEC_FAST_NIBBLE, or the environment's GLM_VK_MATVEC_NIBBLE (0 or 1) at creation. */
-#define GLM_VK_MATVEC_FAST_NIBBLE false
-void glm_vk_matvec_set_nibble(glm_vk *vk, bool on);
-bool glm_vk_matvec_nibble(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
