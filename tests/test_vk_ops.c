@@ -1432,7 +1432,8 @@ static void fast_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, ui
 START_TEST(test_matvec_fast_variants)
 {
     /* each hot type through the variants the host picks: products of many workgroups take 2 rows
-     * per slice (the small shapes of the other tests take 1); x staged in shared memory (+512;
+     * per slice (here from 256 workgroups, by default from GLM_VK_MATVEC_FAST_FEW; the small shapes
+     * of the other tests take 1); x staged in shared memory (+512;
      * rows of up to GLM_VK_MATVEC_FAST_XCOLS columns, products of up to
      * glm_vk_matvec_stage_groups workgroups, here all or none) or read from global memory;
      * both with 2 rows per slice and with 1 */
@@ -1442,6 +1443,10 @@ START_TEST(test_matvec_fast_variants)
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = (uint32_t)types[ti];
+        /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
+        glm_vk_matvec_set_stage_groups(g_vk, 0);
+        fast_case(types[ti], 256, 4100, 4, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, 256); /* 2 rows from 256 workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
         fast_case(types[ti], 256, 4100, 4, t + 512);
         fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
@@ -1450,6 +1455,7 @@ START_TEST(test_matvec_fast_variants)
         glm_vk_matvec_set_stage_groups(g_vk, 0);
         fast_case(types[ti], 256, 4100, 4, t);
         fast_case(types[ti], 512, 40, 1, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);

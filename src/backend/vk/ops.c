@@ -85,10 +85,10 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Measurement switches, read once: GLM_VK_MATVEC_ROUTED_FAST=0 keeps routed Q4_K SwiGLU pairs
+/* Measurement switch, read once: GLM_VK_MATVEC_ROUTED_FAST=0 keeps routed Q4_K SwiGLU pairs
  * on matvec.comp, 1 (the default) takes those of a plain x to matvec_fast.comp, 2 those with the
- * norm folded in too; GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per slice
- * everywhere). (GLM_VK_MATVEC_STAGE: glm_vk_matvec_set_stage_groups.) */
+ * norm folded in too. (GLM_VK_MATVEC_FEW: glm_vk_matvec_set_few_groups; GLM_VK_MATVEC_STAGE:
+ * glm_vk_matvec_set_stage_groups.) */
 static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
 {
     if (*cache < 0) {
@@ -103,12 +103,6 @@ static uint64_t routed_fast(void)
 {
     static int64_t c = -1;
     return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 1);
-}
-
-static uint64_t fast_few(void)
-{
-    static int64_t c = -1;
-    return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
@@ -209,7 +203,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < fast_few();
+        bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);

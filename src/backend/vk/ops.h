@@ -41,9 +41,8 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 #define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
-/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than this (more in flight
- * for small products; bench/RESULTS.md) */
-#define GLM_VK_MATVEC_FAST_FEW 256
+/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than GLM_VK_MATVEC_FAST_FEW
+ * (vk.h) */
 /* its longest row of x staged in shared memory (XCOLS in the shader; glm_vk_matvec_set_stage_groups) */
 #define GLM_VK_MATVEC_FAST_XCOLS 5120
 

@@ -128,6 +128,7 @@ struct glm_vk {
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
+    uint32_t mv_few_groups;      /* see glm_vk_matvec_set_few_groups */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -421,6 +422,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->cm_wide_groups = 256;
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
+    const char *few = getenv("GLM_VK_MATVEC_FEW");
+    vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -528,6 +531,8 @@ void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_g
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
+void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups) { vk->mv_few_groups = groups; }
+uint32_t glm_vk_matvec_few_groups(const glm_vk *vk) { return vk->mv_few_groups; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;
