@@ -742,7 +742,8 @@ START_TEST(test_moe_gate_route)
      * and the routing (sigmoid or softmax, with and without groups) in one dispatch, twice in
      * one recording (the second on other rows: the per-row counts must be back at zero). The
      * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
-     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck). */
+     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck).
+     * The second dispatch also writes the normed x (xn), against ref rms_norm. */
     static const int cases[][8] = {
         /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
         { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
@@ -760,29 +761,31 @@ START_TEST(test_moe_gate_route)
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
         make_weight(&tb, GLM_TYPE_F32, E, 1, 1);
         float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
-        float *xn = malloc(N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
+        float *xn = malloc((size_t)2 * T * N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
         tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
         glm_ref_dequant_row(wr, tw.host, tw.w.type, (int64_t)E * N);
         glm_ref_dequant_row(gf, tg.host, tg.w.type, N);
         glm_ref_dequant_row(bias, tb.host, GLM_TYPE_F32, E);
         for (uint32_t t = 0; t < 2 * T; t++) {
-            glm_ref_rms_norm(xn, x + (size_t)t * N, gf, N, 1e-6f);
+            float *xt = xn + (size_t)t * N;
+            glm_ref_rms_norm(xt, x + (size_t)t * N, gf, N, 1e-6f);
             for (uint32_t e = 0; e < E; e++) {
                 double d = 0;
                 for (uint32_t i = 0; i < N; i++)
-                    d += (double)wr[(size_t)e * N + i] * xn[i];
+                    d += (double)wr[(size_t)e * N + i] * xt[i];
                 want[(size_t)t * E + e] = (float)d;
             }
         }
         glm_vk_buffer bx = dev_copy(x, (size_t)2 * T * N * 4), bl = out_buf((size_t)2 * T * E);
         glm_vk_buffer bi = out_buf((size_t)2 * T * k), bw = out_buf((size_t)2 * T * k);
         uint32_t zeros[2 * 5] = { 0 };
-        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros);
+        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros), bn = out_buf((size_t)T * N);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t half = 0; half < 2; half++) {
             glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
             glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
-            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2 };
+            glm_vk_view nv = half ? view(&bn, T, N) : (glm_vk_view){ 0 };
+            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2, nv };
             ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, ng, kg, sig, true, 2.5f, &gate) == GLM_OK,
                           "%s", glm_last_error());
         }
@@ -792,6 +795,7 @@ START_TEST(test_moe_gate_route)
         check_out(&bw, (size_t)2 * T * k, "moe_gate_route weights");
         double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
+        double en = check_close(&bn, xn + (size_t)T * N, (size_t)T * N, TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route xn");
         float scratch[512], wref[8];
         int32_t iref[8];
         double ew = 0;
@@ -806,15 +810,24 @@ START_TEST(test_moe_gate_route)
         uint32_t cnt[2 * 5];
         ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, sizeof cnt) == GLM_OK);
         ck_assert_msg(memcmp(cnt, zeros, sizeof cnt) == 0, "moe_gate_route left a count non-zero");
-        printf("vk moe_gate_route E=%u k=%u groups %u/%u %s N=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, kg, ng,
-               sig ? "sigmoid" : "softmax", N, e, ew);
+        printf("vk moe_gate_route E=%u k=%u groups %u/%u %s N=%u: logits nmse %.3g, weights nmse %.3g, xn nmse %.3g\n",
+               E, k, kg, ng, sig ? "sigmoid" : "softmax", N, e, ew, en);
         /* refused: a quantized router, a count buffer too small for the rows */
         test_weight tq;
         make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);
         ck_assert(!glm_vk_moe_gate_fits(&tq.w, &tg.w));
-        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8 };
+        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8, { 0 } };
         ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
                                                1, true, true, 2.5f, &gate),
+                         GLM_ERR_INVALID);
+        /* refused: xn in x's buffer, or not x's shape */
+        glm_vk_moe_gate gx = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 0, { &bx, T * N, T, N, N } };
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gx),
+                         GLM_ERR_INVALID);
+        gx.xn = view(&bn, T - 1, N);
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gx),
                          GLM_ERR_INVALID);
         free_weight(&tq);
         free_weight(&tw);
@@ -825,6 +838,7 @@ START_TEST(test_moe_gate_route)
         glm_vk_buffer_destroy(g_vk, &bi);
         glm_vk_buffer_destroy(g_vk, &bw);
         glm_vk_buffer_destroy(g_vk, &bc);
+        glm_vk_buffer_destroy(g_vk, &bn);
         free(x), free(wr), free(gf), free(xn), free(want), free(bias);
     }
 }
@@ -1445,7 +1459,8 @@ static void fast_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, ui
 START_TEST(test_matvec_fast_variants)
 {
     /* each hot type through the variants the host picks: products of many workgroups take 2 rows
-     * per slice (the small shapes of the other tests take 1); x staged in shared memory (+512;
+     * per slice (here from 256 workgroups, by default from GLM_VK_MATVEC_FAST_FEW; the small shapes
+     * of the other tests take 1); x staged in shared memory (+512;
      * rows of up to GLM_VK_MATVEC_FAST_XCOLS columns, products of up to
      * glm_vk_matvec_stage_groups workgroups, here all or none) or read from global memory;
      * both with 2 rows per slice and with 1 */
@@ -1455,6 +1470,10 @@ START_TEST(test_matvec_fast_variants)
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = (uint32_t)types[ti];
+        /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
+        glm_vk_matvec_set_stage_groups(g_vk, 0);
+        fast_case(types[ti], 256, 4100, 4, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, 256); /* 2 rows from 256 workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
         fast_case(types[ti], 256, 4100, 4, t + 512);
         fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
@@ -1463,6 +1482,7 @@ START_TEST(test_matvec_fast_variants)
         glm_vk_matvec_set_stage_groups(g_vk, 0);
         fast_case(types[ti], 256, 4100, 4, t);
         fast_case(types[ti], 512, 40, 1, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);

@@ -86,9 +86,10 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Measurement switches, read once: GLM_VK_MATVEC_ROUTED_FAST=1 takes routed Q4_K SwiGLU pairs
- * to matvec_fast.comp too; GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per
- * slice everywhere). (GLM_VK_MATVEC_STAGE: glm_vk_matvec_set_stage_groups.) */
+/* Measurement switch, read once: GLM_VK_MATVEC_ROUTED_FAST=0 keeps routed Q4_K SwiGLU pairs
+ * on matvec.comp, 1 (the default) takes those of a plain x to matvec_fast.comp, 2 those with the
+ * norm folded in too. (GLM_VK_MATVEC_FEW: glm_vk_matvec_set_few_groups; GLM_VK_MATVEC_STAGE:
+ * glm_vk_matvec_set_stage_groups.) */
 static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
 {
     if (*cache < 0) {
@@ -99,16 +100,10 @@ static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
     return (uint64_t)*cache;
 }
 
-static bool routed_fast(void)
+static uint64_t routed_fast(void)
 {
     static int64_t c = -1;
-    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 0) == 1;
-}
-
-static uint64_t fast_few(void)
-{
-    static int64_t c = -1;
-    return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
+    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 1);
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
@@ -123,8 +118,9 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
-    /* routed Q4_K SwiGLU pairs measured faster on matvec.comp (bench/RESULTS.md) */
-    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && !routed_fast())
+    /* routed Q4_K SwiGLU pairs with the norm folded in measured faster on matvec.comp
+     * (bench/RESULTS.md); those of a plain x (normed by moe_gate_route) come here */
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && routed_fast() < (pc->norm ? 2u : 1u))
         return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
@@ -208,7 +204,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < fast_few();
+        bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
@@ -495,7 +491,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  bias ? bias->offset : 0, logits.off, logits.ld, logits.rows,
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
-    const glm_vk_buffer *b[8] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
+    const glm_vk_buffer *b[9] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
     if (!gate)
         return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
     const glm_vk_weight *w = gate->w, *g = gate->g;
@@ -504,16 +500,21 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
         return bad("moe_gate_route", "router rows, norm gain or x do not fit (plain rows of x.cols, one per expert)");
     if ((uint64_t)gate->counts_off + logits.rows > gate->counts->size / 4)
         return bad("moe_gate_route", "the count buffer is smaller than its rows");
+    const glm_vk_view xn = gate->xn;
+    if (xn.buf && (!view_ok(xn) || xn.rows != gate->x.rows || xn.cols != gate->x.cols || xn.buf == gate->x.buf))
+        return bad("moe_gate_route", "the normed x view does not match x, overruns its buffer or shares x's");
     glm_vk_moe_gate_route_push gp = { pc,          gate->x.off, gate->x.ld,      w->ncols,
                                       w->offset,   w->row_bytes, (uint32_t)w->type, g->offset,
-                                      (uint32_t)g->type, gate->eps, gate->counts_off, { 0 } };
+                                      (uint32_t)g->type, gate->eps, gate->counts_off, xn.off, xn.ld };
+    gp.route.pad[0] = xn.buf != NULL;
     b[4] = gate->x.buf;
     b[5] = w->buf;
     b[6] = g->buf;
     b[7] = gate->counts;
+    b[8] = xn.buf ? xn.buf : logits.buf; /* without xn: a buffer the dispatch writes anyway */
     /* one pipeline per (rows' type, gain's type): constant_id 0 = the rows' type, 1 = the gain's */
     uint32_t gsel = g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
-    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 8, &gp, sizeof gp,
+    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 9, &gp, sizeof gp,
                                    (E + GLM_VK_GATE_EPW - 1) / GLM_VK_GATE_EPW, logits.rows, 1);
 }
 

@@ -41,9 +41,8 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 #define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
-/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than this (more in flight
- * for small products; bench/RESULTS.md) */
-#define GLM_VK_MATVEC_FAST_FEW 256
+/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than GLM_VK_MATVEC_FAST_FEW
+ * (vk.h) */
 /* its longest row of x staged in shared memory (XCOLS in the shader; glm_vk_matvec_set_stage_groups) */
 #define GLM_VK_MATVEC_FAST_XCOLS 5120
 
@@ -94,7 +93,7 @@ typedef struct glm_vk_moe_gate_route_push {
     glm_vk_moe_route_push route;
     uint32_t x_off, x_ld, ncols, rw_offset, rw_row_bytes, rw_type, g_offset, g_type;
     float eps;
-    uint32_t c_off, pad[2];
+    uint32_t c_off, xn_off, xn_ld; /* route.pad[0]: write the normed x (has_xn) */
 } glm_vk_moe_gate_route_push;
 _Static_assert(sizeof(glm_vk_moe_gate_route_push) == 128, "mirrors shaders/moe_gate_route.comp");
 
@@ -258,13 +257,15 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
 /* The router's product folded in: logits = W · RMSNorm(x; g, eps) (W [E][x.cols] and g plain
  * F32/F16/BF16 rows), written to `logits` and routed as glm_vk_moe_route does, in one dispatch.
- * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). */
+ * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). xn (buf NULL:
+ * none; not x's buffer): RMSNorm(x; g, eps) itself written there too, x's shape. */
 typedef struct glm_vk_moe_gate {
     glm_vk_view x;
     const glm_vk_weight *w, *g;
     float eps;
     const glm_vk_buffer *counts;
     uint32_t counts_off;
+    glm_vk_view xn;
 } glm_vk_moe_gate;
 glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                                  const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,

@@ -8,7 +8,7 @@
 
 #include "glm_spirv.h" /* generated: spv_<kernel>[] from shaders/<kernel>.comp */
 
-#define GLM_VK_MAX_BINDINGS 8
+#define GLM_VK_MAX_BINDINGS 9
 #define GLM_VK_MAX_SETS 4096 /* dispatches per recording */
 /* A recording is cut into command buffers, each submitted as soon as it is full (without
  * waiting) so the device runs while the host records the rest; a ring of GLM_VK_RING command
@@ -43,7 +43,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
-    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 8, 128, true, 0x72 },
+    [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 9, 128, true, 0x72 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
     [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
     [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7e },
@@ -130,6 +130,7 @@ struct glm_vk {
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
+    uint32_t mv_few_groups;      /* see glm_vk_matvec_set_few_groups */
     /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
     PFN_vkGetPipelineExecutableStatisticsKHR pipe_stats;
@@ -478,6 +479,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                               ah && *ah ? (uint32_t)strtoul(ah, NULL, 10) : 2, ng && *ng ? (uint32_t)strtoul(ng, NULL, 10) : 0);
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
+    const char *few = getenv("GLM_VK_MATVEC_FEW");
+    vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -597,6 +600,8 @@ uint32_t glm_vk_coopmat_ahead(const glm_vk *vk) { return vk->cm_ahead; }
 uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk) { return vk->cm_narrow_groups; }
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
+void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups) { vk->mv_few_groups = groups; }
+uint32_t glm_vk_matvec_few_groups(const glm_vk *vk) { return vk->mv_few_groups; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

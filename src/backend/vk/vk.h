@@ -90,6 +90,13 @@ uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
+/* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
+ * (default GLM_VK_MATVEC_FAST_FEW, or the environment variable GLM_VK_MATVEC_FEW at creation;
+ * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
+ * 2 rows) measured faster with 1 row on the H100, the lm_head slower (bench/RESULTS.md). */
+#define GLM_VK_MATVEC_FAST_FEW 4096
+void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_matvec_few_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
