@@ -14,7 +14,9 @@
 // softmax has made the masked probabilities exactly 0). Probabilities and cache rows are
 // fetched as vec4s where every stride and offset is a multiple of 4 floats (the model's
 // layout), else element by element. Finished fragments go straight to u where whole and
-// aligned, else through a per-subgroup scratch in shared memory.
+// aligned, else through a per-subgroup scratch in shared memory. Split over the positions as
+// mla_mix_tiled.comp: workgroup z takes [z·chunk, z·chunk + chunk) and writes its partial sum
+// at u_off + z·part_ld.
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
@@ -31,6 +33,7 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
+    uint chunk, part_ld, pad0, pad1;
 } p;
 
 #define TR 128u // rows per tile
@@ -43,6 +46,7 @@ shared float16_t vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k]: c[position 
 shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the way out
 
 vec4 pv[4], cv[4]; // a step's values of the invocation, fetch to stash
+uint u_base;       // where this split's rows start: u_off + z·part_ld
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 
@@ -52,7 +56,7 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
     if (rf >= rows || kf >= p.rkv)
         return;
     if (direct && rf + 16u <= rows && kf + 16u <= p.rkv) {
-        coopMatStore(a, u, p.u_off + rf * p.rkv + kf, p.rkv, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatStore(a, u, u_base + rf * p.rkv + kf, p.rkv, gl_CooperativeMatrixLayoutRowMajor);
         return;
     }
     uint sg = gl_SubgroupID;
@@ -62,7 +66,7 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
     for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
         uint row = rf + e / 16u, k = kf + e % 16u;
         if (row < rows && k < p.rkv)
-            u[p.u_off + row * p.rkv + k] = cs[sg * 256u + e];
+            u[u_base + row * p.rkv + k] = cs[sg * 256u + e];
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
@@ -75,6 +79,9 @@ void main()
     uint rlast = min(r0 + TR - 1u, rows - 1u);
     uint pos0 = uint(pos[p.pos_off]), pt = p.pages_off + uint(ptab[p.ptab_off]);
     uint jend = pos0 + rlast / p.H + 1u; // ≤ pos0 + T: held positions only
+    uint jz = gl_WorkGroupID.z * p.chunk;
+    u_base = p.u_off + gl_WorkGroupID.z * p.part_ld;
+    jend = min(jend, jz + p.chunk); // this split's positions: [jz, jend), maybe none
     uint ar = tid / 2u, aq = 16u * (tid % 2u);  // P loader: row ar, positions aq .. aq+15
     uint bj = tid / 8u, bq = 16u * (tid % 8u);  // c loader: position bj, channels bq .. bq+15
     uint arow = min(r0 + ar, rows - 1u);
@@ -86,11 +93,11 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
-    uint nsteps = (jend + 31u) / 32u;
+    uint nsteps = jend > jz ? (jend - jz + 31u) / 32u : 0u;
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps) { // fetch step st
-            uint j0 = 32u * st, jb = j0 + bj;
+            uint j0 = jz + 32u * st, jb = j0 + bj;
             uint cj = min(jb, jend - 1u);
             uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
             uint c_row = p.c_off + crow * p.c_ld;
@@ -143,7 +150,7 @@ void main()
         barrier();
     }
 
-    bool direct = ((p.u_off | p.rkv) & 3u) == 0u;
+    bool direct = ((u_base | p.rkv) & 3u) == 0u;
     uint rf = r0 + sn, kf = k0 + sm;
     put_frag(a00, rf, kf, rows, direct);
     put_frag(a01, rf, kf + 16u, rows, direct);

@@ -627,11 +627,27 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
     return true;
 }
 
-/* The stretches of attention: without runs, every row on its own. */
+/* Whether run i takes the tiled core: many rows, or (decode at depth) a key bound of at least
+ * long_keys. */
+static bool run_tiled(const glm_vk_kv_rows *r, uint32_t i)
+{
+    return r->runs[i] > GLM_VK_MATMUL_MIN_ROWS || (r->run_len && r->long_keys && r->run_len[i] >= r->long_keys);
+}
+
+/* The stretches of attention: one tiled run, or consecutive per-row runs; without runs, every
+ * row on its own. */
 static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t *t, glm_vk_stretch *s)
 {
-    if (r->n_runs)
-        return glm_vk_next_stretch(r->runs, r->n_runs, false, i, t, s);
+    if (r->n_runs) {
+        if (*i >= r->n_runs)
+            return false;
+        *s = (glm_vk_stretch){ *t, 0, run_tiled(r, *i) };
+        do
+            s->n += r->runs[(*i)++];
+        while (*i < r->n_runs && !s->tiled && !run_tiled(r, *i));
+        *t += s->n;
+        return true;
+    }
     if (*t >= T)
         return false;
     *s = (glm_vk_stretch){ 0, T, false };
@@ -643,6 +659,35 @@ static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t 
 static uint32_t stretch_len(const glm_vk_kv_rows *r, uint32_t i)
 {
     return r->run_len ? r->run_len[i - 1] : r->max_len;
+}
+
+/* Splits over the keys of the tiled mix of rowsH rows (t·H + h) and keys below L: enough that
+ * its grid has about MIX_GROUPS workgroups of 64 × 64 tiles (decode rows at depth have one row
+ * of tiles: the keys carry the parallelism), at most GLM_VK_MLA_MIX_MAX_SPLIT, each a whole
+ * number of 32-key steps (*chunk keys); 1 for the many rows of a prefill. */
+#define MIX_GROUPS 256u
+static uint32_t mix_splits(uint32_t rowsH, uint32_t rkv, uint32_t L, uint32_t *chunk)
+{
+    uint64_t tiles = (uint64_t)((rkv + 63) / 64) * ((rowsH + 63) / 64);
+    uint32_t steps = (L + 31) / 32, ks = tiles >= MIX_GROUPS ? 1 : (uint32_t)(MIX_GROUPS / tiles);
+    ks = ks < GLM_VK_MLA_MIX_MAX_SPLIT ? ks : GLM_VK_MLA_MIX_MAX_SPLIT;
+    ks = ks < steps ? ks : (steps ? steps : 1);
+    *chunk = (steps + ks - 1) / ks * 32;
+    return (L + *chunk - 1) / *chunk > 1 ? (L + *chunk - 1) / *chunk : 1;
+}
+
+/* Floats between two of the mix's partial sums of rowsH rows (a multiple of 4). */
+static uint64_t mix_part_ld(uint32_t rowsH, uint32_t rkv)
+{
+    return ((uint64_t)rowsH * rkv + 3) / 4 * 4;
+}
+
+/* Scratch floats of a tiled block of rows query rows, keys below L: scores, then (split mix)
+ * the 16-byte aligned partial sums. */
+static uint64_t tiled_floats(uint32_t rows, uint32_t H, uint32_t rkv, uint32_t L)
+{
+    uint32_t chunk, ks = mix_splits(rows * H, rkv, L, &chunk);
+    return (uint64_t)rows * H * L + (ks > 1 ? 3 + ks * mix_part_ld(rows * H, rkv) : 0);
 }
 
 static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
@@ -667,9 +712,11 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t L = stretch_len(r, i);
-        if (s.tiled)
-            need = (uint64_t)tile_rows(s.n, H, L) * H * L;
-        else
+        if (s.tiled) { /* the full blocks and the last one (fewer rows, maybe more mix splits) */
+            uint32_t tb = tile_rows(s.n, H, L), last = s.n % tb ? s.n % tb : tb;
+            uint64_t full = tiled_floats(tb, H, rkv, L), tail = tiled_floats(last, H, rkv, L);
+            need = full > tail ? full : tail;
+        } else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
     }
@@ -681,9 +728,15 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t tb = s.tiled ? tile_rows(s.n, H, stretch_len(r, i)) : block_rows(s.n, H, rkv, r->max_len);
-        uint32_t core = s.tiled ? 3 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
-        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block */
+        n += 2; /* k_b and v_b products */
+        if (s.tiled) { /* scores, softmax, mix (and its reduce) per block */
+            uint32_t L = stretch_len(r, i), tb = tile_rows(s.n, H, L), chunk;
+            for (uint32_t b0 = 0; b0 < s.n; b0 += tb)
+                n += 3 + (mix_splits((s.n - b0 < tb ? s.n - b0 : tb) * H, rkv, L, &chunk) > 1);
+            continue;
+        }
+        uint32_t tb = block_rows(s.n, H, rkv, r->max_len);
+        n += (split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1) * ((s.n + tb - 1) / tb);
     }
     return n;
 }
@@ -724,7 +777,8 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
  * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
- * cores), in blocks of tile_rows rows. */
+ * cores), in blocks of tile_rows rows; a block of few rows (decode at depth) splits the mix
+ * over the keys (mix_splits) and adds the partial sums up with mla_reduce. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
@@ -747,14 +801,23 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
-        glm_vk_mla_mix_push mp = { rows,  H,        rkv,      L,        c.off,        c.ld,
-                                   s_off, T * H * rkv + b0 * H * rkv, pos_off, ptab_off, r->pages.off, r->page_size };
+        uint32_t chunk, ks = mix_splits(rows * H, rkv, L, &chunk), u_off = T * H * rkv + b0 * H * rkv;
+        uint32_t part_off = (s_off + rows * H * L + 3) / 4 * 4, part_ld = (uint32_t)mix_part_ld(rows * H, rkv);
+        glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,
+                                   c.off,    c.ld,     s_off,        ks > 1 ? part_off : u_off,
+                                   pos_off,  ptab_off, r->pages.off, r->page_size,
+                                   chunk,    part_ld,  { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
-                                    (rows * H + 127) / 128, 1));
+                                    (rows * H + 127) / 128, ks));
         else
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), 1));
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ks));
+        if (ks == 1)
+            continue;
+        glm_vk_mla_reduce_push rp = { rows * H * rkv, ks, part_off, part_ld, u_off, { 0 } };
+        const glm_vk_buffer *rb[2] = { scratch, scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_REDUCE, rb, 2, &rp, sizeof rp, (rows * H * rkv + 255) / 256, 1, 1));
     }
     return GLM_OK;
 }
@@ -783,7 +846,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     while (next_seg(r, T, &i, &t, &s)) {
         /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head
          * h are t·H + h (tiled for an item of many rows) */
-        bool mm = s.tiled && fits;
+        bool mm = s.tiled && s.n > GLM_VK_MATMUL_MIN_ROWS && fits;
         glm_vk_view qn = { q.buf, q.off + s.t * q.ld, s.n, dn, q.ld };
         glm_vk_view ql = { scratch, s.t * H * rkv, s.n, rkv, H * rkv };
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv) : glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));

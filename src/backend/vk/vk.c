@@ -55,10 +55,11 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 8, 96, false,
                                   0x7f },
     [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16, false, 0x0 },
-    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 6, 48, false, 0x1f },
+    [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 6, 64, false, 0x1f },
     [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
-    [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 48, false, 0x1f, true },
+    [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 64, false, 0x1f, true },
     [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 5, 96, true, 0x1b },
+    [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -128,6 +129,7 @@ struct glm_vk {
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
+    uint32_t mla_long_keys;      /* see glm_vk_set_mla_long_keys */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -421,6 +423,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->cm_wide_groups = 256;
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
+    const char *mla_long = getenv("GLM_VK_MLA_LONG");
+    vk->mla_long_keys = mla_long && *mla_long ? (uint32_t)strtoul(mla_long, NULL, 10) : GLM_VK_MLA_LONG_KEYS;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -528,6 +532,8 @@ void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_g
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_groups = groups; }
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
+void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys) { vk->mla_long_keys = keys; }
+uint32_t glm_vk_mla_long_keys(const glm_vk *vk) { return vk->mla_long_keys; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

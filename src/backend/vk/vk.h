@@ -53,6 +53,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SCORES_CM, /* GLM_VK_MLA_SCORES_TILED on tensor cores, as GLM_VK_MATMUL_CM */
     GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
+    GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -80,6 +81,12 @@ uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
+/* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
+ * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
+ * variable GLM_VK_MLA_LONG at creation; 0: never). */
+#define GLM_VK_MLA_LONG_KEYS 1024u
+void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
+uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
