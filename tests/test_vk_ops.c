@@ -1069,8 +1069,10 @@ START_TEST(test_mla_attention)
      * last is the model's width at 2101 keys (above). The cases after it give a threshold of
      * keys (the last column; 0 in the others: never) from which an item of few rows runs tiled
      * (decode at depth): A's two rows over 302 keys and B's over 5001 (H 13) or, at the
-     * model's width, 1101 keys, their mix split over the keys into partial sums that
-     * mla_reduce adds up, beside a short B or A on the per-row kernels. Columns:
+     * model's width, 1101 keys, their scores from mla_scores_rows (also the 20-row and 9-row
+     * prefill chunks above: at most 64 query rows) and their mix split over the keys into
+     * partial sums that mla_reduce adds up (so are the mixes of the chunks of 20, 24 and 30
+     * rows), beside a short B or A on the per-row kernels. Columns:
      * pos0, TA, posB, H, dn, dr, dv, Rkv, long_keys. */
     static const uint32_t cases[][9] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },

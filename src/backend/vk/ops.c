@@ -775,10 +775,15 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     return GLM_OK;
 }
 
+/* Query rows (t·H + h) up to which a block's scores take mla_scores_rows (each key read once
+ * for all of them) instead of tiles. */
+#define SCORES_ROWS_MAX 64u
+
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
  * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
- * cores), in blocks of tile_rows rows; a block of few rows (decode at depth) splits the mix
- * over the keys (mix_splits) and adds the partial sums up with mla_reduce. */
+ * cores), in blocks of tile_rows rows; a block of few rows (decode at depth) takes its scores
+ * from mla_scores_rows, splits the mix over the keys (mix_splits) and adds the partial sums up
+ * with mla_reduce. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
@@ -793,7 +798,9 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
                                       r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        if (cm)
+        if (rows * H <= SCORES_ROWS_MAX) /* decode: 32 keys a workgroup, every query row */
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_ROWS, sb, 8, &sp, sizeof sp, (L + 31) / 32, 1, 1));
+        else if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
                                     (rows * H + 127) / 128, 1));
         else

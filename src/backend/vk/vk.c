@@ -60,6 +60,8 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 64, false, 0x1f, true },
     [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 5, 96, true, 0x1b },
     [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
+    [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
+                                 0x7f },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)

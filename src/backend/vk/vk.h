@@ -54,6 +54,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
+    GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
