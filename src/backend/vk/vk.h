@@ -84,8 +84,10 @@ void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 /* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
  * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
- * variable GLM_VK_MLA_LONG at creation; 0: never). */
-#define GLM_VK_MLA_LONG_KEYS 1024u
+ * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 the tiled core was
+ * measured faster at ~4,100 keys (bench/RESULTS.md); below ~3,000 its fixed cost (four
+ * latency-bound dispatches) is expected to lose to mla_split, not measured. */
+#define GLM_VK_MLA_LONG_KEYS 3072u
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
 uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
