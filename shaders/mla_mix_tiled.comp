@@ -23,7 +23,8 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint chunk, part_ld, pad0, pad1;
+    uint pack16, c16_off, c16_ld; // for mla_mix_cm.comp only: 0 here
+    uint chunk, part_ld, pad0, pad1, pad2;
 } p;
 
 shared float as[32][65]; // as[j][r]: P[r0 + r][j0 + j]

@@ -12,6 +12,10 @@
 // last of the token's workgroups to finish (an atomic count per token, reset by that
 // workgroup) then routes them with moe_route.glsl, as moe_route.comp would. The count buffer
 // holds zeros between dispatches.
+// With p.has_xn the dispatch also writes the normed row itself, xn[t] = g ⊙ x[t] / sqrt(mean(x²)
+// + eps), for the products that follow (the routed experts' gate and up read it instead of
+// norming x once per workgroup): workgroup x writes columns x·ROUTE_WG + tid (+ every
+// ROUTE_WG · workgroups) once its sum of squares is known.
 // Decode is latency-bound here (0.5 MB of F32 rows): each invocation issues all the loads of a
 // pass (GATE_CPI columns of x, g and its rows) before it adds, and every workgroup loads its
 // share of the bias for the route up front, so the dispatch waits on memory about twice (the
@@ -31,6 +35,7 @@ layout(std430, binding = 4) readonly buffer X { float x[]; };
 layout(std430, binding = 5) readonly buffer RW { uint rw[]; }; // router rows
 layout(std430, binding = 6) readonly buffer NG { uint ng[]; }; // norm gain
 layout(std430, binding = 7) coherent buffer C { uint cnt[]; };
+layout(std430, binding = 8) writeonly buffer XN { float xn[]; };
 
 layout(push_constant) uniform P {
     uint n_exp, k, n_group, topk_group;
@@ -38,11 +43,11 @@ layout(push_constant) uniform P {
     uint bias_offset, l_off, l_ld, rows;
     uint ids_off, ids_ld, w_off, w_ld;
     float scale;
-    uint pad0, pad1, pad2;
+    uint has_xn, pad1, pad2;
     uint x_off, x_ld, ncols, rw_offset;
     uint rw_row_bytes, rw_type, g_offset, g_type;
     float eps;
-    uint c_off, pad3, pad4;
+    uint c_off, xn_off, xn_ld;
 } p;
 
 #include "dequant.glsl"
@@ -66,6 +71,7 @@ float plain16(uint word, uint i, uint type)
 
 shared float part[GATE_EPW + 1u][64];
 shared bool last;
+shared float rnorm;
 
 void main()
 {
@@ -120,6 +126,7 @@ void main()
                 d[j] += part[j][sg];
         }
         float r = 1.0 / sqrt(tot / float(p.ncols) + p.eps);
+        rnorm = r;
         [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
             if (e0 + j < p.n_exp)
                 logits[p.l_off + t * p.l_ld + e0 + j] = d[j] * r;
@@ -131,6 +138,9 @@ void main()
             cnt[p.c_off + t] = 0u;
     }
     barrier();
+    if (p.has_xn != 0u)
+        for (uint i = gl_WorkGroupID.x * ROUTE_WG + tid; i < p.ncols; i += gl_NumWorkGroups.x * ROUTE_WG)
+            xn[p.xn_off + t * p.xn_ld + i] = PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm;
     if (!last)
         return;
     memoryBarrierBuffer();

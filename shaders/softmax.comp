@@ -1,9 +1,13 @@
 #version 450
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle_relative : require
 #extension GL_EXT_control_flow_attributes : require
 // In-place softmax of each row of s [rows][n] in float32: max, exp-sum, normalize; -inf
-// entries become 0. One workgroup of 256 per row; an invocation keeps its first NPT entries
+// entries become 0. With pack set (a row of at most 256·NPT entries), the row is written
+// instead as float16 pairs over the first half of its own storage: uint s_off + r·n + i / 2
+// holds entries i and i + 1 (packHalf2x16; past n, 0), for the tensor-core mix.
+// One workgroup of 256 per row; an invocation keeps its first NPT entries
 // (elements tid, tid + 256, ...) in registers, so a row of up to 256·NPT entries is read and
 // written once; the entries past that go through memory three times. Reductions: subgroup
 // operations, then one value per subgroup in shared memory.
@@ -11,9 +15,10 @@
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer S { float s[]; };
+layout(std430, binding = 0) buffer SU { uint su[]; };
 
 layout(push_constant) uniform P {
-    uint rows, n, s_off, pad1;
+    uint rows, n, s_off, pack;
 } p;
 
 #define NPT 24u
@@ -72,6 +77,15 @@ void main()
         sum += e;
     }
     float inv = 1.0 / wg_sum(sum);
+    if (p.pack != 0u) { // every entry is in registers (host-checked): pairs from neighbours
+        [[unroll]] for (uint c = 0u; c < NPT; c++) {
+            uint i = tid + 256u * c;
+            float x = v[c] * inv, y = subgroupShuffleDown(x, 1u); // entries past n are 0
+            if (tid % 2u == 0u && i < p.n)
+                su[b + i / 2u] = packHalf2x16(vec2(x, i + 1u < p.n ? y : 0.0));
+        }
+        return;
+    }
     [[unroll]] for (uint c = 0u; c < NPT; c++) {
         uint i = tid + 256u * c;
         if (i < p.n)

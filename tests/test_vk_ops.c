@@ -62,14 +62,19 @@ static glm_vk_buffer out_buf(size_t n)
     return b;
 }
 
+/* The guard after n elements of an out_buf untouched. */
+static void check_guard(const glm_vk_buffer *b, size_t n, const char *what)
+{
+    float guard[TU_GUARD];
+    tu_poison(guard, TU_GUARD);
+    ck_assert_msg(memcmp(guard, (const float *)b->map + n, sizeof guard) == 0, "%s: write past the output", what);
+}
+
 /* Every one of the n outputs written and finite; the guard after them untouched. */
 static void check_out(const glm_vk_buffer *b, size_t n, const char *what)
 {
-    const float *got = b->map;
-    ck_assert_msg(tu_all_written(got, n), "%s: output element not written or not finite", what);
-    float guard[TU_GUARD];
-    tu_poison(guard, TU_GUARD);
-    ck_assert_msg(memcmp(guard, got + n, sizeof guard) == 0, "%s: write past the output", what);
+    ck_assert_msg(tu_all_written(b->map, n), "%s: output element not written or not finite", what);
+    check_guard(b, n, what);
 }
 
 /* check_out, then the NMSE of the n outputs against ref within tol; returns the NMSE. */
@@ -722,7 +727,8 @@ START_TEST(test_moe_gate_route)
      * and the routing (sigmoid or softmax, with and without groups) in one dispatch, twice in
      * one recording (the second on other rows: the per-row counts must be back at zero). The
      * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
-     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck). */
+     * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck).
+     * The second dispatch also writes the normed x (xn), against ref rms_norm. */
     static const int cases[][8] = {
         /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
         { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
@@ -740,29 +746,31 @@ START_TEST(test_moe_gate_route)
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
         make_weight(&tb, GLM_TYPE_F32, E, 1, 1);
         float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
-        float *xn = malloc(N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
+        float *xn = malloc((size_t)2 * T * N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
         tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
         glm_ref_dequant_row(wr, tw.host, tw.w.type, (int64_t)E * N);
         glm_ref_dequant_row(gf, tg.host, tg.w.type, N);
         glm_ref_dequant_row(bias, tb.host, GLM_TYPE_F32, E);
         for (uint32_t t = 0; t < 2 * T; t++) {
-            glm_ref_rms_norm(xn, x + (size_t)t * N, gf, N, 1e-6f);
+            float *xt = xn + (size_t)t * N;
+            glm_ref_rms_norm(xt, x + (size_t)t * N, gf, N, 1e-6f);
             for (uint32_t e = 0; e < E; e++) {
                 double d = 0;
                 for (uint32_t i = 0; i < N; i++)
-                    d += (double)wr[(size_t)e * N + i] * xn[i];
+                    d += (double)wr[(size_t)e * N + i] * xt[i];
                 want[(size_t)t * E + e] = (float)d;
             }
         }
         glm_vk_buffer bx = dev_copy(x, (size_t)2 * T * N * 4), bl = out_buf((size_t)2 * T * E);
         glm_vk_buffer bi = out_buf((size_t)2 * T * k), bw = out_buf((size_t)2 * T * k);
         uint32_t zeros[2 * 5] = { 0 };
-        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros);
+        glm_vk_buffer bc = dev_copy(zeros, sizeof zeros), bn = out_buf((size_t)T * N);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t half = 0; half < 2; half++) {
             glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
             glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
-            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2 };
+            glm_vk_view nv = half ? view(&bn, T, N) : (glm_vk_view){ 0 };
+            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2, nv };
             ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, ng, kg, sig, true, 2.5f, &gate) == GLM_OK,
                           "%s", glm_last_error());
         }
@@ -772,6 +780,7 @@ START_TEST(test_moe_gate_route)
         check_out(&bw, (size_t)2 * T * k, "moe_gate_route weights");
         double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
+        double en = check_close(&bn, xn + (size_t)T * N, (size_t)T * N, TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route xn");
         float scratch[512], wref[8];
         int32_t iref[8];
         double ew = 0;
@@ -786,15 +795,24 @@ START_TEST(test_moe_gate_route)
         uint32_t cnt[2 * 5];
         ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, sizeof cnt) == GLM_OK);
         ck_assert_msg(memcmp(cnt, zeros, sizeof cnt) == 0, "moe_gate_route left a count non-zero");
-        printf("vk moe_gate_route E=%u k=%u groups %u/%u %s N=%u: logits nmse %.3g, weights nmse %.3g\n", E, k, kg, ng,
-               sig ? "sigmoid" : "softmax", N, e, ew);
+        printf("vk moe_gate_route E=%u k=%u groups %u/%u %s N=%u: logits nmse %.3g, weights nmse %.3g, xn nmse %.3g\n",
+               E, k, kg, ng, sig ? "sigmoid" : "softmax", N, e, ew, en);
         /* refused: a quantized router, a count buffer too small for the rows */
         test_weight tq;
         make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);
         ck_assert(!glm_vk_moe_gate_fits(&tq.w, &tg.w));
-        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8 };
+        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8, { 0 } };
         ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
                                                1, true, true, 2.5f, &gate),
+                         GLM_ERR_INVALID);
+        /* refused: xn in x's buffer, or not x's shape */
+        glm_vk_moe_gate gx = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 0, { &bx, T * N, T, N, N } };
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gx),
+                         GLM_ERR_INVALID);
+        gx.xn = view(&bn, T - 1, N);
+        ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
+                                               1, true, true, 2.5f, &gx),
                          GLM_ERR_INVALID);
         free_weight(&tq);
         free_weight(&tw);
@@ -805,6 +823,7 @@ START_TEST(test_moe_gate_route)
         glm_vk_buffer_destroy(g_vk, &bi);
         glm_vk_buffer_destroy(g_vk, &bw);
         glm_vk_buffer_destroy(g_vk, &bc);
+        glm_vk_buffer_destroy(g_vk, &bn);
         free(x), free(wr), free(gf), free(xn), free(want), free(bias);
     }
 }
@@ -1431,7 +1450,8 @@ static void fast_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, ui
 START_TEST(test_matvec_fast_variants)
 {
     /* each hot type through the variants the host picks: products of many workgroups take 2 rows
-     * per slice (the small shapes of the other tests take 1); x staged in shared memory (+512;
+     * per slice (here from 256 workgroups, by default from GLM_VK_MATVEC_FAST_FEW; the small shapes
+     * of the other tests take 1); x staged in shared memory (+512;
      * rows of up to GLM_VK_MATVEC_FAST_XCOLS columns, products of up to
      * glm_vk_matvec_stage_groups workgroups, here all or none) or read from global memory;
      * both with 2 rows per slice and with 1 */
@@ -1441,6 +1461,10 @@ START_TEST(test_matvec_fast_variants)
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = (uint32_t)types[ti];
+        /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
+        glm_vk_matvec_set_stage_groups(g_vk, 0);
+        fast_case(types[ti], 256, 4100, 4, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, 256); /* 2 rows from 256 workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
         fast_case(types[ti], 256, 4100, 4, t + 512);
         fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
@@ -1449,6 +1473,7 @@ START_TEST(test_matvec_fast_variants)
         glm_vk_matvec_set_stage_groups(g_vk, 0);
         fast_case(types[ti], 256, 4100, 4, t);
         fast_case(types[ti], 512, 40, 1, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
@@ -1584,6 +1609,117 @@ START_TEST(test_rejects_bad_shapes)
 }
 END_TEST
 
+/* The float16 operands of the tensor-core MLA core, checked here on any device: softmax's
+ * pack (rows written as float16 pairs over their own storage, an odd row's last pair padded
+ * with 0) and mla_pack16 (key rows through a shuffled page table, zero past n_kv and past the
+ * row's width; query rows [qlat | q_rope]). Both against the host's float16 rounding. */
+START_TEST(test_mla_pack16)
+{
+    /* softmax rows of 517 (odd) and 6,144 (all the registers) entries, with masked tails */
+    static const uint32_t lens[] = { 517, 6144, 40 };
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        uint32_t n = lens[c], R = 3, off = 8;
+        size_t total = off + (size_t)R * n;
+        glm_vk_buffer b = out_buf(total);
+        float *x = b.map;
+        double *ref = malloc(sizeof(double) * R * n);
+        for (uint32_t r = 0; r < R; r++) {
+            uint32_t live = n - r * (n / 7); /* the rest masked: −inf */
+            double m = -INFINITY, sum = 0;
+            for (uint32_t j = 0; j < n; j++) {
+                x[off + r * n + j] = j < live ? 4.0f * tu_normal(&g_rng) : -INFINITY;
+                m = fmax(m, (double)x[off + r * n + j]);
+            }
+            for (uint32_t j = 0; j < n; j++)
+                sum += ref[r * n + j] = j < live ? exp((double)x[off + r * n + j] - m) : 0.0;
+            for (uint32_t j = 0; j < n; j++)
+                ref[r * n + j] /= sum;
+        }
+        glm_vk_softmax_push xp = { R, n, off, 1 };
+        const glm_vk_buffer *xb[1] = { &b };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_dispatch(g_vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, R, 1, 1) == GLM_OK);
+        run();
+        float *got = malloc(sizeof(float) * R * n), *want = malloc(sizeof(float) * R * n);
+        const uint32_t *u = b.map;
+        for (uint32_t r = 0; r < R; r++) {
+            for (uint32_t j = 0; j < n; j++) {
+                uint32_t w = u[off + r * n + j / 2];
+                got[r * n + j] = glm_fp16_to_fp32((uint16_t)(j % 2 ? w >> 16 : w & 0xffff));
+                want[r * n + j] = glm_fp16_to_fp32(glm_fp32_to_fp16((float)ref[r * n + j]));
+            }
+            if (n % 2)
+                ck_assert_msg(u[off + r * n + n / 2] >> 16 == 0, "softmax pack: pad half of row %u not 0", r);
+        }
+        ck_assert_msg(tu_all_written(got, (size_t)R * n), "softmax pack: entries not written or not finite");
+        double e = tu_nmse(want, got, (size_t)R * n);
+        printf("vk softmax pack (%u rows of %u): nmse vs host float16 %.3g\n", R, n, e);
+        ck_assert_msg(e <= TOL_VK_PACK16_NMSE, "softmax pack: nmse %.3g", e);
+        check_guard(&b, total, "softmax pack");
+        free(got), free(want), free(ref);
+        glm_vk_buffer_destroy(g_vk, &b);
+    }
+
+    /* mla_pack16: T rows at pos0 of one sequence, H heads, keys in shuffled pages of 4 */
+    const uint32_t T = 5, H = 3, rkv = 40, dr = 8, dn = 16, dqk = dn + dr, pos0 = 20, ps = 4, P = 32;
+    const uint32_t L = 32, ld16 = (rkv + dr + 31) / 32 * 16, c_ld = rkv + 3, kr_ld = dr + 1;
+    const uint32_t qlat_off = 4, k16_off = 4 + T * H * rkv + 4, q16_off = k16_off + L * ld16;
+    const uint32_t n_kv = pos0 + T, scratch_n = q16_off + T * H * ld16;
+    float *q = malloc(sizeof(float) * T * H * dqk), *cc = malloc(sizeof(float) * P * c_ld);
+    float *kr = malloc(sizeof(float) * P * kr_ld), *sc = malloc(sizeof(float) * scratch_n);
+    tu_fill_uniform(&g_rng, q, (size_t)T * H * dqk, -3, 3);
+    tu_fill_uniform(&g_rng, cc, (size_t)P * c_ld, -3, 3);
+    tu_fill_uniform(&g_rng, kr, (size_t)P * kr_ld, -3, 3);
+    tu_poison(sc, scratch_n);
+    tu_fill_uniform(&g_rng, sc + qlat_off, (size_t)T * H * rkv, -3, 3);
+    int32_t meta[3 + 32 / 4] = { (int32_t)pos0, 0, 0 }; /* pos, ptab (page list at 3), pages of P / ps */
+    for (uint32_t i = 0; i < P / ps; i++)
+        meta[3 + i] = (int32_t)((i * 5 + 3) % (P / ps)); /* a permutation of the 8 pages */
+    glm_vk_buffer bq = dev_copy(q, sizeof(float) * T * H * dqk), bc = dev_copy(cc, sizeof(float) * P * c_ld);
+    glm_vk_buffer bk = dev_copy(kr, sizeof(float) * P * kr_ld), bm = dev_copy(meta, sizeof meta);
+    glm_vk_buffer bs = out_buf(scratch_n);
+    memcpy(bs.map, sc, sizeof(float) * scratch_n);
+    glm_vk_mla_pack16_push pp = { T, H, rkv, dr, dqk, dn, 0, H * dqk, 0, c_ld, 0, kr_ld, qlat_off, 0, 1, 3, ps, L,
+                                  k16_off, q16_off, ld16, { 0 } };
+    const glm_vk_buffer *pb[7] = { &bs, &bq, &bc, &bk, &bm, &bm, &bm };
+    uint32_t wgs = ((L + T * H) * ld16 + 255) / 256;
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_dispatch(g_vk, GLM_VK_MLA_PACK16, pb, 7, &pp, sizeof pp, wgs, 1, 1) == GLM_OK);
+    run();
+    uint32_t nk = L * ld16 * 2, nq = T * H * ld16 * 2;
+    float *got = malloc(sizeof(float) * (nk + nq)), *want = malloc(sizeof(float) * (nk + nq));
+    const uint32_t *u = bs.map;
+    for (uint32_t i = 0; i < nk + nq; i++) {
+        bool key = i < nk;
+        uint32_t e = key ? i : i - nk, row = e / (2 * ld16), k = e % (2 * ld16);
+        uint32_t w = u[(key ? k16_off : q16_off) + e / 2];
+        got[i] = glm_fp16_to_fp32((uint16_t)(e % 2 ? w >> 16 : w & 0xffff));
+        float v = 0;
+        if (key && row < n_kv) {
+            uint32_t prow = (uint32_t)meta[3 + row / ps] * ps + row % ps;
+            v = k < rkv ? cc[prow * c_ld + k] : k < rkv + dr ? kr[prow * kr_ld + k - rkv] : 0.0f;
+        } else if (!key) {
+            uint32_t t = row / H, h = row % H;
+            v = k < rkv ? sc[qlat_off + row * rkv + k] : k < rkv + dr ? q[t * H * dqk + h * dqk + dn + k - rkv] : 0.0f;
+        }
+        want[i] = glm_fp16_to_fp32(glm_fp32_to_fp16(v));
+        if (v == 0.0f)
+            ck_assert_msg(got[i] == 0.0f, "mla_pack16: %s row %u column %u not 0", key ? "key" : "query", row, k);
+    }
+    double e = tu_nmse(want, got, nk + nq);
+    printf("vk mla_pack16 (T %u H %u Rkv %u dr %u, %u keys of %u): nmse vs host float16 %.3g\n", T, H, rkv, dr, n_kv,
+           L, e);
+    ck_assert_msg(e <= TOL_VK_PACK16_NMSE, "mla_pack16: nmse %.3g", e);
+    /* what lies between and after the packed rows keeps its poison */
+    ck_assert_msg(memcmp((float *)bs.map + qlat_off + T * H * rkv, sc + qlat_off + T * H * rkv,
+                         sizeof(float) * (k16_off - qlat_off - T * H * rkv)) == 0, "mla_pack16: wrote before K16");
+    check_guard(&bs, scratch_n, "mla_pack16");
+    free(q), free(cc), free(kr), free(sc), free(got), free(want);
+    glm_vk_buffer_destroy(g_vk, &bq), glm_vk_buffer_destroy(g_vk, &bc), glm_vk_buffer_destroy(g_vk, &bk);
+    glm_vk_buffer_destroy(g_vk, &bm), glm_vk_buffer_destroy(g_vk, &bs);
+}
+END_TEST
+
 /* One test case per test, named after it, so that one can run alone on a slow device or a
  * device call with little time: CK_RUN_CASE=test_mla_attention build/tests/test_vk_ops. */
 #define ADD_CASE(fn)                                                                                                   \
@@ -1623,6 +1759,7 @@ int main(void)
     ADD_CASE(test_moe_combine);
     ADD_CASE(test_argmax);
     ADD_CASE(test_mla_attention);
+    ADD_CASE(test_mla_pack16);
     ADD_CASE(test_kv_write);
     ADD_CASE(test_profiling);
     ADD_CASE(test_rejects_bad_shapes);

@@ -14,14 +14,18 @@
 // softmax has made the masked probabilities exactly 0). Probabilities and cache rows are
 // fetched as vec4s where every stride and offset is a multiple of 4 floats (the model's
 // layout), else element by element. Finished fragments go straight to u where whole and
-// aligned, else through a per-subgroup scratch in shared memory. Split over the positions as
+// aligned, else through a per-subgroup scratch in shared memory.
+// With pack16 set, P comes as float16 pairs written by softmax.comp over its own rows and c
+// as the float16 key rows of mla_pack16.comp (ld16 uints a position, contiguous from
+// position 0): half the bytes, two 16-byte loads a step for each. Split over the positions as
 // mla_mix_tiled.comp: workgroup z takes [z·chunk, z·chunk + chunk) and writes its partial sum
-// at u_off + z·part_ld.
+// at u_off + z·part_ld (the host splits only float32 operands).
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer S { float s[]; };  // [T*H][s_ld]
 layout(std430, binding = 0) readonly buffer S4 { vec4 s4[]; };
+layout(std430, binding = 0) readonly buffer SH { uvec4 sh16[]; }; // packed P and K16 (pack16)
 layout(std430, binding = 1) readonly buffer C { float c[]; };  // pool rows, c at c_off + row*c_ld
 layout(std430, binding = 1) readonly buffer C4 { vec4 c4[]; };
 layout(std430, binding = 2) readonly buffer POS { int pos[]; };
@@ -33,7 +37,8 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint chunk, part_ld, pad0, pad1;
+    uint pack16, c16_off, c16_ld; // float16 operands: K16's uint offset and row length
+    uint chunk, part_ld, pad0, pad1, pad2;
 } p;
 
 #define TR 128u // rows per tile
@@ -46,7 +51,8 @@ shared float16_t vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k]: c[position 
 shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the way out
 
 vec4 pv[4], cv[4]; // a step's values of the invocation, fetch to stash
-uint u_base;       // where this split's rows start: u_off + z·part_ld
+uvec4 ph[2], ch[2]; // the same as float16 pairs (pack16)
+uint u_base;        // where this split's rows start: u_off + z·part_ld
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 
@@ -96,7 +102,15 @@ void main()
     uint nsteps = jend > jz ? (jend - jz + 31u) / 32u : 0u;
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
-        if (st < nsteps) { // fetch step st
+        if (st < nsteps && p.pack16 != 0u) { // fetch step st: 8 uints of P and of c16
+            uint j = jz + 32u * st + aq, jb = jz + 32u * st + bj, k = k0 + bq;
+            [[unroll]] for (uint v = 0u; v < 2u; v++) {
+                // positions j' .. j' + 7 (j' = j + 8v < jend) lie in the padded row, and those
+                // at or past jend hold probability 0; past the row would be its stale float32
+                ph[v] = aok && j + 8u * v < jend ? sh16[(s_row + j / 2u) / 4u + v] : uvec4(0u);
+                ch[v] = jb < jend && k < p.rkv ? sh16[(p.c16_off + jb * p.c16_ld + k / 2u) / 4u + v] : uvec4(0u);
+            }
+        } else if (st < nsteps) { // fetch step st
             uint j0 = jz + 32u * st, jb = j0 + bj;
             uint cj = min(jb, jend - 1u);
             uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
@@ -140,7 +154,17 @@ void main()
                 FRAG_ROW(3u, a30, a31)
             }
         }
-        if (st < nsteps) { // stash step st into buffer b
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+            uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
+            [[unroll]] for (uint e = 0u; e < 8u; e++) {
+                f16vec2 a = f16vec2(unpackHalf2x16(ph[e / 4u][e % 4u]));
+                f16vec2 v = f16vec2(unpackHalf2x16(ch[e / 4u][e % 4u]));
+                ps[oa + 2u * e] = a.x;
+                ps[oa + 2u * e + 1u] = a.y;
+                vs[ob2 + 2u * e] = v.x;
+                vs[ob2 + 2u * e + 1u] = v.y;
+            }
+        } else if (st < nsteps) {
             uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
             [[unroll]] for (uint e = 0u; e < 16u; e++) {
                 ps[oa + e] = float16_t(pv[e / 4u][e % 4u]);

@@ -15,11 +15,15 @@
 // multiple of 4 floats (the model's layout), else element by element. Finished fragments
 // pass through a per-subgroup scratch in shared memory on their way out, where the scale and
 // the causal mask are applied. Tiles wholly above the causal diagonal only write −inf.
+// With pack16 set, the operands come from float16 copies in the scratch (mla_pack16.comp:
+// rows of ld16 uints, keys contiguous from position 0, zero past the row and past n_kv):
+// half the bytes, two 16-byte loads a step for each of the invocation's query row and key.
 // Push constants mirror glm_vk_mla_scores_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
 layout(std430, binding = 0) readonly buffer QL4 { vec4 qlat4[]; };
+layout(std430, binding = 0) readonly buffer QH { uvec4 qh16[]; };  // K16 / Q16 (pack16)
 layout(std430, binding = 1) readonly buffer Q { float q[]; };     // row t, head h at q_off + t*q_ld + h*dqk + dn
 layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };
 layout(std430, binding = 2) readonly buffer C { float c[]; };     // pool rows, c at c_off + row*c_ld
@@ -38,7 +42,7 @@ layout(push_constant) uniform P {
     uint kr_off, kr_ld, qlat_off, pos_off;
     uint ptab_off, pages_off, page_size;
     float scale;
-    uint pad0, pad1, pad2, pad3;
+    uint pack16, k16_off, q16_off, ld16; // float16 copies: uint offsets and row length
 } p;
 
 #define TR 128u // query rows per tile
@@ -50,6 +54,7 @@ shared float16_t ks[2u * TJ * LDH]; // ks[b·TJ·LDH + j·LDH + k]: position j0 
 shared float cs[8u * 256u];       // a 16 × 16 fragment per subgroup, on the way out
 
 vec4 qv[4], kv[4]; // a step's 16 columns of the invocation's query row and key, fetch to stash
+uvec4 qh[2], kh[2]; // the same as float16 pairs (pack16)
 
 // Column k of the concatenated [latent | rope] width: the query's and the key's value.
 float query_at(uint row, uint k)
@@ -121,7 +126,13 @@ void main()
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps) { // fetch step st into registers
-            if (vec) {
+            if (p.pack16 != 0u) { // 16 columns = 8 uints = 2 uvec4 of each row
+                uint k = (32u * st + lc) / 2u;
+                [[unroll]] for (uint v = 0u; v < 2u; v++) {
+                    qh[v] = rok ? qh16[(p.q16_off + crow * p.ld16 + k) / 4u + v] : uvec4(0u);
+                    kh[v] = jok ? qh16[(p.k16_off + lj * p.ld16 + k) / 4u + v] : uvec4(0u);
+                }
+            } else if (vec) {
                 [[unroll]] for (uint v = 0u; v < 4u; v++) {
                     uint k = 32u * st + lc + 4u * v;
                     bool kin = k < kw, lat = k < p.rkv;
@@ -161,7 +172,17 @@ void main()
                 FRAG_ROW(3u, a30, a31)
             }
         }
-        if (st < nsteps) { // stash step st into buffer b
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+            uint o = b * TR * LDH + lr * LDH + lc;
+            [[unroll]] for (uint e = 0u; e < 8u; e++) {
+                f16vec2 a = f16vec2(unpackHalf2x16(qh[e / 4u][e % 4u]));
+                f16vec2 bb = f16vec2(unpackHalf2x16(kh[e / 4u][e % 4u]));
+                qs[o + 2u * e] = a.x;
+                qs[o + 2u * e + 1u] = a.y;
+                ks[o + 2u * e] = bb.x;
+                ks[o + 2u * e + 1u] = bb.y;
+            }
+        } else if (st < nsteps) {
             uint o = b * TR * LDH + lr * LDH + lc;
             [[unroll]] for (uint e = 0u; e < 16u; e++) {
                 qs[o + e] = float16_t(qv[e / 4u][e % 4u]);

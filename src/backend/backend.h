@@ -147,10 +147,11 @@ typedef struct glm_backend_ops {
      * rope_dim) rotated at pos[t] on the way into the cache (src left as it was), and
      * rope(q, n_heads, head_dim, rope_off, rope_dim, r->pos, r->max_len, theta) in place. */
     /* moe_route of the router's product with the norm folded in: logits = W · RMSNorm(x; g, eps)
-     * (also left in logits), then ids and weights as moe_route gives them. */
+     * (also left in logits), then ids and weights as moe_route gives them. xn (NULL: none; not
+     * x's buffer): RMSNorm(x; g, eps) itself written there too, for the products that follow. */
     glm_status (*moe_gate_route)(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
                                  const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
-                                 const glm_route_params *p);
+                                 const glm_route_params *p, const glm_dview *xn);
     glm_status (*kv_write_rope)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
                                 const glm_tensor *g, float eps, int n_norm, glm_dview q, int n_heads, int head_dim,
                                 int rope_off, int rope_dim, float theta);

@@ -197,13 +197,20 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
     if (L->ffn_gate_shexp)
         GLM_TRY(o->rms_norm_matmul(b, sg, x, L->ffn_norm, eps, L->ffn_gate_shexp, L->ffn_up_shexp, NULL));
     glm_route_params rp = route_params(hp);
-    if (o->moe_gate_route) {
-        GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp));
+    if (o->moe_gate_route && o->matmul_swiglu) {
+        /* the router also writes RMSNorm(x) to s.a (free here), which the routed gate/up read */
+        glm_dview a = glm_dview_rows(f->s.a, 0, T);
+        GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp, &a));
+        GLM_TRY(o->matmul_swiglu(b, eg, a, L->ffn_gate_exps, L->ffn_up_exps, &ids));
     } else {
-        GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
-        GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+        if (o->moe_gate_route) {
+            GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp, NULL));
+        } else {
+            GLM_TRY(o->rms_norm_matmul(b, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, NULL, NULL));
+            GLM_TRY(o->moe_route(b, ids, rw, rl, L->exp_probs_b, &rp));
+        }
+        GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
     }
-    GLM_TRY(o->rms_norm_matmul(b, eg, x, L->ffn_norm, eps, L->ffn_gate_exps, L->ffn_up_exps, &ids));
     GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
     if (L->ffn_gate_shexp)
         GLM_TRY(o->matmul_add(b, x, sg, L->ffn_down_shexp));

@@ -798,21 +798,26 @@ static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights,
 
 static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
                                     const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
-                                    const glm_route_params *p)
+                                    const glm_route_params *p, const glm_dview *xn)
 {
     vk_impl *v = impl(b);
     glm_vk_weight ww, wg, wb;
     GLM_TRY(weight(v, w, &ww));
     GLM_TRY(weight(v, g, &wg));
-    if (!glm_vk_moe_gate_fits(&ww, &wg)) { /* a quantized router: its product on its own */
-        GLM_TRY(b->ops->rms_norm_matmul(b, logits, x, g, eps, w, NULL, NULL));
+    if (!glm_vk_moe_gate_fits(&ww, &wg)) { /* a quantized router: the norm and its product on their own */
+        if (!xn)
+            GLM_TRY(b->ops->rms_norm_matmul(b, logits, x, g, eps, w, NULL, NULL));
+        else {
+            GLM_TRY(b->ops->rms_norm(b, *xn, x, g, eps));
+            GLM_TRY(b->ops->matmul(b, logits, *xn, w, 0));
+        }
         return vk_moe_route(b, ids, weights, logits, bias, p);
     }
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
     GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
     GLM_TRY(recording(v));
-    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0 };
+    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0, xn ? vv(*xn) : (glm_vk_view){ 0 } };
     return glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
                                  (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
                                  p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate);

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ref/dequant.h"
 
@@ -85,9 +86,10 @@ static uint32_t matvec_tpr(glm_vk *vk, uint32_t ncols)
     return best;
 }
 
-/* Measurement switches, read once: GLM_VK_MATVEC_ROUTED_FAST=1 takes routed Q4_K SwiGLU pairs
- * to matvec_fast.comp too; GLM_VK_MATVEC_FEW=n replaces GLM_VK_MATVEC_FAST_FEW (0: 2 rows per
- * slice everywhere). (GLM_VK_MATVEC_STAGE: glm_vk_matvec_set_stage_groups.) */
+/* Measurement switch, read once: GLM_VK_MATVEC_ROUTED_FAST=0 keeps routed Q4_K SwiGLU pairs
+ * on matvec.comp, 1 (the default) takes those of a plain x to matvec_fast.comp, 2 those with the
+ * norm folded in too. (GLM_VK_MATVEC_FEW: glm_vk_matvec_set_few_groups; GLM_VK_MATVEC_STAGE:
+ * glm_vk_matvec_set_stage_groups.) */
 static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
 {
     if (*cache < 0) {
@@ -98,16 +100,10 @@ static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt)
     return (uint64_t)*cache;
 }
 
-static bool routed_fast(void)
+static uint64_t routed_fast(void)
 {
     static int64_t c = -1;
-    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 0) == 1;
-}
-
-static uint64_t fast_few(void)
-{
-    static int64_t c = -1;
-    return env_u64("GLM_VK_MATVEC_FEW", &c, GLM_VK_MATVEC_FAST_FEW);
+    return env_u64("GLM_VK_MATVEC_ROUTED_FAST", &c, 1);
 }
 
 /* Lanes per row of matvec_fast.comp, or 0 where the product stays on matvec.comp: the hot
@@ -122,8 +118,9 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
                t == GLM_TYPE_Q5_0 || (t == GLM_TYPE_F32 && w->ncols % 4 == 0);
     bool vec16 = t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q5_K || t == GLM_TYPE_F32; /* read as 16-byte vectors */
     uint32_t wa = pc->w_offset | pc->w2_offset | pc->row_bytes | pc->slab_bytes;
-    /* routed Q4_K SwiGLU pairs measured faster on matvec.comp (bench/RESULTS.md) */
-    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && !routed_fast())
+    /* routed Q4_K SwiGLU pairs with the norm folded in measured faster on matvec.comp
+     * (bench/RESULTS.md); those of a plain x (normed by moe_gate_route) come here */
+    if (t == GLM_TYPE_Q4_K && pc->mode != 0 && pc->swiglu && routed_fast() < (pc->norm ? 2u : 1u))
         return 0;
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
@@ -207,7 +204,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < fast_few();
+        bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
@@ -488,7 +485,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  bias ? bias->offset : 0, logits.off, logits.ld, logits.rows,
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
-    const glm_vk_buffer *b[8] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
+    const glm_vk_buffer *b[9] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
     if (!gate)
         return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
     const glm_vk_weight *w = gate->w, *g = gate->g;
@@ -497,16 +494,21 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
         return bad("moe_gate_route", "router rows, norm gain or x do not fit (plain rows of x.cols, one per expert)");
     if ((uint64_t)gate->counts_off + logits.rows > gate->counts->size / 4)
         return bad("moe_gate_route", "the count buffer is smaller than its rows");
+    const glm_vk_view xn = gate->xn;
+    if (xn.buf && (!view_ok(xn) || xn.rows != gate->x.rows || xn.cols != gate->x.cols || xn.buf == gate->x.buf))
+        return bad("moe_gate_route", "the normed x view does not match x, overruns its buffer or shares x's");
     glm_vk_moe_gate_route_push gp = { pc,          gate->x.off, gate->x.ld,      w->ncols,
                                       w->offset,   w->row_bytes, (uint32_t)w->type, g->offset,
-                                      (uint32_t)g->type, gate->eps, gate->counts_off, { 0 } };
+                                      (uint32_t)g->type, gate->eps, gate->counts_off, xn.off, xn.ld };
+    gp.route.pad[0] = xn.buf != NULL;
     b[4] = gate->x.buf;
     b[5] = w->buf;
     b[6] = g->buf;
     b[7] = gate->counts;
+    b[8] = xn.buf ? xn.buf : logits.buf; /* without xn: a buffer the dispatch writes anyway */
     /* one pipeline per (rows' type, gain's type): constant_id 0 = the rows' type, 1 = the gain's */
     uint32_t gsel = g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
-    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 8, &gp, sizeof gp,
+    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 9, &gp, sizeof gp,
                                    (E + GLM_VK_GATE_EPW - 1) / GLM_VK_GATE_EPW, logits.rows, 1);
 }
 
@@ -703,19 +705,42 @@ static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
     return !r->n_runs || sum == T;
 }
 
+/* Float16 operands of the tensor-core scores and mix (mla_pack16.comp, softmax's pack): a key
+ * or query row of rkv + dr float16, in uints, rounded up to whole 32-column steps; the score
+ * rows are padded to whole 16-byte groups of float16 pairs (the padding scores −inf, so 0). */
+static uint32_t pack16_ld(uint32_t rkv, uint32_t dr) { return (rkv + dr + 31) / 32 * 16; }
+static uint32_t pack16_len(uint32_t L) { return (L + 7) / 8 * 8; }
+
+/* Does the tiled core of key bound L take float16 operands? Tensor cores only, rows softmax
+ * keeps in registers; GLM_VK_MLA_F32=1 keeps the float32 operands (to measure the change). */
+static bool pack16_on(const glm_vk *vk, uint32_t L)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("GLM_VK_MLA_F32");
+        off = e && !strcmp(e, "1");
+    }
+    return glm_vk_coopmat_enabled(vk) && !off && pack16_len(L) <= GLM_VK_SOFTMAX_REGS;
+}
+
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
-     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its key bound] */
+     * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its padded key bound]
+     * with, for tensor cores, the float16 keys and queries after them (rope dim ≤ 128) */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t L = stretch_len(r, i);
-        if (s.tiled) { /* the full blocks and the last one (fewer rows, maybe more mix splits) */
+        if (s.tiled) { /* float16 operands (the padded key bound), or float32 with the mix's partial
+                        * sums (the full blocks and the last one: fewer rows, maybe more splits) */
+            uint32_t L16 = pack16_len(L), tb16 = tile_rows(s.n, H, L16);
             uint32_t tb = tile_rows(s.n, H, L), last = s.n % tb ? s.n % tb : tb;
+            uint64_t f16 = (uint64_t)tb16 * H * L16 + 4 + ((uint64_t)L16 + (uint64_t)tb16 * H) * pack16_ld(rkv, 128);
             uint64_t full = tiled_floats(tb, H, rkv, L), tail = tiled_floats(last, H, rkv, L);
-            need = full > tail ? full : tail;
+            need = f16 > full ? f16 : full;
+            need = need > tail ? need : tail;
         } else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
@@ -728,15 +753,10 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        n += 2; /* k_b and v_b products */
-        if (s.tiled) { /* scores, softmax, mix (and its reduce) per block */
-            uint32_t L = stretch_len(r, i), tb = tile_rows(s.n, H, L), chunk;
-            for (uint32_t b0 = 0; b0 < s.n; b0 += tb)
-                n += 3 + (mix_splits((s.n - b0 < tb ? s.n - b0 : tb) * H, rkv, L, &chunk) > 1);
-            continue;
-        }
-        uint32_t tb = block_rows(s.n, H, rkv, r->max_len);
-        n += (split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1) * ((s.n + tb - 1) / tb);
+        /* tiled: float16 packing or the mix's reduce besides scores, softmax and mix */
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, r->max_len);
+        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
     }
     return n;
 }
@@ -775,45 +795,63 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     return GLM_OK;
 }
 
-/* Query rows (t·H + h) up to which a block's scores take mla_scores_rows (each key read once
- * for all of them) instead of tiles. */
+/* Query rows (t·H + h) of an item up to which its scores take mla_scores_rows (each key read
+ * once for all of them) instead of tiles, on float32 operands. */
 #define SCORES_ROWS_MAX 64u
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
  * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
- * cores), in blocks of tile_rows rows; a block of few rows (decode at depth) takes its scores
- * from mla_scores_rows, splits the mix over the keys (mix_splits) and adds the partial sums up
- * with mla_reduce. */
+ * cores, there on float16 copies of the operands where pack16_on), in blocks of tile_rows rows;
+ * an item of few rows (decode at depth) takes its scores from mla_scores_rows, and a block of
+ * few rows on float32 operands splits the mix over the keys (mix_splits) and adds the partial
+ * sums up with mla_reduce. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
-    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L);
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
+    bool few = n * H <= SCORES_ROWS_MAX;  /* decode: mla_scores_rows on float32 operands */
+    bool p16 = !few && pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
+    if (p16)
+        L = pack16_len(L);
+    uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L), ld16 = pack16_ld(rkv, dr);
+    uint32_t k16_off = (s_off + tb * H * L + 3) / 4 * 4, q16_off = k16_off + L * ld16;
     for (uint32_t b0 = t0; b0 < t0 + n; b0 += tb) {
         uint32_t rows = t0 + n - b0 < tb ? t0 + n - b0 : tb;
         uint32_t pos_off = r->pos.off + b0 * r->pos.ld, ptab_off = r->ptab.off + b0 * r->ptab.ld;
+        if (p16) {
+            glm_vk_mla_pack16_push pp = { rows,     H,        rkv,          dr,      dn + dr, dn,    q.off + b0 * q.ld,
+                                          q.ld,     c.off,    c.ld,         kr.off,  kr.ld,   b0 * H * rkv,
+                                          pos_off,  ptab_off, r->pages.off, r->page_size, L, k16_off, q16_off, ld16,
+                                          { 0 } };
+            const glm_vk_buffer *pb[7] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf };
+            uint64_t wgs = ((uint64_t)(L + rows * H) * ld16 + 255) / 256;
+            uint32_t gx = wgs < 65535 ? (uint32_t)wgs : 65535u;
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_PACK16, pb, 7, &pp, sizeof pp, gx, (uint32_t)((wgs + gx - 1) / gx), 1));
+        }
         glm_vk_mla_scores_push sp = { rows,        H,        rkv,     dr,     dn + dr, dn,
                                       L,           s_off,    q.off + b0 * q.ld, q.ld, c.off, c.ld,
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
-                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), { 0 } };
+                                      r->page_size, 1.0f / sqrtf((float)(dn + dr)), p16, k16_off, q16_off, ld16 };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        if (rows * H <= SCORES_ROWS_MAX) /* decode: 32 keys a workgroup, every query row */
+        if (few) /* decode: 32 keys a workgroup, every query row */
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_ROWS, sb, 8, &sp, sizeof sp, (L + 31) / 32, 1, 1));
         else if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
                                     (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
-        glm_vk_softmax_push xp = { rows * H, L, s_off, 0 };
+        glm_vk_softmax_push xp = { rows * H, L, s_off, p16 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
-        uint32_t chunk, ks = mix_splits(rows * H, rkv, L, &chunk), u_off = T * H * rkv + b0 * H * rkv;
-        uint32_t part_off = (s_off + rows * H * L + 3) / 4 * 4, part_ld = (uint32_t)mix_part_ld(rows * H, rkv);
+        uint32_t chunk = (L + 31) / 32 * 32, ks = p16 ? 1 : mix_splits(rows * H, rkv, L, &chunk);
+        uint32_t u_off = T * H * rkv + b0 * H * rkv, part_off = (s_off + rows * H * L + 3) / 4 * 4;
+        uint32_t part_ld = (uint32_t)mix_part_ld(rows * H, rkv);
         glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,
                                    c.off,    c.ld,     s_off,        ks > 1 ? part_off : u_off,
                                    pos_off,  ptab_off, r->pages.off, r->page_size,
-                                   chunk,    part_ld,  { 0 } };
+                                   p16,      k16_off,  ld16,         chunk,
+                                   part_ld,  { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,

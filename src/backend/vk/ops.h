@@ -41,9 +41,8 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 #define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
-/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than this (more in flight
- * for small products; bench/RESULTS.md) */
-#define GLM_VK_MATVEC_FAST_FEW 256
+/* its rows per slice: 2, or 1 where 2 would give fewer workgroups than GLM_VK_MATVEC_FAST_FEW
+ * (vk.h) */
 /* its longest row of x staged in shared memory (XCOLS in the shader; glm_vk_matvec_set_stage_groups) */
 #define GLM_VK_MATVEC_FAST_XCOLS 5120
 
@@ -94,7 +93,7 @@ typedef struct glm_vk_moe_gate_route_push {
     glm_vk_moe_route_push route;
     uint32_t x_off, x_ld, ncols, rw_offset, rw_row_bytes, rw_type, g_offset, g_type;
     float eps;
-    uint32_t c_off, pad[2];
+    uint32_t c_off, xn_off, xn_ld; /* route.pad[0]: write the normed x (has_xn) */
 } glm_vk_moe_gate_route_push;
 _Static_assert(sizeof(glm_vk_moe_gate_route_push) == 128, "mirrors shaders/moe_gate_route.comp");
 
@@ -125,24 +124,35 @@ typedef struct glm_vk_mla_scores_push {
     uint32_t T, H, rkv, dr, dqk, dn, s_ld, s_off, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off,
         pages_off, page_size;
     float scale;
-    uint32_t pad[4];
+    uint32_t pack16, k16_off, q16_off, ld16; /* tensor cores: float16 operands of mla_pack16 */
 } glm_vk_mla_scores_push;
 _Static_assert(sizeof(glm_vk_mla_scores_push) == 96, "mirrors shaders/mla_scores_tiled.comp");
 
+/* Score rows shaders/softmax.comp keeps in registers (256 invocations × NPT). */
+#define GLM_VK_SOFTMAX_REGS 6144u
+
 typedef struct glm_vk_softmax_push {
-    uint32_t rows, n, s_off, pad;
+    uint32_t rows, n, s_off, pack; /* pack: rows written as float16 pairs (mla_mix_cm) */
 } glm_vk_softmax_push;
 _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
 
 typedef struct glm_vk_mla_mix_push {
-    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size, chunk, part_ld, pad[2];
+    uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
+    uint32_t pack16, c16_off, c16_ld; /* tensor cores: float16 P and c (softmax pack, mla_pack16) */
+    uint32_t chunk, part_ld, pad[3];  /* a split over the keys (its partial sums at u_off + z·part_ld) */
 } glm_vk_mla_mix_push;
-_Static_assert(sizeof(glm_vk_mla_mix_push) == 64, "mirrors shaders/mla_mix_tiled.comp");
+_Static_assert(sizeof(glm_vk_mla_mix_push) == 80, "mirrors shaders/mla_mix_tiled.comp");
 
 typedef struct glm_vk_mla_reduce_push {
     uint32_t n, ks, part_off, part_ld, u_off, pad[3];
 } glm_vk_mla_reduce_push;
 _Static_assert(sizeof(glm_vk_mla_reduce_push) == 32, "mirrors shaders/mla_reduce.comp");
+
+typedef struct glm_vk_mla_pack16_push {
+    uint32_t T, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off, pages_off,
+        page_size, L, k16_off, q16_off, ld16, pad[3];
+} glm_vk_mla_pack16_push;
+_Static_assert(sizeof(glm_vk_mla_pack16_push) == 96, "mirrors shaders/mla_pack16.comp");
 
 /* The rows of one step over a paged cache (backend.h glm_kv_rows): int32 views pos [T][1],
  * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. runs (host, n_runs of
@@ -258,13 +268,15 @@ glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
 /* The router's product folded in: logits = W · RMSNorm(x; g, eps) (W [E][x.cols] and g plain
  * F32/F16/BF16 rows), written to `logits` and routed as glm_vk_moe_route does, in one dispatch.
- * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). */
+ * counts: logits.rows uint32 zeros at counts_off (left zero after the dispatch). xn (buf NULL:
+ * none; not x's buffer): RMSNorm(x; g, eps) itself written there too, x's shape. */
 typedef struct glm_vk_moe_gate {
     glm_vk_view x;
     const glm_vk_weight *w, *g;
     float eps;
     const glm_vk_buffer *counts;
     uint32_t counts_off;
+    glm_vk_view xn;
 } glm_vk_moe_gate;
 glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                                  const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,

@@ -52,6 +52,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_MIX_TILED,
     GLM_VK_MLA_SCORES_CM, /* GLM_VK_MLA_SCORES_TILED on tensor cores, as GLM_VK_MATMUL_CM */
     GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
+    GLM_VK_MLA_PACK16,    /* float16 copies of the tensor-core MLA operands */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
     GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
@@ -90,6 +91,13 @@ uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 #define GLM_VK_MLA_LONG_KEYS 3072u
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
 uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
+/* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
+ * (default GLM_VK_MATVEC_FAST_FEW, or the environment variable GLM_VK_MATVEC_FEW at creation;
+ * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
+ * 2 rows) measured faster with 1 row on the H100, the lm_head slower (bench/RESULTS.md). */
+#define GLM_VK_MATVEC_FAST_FEW 4096
+void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_matvec_few_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
 uint64_t glm_vk_max_buffer(const glm_vk *vk);
 /* The compute queue's subgroup size (gl_SubgroupSize), 1 when unknown. */
