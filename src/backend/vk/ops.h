@@ -190,10 +190,11 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
 /* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
 #define GLM_VK_MLA_MAX_INLINE 8u
 /* Decode rows at depth: an item of at most GLM_VK_MATMUL_MIN_ROWS rows whose key bound is at
- * least glm_vk_mla_long_keys takes the tiled core too (scores over the keys as tiles, softmax,
- * then the mix split over the keys into at most GLM_VK_MLA_MIX_MAX_SPLIT partial sums that
- * mla_reduce adds up), which reads the cache once for all heads; shorter ones keep mla_split
- * (GLM_VK_MLA_LONG_KEYS and glm_vk_mla_long_keys in vk.h). */
+ * least glm_vk_mla_long_keys takes the tiled core too (mla_scores_rows: every head's scores
+ * over a block of keys; softmax; the mix split over the keys into at most
+ * GLM_VK_MLA_MIX_MAX_SPLIT partial sums that mla_reduce adds up), which reads the cache once
+ * for all heads; shorter ones keep mla_split (GLM_VK_MLA_LONG_KEYS and glm_vk_mla_long_keys in
+ * vk.h). */
 #define GLM_VK_MLA_MIX_MAX_SPLIT 32u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
@@ -302,7 +303,8 @@ uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H);
  * attention core u_h = Σ softmax(scores) c, then out_h = v_b[h]·u_h. Rows of short items
  * (r->runs) take the per-row core (mla_split + mla_combine) and per-row products; an item of
  * more rows takes the tiled core (mla_scores_tiled, softmax, mla_mix_tiled) and tiled
- * products. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
+ * products, and so does a short item whose key bound reaches r->long_keys (with
+ * mla_scores_rows, and per-row products). q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
  * views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
  * scratch: a buffer of glm_vk_mla_scratch_floats floats; counts: a buffer of at least
  * glm_vk_mla_count_ints zeros, which every call leaves zero (per-row merge arrivals). */
