@@ -120,50 +120,32 @@ void fetch(uint c, out Raw r)
     }
 }
 
-// Two codes of up to 6 bits in the low bits of each 16-bit half of c, as float16 (1024 + code):
-// 0x6400 is 1024.0, whose float16 neighbours are one apart.
-f16vec2 codes2(uint c) { return unpackFloat2x16(c | 0x64006400u); }
-
 void stash(uint b, Raw r)
 {
-    uint wo = (b * BM * LDH + w_row * LDH + 16u * w_half) / 4u;
-    if (TYPE == T_Q4_K || TYPE == T_Q6_K) {
-        // packed float16 arithmetic: word j of the codes gives weights 4j .. 4j+3, its bytes 0 and
-        // 2 in one pair (e) and bytes 1 and 3 in the other (o)
-        f16vec2 d2, m2; // w = (code - 1024)·d - m (Q4_K) or (code - 1024 - 32)·d (Q6_K)
-        uint sh, kk = r.sub % 4u;
-        if (TYPE == T_Q4_K) {
-            float d, m;
-            k4_dm(r.w0, r.sub, d, m);
-            d2 = f16vec2(float16_t(d));
-            m2 = f16vec2(float16_t(m));
-            sh = 4u * (r.sub % 2u);
-        } else {
-            float d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
-            d2 = f16vec2(float16_t(d));
-            m2 = f16vec2(float16_t(0.0));
-            sh = 4u * (kk / 2u);
-        }
-        float16_t off = TYPE == T_Q4_K ? float16_t(1024.0) : float16_t(1056.0);
-        [[unroll]] for (uint j = 0u; j < 4u; j++) {
-            uint ce, co;
-            if (TYPE == T_Q4_K) {
-                uint q = r.w1[j] >> sh;
-                ce = q & 0x000f000fu;
-                co = (q >> 8) & 0x000f000fu;
-            } else {
-                uint lo = r.w0[j] >> sh, hi = r.w1[j] >> (2u * kk);
-                ce = (lo & 0x000f000fu) | ((hi & 0x00030003u) << 4);
-                co = ((lo >> 8) & 0x000f000fu) | (((hi >> 8) & 0x00030003u) << 4);
-            }
-            f16vec2 e = fma(codes2(ce) - off, d2, -m2), o = fma(codes2(co) - off, d2, -m2);
-            ws[wo + j] = w_valid ? f16vec4(e.x, o.x, e.y, o.y) : f16vec4(0.0);
-        }
+    float v[16];
+    if (TYPE == T_Q4_K) {
+        float d, m;
+        k4_dm(r.w0, r.sub, d, m);
+        uint sh = 4u * (r.sub % 2u);
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = d * float((r.w1[j / 4u] >> (8u * (j % 4u) + sh)) & 15u) - m;
+    } else if (TYPE == T_Q6_K) {
+        uint kk = r.sub % 4u;
+        float d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
+        float t[8];
+        q6_dec8(r.w0.xy, r.w1.xy, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[j] = t[j];
+        q6_dec8(r.w0.zw, r.w1.zw, 4u * (kk / 2u), kk, d, t);
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            v[8u + j] = t[j];
     } else {
-        [[unroll]] for (uint j = 0u; j < 4u; j++)
-            ws[wo + j] = w_valid ? f16vec4(r.wv[4u * j], r.wv[4u * j + 1u], r.wv[4u * j + 2u], r.wv[4u * j + 3u])
-                                 : f16vec4(0.0);
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = r.wv[j];
     }
+    uint wo = (b * BM * LDH + w_row * LDH + 16u * w_half) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
     uint xo = (b * BN * LDH + x_slot * LDH + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
         if (j < XPT / 4u)
