@@ -1,7 +1,6 @@
 #version 450
 // Elementwise ops over 2-D views (rows x cols, row stride ld), one invocation per element:
 //   op 0: y = a + b        op 1: y = SiLU(a) * b (SwiGLU)        op 2: y = a (copy)
-//   op 3: y += Σ_{z < n} a_z, the planes a_z at a_off + z·plane (n = pad, plane = pad1; b unused)
 // Push constants mirror glm_vk_eltwise_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -20,13 +19,6 @@ void main()
     uint i = gl_GlobalInvocationID.x, r = gl_WorkGroupID.y;
     if (i >= p.cols || r >= p.rows)
         return;
-    if (p.op == 3u) {
-        float sum = y[p.y_off + r * p.y_ld + i];
-        for (uint z = 0u; z < p.pad; z++)
-            sum += a[p.a_off + z * p.pad1 + r * p.a_ld + i];
-        y[p.y_off + r * p.y_ld + i] = sum;
-        return;
-    }
     float av = a[p.a_off + r * p.a_ld + i];
     float res;
     if (p.op == 0u)

@@ -5,9 +5,10 @@
 // as there. A tiled product: a workgroup computes 64 rows (t·H + h) × 64 latent channels,
 // staging 32 cache positions of P and c at a time in shared memory (float32); each
 // invocation owns 4 × 4 outputs. Positions past the tile's last causal position are not
-// visited; inside it, softmax has already made the masked probabilities exactly 0. Long rows
-// may be split over the keys (workgroups .z): split z sums positions z·jspan .. +jspan-1 and
-// writes u (split 0) or its partial (the others), which the host then adds into u.
+// visited; inside it, softmax has already made the masked probabilities exactly 0. Split over
+// the positions where a row block has few tiles (decode rows at depth): workgroup z takes
+// positions [z·chunk, z·chunk + chunk) (chunk a multiple of 32) and writes its partial sum at
+// u_off + z·part_ld, which mla_reduce.comp adds up; one split writes u itself (z = 0).
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
@@ -22,8 +23,8 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint pack16, c16_off, c16_ld, jspan; // pack16 and c16: for mla_mix_cm.comp only (0 here)
-    uint part_off, pad0, pad1, pad2;
+    uint pack16, c16_off, c16_ld; // for mla_mix_cm.comp only: 0 here
+    uint chunk, part_ld, pad0, pad1, pad2;
 } p;
 
 shared float as[32][65]; // as[j][r]: P[r0 + r][j0 + j]
@@ -36,16 +37,16 @@ void main()
     uint tk = tid % 16u, tr = tid / 16u;
     uint rlast = min(r0 + 63u, rows - 1u);
     uint pos0 = uint(pos[p.pos_off]), pt = p.pages_off + uint(ptab[p.ptab_off]);
-    uint z = gl_WorkGroupID.z, jbeg = z * p.jspan;
-    uint jend = min(pos0 + rlast / p.H + 1u, jbeg + p.jspan); // ≤ pos0 + T: held positions only
-    uint out_off = z == 0u ? p.u_off : p.part_off + (z - 1u) * rows * p.rkv;
+    uint jend = pos0 + rlast / p.H + 1u; // ≤ pos0 + T: held positions only
+    uint jz = gl_WorkGroupID.z * p.chunk, u_off = p.u_off + gl_WorkGroupID.z * p.part_ld;
+    jend = min(jend, jz + p.chunk); // this split's positions: [jz, jend), maybe none
     float acc[4][4];
     [[unroll]] for (uint a = 0u; a < 4u; a++)
         [[unroll]] for (uint b = 0u; b < 4u; b++)
             acc[a][b] = 0.0;
     uint ar = tid / 4u, aq = 8u * (tid % 4u);  // P loader: row ar, positions aq .. aq+7
     uint bj = tid / 8u, bq = 8u * (tid % 8u);  // c loader: position bj, channels bq .. bq+7
-    for (uint j0 = jbeg; j0 < jend; j0 += 32u) {
+    for (uint j0 = jz; j0 < jend; j0 += 32u) {
         uint cj = min(j0 + bj, jend - 1u);
         uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
         // loads from clamped (always valid) places, zeroed by selects: no branch separates a
@@ -74,6 +75,6 @@ void main()
         [[unroll]] for (uint b = 0u; b < 4u; b++) {
             uint row = r0 + tr + 16u * a, k = k0 + tk + 16u * b;
             if (row < rows && k < p.rkv)
-                u[out_off + row * p.rkv + k] = acc[a][b];
+                u[u_off + row * p.rkv + k] = acc[a][b];
         }
 }

@@ -689,7 +689,7 @@ START_TEST(test_kv_write)
     for (int normed = 0; normed < 2; normed++) {
         glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
         glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0 };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         glm_status st = normed ? glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w,
                                                       1e-6f, NN)
@@ -876,7 +876,7 @@ START_TEST(test_kv_write_rope)
     ck_assert(glm_vk_buffer_create(g_vk, &bq, (size_t)T * QC * 4, true) == GLM_OK);
     memcpy(bq.map, q, (size_t)T * QC * 4);
     glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0 };
+    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0 };
     glm_vk_kv_rope rope = { &bt, positions, NN, dr, view(&bq, T, QC), H, hd, dn };
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
     glm_status st = glm_vk_kv_write_rope(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f, NN, &rope);
@@ -1099,19 +1099,26 @@ START_TEST(test_mla_attention)
      * so its scores are laid out wider than its keys. Rkv 74 pads the split partials. The last
      * two run tiled with every width a multiple of 4 (the tensor-core kernels' vec4 fetches),
      * with 88 and 89 keys (the mix's probabilities as vec4s, or element by element); the
-     * one after them has rows longer than the softmax keeps in registers (6,144) and its mix
-     * split over the keys in 4 (partials added into u); then the model's width at 2101 keys
-     * (above); the last a chunk at the model's width whose mix is split in 3 (over float32
-     * operands: on tensor cores float16 ones, unsplit). Columns:
-     * pos0, TA, posB, H, dn, dr, dv, Rkv. */
-    static const uint32_t cases[][8] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
+     * one after them has rows longer than the softmax keeps in registers (6,144); then the
+     * model's width at 2101 keys (above) and a chunk of 12 rows at the model's width over 2,012
+     * keys (k_b / v_b on 32-row tiles in some passes). The cases after it give a threshold of
+     * keys (the last column; 0 in the others: never) from which an item of few rows runs tiled
+     * (decode at depth): A's two rows over 302 keys and B's over 5001 (H 13) or, at the
+     * model's width, 1101 keys, their scores from mla_scores_rows (also the 20-row and 9-row
+     * prefill chunks above: at most 64 query rows) and their mix split over the keys into
+     * partial sums that mla_reduce adds up (so are the mixes of the chunks of 20, 24 and 30
+     * rows), beside a short B or A on the per-row kernels. Columns:
+     * pos0, TA, posB, H, dn, dr, dv, Rkv, long_keys. */
+    static const uint32_t cases[][9] = { { 0, 7, 70, 3, 16, 8, 12, 40 },       { 300, 2, 5, 3, 16, 8, 12, 40 },
                                          { 5, 3, 1100, 3, 16, 8, 12, 40 },     { 40, 30, 70, 3, 32, 9, 36, 64 },
                                          { 100, 20, 150, 3, 32, 9, 36, 64 },   { 20, 2, 9000, 13, 16, 8, 12, 40 },
                                          { 40, 1, 200, 20, 16, 64, 12, 512 }, { 10, 2, 300, 3, 16, 6, 12, 74 },
                                          { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 },
                                          { 64, 24, 10, 4, 32, 8, 16, 64 },     { 65, 24, 10, 4, 32, 8, 16, 64 },
                                          { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 },
-                                         { 2000, 12, 5, 20, 16, 64, 12, 512 } };
+                                         { 2000, 12, 5, 20, 16, 64, 12, 512 },
+                                         { 300, 2, 5, 3, 16, 8, 12, 40, 64 },  { 9, 3, 5000, 13, 16, 8, 12, 40, 512 },
+                                         { 20, 1, 1100, 20, 16, 64, 12, 512, 1024 } };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
     uint32_t ahead = glm_vk_coopmat_ahead(g_vk), narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -1148,9 +1155,11 @@ START_TEST(test_mla_attention)
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
         glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs, bc;
         uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
-        /* odd cases give each item's own key bound, the others only max_len */
+        /* odd cases and those of a long-key threshold give each item's own key bound, the others
+         * only max_len */
+        const uint32_t long_keys = cases[ci][8];
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
-                             max_len, runs, ci % 2 ? lens : NULL, 2 };
+                             max_len, runs, ci % 2 || long_keys ? lens : NULL, 2, long_keys };
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
         const uint64_t ncount = glm_vk_mla_count_ints(T, H); /* the split kernel's arrival counts: zeros */
         ck_assert(glm_vk_buffer_create(g_vk, &bc, ncount * 4, true) == GLM_OK);
@@ -1166,11 +1175,14 @@ START_TEST(test_mla_attention)
             ck_assert_msg(((const uint32_t *)bc.map)[i] == 0, "mla case %zu: arrival count %u is %u", ci, (unsigned)i,
                           ((const uint32_t *)bc.map)[i]);
         double e = tu_nmse(ref, bo.map, (size_t)T * oc);
-        bool cm = glm_vk_coopmat_enabled(g_vk) && TA > GLM_VK_MATMUL_MIN_ROWS; /* k_b / v_b on tensor cores */
+        /* k_b / v_b, or the scores and mix, on tensor cores */
+        bool tiled = TA > GLM_VK_MATMUL_MIN_ROWS || (long_keys && (nA >= long_keys || nB >= long_keys));
+        bool cm = glm_vk_coopmat_enabled(g_vk) && tiled;
         double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
         ck_assert_msg(e <= bound, "mla case %zu nmse %.3g", ci, e);
-        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u): nmse vs ref naive %.3g\n", H, rkv, dr,
-               pos0, TA, posB, e);
+        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u; tiled from %u keys): nmse vs ref naive "
+               "%.3g\n",
+               H, rkv, dr, pos0, TA, posB, long_keys, e);
         glm_vk_buffer_destroy(g_vk, &bq);
         glm_vk_buffer_destroy(g_vk, &bp);
         glm_vk_buffer_destroy(g_vk, &bm);
@@ -1605,7 +1617,7 @@ START_TEST(test_rejects_bad_shapes)
      * than the item's rows */
     glm_vk_weight kb = { &b, GLM_TYPE_F32, 0, 8, 8, 1, 32, 256 }, vb = kb;
     uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
-    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2 };
+    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2, 0 };
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
                                           &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);

@@ -11,14 +11,15 @@
 // 64·(s / 4) .. +63 (4 fragments), held in named variables (an array of fragments may live in
 // local memory). Cache positions advance 32 a step through two staging buffers, as in
 // matmul_cm.comp; positions past the tile's last causal position are not visited (inside it
-// softmax has made the masked probabilities exactly 0); long rows may be split over the keys
-// as there (workgroups .z, the partials added by the host). Probabilities and cache rows are
+// softmax has made the masked probabilities exactly 0). Probabilities and cache rows are
 // fetched as vec4s where every stride and offset is a multiple of 4 floats (the model's
 // layout), else element by element. Finished fragments go straight to u where whole and
 // aligned, else through a per-subgroup scratch in shared memory.
 // With pack16 set, P comes as float16 pairs written by softmax.comp over its own rows and c
 // as the float16 key rows of mla_pack16.comp (ld16 uints a position, contiguous from
-// position 0): half the bytes, two 16-byte loads a step for each.
+// position 0): half the bytes, two 16-byte loads a step for each. Split over the positions as
+// mla_mix_tiled.comp: workgroup z takes [z·chunk, z·chunk + chunk) and writes its partial sum
+// at u_off + z·part_ld (the host splits only float32 operands).
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
 
@@ -36,8 +37,8 @@ layout(push_constant) uniform P {
     uint T, H, rkv, s_ld;
     uint c_off, c_ld, s_off, u_off;
     uint pos_off, ptab_off, pages_off, page_size;
-    uint pack16, c16_off, c16_ld, jspan; // float16 operands: K16's uint offset and row length
-    uint part_off, pad0, pad1, pad2;
+    uint pack16, c16_off, c16_ld; // float16 operands: K16's uint offset and row length
+    uint chunk, part_ld, pad0, pad1, pad2;
 } p;
 
 #define TR 128u // rows per tile
@@ -51,10 +52,9 @@ shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the w
 
 vec4 pv[4], cv[4]; // a step's values of the invocation, fetch to stash
 uvec4 ph[2], ch[2]; // the same as float16 pairs (pack16)
+uint u_base;        // where this split's rows start: u_off + z·part_ld
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-
-uint out_off; // where this split's u [T·H][Rkv] starts
 
 // Writes the subgroup's fragment of rows rf .. +15 × channels kf .. +15.
 void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
@@ -62,7 +62,7 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
     if (rf >= rows || kf >= p.rkv)
         return;
     if (direct && rf + 16u <= rows && kf + 16u <= p.rkv) {
-        coopMatStore(a, u, out_off + rf * p.rkv + kf, p.rkv, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatStore(a, u, u_base + rf * p.rkv + kf, p.rkv, gl_CooperativeMatrixLayoutRowMajor);
         return;
     }
     uint sg = gl_SubgroupID;
@@ -72,7 +72,7 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
     for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
         uint row = rf + e / 16u, k = kf + e % 16u;
         if (row < rows && k < p.rkv)
-            u[out_off + row * p.rkv + k] = cs[sg * 256u + e];
+            u[u_base + row * p.rkv + k] = cs[sg * 256u + e];
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
@@ -84,9 +84,10 @@ void main()
     uint k0 = gl_WorkGroupID.x * TK, r0 = gl_WorkGroupID.y * TR, rows = p.T * p.H;
     uint rlast = min(r0 + TR - 1u, rows - 1u);
     uint pos0 = uint(pos[p.pos_off]), pt = p.pages_off + uint(ptab[p.ptab_off]);
-    uint z = gl_WorkGroupID.z, jbeg = z * p.jspan;
-    uint jend = min(pos0 + rlast / p.H + 1u, jbeg + p.jspan); // ≤ pos0 + T: held positions only
-    out_off = z == 0u ? p.u_off : p.part_off + (z - 1u) * rows * p.rkv;
+    uint jend = pos0 + rlast / p.H + 1u; // ≤ pos0 + T: held positions only
+    uint jz = gl_WorkGroupID.z * p.chunk;
+    u_base = p.u_off + gl_WorkGroupID.z * p.part_ld;
+    jend = min(jend, jz + p.chunk); // this split's positions: [jz, jend), maybe none
     uint ar = tid / 2u, aq = 16u * (tid % 2u);  // P loader: row ar, positions aq .. aq+15
     uint bj = tid / 8u, bq = 16u * (tid % 8u);  // c loader: position bj, channels bq .. bq+15
     uint arow = min(r0 + ar, rows - 1u);
@@ -98,11 +99,11 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
-    uint nsteps = jend > jbeg ? (jend - jbeg + 31u) / 32u : 0u;
+    uint nsteps = jend > jz ? (jend - jz + 31u) / 32u : 0u;
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps && p.pack16 != 0u) { // fetch step st: 8 uints of P and of c16
-            uint j = jbeg + 32u * st + aq, jb = jbeg + 32u * st + bj, k = k0 + bq;
+            uint j = jz + 32u * st + aq, jb = jz + 32u * st + bj, k = k0 + bq;
             [[unroll]] for (uint v = 0u; v < 2u; v++) {
                 // positions j' .. j' + 7 (j' = j + 8v < jend) lie in the padded row, and those
                 // at or past jend hold probability 0; past the row would be its stale float32
@@ -110,7 +111,7 @@ void main()
                 ch[v] = jb < jend && k < p.rkv ? sh16[(p.c16_off + jb * p.c16_ld + k / 2u) / 4u + v] : uvec4(0u);
             }
         } else if (st < nsteps) { // fetch step st
-            uint j0 = jbeg + 32u * st, jb = j0 + bj;
+            uint j0 = jz + 32u * st, jb = j0 + bj;
             uint cj = min(jb, jend - 1u);
             uint crow = uint(pages[pt + cj / p.page_size]) * p.page_size + cj % p.page_size;
             uint c_row = p.c_off + crow * p.c_ld;
@@ -173,7 +174,7 @@ void main()
         barrier();
     }
 
-    bool direct = ((out_off | p.rkv) & 3u) == 0u;
+    bool direct = ((u_base | p.rkv) & 3u) == 0u;
     uint rf = r0 + sn, kf = k0 + sm;
     put_frag(a00, rf, kf, rows, direct);
     put_frag(a01, rf, kf + 16u, rows, direct);

@@ -622,47 +622,6 @@ static uint32_t tile_rows(uint32_t T, uint32_t H, uint32_t max_len)
     return tb < 1 ? 1 : (tb > T ? T : (uint32_t)tb);
 }
 
-/* The tiled mix of many keys over float32 operands (with float16 ones the splits measured
- * slower on the H100) is split over them (workgroups .z) where its 128 × 128 tiles
- * (the tensor-core kernel's; the same splits for both kernels) are too few to fill the device:
- * up to MIX_MAX_SPLITS splits of at least MIX_MIN_STEPS 32-key steps, until there are
- * MIX_GROUPS workgroups. Split z > 0 writes a partial [rows·H][Rkv] after the block's scores
- * and float16 operands, which eltwise then adds into u. GLM_VK_MLA_MIX_SPLITS=n
- * (1 .. MIX_MAX_SPLITS) caps the splits lower (1: none), to measure them. */
-#define MIX_GROUPS 1024u
-#define MIX_MIN_STEPS 16u
-#define MIX_MAX_SPLITS 4u
-
-static uint32_t mix_splits(uint32_t rows, uint32_t H, uint32_t rkv, uint32_t L)
-{
-    static uint32_t cap = 0;
-    if (!cap) {
-        const char *e = getenv("GLM_VK_MLA_MIX_SPLITS");
-        unsigned long v = e && *e ? strtoul(e, NULL, 10) : MIX_MAX_SPLITS;
-        cap = v >= 1 && v <= MIX_MAX_SPLITS ? (uint32_t)v : MIX_MAX_SPLITS;
-    }
-    uint64_t tiles = (uint64_t)((rkv + 127) / 128) * (((uint64_t)rows * H + 127) / 128);
-    uint32_t steps = (L + 31) / 32, n = 1;
-    while (n < cap && tiles * n < MIX_GROUPS && steps / (n + 1) >= MIX_MIN_STEPS)
-        n++;
-    return n;
-}
-
-/* Keys per split of n over keys below L: whole 32-key steps. */
-static uint32_t mix_span(uint32_t L, uint32_t n)
-{
-    return ((L + 31) / 32 + n - 1) / n * 32;
-}
-
-/* The mix partials of a tiled stretch of T rows with keys below L, at most (blocks of at most
- * tile_rows(T, H, L) rows, whichever layout). */
-static uint64_t mix_part_floats(uint32_t T, uint32_t H, uint32_t rkv, uint32_t L)
-{
-    if ((L + 31) / 32 < 2 * MIX_MIN_STEPS)
-        return 0; /* never split */
-    return (uint64_t)(MIX_MAX_SPLITS - 1) * tile_rows(T, H, L) * H * rkv;
-}
-
 bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long, uint32_t *i, uint32_t *t,
                          glm_vk_stretch *s)
 {
@@ -676,11 +635,27 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
     return true;
 }
 
-/* The stretches of attention: without runs, every row on its own. */
+/* Whether run i takes the tiled core: many rows, or (decode at depth) a key bound of at least
+ * long_keys. */
+static bool run_tiled(const glm_vk_kv_rows *r, uint32_t i)
+{
+    return r->runs[i] > GLM_VK_MATMUL_MIN_ROWS || (r->run_len && r->long_keys && r->run_len[i] >= r->long_keys);
+}
+
+/* The stretches of attention: one tiled run, or consecutive per-row runs; without runs, every
+ * row on its own. */
 static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t *t, glm_vk_stretch *s)
 {
-    if (r->n_runs)
-        return glm_vk_next_stretch(r->runs, r->n_runs, false, i, t, s);
+    if (r->n_runs) {
+        if (*i >= r->n_runs)
+            return false;
+        *s = (glm_vk_stretch){ *t, 0, run_tiled(r, *i) };
+        do
+            s->n += r->runs[(*i)++];
+        while (*i < r->n_runs && !s->tiled && !run_tiled(r, *i));
+        *t += s->n;
+        return true;
+    }
     if (*t >= T)
         return false;
     *s = (glm_vk_stretch){ 0, T, false };
@@ -692,6 +667,35 @@ static bool next_seg(const glm_vk_kv_rows *r, uint32_t T, uint32_t *i, uint32_t 
 static uint32_t stretch_len(const glm_vk_kv_rows *r, uint32_t i)
 {
     return r->run_len ? r->run_len[i - 1] : r->max_len;
+}
+
+/* Splits over the keys of the tiled mix of rowsH rows (t·H + h) and keys below L: enough that
+ * its grid has about MIX_GROUPS workgroups of 64 × 64 tiles (decode rows at depth have one row
+ * of tiles: the keys carry the parallelism), at most GLM_VK_MLA_MIX_MAX_SPLIT, each a whole
+ * number of 32-key steps (*chunk keys); 1 for the many rows of a prefill. */
+#define MIX_GROUPS 256u
+static uint32_t mix_splits(uint32_t rowsH, uint32_t rkv, uint32_t L, uint32_t *chunk)
+{
+    uint64_t tiles = (uint64_t)((rkv + 63) / 64) * ((rowsH + 63) / 64);
+    uint32_t steps = (L + 31) / 32, ks = tiles >= MIX_GROUPS ? 1 : (uint32_t)(MIX_GROUPS / tiles);
+    ks = ks < GLM_VK_MLA_MIX_MAX_SPLIT ? ks : GLM_VK_MLA_MIX_MAX_SPLIT;
+    ks = ks < steps ? ks : (steps ? steps : 1);
+    *chunk = (steps + ks - 1) / ks * 32;
+    return (L + *chunk - 1) / *chunk > 1 ? (L + *chunk - 1) / *chunk : 1;
+}
+
+/* Floats between two of the mix's partial sums of rowsH rows (a multiple of 4). */
+static uint64_t mix_part_ld(uint32_t rowsH, uint32_t rkv)
+{
+    return ((uint64_t)rowsH * rkv + 3) / 4 * 4;
+}
+
+/* Scratch floats of a tiled block of rows query rows, keys below L: scores, then (split mix)
+ * the 16-byte aligned partial sums. */
+static uint64_t tiled_floats(uint32_t rows, uint32_t H, uint32_t rkv, uint32_t L)
+{
+    uint32_t chunk, ks = mix_splits(rows * H, rkv, L, &chunk);
+    return (uint64_t)rows * H * L + (ks > 1 ? 3 + ks * mix_part_ld(rows * H, rkv) : 0);
 }
 
 static bool runs_ok(const glm_vk_kv_rows *r, uint32_t T)
@@ -725,16 +729,6 @@ static bool pack16_on(const glm_vk *vk, uint32_t L)
     return glm_vk_coopmat_enabled(vk) && !off && pack16_len(L) <= GLM_VK_SOFTMAX_REGS;
 }
 
-/* Floats from a tiled stretch's scores (at 2·T·H·Rkv) to the end of its float16 operands, or
- * of its scores without them: the larger of the two layouts (its mix partials follow). */
-static uint64_t tiled_core_floats(uint32_t n, uint32_t H, uint32_t rkv, uint32_t L)
-{
-    uint32_t Lp = pack16_len(L), tp = tile_rows(n, H, Lp);
-    uint64_t p16 = (uint64_t)tp * H * Lp + 4 + ((uint64_t)Lp + (uint64_t)tp * H) * pack16_ld(rkv, 128);
-    uint64_t f32 = (uint64_t)tile_rows(n, H, L) * H * L;
-    return p16 > f32 ? p16 : f32;
-}
-
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
@@ -746,9 +740,15 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         uint32_t L = stretch_len(r, i);
-        if (s.tiled)
-            need = tiled_core_floats(s.n, H, rkv, L) + 3u + mix_part_floats(s.n, H, rkv, L);
-        else
+        if (s.tiled) { /* float16 operands (the padded key bound), or float32 with the mix's partial
+                        * sums (the full blocks and the last one: fewer rows, maybe more splits) */
+            uint32_t L16 = pack16_len(L), tb16 = tile_rows(s.n, H, L16);
+            uint32_t tb = tile_rows(s.n, H, L), last = s.n % tb ? s.n % tb : tb;
+            uint64_t f16 = (uint64_t)tb16 * H * L16 + 4 + ((uint64_t)L16 + (uint64_t)tb16 * H) * pack16_ld(rkv, 128);
+            uint64_t full = tiled_floats(tb, H, rkv, L), tail = tiled_floats(last, H, rkv, L);
+            need = f16 > full ? f16 : full;
+            need = need > tail ? need : tail;
+        } else
             need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
         region = need > region ? need : region;
     }
@@ -760,11 +760,10 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        uint32_t L = pack16_len(stretch_len(r, i)), tb = s.tiled ? tile_rows(s.n, H, L) : block_rows(s.n, H, rkv, r->max_len);
+        /* tiled: float16 packing or the mix's reduce besides scores, softmax and mix */
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, r->max_len);
         uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
         n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
-        for (uint32_t b0 = 0; s.tiled && b0 < s.n; b0 += tb) /* the adds of a split mix's partials */
-            n += mix_splits(s.n - b0 < tb ? s.n - b0 : tb, H, rkv, L) > 1;
     }
     return n;
 }
@@ -803,17 +802,23 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     return GLM_OK;
 }
 
+/* Query rows (t·H + h) of an item up to which its scores take mla_scores_rows (each key read
+ * once for all of them) instead of tiles, on float32 operands. */
+#define SCORES_ROWS_MAX 64u
+
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
  * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
- * cores), in blocks of tile_rows rows. */
+ * cores, there on float16 copies of the operands where pack16_on), in blocks of tile_rows rows;
+ * an item of few rows (decode at depth) takes its scores from mla_scores_rows, and a block of
+ * few rows on float32 operands splits the mix over the keys (mix_splits) and adds the partial
+ * sums up with mla_reduce. */
 static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_vk_view kr, uint32_t H, uint32_t dn,
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch, uint32_t T,
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
-    bool p16 = pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
-    /* the mix partials (mix_splits) after the scores and float16 operands */
-    uint32_t part_off = (uint32_t)((2ull * T * H * c.cols + tiled_core_floats(n, H, c.cols, L) + 3) / 4 * 4);
+    bool few = n * H <= SCORES_ROWS_MAX;  /* decode: mla_scores_rows on float32 operands */
+    bool p16 = !few && pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
     if (p16)
         L = pack16_len(L);
     uint32_t rkv = c.cols, s_off = 2 * T * H * rkv, tb = tile_rows(n, H, L), ld16 = pack16_ld(rkv, dr);
@@ -836,7 +841,9 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                       kr.off,      kr.ld,    b0 * H * rkv,      pos_off, ptab_off, r->pages.off,
                                       r->page_size, 1.0f / sqrtf((float)(dn + dr)), p16, k16_off, q16_off, ld16 };
         const glm_vk_buffer *sb[8] = { scratch, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        if (cm)
+        if (few) /* decode: 32 keys a workgroup, every query row */
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_ROWS, sb, 8, &sp, sizeof sp, (L + 31) / 32, 1, 1));
+        else if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
                                     (rows * H + 127) / 128, 1));
         else
@@ -844,24 +851,25 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         glm_vk_softmax_push xp = { rows * H, L, s_off, p16 };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
-        /* float16 operands: no split (measured slower with them on the H100) */
-        uint32_t ns = p16 ? 1 : mix_splits(rows, H, rkv, L), u_off = T * H * rkv + b0 * H * rkv;
-        glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,     c.off,
-                                   c.ld,     s_off,    u_off,        pos_off, ptab_off,
-                                   r->pages.off, r->page_size, p16, k16_off, ld16,
-                                   mix_span(L, ns), part_off, { 0 } };
+        uint32_t chunk = (L + 31) / 32 * 32, ks = p16 ? 1 : mix_splits(rows * H, rkv, L, &chunk);
+        uint32_t u_off = T * H * rkv + b0 * H * rkv, part_off = (s_off + rows * H * L + 3) / 4 * 4;
+        uint32_t part_ld = (uint32_t)mix_part_ld(rows * H, rkv);
+        glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,
+                                   c.off,    c.ld,     s_off,        ks > 1 ? part_off : u_off,
+                                   pos_off,  ptab_off, r->pages.off, r->page_size,
+                                   p16,      k16_off,  ld16,         chunk,
+                                   part_ld,  { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
-                                    (rows * H + 127) / 128, ns));
+                                    (rows * H + 127) / 128, ks));
         else
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ns));
-        if (ns > 1) { /* u += the partials of splits 1 .. ns-1 (eltwise op 3) */
-            glm_vk_eltwise_push ep = { 3, rows * H, rkv, ns - 1, part_off, rkv, part_off, rkv, u_off, rkv,
-                                       rows * H * rkv, 0 };
-            const glm_vk_buffer *eb[3] = { scratch, scratch, scratch };
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_ELTWISE, eb, 3, &ep, sizeof ep, groups(rkv), rows * H, 1));
-        }
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ks));
+        if (ks == 1)
+            continue;
+        glm_vk_mla_reduce_push rp = { rows * H * rkv, ks, part_off, part_ld, u_off, { 0 } };
+        const glm_vk_buffer *rb[2] = { scratch, scratch };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_REDUCE, rb, 2, &rp, sizeof rp, (rows * H * rkv + 255) / 256, 1, 1));
     }
     return GLM_OK;
 }
@@ -890,7 +898,7 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
     while (next_seg(r, T, &i, &t, &s)) {
         /* qlat[t][h] = k_b[h] · qn[t][h] for every head in one dispatch: rows of qlat for head
          * h are t·H + h (tiled for an item of many rows) */
-        bool mm = s.tiled && fits;
+        bool mm = s.tiled && s.n > GLM_VK_MATMUL_MIN_ROWS && fits;
         glm_vk_view qn = { q.buf, q.off + s.t * q.ld, s.n, dn, q.ld };
         glm_vk_view ql = { scratch, s.t * H * rkv, s.n, rkv, H * rkv };
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, ql, k_b, qn, H, qh, rkv) : glm_vk_matvec_heads(vk, ql, k_b, 0, qn, H, qh, rkv));

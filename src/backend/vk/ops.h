@@ -141,9 +141,14 @@ _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp"
 typedef struct glm_vk_mla_mix_push {
     uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
     uint32_t pack16, c16_off, c16_ld; /* tensor cores: float16 P and c (softmax pack, mla_pack16) */
-    uint32_t jspan, part_off, pad[3];
+    uint32_t chunk, part_ld, pad[3];  /* a split over the keys (its partial sums at u_off + z·part_ld) */
 } glm_vk_mla_mix_push;
 _Static_assert(sizeof(glm_vk_mla_mix_push) == 80, "mirrors shaders/mla_mix_tiled.comp");
+
+typedef struct glm_vk_mla_reduce_push {
+    uint32_t n, ks, part_off, part_ld, u_off, pad[3];
+} glm_vk_mla_reduce_push;
+_Static_assert(sizeof(glm_vk_mla_reduce_push) == 32, "mirrors shaders/mla_reduce.comp");
 
 typedef struct glm_vk_mla_pack16_push {
     uint32_t T, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, pos_off, ptab_off, pages_off,
@@ -155,14 +160,16 @@ _Static_assert(sizeof(glm_vk_mla_pack16_push) == 96, "mirrors shaders/mla_pack16
  * ptab [T][1] and pages [1][n]; max_len ≥ pos[t] + 1 for every row. runs (host, n_runs of
  * them; none: every row on its own) are the rows of the step's items one after another, an
  * item being rows of one sequence at consecutive positions: glm_vk_mla_attention runs an
- * item of more than GLM_VK_MATMUL_MIN_ROWS rows as tiles (its own kernels for many rows) and
- * every other row on its own, so a row's result depends only on the size of its item. */
+ * item of more than GLM_VK_MATMUL_MIN_ROWS rows, or one whose key bound (run_len) is at least
+ * long_keys, as tiles (its own kernels for many rows or many keys) and every other row on its
+ * own, so a row's result depends only on the size and key bound of its item. */
 typedef struct glm_vk_kv_rows {
     glm_vk_view pos, ptab, pages;
     uint32_t page_size, max_len;
     const uint32_t *runs;
     const uint32_t *run_len; /* NULL, or each run's key bound (≤ max_len): its tiled scores' width */
     uint32_t n_runs;
+    uint32_t long_keys; /* 0, or: a short item whose key bound (run_len) is at least this runs tiled */
 } glm_vk_kv_rows;
 
 /* A stretch [t, t + n) of a step's rows cut by its items' runs: consecutive items of at most
@@ -184,6 +191,13 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
 #define GLM_VK_MLA_PASS 16u
 /* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
 #define GLM_VK_MLA_MAX_INLINE 8u
+/* Decode rows at depth: an item of at most GLM_VK_MATMUL_MIN_ROWS rows whose key bound is at
+ * least glm_vk_mla_long_keys takes the tiled core too (mla_scores_rows: every head's scores
+ * over a block of keys; softmax; the mix split over the keys into at most
+ * GLM_VK_MLA_MIX_MAX_SPLIT partial sums that mla_reduce adds up), which reads the cache once
+ * for all heads; shorter ones keep mla_split (GLM_VK_MLA_LONG_KEYS and glm_vk_mla_long_keys in
+ * vk.h). */
+#define GLM_VK_MLA_MIX_MAX_SPLIT 32u
 
 /* y[r] = rms_norm(x[r]) ⊙ w (w: a 1-row weight of x.cols elements). */
 glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_weight *w, float eps);
@@ -291,7 +305,8 @@ uint64_t glm_vk_mla_count_ints(uint32_t T, uint32_t H);
  * attention core u_h = Σ softmax(scores) c, then out_h = v_b[h]·u_h. Rows of short items
  * (r->runs) take the per-row core (mla_split + mla_combine) and per-row products; an item of
  * more rows takes the tiled core (mla_scores_tiled, softmax, mla_mix_tiled) and tiled
- * products. q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
+ * products, and so does a short item whose key bound reaches r->long_keys (with
+ * mla_scores_rows, and per-row products). q: [T][H·(dn+dr)] (rope applied); c, kr: the pool's [rows][Rkv] and [rows][dr]
  * views; r: where each row's keys are; k_b: H slabs of [Rkv][dn], v_b: H slabs of [dv][Rkv];
  * scratch: a buffer of glm_vk_mla_scratch_floats floats; counts: a buffer of at least
  * glm_vk_mla_count_ints zeros, which every call leaves zero (per-row merge arrivals). */

@@ -60,6 +60,9 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 80, false, 0x1f, true },
     [GLM_VK_MLA_PACK16] = { "mla_pack16", spv_mla_pack16, sizeof spv_mla_pack16, 7, 96, false, 0x7e },
     [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 5, 96, true, 0x1b },
+    [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
+    [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
+                                 0x7f },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -134,6 +137,7 @@ struct glm_vk {
     /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
     PFN_vkGetPipelineExecutableStatisticsKHR pipe_stats;
+    uint32_t mla_long_keys;      /* see glm_vk_set_mla_long_keys */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -481,6 +485,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     const char *few = getenv("GLM_VK_MATVEC_FEW");
     vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
+    const char *mla_long = getenv("GLM_VK_MLA_LONG");
+    vk->mla_long_keys = mla_long && *mla_long ? (uint32_t)strtoul(mla_long, NULL, 10) : GLM_VK_MLA_LONG_KEYS;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -602,6 +608,8 @@ void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
 void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups) { vk->mv_few_groups = groups; }
 uint32_t glm_vk_matvec_few_groups(const glm_vk *vk) { return vk->mv_few_groups; }
+void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys) { vk->mla_long_keys = keys; }
+uint32_t glm_vk_mla_long_keys(const glm_vk *vk) { return vk->mla_long_keys; }
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

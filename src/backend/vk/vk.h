@@ -54,6 +54,8 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_MIX_CM,    /* GLM_VK_MLA_MIX_TILED on tensor cores */
     GLM_VK_MLA_PACK16,    /* float16 copies of the tensor-core MLA operands */
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
+    GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
+    GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -90,6 +92,14 @@ uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
+/* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
+ * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
+ * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 the tiled core was
+ * measured faster at ~4,100 keys (bench/RESULTS.md); below ~3,000 its fixed cost (four
+ * latency-bound dispatches) is expected to lose to mla_split, not measured. */
+#define GLM_VK_MLA_LONG_KEYS 3072u
+void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
+uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
  * (default GLM_VK_MATVEC_FAST_FEW, or the environment variable GLM_VK_MATVEC_FEW at creation;
  * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
