@@ -480,7 +480,7 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     const char *gt = getenv("GLM_VK_CM_GROUPED_TILE"), *ah = getenv("GLM_VK_CM_AHEAD");
     const char *ng = getenv("GLM_VK_CM_NARROW_GROUPS");
     glm_vk_coopmat_set_tiling(vk, gt && *gt ? (uint32_t)strtoul(gt, NULL, 10) : 64,
-                              ah && *ah ? (uint32_t)strtoul(ah, NULL, 10) : 2, ng && *ng ? (uint32_t)strtoul(ng, NULL, 10) : 0);
+                              ah && *ah ? (uint32_t)strtoul(ah, NULL, 10) : GLM_VK_CM_AHEAD, ng && *ng ? (uint32_t)strtoul(ng, NULL, 10) : 0);
     const char *stage = getenv("GLM_VK_MATVEC_STAGE");
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     const char *few = getenv("GLM_VK_MATVEC_FEW");

@@ -79,9 +79,10 @@ void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 /* GLM_VK_MATMUL_CM's token rows per tile for grouped experts, 64 or 32 (environment variable
  * GLM_VK_CM_GROUPED_TILE at creation; default 64); how many 32-column steps ahead it loads,
- * 2 or 1 (GLM_VK_CM_AHEAD; default 2); and below how many workgroups of 64-row tiles a plain
- * or per-head product takes tiles of 32 rows instead (GLM_VK_CM_NARROW_GROUPS; default 0:
- * never). Tests reach every combination with them. */
+ * 2 or 1 (GLM_VK_CM_AHEAD; default GLM_VK_CM_AHEAD); and below how many workgroups of 64-row
+ * tiles a plain or per-head product takes tiles of 32 rows instead (GLM_VK_CM_NARROW_GROUPS;
+ * default 0: never). Tests reach every combination with them. */
+#define GLM_VK_CM_AHEAD 1u /* one step ahead (88 registers, not 119): +10% pp512 on the H100 (bench/RESULTS.md) */
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups);
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
 uint32_t glm_vk_coopmat_ahead(const glm_vk *vk);
@@ -94,10 +95,9 @@ void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 /* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
  * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
- * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 the tiled core was
- * measured faster at ~4,100 keys (bench/RESULTS.md); below ~3,000 its fixed cost (four
- * latency-bound dispatches) is expected to lose to mla_split, not measured. */
-#define GLM_VK_MLA_LONG_KEYS 3072u
+ * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 mla_split was
+ * faster at 1,536 keys and the tiled core at 2,560 and ~4,100 (bench/RESULTS.md). */
+#define GLM_VK_MLA_LONG_KEYS 2048u
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
 uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
