@@ -733,8 +733,8 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
      * [block·H][splits][Rkv + 4] and a tiled block's scores [block·H][its padded key bound]
-     * with, for tensor cores, the float16 keys and queries after them (rope dim ≤ 128), then
-     * its mix partials (from a multiple of 4 floats) */
+     * with, for tensor cores, the float16 keys and queries after them (rope dim ≤ 128), or, on
+     * float32 operands, the mix's partial sums after the scores */
     uint64_t region = 0, need;
     uint32_t i = 0, t = 0;
     glm_vk_stretch s;

@@ -136,8 +136,8 @@ typedef struct glm_vk_softmax_push {
 } glm_vk_softmax_push;
 _Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
 
-/* jspan: keys per split (workgroups .z = split z sums keys z·jspan .. +jspan-1); split 0 writes
- * u at u_off, split z > 0 its partial at part_off + (z - 1)·T·H·rkv. */
+/* chunk: keys per split (workgroup z sums keys z·chunk .. +chunk-1 and writes at u_off +
+ * z·part_ld: u itself with one split, else partials that mla_reduce.comp adds up). */
 typedef struct glm_vk_mla_mix_push {
     uint32_t T, H, rkv, s_ld, c_off, c_ld, s_off, u_off, pos_off, ptab_off, pages_off, page_size;
     uint32_t pack16, c16_off, c16_ld; /* tensor cores: float16 P and c (softmax pack, mla_pack16) */
