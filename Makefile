@@ -63,6 +63,8 @@ $(BUILD)/shaders/spv_%.h: shaders/%.comp $(wildcard shaders/*.glsl)
 CM_SHADERS := $(sort $(wildcard shaders/coopmat/*.comp))
 CM_SPV_H := $(CM_SHADERS:shaders/coopmat/%.comp=$(BUILD)/shaders/spv_%.h)
 GLSLANG_CM_DIR := $(BUILD)/glslang15
+# GL_NV_cooperative_matrix2 (the *_cm2 shaders) needs SPIR-V 1.6, i.e. a Vulkan 1.3 target
+cm_env = $(if $(filter %_cm2,$(1)),vulkan1.3,vulkan1.2)
 
 $(GLSLANG_CM_DIR)/status:
 	./ci/glslang-coopmat.sh $(GLSLANG_CM_DIR)
@@ -70,8 +72,8 @@ $(GLSLANG_CM_DIR)/status:
 $(CM_SPV_H): $(BUILD)/shaders/spv_%.h: shaders/coopmat/%.comp $(wildcard shaders/*.glsl) $(GLSLANG_CM_DIR)/status
 	@mkdir -p $(dir $@)
 	@if [ -x $(GLSLANG_CM_DIR)/glslangValidator ]; then \
-	  $(GLSLANG_CM_DIR)/glslangValidator -V --target-env vulkan1.2 --vn spv_$* -o $@ $< >/dev/null || \
-	  { $(GLSLANG_CM_DIR)/glslangValidator -V --target-env vulkan1.2 -o /dev/null $<; exit 1; }; \
+	  $(GLSLANG_CM_DIR)/glslangValidator -V --target-env $(call cm_env,$*) --vn spv_$* -o $@ $< >/dev/null || \
+	  { $(GLSLANG_CM_DIR)/glslangValidator -V --target-env $(call cm_env,$*) -o /dev/null $<; exit 1; }; \
 	else \
 	  echo "$<: not compiled ($$(cat $(GLSLANG_CM_DIR)/status)); the plain tiled matmul is used"; \
 	  printf '/* %s: not compiled, no cooperative-matrix glslang */\nconst uint32_t spv_%s[1] = { 0 };\n' $< $* > $@; \

@@ -477,9 +477,19 @@ END_TEST
 
 /* ---- tiled matmul (prefill) ---- */
 
-/* The tiled kernels to test: the plain one, and the tensor-core one where the device has it. */
-static int matmul_kernels(void) { return glm_vk_coopmat_available(g_vk) ? 2 : 1; }
+/* The tiled kernels to test: the plain one (cm 0), the tensor-core one where the device has
+ * it (1), and the workgroup-scope one (2, matmul_cm2) where the device has that too. */
+static int matmul_kernels(void)
+{
+    return glm_vk_coopmat_available(g_vk) ? (glm_vk_cm2_available(g_vk) ? 3 : 2) : 1;
+}
 static double matmul_tol(int cm) { return cm ? TOL_VK_MATMUL_CM_NMSE : TOL_VK_MATMUL_NMSE; }
+static const char *matmul_name(int cm) { return cm == 2 ? "_cm2" : cm ? "_cm" : ""; }
+static void matmul_use(int cm)
+{
+    glm_vk_use_coopmat(g_vk, cm >= 1);
+    glm_vk_use_cm2(g_vk, cm == 2);
+}
 
 START_TEST(test_matmul_all_types)
 {
@@ -488,16 +498,18 @@ START_TEST(test_matmul_all_types)
      * over several tiles with a partial last one); skewed cases put x, y and weight rows off 16 bytes */
     static const uint32_t toks[] = { 9, 70, 140, 300 };
     static const uint32_t rows[] = { 5, 67, 200 };
-    double worst[2] = { 0, 0 };
+    double worst[3] = { 0, 0, 0 };
+    bool cm2_default = glm_vk_cm2_enabled(g_vk);
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
     uint32_t ahead = glm_vk_coopmat_ahead(g_vk), narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
-        glm_vk_use_coopmat(g_vk, cm);
+        matmul_use(cm);
         size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
         /* tensor cores: token tiles of 64, 128 and 32 rows (wide % 3), each with the loads two
          * steps ahead and one (the last four of these six only for the model's types, whose
-         * decodings cover every path of the kernel's loads: the suite's time on the GPU) */
-        for (int wide = 0; wide < (cm ? 6 : 1); wide++) {
+         * decodings cover every path of the kernel's loads: the suite's time on the GPU);
+         * matmul_cm2: the three tiles */
+        for (int wide = 0; wide < (cm == 2 ? 3 : cm ? 6 : 1); wide++) {
             glm_vk_coopmat_set_wide_groups(g_vk, wide % 3 == 1 ? 0 : UINT32_MAX);
             glm_vk_coopmat_set_tiling(g_vk, gt, wide / 3 ? 1 : 2, wide % 3 == 2 ? UINT32_MAX : 0);
             for (size_t ti = 0; ti < N_TYPES; ti++) {
@@ -514,16 +526,21 @@ START_TEST(test_matmul_all_types)
                         double e = product_case(t, ncols, nrows, T, true, skew);
                         worst[cm] = e > worst[cm] ? e : worst[cm];
                         ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
-                                      cm ? "_cm" : "", wide % 3 == 1 ? " wide" : wide % 3 == 2 ? " narrow" : "",
+                                      matmul_name(cm), wide % 3 == 1 ? " wide" : wide % 3 == 2 ? " narrow" : "",
                                       wide / 3 ? " 1-ahead" : "", tr->name, nrows, ncols, T, skew ? " skewed" : "", e);
                     }
             }
         }
-        printf("vk matmul%s: worst nmse over all types and shapes %.3g\n", cm ? "_cm (tensor cores)" : "", worst[cm]);
+        printf("vk matmul%s: worst nmse over all types and shapes %.3g\n",
+               cm == 2 ? "_cm2 (workgroup tensor cores; its four types, the others on matmul_cm)"
+               : cm    ? "_cm (tensor cores)"
+                       : "",
+               worst[cm]);
     }
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
     glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
     glm_vk_use_coopmat(g_vk, true);
+    glm_vk_use_cm2(g_vk, cm2_default);
 }
 END_TEST
 
@@ -536,13 +553,16 @@ START_TEST(test_matmul_id_grouped)
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
-    uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk);
+    uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk), gt2 = glm_vk_cm2_grouped_tile(g_vk);
+    bool cm2_default = glm_vk_cm2_enabled(g_vk);
     for (int cm = 0; cm < matmul_kernels(); cm++) {
-        glm_vk_use_coopmat(g_vk, cm);
+        matmul_use(cm);
         double worst = 0;
-        for (int round = 0; round < (cm ? 8 : 2); round++)
+        /* matmul_cm2: tiles of 64, 32 and 128 rows (round / 2) */
+        for (int round = 0; round < (cm == 2 ? 6 : cm ? 8 : 2); round++)
             for (int per_pair = 0; per_pair < 2; per_pair++) {
                 glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 ? 1 : 2, narrow);
+                glm_vk_cm2_set_grouped_tile(g_vk, round / 2 == 1 ? 32 : round / 2 == 2 ? 128 : 64);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
                 uint32_t ncols = 256;
                 test_weight tw;
@@ -572,7 +592,8 @@ START_TEST(test_matmul_id_grouped)
                 double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
                 worst = e > worst ? e : worst;
                 ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d (tile %u, %u ahead) nmse %.3g",
-                              cm ? "_cm" : "", glm_type_name(t), round, per_pair, glm_vk_coopmat_grouped_tile(g_vk),
+                              matmul_name(cm), glm_type_name(t), round, per_pair,
+                              cm == 2 ? glm_vk_cm2_grouped_tile(g_vk) : glm_vk_coopmat_grouped_tile(g_vk),
                               glm_vk_coopmat_ahead(g_vk), e);
                 glm_vk_buffer_destroy(g_vk, &bx);
                 glm_vk_buffer_destroy(g_vk, &bi);
@@ -583,10 +604,12 @@ START_TEST(test_matmul_id_grouped)
                 free(ref);
                 free(ids);
             }
-        printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm ? " (tensor cores)" : "", worst);
+        printf("vk matmul_id grouped%s: worst nmse %.3g\n", cm == 2 ? " (cm2)" : cm ? " (tensor cores)" : "", worst);
     }
     glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
+    glm_vk_cm2_set_grouped_tile(g_vk, gt2);
     glm_vk_use_coopmat(g_vk, true);
+    glm_vk_use_cm2(g_vk, cm2_default);
 }
 END_TEST
 

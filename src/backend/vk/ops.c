@@ -264,11 +264,23 @@ glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
 #define MM_CM_ROWS 128u /* weight rows per workgroup of GLM_VK_MATMUL_CM (BM of matmul_cm.comp) */
 bool glm_vk_matmul_fits(const glm_vk_weight *w) { return w->ncols % 32 == 0 && weight_ok(w); }
 
+/* Does the product of pc take GLM_VK_MATMUL_CM2? Where enabled, for the types its decoders
+ * know, with every weight slab on 16 bytes (its tensor loads start at a 16-byte element). */
+static bool matmul_on_cm2(glm_vk *vk, const glm_vk_matmul_push *pc)
+{
+    glm_type t = (glm_type)pc->type;
+    return glm_vk_cm2_enabled(vk) &&
+           (t == GLM_TYPE_Q4_K || t == GLM_TYPE_Q6_K || t == GLM_TYPE_Q5_0 || t == GLM_TYPE_Q8_0) &&
+           pc->w_offset % 16 == 0 && (pc->slab_bytes % 16 == 0 || pc->mode == 0);
+}
+
 /* The token rows per tile of the tiled product for pc (glm_vk_coopmat_set_wide_groups). */
 static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint32_t rows, uint32_t gz)
 {
     if (!glm_vk_coopmat_enabled(vk))
         return MM_TILE;
+    if (matmul_on_cm2(vk, pc) && (pc->mode == 1 || pc->mode == 2))
+        return glm_vk_cm2_grouped_tile(vk);
     uint64_t row_tiles = (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS;
     if (pc->mode == 1 || pc->mode == 2)
         return glm_vk_coopmat_grouped_tile(vk);
@@ -293,6 +305,12 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
     if (!glm_vk_coopmat_enabled(vk))
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc->type, b, 4, pc, sizeof *pc,
                                        (pc->nrows + MM_TILE - 1) / MM_TILE, gy, gz);
+    if (matmul_on_cm2(vk, pc)) {
+        /* variant: the weight type + 64 × the tile code (as matmul_cm) */
+        uint32_t f = bn == 128 ? 1u : bn == 32 ? 2u : 0u;
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM2, pc->type + 64u * f, b, 4, pc, sizeof *pc,
+                                       (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
+    }
     /* variant: the weight type + 64 × FLAGS (specialization constant 1): the tile code (1: 128
      * token rows, 2: 32, 0: 64), + 4 where the loads go only one step ahead */
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (glm_vk_coopmat_ahead(vk) == 1 ? 4u : 0u);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/types.h"
 #include "glm_spirv.h" /* generated: spv_<kernel>[] from shaders/<kernel>.comp */
 
 #define GLM_VK_MAX_BINDINGS 9
@@ -31,6 +32,7 @@ typedef struct kernel_desc {
     bool specialized; /* constant_id 0 selects a variant (the weight type); one pipeline each */
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
     bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
+    bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
 } kernel_desc;
 
 #define GLM_VK_MAX_VARIANTS 1024 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
@@ -63,6 +65,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
     [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
                                  0x7f },
+    [GLM_VK_MATMUL_CM2] = { "matmul_cm2", spv_matmul_cm2, sizeof spv_matmul_cm2, 4, 64, true, 0xb, true, true },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -86,6 +89,26 @@ typedef struct glm_vk_coopmat_features {
     VkBool32 cooperativeMatrix, cooperativeMatrixRobustBufferAccess;
 } glm_vk_coopmat_features;
 typedef VkResult(VKAPI_PTR *glm_vk_coopmat_query_fn)(VkPhysicalDevice, uint32_t *, glm_vk_coopmat_props *);
+
+/* VK_NV_cooperative_matrix2 (registry values; newer than Debian 12's headers too). */
+#define GLM_VK_NV_CM2_NAME "VK_NV_cooperative_matrix2"
+#define GLM_VK_STYPE_CM2_FEATURES ((VkStructureType)1000593000)
+#define GLM_VK_STYPE_CM2_FLEX_PROPERTIES ((VkStructureType)1000593001)
+#define GLM_VK_SCOPE_WORKGROUP 2u
+typedef struct glm_vk_cm2_features {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 workgroupScope, flexibleDimensions, reductions, conversions, perElementOperations, tensorAddressing,
+        blockLoads;
+} glm_vk_cm2_features;
+typedef struct glm_vk_cm2_flex {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MGranularity, NGranularity, KGranularity, AType, BType, CType, ResultType;
+    VkBool32 saturatingAccumulation;
+    uint32_t scope, workgroupInvocations;
+} glm_vk_cm2_flex;
+typedef VkResult(VKAPI_PTR *glm_vk_cm2_query_fn)(VkPhysicalDevice, uint32_t *, glm_vk_cm2_flex *);
 
 struct glm_vk {
     VkInstance instance;
@@ -130,6 +153,8 @@ struct glm_vk {
     uint64_t prof_count[GLM_VK_KERNEL_COUNT];
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
+    bool cm2_ok, cm2_on;         /* see glm_vk_cm2_available / glm_vk_use_cm2 */
+    uint32_t cm2_grouped_tile;   /* see glm_vk_cm2_set_grouped_tile */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
@@ -190,7 +215,7 @@ static glm_status create_instance(glm_vk *vk, bool validation)
 {
     VkApplicationInfo app = { .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
                               .pApplicationName = "glm47",
-                              .apiVersion = VK_API_VERSION_1_2 };
+                              .apiVersion = VK_API_VERSION_1_3 };
     const char *layers[1] = { "VK_LAYER_KHRONOS_validation" };
     const char *exts[1] = { VK_EXT_DEBUG_UTILS_EXTENSION_NAME };
     bool val = validation && layer_available(layers[0]);
@@ -322,7 +347,7 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s variant %u out of range", k_kernels[k].name, variant);
     if (vk->pipeline[k][variant])
         return GLM_OK;
-    if (k_kernels[k].coopmat && !vk->coopmat_ok)
+    if ((k_kernels[k].coopmat && !vk->coopmat_ok) || (k_kernels[k].cm2 && !vk->cm2_ok))
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs cooperative matrices, which %s lacks", k_kernels[k].name,
                           vk->props.deviceName);
     uint32_t vals[2] = { variant % 64, variant / 64 };
@@ -351,7 +376,7 @@ static glm_status create_pipelines(glm_vk *vk)
 {
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
         const kernel_desc *d = &k_kernels[k];
-        if (d->coopmat && !vk->coopmat_ok)
+        if ((d->coopmat && !vk->coopmat_ok) || (d->cm2 && !vk->cm2_ok))
             continue;
         VkDescriptorSetLayoutBinding b[GLM_VK_MAX_BINDINGS];
         for (uint32_t i = 0; i < d->bindings; i++)
@@ -439,6 +464,54 @@ static bool coopmat_usable(glm_vk *vk)
     return found;
 }
 
+/* Can GLM_VK_MATMUL_CM2 run here? On top of coopmat_usable: its SPIR-V built (SPIR-V 1.6,
+ * so a Vulkan 1.3 device), VK_NV_cooperative_matrix2 with workgroup scope, flexible
+ * dimensions, tensor addressing, block loads and per-element operations, the storage and
+ * arithmetic types its decoders use (8- and 16-bit storage, int8), buffer device addresses
+ * (the decoders' block pointers), and a flexible shape f16·f16+f32 at workgroup scope for 256
+ * invocations whose granularity divides the kernel's tiles (32/64/128 × 32 × 128). */
+static bool cm2_usable(glm_vk *vk, bool verbose)
+{
+    if (!vk->coopmat_ok || sizeof spv_matmul_cm2 < 20 || spv_matmul_cm2[0] != 0x07230203u ||
+        vk->props.apiVersion < VK_API_VERSION_1_3 || !device_extension(vk->phys, GLM_VK_NV_CM2_NAME))
+        return false;
+    glm_vk_cm2_features c2 = { .sType = GLM_VK_STYPE_CM2_FEATURES };
+    VkPhysicalDeviceVulkan11Features f11 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, .pNext = &c2 };
+    VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, .pNext = &f11 };
+    VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12 };
+    vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
+    if (!c2.workgroupScope || !c2.flexibleDimensions || !c2.tensorAddressing || !c2.blockLoads ||
+        !c2.perElementOperations || !f12.bufferDeviceAddress || !f12.storageBuffer8BitAccess || !f12.shaderInt8 ||
+        !f12.shaderFloat16 || !f11.storageBuffer16BitAccess)
+        return false;
+    glm_vk_cm2_query_fn query = (glm_vk_cm2_query_fn)vkGetInstanceProcAddr(
+        vk->instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+    uint32_t n = 0;
+    if (!query || query(vk->phys, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    glm_vk_cm2_flex *fp = calloc(n, sizeof *fp);
+    if (!fp)
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        fp[i].sType = GLM_VK_STYPE_CM2_FLEX_PROPERTIES;
+    bool found = false;
+    if (query(vk->phys, &n, fp) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++) {
+            const glm_vk_cm2_flex *f = &fp[i];
+            if (verbose)
+                fprintf(stderr, "vulkan cm2 flexible shape %u: granularity %ux%ux%u types %u,%u,%u,%u scope %u invocations %u\n",
+                        i, f->MGranularity, f->NGranularity, f->KGranularity, f->AType, f->BType, f->CType,
+                        f->ResultType, f->scope, f->workgroupInvocations);
+            found |= f->AType == GLM_VK_COMPONENT_F16 && f->BType == GLM_VK_COMPONENT_F16 &&
+                     f->CType == GLM_VK_COMPONENT_F32 && f->ResultType == GLM_VK_COMPONENT_F32 &&
+                     f->scope == GLM_VK_SCOPE_WORKGROUP && f->workgroupInvocations == 256 && f->MGranularity &&
+                     f->NGranularity && f->KGranularity && 32 % f->MGranularity == 0 && 128 % f->NGranularity == 0 &&
+                     32 % f->KGranularity == 0;
+        }
+    free(fp);
+    return found;
+}
+
 static glm_status create_device(glm_vk *vk, bool allow_push)
 {
     float prio = 1.0f;
@@ -446,23 +519,40 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                                    .queueFamilyIndex = vk->queue_family,
                                    .queueCount = 1,
                                    .pQueuePriorities = &prio };
-    const char *ext[3];
+    const char *ext[4];
     uint32_t n_ext = 0;
     bool push = allow_push && device_extension(vk->phys, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     vk->coopmat_ok = coopmat_usable(vk);
     const char *want_stats = getenv("GLM_VK_PIPELINE_STATS");
-    bool stats = want_stats && *want_stats && strcmp(want_stats, "0") != 0 &&
-                 device_extension(vk->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    bool verbose = want_stats && *want_stats && strcmp(want_stats, "0") != 0;
+    bool stats = verbose && device_extension(vk->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    vk->cm2_ok = cm2_usable(vk, verbose);
     if (push)
         ext[n_ext++] = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
     if (vk->coopmat_ok)
         ext[n_ext++] = GLM_VK_KHR_COOPMAT_NAME;
+    if (vk->cm2_ok)
+        ext[n_ext++] = GLM_VK_NV_CM2_NAME;
     if (stats)
         ext[n_ext++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
-    glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES, .cooperativeMatrix = VK_TRUE };
+    glm_vk_cm2_features c2 = { .sType = GLM_VK_STYPE_CM2_FEATURES,
+                               .workgroupScope = VK_TRUE,
+                               .flexibleDimensions = VK_TRUE,
+                               .perElementOperations = VK_TRUE,
+                               .tensorAddressing = VK_TRUE,
+                               .blockLoads = VK_TRUE };
+    VkPhysicalDeviceVulkan11Features f11 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+                                             .pNext = &c2,
+                                             .storageBuffer16BitAccess = VK_TRUE };
+    glm_vk_coopmat_features cf = { .sType = GLM_VK_STYPE_COOPMAT_FEATURES,
+                                   .pNext = vk->cm2_ok ? &f11 : NULL,
+                                   .cooperativeMatrix = VK_TRUE };
     VkPhysicalDeviceVulkan12Features f12 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
                                              .pNext = &cf,
-                                             .shaderFloat16 = VK_TRUE };
+                                             .shaderFloat16 = VK_TRUE,
+                                             .storageBuffer8BitAccess = vk->cm2_ok,
+                                             .shaderInt8 = vk->cm2_ok,
+                                             .bufferDeviceAddress = vk->cm2_ok };
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pf = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
         .pNext = vk->coopmat_ok ? &f12 : NULL,
@@ -476,6 +566,10 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                               .ppEnabledExtensionNames = ext };
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
+    const char *on2 = getenv("GLM_VK_CM2");
+    vk->cm2_on = vk->cm2_ok && on2 && *on2 && strcmp(on2, "0") != 0;
+    const char *gt2 = getenv("GLM_VK_CM2_GROUPED_TILE");
+    glm_vk_cm2_set_grouped_tile(vk, gt2 && *gt2 ? (uint32_t)strtoul(gt2, NULL, 10) : GLM_VK_CM2_GROUPED_TILE);
     vk->cm_wide_groups = 256;
     const char *gt = getenv("GLM_VK_CM_GROUPED_TILE"), *ah = getenv("GLM_VK_CM_AHEAD");
     const char *ng = getenv("GLM_VK_CM_NARROW_GROUPS");
@@ -519,7 +613,15 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                                        .pPoolSizes = &ps };
     if ((r = vkCreateDescriptorPool(vk->dev, &dpi, NULL, &vk->desc_pool)) != VK_SUCCESS)
         return vkfail(r, "vkCreateDescriptorPool");
-    return create_pipelines(vk);
+    GLM_TRY(create_pipelines(vk));
+    /* the driver may still refuse the workgroup-scope kernel (its staging's shared memory, a
+     * shape): build one variant now, and keep matmul_cm where that fails */
+    if (vk->cm2_on && pipeline_variant(vk, GLM_VK_MATMUL_CM2, GLM_TYPE_Q4_K) != GLM_OK) {
+        if (verbose)
+            fprintf(stderr, "vulkan: matmul_cm2 not built (%s); matmul_cm stays\n", glm_last_error());
+        vk->cm2_ok = vk->cm2_on = false;
+    }
+    return GLM_OK;
 }
 
 glm_status glm_vk_create(glm_vk **out, const glm_vk_options *opt)
@@ -593,6 +695,18 @@ void glm_vk_destroy(glm_vk *vk)
 const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; }
 bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
 bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
+bool glm_vk_cm2_available(const glm_vk *vk) { return vk->cm2_ok; }
+bool glm_vk_cm2_enabled(const glm_vk *vk) { return vk->coopmat_on && vk->cm2_on; }
+bool glm_vk_use_cm2(glm_vk *vk, bool on)
+{
+    vk->cm2_on = on && vk->cm2_ok;
+    return vk->cm2_on;
+}
+void glm_vk_cm2_set_grouped_tile(glm_vk *vk, uint32_t rows)
+{
+    vk->cm2_grouped_tile = rows == 32 || rows == 128 ? rows : 64;
+}
+uint32_t glm_vk_cm2_grouped_tile(const glm_vk *vk) { return vk->cm2_grouped_tile; }
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups)
@@ -690,7 +804,8 @@ static glm_status buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
     VkBufferCreateInfo bi = { .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                               .size = size,
                               .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                       VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                       VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+                                       (vk->cm2_ok ? VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT : 0),
                               .sharingMode = VK_SHARING_MODE_EXCLUSIVE };
     VkResult r = vkCreateBuffer(vk->dev, &bi, NULL, &b->buf);
     if (r != VK_SUCCESS)
@@ -704,7 +819,11 @@ static glm_status buffer_create(glm_vk *vk, glm_vk_buffer *b, VkDeviceSize size,
         if ((mt = find_memory(vk, req.memoryTypeBits, want[i])) < 0)
             continue;
         found = true;
+        /* matmul_cm2's decoders reach buffers through device addresses */
+        VkMemoryAllocateFlagsInfo af = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO,
+                                         .flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT };
         VkMemoryAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                                    .pNext = vk->cm2_ok ? &af : NULL,
                                     .allocationSize = req.size,
                                     .memoryTypeIndex = (uint32_t)mt };
         r = vkAllocateMemory(vk->dev, &ai, NULL, &b->mem);

@@ -56,6 +56,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MATVEC_FAST, /* GLM_VK_MATVEC for the decode hot types, laid out for bandwidth */
     GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
     GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
+    GLM_VK_MATMUL_CM2, /* GLM_VK_MATMUL on workgroup-scope tensor cores; only where glm_vk_cm2_available */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -71,6 +72,19 @@ bool glm_vk_coopmat_available(const glm_vk *vk);
  * environment variable GLM_VK_NO_COOPMAT=1 turns it off at creation). Returns the new state. */
 bool glm_vk_use_coopmat(glm_vk *vk, bool on);
 bool glm_vk_coopmat_enabled(const glm_vk *vk);
+/* GLM_VK_MATMUL_CM2 (VK_NV_cooperative_matrix2: the driver stages the tiles and decodes the
+ * weight blocks): available where the device offers it as cm2_usable (vk.c) checks; used for
+ * the tiled products of the types it decodes (Q4_K, Q6_K, Q5_0, Q8_0) while tensor cores are
+ * enabled and it is. Off by default (GLM_VK_CM2=1 turns it on at creation): on the H100 it
+ * made pp512 2.1× slower than GLM_VK_MATMUL_CM (bench/RESULTS.md). Returns the new state. */
+bool glm_vk_cm2_available(const glm_vk *vk);
+bool glm_vk_use_cm2(glm_vk *vk, bool on);
+bool glm_vk_cm2_enabled(const glm_vk *vk);
+/* GLM_VK_MATMUL_CM2's token rows per tile for grouped experts: 32, 64 or 128 (environment
+ * variable GLM_VK_CM2_GROUPED_TILE at creation; default GLM_VK_CM2_GROUPED_TILE). */
+#define GLM_VK_CM2_GROUPED_TILE 64u
+void glm_vk_cm2_set_grouped_tile(glm_vk *vk, uint32_t rows);
+uint32_t glm_vk_cm2_grouped_tile(const glm_vk *vk);
 /* GLM_VK_MATMUL_CM takes tiles of 128 token rows for a plain or per-head product whose grid
  * then still has at least `groups` workgroups (default 256: about two per multiprocessor of
  * a large GPU), of 64 otherwise; grouped experts: glm_vk_coopmat_set_tiling. 0: 128 wherever allowed
