@@ -1,6 +1,7 @@
 #version 450
 // ids[r] = argmax of row r, ties to the lower index, NaN never wins: one workgroup per row,
-// per-invocation scan then a shared-memory reduction on (value, index).
+// per-invocation scan then a shared-memory reduction on (value, index). The columns listed in
+// mask[0 .. n_mask) count as -inf (a sampler's banned ids).
 // Push constants mirror glm_vk_argmax_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -9,7 +10,17 @@ layout(std430, binding = 1) writeonly buffer I { int ids[]; };
 
 layout(push_constant) uniform P {
     uint rows, cols, x_off, x_ld;
+    uint n_mask, pad0, pad1, pad2;
+    uvec4 mask[2];
 } p;
+
+bool masked(uint i)
+{
+    bool m = false;
+    for (uint k = 0u; k < p.n_mask; k++)
+        m = m || p.mask[k / 4u][k % 4u] == i;
+    return m;
+}
 
 shared float bv[64];
 shared int bi[64];
@@ -30,7 +41,7 @@ void main()
     float best = 0.0;
     int bidx = -1;
     for (uint i = tid; i < p.cols; i += 64u) {
-        float v = x[p.x_off + r * p.x_ld + i];
+        float v = masked(i) ? -1.0 / 0.0 : x[p.x_off + r * p.x_ld + i];
         if (better(v, int(i), best, bidx)) {
             best = v;
             bidx = int(i);

@@ -167,7 +167,17 @@ typedef struct glm_backend_ops {
      * each item's key bound (its last position + 1, a host bound like glm_kv_rows.max_len),
      * which sizes that item's attention. The arrays are copied. */
     glm_status (*set_runs)(glm_backend *b, const int32_t *runs, const int64_t *ends, int n_runs);
+
+    /* Optional (NULL: none), for steps whose token ids never leave the device (greedy MTP
+     * drafting, engine/mtp.c): ids (I32 [rows][1]) ← argmax of each row of x (ties to the lower
+     * index) with the columns mask[0 .. n_mask) counting as -inf, at most GLM_ARGMAX_MASK of
+     * them, left on the device; and get_rows with such device ids (each < ne[1]: the caller's
+     * rows are argmaxes over at most ne[1] columns). */
+    glm_status (*argmax_rows)(glm_backend *b, glm_dview ids, glm_dview x, const int32_t *mask, int n_mask);
+    glm_status (*get_rows_dev)(glm_backend *b, glm_dview y, const glm_tensor *w, glm_dview ids);
 } glm_backend_ops;
+
+#define GLM_ARGMAX_MASK 8
 
 /* Items of at most this many rows (decode, MTP verify of up to 7 drafts) are computed row by
  * row by every backend. */

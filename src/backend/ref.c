@@ -5,6 +5,7 @@
  * Not here: the math itself (ref/), the graph (engine/forward.c). */
 #include "backend/backend.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -433,6 +434,48 @@ static glm_status ref_argmax(glm_backend *b, int32_t *ids, glm_dview x)
     return GLM_OK;
 }
 
+static float masked_at(const float *row, int64_t i, const int32_t *mask, int n_mask)
+{
+    for (int k = 0; k < n_mask; k++)
+        if (mask[k] == i)
+            return -INFINITY;
+    return row[i];
+}
+
+static glm_status ref_argmax_rows(glm_backend *b, glm_dview ids, glm_dview x, const int32_t *mask, int n_mask)
+{
+    (void)b;
+    GLM_TRY(check_view(x, GLM_DT_F32, "argmax_rows x"));
+    GLM_TRY(check_view(ids, GLM_DT_I32, "argmax_rows ids"));
+    if (ids.rows != x.rows || ids.cols != 1 || n_mask < 0 || n_mask > GLM_ARGMAX_MASK)
+        return glm_errorf(GLM_ERR_INVALID, "argmax_rows: ids must be [%lld][1], at most %d masked ids",
+                          (long long)x.rows, GLM_ARGMAX_MASK);
+    for (int64_t t = 0; t < x.rows; t++) {
+        const float *row = fptr(x, t);
+        /* glm_ref_argmax over the row with the masked columns at -inf */
+        int64_t best = 0;
+        for (int64_t i = 1; i < x.cols; i++) {
+            float v = masked_at(row, i, mask, n_mask), vb = masked_at(row, best, mask, n_mask);
+            if (v > vb || (isnan(vb) && !isnan(v)))
+                best = i;
+        }
+        *iptr(ids, t) = (int32_t)best;
+    }
+    return GLM_OK;
+}
+
+static glm_status ref_get_rows_dev(glm_backend *b, glm_dview y, const glm_tensor *w, glm_dview ids)
+{
+    GLM_TRY(check_view(ids, GLM_DT_I32, "get_rows_dev ids"));
+    if (ids.rows != y.rows || ids.cols != 1)
+        return glm_errorf(GLM_ERR_INVALID, "get_rows_dev: ids must be [%lld][1]", (long long)y.rows);
+    for (int64_t t = 0; t < y.rows; t++) {
+        int32_t id = *iptr(ids, t);
+        GLM_TRY(ref_get_rows(b, glm_dview_rows(y, t, 1), w, &id));
+    }
+    return GLM_OK;
+}
+
 static void ref_destroy(glm_backend *b)
 {
     ref_impl *im = b->impl;
@@ -464,6 +507,8 @@ static const glm_backend_ops k_ref_ops = {
     .add = ref_add,
     .copy = ref_copy,
     .argmax = ref_argmax,
+    .argmax_rows = ref_argmax_rows,
+    .get_rows_dev = ref_get_rows_dev,
 };
 
 glm_status glm_backend_ref_create(glm_backend **out, const glm_model *m)

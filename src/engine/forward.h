@@ -138,6 +138,11 @@ typedef struct glm_mtp_greedy {
     int32_t *hist;  /* prompt + final tokens, for the sampler's penalties */
     int n_hist, hist_cap;
     int32_t in[GLM_MTP_MAX_DRAFT + 1]; /* the verify rows [last, chain] of the step under way */
+    /* greedy steps with one draft run with their token ids on the device where the backend
+     * can (mtp.c fused_step; fused_off, or GLM_MTP_FUSED=0 at start, keeps the host round
+     * trip): the verify's and the MTP rows' argmax ids, allocated on first use */
+    bool fused_off;
+    glm_dview dev_t, dev_m;
     int64_t pos;    /* where they go */
 } glm_mtp_greedy;
 /* Prefill prompt[n], pick the first token (g->last) and the first n_draft drafts. */

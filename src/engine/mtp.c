@@ -19,10 +19,10 @@
 #include "ref/sampler.h"
 #include "ref/speculative.h"
 
-/* hout: NULL or host [hidden] ← the last row's output state after shared_head.norm, for a
- * chained draft. */
-static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *next, int T, float *logits,
-                            bool all_logits, float *hout, glm_dump *d)
+/* The block on the embeddings in s.x and the hidden states in s.fnorm (rows 0..T-1): eh_proj
+ * of their norms, the decoder block over the MTP cache (rows r), and shared_head.norm into
+ * s.fnorm. */
+static glm_status mtp_body(glm_forward *f, int T, const glm_kv_rows *r, glm_dump *d)
 {
     const glm_model *m = f->m;
     const glm_layer *L = m->mtp;
@@ -30,22 +30,35 @@ static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *
     const glm_backend_ops *o = f->b->ops;
     glm_backend *b = f->b;
     const int64_t D = hp->hidden_size;
-    glm_seq *sq = f->cur;
-    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
-    glm_kv_rows r;
-    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
     glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
     glm_dview cat = glm_dview_rows(f->s.cat, 0, T);
-    GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
-    GLM_TRY(o->upload(b, h, hidden));
     GLM_TRY(o->rms_norm(b, glm_dview_cols(cat, 0, D), x, L->nextn_enorm, hp->rms_norm_eps));
     GLM_TRY(o->rms_norm(b, glm_dview_cols(cat, D, D), h, L->nextn_hnorm, hp->rms_norm_eps));
     GLM_TRY(o->matmul(b, x, cat, L->nextn_eh_proj, 0));
     if (d)
         GLM_TRY(glm_dump_view(d, b, "mtp/", "eh_out", x));
-    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, &r, d, "mtp/", -1));
+    GLM_TRY(glm_fwd_block(f, L, f->mtp_pool->layers[0], T, r, d, "mtp/", -1));
+    return o->rms_norm(b, h, x, L->nextn_shared_head_norm, hp->rms_norm_eps);
+}
+
+/* hout: NULL or host [hidden] ← the last row's output state after shared_head.norm, for a
+ * chained draft. */
+static glm_status mtp_chunk(glm_forward *f, const float *hidden, const int32_t *next, int T, float *logits,
+                            bool all_logits, float *hout, glm_dump *d)
+{
+    const glm_model *m = f->m;
+    const glm_layer *L = m->mtp;
+    const glm_backend_ops *o = f->b->ops;
+    glm_backend *b = f->b;
+    glm_seq *sq = f->cur;
+    glm_step_item it = { .seq = sq, .tokens = next, .n = T };
+    glm_kv_rows r;
+    GLM_TRY(glm_fwd_rows(f, &it, 1, true, &r));
+    glm_dview x = glm_dview_rows(f->s.x, 0, T), h = glm_dview_rows(f->s.fnorm, 0, T);
+    GLM_TRY(o->get_rows(b, x, L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd, next));
+    GLM_TRY(o->upload(b, h, hidden));
+    GLM_TRY(mtp_body(f, T, &r, d));
     glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
-    GLM_TRY(o->rms_norm(b, fn, x, L->nextn_shared_head_norm, hp->rms_norm_eps));
     if (hout)
         GLM_TRY(o->download(b, hout, glm_dview_rows(fn, T - 1, 1)));
     if (logits || d) {
@@ -187,6 +200,8 @@ static glm_status spec_alloc(glm_mtp_greedy *g, glm_forward *f, int n, const int
         return glm_errorf(GLM_ERR_INVALID, "mtp: draft length %d outside 1..%d", n_draft, GLM_MTP_MAX_DRAFT);
     const int64_t V = f->m->hp.vocab_size, D = f->m->hp.hidden_size;
     g->f = f, g->mask = mask, g->n_mask = n_mask, g->n_draft = n_draft;
+    const char *fz = getenv("GLM_MTP_FUSED");
+    g->fused_off = fz && strcmp(fz, "0") == 0;
     int rows = n > n_draft + 1 ? n : n_draft + 1;
     g->logits = malloc(sizeof(float) * (size_t)((n_draft + 2) * V));
     g->hidden = malloc(sizeof(float) * (size_t)(rows * D));
@@ -315,8 +330,109 @@ glm_status glm_mtp_after_verify(glm_mtp_greedy *g, glm_seq *s, int32_t *out, int
     return st;
 }
 
+/* ---- greedy steps whose token ids stay on the device: one wait a step ---- */
+
+/* Greedy, one draft a step, few masked ids, and a backend with device argmax and device-id
+ * lookups (GLM_MTP_FUSED=0 at start, or fused_off, keeps the step of two waits). */
+static bool fused_ok(const glm_mtp_greedy *g)
+{
+    const glm_backend_ops *o = g->f->b->ops;
+    return !g->fused_off && !g->smp && g->n_draft == 1 && g->n_chain == 1 && g->n_mask <= GLM_ARGMAX_MASK &&
+           o->argmax_rows && o->get_rows_dev;
+}
+
+/* One step of glm_mtp_greedy_step recorded whole, with one wait at its end: the verify rows
+ * [last, d] through the main model, lm_head and the masked argmax of both rows (t_0, t_1) on
+ * the device; then the MTP block on both rows, fed the verify's final-normed states (left in
+ * s.fnorm) and the tokens t_0, t_1 (device ids), and the masked argmax of its lm_head (m_0,
+ * m_1). The host then takes t_0, and t_1 too when t_0 = d; the MTP row at a position holds
+ * the final token after it exactly when that row is kept (row 0 always: t_0 is final; row 1
+ * when d was accepted, t_1 then final), so cutting both caches back to the kept rows leaves
+ * the same state as the step of two waits, and the next draft is m of the last kept row. */
+static glm_status fused_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
+{
+    glm_forward *f = g->f;
+    const glm_model *m = f->m;
+    const glm_layer *L = m->mtp;
+    const glm_backend_ops *o = f->b->ops;
+    glm_backend *b = f->b;
+    glm_seq *s = f->cur;
+    const int T = 2;
+    g->pos = glm_seq_n_past(s);
+    if (glm_seq_mtp_n_past(s) != g->pos)
+        return glm_errorf(GLM_ERR_INVALID, "mtp: caches out of step (main %lld, mtp %lld)", (long long)g->pos,
+                          (long long)glm_seq_mtp_n_past(s));
+    if (!g->dev_t.buf) {
+        GLM_TRY(o->alloc_host(b, &g->dev_t, GLM_DT_I32, T, 1));
+        GLM_TRY(o->alloc_host(b, &g->dev_m, GLM_DT_I32, T, 1));
+    }
+    g->chain[0] = g->draft;
+    g->in[0] = g->last;
+    g->in[1] = g->draft;
+    /* the MTP rows' step rows first: uploading them later would wait for the recorded verify */
+    glm_step_item mit = { .seq = s, .tokens = g->in, .n = T };
+    glm_kv_rows mr;
+    GLM_TRY(glm_fwd_rows(f, &mit, 1, true, &mr));
+    glm_step_item it = { .seq = s, .tokens = g->in, .n = T };
+    glm_status st = glm_forward_step(f, &it, 1);
+    if (st != GLM_OK) {
+        glm_kvseq_truncate(&s->mtp, s->mtp.n);
+        return st;
+    }
+    glm_dview fn = glm_dview_rows(f->s.fnorm, 0, T), lg = glm_dview_rows(f->s.logits, 0, T);
+    int32_t runs = T;
+    int64_t end = s->mtp.n + T;
+    if ((st = o->matmul(b, lg, fn, m->output, 0)) == GLM_OK)
+        st = o->argmax_rows(b, g->dev_t, lg, g->mask, g->n_mask);
+    if (st == GLM_OK)
+        st = o->get_rows_dev(b, glm_dview_rows(f->s.x, 0, T), L->nextn_embed_tokens ? L->nextn_embed_tokens : m->token_embd,
+                             g->dev_t);
+    if (st == GLM_OK)
+        st = glm_fwd_set_runs(f, &runs, &end, 1);
+    if (st == GLM_OK)
+        st = mtp_body(f, T, &mr, NULL);
+    if (st == GLM_OK)
+        st = o->matmul(b, lg, fn, L->nextn_shared_head_head ? L->nextn_shared_head_head : m->output, 0);
+    if (st == GLM_OK)
+        st = o->argmax_rows(b, g->dev_m, lg, g->mask, g->n_mask);
+    glm_status cl = glm_fwd_set_runs(f, NULL, NULL, 0);
+    int32_t t[2], dm[2];
+    if (st == GLM_OK)
+        st = cl;
+    if (st == GLM_OK) /* the step's one wait */
+        st = o->download(b, t, g->dev_t);
+    if (st == GLM_OK)
+        st = o->download(b, dm, g->dev_m);
+    if (st != GLM_OK) { /* as if the step never ran */
+        glm_forward_truncate(f, g->pos);
+        glm_kvseq_truncate(&s->mtp, s->mtp.n);
+        return st;
+    }
+    s->mtp.n += T;
+    int n = t[0] == g->draft ? 2 : 1;
+    out[0] = t[0];
+    out[1] = t[1];
+    g->steps++;
+    g->drafts += 1;
+    g->accepted += n - 1;
+    if (n < 2)
+        GLM_TRY(glm_forward_truncate(f, g->pos + n));
+    GLM_TRY(glm_forward_mtp_truncate(f, g->pos + n));
+    g->last = out[n - 1];
+    *n_out = n;
+    /* the next step's chain, as draft_chain bounds it */
+    int64_t pos = glm_forward_n_past(f), room = glm_forward_n_ctx(f) - pos - 1;
+    if (glm_forward_max_rows(f) - 1 < room)
+        room = glm_forward_max_rows(f) - 1;
+    g->n_chain = room > 0 ? 1 : 0;
+    g->draft = g->chain[0] = g->n_chain ? dm[n - 1] : -1;
+    return GLM_OK;
+}
+
 glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
 {
+    if (fused_ok(g))
+        return fused_step(g, out, n_out);
     glm_seq *s = glm_forward_bound(g->f);
     glm_step_item it;
     GLM_TRY(glm_mtp_verify_item(g, s, &it));
@@ -326,6 +442,11 @@ glm_status glm_mtp_greedy_step(glm_mtp_greedy *g, int32_t *out, int *n_out)
 
 void glm_mtp_greedy_free(glm_mtp_greedy *g)
 {
+    if (g->f && g->dev_t.buf)
+        g->f->b->ops->free(g->f->b, g->dev_t.buf);
+    if (g->f && g->dev_m.buf)
+        g->f->b->ops->free(g->f->b, g->dev_m.buf);
+    g->dev_t.buf = g->dev_m.buf = NULL;
     free(g->logits), free(g->hidden), free(g->hchain), free(g->next), free(g->probs), free(g->hist);
     g->logits = g->hidden = g->hchain = g->probs = NULL;
     g->next = g->hist = NULL;

@@ -7,8 +7,11 @@
 
 #include "engine/forward.h"
 
-double tu_mtp_check_greedy(const glm_model *m, glm_backend *b, const int32_t *prompt, int T, const int32_t *greedy,
-                           int n_g, int n_draft, tu_draft_mode mode, const char *what)
+/* One run of the check; fused_off: every step with the host round trip (engine/mtp.c keeps
+ * one-draft greedy steps on the device where the backend can). */
+static double check_one(const glm_model *m, glm_backend *b, const int32_t *prompt, int T, const int32_t *greedy,
+                        int n_g, int n_draft, tu_draft_mode mode, const char *what, bool fused_off,
+                        long long *accepted)
 {
     glm_forward *f = NULL;
     /* room for the whole chain to the end: the verify of the last step reaches n_draft past */
@@ -16,6 +19,7 @@ double tu_mtp_check_greedy(const glm_model *m, glm_backend *b, const int32_t *pr
     glm_mtp_greedy g;
     ck_assert_msg(glm_mtp_greedy_start_n(&g, f, prompt, T, m->eos_ids, m->n_eos, n_draft) == GLM_OK, "%s: %s", what,
                   glm_last_error());
+    g.fused_off = fused_off;
     const int32_t V = (int32_t)m->hp.vocab_size;
     int32_t *got = malloc(sizeof(int32_t) * (size_t)(n_g + n_draft + 1));
     int n = 0, step = 0;
@@ -51,11 +55,26 @@ double tu_mtp_check_greedy(const glm_model *m, glm_backend *b, const int32_t *pr
                       (int)mode, i, got[i], greedy[i]);
     ck_assert_int_eq(g.steps, step);
     double rate = g.drafts ? (double)g.accepted / (double)g.drafts : 0.0;
-    printf("%s: mtp n_draft %d mode %d: %lld of %lld drafts accepted, %.2f tokens per forward\n", what, n_draft,
-           (int)mode, g.accepted, g.drafts, (double)(g.steps + g.accepted) / (double)g.steps);
+    printf("%s: mtp n_draft %d mode %d%s: %lld of %lld drafts accepted, %.2f tokens per forward\n", what, n_draft,
+           (int)mode, n_draft == 1 ? (fused_off ? " (host round trip)" : " (ids on the device)") : "", g.accepted,
+           g.drafts, (double)(g.steps + g.accepted) / (double)g.steps);
+    *accepted = g.accepted;
     fflush(stdout);
     glm_mtp_greedy_free(&g);
     glm_forward_destroy(f);
     free(got);
+    return rate;
+}
+
+double tu_mtp_check_greedy(const glm_model *m, glm_backend *b, const int32_t *prompt, int T, const int32_t *greedy,
+                           int n_g, int n_draft, tu_draft_mode mode, const char *what)
+{
+    long long acc_dev = 0, acc_host = 0;
+    double rate = check_one(m, b, prompt, T, greedy, n_g, n_draft, mode, what, false, &acc_dev);
+    if (n_draft == 1) { /* both forms of the one-draft step: the same tokens, the same acceptance */
+        check_one(m, b, prompt, T, greedy, n_g, n_draft, mode, what, true, &acc_host);
+        ck_assert_msg(acc_dev == acc_host, "%s: %lld drafts accepted with the ids on the device, %lld without", what,
+                      acc_dev, acc_host);
+    }
     return rate;
 }

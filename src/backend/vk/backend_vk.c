@@ -854,10 +854,31 @@ static glm_status vk_argmax(glm_backend *b, int32_t *ids, glm_dview x)
     GLM_TRY(ensure(v, &v->ids, (uint64_t)x.rows * 4, true));
     GLM_TRY(recording(v));
     glm_vk_view iv = { &v->ids, 0, (uint32_t)x.rows, 1, 1 };
-    GLM_TRY(glm_vk_argmax(v->vk, iv, vv(x)));
+    GLM_TRY(glm_vk_argmax(v->vk, iv, vv(x), NULL, 0));
     GLM_TRY(flush(v));
     memcpy(ids, v->ids.map, (size_t)x.rows * 4);
     return GLM_OK;
+}
+
+static glm_status vk_argmax_rows(glm_backend *b, glm_dview ids, glm_dview x, const int32_t *mask, int n_mask)
+{
+    vk_impl *v = impl(b);
+    if (ids.dt != GLM_DT_I32 || x.dt != GLM_DT_F32 || n_mask < 0 || n_mask > (int)GLM_VK_ARGMAX_MASK)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan argmax_rows: ids must be I32, x F32, at most %u masked ids",
+                          GLM_VK_ARGMAX_MASK);
+    GLM_TRY(recording(v));
+    return glm_vk_argmax(v->vk, vv(ids), vv(x), mask, (uint32_t)n_mask);
+}
+
+static glm_status vk_get_rows_dev(glm_backend *b, glm_dview y, const glm_tensor *w, glm_dview ids)
+{
+    vk_impl *v = impl(b);
+    if (ids.dt != GLM_DT_I32 || ids.cols != 1 || ids.rows != y.rows)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan get_rows_dev: ids must be an I32 [%lld][1] view", (long long)y.rows);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(recording(v));
+    return glm_vk_get_rows(v->vk, vv(y), &wt, vv(ids));
 }
 
 static const glm_backend_ops k_vk_ops = {
@@ -882,6 +903,8 @@ static const glm_backend_ops k_vk_ops = {
     .add = vk_add,
     .copy = vk_copy,
     .argmax = vk_argmax,
+    .argmax_rows = vk_argmax_rows,
+    .get_rows_dev = vk_get_rows_dev,
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
     .add_rms_norm = vk_add_rms_norm,

@@ -573,11 +573,15 @@ glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_
     return moe_combine_any(vk, y, x, w, &a);
 }
 
-glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids, glm_vk_view x)
+glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids, glm_vk_view x, const int32_t *mask, uint32_t n_mask)
 {
     if (!view_ok(ids) || !view_ok(x) || ids.rows != x.rows || ids.cols != 1 || ids.ld != 1)
         return bad("argmax", "ids must be a contiguous [rows][1] view");
-    glm_vk_argmax_push pc = { x.rows, x.cols, x.off, x.ld };
+    if (n_mask > GLM_VK_ARGMAX_MASK || (n_mask && !mask))
+        return bad("argmax", "more masked columns than the kernel takes");
+    glm_vk_argmax_push pc = { x.rows, x.cols, x.off, x.ld, n_mask, { 0 }, { 0 } };
+    for (uint32_t i = 0; i < n_mask; i++)
+        pc.mask[i] = mask[i] < 0 ? UINT32_MAX : (uint32_t)mask[i];
     const glm_vk_buffer *b[2] = { x.buf, ids.buf };
     /* ids.off is applied by binding nothing else: write ids at [0, rows) of a dedicated view */
     if (ids.off != 0)

@@ -102,10 +102,13 @@ typedef struct glm_vk_moe_combine_push {
 } glm_vk_moe_combine_push;
 _Static_assert(sizeof(glm_vk_moe_combine_push) == 48, "mirrors shaders/moe_combine.comp");
 
+#define GLM_VK_ARGMAX_MASK 8u /* masked columns glm_vk_argmax takes */
 typedef struct glm_vk_argmax_push {
     uint32_t rows, cols, x_off, x_ld;
+    uint32_t n_mask, pad[3];
+    uint32_t mask[GLM_VK_ARGMAX_MASK];
 } glm_vk_argmax_push;
-_Static_assert(sizeof(glm_vk_argmax_push) == 16, "mirrors shaders/argmax.comp");
+_Static_assert(sizeof(glm_vk_argmax_push) == 64, "mirrors shaders/argmax.comp");
 
 typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
@@ -289,7 +292,10 @@ bool glm_vk_moe_gate_fits(const glm_vk_weight *w, const glm_vk_weight *g);
 glm_status glm_vk_moe_combine(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w);
 /* The same plus an addend: y[t] = Σ_j w[t][j]·x[t·k+j] + a[t]. */
 glm_status glm_vk_moe_combine_add(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view w, glm_vk_view a);
-glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk_view x);
+/* ids[r] = argmax of row r of x (ties to the lower index), the columns mask[0 .. n_mask) (at most
+ * GLM_VK_ARGMAX_MASK; mask NULL: none) counting as -inf. */
+glm_status glm_vk_argmax(glm_vk *vk, glm_vk_view ids /*[rows][1] int32*/, glm_vk_view x, const int32_t *mask,
+                         uint32_t n_mask);
 /* cos/sin table [positions][rope_dim/2][2] for the rope kernel, computed on the host exactly
  * as ref/rope.c computes each angle (so both paths rotate by identical values). */
 void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float theta);

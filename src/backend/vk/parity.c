@@ -685,7 +685,7 @@ static glm_status case_argmax(pctx *p, uint32_t rows, uint32_t n, bool ties)
     glm_vk_buffer *bx, *bi;
     GLM_TRY(dcopy(p, &bx, x, total * 4));
     GLM_TRY(dout(p, &bi, rows));
-    GPU_RUN(glm_vk_argmax(p->vk, view(bi, rows, 1), view(bx, rows, n)), 1);
+    GPU_RUN(glm_vk_argmax(p->vk, view(bi, rows, 1), view(bx, rows, n), NULL, 0), 1);
     cmp_int(p, ref, bi->map, rows, (int32_t)n);
     return GLM_OK;
 }

@@ -47,7 +47,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MOE_ROUTE] = { "moe_route", spv_moe_route, sizeof spv_moe_route, 4, 80, false, 0x3 },
     [GLM_VK_MOE_GATE_ROUTE] = { "moe_gate_route", spv_moe_gate_route, sizeof spv_moe_gate_route, 9, 128, true, 0x72 },
     [GLM_VK_MOE_COMBINE] = { "moe_combine", spv_moe_combine, sizeof spv_moe_combine, 4, 48, false, 0xb },
-    [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 16, false, 0x1 },
+    [GLM_VK_ARGMAX] = { "argmax", spv_argmax, sizeof spv_argmax, 2, 64, false, 0x1 },
     [GLM_VK_MLA_SPLIT] = { "mla_split", spv_mla_split, sizeof spv_mla_split, 8, 112, false, 0x7e },
     [GLM_VK_MLA_COMBINE] = { "mla_combine", spv_mla_combine, sizeof spv_mla_combine, 3, 48, false, 0x3 },
     [GLM_VK_KV_WRITE] = { "kv_write", spv_kv_write, sizeof spv_kv_write, 8, 96, false, 0x6f },
@@ -154,6 +154,7 @@ struct glm_vk {
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     bool cm2_ok, cm2_on;         /* see glm_vk_cm2_available / glm_vk_use_cm2 */
+    bool trace;                  /* GLM_VK_TRACE set: each dispatch named on stderr as recorded */
     uint32_t cm2_grouped_tile;   /* see glm_vk_cm2_set_grouped_tile */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
@@ -566,6 +567,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
                               .ppEnabledExtensionNames = ext };
     const char *off = getenv("GLM_VK_NO_COOPMAT");
     vk->coopmat_on = vk->coopmat_ok && !(off && *off && strcmp(off, "0") != 0);
+    const char *tr = getenv("GLM_VK_TRACE");
+    vk->trace = tr && *tr && strcmp(tr, "0") != 0;
     const char *on2 = getenv("GLM_VK_CM2");
     vk->cm2_on = vk->cm2_ok && on2 && *on2 && strcmp(on2, "0") != 0;
     const char *gt2 = getenv("GLM_VK_CM2_GROUPED_TILE");
@@ -1118,10 +1121,13 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
                                        .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                        .pBufferInfo = &bi[i] };
     }
-    if (hazard(vk, d, bufs, nbufs)) {
+    bool level = hazard(vk, d, bufs, nbufs);
+    if (level) {
         barrier(vk, false);
         hazard(vk, d, bufs, nbufs); /* records this dispatch's buffers after the barrier */
     }
+    if (vk->trace) /* GLM_VK_TRACE=1: the recorded dispatches, "|" where a barrier starts a level */
+        fprintf(stderr, "%s%s/%u(%u,%u,%u) ", level ? "| " : "", d->name, variant, gx, gy, gz);
     vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline[k][variant]);
     if (vk->push_set) {
         vk->push_set(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout[k], 0, nbufs, w);
@@ -1154,6 +1160,8 @@ glm_status glm_vk_submit_wait(glm_vk *vk)
 {
     GLM_ASSERT(vk->recording);
     barrier(vk, true); /* results visible to the next recording, copies and the host */
+    if (vk->trace)
+        fprintf(stderr, "|| submit and wait\n");
     glm_status s = submit_current(vk);
     vk->recording = false;
     uint64_t t = now_ns();
