@@ -109,6 +109,33 @@ static void check_greedy(const glm_model *m, glm_backend *b, const int32_t *toke
     glm_forward_destroy(f);
 }
 
+/* The same continuation with each id from glm_forward_eval_argmax (the argmax and the
+ * end-of-generation mask on the backend), and its refusals of bad sizes. */
+static void check_greedy_device(const glm_model *m, glm_backend *b, const int32_t *tokens, int T, const int32_t *expect,
+                                int n_gen)
+{
+    glm_forward *f = NULL;
+    ck_assert_msg(glm_forward_create(&f, m, b, T + n_gen, T) == GLM_OK, "%s", glm_last_error());
+    const int64_t V = m->hp.vocab_size;
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    ck_assert(glm_forward_eval(f, tokens, T, lg, false, NULL, NULL) == GLM_OK);
+    for (int e = 0; e < m->n_eos; e++)
+        lg[m->eos_ids[e]] = -INFINITY;
+    int32_t t = (int32_t)glm_ref_argmax(lg, V), bad = 0;
+    ck_assert(glm_forward_eval_argmax(f, &t, 0, NULL, 0, &bad) == GLM_ERR_INVALID);
+    ck_assert(glm_forward_eval_argmax(f, &t, 1, m->eos_ids, GLM_ARGMAX_MASK + 1, &bad) == GLM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(glm_forward_n_past(f), T);
+    for (int i = 0; i < n_gen; i++) {
+        ck_assert_msg(t == expect[i], "device greedy token %d is %d, expected %d", i, t, expect[i]);
+        if (i + 1 < n_gen)
+            ck_assert_msg(glm_forward_eval_argmax(f, &t, 1, m->eos_ids, m->n_eos, &t) == GLM_OK, "%s",
+                          glm_last_error());
+    }
+    ck_assert_int_eq(glm_forward_n_past(f), T + n_gen - 1);
+    free(lg);
+    glm_forward_destroy(f);
+}
+
 static const char *k_layer_f32[] = { "attn_norm", "q_a", "kv_latent", "attn_out", "ffn_norm",
                                      "router_logits", "topk_weights", "ffn_out", "out" };
 
@@ -354,6 +381,7 @@ START_TEST(test_mtp_greedy_equals_plain)
     int32_t *tokens = read_ids(gold, "prompt1/tokens", &T);
     int32_t *greedy = read_ids(gold, "prompt1/greedy", &n_g);
     check_greedy(m, b, tokens, T, greedy, n_g, "plain");
+    check_greedy_device(m, b, tokens, T, greedy, n_g);
     const int lens[] = { 1, 2, 3, 4, GLM_MTP_MAX_DRAFT };
     for (int li = 0; li < 5; li++)
         for (int mode = TU_DRAFT_OWN; mode <= TU_DRAFT_MIXED; mode++)

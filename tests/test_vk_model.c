@@ -73,6 +73,28 @@ static void run_backend_folds(glm_backend *b, const glm_model *m, const int32_t 
     glm_forward_destroy(f);
 }
 
+/* The greedy continuation with every id taken on the device (glm_forward_eval_argmax, the
+ * end-of-generation ids masked there), after the prompt's host argmax. */
+static void run_backend_device_greedy(glm_backend *b, const glm_model *m, const int32_t *tokens, int T,
+                                      int32_t *greedy, int n)
+{
+    glm_forward *f;
+    int64_t V = m->hp.vocab_size;
+    ck_assert_msg(glm_forward_create(&f, m, b, T + n + 1, 64) == GLM_OK, "%s", glm_last_error());
+    ck_assert(glm_forward_can_argmax(f, m->n_eos));
+    float *last = malloc((size_t)V * 4);
+    ck_assert_msg(glm_forward_eval(f, tokens, T, last, false, NULL, NULL) == GLM_OK, "%s", glm_last_error());
+    greedy[0] = (int32_t)greedy_pick(m, last, V);
+    for (int i = 1; i < n; i++) {
+        greedy[i] = -1;
+        ck_assert_msg(glm_forward_eval_argmax(f, &greedy[i - 1], 1, m->eos_ids, m->n_eos, &greedy[i]) == GLM_OK, "%s",
+                      glm_last_error());
+    }
+    ck_assert_int_eq(glm_forward_n_past(f), T + n - 1);
+    free(last);
+    glm_forward_destroy(f);
+}
+
 static void run_backend(glm_backend *b, const glm_model *m, const int32_t *tokens, int T, float *logits,
                         int32_t *greedy, int n)
 {
@@ -145,7 +167,11 @@ START_TEST(test_model_parity)
         ck_assert_msg(e_ref <= tol, "%s prompt%d: vulkan vs ref logits nmse %.3g", gc->model, p, e_ref);
         ck_assert_msg(e_gold <= tol, "%s prompt%d: vulkan vs golden logits nmse %.3g", gc->model, p,
                       e_gold);
+        int32_t gd[32];
+        run_backend_device_greedy(vk, m, tokens, T, gd, n);
         for (int i = 0; i < n; i++) {
+            ck_assert_msg(gd[i] == gv[i], "%s prompt%d: greedy token %d: argmax on the device %d, on the host %d",
+                          gc->model, p, i, gd[i], gv[i]);
             ck_assert_msg(gv[i] == gr[i], "%s prompt%d: greedy token %d: vulkan %d, ref %d", gc->model, p, i, gv[i], gr[i]);
             ck_assert_msg(gv[i] == gold_greedy[i], "%s prompt%d: greedy token %d: vulkan %d, golden %d", gc->model, p, i,
                           gv[i], gold_greedy[i]);

@@ -205,9 +205,30 @@ static glm_status pick(run_state *s, float *logits, int32_t *t)
     return glm_sampler_sample(s->smp, t, logits, s->hist, s->n_hist);
 }
 
+/* Greedy with no penalty: each next id is the argmax the backend takes on the device (only the
+ * id comes back; GLM_HOST_ARGMAX=1: the logits row and the sampler's argmax, the same id). */
+static bool device_greedy(const run_state *s)
+{
+    const glm_sampler_params *p = &s->o->sp;
+    const char *e = getenv("GLM_HOST_ARGMAX");
+    return p->temperature <= 0 && p->repetition_penalty == 1.0f && p->presence_penalty == 0 &&
+           p->frequency_penalty == 0 && !(e && strcmp(e, "1") == 0) &&
+           glm_forward_can_argmax(s->f, s->o->ignore_eos ? s->m->n_eos : 0);
+}
+
 static glm_status generate_plain(run_state *s, const int32_t *prompt, int n_prompt, float *logits)
 {
     GLM_TRY(glm_forward_eval(s->f, prompt, n_prompt, logits, false, NULL, NULL));
+    if (device_greedy(s)) {
+        int32_t t;
+        GLM_TRY(pick(s, logits, &t));
+        GLM_TRY(emit(s, t));
+        while (!s->stop) {
+            GLM_TRY(glm_forward_eval_argmax(s->f, &t, 1, s->m->eos_ids, s->o->ignore_eos ? s->m->n_eos : 0, &t));
+            GLM_TRY(emit(s, t));
+        }
+        return GLM_OK;
+    }
     while (!s->stop) {
         int32_t t;
         GLM_TRY(pick(s, logits, &t));

@@ -504,6 +504,35 @@ glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float 
     return GLM_OK;
 }
 
+bool glm_forward_can_argmax(const glm_forward *f, int n_mask)
+{
+    return OPS(f)->argmax_rows && n_mask >= 0 && n_mask <= GLM_ARGMAX_MASK;
+}
+
+glm_status glm_forward_eval_argmax(glm_forward *f, const int32_t *tokens, int T, const int32_t *mask, int n_mask,
+                                   int32_t *id)
+{
+    const glm_backend_ops *o = OPS(f);
+    if (!glm_forward_can_argmax(f, n_mask))
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "forward: the %s backend has no device argmax (or %d masked ids)",
+                          o->name, n_mask);
+    if (T <= 0 || T > f->n_batch)
+        return glm_errorf(GLM_ERR_INVALID, "forward: %d tokens for one greedy step (1 .. %d)", T, f->n_batch);
+    if (!f->s.amax.buf)
+        GLM_TRY(o->alloc_host(f->b, &f->s.amax, GLM_DT_I32, 1, 1));
+    glm_step_item it = { .seq = f->cur, .tokens = tokens, .n = T };
+    GLM_TRY(glm_forward_step(f, &it, 1)); /* no logits asked: nothing downloaded */
+    glm_dview fn = glm_dview_rows(f->s.fnorm, T - 1, 1), lg = glm_dview_rows(f->s.logits, 0, 1);
+    glm_status st = o->matmul(f->b, lg, fn, f->m->output, 0);
+    if (st == GLM_OK)
+        st = o->argmax_rows(f->b, f->s.amax, lg, mask, n_mask);
+    if (st == GLM_OK)
+        st = o->download(f->b, id, f->s.amax);
+    if (st != GLM_OK) /* as if the step never ran */
+        glm_kvseq_truncate(&f->cur->kv, f->cur->kv.n - T);
+    return st;
+}
+
 int64_t glm_forward_n_past(const glm_forward *f) { return f->cur->kv.n; }
 glm_status glm_forward_truncate(glm_forward *f, int64_t n) { return glm_kvseq_truncate(&f->cur->kv, n); }
 void glm_forward_set_mla_mode(glm_forward *f, glm_mla_mode mode) { f->mla_mode = mode; }

@@ -53,6 +53,14 @@ void glm_forward_set_folds(glm_forward *f, unsigned fold);
  * dump: NULL or a dump that receives layer.NN/..., /final_norm and /logits (T ≤ n_batch). */
 glm_status glm_forward_eval(glm_forward *f, const int32_t *tokens, int T, float *logits, bool all_logits,
                             float *hidden, glm_dump *dump);
+/* Greedy decoding with the token id kept on the device until the end: tokens[T] (T ≤ the
+ * forward's rows a step) as glm_forward_eval runs them, then lm_head of the last row and its
+ * argmax (ties to the lower index, the ids mask[0 .. n_mask) at -inf, n_mask ≤
+ * GLM_ARGMAX_MASK) on the device; *id is the step's only download (its one wait). Where every
+ * logit is -inf or NaN *id is 0. GLM_ERR_UNSUPPORTED for a backend without device argmax. */
+glm_status glm_forward_eval_argmax(glm_forward *f, const int32_t *tokens, int T, const int32_t *mask, int n_mask,
+                                   int32_t *id);
+bool glm_forward_can_argmax(const glm_forward *f, int n_mask);
 int64_t glm_forward_n_past(const glm_forward *f);
 glm_status glm_forward_truncate(glm_forward *f, int64_t n);
 
@@ -187,6 +195,7 @@ glm_status glm_dump_eval(const glm_model *m, glm_backend *b, const int32_t *toke
 typedef struct glm_fwd_bufs {
     glm_dview x, a, qa, q, kva, attn, t1, fnorm, cat, logits;
     glm_dview meta, mtp_meta;   /* I32 step rows (glm_kv_rows): main and MTP caches */
+    glm_dview amax;             /* I32 [1][1]: glm_forward_eval_argmax's id (on first use) */
     glm_dview dg, du;           /* dense FFN [B][intermediate] */
     glm_dview rl, ids, rw;      /* router logits [B][E], ids I32 [B][k], weights [B][k] */
     glm_dview eg, eu, ed;       /* experts [B·k][moe_inter], [B·k][hidden] */
