@@ -26,10 +26,6 @@
 // OR and a subtraction) rather than conversion instructions; Q4_K and Q5_K keep conversions,
 // which measured faster for them on the H100 (bench/RESULTS.md).
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
-// With NV2 (mode 0, never staged) a workgroup takes two vectors v = 2·y, 2·y + 1 (p.k holds the
-// vector count; a missing second one is computed from the first and dropped): each weight word
-// is loaded once for both, the x of each vector in turn (a step of two rows, an MTP verify,
-// reads the weights once instead of twice).
 // With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
 // x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
 // With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
@@ -44,10 +40,7 @@ const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
 const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
-const bool NV2 = (VAR & 16u) != 0u;          // two vectors a workgroup (mode 0)
-const uint NV = NV2 ? 2u : 1u;
 #define NRMAX 2u
-#define NVMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
@@ -262,7 +255,7 @@ void main()
     uint tid = gl_LocalInvocationID.x, tpr = p.tpr;
     uint lane = tid % tpr, slice = tid / tpr;
     uint r0 = (gl_WorkGroupID.x * (WG / tpr) + slice) * NR;
-    uint v = gl_WorkGroupID.y * NV, z = gl_WorkGroupID.z;
+    uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     uint wbase = p.w_offset + z * p.slab_bytes;
     uint xrow = v;
     if (p.mode != 0u) {
@@ -272,22 +265,15 @@ void main()
     }
     uint w2base = wbase - p.w_offset + p.w2_offset;
     uint xo = (p.x_off + z * p.x_zs + xrow * p.x_ld) >> 2; // in vec4s
-    uint xov[NVMAX]; // each vector's x (NV2: the second, where missing, is the first again)
-    xov[0] = xo;
-    xov[1] = NV2 && v + 1u < p.k ? xo + (p.x_ld >> 2) : xo;
     const bool fuse = FUSE != 0u;
     uint rowb[NRMAX];
     [[unroll]] for (uint r = 0u; r < NR; r++)
         rowb[r] = min(r0 + r, p.nrows - 1u) * p.row_bytes;
-    float acc[NRMAX][NVMAX], acc2[NRMAX][NVMAX];
-    [[unroll]] for (uint r = 0u; r < NR; r++)
-        [[unroll]] for (uint vi = 0u; vi < NV; vi++) {
-            acc[r][vi] = 0.0;
-            acc2[r][vi] = 0.0;
-        }
-    float sqv[NVMAX];
-    [[unroll]] for (uint vi = 0u; vi < NV; vi++)
-        sqv[vi] = 0.0;
+    float acc[NRMAX], acc2[NRMAX];
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        acc[r] = 0.0;
+        acc2[r] = 0.0;
+    }
     float sq = 0.0;
     uint ntask = p.ncols / EPT, n4 = p.ncols / 4u;
     for (uint t0 = 0u; t0 < ntask; t0 += U * tpr) {
@@ -337,13 +323,12 @@ void main()
                     sq += sqsh[s];
             }
         }
-        // 3. x and the gain (the staged x is normed already), for each vector in turn
-        [[unroll]] for (uint vi = 0u; vi < NV; vi++) {
+        // 3. x and the gain (the staged x is normed already)
         vec4 xv[UMAX][8], gv[UMAX][8];
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
                 uint e = x_elem(tk[u], kk < NX ? kk : 0u), i = e >> 2;
-                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xov[vi] + i];
+                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
                 gv[u][kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
             }
         // 4. the math
@@ -351,7 +336,7 @@ void main()
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
                 if (NORM && !STAGE) {
-                    sqv[vi] += keep[u] * dot(xv[u][kk], xv[u][kk]);
+                    sq += keep[u] * dot(xv[u][kk], xv[u][kk]);
                     xv[u][kk] *= gv[u][kk];
                 }
                 float s = xv[u][kk].x + xv[u][kk].y + xv[u][kk].z + xv[u][kk].w;
@@ -363,34 +348,28 @@ void main()
                     xs.x += s;
             }
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r][vi] += keep[u] * task_dot(wbase + rowb[r], tk[u], raw[u][r], xv[u], xs);
+                acc[r] += keep[u] * task_dot(wbase + rowb[r], tk[u], raw[u][r], xv[u], xs);
                 if (fuse)
-                    acc2[r][vi] += keep[u] * task_dot(w2base + rowb[r], tk[u], raw2[u][r], xv[u], xs);
+                    acc2[r] += keep[u] * task_dot(w2base + rowb[r], tk[u], raw2[u][r], xv[u], xs);
             }
-        }
         }
     }
     // sums over the slice's lanes (a slice lies inside one subgroup)
-    [[unroll]] for (uint vi = 0u; vi < NV; vi++)
-        for (uint m = 1u; m < tpr; m <<= 1) {
-            if (NORM && !STAGE)
-                sqv[vi] += subgroupShuffleXor(sqv[vi], m);
-            [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r][vi] += subgroupShuffleXor(acc[r][vi], m);
-                if (fuse)
-                    acc2[r][vi] += subgroupShuffleXor(acc2[r][vi], m);
-            }
+    for (uint m = 1u; m < tpr; m <<= 1) {
+        if (NORM && !STAGE)
+            sq += subgroupShuffleXor(sq, m);
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += subgroupShuffleXor(acc[r], m);
+            if (fuse)
+                acc2[r] += subgroupShuffleXor(acc2[r], m);
         }
-    [[unroll]] for (uint vi = 0u; vi < NV; vi++) {
-        if (NV2 && v + vi >= p.k)
-            continue; // the missing second vector
-        float scale = NORM ? 1.0 / sqrt((STAGE ? sq : sqv[vi]) / float(p.ncols) + p.eps) : 1.0;
-        [[unroll]] for (uint r = 0u; r < NR; r++)
-            if (lane == 0u && r0 + r < p.nrows) {
-                uint yi = p.y_off + z * p.y_zs + (v + vi) * p.y_ld + r0 + r;
-                float a = acc[r][vi] * scale, a2 = acc2[r][vi] * scale;
-                float res = fuse ? (a / (1.0 + exp(-a))) * a2 : a;
-                y[yi] = p.accumulate != 0u ? y[yi] + res : res;
-            }
     }
+    float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
+    [[unroll]] for (uint r = 0u; r < NR; r++)
+        if (lane == 0u && r0 + r < p.nrows) {
+            uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
+            float a = acc[r] * scale, a2 = acc2[r] * scale;
+            float res = fuse ? (a / (1.0 + exp(-a))) * a2 : a;
+            y[yi] = p.accumulate != 0u ? y[yi] + res : res;
+        }
 }

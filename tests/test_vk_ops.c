@@ -1515,15 +1515,6 @@ START_TEST(test_matvec_fast_variants)
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = (uint32_t)types[ti];
-        /* two vectors a workgroup (+1024; never staged): 4 rows, and 3 (a pair missing its
-         * second), with 1 row per slice, then 2 */
-        glm_vk_matvec_set_nv2(g_vk, true);
-        fast_case(types[ti], 256, 4100, 4, t + 128 + 1024);
-        fast_case(types[ti], 512, 40, 3, t + 128 + 1024);
-        glm_vk_matvec_set_few_groups(g_vk, 1);
-        fast_case(types[ti], 256, 300, 3, t + 1024);
-        glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
-        glm_vk_matvec_set_nv2(g_vk, false); /* the cases below: one vector a workgroup */
         /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, 0);
         fast_case(types[ti], 256, 4100, 4, t + 128);
@@ -1539,7 +1530,6 @@ START_TEST(test_matvec_fast_variants)
         glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
-    glm_vk_matvec_set_nv2(g_vk, true);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }
 END_TEST

@@ -201,22 +201,16 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
-        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·two vectors a workgroup); two vectors for plain products of several x rows, whose
-         * count then goes in pc.k */
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
         pc.tpr = lanes;
-        uint32_t nv2 = pc.mode == 0 && y.rows >= 2 && glm_vk_matvec_nv2(vk), gy = nv2 ? (y.rows + 1) / 2 : y.rows;
-        if (nv2)
-            pc.k = y.rows;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * gy * heads < glm_vk_matvec_few_groups(vk);
+        bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
-        uint32_t stage = !nv2 && w->ncols <= GLM_VK_MATVEC_FAST_XCOLS &&
-                         (uint64_t)gx * gy * heads <= glm_vk_matvec_stage_groups(vk);
+        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
-                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * nv2),
-                                       b, 5, &pc, sizeof pc, gx, gy, heads);
+                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage), b, 5,
+                                       &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
     return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,

@@ -35,7 +35,7 @@ typedef struct kernel_desc {
     bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 2048 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 1024 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
@@ -160,7 +160,6 @@ struct glm_vk {
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
     uint32_t mv_few_groups;      /* see glm_vk_matvec_set_few_groups */
-    bool mv_nv2;                 /* see glm_vk_matvec_set_nv2 */
     /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
     PFN_vkGetPipelineExecutableStatisticsKHR pipe_stats;
@@ -583,8 +582,6 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     const char *few = getenv("GLM_VK_MATVEC_FEW");
     vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
-    const char *nv2 = getenv("GLM_VK_MATVEC_NV2");
-    vk->mv_nv2 = !(nv2 && strcmp(nv2, "0") == 0);
     const char *mla_long = getenv("GLM_VK_MLA_LONG");
     vk->mla_long_keys = mla_long && *mla_long ? (uint32_t)strtoul(mla_long, NULL, 10) : GLM_VK_MLA_LONG_KEYS;
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
@@ -713,8 +710,6 @@ void glm_vk_cm2_set_grouped_tile(glm_vk *vk, uint32_t rows)
     vk->cm2_grouped_tile = rows == 32 || rows == 128 ? rows : 64;
 }
 uint32_t glm_vk_cm2_grouped_tile(const glm_vk *vk) { return vk->cm2_grouped_tile; }
-void glm_vk_matvec_set_nv2(glm_vk *vk, bool on) { vk->mv_nv2 = on; }
-bool glm_vk_matvec_nv2(const glm_vk *vk) { return vk->mv_nv2; }
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups)

@@ -119,11 +119,6 @@ uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
  * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
  * 2 rows) measured faster with 1 row on the H100, the lm_head slower (bench/RESULTS.md). */
 #define GLM_VK_MATVEC_FAST_FEW 4096
-/* GLM_VK_MATVEC_FAST takes two x rows a workgroup for plain products of several rows (each
- * weight word loaded once for both; default on, environment variable GLM_VK_MATVEC_NV2=0 at
- * creation: one row a workgroup, the weights read once per row). */
-void glm_vk_matvec_set_nv2(glm_vk *vk, bool on);
-bool glm_vk_matvec_nv2(const glm_vk *vk);
 void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_few_groups(const glm_vk *vk);
 /* The largest storage buffer the device binds (maxStorageBufferRange). */
