@@ -839,8 +839,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t t0, uint32_t n, uint32_t L)
 {
     bool cm = glm_vk_coopmat_enabled(vk); /* 128 × 128 tiles on tensor cores */
-    /* decode: mla_scores_rows on float32 operands (its score halves need subgroups of 8 or more) */
-    bool few = n * H <= SCORES_ROWS_MAX && glm_vk_subgroup_size(vk) >= 8;
+    bool few = n * H <= SCORES_ROWS_MAX;  /* decode: mla_scores_rows on float32 operands */
     bool p16 = !few && pack16_on(vk, L) && (T * H * c.cols) % 2 == 0; /* float16 operands (s_off on 16 bytes) */
     if (p16)
         L = pack16_len(L);
