@@ -29,6 +29,24 @@ out=$("$BIN" bench -m $M -p 0 -n 4 -b 1,3 -r 1 --backend ref 2>"$tmp/err"); rc=$
 [ $rc -eq 0 ] || { echo "FAIL ref -b: exit $rc: $(cat "$tmp/err")"; fail=1; }
 check ref-batch "$out" "\\| ref \\| tg4 \\| $num " "\\| ref \\| tg4 x3 \\| $num "
 
+# --draft: each tg test once more as greedy MTP decoding, with its acceptance (the dev model's
+# random MTP layer mostly rejects; the counts are what is checked)
+out=$("$BIN" bench -m $M -p 0 -n 4 -d 0,8 -r 2 --backend ref --draft 1 2>"$tmp/err"); rc=$?
+[ $rc -eq 0 ] || { echo "FAIL ref --draft: exit $rc: $(cat "$tmp/err")"; fail=1; }
+check ref-draft "$out" "\\| ref \\| tg4 \\| $num " "\\| ref \\| tg4 mtp1 \\| $num " "\\| ref \\| tg4 mtp1 @ d8 \\| $num " \
+  '^tg4 mtp1: mtp accepted [0-9]+ of [1-9][0-9]* drafts \([0-9.]+%\), [0-9.]+ tokens per forward$' \
+  '^tg4 mtp1 @ d8: mtp accepted [0-9]+ of [1-9][0-9]* drafts'
+"$BIN" bench -m $M -p 0 -n 4 -r 1 --backend ref --draft 2 --json >"$tmp/draft.json" 2>/dev/null ||
+  { echo "FAIL ref --draft json: exit $?"; fail=1; }
+python3 - "$tmp/draft.json" <<'EOF' || { echo "FAIL ref --draft json"; fail=1; }
+import json, sys
+r = {x['test']: x for x in json.load(open(sys.argv[1]))['results']}
+m = r.get('tg4 mtp2')
+ok = m is not None and m['n_draft'] == 2 and m['mtp_steps'] >= 2 and 0 <= m['mtp_accepted'] <= m['mtp_drafts']
+ok = ok and m['mtp_drafts'] <= 2 * m['mtp_steps'] and 'n_draft' not in r['tg4']
+sys.exit(0 if ok else 1)
+EOF
+
 # JSON: every sample present, min <= median <= max, the depth test present and named.
 check_json() { # NAME JSON_FILE BACKEND WANT_PROFILE
   python3 - "$2" "$3" "$4" <<'EOF' || { echo "FAIL $1: json checks"; fail=1; }
@@ -81,7 +99,7 @@ else
 fi
 
 for args in "" "-m" "-m $M -p x" "-m $M -r 0" "-m $M -p 8,,4" "-m $M -d -1" "-m $M --bogus" \
-            "-m $M --backend ref --profile" "-m $M -r 1,2" "-m $M -b 0"; do
+            "-m $M --backend ref --profile" "-m $M -r 1,2" "-m $M -b 0" "-m $M --draft 0" "-m $M --draft 9"; do
   # shellcheck disable=SC2086
   "$BIN" bench $args >/dev/null 2>&1; rc=$?
   [ $rc -eq 2 ] || { echo "FAIL usage '$args': exit $rc, want 2"; fail=1; }

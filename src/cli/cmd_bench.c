@@ -35,17 +35,19 @@ typedef struct bench_opts {
     char device_backend[24];
     long pp[MAX_LIST], tg[MAX_LIST], depth[MAX_LIST], batch[MAX_LIST];
     int n_pp, n_tg, n_depth, n_batch;
-    long reps, fold;
+    long reps, fold, draft;
     bool json, profile;
 } bench_opts;
 
 static const char k_usage[] =
     "usage: glm47 bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-b 1] [-r 5] [--backend auto|ref|vulkan]\n"
-    "                   [--device N] [--fold 0..3] [--json] [--profile]\n"
+    "                   [--device N] [--fold 0..3] [--draft N] [--json] [--profile]\n"
     "  -p, -n, -d, -b take comma lists (0 in -p or -n skips that test); -r repetitions (median, min, max, stddev)\n"
     "  -b B           tg tests with B sequences decoding together (continuous batching), aggregate t/s\n"
     "  --profile      Vulkan only: per-kernel time, calls and matvec GB/s from timestamp queries\n"
-    "  --fold F       which norms / residual adds the products take (1 attention, 2 FFN; default 3)\n";
+    "  --fold F       which norms / residual adds the products take (1 attention, 2 FFN; default 3)\n"
+    "  --draft N      also each tg test (one sequence) as greedy decoding with N MTP drafts a step\n"
+    "                 (the model's MTP layer; t/s of the tokens it yields, and the acceptance)\n";
 
 static int usage_error(const char *msg, const char *arg)
 {
@@ -81,7 +83,7 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             continue;
         }
         if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-d") && strcmp(a, "-r") && strcmp(a, "-b") &&
-            strcmp(a, "--backend") && strcmp(a, "--device") && strcmp(a, "--fold"))
+            strcmp(a, "--backend") && strcmp(a, "--device") && strcmp(a, "--fold") && strcmp(a, "--draft"))
             return usage_error("unknown option", a);
         if (i + 1 >= argc)
             return usage_error("option needs a value", a);
@@ -105,6 +107,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             ok = parse_list(v, 1, 1000, &o->reps, &one) && one == 1;
         else if (!strcmp(a, "--fold"))
             ok = parse_list(v, 0, 3, &o->fold, &one) && one == 1;
+        else if (!strcmp(a, "--draft"))
+            ok = parse_list(v, 1, GLM_MTP_MAX_DRAFT, &o->draft, &one) && one == 1;
         else if ((ok = parse_list(v, 0, 1024, &dev, &one) && one == 1)) {
             snprintf(o->device_backend, sizeof o->device_backend, "vulkan:%ld", dev);
             o->backend = o->device_backend;
@@ -266,6 +270,8 @@ static glm_status run_once(bench_ctx *c, long depth, long n_pp, long n_tg, long 
 typedef struct bench_result {
     char test[48];
     long n_pp, n_tg, depth, batch;
+    long draft;                   /* > 0: greedy decoding with MTP drafts (run_mtp) */
+    long long drafts, accepted, steps; /* its drafts over the timed repetitions */
     double *ts; /* [reps] tokens/s */
     double median, min, max, mean, sd;
     bool profiled;
@@ -302,12 +308,41 @@ static void stats(bench_result *r, long reps)
     free(s);
 }
 
+/* Greedy decoding with `draft` MTP drafts a step after a prompt of the depth's tokens (at
+ * least one; untimed, the MTP rows included) until n_tg tokens came out; *secs ← the timed
+ * part scaled to n_tg tokens (a step may yield more). The caches go back to `depth`. */
+static glm_status run_mtp(bench_ctx *c, long depth, long n_tg, long draft, double *secs, bench_result *r)
+{
+    GLM_TRY(glm_forward_truncate(c->f, 0));
+    GLM_TRY(glm_forward_mtp_truncate(c->f, 0));
+    glm_mtp_greedy g;
+    glm_status s = glm_mtp_greedy_start_n(&g, c->f, c->tokens, depth > 0 ? (int)depth : 1, NULL, 0, (int)draft);
+    long got = 0;
+    double t0 = now_s();
+    while (s == GLM_OK && got < n_tg) {
+        int32_t out[GLM_MTP_MAX_DRAFT + 1];
+        int k = 0;
+        s = glm_mtp_greedy_step(&g, out, &k);
+        got += k;
+    }
+    double dt = now_s() - t0;
+    *secs = got > 0 ? dt * (double)n_tg / (double)got : dt;
+    if (r)
+        r->drafts += g.drafts, r->accepted += g.accepted, r->steps += g.steps;
+    glm_mtp_greedy_free(&g);
+    glm_status t = glm_forward_mtp_truncate(c->f, 0);
+    if (s == GLM_OK)
+        s = t;
+    return s == GLM_OK ? set_depth(c, depth) : s;
+}
+
 /* The profiled extra repetition: timestamp queries on only while it runs. */
 static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
 {
     GLM_TRY(glm_vk_set_profiling(vk, true));
     glm_vk_profile_reset(vk);
-    glm_status s = run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &r->prof_wall_s);
+    glm_status s = r->draft ? run_mtp(c, r->depth, r->n_tg, r->draft, &r->prof_wall_s, NULL)
+                            : run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &r->prof_wall_s);
     for (int k = 0; s == GLM_OK && k < GLM_VK_KERNEL_COUNT; k++)
         glm_vk_profile(vk, (glm_vk_kernel)k, &r->kns[k], &r->kcalls[k]);
     /* one matvec row for both matvec kernels (the shape table below tells them apart) */
@@ -328,9 +363,15 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
 static glm_status run_test(bench_ctx *c, glm_vk *prof, bench_result *r, long reps)
 {
     double secs;
-    GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &secs));
-    for (long i = 0; i < reps; i++) {
+    if (r->draft)
+        GLM_TRY(run_mtp(c, r->depth, r->n_tg, r->draft, &secs, NULL));
+    else
         GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &secs));
+    for (long i = 0; i < reps; i++) {
+        if (r->draft)
+            GLM_TRY(run_mtp(c, r->depth, r->n_tg, r->draft, &secs, r));
+        else
+            GLM_TRY(run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &secs));
         r->ts[i] = (double)(r->n_pp + r->n_tg * r->batch) / (secs > 0 ? secs : 1e-9);
     }
     stats(r, reps);
@@ -459,6 +500,14 @@ static void print_markdown(const bench_report *rp)
         printf("| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", base, size, params, rp->backend, r->test,
                r->median, r->min, r->max, r->sd);
     }
+    for (int i = 0, first = 1; i < rp->n; i++) {
+        const bench_result *r = &rp->r[i];
+        if (r->draft)
+            printf("%s%s: mtp accepted %lld of %lld drafts (%.1f%%), %.2f tokens per forward\n",
+                   first-- > 0 ? "\n" : "", r->test, r->accepted, r->drafts,
+                   r->drafts ? 100.0 * (double)r->accepted / (double)r->drafts : 0.0,
+                   r->steps ? (double)(r->steps + r->accepted) / (double)r->steps : 0.0);
+    }
     for (int i = 0; i < rp->n; i++)
         if (rp->r[i].profiled)
             print_profile(rp, &rp->r[i]);
@@ -477,6 +526,12 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
     cJSON_AddNumberToObject(o, "n_gen", (double)r->n_tg);
     cJSON_AddNumberToObject(o, "n_depth", (double)r->depth);
     cJSON_AddNumberToObject(o, "n_seq", (double)r->batch);
+    if (r->draft) {
+        cJSON_AddNumberToObject(o, "n_draft", (double)r->draft);
+        cJSON_AddNumberToObject(o, "mtp_drafts", (double)r->drafts);
+        cJSON_AddNumberToObject(o, "mtp_accepted", (double)r->accepted);
+        cJSON_AddNumberToObject(o, "mtp_steps", (double)r->steps);
+    }
     cJSON *s = cJSON_AddArrayToObject(o, "samples_ts");
     for (long i = 0; i < rp->o->reps; i++)
         cJSON_AddItemToArray(s, cJSON_CreateNumber(r->ts[i]));
@@ -539,8 +594,8 @@ static bool print_json(const bench_report *rp)
 static int plan_results(const bench_opts *o, bench_result **out)
 {
     int n = 0;
-    bench_result *r = calloc((size_t)o->n_depth * (size_t)(o->n_pp + o->n_tg * o->n_batch), sizeof *r);
-    for (int d = 0; r && d < o->n_depth; d++)
+    bench_result *r = calloc((size_t)o->n_depth * (size_t)(o->n_pp + o->n_tg * (o->n_batch + 1)), sizeof *r);
+    for (int d = 0; r && d < o->n_depth; d++) {
         for (int i = 0; i < o->n_pp + o->n_tg * o->n_batch; i++) {
             bool pp = i < o->n_pp;
             int ti = pp ? 0 : (i - o->n_pp) / o->n_batch, bi = pp ? 0 : (i - o->n_pp) % o->n_batch;
@@ -555,6 +610,16 @@ static int plan_results(const bench_opts *o, bench_result **out)
             if (x->depth)
                 snprintf(x->test + strlen(x->test), sizeof x->test - strlen(x->test), " @ d%ld", x->depth);
         }
+        for (int ti = 0; r && o->draft && ti < o->n_tg; ti++) { /* --draft: each tg once more, with MTP */
+            if (o->tg[ti] == 0)
+                continue;
+            bench_result *x = &r[n++];
+            x->n_tg = o->tg[ti], x->depth = o->depth[d], x->batch = 1, x->draft = o->draft;
+            snprintf(x->test, sizeof x->test, "tg%ld mtp%ld", x->n_tg, x->draft);
+            if (x->depth)
+                snprintf(x->test + strlen(x->test), sizeof x->test - strlen(x->test), " @ d%ld", x->depth);
+        }
+    }
     *out = r;
     return r ? n : -1;
 }
@@ -583,7 +648,7 @@ static int32_t *make_tokens(const bench_opts *o, int vocab, int64_t *n_out)
         most_t = o->pp[i] > most_t ? o->pp[i] : most_t;
     for (int i = 0; i < o->n_tg; i++)
         most_t = o->tg[i] > most_t ? o->tg[i] : most_t;
-    *n_out = most_d + most_t;
+    *n_out = most_d + most_t + (o->draft ? o->draft + 2 : 0); /* an MTP step's verify reaches past */
     int32_t *t = malloc((size_t)*n_out * sizeof *t);
     uint64_t x = 0x2545F4914F6CDD1Dull;
     for (int64_t i = 0; t && i < *n_out; i++) {
@@ -602,6 +667,9 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     glm_vk *vk = glm_backend_vk_context(b);
     if (o->profile && !vk)
         return glm_errorf(GLM_ERR_INVALID, "--profile needs the Vulkan backend (this run uses %s)", b->ops->name);
+    if (o->draft && !m->mtp)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "%s: --draft needs a model with an MTP layer (this one has none)",
+                          o->model);
     bench_ctx c = {0};
     bench_result *r = NULL;
     int n = plan_results(o, &r);
@@ -620,8 +688,11 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         most_pp = o->pp[i] > most_pp ? o->pp[i] : most_pp;
     mi.n_batch = most_pp < 512 ? most_pp : 512; /* prefill chunks: llama-bench's default ubatch */
     /* the batched tests' sequences share the depth's pages and add their own */
+    long rows = mi.n_batch > most_b ? mi.n_batch : most_b; /* a step's rows: also an MTP verify's */
+    if (rows < o->draft + 1)
+        rows = o->draft + 1;
     if (s == GLM_OK)
-        s = glm_forward_create_pool(&c.f, m, b, c.n_tokens, (int)(mi.n_batch > most_b ? mi.n_batch : most_b),
+        s = glm_forward_create_pool(&c.f, m, b, c.n_tokens, (int)rows,
                                     (c.n_tokens + GLM_KV_PAGE) * (most_b > 1 ? most_b + 1 : 1));
     if (s == GLM_OK)
         glm_forward_set_folds(c.f, (unsigned)o->fold);
