@@ -1,8 +1,9 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-// Merge of mla_split.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query row r = t·H + h over
-// its splits s (mla_splits.glsl; a row of few splits was merged by mla_split itself):
+// Merge of mla_split.comp's or mla_flash.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query
+// row r = t·H + h over its splits s (mla_splits.glsl, cut with the push constants' pass and
+// split bound; a row of at most max_inline splits was merged by its split kernel itself):
 // M = max m_s, w_s = exp(m_s - M), L = Σ l_s w_s, u[k] = Σ u_s[k] w_s / L, u being the
 // probability-weighted latent of absorbed MLA (model-spec §2.5). Workgroup (kb, r) writes
 // u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn
@@ -22,10 +23,10 @@ layout(std430, binding = 2) writeonly buffer U { float u[]; };       // [T*H][Rk
 layout(push_constant) uniform P {
     uint rows, H, rkv, split_ld;
     uint part_off, u_off, pos_off, pos_ld;
-    uint row0, pad0, pad1, pad2;
+    uint row0, pass, max_split, max_inline; // max_split <= WG
 } p;
 
-shared float sw[WG]; // w_s (MAX_SPLIT <= WG)
+shared float sw[WG]; // w_s
 shared float red[WG];
 shared vec4 sacc[WG];
 
@@ -36,15 +37,15 @@ void main()
         return;
     uint t = p.row0 + rl / p.H, h = rl % p.H;
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
-    uint chunk = split_chunk(len), ns = (len + chunk - 1u) / chunk;
-    if (ns <= MAX_INLINE)
-        return; // mla_split merged the row itself
+    uint chunk = split_chunk_of(len, p.pass, p.max_split), ns = (len + chunk - 1u) / chunk;
+    if (ns <= p.max_inline)
+        return; // the split kernel merged the row itself
     uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
-    // M by a tree over the splits (ns <= MAX_SPLIT, a power of two <= WG)
+    // M by a tree over the splits (ns <= WG; the slots past ns add exact zeros)
     float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;
     red[tid] = mv;
     barrier();
-    for (uint k = MAX_SPLIT / 2u; k > 0u; k >>= 1) {
+    for (uint k = WG / 2u; k > 0u; k >>= 1) {
         if (tid < k)
             red[tid] = max(red[tid], red[tid + k]);
         barrier();
@@ -55,7 +56,7 @@ void main()
     sw[tid] = w;
     red[tid] = tid < ns ? part[pb + tid * stride + 1u] * w : 0.0;
     barrier();
-    for (uint k = MAX_SPLIT / 2u; k > 0u; k >>= 1) {
+    for (uint k = WG / 2u; k > 0u; k >>= 1) {
         if (tid < k)
             red[tid] += red[tid + k];
         barrier();
@@ -64,14 +65,18 @@ void main()
     uint lane = tid % 32u, grp = tid / 32u, k4 = 32u * gl_WorkGroupID.x + lane;
     vec4 a = vec4(0.0);
     if (4u * k4 < p.rkv) {
-        vec4 pv[MAX_SPLIT / (WG / 32u)]; // this group's splits: every load in flight together
-        [[unroll]] for (uint i = 0u; i < MAX_SPLIT / (WG / 32u); i++) {
-            uint s = grp + i * (WG / 32u);
-            pv[i] = s < ns ? part4[(pb + s * stride + 4u) / 4u + k4] : vec4(0.0);
-        }
-        [[unroll]] for (uint i = 0u; i < MAX_SPLIT / (WG / 32u); i++) {
-            uint s = grp + i * (WG / 32u);
-            a += s < ns ? pv[i] * sw[s] : vec4(0.0);
+        // this group's splits in order, CL of them in flight together
+        const uint CL = 8u, GS = WG / 32u;
+        for (uint s0 = grp; s0 < ns; s0 += CL * GS) {
+            vec4 pv[CL];
+            [[unroll]] for (uint i = 0u; i < CL; i++) {
+                uint s = s0 + i * GS;
+                pv[i] = s < ns ? part4[(pb + s * stride + 4u) / 4u + k4] : vec4(0.0);
+            }
+            [[unroll]] for (uint i = 0u; i < CL; i++) {
+                uint s = s0 + i * GS;
+                a += s < ns ? pv[i] * sw[s] : vec4(0.0);
+            }
         }
     }
     sacc[tid] = a;

@@ -712,7 +712,7 @@ START_TEST(test_kv_write)
     for (int normed = 0; normed < 2; normed++) {
         glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
         glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0 };
+        glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0, 0, 0 };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         glm_status st = normed ? glm_vk_kv_write_norm(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w,
                                                       1e-6f, NN)
@@ -899,7 +899,7 @@ START_TEST(test_kv_write_rope)
     ck_assert(glm_vk_buffer_create(g_vk, &bq, (size_t)T * QC * 4, true) == GLM_OK);
     memcpy(bq.map, q, (size_t)T * QC * 4);
     glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
-    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0 };
+    glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0, 0, 0 };
     glm_vk_kv_rope rope = { &bt, positions, NN, dr, view(&bq, T, QC), H, hd, dn };
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
     glm_status st = glm_vk_kv_write_rope(g_vk, view(&bp, n_pages * P, W), view(&bs, T, W), &r, &tg.w, 1e-6f, NN, &rope);
@@ -1134,7 +1134,9 @@ START_TEST(test_mla_attention)
      * with 88 and 89 keys (the mix's probabilities as vec4s, or element by element); the
      * one after them has rows longer than the softmax keeps in registers (6,144); then the
      * model's width at 2101 keys (above) and a chunk of 12 rows at the model's width over 2,012
-     * keys (k_b / v_b on 32-row tiles in some passes). The cases after it give a threshold of
+     * keys (k_b / v_b on 32-row tiles in some passes), then two decode rows at the model's
+     * width over 4,001 and 3,001 keys (mla_flash: 128 splits of several passes). The cases after
+     * it give a threshold of
      * keys (the last column; 0 in the others: never) from which an item of few rows runs tiled
      * (decode at depth): A's two rows over 302 keys and B's over 5001 (H 13) or, at the
      * model's width, 1101 keys, their scores from mla_scores_rows (also the 20-row and 9-row
@@ -1149,7 +1151,7 @@ START_TEST(test_mla_attention)
                                          { 15, 2, 0, 20, 16, 64, 12, 512 },   { 1023, 1, 1024, 5, 16, 8, 12, 40 },
                                          { 64, 24, 10, 4, 32, 8, 16, 64 },     { 65, 24, 10, 4, 32, 8, 16, 64 },
                                          { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 },
-                                         { 2000, 12, 5, 20, 16, 64, 12, 512 },
+                                         { 2000, 12, 5, 20, 16, 64, 12, 512 }, { 4000, 1, 3000, 20, 16, 64, 12, 512 },
                                          { 300, 2, 5, 3, 16, 8, 12, 40, 64 },  { 9, 3, 5000, 13, 16, 8, 12, 40, 512 },
                                          { 20, 1, 1100, 20, 16, 64, 12, 512, 1024 } };
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
@@ -1186,13 +1188,20 @@ START_TEST(test_mla_attention)
                           (const float *)vb.host, &sB, scr);
         glm_parity_two_seq_cache(pool, meta, cA, kA, nA, TA, cB, kB, nB, rkv, dr, P, &g_rng.s);
         glm_vk_buffer bq = dev_copy(q, (size_t)T * qc * 4), bp = dev_copy(pool, (size_t)(npA + npB) * P * W * 4);
-        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4), bo = out_buf((size_t)T * oc), bs, bc;
+        glm_vk_buffer bm = dev_copy(meta, (2 * (size_t)T + npA + npB) * 4);
         uint32_t max_len = nA > nB ? nA : nB, prow = (npA + npB) * P, runs[2] = { TA, 1 }, lens[2] = { nA, nB };
         /* odd cases and those of a long-key threshold give each item's own key bound, the others
          * only max_len */
         const uint32_t long_keys = cases[ci][8];
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, npA + npB, npA + npB }, P,
-                             max_len, runs, ci % 2 || long_keys ? lens : NULL, 2, long_keys };
+                             max_len, runs, ci % 2 || long_keys ? lens : NULL, 2, long_keys, 0, 0 };
+        /* the per-row core as mla_split, then as mla_flash with the device's pass and at most
+         * 128 splits (one-pass splits up to 128 passes of keys), then with 2 (several passes a
+         * split) */
+        for (int flash = 0; flash < 3; flash++) {
+        r.flash_pass = flash ? glm_vk_mla_flash_pass(g_vk) : 0;
+        r.flash_split = flash == 1 ? GLM_VK_MLA_FLASH_SPLIT : flash == 2 ? 2 : 0;
+        glm_vk_buffer bo = out_buf((size_t)T * oc), bs, bc;
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
         const uint64_t ncount = glm_vk_mla_count_ints(T, H); /* the split kernel's arrival counts: zeros */
         ck_assert(glm_vk_buffer_create(g_vk, &bc, ncount * 4, true) == GLM_OK);
@@ -1213,15 +1222,17 @@ START_TEST(test_mla_attention)
         bool cm = glm_vk_coopmat_enabled(g_vk) && tiled;
         double bound = cm ? TOL_VK_ATTENTION_CM_NMSE : TOL_VK_ATTENTION_NMSE;
         ck_assert_msg(e <= bound, "mla case %zu nmse %.3g", ci, e);
-        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u; tiled from %u keys): nmse vs ref naive "
-               "%.3g\n",
-               H, rkv, dr, pos0, TA, posB, long_keys, e);
-        glm_vk_buffer_destroy(g_vk, &bq);
-        glm_vk_buffer_destroy(g_vk, &bp);
-        glm_vk_buffer_destroy(g_vk, &bm);
+        printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u; tiled from %u keys; per-row core %s): "
+               "nmse vs ref naive %.3g\n",
+               H, rkv, dr, pos0, TA, posB, long_keys,
+               !flash ? "mla_split" : r.flash_split == 2 ? "mla_flash where it fits, 2 splits" : "mla_flash where it fits", e);
         glm_vk_buffer_destroy(g_vk, &bo);
         glm_vk_buffer_destroy(g_vk, &bs);
         glm_vk_buffer_destroy(g_vk, &bc);
+        }
+        glm_vk_buffer_destroy(g_vk, &bq);
+        glm_vk_buffer_destroy(g_vk, &bp);
+        glm_vk_buffer_destroy(g_vk, &bm);
         free_weight(&kb);
         free_weight(&vb);
         free(q), free(ref), free(cA), free(kA), free(cB), free(kB), free(pool), free(meta), free(scr);
@@ -1650,7 +1661,7 @@ START_TEST(test_rejects_bad_shapes)
      * than the item's rows */
     glm_vk_weight kb = { &b, GLM_TYPE_F32, 0, 8, 8, 1, 32, 256 }, vb = kb;
     uint32_t runs[2] = { 1, 2 }, lens[2] = { 2, 3 }, runs4[2] = { 1, 3 }, short_len[2] = { 2, 2 };
-    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2, 0 };
+    glm_vk_kv_rows r = { { &b, 0, 4, 1, 1 }, { &b, 4, 4, 1, 1 }, { &b, 8, 1, 4, 4 }, 4, 3, runs, lens, 2, 0, 0, 0 };
     ck_assert_int_eq(glm_vk_mla_attention(g_vk, view(&b, 4, 8), view(&b, 4, 16), view(&b, 8, 8), view(&b, 8, 8), &kb,
                                           &vb, 1, 8, 8, 8, &r, &b, &b),
                      GLM_ERR_INVALID);

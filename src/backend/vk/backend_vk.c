@@ -719,7 +719,9 @@ static glm_vk_kv_rows vk_rows(const vk_impl *v, const glm_kv_rows *r)
     bool runs = v->n_runs && v->runs_sum == (uint64_t)r->pos.rows;
     return (glm_vk_kv_rows){ vv(r->pos),           vv(r->ptab), vv(r->pages), (uint32_t)r->page_size, (uint32_t)r->max_len,
                              runs ? v->runs : NULL, runs && v->has_len ? v->run_len : NULL, runs ? v->n_runs : 0,
-                             glm_vk_mla_long_keys(v->vk) };
+                             glm_vk_mla_long_keys(v->vk),
+                             glm_vk_mla_flash(v->vk) && r->max_len >= glm_vk_mla_flash_min(v->vk) ? glm_vk_mla_flash_pass(v->vk) : 0,
+                             glm_vk_mla_flash_split(v->vk) };
 }
 
 static glm_status vk_kv_write(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r)

@@ -603,11 +603,25 @@ void glm_vk_rope_table(float *cs, uint32_t positions, uint32_t rope_dim, float t
 
 /* Splits the dispatch needs for rows of keys up to max_len (the most split_count of
  * shaders/mla_splits.glsl gives at lengths up to max_len). */
+static uint32_t split_count_of(uint32_t max_len, uint32_t pass, uint32_t max_split)
+{
+    uint32_t n = (max_len + pass - 1) / pass;
+    return n < max_split ? n : max_split;
+}
+
 static uint32_t split_count(uint32_t max_len)
 {
-    uint32_t n = (max_len + GLM_VK_MLA_PASS - 1) / GLM_VK_MLA_PASS;
-    return n < GLM_VK_MLA_MAX_SPLIT ? n : GLM_VK_MLA_MAX_SPLIT;
+    return split_count_of(max_len, GLM_VK_MLA_PASS, GLM_VK_MLA_MAX_SPLIT);
 }
+
+/* Does the per-row core of these shapes take mla_flash.comp? Up to 32 heads (8 lanes each of
+ * a 256-invocation workgroup), rows [c | kr] of at most 576 floats (18 vec4s a lane). */
+static bool flash_on(const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t dr)
+{
+    return r->flash_pass && r->flash_split && H <= 32 && rkv <= 512 && rkv + dr <= 576;
+}
+
+
 
 /* Floats of one split's partial [m, l, 0, 0, u[Rkv], padding to 4] (part_stride in
  * shaders/mla_splits.glsl); the partials start at a multiple of 4 floats (MLA_PART_OFF). */
@@ -624,9 +638,9 @@ static uint32_t mla_head_groups(uint32_t H)
 }
 
 /* Query rows per split/combine block: the partials of a block stay within 8 M floats. */
-static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t max_len)
+static uint32_t block_rows(uint32_t T, uint32_t H, uint32_t rkv, uint32_t splits)
 {
-    uint64_t per_row = (uint64_t)H * split_count(max_len) * MLA_PART(rkv);
+    uint64_t per_row = (uint64_t)H * splits * MLA_PART(rkv);
     if (!per_row)
         return 1; /* shapes mla_attention refuses */
     uint64_t tb = (8ull << 20) / per_row;
@@ -751,6 +765,20 @@ static bool pack16_on(const glm_vk *vk, uint32_t L)
     return glm_vk_coopmat_enabled(vk) && !off && pack16_len(L) <= GLM_VK_SOFTMAX_REGS;
 }
 
+/* The partials of a per-row stretch of n rows: enough for mla_split's cut and, where r allows
+ * mla_flash (these sizes do not know dr, which decides whether it runs), for its cut too. */
+static uint64_t split_floats(const glm_vk_kv_rows *r, uint32_t n, uint32_t H, uint32_t rkv)
+{
+    uint32_t a = split_count(r->max_len);
+    uint64_t need = (uint64_t)block_rows(n, H, rkv, a) * H * a * MLA_PART(rkv);
+    if (flash_on(r, H, rkv, 0)) {
+        uint32_t b = split_count_of(r->max_len, r->flash_pass, r->flash_split);
+        uint64_t nb = (uint64_t)block_rows(n, H, rkv, b) * H * b * MLA_PART(rkv);
+        need = nb > need ? nb : need;
+    }
+    return need;
+}
+
 uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const glm_vk_kv_rows *r)
 {
     /* qlat [T·H][Rkv], u [T·H][Rkv], then the larger of a split block's partials
@@ -771,7 +799,7 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
             need = f16 > full ? f16 : full;
             need = need > tail ? need : tail;
         } else
-            need = (uint64_t)block_rows(s.n, H, rkv, r->max_len) * H * split_count(r->max_len) * MLA_PART(rkv);
+            need = split_floats(r, s.n, H, rkv);
         region = need > region ? need : region;
     }
     return (uint64_t)T * H * 2ull * rkv + 3u + region; /* + 3: the partials' 16-byte alignment */
@@ -783,8 +811,12 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
         /* tiled: float16 packing or the mix's reduce besides scores, softmax and mix */
-        uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, r->max_len);
-        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE ? 2 : 1;
+        /* per-row: the more blocks of mla_split's and mla_flash's cuts (dr unknown here) */
+        uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, split_count(r->max_len));
+        uint32_t fs = flash_on(r, H, rkv, 0) ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : 0;
+        if (!s.tiled && fs && block_rows(s.n, H, rkv, fs) < tb)
+            tb = block_rows(s.n, H, rkv, fs);
+        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE || fs > 1 ? 2 : 1;
         n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
     }
     return n;
@@ -801,22 +833,37 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                  uint32_t dr, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
                                  const glm_vk_buffer *counts, uint32_t T, uint32_t t0, uint32_t n)
 {
-    uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv), ns = split_count(r->max_len);
-    uint32_t tb = block_rows(n, H, rkv, r->max_len), u_off = T * H * rkv;
+    uint32_t rkv = c.cols, qh = dn + dr, part_off = MLA_PART_OFF(T, H, rkv);
+    bool vec4_rows = (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0;
+    /* mla_flash compiles only the vec4 layout and pages of a power of two rows */
+    bool flash = flash_on(r, H, rkv, dr) && vec4_rows && (q.off | q.ld | qh | dn) % 4 == 0 && r->page_size &&
+                 !(r->page_size & (r->page_size - 1));
+    uint32_t ns = flash ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : split_count(r->max_len);
+    uint32_t page_shift = 0;
+    while (flash && (1u << page_shift) < r->page_size)
+        page_shift++;
+    uint32_t tb = block_rows(n, H, rkv, ns), u_off = T * H * rkv;
+    uint32_t pass = flash ? r->flash_pass : GLM_VK_MLA_PASS, max_split = flash ? r->flash_split : GLM_VK_MLA_MAX_SPLIT;
+    uint32_t max_inline = flash ? 1 : GLM_VK_MLA_MAX_INLINE;
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
         glm_vk_mla_split_push sp = { rows,        H,          rkv,           dr,          qh,          dn,
                                      q.off,       q.ld,       c.off,         c.ld,        kr.off,      kr.ld,
                                      0,           part_off,   r->pos.off,    r->pos.ld,   r->ptab.off, r->ptab.ld,
                                      r->pages.off, r->page_size, ns,         row0,        u_off,
-                                     1.0f / sqrtf((float)qh), (rkv | dr | c.off | c.ld | kr.off | kr.ld) % 4 == 0, { 0 } };
+                                     1.0f / sqrtf((float)qh), vec4_rows,  flash ? max_split : 0, flash, page_shift };
         const glm_vk_buffer *sb[8] = { counts, q.buf, c.buf, kr.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
-        /* one workgroup per (split, row, group of up to MLA_MAX_NH heads): the heads of a group
-         * share each cached row read */
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
-        if (ns <= GLM_VK_MLA_MAX_INLINE)
-            continue; /* every row of few splits: mla_split merged it */
-        glm_vk_mla_combine_push cp = { rows, H, rkv, ns, part_off, u_off, r->pos.off, r->pos.ld, row0, { 0 } };
+        /* mla_flash: one workgroup per (split, row), every head in it; mla_split: one per
+         * (split, row, group of up to MLA_MAX_NH heads). Either way the heads of a workgroup
+         * share each cached row read. */
+        if (flash)
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass, sb, 8, &sp, sizeof sp, ns, rows, 1));
+        else
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
+        if (ns <= max_inline)
+            continue; /* every row of few splits: the split kernel merged it */
+        glm_vk_mla_combine_push cp = { rows,       H,         rkv,  ns,        part_off,  u_off,
+                                       r->pos.off, r->pos.ld, row0, pass,      max_split, max_inline };
         const glm_vk_buffer *cb[3] = { scratch, r->pos.buf, scratch };
         /* one workgroup per (128 latent columns, query row and head) */
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_COMBINE, cb, 3, &cp, sizeof cp, (rkv + 127) / 128, rows * H, 1));

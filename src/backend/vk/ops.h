@@ -114,12 +114,16 @@ typedef struct glm_vk_mla_split_push {
     uint32_t rows, H, rkv, dr, dqk, dn, q_off, q_ld, c_off, c_ld, kr_off, kr_ld, qlat_off, part_off, pos_off, pos_ld,
         ptab_off, ptab_ld, pages_off, page_size, split_ld, row0, u_off;
     float scale;
-    uint32_t vec4_rows, pad[3]; /* vec4_rows: Rkv, dr, the c / kr offsets and strides are multiples of 4 */
+    uint32_t vec4_rows; /* Rkv, dr, the c / kr offsets and strides are multiples of 4 */
+    uint32_t max_split; /* mla_flash: its split bound (mla_split: unused, 0) */
+    uint32_t flash;      /* mla_flash (mla_split: 0) */
+    uint32_t page_shift; /* mla_flash: page_size = 1 << page_shift */
 } glm_vk_mla_split_push;
-_Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp");
+_Static_assert(sizeof(glm_vk_mla_split_push) == 112, "mirrors shaders/mla_split.comp and mla_flash.comp");
 
 typedef struct glm_vk_mla_combine_push {
-    uint32_t rows, H, rkv, split_ld, part_off, u_off, pos_off, pos_ld, row0, pad[3];
+    uint32_t rows, H, rkv, split_ld, part_off, u_off, pos_off, pos_ld, row0;
+    uint32_t pass, max_split, max_inline; /* how the split kernel cut and merged the rows */
 } glm_vk_mla_combine_push;
 _Static_assert(sizeof(glm_vk_mla_combine_push) == 48, "mirrors shaders/mla_combine.comp");
 
@@ -173,6 +177,9 @@ typedef struct glm_vk_kv_rows {
     const uint32_t *run_len; /* NULL, or each run's key bound (≤ max_len): its tiled scores' width */
     uint32_t n_runs;
     uint32_t long_keys; /* 0, or: a short item whose key bound (run_len) is at least this runs tiled */
+    /* 0, or the per-row core takes mla_flash.comp (where the shape fits it) with passes of
+     * flash_pass keys (8 or 16) and at most flash_split splits a row (1..256) */
+    uint32_t flash_pass, flash_split;
 } glm_vk_kv_rows;
 
 /* A stretch [t, t + n) of a step's rows cut by its items' runs: consecutive items of at most
@@ -194,6 +201,9 @@ bool glm_vk_next_stretch(const uint32_t *runs, uint32_t n_runs, bool merge_long,
 #define GLM_VK_MLA_PASS 16u
 /* Rows of at most this many splits are merged by mla_split itself (no mla_combine dispatch). */
 #define GLM_VK_MLA_MAX_INLINE 8u
+/* mla_flash.comp (decode rows, every head in a workgroup) cuts rows the same way with its own
+ * pass and split bound (GLM_VK_MLA_FLASH_SPLIT in vk.h); a row of more than one split is
+ * merged by mla_combine.comp. */
 /* Decode rows at depth: an item of at most GLM_VK_MATMUL_MIN_ROWS rows whose key bound is at
  * least glm_vk_mla_long_keys takes the tiled core too (mla_scores_rows: every head's scores
  * over a block of keys; softmax; the mix split over the keys into at most

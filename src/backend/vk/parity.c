@@ -766,8 +766,17 @@ static glm_status case_mla(pctx *p, const mla_case *m)
     GLM_TRY(dout(p, &bo, (size_t)m->T * oc));
     /* one item: tiled (its own kernels for many rows) past GLM_VK_MATMUL_MIN_ROWS rows */
     uint32_t run = m->T;
-    glm_vk_kv_rows rows = { { bm, 0, m->T, 1, 1 }, { bm, m->T, m->T, 1, 1 }, { bm, 2 * m->T, 1, np, np }, P, n_kv, &run,
-                            NULL, 1, 0 };
+    glm_vk_kv_rows rows = { { bm, 0, m->T, 1, 1 },
+                            { bm, m->T, m->T, 1, 1 },
+                            { bm, 2 * m->T, 1, np, np },
+                            P,
+                            n_kv,
+                            &run,
+                            NULL,
+                            1,
+                            0,
+                            glm_vk_mla_flash(p->vk) ? glm_vk_mla_flash_pass(p->vk) : 0,
+                            glm_vk_mla_flash_split(p->vk) };
     glm_vk_view pc = { bp, 0, np * P, m->rkv, w }, pk = { bp, m->rkv, np * P, m->dr, w };
     GLM_TRY(dbuf(p, &bs, glm_vk_mla_scratch_floats(m->T, m->H, m->rkv, &rows) * 4, false));
     GLM_TRY(dbuf(p, &bc, glm_vk_mla_count_ints(m->T, m->H) * 4, true)); /* arrival counts: zeros */

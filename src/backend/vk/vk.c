@@ -66,6 +66,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
                                  0x7f },
     [GLM_VK_MATMUL_CM2] = { "matmul_cm2", spv_matmul_cm2, sizeof spv_matmul_cm2, 4, 64, true, 0xb, true, true },
+    [GLM_VK_MLA_FLASH] = { "mla_flash", spv_mla_flash, sizeof spv_mla_flash, 8, 112, true, 0x7e },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -164,6 +165,8 @@ struct glm_vk {
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
     PFN_vkGetPipelineExecutableStatisticsKHR pipe_stats;
     uint32_t mla_long_keys;      /* see glm_vk_set_mla_long_keys */
+    bool mla_flash;              /* see glm_vk_set_mla_flash */
+    uint32_t mla_flash_split, mla_flash_min;
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -584,6 +587,12 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
     const char *mla_long = getenv("GLM_VK_MLA_LONG");
     vk->mla_long_keys = mla_long && *mla_long ? (uint32_t)strtoul(mla_long, NULL, 10) : GLM_VK_MLA_LONG_KEYS;
+    const char *flash = getenv("GLM_VK_MLA_FLASH"), *fmin = getenv("GLM_VK_MLA_FLASH_MIN");
+    uint32_t fl = flash && *flash ? (uint32_t)strtoul(flash, NULL, 10) : 1;
+    glm_vk_set_mla_flash(vk, fl != 0, fl > 1 ? fl : 0);
+    vk->mla_flash_min = fmin && *fmin ? (uint32_t)strtoul(fmin, NULL, 10) : GLM_VK_MLA_FLASH_MIN;
+    if (vk->mla_flash && !(mla_long && *mla_long))
+        vk->mla_long_keys = 0; /* mla_flash takes the long decode rows too */
     VkResult r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS)
         return vkfail(r, "vkCreateDevice");
@@ -727,6 +736,22 @@ void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups) { vk->mv_few_grou
 uint32_t glm_vk_matvec_few_groups(const glm_vk *vk) { return vk->mv_few_groups; }
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys) { vk->mla_long_keys = keys; }
 uint32_t glm_vk_mla_long_keys(const glm_vk *vk) { return vk->mla_long_keys; }
+bool glm_vk_set_mla_flash(glm_vk *vk, bool on, uint32_t max_split)
+{
+    vk->mla_flash = on && vk->subgroup_size >= 8;
+    vk->mla_flash_split = max_split ? (max_split < 256 ? max_split : 256) : GLM_VK_MLA_FLASH_SPLIT;
+    return vk->mla_flash;
+}
+bool glm_vk_mla_flash(const glm_vk *vk) { return vk->mla_flash; }
+uint32_t glm_vk_mla_flash_split(const glm_vk *vk) { return vk->mla_flash_split; }
+uint32_t glm_vk_mla_flash_min(const glm_vk *vk) { return vk->mla_flash_min; }
+uint32_t glm_vk_mla_flash_pass(const glm_vk *vk)
+{
+    const char *e = getenv("GLM_VK_MLA_FLASH_PASS");
+    if (e && atoi(e) == 16 && vk->props.limits.maxComputeSharedMemorySize >= GLM_VK_MLA_FLASH_SHARED16)
+        return 16;
+    return 8;
+}
 bool glm_vk_use_coopmat(glm_vk *vk, bool on)
 {
     vk->coopmat_on = on && vk->coopmat_ok;

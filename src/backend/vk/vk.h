@@ -57,6 +57,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_REDUCE,  /* the sum of GLM_VK_MLA_MIX_*'s splits over the keys */
     GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
     GLM_VK_MATMUL_CM2, /* GLM_VK_MATMUL on workgroup-scope tensor cores; only where glm_vk_cm2_available */
+    GLM_VK_MLA_FLASH,  /* GLM_VK_MLA_SPLIT with every head in a workgroup (decode rows) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -114,6 +115,23 @@ uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 #define GLM_VK_MLA_LONG_KEYS 2048u
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys);
 uint32_t glm_vk_mla_long_keys(const glm_vk *vk);
+/* The per-row MLA core (decode rows below the long-key threshold) takes mla_flash.comp (every
+ * head in a workgroup, at most `max_split` splits a row, 1..256; 0: the default
+ * GLM_VK_MLA_FLASH_SPLIT) where `on`, the device's subgroups have at least 8 invocations and
+ * the shape fits it, else mla_split.comp. Default: on, or the environment variable
+ * GLM_VK_MLA_FLASH at creation (0: off, N > 1: on with N splits at most). Returns whether it is
+ * on. */
+#define GLM_VK_MLA_FLASH_SPLIT 128u
+#define GLM_VK_MLA_FLASH_SHARED16 38912u /* mla_flash's shared memory with 16-key passes */
+bool glm_vk_set_mla_flash(glm_vk *vk, bool on, uint32_t max_split);
+bool glm_vk_mla_flash(const glm_vk *vk);
+uint32_t glm_vk_mla_flash_split(const glm_vk *vk);
+/* Steps whose longest row has fewer keys keep mla_split (GLM_VK_MLA_FLASH_MIN, or the
+ * environment variable of that name at creation). */
+#define GLM_VK_MLA_FLASH_MIN 0u
+uint32_t glm_vk_mla_flash_min(const glm_vk *vk);
+/* mla_flash's keys a pass: 16, or 8 where a workgroup has less shared memory. */
+uint32_t glm_vk_mla_flash_pass(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
  * (default GLM_VK_MATVEC_FAST_FEW, or the environment variable GLM_VK_MATVEC_FEW at creation;
  * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
