@@ -6,30 +6,33 @@
 // Absorbed-MLA attention core of decode rows over the paged latent cache (model-spec §2.5),
 // every head in one workgroup: a workgroup takes query row t and split s of its keys
 // (mla_splits.glsl with passes of FPASS keys and at most p.max_split splits), so each cached
-// row [c_j | kr_j] is read from memory once for all heads. Invocation i serves head i / 8 (up
-// to 32 heads) and lane i % 8 of it: the lane holds the vec4s i % 8 + 8k of the head's query
-// [qlat_h | qr_h] in registers (k < 18). A pass:
-//   1. all 256 invocations load the pass's FPASS rows (every load issued together, a pass
+// row [c_j | kr_j] is read from memory once for all heads. Invocation i serves head i / NSL
+// (NSL = 32, 16 or 8 lanes a head: the most that fit the subgroup and 640 / NSL >= H) and lane
+// i % NSL of it: the lane holds the vec4s i % NSL + NSL·k of the head's query
+// [qlat_h | qr_h] in registers (k < 144 / NSL). A pass:
+//   1. all 640 invocations load the pass's FPASS rows (every load issued together, a pass
 //      ahead) into shared memory (lanes reading consecutive vec4s: no bank conflicts);
 //   2. scores of 4 keys at a time: each lane forms its vec4s' parts of the dot products and
-//      the 8 lanes of a head add them by three XOR shuffles (every lane gets the same sums,
-//      bit for bit: each step adds the same two values on both lanes);
-//   3. online softmax, redone identically by the head's 8 lanes (no barrier): running max m,
+//      the NSL lanes of a head add them by XOR shuffles (every lane gets the same sums, bit
+//      for bit: each step adds the same two values on both lanes);
+//   3. online softmax, redone identically by the head's lanes (no barrier): running max m,
 //      sum l, weights exp(score - m), and the factor alpha = exp(m_old - m) on the sums;
-//   4. mix: lane k of a head holds u[4·(k + 8i) .. +3] = Σ exp(score - m) c_j (i < 16).
+//   4. mix: lane k of a head holds u[4·(k + NSL·i) .. +3] = Σ exp(score - m) c_j.
 // Output: a row of one split writes u / l itself, else the partial [m, l, 0, 0, u[Rkv]] of
 // (local row · H + h, s), which mla_combine.comp merges.
 // The kernel is kept small on purpose: the 4 keys of steps 2-4 are a loop that is not
-// unrolled, and only the vec4 layout is compiled. On the H100 a decode dispatch's code is
-// fetched from memory each time (the weights streaming through the L2 evict it), and the time
-// of this latency-bound kernel followed its binary's size (bench/RESULTS.md).
-// Specialization constant 0: FPASS (8 by default; 16 measured slower on the H100). The host checks H <= 32, Rkv + dr <= 576, Rkv <= 512, subgroups of at
-// least 8 (a head's lanes in one), vec4-aligned rows, queries and outputs, and pages of a
-// power of two rows. Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h.
+// unrolled, and only the vec4 layout is compiled. On the H100 the time of this latency-bound
+// kernel followed its binary's size (bench/RESULTS.md).
+// Specialization constants: 0 FPASS (8 by default; 16 measured slower on the H100), 1 NSL / 8.
+// The host checks H·NSL <= 640, Rkv + dr <= 576, Rkv <= 512, subgroups of at least NSL, vec4-aligned
+// rows, queries and outputs, and pages of a power of two rows. Push constants mirror
+// glm_vk_mla_split_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
-#define WG 256u
-layout(local_size_x = 256) in;
-layout(constant_id = 0) const uint FPASS = 16u;
+#define WG 640u
+layout(local_size_x = 640) in;
+layout(constant_id = 0) const uint FPASS = 8u;
+layout(constant_id = 1) const uint NSL8 = 4u; // lanes a head / 8: 1, 2 or 4 (a subgroup at least as wide)
+const uint NSL = 8u * NSL8;
 
 layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // unused (mla_split's counts)
 layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };   // row t, head h at q_off + t*q_ld + h*dqk
@@ -53,9 +56,8 @@ layout(push_constant) uniform P {
     uint vec4_rows, max_split, flash, page_shift; // page_size = 1 << page_shift
 } p;
 
-const uint NSL = 8u;               // lanes (slices) a head
-const uint MAXV = 18u;             // vec4s of a lane's slice at most: Rkv + dr <= 576
-const uint UV = 16u;               // vec4s of u a lane at most: Rkv <= 512
+const uint MAXV = (144u + NSL - 1u) / NSL; // vec4s of a lane's slice at most: Rkv + dr <= 576
+const uint UV = 128u / NSL;        // vec4s of u a lane at most: Rkv <= 512
 const uint KU = 4u;                // keys an iteration of steps 2-4
 const uint KL = (FPASS * NSL * MAXV + WG - 1u) / WG; // key vec4s an invocation loads a pass
 const float NEG_INF = -1.0 / 0.0;
@@ -135,7 +137,7 @@ void main()
         barrier();
         if (jt + FPASS < j1)
             load_pass(jt + FPASS, j1, pt, rowv, d4, r4, kv);
-        // the heads past H skip steps 2-4 (a head's 8 lanes always together, so every
+        // the heads past H skip steps 2-4 (a head's lanes always together, so every
         // shuffle below reads an active lane)
         if (!act)
             continue;
@@ -150,18 +152,15 @@ void main()
                 if (i < nv)
                     [[unroll]] for (uint k = 0u; k < KU; k++)
                         a[k] += dot(qv[i], sk[kb + k * rowv + NSL * i]);
-                if (i + 1u < nv)
+                if (i + 1u < MAXV && i + 1u < nv)
                     [[unroll]] for (uint k = 0u; k < KU; k++)
                         b[k] += dot(qv[i + 1u], sk[kb + k * rowv + NSL * (i + 1u)]);
             }
             [[unroll]] for (uint k = 0u; k < KU; k++)
                 a[k] += b[k];
-            [[unroll]] for (uint k = 0u; k < KU; k++)
-                a[k] += subgroupShuffleXor(a[k], 1u);
-            [[unroll]] for (uint k = 0u; k < KU; k++)
-                a[k] += subgroupShuffleXor(a[k], 2u);
-            [[unroll]] for (uint k = 0u; k < KU; k++)
-                a[k] += subgroupShuffleXor(a[k], 4u);
+            [[unroll]] for (uint mk = 1u; mk < NSL; mk <<= 1)
+                [[unroll]] for (uint k = 0u; k < KU; k++)
+                    a[k] += subgroupShuffleXor(a[k], mk);
             // 3. online softmax (keys past the pass weigh 0)
             float mn = m;
             [[unroll]] for (uint k = 0u; k < KU; k++) {

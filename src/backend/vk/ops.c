@@ -614,11 +614,22 @@ static uint32_t split_count(uint32_t max_len)
     return split_count_of(max_len, GLM_VK_MLA_PASS, GLM_VK_MLA_MAX_SPLIT);
 }
 
-/* Does the per-row core of these shapes take mla_flash.comp? Up to 32 heads (8 lanes each of
- * a 256-invocation workgroup), rows [c | kr] of at most 576 floats (18 vec4s a lane). */
+/* mla_flash's workgroup and the lanes a head it takes for H heads on lanes of at most `most`:
+ * the most of 32, 16 and 8 that fit; 0 where H heads do not fit 8 lanes each. */
+#define FLASH_WG 640u
+static uint32_t flash_lanes(uint32_t H, uint32_t most)
+{
+    for (uint32_t l = 32; l >= 8; l /= 2)
+        if (l <= most && H * l <= FLASH_WG)
+            return l;
+    return 0;
+}
+
+/* Does the per-row core of these shapes take mla_flash.comp? Up to 80 heads (8 lanes each of
+ * its 640 invocations), rows [c | kr] of at most 576 floats (18 vec4s a lane of 8). */
 static bool flash_on(const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t dr)
 {
-    return r->flash_pass && r->flash_split && H <= 32 && rkv <= 512 && rkv + dr <= 576;
+    return r->flash_pass && r->flash_split && flash_lanes(H, 32) && rkv <= 512 && rkv + dr <= 576;
 }
 
 
@@ -857,7 +868,8 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
          * (split, row, group of up to MLA_MAX_NH heads). Either way the heads of a workgroup
          * share each cached row read. */
         if (flash)
-            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass, sb, 8, &sp, sizeof sp, ns, rows, 1));
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass + 64 * (flash_lanes(H, glm_vk_mla_flash_lanes(vk)) / 8),
+                                            sb, 8, &sp, sizeof sp, ns, rows, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SPLIT, sb, 8, &sp, sizeof sp, ns, rows * mla_head_groups(H), 1));
         if (ns <= max_inline)

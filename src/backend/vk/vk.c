@@ -745,6 +745,14 @@ bool glm_vk_set_mla_flash(glm_vk *vk, bool on, uint32_t max_split)
 bool glm_vk_mla_flash(const glm_vk *vk) { return vk->mla_flash; }
 uint32_t glm_vk_mla_flash_split(const glm_vk *vk) { return vk->mla_flash_split; }
 uint32_t glm_vk_mla_flash_min(const glm_vk *vk) { return vk->mla_flash_min; }
+uint32_t glm_vk_mla_flash_lanes(const glm_vk *vk)
+{
+    const char *e = getenv("GLM_VK_MLA_FLASH_LANES");
+    uint32_t most = e && (atoi(e) == 8 || atoi(e) == 16) ? (uint32_t)atoi(e) : 32;
+    while (most > 8 && most > vk->subgroup_size)
+        most /= 2;
+    return most;
+}
 uint32_t glm_vk_mla_flash_pass(const glm_vk *vk)
 {
     const char *e = getenv("GLM_VK_MLA_FLASH_PASS");

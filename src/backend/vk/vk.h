@@ -130,8 +130,12 @@ uint32_t glm_vk_mla_flash_split(const glm_vk *vk);
  * environment variable of that name at creation). */
 #define GLM_VK_MLA_FLASH_MIN 0u
 uint32_t glm_vk_mla_flash_min(const glm_vk *vk);
-/* mla_flash's keys a pass: 16, or 8 where a workgroup has less shared memory. */
+/* mla_flash's keys a pass: 8, or 16 with GLM_VK_MLA_FLASH_PASS=16 where a workgroup has
+ * GLM_VK_MLA_FLASH_SHARED16 bytes of shared memory. */
 uint32_t glm_vk_mla_flash_pass(const glm_vk *vk);
+/* mla_flash's lanes a head at most: 32, 16 or 8, no more than the subgroup size (or
+ * GLM_VK_MLA_FLASH_LANES=8|16); fewer where the heads do not fit its 640 invocations. */
+uint32_t glm_vk_mla_flash_lanes(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST computes 1 row per slice where 2 would give fewer than `groups` workgroups
  * (default GLM_VK_MATVEC_FAST_FEW, or the environment variable GLM_VK_MATVEC_FEW at creation;
  * 0: 2 rows per slice everywhere). Every decode product but the lm_head (19,360 workgroups of
