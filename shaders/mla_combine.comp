@@ -1,6 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 // Merge of mla_split.comp's or mla_flash.comp's partials [m_s, l_s, 0, 0, u_s[Rkv]] of query
 // row r = t·H + h over its splits s (mla_splits.glsl, cut with the push constants' pass and
 // split bound; a row of at most max_inline splits was merged by its split kernel itself):
@@ -8,8 +10,8 @@
 // probability-weighted latent of absorbed MLA (model-spec §2.5). Workgroup (kb, r) writes
 // u[128·kb, 128·kb + 128): its 8 groups of 32 invocations take the splits in turn
 // (invocation i of a group reads the vec4 k = 128·kb + 4i of each, coalesced, all its loads
-// issued together) and the groups' sums are added in group order; w_s and L come from a tree
-// over the splits. Every order is fixed by the row alone.
+// issued together) and the groups' sums are added in group order; M and L come from subgroup
+// reductions and the subgroups' results in order. Every order is fixed by the row alone.
 // Push constants mirror glm_vk_mla_combine_push in src/backend/vk/ops.h.
 #include "mla_splits.glsl"
 #define WG 256u
@@ -27,7 +29,7 @@ layout(push_constant) uniform P {
 } p;
 
 shared float sw[WG]; // w_s
-shared float red[WG];
+shared float red[WG], red2[WG]; // per subgroup: max of m_s, sum of l_s w_s
 shared vec4 sacc[WG];
 
 void main()
@@ -41,27 +43,25 @@ void main()
     if (ns <= p.max_inline)
         return; // the split kernel merged the row itself
     uint stride = part_stride(p.rkv), pb = p.part_off + rl * p.split_ld * stride;
-    // M by a tree over the splits (ns <= WG; the slots past ns add exact zeros)
+    // M and L over the splits (ns <= WG) by subgroup reductions, then the subgroups' results
+    // in subgroup order (two barriers instead of a tree's sixteen)
     float mv = tid < ns ? part[pb + tid * stride] : -1.0 / 0.0;
-    red[tid] = mv;
+    float sgm = subgroupMax(mv);
+    if (subgroupElect())
+        red[gl_SubgroupID] = sgm;
     barrier();
-    for (uint k = WG / 2u; k > 0u; k >>= 1) {
-        if (tid < k)
-            red[tid] = max(red[tid], red[tid + k]);
-        barrier();
-    }
     float M = red[0];
-    barrier();
+    for (uint g = 1u; g < gl_NumSubgroups; g++)
+        M = max(M, red[g]);
     float w = tid < ns ? exp(mv - M) : 0.0;
     sw[tid] = w;
-    red[tid] = tid < ns ? part[pb + tid * stride + 1u] * w : 0.0;
+    float sgl = subgroupAdd(tid < ns ? part[pb + tid * stride + 1u] * w : 0.0);
+    if (subgroupElect())
+        red2[gl_SubgroupID] = sgl;
     barrier();
-    for (uint k = WG / 2u; k > 0u; k >>= 1) {
-        if (tid < k)
-            red[tid] += red[tid + k];
-        barrier();
-    }
-    float L = red[0];
+    float L = red2[0];
+    for (uint g = 1u; g < gl_NumSubgroups; g++)
+        L += red2[g];
     uint lane = tid % 32u, grp = tid / 32u, k4 = 32u * gl_WorkGroupID.x + lane;
     vec4 a = vec4(0.0);
     if (4u * k4 < p.rkv) {
