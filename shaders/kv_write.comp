@@ -16,6 +16,9 @@
 // dispatch). A position past the table leaves both unrotated, as rope.comp does.
 // Push constants mirror glm_vk_kv_write_push (vk/ops.h).
 layout(local_size_x = 64) in;
+// constant_id 0: the norm gain's type (0 F32, 1 F16, 2 BF16: the host's gain_ok), so that the
+// pipeline holds one read of it (a small binary: bench/RESULTS.md)
+layout(constant_id = 0) const uint GCLASS = 0;
 
 layout(std430, binding = 0) readonly buffer SRC { float src[]; };
 layout(std430, binding = 1) readonly buffer POS { int pos[]; };
@@ -41,6 +44,14 @@ layout(push_constant) uniform P {
 shared float partial[64];
 
 // (cos, sin) of pair j at the row's position.
+float gain(uint i)
+{
+    if (GCLASS == 0u)
+        return uintBitsToFloat(w[(p.g_offset >> 2) + i]);
+    uint b = p.g_offset + 2u * i, word = w[b >> 2], h = (b & 2u) != 0u ? word >> 16 : word & 0xFFFFu;
+    return GCLASS == 2u ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
+}
+
 vec2 angle(uint ps, uint j)
 {
     uint c = (ps * (p.rope_dim / 2u) + j) * 2u;
@@ -88,9 +99,7 @@ void main()
     uint row = uint(pages[p.pages_off + pt + ps / p.page_size]) * p.page_size + ps % p.page_size;
     float v = src[sb + i];
     if (i < p.n_norm)
-        v = (p.g_type == T_F32 ? uintBitsToFloat(w[(p.g_offset >> 2) + i])
-                               : dequant(p.g_type, p.g_offset + i * blk_bytes(p.g_type), 0u)) *
-            (v * scale);
+        v = gain(i) * (v * scale);
     if (p.rope_dim != 0u && i >= p.kr_col && i < p.kr_col + p.rope_dim && ps < p.table_positions) {
         uint j = i - p.kr_col, e = sb + p.kr_col + (j & ~1u);
         vec2 a = angle(ps, j >> 1);

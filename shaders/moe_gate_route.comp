@@ -8,7 +8,8 @@
 //   logits[t][e] = W_e · RMSNorm(x[t]; g, eps)
 // (the norm as matvec.comp folds it: the products of g ⊙ x scaled by 1/sqrt(mean(x²) + eps) at
 // the end; W rows and g are plain F32/F16/BF16 rows, their types fixed per pipeline by
-// constant_id 0 = the rows' type, 1 = the gain's (0 F32, 1 F16, 2 BF16)) and writes them; the
+// constant_id 0 = the rows' type, 1 = the gain's (0 F32, 1 F16, 2 BF16) + 3 × the bias's class)
+// and writes them; the
 // last of the token's workgroups to finish (an atomic count per token, reset by that
 // workgroup) then routes them with moe_route.glsl, as moe_route.comp would. The count buffer
 // holds zeros between dispatches.
@@ -25,7 +26,11 @@
 #define ROUTE_WG 256u
 layout(local_size_x = ROUTE_WG) in;
 layout(constant_id = 0) const uint RTYPE = 0; // T_F32, T_F16 or T_BF16
-layout(constant_id = 1) const uint GSEL = 0;
+layout(constant_id = 1) const uint GSEL3 = 0; // the gain's type + 3 × the bias's class (below)
+const uint GSEL = GSEL3 % 3u;
+// the correction bias: 0 F32, 1 F16, 2 BF16, 3 another type (moe_route.glsl reads the first
+// three without dequant.glsl's every-type switch: a smaller binary, bench/RESULTS.md)
+#define ROUTE_BIAS_CLASS (GSEL3 / 3u)
 
 layout(std430, binding = 0) coherent buffer L { float logits[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; }; // bias in its file type

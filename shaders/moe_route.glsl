@@ -7,8 +7,8 @@
 // Invocation tid holds experts tid, tid + ROUTE_WG, .. in registers. Sigmoid scores and each
 // of the k arg-max rounds run across the workgroup (subgroup max/min, then the subgroups'
 // winners in order: one barrier a round); the softmax and the group scores stay sequential.
-// Every invocation ends with the k winners in registers, and invocation r < k writes the id of
-// rank r with its weight.
+// The k winners go to shared memory, and invocation r < k writes the id of rank r with its
+// weight.
 // Requires, declared before including this file: `float logits[]`, `uint w[]` (the bias, with
 // dequant.glsl), `int ids[]`, `float wts[]`, push constants p with the fields of
 // glm_vk_moe_route_push (src/backend/vk/ops.h) first, and ROUTE_WG (the workgroup size: 64 or
@@ -23,15 +23,32 @@ shared float gscore[32];
 shared uint keep; // bitmask of kept groups (n_group <= 32)
 shared float rv[8][64]; // per round, per subgroup: the best score and its expert
 shared uint ri[8][64];
+shared uint chosen[8]; // the k winners in round order
 
 float rbias[ROUTE_PER]; // this invocation's experts' biases (0 without one)
 
+// Bias element e. An includer that knows the bias's class at pipeline creation defines
+// ROUTE_BIAS_CLASS (0 F32, 1 F16, 2 BF16, 3 any type) and gets one read instead of dequant's
+// switch over every type.
+float bias_at(uint e)
+{
+#ifdef ROUTE_BIAS_CLASS
+    if (ROUTE_BIAS_CLASS == 0u)
+        return uintBitsToFloat(w[(p.bias_offset >> 2) + e]);
+    if (ROUTE_BIAS_CLASS < 3u) {
+        uint b = p.bias_offset + 2u * e, word = w[b >> 2], h = (b & 2u) != 0u ? word >> 16 : word & 0xFFFFu;
+        return ROUTE_BIAS_CLASS == 2u ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
+    }
+#endif
+    uint be = blk_elems(p.bias_type);
+    return dequant(p.bias_type, p.bias_offset + (e / be) * blk_bytes(p.bias_type), e % be);
+}
+
 void route_bias(uint tid)
 {
-    uint bb = blk_bytes(p.bias_type);
     [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
         uint e = tid + ROUTE_WG * j;
-        rbias[j] = p.has_bias != 0u && e < p.n_exp ? dequant(p.bias_type, p.bias_offset + e * bb, 0u) : 0.0;
+        rbias[j] = p.has_bias != 0u && e < p.n_exp ? bias_at(e) : 0.0;
     }
 }
 
@@ -107,10 +124,10 @@ void route(uint t, uint tid)
     // slot per (round, subgroup). "Best" is (not taken, higher score, lower index) in that
     // order, so experts at -inf (dropped groups) are still chosen after all the others, lowest
     // index first. The barrier of round 0 also makes s visible to every invocation.
-    uint chosen[8];
-    [[unroll]] for (uint n = 0u; n < 8u; n++) {
-        if (n >= p.k)
-            break;
+    // The rounds are a loop, not unrolled, and the winners go through shared memory: this
+    // code runs in one workgroup of the token, and a smaller binary is a faster dispatch on the
+    // H100 (bench/RESULTS.md).
+    [[dont_unroll]] for (uint n = 0u; n < p.k; n++) {
         bool have = false;
         float v = -1.0 / 0.0;
         uint idx = 0xFFFFFFFFu;
@@ -137,30 +154,29 @@ void route(uint t, uint tid)
                 bix = i2;
             }
         }
-        chosen[n] = bix;
+        if (tid == 0u)
+            chosen[n] = bix;
         [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
             if (tid + ROUTE_WG * j == bix)
                 free_[j] = false;
     }
+    barrier(); // chosen[] complete
     // invocation r < k writes the id of rank r (ascending) and its weight; the denominator
     // sums the scores in ascending id order, as ref/moe.c does
     if (tid < p.k) {
-        uint rk[8];
-        [[unroll]] for (uint n = 0u; n < 8u; n++) {
-            rk[n] = 0u;
-            [[unroll]] for (uint m = 0u; m < 8u; m++)
-                if (n < p.k && m < p.k && chosen[m] < chosen[n])
-                    rk[n]++;
-        }
         uint id = 0u;
         float denom = 0.0;
-        [[unroll]] for (uint r = 0u; r < 8u; r++)
-            [[unroll]] for (uint n = 0u; n < 8u; n++)
-                if (n < p.k && rk[n] == r) {
-                    denom += s[chosen[n]];
+        for (uint r = 0u; r < p.k; r++)
+            for (uint n = 0u; n < p.k; n++) {
+                uint c = chosen[n], rk = 0u;
+                for (uint m = 0u; m < p.k; m++)
+                    rk += chosen[m] < c ? 1u : 0u;
+                if (rk == r) {
+                    denom += s[c];
                     if (r == tid)
-                        id = chosen[n];
+                        id = c;
                 }
+            }
         float wv = s[id];
         if (p.norm_topk != 0u)
             wv /= denom + 1e-20;

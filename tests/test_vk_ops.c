@@ -696,20 +696,23 @@ START_TEST(test_kv_write)
 {
     /* rows of two sequences scattered into a poisoned pool of pages of 4: each lands in the row
      * its page list names, and no other pool row changes. Plain: bit for bit. With the norm
-     * (kv_write_norm, 8 of the 11 columns, BF16 gain): the first 8 as ref rms_norm gives them,
+     * (kv_write_norm, 8 of the 11 columns, BF16, F16 or F32 gain): the first 8 as ref rms_norm gives them,
      * the rest bit for bit, and src unchanged */
     const uint32_t P = 4, W = 11, n_pages = 9, T = 5, NN = 8;
     /* meta: pos[5], ptab[5], pages: seq A = {7, 2, 5}, seq B = {0, 8} */
     int32_t meta[] = { 0, 9, 10, 3, 4, /* pos */ 0, 0, 0, 3, 3, /* ptab */ 7, 2, 5, 0, 8 };
     float *src = malloc((size_t)T * W * 4), *want_n = malloc((size_t)T * W * 4), *gf = malloc(NN * 4);
     tu_fill_uniform(&g_rng, src, (size_t)T * W, -3, 3);
-    test_weight tg;
-    make_weight(&tg, GLM_TYPE_BF16, NN, 1, 1);
-    glm_ref_dequant_row(gf, tg.host, tg.w.type, NN);
-    memcpy(want_n, src, (size_t)T * W * 4);
-    for (uint32_t t = 0; t < T; t++)
-        glm_ref_rms_norm(want_n + (size_t)t * W, src + (size_t)t * W, gf, NN, 1e-6f);
-    for (int normed = 0; normed < 2; normed++) {
+    /* plain, then normed with a BF16, an F16 and an F32 gain (one pipeline each) */
+    static const glm_type gtypes[3] = { GLM_TYPE_BF16, GLM_TYPE_F16, GLM_TYPE_F32 };
+    for (int pass = 0; pass < 4; pass++) {
+        const int normed = pass > 0;
+        test_weight tg;
+        make_weight(&tg, gtypes[normed ? pass - 1 : 0], NN, 1, 1);
+        glm_ref_dequant_row(gf, tg.host, tg.w.type, NN);
+        memcpy(want_n, src, (size_t)T * W * 4);
+        for (uint32_t t = 0; t < T; t++)
+            glm_ref_rms_norm(want_n + (size_t)t * W, src + (size_t)t * W, gf, NN, 1e-6f);
         glm_vk_buffer bs = dev_copy(src, (size_t)T * W * 4), bm = dev_copy(meta, sizeof meta);
         glm_vk_buffer bp = out_buf((size_t)n_pages * P * W);
         glm_vk_kv_rows r = { { &bm, 0, T, 1, 1 }, { &bm, T, T, 1, 1 }, { &bm, 2 * T, 1, 5, 5 }, P, 11, NULL, NULL, 0, 0, 0, 0 };
@@ -746,14 +749,14 @@ START_TEST(test_kv_write)
             ck_assert(glm_vk_download(g_vk, sb, &bs, 0, (size_t)T * W * 4) == GLM_OK);
             ck_assert_msg(memcmp(sb, src, (size_t)T * W * 4) == 0, "kv_write_norm changed src");
             free(sb);
-            printf("vk kv_write_norm: worst nmse %.3g\n", worst);
+            printf("vk kv_write_norm (%s gain): worst nmse %.3g\n", glm_type_name(tg.w.type), worst);
         }
         glm_vk_buffer_destroy(g_vk, &bs);
         glm_vk_buffer_destroy(g_vk, &bm);
         glm_vk_buffer_destroy(g_vk, &bp);
         free(poison);
+        free_weight(&tg);
     }
-    free_weight(&tg);
     free(src), free(want_n), free(gf);
 }
 END_TEST
@@ -782,13 +785,15 @@ START_TEST(test_moe_gate_route)
         test_weight tw, tg, tb;
         make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
-        make_weight(&tb, GLM_TYPE_F32, E, 1, 1);
+        /* the bias in each class of the fused kernel: F32, F16, any type (Q8_0), BF16, F16 */
+        static const glm_type btypes[5] = { GLM_TYPE_F32, GLM_TYPE_F16, GLM_TYPE_Q8_0, GLM_TYPE_BF16, GLM_TYPE_F16 };
+        make_weight(&tb, btypes[c], E, 1, 1);
         float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
         float *xn = malloc((size_t)2 * T * N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
         tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
         glm_ref_dequant_row(wr, tw.host, tw.w.type, (int64_t)E * N);
         glm_ref_dequant_row(gf, tg.host, tg.w.type, N);
-        glm_ref_dequant_row(bias, tb.host, GLM_TYPE_F32, E);
+        glm_ref_dequant_row(bias, tb.host, tb.w.type, E);
         for (uint32_t t = 0; t < 2 * T; t++) {
             float *xt = xn + (size_t)t * N;
             glm_ref_rms_norm(xt, x + (size_t)t * N, gf, N, 1e-6f);

@@ -444,7 +444,10 @@ static glm_status kv_write_any(glm_vk *vk, glm_vk_view pool, glm_vk_view src, co
     /* without the ropes the table and query bindings take buffers the dispatch uses anyway */
     const glm_vk_buffer *b[8] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf, g ? g->buf : src.buf,
                                   rope ? rope->table : src.buf, rope ? rope->q.buf : pool.buf };
-    return glm_vk_dispatch(vk, GLM_VK_KV_WRITE, b, 8, &pc, sizeof pc, groups(src.cols) + q_groups, src.rows, 1);
+    /* one pipeline per gain type (constant_id 0: 0 F32, 1 F16, 2 BF16; F32 without a norm) */
+    uint32_t gclass = !g || g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
+    return glm_vk_dispatch_variant(vk, GLM_VK_KV_WRITE, gclass, b, 8, &pc, sizeof pc, groups(src.cols) + q_groups,
+                                   src.rows, 1);
 }
 
 glm_status glm_vk_kv_write(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r)
@@ -530,8 +533,14 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
     b[6] = g->buf;
     b[7] = gate->counts;
     b[8] = xn.buf ? xn.buf : logits.buf; /* without xn: a buffer the dispatch writes anyway */
-    /* one pipeline per (rows' type, gain's type): constant_id 0 = the rows' type, 1 = the gain's */
+    /* one pipeline per (rows' type, gain's type, bias's class): constant_id 0 = the rows' type,
+     * 1 = the gain's (0 F32, 1 F16, 2 BF16) + 3 × the bias's (the same, 3 any other type) */
     uint32_t gsel = g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
+    uint32_t bclass = !bias || bias->type == GLM_TYPE_F32 ? 0
+                      : bias->type == GLM_TYPE_F16        ? 1
+                      : bias->type == GLM_TYPE_BF16       ? 2
+                                                          : 3;
+    gsel += 3 * bclass;
     return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 9, &gp, sizeof gp,
                                    (E + GLM_VK_GATE_EPW - 1) / GLM_VK_GATE_EPW, logits.rows, 1);
 }
