@@ -23,6 +23,7 @@
 
 #include "backend/backend.h"
 #include "backend/vk/backend_vk.h"
+#include "backend/vk/ops.h"
 #include "backend/vk/vk.h"
 #include "cli/cli.h"
 #include "engine/forward.h"
@@ -704,6 +705,21 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     double floor_chained = 0, floor_grouped = 0;
     if (s == GLM_OK && o->profile)
         s = glm_vk_dispatch_floor(vk, 512, &floor_chained, &floor_grouped);
+    /* GLM_BENCH_PROBE=b1,b2,...: the matvec probe with each set of measurement switches */
+    const char *pe = o->profile ? getenv("GLM_BENCH_PROBE") : NULL;
+    glm_vk_probe probe[8] = {0};
+    unsigned pbits[8], np = 0;
+    for (const char *q = pe; s == GLM_OK && q && *q && np < 8;) {
+        char *end;
+        unsigned long bits = strtoul(q, &end, 10);
+        if (end == q || bits > 7)
+            break;
+        glm_vk_matvec_probe_bits((uint32_t)bits);
+        if (glm_vk_matvec_probe(vk, &probe[np]) == GLM_OK)
+            pbits[np++] = (unsigned)bits;
+        glm_vk_matvec_probe_bits(0);
+        q = *end == ',' ? end + 1 : end;
+    }
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
         if (o->json ? !print_json(&rp) : (print_markdown(&rp), false))
@@ -712,6 +728,13 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
             printf("\ndispatch floor (512 empty 1-workgroup dispatches, best of 3): %.2f us a dispatch with a "
                    "barrier before each, %.2f us in runs of 8 between barriers\n",
                    floor_chained, floor_grouped);
+        for (unsigned i = 0; !o->json && i < np; i++)
+            printf("matvec probe (switches %u), Q4_K 2048x5120 (%.1f MB): %.2f us cold, %.2f us hot; 16384x5120 "
+                   "(%.1f MB) cold %.2f us (%.0f GB/s); the two alternating %.2f us a pair (small after big: %.2f "
+                   "us)\n",
+                   pbits[i], probe[i].small_bytes / 1e6, probe[i].cold_us, probe[i].hot_us, probe[i].big_bytes / 1e6,
+                   probe[i].big_us, probe[i].big_bytes / (probe[i].big_us * 1e3), probe[i].pair_us,
+                   probe[i].pair_us - probe[i].big_us);
     }
     for (int i = 0; r && i < n; i++)
         free(r[i].ts);

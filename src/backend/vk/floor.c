@@ -5,6 +5,7 @@
  * the cost of any real kernel. */
 #include "backend/vk/ops.h"
 
+#include <stdlib.h>
 #include <time.h>
 
 #define FLOOR_BUFS 9 /* the source and 8 destinations */
@@ -54,5 +55,102 @@ glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, dou
         *chained_us = 1e6 * best[0] / n;
         *grouped_us = 1e6 * best[1] / n;
     }
+    return s;
+}
+
+/* ---- matvec probe (bench --profile): one product shape timed alone, cold and hot ----------- */
+
+/* Wall seconds of one recording of n products y = W_slab(i) · x, each with a barrier before it
+ * (they all write y); with big, a big product (cold weights of its own) runs before each. */
+static glm_status probe_run(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs, const glm_vk_weight *big,
+                            glm_vk_view x, glm_vk_view y, uint32_t n, double *secs)
+{
+    double t0 = wall_s();
+    GLM_TRY(glm_vk_begin(vk));
+    for (uint32_t i = 0; i < n; i++) {
+        glm_status s = GLM_OK;
+        if (big) {
+            glm_vk_view yb = y;
+            yb.cols = big->nrows;
+            s = glm_vk_matvec(vk, yb, big, i % big->nslabs, x);
+        }
+        if (s == GLM_OK && w) {
+            glm_vk_view ys = y;
+            ys.cols = w->nrows;
+            s = glm_vk_matvec(vk, ys, w, i % slabs, x);
+        }
+        if (s != GLM_OK) {
+            glm_vk_submit_wait(vk);
+            return s;
+        }
+    }
+    GLM_TRY(glm_vk_submit_wait(vk));
+    *secs = wall_s() - t0;
+    return GLM_OK;
+}
+
+static glm_status probe_best(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs, const glm_vk_weight *big,
+                             glm_vk_view x, glm_vk_view y, uint32_t n, double *us)
+{
+    double t = 0, best = 1e30;
+    for (int rep = 0; rep < 4; rep++) {
+        GLM_TRY(probe_run(vk, w, slabs, big, x, y, n, &t));
+        if (rep > 0 && t < best)
+            best = t;
+    }
+    *us = 1e6 * best / n;
+    return GLM_OK;
+}
+
+glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
+{
+    /* one 128 MiB weight buffer of random bytes: the small product's slabs cycle through 120 MB
+     * of it (more than the L2), the big one's two slabs through 94 MB */
+    const uint64_t bytes = 128ull << 20;
+    const uint32_t cols = 5120, rows = 2048, big_rows = 16384;
+    uint32_t rb = (uint32_t)glm_row_bytes(GLM_TYPE_Q4_K, cols);
+    glm_vk_buffer wb = {0}, xb = {0}, yb = {0};
+    glm_status s = glm_vk_buffer_create(vk, &wb, bytes, false);
+    if (s == GLM_OK)
+        s = glm_vk_buffer_create(vk, &xb, cols * sizeof(float), false);
+    if (s == GLM_OK)
+        s = glm_vk_buffer_create(vk, &yb, big_rows * sizeof(float), false);
+    uint32_t *host = s == GLM_OK ? malloc(bytes) : NULL;
+    if (s == GLM_OK && !host)
+        s = glm_errorf(GLM_ERR_NOMEM, "matvec probe: out of memory");
+    if (s == GLM_OK) {
+        uint64_t st = 0x9E3779B97F4A7C15ull;
+        for (uint64_t i = 0; i < bytes / 4; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            /* small codes in every f16 (scales stay finite): the top bit of each half clear */
+            host[i] = (uint32_t)st & 0x3BFF3BFFu;
+        }
+        s = glm_vk_upload(vk, &wb, 0, host, bytes);
+    }
+    if (s == GLM_OK) {
+        float xs[5120];
+        for (uint32_t i = 0; i < cols; i++)
+            xs[i] = (float)((i * 2654435761u) >> 16) / 65536.0f - 0.5f;
+        s = glm_vk_upload(vk, &xb, 0, xs, sizeof xs);
+    }
+    free(host);
+    glm_vk_weight w = { &wb, GLM_TYPE_Q4_K, 0, cols, rows, 0, rb, rb * rows };
+    w.nslabs = (uint32_t)(bytes / w.slab_bytes);
+    glm_vk_weight big = { &wb, GLM_TYPE_Q4_K, 0, cols, big_rows, 0, rb, rb * big_rows };
+    big.nslabs = (uint32_t)(bytes / big.slab_bytes);
+    glm_vk_view x = { &xb, 0, 1, cols, cols }, y = { &yb, 0, 1, big_rows, big_rows };
+    out->small_bytes = w.slab_bytes;
+    out->big_bytes = big.slab_bytes;
+    if (s == GLM_OK)
+        s = probe_best(vk, &w, w.nslabs, NULL, x, y, 240, &out->cold_us);
+    if (s == GLM_OK)
+        s = probe_best(vk, &w, 1, NULL, x, y, 240, &out->hot_us);
+    if (s == GLM_OK)
+        s = probe_best(vk, NULL, 1, &big, x, y, 60, &out->big_us);
+    if (s == GLM_OK)
+        s = probe_best(vk, &w, w.nslabs, &big, x, y, 60, &out->pair_us);
+    glm_vk_buffer_destroy(vk, &wb);
+    glm_vk_buffer_destroy(vk, &xb);
+    glm_vk_buffer_destroy(vk, &yb);
     return s;
 }

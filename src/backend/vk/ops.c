@@ -126,7 +126,9 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
         (pc->norm && (pc->g_offset & 15)))
         return 0;
     uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2; /* as the shader */
-    uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < 32 ? sgs : 32, n = 1;
+    static int64_t cap = -1; /* GLM_VK_MATVEC_FAST_LANES: at most this many lanes a row */
+    uint32_t lanes_cap = (uint32_t)env_u64("GLM_VK_MATVEC_FAST_LANES", &cap, 32);
+    uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < lanes_cap ? sgs : lanes_cap, n = 1;
     while (n < top && n * group < tasks)
         n *= 2;
     return n;
@@ -141,6 +143,15 @@ typedef struct matvec_extra {
     float eps;
     bool accumulate;
 } matvec_extra;
+
+/* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
+static uint32_t probe_bits, probe_set;
+void glm_vk_matvec_probe_bits(uint32_t bits) { probe_bits = bits, probe_set = 1; }
+static uint32_t matvec_exp(void)
+{
+    static int64_t c = -1;
+    return probe_set ? probe_bits : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 7u;
+}
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
                              const glm_vk_view *ids, const matvec_extra *e)
@@ -209,7 +220,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
-                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage), b, 5,
+                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * matvec_exp()), b, 5,
                                        &pc, sizeof pc, gx, y.rows, heads);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;

@@ -217,6 +217,16 @@ glm_status glm_vk_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_v
 /* The residual add in front: x += t, then y = rms_norm(x) ⊙ w (y must not overlap x). */
 glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_view t, const glm_vk_weight *w,
                                float eps);
+/* bench --profile's matvec probe (floor.c): a Q4_K product of 2048 x 5120 timed alone with its
+ * weights cold (slabs cycling through more than the L2) and hot (one slab), a 16384 x 5120 one
+ * cold, and the two alternating (µs a dispatch or a pair, wall time, best of 3). */
+typedef struct glm_vk_probe {
+    double cold_us, hot_us, big_us, pair_us;
+    uint64_t small_bytes, big_bytes;
+} glm_vk_probe;
+glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out);
+/* matvec_fast.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
+void glm_vk_matvec_probe_bits(uint32_t bits);
 /* y[v] = W_slab · x[v] for every row v of x. */
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
