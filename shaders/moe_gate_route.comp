@@ -48,7 +48,7 @@ layout(push_constant) uniform P {
     uint bias_offset, l_off, l_ld, rows;
     uint ids_off, ids_ld, w_off, w_ld;
     float scale;
-    uint has_xn, pad1, pad2;
+    uint has_xn, extra, pad2;
     uint x_off, x_ld, ncols, rw_offset;
     uint rw_row_bytes, rw_type, g_offset, g_type;
     float eps;

@@ -19,7 +19,7 @@ layout(push_constant) uniform P {
     uint bias_offset, l_off, l_ld, rows;
     uint ids_off, ids_ld, w_off, w_ld;
     float scale;
-    uint pad0, pad1, pad2;
+    uint pad0, extra, pad2;
 } p;
 
 #include "dequant.glsl"

@@ -8,7 +8,7 @@
 // of the k arg-max rounds run across the workgroup (subgroup max/min, then the subgroups'
 // winners in order: one barrier a round); the softmax and the group scores stay sequential.
 // The k winners go to shared memory, and invocation r < k writes the id of rank r with its
-// weight.
+// weight (and invocation k the extra column, where p.extra asks for one).
 // Requires, declared before including this file: `float logits[]`, `uint w[]` (the bias, with
 // dequant.glsl), `int ids[]`, `float wts[]`, push constants p with the fields of
 // glm_vk_moe_route_push (src/backend/vk/ops.h) first, and ROUTE_WG (the workgroup size: 64 or
@@ -182,5 +182,11 @@ void route(uint t, uint tid)
             wv /= denom + 1e-20;
         ids[p.ids_off + t * p.ids_ld + tid] = int(id);
         wts[p.w_off + t * p.w_ld + tid] = wv * p.scale;
+    }
+    // p.extra = id + 1: a (k+1)-th column, that id with weight 1 (the shared expert held as one
+    // more expert by the products that follow)
+    if (p.extra != 0u && tid == p.k) {
+        ids[p.ids_off + t * p.ids_ld + tid] = int(p.extra - 1u);
+        wts[p.w_off + t * p.w_ld + tid] = 1.0;
     }
 }

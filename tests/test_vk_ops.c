@@ -769,7 +769,8 @@ START_TEST(test_moe_gate_route)
      * one recording (the second on other rows: the per-row counts must be back at zero). The
      * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
      * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck).
-     * The second dispatch also writes the normed x (xn), against ref rms_norm. */
+     * The second dispatch also writes the normed x (xn), against ref rms_norm. Odd cases route
+     * into views of k + 1 columns: the last must hold id E with weight 1 (the shared expert). */
     static const int cases[][8] = {
         /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
         { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
@@ -805,13 +806,14 @@ START_TEST(test_moe_gate_route)
             }
         }
         glm_vk_buffer bx = dev_copy(x, (size_t)2 * T * N * 4), bl = out_buf((size_t)2 * T * E);
-        glm_vk_buffer bi = out_buf((size_t)2 * T * k), bw = out_buf((size_t)2 * T * k);
+        const uint32_t kk = k + (uint32_t)(c % 2); /* columns of the ids / weights views */
+        glm_vk_buffer bi = out_buf((size_t)2 * T * kk), bw = out_buf((size_t)2 * T * kk);
         uint32_t zeros[2 * 5] = { 0 };
         glm_vk_buffer bc = dev_copy(zeros, sizeof zeros), bn = out_buf((size_t)T * N);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t half = 0; half < 2; half++) {
             glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
-            glm_vk_view iv = { &bi, half * T * k, T, k, k }, wv = { &bw, half * T * k, T, k, k };
+            glm_vk_view iv = { &bi, half * T * kk, T, kk, kk }, wv = { &bw, half * T * kk, T, kk, kk };
             glm_vk_view nv = half ? view(&bn, T, N) : (glm_vk_view){ 0 };
             glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2, nv };
             ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, ng, kg, sig, true, 2.5f, &gate) == GLM_OK,
@@ -819,8 +821,8 @@ START_TEST(test_moe_gate_route)
         }
         run();
         check_out(&bl, (size_t)2 * T * E, "moe_gate_route logits");
-        check_out(&bi, (size_t)2 * T * k, "moe_gate_route ids");
-        check_out(&bw, (size_t)2 * T * k, "moe_gate_route weights");
+        check_out(&bi, (size_t)2 * T * kk, "moe_gate_route ids");
+        check_out(&bw, (size_t)2 * T * kk, "moe_gate_route weights");
         double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
         double en = check_close(&bn, xn + (size_t)T * N, (size_t)T * N, TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route xn");
@@ -829,10 +831,16 @@ START_TEST(test_moe_gate_route)
         double ew = 0;
         for (uint32_t t = 0; t < 2 * T; t++) {
             ck_assert(glm_ref_moe_route(iref, wref, (const float *)bl.map + (size_t)t * E, bias, &rp, scratch));
-            ck_assert_msg(memcmp(iref, (const int32_t *)bi.map + (size_t)t * k, k * 4) == 0,
+            ck_assert_msg(memcmp(iref, (const int32_t *)bi.map + (size_t)t * kk, k * 4) == 0,
                           "moe_gate_route case %zu row %u: expert ids differ", c, t);
-            double r = tu_nmse(wref, (const float *)bw.map + (size_t)t * k, k);
+            double r = tu_nmse(wref, (const float *)bw.map + (size_t)t * kk, k);
             ew = r > ew ? r : ew;
+            if (kk > k) {
+                int32_t xid = ((const int32_t *)bi.map)[(size_t)t * kk + k];
+                float xw = ((const float *)bw.map)[(size_t)t * kk + k];
+                ck_assert_msg(xid == (int32_t)E && xw == 1.0f, "moe_gate_route case %zu row %u: extra column %d / %g",
+                              c, t, xid, xw);
+            }
         }
         ck_assert_msg(ew <= TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route case %zu weights nmse %.3g", c, ew);
         uint32_t cnt[2 * 5];
@@ -1023,15 +1031,28 @@ START_TEST(test_moe_route)
             ck_assert(glm_ref_moe_route(iref + t * k, wref + t * k, logits + (size_t)t * E, bias, &rp, scratch));
         glm_vk_buffer bl = dev_copy(logits, (size_t)T * E * 4), bb = dev_copy(bias, E * 4);
         glm_vk_weight wb = { &bb, GLM_TYPE_F32, 0, E, 1, 1, E * 4, E * 4 };
-        glm_vk_buffer bi = out_buf((size_t)T * k), bw = out_buf((size_t)T * k);
+        /* odd cases: views of k + 1 columns, the last of which must get id E with weight 1 */
+        const uint32_t kk = k + (uint32_t)(c % 2);
+        glm_vk_buffer bi = out_buf((size_t)T * kk), bw = out_buf((size_t)T * kk);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert_msg(glm_vk_moe_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &wb, k,
+        ck_assert_msg(glm_vk_moe_route(g_vk, view(&bi, T, kk), view(&bw, T, kk), view(&bl, T, E), &wb, k,
                                        (uint32_t)rp.n_group, (uint32_t)rp.topk_group, rp.sigmoid, true, 1.8f) == GLM_OK,
                       "%s", glm_last_error());
         run();
-        ck_assert_msg(memcmp(iref, bi.map, (size_t)T * k * 4) == 0, "moe_route case %zu: expert ids differ", c);
-        check_out(&bw, (size_t)T * k, "moe_route weights");
-        double e = tu_nmse(wref, bw.map, (size_t)T * k);
+        check_out(&bi, (size_t)T * kk, "moe_route ids");
+        check_out(&bw, (size_t)T * kk, "moe_route weights");
+        float *got = malloc((size_t)T * k * 4);
+        for (uint32_t t = 0; t < T; t++) {
+            const int32_t *gi = (const int32_t *)bi.map + (size_t)t * kk;
+            const float *gw = (const float *)bw.map + (size_t)t * kk;
+            ck_assert_msg(memcmp(iref + t * k, gi, k * 4) == 0, "moe_route case %zu row %u: expert ids differ", c, t);
+            memcpy(got + (size_t)t * k, gw, k * 4);
+            if (kk > k)
+                ck_assert_msg(gi[k] == (int32_t)E && gw[k] == 1.0f, "moe_route case %zu row %u: extra column %d / %g",
+                              c, t, gi[k], gw[k]);
+        }
+        double e = tu_nmse(wref, got, (size_t)T * k);
+        free(got);
         ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "moe_route case %zu weights nmse %.3g", c, e);
         glm_vk_buffer_destroy(g_vk, &bl);
         glm_vk_buffer_destroy(g_vk, &bb);

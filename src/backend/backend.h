@@ -152,6 +152,11 @@ typedef struct glm_backend_ops {
     glm_status (*moe_gate_route)(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
                                  const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
                                  const glm_route_params *p, const glm_dview *xn);
+    /* true when this backend holds layer L's shared expert as one more slab of its routed
+     * ffn_{gate,up,down}_exps, at index E = n_routed_experts: then moe_gate_route takes ids and
+     * weights views of k + 1 columns and writes id E with weight 1 into the last, and the routed
+     * products and moe_combine_add compute the shared expert with the others. */
+    bool (*moe_shared_slab)(glm_backend *b, const glm_layer *L);
     glm_status (*kv_write_rope)(glm_backend *b, glm_dview pool, glm_dview src, const glm_kv_rows *r,
                                 const glm_tensor *g, float eps, int n_norm, glm_dview q, int n_heads, int head_dim,
                                 int rope_off, int rope_dim, float theta);

@@ -143,8 +143,8 @@ static glm_status moe_ffn(glm_forward *f, const glm_layer *L, int T, glm_dump *d
     glm_backend *b = B_(f);
     const int k = hp->num_experts_per_tok;
     glm_dview a = glm_dview_rows(f->s.a, 0, T), t1 = glm_dview_rows(f->s.t1, 0, T);
-    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_rows(f->s.ids, 0, T);
-    glm_dview rw = glm_dview_rows(f->s.rw, 0, T);
+    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_cols(glm_dview_rows(f->s.ids, 0, T), 0, k);
+    glm_dview rw = glm_dview_cols(glm_dview_rows(f->s.rw, 0, T), 0, k);
     glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), eu = glm_dview_rows(f->s.eu, 0, T * k);
     glm_dview ed = glm_dview_rows(f->s.ed, 0, T * k);
     glm_dview sd = glm_dview_rows(f->s.sd, 0, T);
@@ -191,12 +191,25 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
         GLM_TRY(o->rms_norm_matmul(b, g, x, L->ffn_norm, eps, L->ffn_gate, L->ffn_up, NULL));
         return o->matmul_add(b, x, g, L->ffn_down);
     }
-    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_rows(f->s.ids, 0, T);
-    glm_dview rw = glm_dview_rows(f->s.rw, 0, T), sg = glm_dview_rows(f->s.sg, 0, T);
-    glm_dview eg = glm_dview_rows(f->s.eg, 0, T * k), ed = glm_dview_rows(f->s.ed, 0, T * k);
+    /* the shared expert as expert E of the routed products (the backend holds its weights as
+     * one more slab of the routed ones): the router writes a (k+1)-th column (id E, weight 1),
+     * and the routed products and the mixture take it with the others */
+    const bool shared_slab = L->ffn_gate_shexp && o->moe_shared_slab && o->moe_gate_route && o->matmul_swiglu &&
+                             o->moe_combine_add && o->moe_shared_slab(b, L);
+    const int kk = k + (shared_slab ? 1 : 0);
+    glm_dview rl = glm_dview_rows(f->s.rl, 0, T), ids = glm_dview_cols(glm_dview_rows(f->s.ids, 0, T), 0, kk);
+    glm_dview rw = glm_dview_cols(glm_dview_rows(f->s.rw, 0, T), 0, kk), sg = glm_dview_rows(f->s.sg, 0, T);
+    glm_dview eg = glm_dview_rows(f->s.eg, 0, T * kk), ed = glm_dview_rows(f->s.ed, 0, T * kk);
+    glm_route_params rp = route_params(hp);
+    if (shared_slab) {
+        glm_dview a = glm_dview_rows(f->s.a, 0, T);
+        GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp, &a));
+        GLM_TRY(o->matmul_swiglu(b, eg, a, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+        GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
+        return o->moe_combine_add(b, x, ed, rw, x); /* x = Σ w·expert (shared last, weight 1) + x */
+    }
     if (L->ffn_gate_shexp)
         GLM_TRY(o->rms_norm_matmul(b, sg, x, L->ffn_norm, eps, L->ffn_gate_shexp, L->ffn_up_shexp, NULL));
-    glm_route_params rp = route_params(hp);
     if (o->moe_gate_route && o->matmul_swiglu) {
         /* the router also writes RMSNorm(x) to s.a (free here), which the routed gate/up read */
         glm_dview a = glm_dview_rows(f->s.a, 0, T);
@@ -654,11 +667,12 @@ static glm_status alloc_bufs(glm_forward *f)
         { &f->s.dg, GLM_DT_F32, B, Id },
         { &f->s.du, GLM_DT_F32, B, Id },
         { &f->s.rl, GLM_DT_F32, B, E },
-        { &f->s.ids, GLM_DT_I32, B, k },
-        { &f->s.rw, GLM_DT_F32, B, k },
-        { &f->s.eg, GLM_DT_F32, B * k, Im },
+        /* k + 1: the shared expert as one more routed column where the backend holds it so */
+        { &f->s.ids, GLM_DT_I32, B, k + 1 },
+        { &f->s.rw, GLM_DT_F32, B, k + 1 },
+        { &f->s.eg, GLM_DT_F32, B * (k + 1), Im },
         { &f->s.eu, GLM_DT_F32, B * k, Im },
-        { &f->s.ed, GLM_DT_F32, B * k, D },
+        { &f->s.ed, GLM_DT_F32, B * (k + 1), D },
         { &f->s.sg, GLM_DT_F32, B, Ish },
         { &f->s.su, GLM_DT_F32, B, Ish },
         { &f->s.sd, GLM_DT_F32, B, D },

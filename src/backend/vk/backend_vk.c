@@ -103,7 +103,12 @@ static uint64_t padded_bytes(const glm_tensor *t)
 
 /* Upload t; with need > 0, start a new arena unless `need` bytes fit in the current one (so
  * that tensors uploaded together share a buffer). */
-static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need);
+static glm_status upload_weight_ext(vk_impl *v, const glm_tensor *t, const glm_tensor *extra, uint64_t need);
+
+static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need)
+{
+    return upload_weight_ext(v, t, NULL, need);
+}
 
 static glm_status upload_weight(vk_impl *v, const glm_tensor *t) { return upload_weight_fit(v, t, 0); }
 
@@ -132,10 +137,9 @@ static void index_weight(vk_impl *v, int32_t e)
     v->slots[i] = e;
 }
 
-static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t need)
+/* A free entry (the table grown as needed). */
+static glm_status weight_entry(vk_impl *v)
 {
-    if (find_weight(v, t) >= 0)
-        return GLM_OK;
     if (v->n_weights == v->cap_weights) {
         size_t nc = v->cap_weights ? v->cap_weights * 2 : 256;
         vk_weight_entry *nw = realloc(v->weights, nc * sizeof *nw);
@@ -154,8 +158,18 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
         for (size_t i = 0; i < v->n_weights; i++)
             index_weight(v, (int32_t)i);
     }
+    return GLM_OK;
+}
+
+/* Upload t; with extra (a 2-D tensor of t's type and slab shape), extra's rows go after t's
+ * slabs as one more slab, and extra's own entry views that slab. */
+static glm_status upload_weight_ext(vk_impl *v, const glm_tensor *t, const glm_tensor *extra, uint64_t need)
+{
+    if (find_weight(v, t) >= 0)
+        return GLM_OK;
+    GLM_TRY(weight_entry(v));
     uint64_t rb = glm_row_bytes(t->type, t->ne[0]), slab = rb * (uint64_t)t->ne[1];
-    uint64_t nslabs = t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1;
+    uint64_t nslabs = (t->n_dims >= 3 ? (uint64_t)t->ne[2] : 1) + (extra ? 1 : 0);
     uint64_t total = slab * nslabs;
     if (rb == 0 || total > UINT32_MAX)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: tensor %s (%llu bytes) cannot be bound as one buffer", t->name,
@@ -185,13 +199,14 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
     uint64_t offset = a->used;
     glm_status s = GLM_OK;
     uint8_t *tmp = NULL;
-    if (t->slabs || total % 4) {
-        /* gather slabs (HF per-expert tensors) into one contiguous copy */
+    if (t->slabs || total % 4 || extra) {
+        /* gather slabs (HF per-expert tensors; the extra one) into one contiguous copy */
         tmp = calloc(1, (total + 3) & ~3ull);
         if (!tmp)
             s = glm_errorf(GLM_ERR_NOMEM, "vulkan: out of memory staging %s", t->name);
         for (uint64_t i = 0; s == GLM_OK && i < nslabs; i++)
-            memcpy(tmp + i * slab, glm_tensor_slab(t, (int64_t)i), slab);
+            memcpy(tmp + i * slab, extra && i + 1 == nslabs ? glm_tensor_slab(extra, 0) : glm_tensor_slab(t, (int64_t)i),
+                   slab);
     }
     if (s == GLM_OK)
         s = glm_vk_upload(v->vk, &a->buf, offset, tmp ? tmp : t->data, (total + 3) & ~3ull);
@@ -204,7 +219,35 @@ static glm_status upload_weight_fit(vk_impl *v, const glm_tensor *t, uint64_t ne
                             (uint32_t)rb, (uint32_t)slab };
     index_weight(v, (int32_t)v->n_weights++);
     glm_load_progress_report(t);
+    if (!extra || find_weight(v, extra) >= 0)
+        return GLM_OK;
+    GLM_TRY(weight_entry(v));
+    vk_weight_entry *x = &v->weights[v->n_weights];
+    memset(x, 0, sizeof *x);
+    x->t = extra;
+    x->w = (glm_vk_weight){ &a->buf, t->type, (uint32_t)(offset + (nslabs - 1) * slab), (uint32_t)t->ne[0],
+                            (uint32_t)t->ne[1], 1, (uint32_t)rb, (uint32_t)slab };
+    index_weight(v, (int32_t)v->n_weights++);
+    glm_load_progress_report(extra);
     return GLM_OK;
+}
+
+/* Whether a layer's shared expert can ride as slab E of its routed ones: every pair of the
+ * same type and slab shape (GGUF Q4_K_M files: yes), and not switched off
+ * (GLM_VK_MOE_SHARED_SLAB=0). */
+static bool shared_fits(const glm_layer *L)
+{
+    const glm_tensor *r[3] = { L->ffn_gate_exps, L->ffn_up_exps, L->ffn_down_exps };
+    const glm_tensor *sh[3] = { L->ffn_gate_shexp, L->ffn_up_shexp, L->ffn_down_shexp };
+    const char *e = getenv("GLM_VK_MOE_SHARED_SLAB");
+    if (e && *e == '0')
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (!r[i] || !sh[i] || r[i]->n_dims < 3 || r[i]->type != sh[i]->type || r[i]->ne[0] != sh[i]->ne[0] ||
+            r[i]->ne[1] != sh[i]->ne[1] || (sh[i]->n_dims >= 3 && sh[i]->ne[2] != 1) ||
+            (uint64_t)r[i]->ne[2] + 1 > UINT32_MAX)
+            return false;
+    return true;
 }
 
 static glm_status weight(vk_impl *v, const glm_tensor *t, glm_vk_weight *out)
@@ -220,21 +263,28 @@ static glm_status weight(vk_impl *v, const glm_tensor *t, glm_vk_weight *out)
     return weight(v, t, out);
 }
 
-/* gate and up of one FFN in one arena, for the fused gate/up product */
-static glm_status upload_pair(vk_impl *v, const glm_tensor *g, const glm_tensor *u)
+/* gate and up of one FFN in one arena, for the fused gate/up product (with sg, su: each with
+ * one more slab, the shared expert's) */
+static glm_status upload_pair(vk_impl *v, const glm_tensor *g, const glm_tensor *u, const glm_tensor *sg,
+                              const glm_tensor *su)
 {
     if (!g || !u)
         return GLM_OK;
-    uint64_t need = padded_bytes(g) + padded_bytes(u);
-    GLM_TRY(upload_weight_fit(v, g, need));
-    return upload_weight(v, u);
+    uint64_t need = padded_bytes(g) + padded_bytes(u) + (sg ? padded_bytes(sg) + padded_bytes(su) + 2 * VK_WEIGHT_ALIGN : 0);
+    GLM_TRY(upload_weight_ext(v, g, sg, need));
+    return upload_weight_ext(v, u, su, 0);
 }
 
 static glm_status upload_layer(vk_impl *v, const glm_layer *L)
 {
-    GLM_TRY(upload_pair(v, L->ffn_gate, L->ffn_up));
-    GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps));
-    GLM_TRY(upload_pair(v, L->ffn_gate_shexp, L->ffn_up_shexp));
+    GLM_TRY(upload_pair(v, L->ffn_gate, L->ffn_up, NULL, NULL));
+    if (shared_fits(L)) {
+        GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps, L->ffn_gate_shexp, L->ffn_up_shexp));
+        GLM_TRY(upload_weight_ext(v, L->ffn_down_exps, L->ffn_down_shexp, 0));
+    } else {
+        GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps, NULL, NULL));
+    }
+    GLM_TRY(upload_pair(v, L->ffn_gate_shexp, L->ffn_up_shexp, NULL, NULL));
     const glm_tensor *ts[] = { L->attn_norm,      L->attn_q_a,       L->attn_q_a_norm,  L->attn_q_b,
                                L->attn_kv_a_mqa,  L->attn_kv_a_norm, L->attn_k_b,       L->attn_v_b,
                                L->attn_output,    L->ffn_norm,       L->ffn_gate,       L->ffn_up,
@@ -825,6 +875,18 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
                                  p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate);
 }
 
+static bool vk_moe_shared_slab(glm_backend *b, const glm_layer *L)
+{
+    const vk_impl *v = impl(b);
+    const glm_tensor *r[3] = { L->ffn_gate_exps, L->ffn_up_exps, L->ffn_down_exps };
+    for (int i = 0; i < 3; i++) {
+        int32_t e = r[i] ? find_weight(v, r[i]) : -1;
+        if (e < 0 || r[i]->n_dims < 3 || v->weights[e].w.nslabs != (uint64_t)r[i]->ne[2] + 1)
+            return false;
+    }
+    return true;
+}
+
 static glm_status vk_moe_combine(glm_backend *b, glm_dview y, glm_dview x, glm_dview w)
 {
     vk_impl *v = impl(b);
@@ -915,6 +977,7 @@ static const glm_backend_ops k_vk_ops = {
     .kv_write_norm = vk_kv_write_norm,
     .kv_write_rope = vk_kv_write_rope,
     .moe_gate_route = vk_moe_gate_route,
+    .moe_shared_slab = vk_moe_shared_slab,
     .set_runs = vk_set_runs,
 };
 

@@ -509,8 +509,10 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                             bool norm_topk, float scale, const glm_vk_moe_gate *gate)
 {
     uint32_t E = logits.cols;
-    if (!view_ok(ids) || !view_ok(weights) || !view_ok(logits) || ids.cols != k || weights.cols != k ||
-        ids.rows != logits.rows || weights.rows != logits.rows)
+    /* k + 1 columns: the last one gets id E with weight 1 (the shared expert held as expert E) */
+    bool extra = ids.cols == k + 1;
+    if (!view_ok(ids) || !view_ok(weights) || !view_ok(logits) || (ids.cols != k && !extra) ||
+        weights.cols != ids.cols || ids.rows != logits.rows || weights.rows != logits.rows)
         return bad("moe_route", "views disagree or overrun their buffers");
     if (E > 256 || k == 0 || k > 8 || k > E || n_group == 0 || n_group > 32 || E % n_group || topk_group == 0 ||
         topk_group > n_group || (uint64_t)topk_group * (E / n_group) < k)
@@ -523,6 +525,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  bias ? bias->offset : 0, logits.off, logits.ld, logits.rows,
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
+    pc.pad[1] = extra ? E + 1 : 0; /* the shaders' `extra` */
     const glm_vk_buffer *b[9] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
     if (!gate)
         return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);

@@ -85,7 +85,7 @@ typedef struct glm_vk_moe_route_push {
     uint32_t n_exp, k, n_group, topk_group, sigmoid_gate, norm_topk, has_bias, bias_type, bias_offset, l_off, l_ld,
         rows, ids_off, ids_ld, w_off, w_ld;
     float scale;
-    uint32_t pad[3];
+    uint32_t pad[3]; /* [1]: the extra column's id + 1 (0: none) */
 } glm_vk_moe_route_push;
 _Static_assert(sizeof(glm_vk_moe_route_push) == 80, "mirrors shaders/moe_route.comp");
 
