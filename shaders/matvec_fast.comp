@@ -28,7 +28,9 @@
 //   mode 0: y[z][v][r] = W_{slab z}[r] · x[z][v]; modes 1/2: routed experts (matvec.comp)
 // With NORM (p.norm set), x is replaced by RMSNorm(x; g, eps): a slice reads the whole row of
 // x once per row group, so it sums the squares itself and scales its sums by 1/sqrt(mean + eps).
-// With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
+// With ROPE (one row a slice, tpr at most half the subgroup), y's heads of p.head_dim get
+// their channels [rope_off, + rope_dim) rotated at the x row's position (the query's rope,
+// rope.comp's arithmetic and table) before they are written. With p.accumulate, y += W·x. The host routes here only when x's offsets are multiples of
 // 4 floats, the weights (Q4_K, Q5_K, F32) and the gain are 16-byte aligned and the others'
 // offsets even. Rows past nrows read the last row again (results dropped).
 // Push constants mirror glm_vk_matvec_push in src/backend/vk/ops.h.
@@ -36,15 +38,16 @@
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint VAR = 0;
-// Measurement switches (bench's matvec probe only), bits of EXP: 1 = no math (the weight words
+// Measurement switches (bench's matvec probe only; variant bits 5-7), bits of EXP: 1 = no math (the weight words
 // and x are loaded and folded together cheaply), 2 = one x load a task (its other 7 vec4s made
 // from it), 4 = the rows streamed by the grid with nothing computed (stream_rows)
-const uint EXP = VAR >> 4;
+const uint EXP = VAR >> 5;
 const bool X_NOMATH = (EXP & 1u) != 0u, X_ONEX = (EXP & 2u) != 0u, X_STREAM = (EXP & 4u) != 0u;
 const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
 const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
+const bool ROPE = (VAR & 16u) != 0u;         // each head's rope channels of y rotated (one row a slice)
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -53,6 +56,8 @@ layout(std430, binding = 1) readonly buffer X { vec4 x4[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
 layout(std430, binding = 4) readonly buffer G { uvec4 g4[]; };
+layout(std430, binding = 5) readonly buffer PS { int pos[]; };   // ROPE: each x row's position
+layout(std430, binding = 6) readonly buffer CS { float cs[]; };  // ROPE: rope.comp's (cos, sin) table
 
 layout(push_constant) uniform P {
     uint type, ncols, nrows, row_bytes;
@@ -63,6 +68,8 @@ layout(push_constant) uniform P {
     uint g_offset, g_type;
     float eps;
     uint accumulate;
+    uint pos_off, pos_ld, head_dim, rope_off;
+    uint rope_dim, table_positions, pad0, pad1;
 } p;
 
 #include "dequant.glsl"
@@ -398,6 +405,25 @@ void main()
         }
     }
     float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
+    if (ROPE) {
+        // one row a slice: the pair (2i, 2i + 1) of a head's rope channels is two neighbouring
+        // slices of one subgroup (lanes l and l ^ tpr; every lane holds its slice's sum), rotated
+        // as rope.comp rotates it; rows outside the rope channels, or at a position past the
+        // table, as they are
+        float a = acc[0] * scale, other = subgroupShuffleXor(a, tpr);
+        uint hd = r0 % p.head_dim;
+        int ps = pos[p.pos_off + v * p.pos_ld];
+        if (hd >= p.rope_off && hd < p.rope_off + p.rope_dim && ps >= 0 && uint(ps) < p.table_positions) {
+            uint j = hd - p.rope_off, c = (uint(ps) * (p.rope_dim / 2u) + (j >> 1)) * 2u;
+            vec2 an = vec2(cs[c], cs[c + 1u]);
+            a = (j & 1u) == 0u ? a * an.x - other * an.y : a * an.x + other * an.y;
+        }
+        if (lane == 0u && r0 < p.nrows) {
+            uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0;
+            y[yi] = p.accumulate != 0u ? y[yi] + a : a;
+        }
+        return;
+    }
     [[unroll]] for (uint r = 0u; r < NR; r++)
         if (lane == 0u && r0 + r < p.nrows) {
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;

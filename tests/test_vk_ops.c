@@ -880,6 +880,72 @@ START_TEST(test_moe_gate_route)
 }
 END_TEST
 
+START_TEST(test_rms_norm_matvec_rope)
+{
+    /* The query's product with its rope: y = W · RMSNorm(x; g), then each head's rope channels
+     * rotated at the row's position, against ref rms_norm, the reference product and ref rope.
+     * Q4_K of 256 columns (few lanes a row: the rope inside the product on any device), Q4_K of
+     * 768 (the model's q_b: inside where the subgroup holds two slices of its lanes, else a rope
+     * dispatch after it) and Q4_0 (matvec.comp, then the rope dispatch). Row 2's position is past
+     * the table: it stays unrotated. */
+    static const struct { glm_type t; uint32_t ncols; } cases[] = {
+        { GLM_TYPE_Q4_K, 256 }, { GLM_TYPE_Q4_K, 768 }, { GLM_TYPE_Q4_0, 256 }
+    };
+    const uint32_t T = 5, H = 3, dn = 10, dr = 6, hd = dn + dr, nrows = H * hd, positions = 10;
+    int32_t pos[] = { 0, 9, 10, 3, 4 };
+    float *cs = malloc(positions * dr * 4);
+    glm_vk_rope_table(cs, positions, dr, 1e6f);
+    glm_vk_buffer bt = dev_copy(cs, (size_t)positions * dr * 4), bp = dev_copy(pos, sizeof pos);
+    double worst = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const uint32_t ncols = cases[c].ncols;
+        test_weight tw, tg;
+        make_weight(&tw, cases[c].t, ncols, nrows, 1);
+        make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
+        float *x = malloc((size_t)T * ncols * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
+        float *ref = malloc((size_t)T * nrows * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -3, 3);
+        glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
+        for (uint32_t t = 0; t < T; t++) {
+            glm_ref_rms_norm(xn, x + (size_t)t * ncols, gf, ncols, 1e-6f);
+            ref_matvec(ref + (size_t)t * nrows, &tw, 0, xn);
+            if ((uint32_t)pos[t] < positions)
+                for (uint32_t h = 0; h < H; h++)
+                    glm_ref_rope(ref + (size_t)t * nrows + h * hd + dn, (int)dr, pos[t], 1e6f);
+        }
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * ncols * 4), by = out_buf((size_t)T * nrows);
+        glm_vk_q_rope rope = { &bt, positions, H, hd, dn, dr, view(&bp, T, 1) };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w, 1e-6f,
+                                                  &rope) == GLM_OK,
+                      "%s", glm_last_error());
+        /* refused: heads that do not cover y, an odd rope width */
+        glm_vk_q_rope bad = rope;
+        bad.n_heads = H + 1;
+        ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
+                                                     1e-6f, &bad),
+                         GLM_ERR_INVALID);
+        bad = rope;
+        bad.rope_dim = dr - 1;
+        ck_assert_int_eq(glm_vk_rms_norm_matvec_rope(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols), &tg.w,
+                                                     1e-6f, &bad),
+                         GLM_ERR_INVALID);
+        run();
+        double e = check_close(&by, ref, (size_t)T * nrows, TOL_VK_MATVEC_NMSE, "rms_norm_matvec_rope");
+        worst = e > worst ? e : worst;
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &by);
+        free_weight(&tw);
+        free_weight(&tg);
+        free(x), free(xn), free(gf), free(ref);
+    }
+    printf("vk rms_norm_matvec_rope: worst nmse %.3g\n", worst);
+    glm_vk_buffer_destroy(g_vk, &bt);
+    glm_vk_buffer_destroy(g_vk, &bp);
+    free(cs);
+}
+END_TEST
+
 START_TEST(test_kv_write_rope)
 {
     /* kv_write_rope: rows of two sequences into a poisoned pool of pages of 4, each as
@@ -1846,6 +1912,7 @@ int main(void)
     ADD_CASE(test_eltwise);
     ADD_CASE(test_moe_route);
     ADD_CASE(test_kv_write_rope);
+    ADD_CASE(test_rms_norm_matvec_rope);
     ADD_CASE(test_moe_gate_route);
     ADD_CASE(test_moe_combine);
     ADD_CASE(test_argmax);

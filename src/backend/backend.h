@@ -152,6 +152,12 @@ typedef struct glm_backend_ops {
     glm_status (*moe_gate_route)(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits, glm_dview x,
                                  const glm_tensor *g, float eps, const glm_tensor *w, const glm_tensor *bias,
                                  const glm_route_params *p, const glm_dview *xn);
+    /* rms_norm_matmul (ids NULL, wu NULL) followed by rope(y, n_heads, head_dim, rope_off,
+     * rope_dim, r->pos, r->max_len, theta): the query's product and rope (the caller then passes
+     * n_heads 0 to kv_write_rope, which leaves q alone). */
+    glm_status (*rms_norm_matmul_rope)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                       const glm_tensor *w, const glm_kv_rows *r, int n_heads, int head_dim,
+                                       int rope_off, int rope_dim, float theta);
     /* true when this backend holds layer L's shared expert as one more slab of its routed
      * ffn_{gate,up,down}_exps, at index E = n_routed_experts: then moe_gate_route takes ids and
      * weights views of k + 1 columns and writes id E with weight 1 into the last, and the routed

@@ -83,7 +83,14 @@ static glm_status attn_block(glm_forward *f, const glm_layer *L, glm_dview kvl, 
         GLM_TRY(o->rms_norm(b, cc, cc, L->attn_kv_a_norm, qkv_eps(hp)));
         GLM_TRY(dump_t(f, d, dir, "kv_latent", cc));
     }
-    if (norm_in_write && o->kv_write_rope) {
+    if (norm_in_write && o->kv_write_rope && o->rms_norm_matmul_rope) {
+        /* q_b with the query's rope, then the latent norm, the cache write and the key's rope:
+         * the two need nothing of each other (a backend may run them side by side) */
+        GLM_TRY(o->rms_norm_matmul_rope(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, r, H, dn + dr, dn, dr,
+                                        hp->rope_theta));
+        GLM_TRY(o->kv_write_rope(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R, q, 0, dn + dr, dn, dr,
+                                 hp->rope_theta));
+    } else if (norm_in_write && o->kv_write_rope) {
         /* q_b first, then one op for the latent norm, the cache write and both ropes */
         GLM_TRY(o->rms_norm_matmul(b, q, qa, L->attn_q_a_norm, qkv_eps(hp), L->attn_q_b, NULL, NULL));
         GLM_TRY(o->kv_write_rope(b, kvl, kva, r, L->attn_kv_a_norm, qkv_eps(hp), R, q, H, dn + dr, dn, dr,

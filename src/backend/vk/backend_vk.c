@@ -802,7 +802,7 @@ static glm_status vk_kv_write_rope(glm_backend *b, glm_dview pool, glm_dview src
     vk_impl *v = impl(b);
     glm_vk_weight gt;
     GLM_TRY(weight(v, g, &gt));
-    if (n_norm <= 0 || n_heads <= 0 || head_dim <= 0 || rope_off < 0 || rope_dim <= 0)
+    if (n_norm <= 0 || n_heads < 0 || head_dim <= 0 || rope_off < 0 || rope_dim <= 0)
         return glm_errorf(GLM_ERR_INVALID, "vulkan kv_write_rope: bad shape (%d normed, %d heads of %d, rope %d+%d)",
                           n_norm, n_heads, head_dim, rope_off, rope_dim);
     if (r->max_len <= 0 || r->max_len > INT32_MAX)
@@ -813,6 +813,37 @@ static glm_status vk_kv_write_rope(glm_backend *b, glm_dview pool, glm_dview src
     glm_vk_kv_rope rp = { &v->rope_table,     v->rope_positions,  (uint32_t)n_norm,  (uint32_t)rope_dim,
                           vv(q),              (uint32_t)n_heads, (uint32_t)head_dim, (uint32_t)rope_off };
     return glm_vk_kv_write_rope(v->vk, vv(pool), vv(src), &kr, &gt, eps, (uint32_t)n_norm, &rp);
+}
+
+/* The query's product and rope: in one dispatch where the product's slices allow (ops.c). */
+static glm_status vk_rms_norm_matmul_rope(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
+                                          const glm_tensor *w, const glm_kv_rows *r, int n_heads, int head_dim,
+                                          int rope_off, int rope_dim, float theta)
+{
+    vk_impl *v = impl(b);
+    if (n_heads <= 0 || head_dim <= 0 || rope_off < 0 || rope_dim <= 0 || r->max_len <= 0 || r->max_len > INT32_MAX)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan rms_norm_matmul_rope: bad shape (%d heads of %d, rope %d+%d)",
+                          n_heads, head_dim, rope_off, rope_dim);
+    glm_vk_weight wt, gt;
+    GLM_TRY(weight(v, w, &wt));
+    GLM_TRY(weight(v, g, &gt));
+    GLM_TRY(ensure_rope(v, (uint32_t)r->max_len, (uint32_t)rope_dim, theta));
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
+        glm_dview ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
+        glm_dview ps = glm_dview_rows(r->pos, s.t, s.n);
+        if (s.tiled && glm_vk_matmul_fits(&wt)) { /* items of many rows: the tiled product, then the rope */
+            GLM_TRY(products(v, ys, xs, &wt, NULL, NULL, &gt, eps));
+            GLM_TRY(vk_rope(b, ys, n_heads, head_dim, rope_off, rope_dim, ps, r->max_len, theta));
+            continue;
+        }
+        GLM_TRY(recording(v));
+        glm_vk_q_rope rp = { &v->rope_table,    v->rope_positions,  (uint32_t)n_heads, (uint32_t)head_dim,
+                             (uint32_t)rope_off, (uint32_t)rope_dim, vv(ps) };
+        GLM_TRY(glm_vk_rms_norm_matvec_rope(v->vk, vv(ys), &wt, vv(xs), &gt, eps, &rp));
+    }
+    return GLM_OK;
 }
 
 static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c, glm_dview kr, const glm_tensor *k_b,
@@ -978,6 +1009,7 @@ static const glm_backend_ops k_vk_ops = {
     .kv_write_rope = vk_kv_write_rope,
     .moe_gate_route = vk_moe_gate_route,
     .moe_shared_slab = vk_moe_shared_slab,
+    .rms_norm_matmul_rope = vk_rms_norm_matmul_rope,
     .set_runs = vk_set_runs,
 };
 

@@ -142,6 +142,7 @@ typedef struct matvec_extra {
     const glm_vk_weight *g;
     float eps;
     bool accumulate;
+    const glm_vk_q_rope *rope;
 } matvec_extra;
 
 /* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
@@ -165,7 +166,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
                               e ? e->x_hs : 0, e ? e->y_hs : 0, matvec_tpr(vk, w->ncols), w->offset, 0, 0,
-                              0, 0, 0, 0 };
+                              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
     const glm_vk_buffer *gb = w->buf; /* unused binding without a norm */
     if (e && e->g) {
         const glm_vk_weight *g = e->g;
@@ -209,23 +210,47 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.w_offset += slab * w->slab_bytes;
         pc.w2_offset += slab * w->slab_bytes;
     }
-    const glm_vk_buffer *b[5] = { w->buf, x.buf, y.buf, ib, gb };
+    /* the rope's pos and table bindings take buffers the dispatch uses anyway without one */
+    const glm_vk_q_rope *rope = e ? e->rope : NULL;
+    const glm_vk_buffer *b[7] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
+                                  rope ? rope->table : x.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
-        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x) */
+        /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
+         * + 16·rope + 32·measurement switches) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC_FAST,
-                                       (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * matvec_exp()), b, 5,
-                                       &pc, sizeof pc, gx, y.rows, heads);
+        /* the rope in the product: one row a slice, a pair's two rows in neighbouring slices of
+         * one subgroup (lanes l and l ^ tpr), no heads or ids */
+        uint32_t in_rope = rope && one && 2 * lanes <= glm_vk_subgroup_size(vk) && heads == 1 && !ids && !pc.swiglu;
+        if (in_rope) {
+            pc.pos_off = rope->pos.off;
+            pc.pos_ld = rope->pos.ld;
+            pc.head_dim = rope->head_dim;
+            pc.rope_off = rope->rope_off;
+            pc.rope_dim = rope->rope_dim;
+            pc.table_positions = rope->table_positions;
+        }
+        GLM_TRY(glm_vk_dispatch_variant(
+            vk, GLM_VK_MATVEC_FAST,
+            (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp()),
+            b, 7, &pc, sizeof pc, gx, y.rows, heads));
+        if (!rope || in_rope)
+            return GLM_OK;
+        return glm_vk_rope(vk, y, rope->table, rope->table_positions, rope->n_heads, rope->head_dim, rope->rope_off,
+                           rope->rope_dim, rope->pos);
     }
     uint32_t rows_per_group = (GLM_VK_MATVEC_WG / pc.tpr) * GLM_VK_MATVEC_ROWS;
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
-                                   (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads);
+    GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MATVEC, (uint32_t)w->type + 64 * pc.swiglu, b, 5, &pc, sizeof pc,
+                                    (w->nrows + rows_per_group - 1) / rows_per_group, y.rows, heads));
+    if (!rope)
+        return GLM_OK;
+    return glm_vk_rope(vk, y, rope->table, rope->table_positions, rope->n_heads, rope->head_dim, rope->rope_off,
+                       rope->rope_dim, rope->pos);
 }
 
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
@@ -243,14 +268,14 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
@@ -259,13 +284,27 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 {
     if (!g)
         return bad("rms_norm_matvec", "no norm gain");
-    matvec_extra e = { 1, 0, 0, wu, g, eps, false };
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL };
     return matvec_any(vk, y, w, 0, x, ids, &e);
+}
+
+glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                       const glm_vk_weight *g, float eps, const glm_vk_q_rope *rope)
+{
+    if (!g || !rope)
+        return bad("rms_norm_matvec_rope", "no norm gain or no rope");
+    if (rope->rope_dim == 0 || rope->rope_dim % 2 || rope->head_dim % 2 || rope->rope_off % 2 ||
+        rope->rope_off + rope->rope_dim > rope->head_dim || (uint64_t)rope->n_heads * rope->head_dim != y.cols ||
+        !view_ok(rope->pos) || rope->pos.rows != y.rows || rope->pos.cols < 1 ||
+        (uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
+        return bad("rms_norm_matvec_rope", "the heads, their rope channels, positions or table do not fit y");
+    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope };
+    return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
@@ -432,8 +471,9 @@ static glm_status kv_write_any(glm_vk *vk, glm_vk_view pool, glm_vk_view src, co
     if (rope) {
         const glm_vk_view q = rope->q;
         if (rope->rope_dim == 0 || rope->rope_dim % 2 || (uint64_t)rope->kr_col + rope->rope_dim > src.cols ||
-            !view_ok(q) || q.rows != src.rows || rope->rope_off + rope->rope_dim > rope->head_dim ||
-            (uint64_t)rope->n_heads * rope->head_dim > q.cols || q.buf == src.buf || q.buf == pool.buf)
+            (rope->n_heads && (!view_ok(q) || q.rows != src.rows || rope->rope_off + rope->rope_dim > rope->head_dim ||
+                               (uint64_t)rope->n_heads * rope->head_dim > q.cols || q.buf == src.buf ||
+                               q.buf == pool.buf)))
             return bad("kv_write_rope", "rope columns or the query's head layout do not fit their views");
         if ((uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
             return bad("kv_write_rope", "cos/sin table smaller than its positions");
@@ -454,7 +494,7 @@ static glm_status kv_write_any(glm_vk *vk, glm_vk_view pool, glm_vk_view src, co
     }
     /* without the ropes the table and query bindings take buffers the dispatch uses anyway */
     const glm_vk_buffer *b[8] = { src.buf, r->pos.buf, r->ptab.buf, r->pages.buf, pool.buf, g ? g->buf : src.buf,
-                                  rope ? rope->table : src.buf, rope ? rope->q.buf : pool.buf };
+                                  rope ? rope->table : src.buf, rope && rope->n_heads ? rope->q.buf : pool.buf };
     /* one pipeline per gain type (constant_id 0: 0 F32, 1 F16, 2 BF16; F32 without a norm) */
     uint32_t gclass = !g || g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
     return glm_vk_dispatch_variant(vk, GLM_VK_KV_WRITE, gclass, b, 8, &pc, sizeof pc, groups(src.cols) + q_groups,

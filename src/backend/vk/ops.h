@@ -36,8 +36,10 @@ typedef struct glm_vk_matvec_push {
         x_zs, y_zs, tpr, w2_offset, swiglu, norm, g_offset, g_type;
     float eps;
     uint32_t accumulate;
+    /* matvec_fast.comp's rope (variant bit ROPE): each head's rope channels of y rotated */
+    uint32_t pos_off, pos_ld, head_dim, rope_off, rope_dim, table_positions, pad0, pad1;
 } glm_vk_matvec_push;
-_Static_assert(sizeof(glm_vk_matvec_push) == 96, "mirrors shaders/matvec.comp");
+_Static_assert(sizeof(glm_vk_matvec_push) == 128, "mirrors shaders/matvec_fast.comp (matvec.comp: its first 96 bytes)");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
 #define GLM_VK_MATVEC_WG 256 /* its workgroup size */
 #define GLM_VK_MATVEC_FAST_WG 128 /* workgroup size of shaders/matvec_fast.comp */
@@ -247,6 +249,17 @@ glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *
 glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu,
                                   glm_vk_view x, const glm_vk_view *ids, const glm_vk_weight *g, float eps);
 /* y[v] += W · x[v] (slab 0): the product added to what y holds (a residual add folded in). */
+/* The query's rope folded into its product: y = W · RMSNorm(x; g, eps), then y's heads
+ * rotated in place as glm_vk_rope(y, table, table_positions, n_heads, head_dim, rope_off,
+ * rope_dim, pos) does (in the product's own dispatch where its slices allow, else a rope
+ * dispatch after it). */
+typedef struct glm_vk_q_rope {
+    const glm_vk_buffer *table;
+    uint32_t table_positions, n_heads, head_dim, rope_off, rope_dim;
+    glm_vk_view pos;
+} glm_vk_q_rope;
+glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                       const glm_vk_weight *g, float eps, const glm_vk_q_rope *rope);
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than

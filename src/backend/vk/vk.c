@@ -35,12 +35,12 @@ typedef struct kernel_desc {
     bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 8192 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 16384 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_RMS_NORM] = { "rms_norm", spv_rms_norm, sizeof spv_rms_norm, 4, 48, false, 0xa },
-    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 5, 96, true, 0x1b },
+    [GLM_VK_MATVEC] = { "matvec", spv_matvec, sizeof spv_matvec, 5, 128, true, 0x1b },
     [GLM_VK_GET_ROWS] = { "get_rows", spv_get_rows, sizeof spv_get_rows, 3, 32, false, 0x3 },
     [GLM_VK_ROPE] = { "rope", spv_rope, sizeof spv_rope, 3, 48, false, 0x6 },
     [GLM_VK_ELTWISE] = { "eltwise", spv_eltwise, sizeof spv_eltwise, 3, 48, false, 0x3 },
@@ -61,7 +61,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 80, false, 0x1f, true },
     [GLM_VK_MLA_PACK16] = { "mla_pack16", spv_mla_pack16, sizeof spv_mla_pack16, 7, 96, false, 0x7e },
-    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 5, 96, true, 0x1b },
+    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 7, 128, true, 0x7b },
     [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
     [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
                                  0x7f },
