@@ -40,9 +40,11 @@ layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint VAR = 0;
 // Measurement switches (bench's matvec probe only; variant bits 5-7), bits of EXP: 1 = no math (the weight words
 // and x are loaded and folded together cheaply), 2 = one x load a task (its other 7 vec4s made
-// from it), 4 = the rows streamed by the grid with nothing computed (stream_rows)
+// from it), 4 = the rows streamed by the grid with nothing computed (stream_rows), 8 = two tasks
+// a lane in flight instead of one
 const uint EXP = VAR >> 5;
 const bool X_NOMATH = (EXP & 1u) != 0u, X_ONEX = (EXP & 2u) != 0u, X_STREAM = (EXP & 4u) != 0u;
+const bool X_U2 = (EXP & 8u) != 0u; // two tasks a lane in flight (not 1)
 const uint FUSE = VAR & 1u;                  // SwiGLU pair
 const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of few workgroups)
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
@@ -75,7 +77,10 @@ layout(push_constant) uniform P {
 #include "dequant.glsl"
 
 const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
-const uint U = TYPE == T_F32 ? 8u : 2u;    // tasks per lane whose loads go out together
+// Tasks per lane whose loads go out together. The host sizes the slices for two tasks a lane
+// (ops.c), which a lane then takes in two rounds of one: on the H100 that measured faster
+// than one round of two (fewer registers, twice the resident workgroups; bench/RESULTS.md).
+const uint U = TYPE == T_F32 ? 8u : (X_U2 ? 2u : 1u);
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
 #define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)

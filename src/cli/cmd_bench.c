@@ -712,7 +712,7 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     for (const char *q = pe; s == GLM_OK && q && *q && np < 8;) {
         char *end;
         unsigned long bits = strtoul(q, &end, 10);
-        if (end == q || bits > 7)
+        if (end == q || bits > 15)
             break;
         glm_vk_matvec_probe_bits((uint32_t)bits);
         if (glm_vk_matvec_probe(vk, &probe[np]) == GLM_OK)

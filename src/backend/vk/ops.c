@@ -125,7 +125,8 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
         return 0;
-    uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2; /* as the shader */
+    /* lanes for two tasks a lane (eight for F32), which the shader takes in rounds of one */
+    uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2;
     static int64_t cap = -1; /* GLM_VK_MATVEC_FAST_LANES: at most this many lanes a row */
     uint32_t lanes_cap = (uint32_t)env_u64("GLM_VK_MATVEC_FAST_LANES", &cap, 32);
     uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < lanes_cap ? sgs : lanes_cap, n = 1;
@@ -151,7 +152,7 @@ void glm_vk_matvec_probe_bits(uint32_t bits) { probe_bits = bits, probe_set = 1;
 static uint32_t matvec_exp(void)
 {
     static int64_t c = -1;
-    return probe_set ? probe_bits : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 7u;
+    return probe_set ? probe_bits : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 15u;
 }
 
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,

@@ -35,7 +35,7 @@ typedef struct kernel_desc {
     bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 16384 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 32768 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
