@@ -346,6 +346,20 @@ START_TEST(test_matvec_all_types)
 }
 END_TEST
 
+/* ref[v] = W · RMSNorm(x[v]; g, 1e-6) for nvec rows of ncols (malloc'd, nvec × W's rows). */
+static float *ref_normed_products(const test_weight *tw, const test_weight *tg, const float *x, uint32_t nvec)
+{
+    const uint32_t ncols = tw->w.ncols, nrows = tw->w.nrows;
+    float *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4), *ref = malloc((size_t)nrows * nvec * 4);
+    glm_ref_dequant_row(gf, tg->host, tg->w.type, ncols);
+    for (uint32_t v = 0; v < nvec; v++) {
+        glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
+        ref_matvec(ref + (size_t)v * nrows, tw, 0, xn);
+    }
+    free(xn), free(gf);
+    return ref;
+}
+
 START_TEST(test_rms_norm_matvec)
 {
     /* y = W · RMSNorm(x; g) in one dispatch vs ref rms_norm followed by the reference product;
@@ -360,14 +374,9 @@ START_TEST(test_rms_norm_matvec)
             test_weight tw, tg;
             make_weight(&tw, t, ncols, nrows, 1);
             make_weight(&tg, nvec == 1 ? GLM_TYPE_F32 : GLM_TYPE_BF16, ncols, 1, 1);
-            float *x = malloc((size_t)ncols * nvec * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
-            float *ref = malloc((size_t)nrows * nvec * 4);
+            float *x = malloc((size_t)ncols * nvec * 4);
             tu_fill_uniform(&g_rng, x, (size_t)ncols * nvec, -3, 3);
-            glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
-            for (uint32_t v = 0; v < nvec; v++) {
-                glm_ref_rms_norm(xn, x + (size_t)v * ncols, gf, ncols, 1e-6f);
-                ref_matvec(ref + (size_t)v * nrows, &tw, 0, xn);
-            }
+            float *ref = ref_normed_products(&tw, &tg, x, nvec);
             glm_vk_buffer bx = dev_copy(x, (size_t)ncols * nvec * 4), by = out_buf((size_t)nrows * nvec);
             ck_assert(glm_vk_begin(g_vk) == GLM_OK);
             ck_assert_msg(glm_vk_rms_norm_matvec(g_vk, view(&by, nvec, nrows), &tw.w, NULL, view(&bx, nvec, ncols), NULL,
@@ -391,8 +400,6 @@ START_TEST(test_rms_norm_matvec)
             free_weight(&tw);
             free_weight(&tg);
             free(x);
-            free(xn);
-            free(gf);
             free(ref);
         }
     printf("vk rms_norm_matvec: worst nmse %.3g\n", worst);
@@ -902,13 +909,10 @@ START_TEST(test_rms_norm_matvec_rope)
         test_weight tw, tg;
         make_weight(&tw, cases[c].t, ncols, nrows, 1);
         make_weight(&tg, GLM_TYPE_F32, ncols, 1, 1);
-        float *x = malloc((size_t)T * ncols * 4), *xn = malloc((size_t)ncols * 4), *gf = malloc((size_t)ncols * 4);
-        float *ref = malloc((size_t)T * nrows * 4);
+        float *x = malloc((size_t)T * ncols * 4);
         tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -3, 3);
-        glm_ref_dequant_row(gf, tg.host, tg.w.type, ncols);
+        float *ref = ref_normed_products(&tw, &tg, x, T);
         for (uint32_t t = 0; t < T; t++) {
-            glm_ref_rms_norm(xn, x + (size_t)t * ncols, gf, ncols, 1e-6f);
-            ref_matvec(ref + (size_t)t * nrows, &tw, 0, xn);
             if ((uint32_t)pos[t] < positions)
                 for (uint32_t h = 0; h < H; h++)
                     glm_ref_rope(ref + (size_t)t * nrows + h * hd + dn, (int)dr, pos[t], 1e6f);
@@ -937,7 +941,7 @@ START_TEST(test_rms_norm_matvec_rope)
         glm_vk_buffer_destroy(g_vk, &by);
         free_weight(&tw);
         free_weight(&tg);
-        free(x), free(xn), free(gf), free(ref);
+        free(x), free(ref);
     }
     printf("vk rms_norm_matvec_rope: worst nmse %.3g\n", worst);
     glm_vk_buffer_destroy(g_vk, &bt);
