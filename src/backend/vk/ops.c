@@ -125,8 +125,13 @@ static uint32_t matvec_fast_lanes(glm_vk *vk, const glm_vk_weight *w, const glm_
     if (!hot || glm_vk_matvec_tpr_forced(vk) || ((pc->x_off | pc->x_ld | pc->x_zs) & 3) || (wa & (vec16 ? 15 : 1)) ||
         (pc->norm && (pc->g_offset & 15)))
         return 0;
-    /* lanes for two tasks a lane (eight for F32), which the shader takes in rounds of one */
-    uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32, group = t == GLM_TYPE_F32 ? 8 : 2;
+    /* lanes for two tasks a lane (eight for F32; GLM_VK_MATVEC_TASKS=N: N), which the shader
+     * takes in rounds of one */
+    static int64_t tasks_env = -1;
+    uint32_t per_task = t == GLM_TYPE_F32 ? 4 : 32;
+    uint32_t group = t == GLM_TYPE_F32 ? 8 : (uint32_t)env_u64("GLM_VK_MATVEC_TASKS", &tasks_env, 2);
+    if (group == 0)
+        group = 1;
     static int64_t cap = -1; /* GLM_VK_MATVEC_FAST_LANES: at most this many lanes a row */
     uint32_t lanes_cap = (uint32_t)env_u64("GLM_VK_MATVEC_FAST_LANES", &cap, 32);
     uint32_t tasks = w->ncols / per_task, sgs = glm_vk_subgroup_size(vk), top = sgs < lanes_cap ? sgs : lanes_cap, n = 1;
