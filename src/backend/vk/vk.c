@@ -36,6 +36,7 @@ typedef struct kernel_desc {
 } kernel_desc;
 
 #define GLM_VK_MAX_VARIANTS 32768 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_PIPE_SLOTS 1024    /* pipelines built, at most (a hash table of kernel and variant) */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
 static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
@@ -140,7 +141,10 @@ struct glm_vk {
     uint32_t n_written, n_read;
     VkDescriptorSetLayout set_layout[GLM_VK_KERNEL_COUNT];
     VkPipelineLayout pipe_layout[GLM_VK_KERNEL_COUNT];
-    VkPipeline pipeline[GLM_VK_KERNEL_COUNT][GLM_VK_MAX_VARIANTS];
+    struct {
+        uint32_t key; /* 1 + kernel · GLM_VK_MAX_VARIANTS + variant; 0: free */
+        VkPipeline p;
+    } pipes[GLM_VK_PIPE_SLOTS];
     VkShaderModule module[GLM_VK_KERNEL_COUNT];
     bool recording;
     /* profiling: a timestamp before the first dispatch and after each one */
@@ -313,12 +317,25 @@ static glm_status pick_device(glm_vk *vk, int want)
     return GLM_OK;
 }
 
+/* The slot of kernel k's variant (its own, or the free one where it would go; NULL when the
+ * table is full). */
+static VkPipeline *pipe_slot(glm_vk *vk, glm_vk_kernel k, uint32_t variant)
+{
+    uint32_t key = 1u + (uint32_t)k * GLM_VK_MAX_VARIANTS + variant;
+    for (uint32_t n = 0, i = (key * 2654435761u) >> 22; n < GLM_VK_PIPE_SLOTS; n++, i = (i + 1) % GLM_VK_PIPE_SLOTS)
+        if (vk->pipes[i].key == key || vk->pipes[i].key == 0) {
+            vk->pipes[i].key = key;
+            return &vk->pipes[i].p;
+        }
+    return NULL;
+}
+
 /* One line on stderr with the compiler's statistics of a pipeline just built (the first
  * executable's: a compute pipeline has one). */
 static void print_pipeline_stats(glm_vk *vk, glm_vk_kernel k, uint32_t variant)
 {
     VkPipelineExecutableInfoKHR ei = { .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
-                                       .pipeline = vk->pipeline[k][variant],
+                                       .pipeline = *pipe_slot(vk, k, variant),
                                        .executableIndex = 0 };
     VkPipelineExecutableStatisticKHR st[16];
     uint32_t n = 16;
@@ -349,7 +366,10 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
 {
     if (variant >= GLM_VK_MAX_VARIANTS)
         return glm_errorf(GLM_ERR_INVALID, "vulkan: %s variant %u out of range", k_kernels[k].name, variant);
-    if (vk->pipeline[k][variant])
+    VkPipeline *slot = pipe_slot(vk, k, variant);
+    if (!slot)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: more than %d pipelines", GLM_VK_PIPE_SLOTS);
+    if (*slot)
         return GLM_OK;
     if ((k_kernels[k].coopmat && !vk->coopmat_ok) || (k_kernels[k].cm2 && !vk->cm2_ok))
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs cooperative matrices, which %s lacks", k_kernels[k].name,
@@ -367,7 +387,7 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
                                        .layout = vk->pipe_layout[k] };
     if (vk->pipe_stats)
         ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
-    VkResult r = vkCreateComputePipelines(vk->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vk->pipeline[k][variant]);
+    VkResult r = vkCreateComputePipelines(vk->dev, VK_NULL_HANDLE, 1, &ci, NULL, slot);
     if (r != VK_SUCCESS)
         return glm_errorf(GLM_ERR_DEVICE, "vulkan: building pipeline %s/%u failed (VkResult %d)", k_kernels[k].name,
                           variant, (int)r);
@@ -670,10 +690,10 @@ void glm_vk_destroy(glm_vk *vk)
         return;
     if (vk->dev) {
         vkDeviceWaitIdle(vk->dev);
+        for (int i = 0; i < GLM_VK_PIPE_SLOTS; i++)
+            if (vk->pipes[i].p)
+                vkDestroyPipeline(vk->dev, vk->pipes[i].p, NULL);
         for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
-            for (int v = 0; v < GLM_VK_MAX_VARIANTS; v++)
-                if (vk->pipeline[k][v])
-                    vkDestroyPipeline(vk->dev, vk->pipeline[k][v], NULL);
             if (vk->module[k])
                 vkDestroyShaderModule(vk->dev, vk->module[k], NULL);
             if (vk->pipe_layout[k])
@@ -1161,7 +1181,7 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     }
     if (vk->trace) /* GLM_VK_TRACE=1: the recorded dispatches, "|" where a barrier starts a level */
         fprintf(stderr, "%s%s/%u(%u,%u,%u) ", level ? "| " : "", d->name, variant, gx, gy, gz);
-    vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline[k][variant]);
+    vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, *pipe_slot(vk, k, variant));
     if (vk->push_set) {
         vk->push_set(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout[k], 0, nbufs, w);
     } else {
