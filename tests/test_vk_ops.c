@@ -513,12 +513,13 @@ START_TEST(test_matmul_all_types)
         matmul_use(cm);
         size_t nt = cm ? 4 : 2, nr = cm ? 3 : 2;
         /* tensor cores: token tiles of 64, 128 and 32 rows (wide % 3), each with the loads two
-         * steps ahead and one (the last four of these six only for the model's types, whose
-         * decodings cover every path of the kernel's loads: the suite's time on the GPU);
+         * steps ahead, one, and steps of two chunks (wide / 3; all but the first two of these nine
+         * only for the model's types, whose decodings cover every path of the kernel's loads: the
+         * suite's time on the GPU; F32's 96 columns take one step ahead for two chunks);
          * matmul_cm2: the three tiles */
-        for (int wide = 0; wide < (cm == 2 ? 3 : cm ? 6 : 1); wide++) {
+        for (int wide = 0; wide < (cm == 2 ? 3 : cm ? 9 : 1); wide++) {
             glm_vk_coopmat_set_wide_groups(g_vk, wide % 3 == 1 ? 0 : UINT32_MAX);
-            glm_vk_coopmat_set_tiling(g_vk, gt, wide / 3 ? 1 : 2, wide % 3 == 2 ? UINT32_MAX : 0);
+            glm_vk_coopmat_set_tiling(g_vk, gt, wide / 3 == 2 ? 0 : wide / 3 ? 1 : 2, wide % 3 == 2 ? UINT32_MAX : 0);
             for (size_t ti = 0; ti < N_TYPES; ti++) {
                 glm_type t = k_all_types[ti];
                 if (wide >= 2 && t != GLM_TYPE_F32 && t != GLM_TYPE_Q8_0 && t != GLM_TYPE_Q5_0 && t != GLM_TYPE_Q4_K &&
@@ -534,7 +535,7 @@ START_TEST(test_matmul_all_types)
                         worst[cm] = e > worst[cm] ? e : worst[cm];
                         ck_assert_msg(e <= matmul_tol(cm), "matmul%s%s%s %s rows=%u cols=%u T=%u%s nmse %.3g",
                                       matmul_name(cm), wide % 3 == 1 ? " wide" : wide % 3 == 2 ? " narrow" : "",
-                                      wide / 3 ? " 1-ahead" : "", tr->name, nrows, ncols, T, skew ? " skewed" : "", e);
+                                      wide / 3 == 2 ? " 2-chunk" : wide / 3 ? " 1-ahead" : "", tr->name, nrows, ncols, T, skew ? " skewed" : "", e);
                     }
             }
         }
@@ -556,7 +557,8 @@ START_TEST(test_matmul_id_grouped)
     /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
      * in the first round expert 6 chosen by one pair only (a group of one row), in the second
      * round repeated experts within a token (groups of 140 rows: three tiles, the last partial).
-     * Tensor cores: tiles of 64 and 32 token rows, each with the loads two steps ahead and one. */
+     * Tensor cores: tiles of 64 and 32 token rows, each with the loads two steps ahead, one, and
+     * steps of two chunks. */
     const uint32_t T = 70, k = 4, E = 7, nrows = 67;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
@@ -566,9 +568,9 @@ START_TEST(test_matmul_id_grouped)
         matmul_use(cm);
         double worst = 0;
         /* matmul_cm2: tiles of 64, 32 and 128 rows (round / 2) */
-        for (int round = 0; round < (cm == 2 ? 6 : cm ? 8 : 2); round++)
+        for (int round = 0; round < (cm == 2 ? 6 : cm ? 12 : 2); round++)
             for (int per_pair = 0; per_pair < 2; per_pair++) {
-                glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 ? 1 : 2, narrow);
+                glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 == 2 ? 0 : round / 4 ? 1 : 2, narrow);
                 glm_vk_cm2_set_grouped_tile(g_vk, round / 2 == 1 ? 32 : round / 2 == 2 ? 128 : 64);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
                 uint32_t ncols = 256;

@@ -27,12 +27,19 @@
 // The host selects this pipeline only where the device lists that fragment shape, subgroups of
 // 32 and 48 KiB of shared memory (TILE 1 uses all of it).
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
+// FLAGS bit 3, WIDE: two chunks (64 columns) a step through one staging buffer of 64-column
+// rows: the loads of step i+1 are in flight over the 16 products of step i, then a barrier, the
+// stash of step i+1 and a second barrier (the host sets it only where ncols % 64 == 0).
+// FLAGS bits 4-7, EXP: measurement switches (bench's grouped-product probe only; the results
+// are wrong): 1 no products, 2 codes to floats without scales, 4 no x loads, 8 no weight loads.
 layout(constant_id = 1) const uint FLAGS = 0;
-const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u;
+const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 #define BM 128u
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
 #define WG_SIZE 256u
-#define LDH 40u // float16 row stride of the staging tiles: one chunk of 32 + 8 (no bank conflicts)
+// float16 row stride of the staging tiles: a step's columns + 8 (no bank conflicts)
+const uint LDH = WIDE != 0u ? 72u : 40u;
+const uint KSTEP = WIDE != 0u ? 64u : 32u; // columns a step
 layout(local_size_x = 256) in;
 
 #include "../matmul_tile.glsl"
@@ -41,8 +48,9 @@ layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 b
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
 
 // The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
-shared f16vec4 ws[2u * BM * LDH / 4u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][32·step + k]
-shared f16vec4 xs[2u * BN * LDH / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][32·step + k]
+// Two buffers of 40-column rows, or (WIDE) one of 72-column rows, which fits in the same space.
+shared f16vec4 ws[2u * BM * 40u / 4u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][KSTEP·step + k]
+shared f16vec4 xs[2u * BN * 40u / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][KSTEP·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
 #define WT (BN / 2u)        // token slots per subgroup
@@ -78,7 +86,13 @@ uvec4 rd16b(uint off)
 
 void fetch(uint c, out Raw r)
 {
-    if (TYPE == T_Q4_K) {
+    if ((EXP & 8u) != 0u) { // measurement: no weight loads
+        r.w0 = uvec4(c, c + 1u, w_row, w_half);
+        r.w1 = uvec4(c ^ w_row, c + w_row, c * 3u, w_half + c);
+        r.sc = c, r.dd = c, r.shift = 0u, r.sub = c % 8u;
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            r.wv[j] = float(c + j);
+    } else if (TYPE == T_Q4_K) {
         uint b = w_bytes + (c / 8u) * 144u;
         uint q = b + 16u + 32u * ((c % 8u) / 2u) + 16u * w_half;
         r.sub = c % 8u;
@@ -109,7 +123,10 @@ void fetch(uint c, out Raw r)
     }
     [[unroll]] for (uint v = 0u; v < 4u; v++)
         r.xv[v] = vec4(0.0);
-    if (x_row >= 0) {
+    if (x_row >= 0 && (EXP & 4u) != 0u) { // measurement: no x loads
+        [[unroll]] for (uint v = 0u; v < 4u; v++)
+            r.xv[v] = vec4(float(c), float(x_row), float(v), 1.0);
+    } else if (x_row >= 0) {
         uint o = x_base + uint(x_row) * p.x_ld + 32u * c + x_col;
         if ((p.pad & 1u) != 0u) {
             [[unroll]] for (uint v = 0u; v < 4u; v++)
@@ -123,10 +140,15 @@ void fetch(uint c, out Raw r)
     }
 }
 
-void stash(uint b, Raw r)
+// Decodes a fetched chunk into staging buffer b at column col (0, or 32 for a WIDE step's
+// second chunk).
+void stash(uint b, uint col, Raw r)
 {
     float v[16];
-    if (TYPE == T_Q4_K) {
+    if ((EXP & 2u) != 0u) { // measurement: the codes as floats, no scales
+        [[unroll]] for (uint j = 0u; j < 16u; j++)
+            v[j] = float((r.w1[j / 4u] >> (8u * (j % 4u))) & 15u);
+    } else if (TYPE == T_Q4_K) {
         float d, m;
         k4_dm(r.w0, r.sub, d, m);
         uint sh = 4u * (r.sub % 2u);
@@ -146,10 +168,10 @@ void stash(uint b, Raw r)
         [[unroll]] for (uint j = 0u; j < 16u; j++)
             v[j] = r.wv[j];
     }
-    uint wo = (b * BM * LDH + w_row * LDH + 16u * w_half) / 4u;
+    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
         ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
-    uint xo = (b * BN * LDH + x_slot * LDH + x_col) / 4u;
+    uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
         if (j < XPT / 4u)
             xs[xo + j] = f16vec4(r.xv[j]);
@@ -210,8 +232,8 @@ void main()
     // flight and step st + 1 (loaded a step earlier) is decoded into the other buffer; two
     // register sets (ra: even steps, rb: odd) alternate, so the loop goes two steps a turn.
 #define PRODUCTS(B)                                                                                               \
-    if (nfrag > 0u) {                                                                                             \
-        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                      \
+    if (nfrag > 0u && (EXP & 1u) == 0u) {                                                                         \
+        [[unroll]] for (uint kk = 0u; kk < KSTEP; kk += 16u) {                                                    \
             /* B[k][m] = W[m][k]: column-major */                                                                 \
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                \
             coopMatLoad(bf0, ws, (B * BM * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor); \
@@ -233,9 +255,32 @@ void main()
     }
     uint nsteps = p.ncols / 32u;
     Raw ra, rb;
-    fetch(0u, ra);
-    if (AHEAD1 != 0u) { // step st multiplies out of buffer st % 2 while step st + 1 loads
-        stash(0u, ra);
+    if (WIDE != 0u) { // step st multiplies chunks 2st, 2st + 1 while chunks 2st + 2, 2st + 3 load
+        uint nw = nsteps / 2u;
+        fetch(0u, ra);
+        fetch(1u, rb);
+        stash(0u, 0u, ra);
+        stash(0u, 32u, rb);
+        barrier();
+        for (uint st = 0u; st < nw; st++) {
+            if (st + 1u < nw) {
+                fetch(2u * st + 2u, ra);
+                fetch(2u * st + 3u, rb);
+            }
+            PRODUCTS(0u)
+            barrier();
+            if (st + 1u < nw) {
+                stash(0u, 0u, ra);
+                stash(0u, 32u, rb);
+            }
+            barrier();
+        }
+        nsteps = 0u; // the loops below are skipped
+    }
+    if (nsteps > 0u)
+        fetch(0u, ra);
+    if (nsteps > 0u && AHEAD1 != 0u) { // step st multiplies out of buffer st % 2 while step st + 1 loads
+        stash(0u, 0u, ra);
         barrier();
         for (uint st = 0u; st < nsteps; st++) {
             uint b = st % 2u;
@@ -243,14 +288,14 @@ void main()
                 fetch(st + 1u, ra);
             PRODUCTS(b)
             if (st + 1u < nsteps)
-                stash(1u - b, ra);
+                stash(1u - b, 0u, ra);
             barrier();
         }
         nsteps = 0u; // the loop below is skipped
-    } else {
+    } else if (nsteps > 0u) {
         if (nsteps > 1u)
             fetch(1u, rb);
-        stash(0u, ra);
+        stash(0u, 0u, ra);
         barrier();
     }
     for (uint st = 0u; st < nsteps; st += 2u) {
@@ -258,7 +303,7 @@ void main()
             fetch(st + 2u, ra);
         PRODUCTS(0u)
         if (st + 1u < nsteps)
-            stash(1u, rb);
+            stash(1u, 0u, rb);
         barrier();
         if (st + 1u >= nsteps)
             break;
@@ -266,7 +311,7 @@ void main()
             fetch(st + 3u, rb);
         PRODUCTS(1u)
         if (st + 2u < nsteps)
-            stash(0u, ra);
+            stash(0u, 0u, ra);
         barrier();
     }
 

@@ -720,6 +720,21 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         glm_vk_matvec_probe_bits(0);
         q = *end == ',' ? end + 1 : end;
     }
+    /* GLM_BENCH_MMPROBE=b1,b2,...: the grouped-product probe with each set of measurement switches */
+    const char *me = o->profile ? getenv("GLM_BENCH_MMPROBE") : NULL;
+    double mm_us[8];
+    unsigned mbits[8], nm = 0;
+    for (const char *q = me; s == GLM_OK && q && *q && nm < 8;) {
+        char *end;
+        unsigned long bits = strtoul(q, &end, 10);
+        if (end == q || bits > 15)
+            break;
+        glm_vk_matmul_probe_bits((uint32_t)bits);
+        if (glm_vk_matmul_id_probe(vk, &mm_us[nm]) == GLM_OK)
+            mbits[nm++] = (unsigned)bits;
+        glm_vk_matmul_probe_bits(0);
+        q = *end == ',' ? end + 1 : end;
+    }
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
         if (o->json ? !print_json(&rp) : (print_markdown(&rp), false))
@@ -735,6 +750,10 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
                    pbits[i], probe[i].small_bytes / 1e6, probe[i].cold_us, probe[i].hot_us, probe[i].big_bytes / 1e6,
                    probe[i].big_us, probe[i].big_bytes / (probe[i].big_us * 1e3), probe[i].pair_us,
                    probe[i].pair_us - probe[i].big_us);
+        for (unsigned i = 0; !o->json && i < nm; i++)
+            printf("grouped-product probe (switches %u), Q4_K 1536x2048 x 65 experts, 512 tokens x (4 + 1): %.1f us "
+                   "(%.1f TFLOP/s useful)\n",
+                   mbits[i], mm_us[i], 2.0 * 512 * 5 * 1536 * 2048 / (mm_us[i] * 1e6));
     }
     for (int i = 0; r && i < n; i++)
         free(r[i].ts);

@@ -160,6 +160,10 @@ static uint32_t matvec_exp(void)
     return probe_set ? probe_bits : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 15u;
 }
 
+/* Measurement switches of matmul_cm.comp (its EXP bits): set by bench's grouped-product probe only. */
+static uint32_t cm_probe_bits;
+void glm_vk_matmul_probe_bits(uint32_t bits) { cm_probe_bits = bits; }
+
 static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
                              const glm_vk_view *ids, const matvec_extra *e)
 {
@@ -368,8 +372,13 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
                                        (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
     }
     /* variant: the weight type + 64 × FLAGS (specialization constant 1): the tile code (1: 128
-     * token rows, 2: 32, 0: 64), + 4 where the loads go only one step ahead */
-    uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (glm_vk_coopmat_ahead(vk) == 1 ? 4u : 0u);
+     * token rows, 2: 32, 0: 64), + 4 where the loads go only one step ahead, + 8 where a step
+     * is two chunks through one buffer (ahead 0; one step ahead where ncols is not a multiple of 64) */
+    uint32_t ahead = glm_vk_coopmat_ahead(vk);
+    if (ahead == 0 && pc->ncols % 64 != 0)
+        ahead = 1;
+    uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
+                     16u * (cm_probe_bits & 15u);
     return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * flags, b, 4, pc, sizeof *pc,
                                    (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }

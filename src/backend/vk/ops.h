@@ -229,6 +229,12 @@ typedef struct glm_vk_probe {
 glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out);
 /* matvec_fast.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
 void glm_vk_matvec_probe_bits(uint32_t bits);
+/* bench --profile's grouped-product probe (floor.c): the routed gate product of a prefill of 512
+ * tokens (Q4_K 1536 x 2048, 64 experts + the shared one as a 65th, 4 + 1 a token, random
+ * distinct ids), µs a product (with its grouping dispatch; wall time of 100, best of 5). */
+glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us);
+/* matmul_cm.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
+void glm_vk_matmul_probe_bits(uint32_t bits);
 /* y[v] = W_slab · x[v] for every row v of x. */
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */

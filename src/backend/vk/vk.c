@@ -744,7 +744,7 @@ uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_group
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups)
 {
     vk->cm_grouped_tile = grouped_tile == 32 ? 32 : 64;
-    vk->cm_ahead = ahead == 1 ? 1 : 2;
+    vk->cm_ahead = ahead <= 1 ? ahead : 2;
     vk->cm_narrow_groups = narrow_groups;
 }
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk) { return vk->cm_grouped_tile; }

@@ -94,10 +94,11 @@ void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
 /* GLM_VK_MATMUL_CM's token rows per tile for grouped experts, 64 or 32 (environment variable
  * GLM_VK_CM_GROUPED_TILE at creation; default 64); how many 32-column steps ahead it loads,
- * 2 or 1 (GLM_VK_CM_AHEAD; default GLM_VK_CM_AHEAD); and below how many workgroups of 64-row
+ * 2 or 1, or 0 for steps of two chunks through one buffer (GLM_VK_CM_AHEAD; default
+ * GLM_VK_CM_AHEAD); and below how many workgroups of 64-row
  * tiles a plain or per-head product takes tiles of 32 rows instead (GLM_VK_CM_NARROW_GROUPS;
  * default 0: never). Tests reach every combination with them. */
-#define GLM_VK_CM_AHEAD 1u /* one step ahead (88 registers, not 119): +10% pp512 on the H100 (bench/RESULTS.md) */
+#define GLM_VK_CM_AHEAD 0u /* steps of two chunks: +2.6% pp512 over one step ahead on the H100 (bench/RESULTS.md) */
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups);
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
 uint32_t glm_vk_coopmat_ahead(const glm_vk *vk);
