@@ -84,6 +84,8 @@ uvec4 rd16b(uint off)
     return uvec4(a, b);
 }
 
+void fetch_x(uint c, inout Raw r);
+
 void fetch(uint c, out Raw r)
 {
     if ((EXP & 8u) != 0u) { // measurement: no weight loads
@@ -121,6 +123,26 @@ void fetch(uint c, out Raw r)
         [[unroll]] for (uint j = 0u; j < 8u; j++)
             r.wv[8u + j] = t[j];
     }
+    fetch_x(c, r);
+}
+
+// The WIDE step's two chunks c (even) and c + 1. Q4_K's second chunk is the other nibble of the
+// same 32 code bytes under the same block header, so it loads no weights of its own.
+void fetch_pair(uint c, out Raw a, out Raw b)
+{
+    if (TYPE == T_Q4_K && (EXP & 8u) == 0u) {
+        fetch(c, a);
+        b = a;
+        b.sub = (c + 1u) % 8u;
+        fetch_x(c + 1u, b);
+    } else {
+        fetch(c, a);
+        fetch(c + 1u, b);
+    }
+}
+
+void fetch_x(uint c, inout Raw r)
+{
     [[unroll]] for (uint v = 0u; v < 4u; v++)
         r.xv[v] = vec4(0.0);
     if (x_row >= 0 && (EXP & 4u) != 0u) { // measurement: no x loads
@@ -191,16 +213,20 @@ void put_frag(ACC a, uint i, uint j, uint sn, uint sm, uint m0, uint nfrag, bool
         coopMatStore(a, y, y_base + (tile_n0 + s0) * p.y_ld + r0, p.y_ld, gl_CooperativeMatrixLayoutRowMajor);
         return;
     }
+    // lane l writes column l % 16 of rows l / 16 + 2i: their y rows are looked up first, so the
+    // lookups are in flight over the store to the scratch
+    int yr[8];
+    [[unroll]] for (uint i = 0u; i < 8u; i++) {
+        int xr;
+        slot_rows(s0 + gl_SubgroupInvocationID / 16u + 2u * i, xr, yr[i]);
+    }
     coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    for (uint e = gl_SubgroupInvocationID; e < 256u; e += 32u) {
-        int xr, yr;
-        slot_rows(s0 + e / 16u, xr, yr);
-        uint m = r0 + e % 16u;
-        if (yr >= 0 && m < p.nrows)
-            y[y_base + uint(yr) * p.y_ld + m] = cs[sg * 256u + e];
-    }
+    uint m = r0 + gl_SubgroupInvocationID % 16u;
+    [[unroll]] for (uint i = 0u; i < 8u; i++)
+        if (yr[i] >= 0 && m < p.nrows)
+            y[y_base + uint(yr[i]) * p.y_ld + m] = cs[sg * 256u + gl_SubgroupInvocationID + 32u * i];
     subgroupMemoryBarrierShared();
     subgroupBarrier();
 }
@@ -257,16 +283,13 @@ void main()
     Raw ra, rb;
     if (WIDE != 0u) { // step st multiplies chunks 2st, 2st + 1 while chunks 2st + 2, 2st + 3 load
         uint nw = nsteps / 2u;
-        fetch(0u, ra);
-        fetch(1u, rb);
+        fetch_pair(0u, ra, rb);
         stash(0u, 0u, ra);
         stash(0u, 32u, rb);
         barrier();
         for (uint st = 0u; st < nw; st++) {
-            if (st + 1u < nw) {
-                fetch(2u * st + 2u, ra);
-                fetch(2u * st + 3u, rb);
-            }
+            if (st + 1u < nw)
+                fetch_pair(2u * st + 2u, ra, rb);
             PRODUCTS(0u)
             barrier();
             if (st + 1u < nw) {
