@@ -1,12 +1,15 @@
 #version 450
 // Elementwise ops over 2-D views (rows x cols, row stride ld), one invocation per element:
 //   op 0: y = a + b        op 1: y = SiLU(a) * b (SwiGLU)        op 2: y = a (copy)
+//   op 3: y = a as float16, two to a 32-bit word (cols and y's offsets count words; a's count
+//         floats, two a word)
 // Push constants mirror glm_vk_eltwise_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer A { float a[]; };
 layout(std430, binding = 1) readonly buffer B { float b[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
+layout(std430, binding = 2) buffer YH { uint yh[]; };
 
 layout(push_constant) uniform P {
     uint op, rows, cols, pad;
@@ -19,6 +22,11 @@ void main()
     uint i = gl_GlobalInvocationID.x, r = gl_WorkGroupID.y;
     if (i >= p.cols || r >= p.rows)
         return;
+    if (p.op == 3u) {
+        uint o = p.a_off + r * p.a_ld + 2u * i;
+        yh[p.y_off + r * p.y_ld + i] = packHalf2x16(vec2(a[o], a[o + 1u]));
+        return;
+    }
     float av = a[p.a_off + r * p.a_ld + i];
     float res;
     if (p.op == 0u)

@@ -592,16 +592,28 @@ START_TEST(test_matmul_id_grouped)
                 glm_vk_buffer bx = dev_copy(x, (size_t)xrows * ncols * 4), bi = dev_copy(ids, (size_t)T * k * 4);
                 glm_vk_buffer by = out_buf((size_t)T * k * nrows), bg;
                 ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
+                /* tensor cores, every other case: x also as float16 (glm_vk_matmul_id_half) */
+                bool half = cm == 1 && (round + per_pair) % 2 == 1 && glm_vk_matmul_id_takes_half(g_vk, &tw.w);
+                glm_vk_buffer bh = { 0 };
+                glm_vk_view xh = { 0 };
+                if (half) {
+                    ck_assert(glm_vk_buffer_create(g_vk, &bh, (size_t)xrows * ncols * 2, false) == GLM_OK);
+                    xh = view(&bh, xrows, ncols / 2);
+                }
                 ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-                ck_assert_msg(glm_vk_matmul_id(g_vk, view(&by, T * k, nrows), &tw.w, view(&bx, xrows, ncols),
-                                               view(&bi, T, k), view(&bg, 1, (uint32_t)ng)) == GLM_OK,
+                if (half)
+                    ck_assert(glm_vk_to_half(g_vk, xh, view(&bx, xrows, ncols)) == GLM_OK);
+                ck_assert_msg(glm_vk_matmul_id_half(g_vk, view(&by, T * k, nrows), &tw.w, view(&bx, xrows, ncols), xh,
+                                                    view(&bi, T, k), view(&bg, 1, (uint32_t)ng), false) == GLM_OK,
                               "%s", glm_last_error());
                 run();
+                if (half)
+                    glm_vk_buffer_destroy(g_vk, &bh);
                 check_out(&by, (size_t)T * k * nrows, "matmul_id");
                 double e = tu_nmse(ref, by.map, (size_t)T * k * nrows);
                 worst = e > worst ? e : worst;
-                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s %s round %d per_pair=%d (tile %u, %u ahead) nmse %.3g",
-                              matmul_name(cm), glm_type_name(t), round, per_pair,
+                ck_assert_msg(e <= matmul_tol(cm), "matmul_id%s%s %s round %d per_pair=%d (tile %u, %u ahead) nmse %.3g",
+                              matmul_name(cm), half ? " float16 x" : "", glm_type_name(t), round, per_pair,
                               cm == 2 ? glm_vk_cm2_grouped_tile(g_vk) : glm_vk_coopmat_grouped_tile(g_vk),
                               glm_vk_coopmat_ahead(g_vk), e);
                 glm_vk_buffer_destroy(g_vk, &bx);
@@ -1069,6 +1081,27 @@ START_TEST(test_eltwise)
         ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "eltwise op %d nmse %.3g", op, e);
         glm_vk_buffer_destroy(g_vk, &by);
     }
+    /* to float16, two to a word: rows of 130 of the 131 columns (65 words), from column 1 on */
+    const uint32_t hw = (cols - 1) / 2;
+    glm_vk_buffer bh = out_buf((size_t)rows * hw);
+    glm_vk_view av = view(&ba, rows, 2 * hw);
+    av.off = 1, av.ld = cols;
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_to_half(g_vk, view(&bh, rows, hw), av) == GLM_OK);
+    run();
+    check_guard(&bh, (size_t)rows * hw, "to_half");
+    int worst = 0;
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t i = 0; i < 2 * hw; i++) {
+            uint16_t got = ((const uint16_t *)bh.map)[(size_t)r * 2 * hw + i];
+            uint16_t want = glm_fp32_to_fp16(a[(size_t)r * cols + 1 + i]);
+            int d = (got & 0x8000) == (want & 0x8000) ? abs((int)(got & 0x7fff) - (int)(want & 0x7fff)) : 1 << 16;
+            worst = d > worst ? d : worst;
+            ck_assert_msg(d <= TOL_VK_TO_HALF_ULPS, "to_half row %u col %u: 0x%04x, want 0x%04x", r, i, got, want);
+        }
+    printf("vk to_half: worst %d ulp\n", worst);
+    ck_assert(glm_vk_to_half(g_vk, view(&bh, rows, hw), view(&ba, rows, cols)) != GLM_OK); /* odd columns */
+    glm_vk_buffer_destroy(g_vk, &bh);
     glm_vk_buffer_destroy(g_vk, &ba);
     glm_vk_buffer_destroy(g_vk, &bb);
     free(a);

@@ -32,8 +32,11 @@
 // stash of step i+1 and a second barrier (the host sets it only where ncols % 64 == 0).
 // FLAGS bits 4-7, EXP: measurement switches (bench's grouped-product probe only; the results
 // are wrong): 1 no products, 2 codes to floats without scales, 4 no x loads, 8 no weight loads.
+// FLAGS bit 8, X16: x is float16, two to a word (x_off, x_ld and the columns count halves; the
+// host converted it, as stash would round it), staged without conversion.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
+const uint X16 = (FLAGS >> 8) & 1u;
 #define BM 128u
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
 #define WG_SIZE 256u
@@ -46,6 +49,8 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
+layout(std430, binding = 1) readonly buffer XH { uint xh[]; }; // X16: x's halves in pairs
+layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // X16: 8 halves at a time
 
 // The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
 // Two buffers of 40-column rows, or (WIDE) one of 72-column rows, which fits in the same space.
@@ -75,6 +80,7 @@ struct Raw {
     uint sc, dd, shift, sub;
     float wv[16];
     vec4 xv[4];
+    uvec4 xq[2]; // X16: XPT halves, two to a word
 };
 
 // The 16 bytes at byte offset off (any alignment): aligned word loads, no branch between them.
@@ -145,6 +151,25 @@ void fetch_x(uint c, inout Raw r)
 {
     [[unroll]] for (uint v = 0u; v < 4u; v++)
         r.xv[v] = vec4(0.0);
+    r.xq[0] = r.xq[1] = uvec4(0u);
+    if (X16 != 0u) {
+        if (x_row >= 0 && (EXP & 4u) != 0u) {
+            r.xq[0] = uvec4(c, uint(x_row), 1u, 2u);
+            r.xq[1] = r.xq[0] + 3u;
+        } else if (x_row >= 0) {
+            uint o = (x_base + uint(x_row) * p.x_ld + 32u * c + x_col) / 2u; // words
+            if (XPT >= 8u && (p.pad & 1u) != 0u) {
+                [[unroll]] for (uint v = 0u; v < 2u; v++)
+                    if (v < XPT / 8u)
+                        r.xq[v] = xh4[o / 4u + v];
+            } else {
+                [[unroll]] for (uint v = 0u; v < 8u; v++)
+                    if (v < XPT / 2u)
+                        r.xq[v / 4u][v % 4u] = xh[o + v];
+            }
+        }
+        return;
+    }
     if (x_row >= 0 && (EXP & 4u) != 0u) { // measurement: no x loads
         [[unroll]] for (uint v = 0u; v < 4u; v++)
             r.xv[v] = vec4(float(c), float(x_row), float(v), 1.0);
@@ -195,8 +220,13 @@ void stash(uint b, uint col, Raw r)
         ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
     uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
-        if (j < XPT / 4u)
-            xs[xo + j] = f16vec4(r.xv[j]);
+        if (j < XPT / 4u) {
+            if (X16 != 0u)
+                xs[xo + j] = f16vec4(unpackFloat2x16(r.xq[j / 2u][2u * (j % 2u)]),
+                                     unpackFloat2x16(r.xq[j / 2u][2u * (j % 2u) + 1u]));
+            else
+                xs[xo + j] = f16vec4(r.xv[j]);
+        }
 }
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>

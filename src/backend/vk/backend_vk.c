@@ -56,6 +56,7 @@ typedef struct vk_impl {
     glm_vk_buffer ids;     /* host-visible: get_rows ids in, argmax ids out */
     glm_vk_buffer route_counts; /* moe_gate_route: a zero per row between dispatches */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
+    glm_vk_buffer x_half;  /* the x of a tiled grouped product as float16 (glm_vk_matmul_id_half) */
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
     uint64_t ids_cap;
@@ -382,6 +383,7 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->route_counts);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
+        glm_vk_buffer_destroy(v->vk, &v->x_half);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
         glm_vk_destroy(v->vk);
@@ -589,6 +591,26 @@ static glm_status group_view(vk_impl *v, glm_dview ids, const glm_vk_weight *w, 
     return GLM_OK;
 }
 
+/* The float16 copy of x for the tiled grouped products of w (none where they do not take one),
+ * made large enough before recording; the conversion is recorded by half_record. */
+static glm_status half_view(vk_impl *v, glm_dview x, const glm_vk_weight *w, glm_vk_view *xh)
+{
+    *xh = (glm_vk_view){ 0 };
+    if (!glm_vk_matmul_id_takes_half(v->vk, w))
+        return GLM_OK;
+    GLM_TRY(ensure(v, &v->x_half, (uint64_t)x.rows * x.cols * 2, false));
+    *xh = (glm_vk_view){ &v->x_half, 0, (uint32_t)x.rows, (uint32_t)x.cols / 2, (uint32_t)x.cols / 2 };
+    return GLM_OK;
+}
+
+static glm_status half_record(vk_impl *v, glm_vk_view xh, glm_dview x)
+{
+    if (!xh.buf)
+        return GLM_OK;
+    v->pending++;
+    return glm_vk_to_half(v->vk, xh, vv(x));
+}
+
 /* The rows of stretch s in the views of an expert product: ids [T][k], y [T·k], x [T] or
  * [T·k]. */
 static void seg_views(glm_vk_stretch s, glm_dview *y, glm_dview *x, glm_dview *ids)
@@ -611,11 +633,13 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
         glm_dview ys = y, xs = x, is = ids;
         seg_views(s, &ys, &xs, &is);
         if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
-            glm_vk_view g;
+            glm_vk_view g, xh;
             GLM_TRY(group_view(v, is, &wt, &g));
+            GLM_TRY(half_view(v, xs, &wt, &xh));
             GLM_TRY(recording(v));
+            GLM_TRY(half_record(v, xh, xs));
             v->pending++; /* two dispatches */
-            GLM_TRY(glm_vk_matmul_id(v->vk, vv(ys), &wt, vv(xs), vv(is), g));
+            GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, false));
         } else {
             GLM_TRY(recording(v));
             GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
@@ -629,16 +653,25 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
 static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_vk_weight *g, const glm_vk_weight *u,
                                const glm_dview *ids)
 {
-    glm_vk_view gv = { 0 };
-    if (ids)
+    glm_vk_view gv = { 0 }, xh = { 0 };
+    if (ids) {
         GLM_TRY(group_view(v, *ids, g, &gv));
+        GLM_TRY(half_view(v, x, g, &xh));
+    }
     GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
     glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
     GLM_TRY(recording(v));
     v->pending += ids ? 4 : 2;
     if (ids) {
-        GLM_TRY(glm_vk_matmul_id(v->vk, vv(y), g, vv(x), vv(*ids), gv));
-        GLM_TRY(glm_vk_matmul_id(v->vk, uv, u, vv(x), vv(*ids), gv));
+        /* one float16 copy of x and one grouping for both products (same ids, type and number of
+         * experts: the same tiles) */
+        bool shared = (g->nslabs ? g->nslabs : 1) == (u->nslabs ? u->nslabs : 1) && g->type == u->type &&
+                      g->ncols == u->ncols && g->offset % 16 == u->offset % 16 && g->slab_bytes == u->slab_bytes;
+        if (!shared)
+            xh = (glm_vk_view){ 0 };
+        GLM_TRY(half_record(v, xh, x));
+        GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(y), g, vv(x), xh, vv(*ids), gv, false));
+        GLM_TRY(glm_vk_matmul_id_half(v->vk, uv, u, vv(x), xh, vv(*ids), gv, shared));
     } else {
         GLM_TRY(glm_vk_matmul(v->vk, vv(y), g, 0, vv(x)));
         GLM_TRY(glm_vk_matmul(v->vk, uv, u, 0, vv(x)));
@@ -686,9 +719,11 @@ static glm_status tiled_normed(vk_impl *v, glm_dview y, glm_dview x, const glm_v
 {
     glm_dview n;
     GLM_TRY(fold_view(v, &v->fold_x, x.rows, x.cols, &n));
-    glm_vk_view gv = { 0 };
-    if (ids && !u)
+    glm_vk_view gv = { 0 }, xh = { 0 };
+    if (ids && !u) {
         GLM_TRY(group_view(v, *ids, w, &gv));
+        GLM_TRY(half_view(v, n, w, &xh));
+    }
     GLM_TRY(recording(v));
     GLM_TRY(glm_vk_rms_norm(v->vk, vv(n), vv(x), nw, eps));
     if (u)
@@ -696,8 +731,9 @@ static glm_status tiled_normed(vk_impl *v, glm_dview y, glm_dview x, const glm_v
     GLM_TRY(recording(v));
     if (!ids)
         return glm_vk_matmul(v->vk, vv(y), w, 0, vv(n));
+    GLM_TRY(half_record(v, xh, n));
     v->pending++; /* two dispatches */
-    return glm_vk_matmul_id(v->vk, vv(y), w, vv(n), vv(*ids), gv);
+    return glm_vk_matmul_id_half(v->vk, vv(y), w, vv(n), xh, vv(*ids), gv, false);
 }
 
 /* y = W·x, SwiGLU(W·x, U·x) where u is given, of RMSNorm(x; nw, eps) where nw is given, walked

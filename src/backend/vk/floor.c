@@ -210,13 +210,25 @@ glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
     glm_vk_weight w = { &wb, GLM_TYPE_Q4_K, 0, cols, rows, 0, rb, rb * rows };
     w.nslabs = E;
     glm_vk_view x = { &xb, 0, T, cols, cols }, y = { &yb, 0, T * k, rows, rows }, ids = { &ib, 0, T, k, k };
-    glm_vk_view group = { &gb, 0, 1, (uint32_t)ng, (uint32_t)ng };
+    glm_vk_view group = { &gb, 0, 1, (uint32_t)ng, (uint32_t)ng }, xh = { 0 };
+    glm_vk_buffer hb = {0};
+    if (s == GLM_OK && glm_vk_matmul_id_takes_half(vk, &w)) { /* x as float16, converted once */
+        s = glm_vk_buffer_create(vk, &hb, (uint64_t)T * cols * 2, false);
+        xh = (glm_vk_view){ &hb, 0, T, cols / 2, cols / 2 };
+        if (s == GLM_OK)
+            s = glm_vk_begin(vk);
+        if (s == GLM_OK) {
+            s = glm_vk_to_half(vk, xh, x);
+            glm_status ws = glm_vk_submit_wait(vk);
+            s = s == GLM_OK ? ws : s;
+        }
+    }
     double best = 1e30;
     for (int rep = 0; s == GLM_OK && rep < 6; rep++) {
         double t0 = wall_s();
         s = glm_vk_begin(vk);
         for (uint32_t i = 0; s == GLM_OK && i < n; i++)
-            s = glm_vk_matmul_id(vk, y, &w, x, ids, group);
+            s = glm_vk_matmul_id_half(vk, y, &w, x, xh, ids, group, false);
         glm_status ws = glm_vk_submit_wait(vk);
         s = s == GLM_OK ? ws : s;
         double t = wall_s() - t0;
@@ -228,6 +240,7 @@ glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
     glm_vk_buffer_destroy(vk, &yb);
     glm_vk_buffer_destroy(vk, &ib);
     glm_vk_buffer_destroy(vk, &gb);
+    glm_vk_buffer_destroy(vk, &hb);
     if (s == GLM_OK)
         *us = 1e6 * best / n;
     return s;

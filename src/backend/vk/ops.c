@@ -354,7 +354,7 @@ static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint3
  * alignment bits of pc->pad for the tensor-core kernel: bit 0, every x row starts on 16 bytes;
  * bit 1, every y row does; bit 2, every weight row of every slab does. */
 static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t rows,
-                                uint32_t extra, uint32_t gz, uint32_t bn)
+                                uint32_t extra, uint32_t gz, uint32_t bn, const glm_vk_view *xh)
 {
     bool heads = pc->mode == 3;
     bool xal = pc->x_off % 4 == 0 && pc->x_ld % 4 == 0 && (!heads || pc->k % 4 == 0);
@@ -379,6 +379,14 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         ahead = 1;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
                      16u * (cm_probe_bits & 15u);
+    if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
+        const glm_vk_buffer *bh[4] = { b[0], xh->buf, b[2], b[3] };
+        pc->x_off = 2 * xh->off;
+        pc->x_ld = 2 * xh->ld;
+        pc->pad = (pc->pad & ~1u) | (pc->x_off % 8 == 0 && pc->x_ld % 8 == 0 ? 1u : 0u);
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * (flags + 256u), bh, 4, pc, sizeof *pc,
+                                       (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
+    }
     return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * flags, b, 4, pc, sizeof *pc,
                                    (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }
@@ -394,7 +402,7 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
                               w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, x.rows, 0, 1, matmul_tile_rows(vk, &pc, x.rows, 1));
+    return matmul_record(vk, &pc, b, x.rows, 0, 1, matmul_tile_rows(vk, &pc, x.rows, 1), NULL);
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
@@ -411,7 +419,7 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads));
+    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads), NULL);
 }
 
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
@@ -420,8 +428,23 @@ uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
     return 3ull * n_exp + 1 + (uint64_t)T * k;
 }
 
+bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w)
+{
+    static int64_t c = -1;
+    glm_vk_matmul_push pc = { .type = (uint32_t)w->type, .w_offset = w->offset, .slab_bytes = w->slab_bytes, .mode = 1 };
+    return glm_vk_coopmat_enabled(vk) && !matmul_on_cm2(vk, &pc) && w->ncols % 2 == 0 &&
+           env_u64("GLM_VK_CM_X16", &c, 1) != 0;
+}
+
 glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids,
                             glm_vk_view group)
+{
+    glm_vk_view none = { 0 };
+    return glm_vk_matmul_id_half(vk, y, w, x, none, ids, group, false);
+}
+
+glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
+                                 glm_vk_view ids, glm_vk_view group, bool group_ready)
 {
     uint32_t E = w->nslabs ? w->nslabs : 1;
     if (!glm_vk_matmul_fits(w))
@@ -438,10 +461,13 @@ glm_status glm_vk_matmul_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, g
     uint32_t bn = matmul_tile_rows(vk, &pc, y.rows, 1);
     glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, bn, 0 };
     const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
-    GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
+    if (xh.buf && (!view_ok(xh) || xh.rows != x.rows || 2 * xh.cols != x.cols))
+        return bad("matmul_id", "the float16 x view does not match x or overruns its buffer");
+    if (!group_ready)
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
     /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
-    return matmul_record(vk, &pc, b, y.rows, E, 1, bn);
+    return matmul_record(vk, &pc, b, y.rows, E, 1, bn, xh.buf ? &xh : NULL);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)
@@ -535,6 +561,15 @@ glm_status glm_vk_kv_write_rope(glm_vk *vk, glm_vk_view pool, glm_vk_view src, c
     if (!g || !rope)
         return bad("kv_write_rope", "no norm gain or no rope");
     return kv_write_any(vk, pool, src, r, g, eps, n_norm, rope);
+}
+
+glm_status glm_vk_to_half(glm_vk *vk, glm_vk_view y, glm_vk_view a)
+{
+    if (!view_ok(y) || !view_ok(a) || a.rows != y.rows || a.cols != 2 * y.cols)
+        return bad("to_half", "views disagree or overrun their buffers");
+    glm_vk_eltwise_push pc = { 3u, y.rows, y.cols, 0, a.off, a.ld, a.off, a.ld, y.off, y.ld, 0, 0 };
+    const glm_vk_buffer *bb[3] = { a.buf, a.buf, y.buf };
+    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
 }
 
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b)

@@ -231,7 +231,8 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out);
 void glm_vk_matvec_probe_bits(uint32_t bits);
 /* bench --profile's grouped-product probe (floor.c): the routed gate product of a prefill of 512
  * tokens (Q4_K 1536 x 2048, 64 experts + the shared one as a 65th, 4 + 1 a token, random
- * distinct ids), µs a product (with its grouping dispatch; wall time of 100, best of 5). */
+ * distinct ids; x as float16 where the kernel takes it, converted once), µs a product (with its
+ * grouping dispatch; wall time of 100, best of 5). */
 glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us);
 /* matmul_cm.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
 void glm_vk_matmul_probe_bits(uint32_t bits);
@@ -279,6 +280,16 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
                                uint32_t x_step, uint32_t y_step);
 /* int32 scratch elements the grouped glm_vk_matmul_id needs for T tokens, k slots, E experts. */
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
+/* glm_vk_matmul_id with x also given as float16 (xh: glm_vk_to_half of x, x's rows and
+ * x.cols / 2 words a row): the tensor-core kernel stages the float16 rows (the same values it
+ * would round x to); other kernels read x. Two products over the same ids (gate and up) may
+ * share one grouping: group_ready skips the grouping dispatch (the one before it, with the
+ * same ids and group view and a weight of as many experts, must still be recorded). */
+/* Does the tiled grouped product of w read float16 x where it is given (tensor cores, not
+ * matmul_cm2; GLM_VK_CM_X16=0 turns it off)? */
+bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w);
+glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
+                                 glm_vk_view ids, glm_vk_view group, bool group_ready);
 /* glm_vk_matvec_id's product for many tokens: the (token, slot) pairs are grouped by expert on
  * the device (moe_group.comp, into `group`, an int32 view of glm_vk_moe_group_ints elements)
  * and each expert's rows run as tiles of one matmul dispatch. Records two dispatches. */
@@ -308,6 +319,9 @@ typedef struct glm_vk_kv_rope {
 glm_status glm_vk_kv_write_rope(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
                                 const glm_vk_weight *g, float eps, uint32_t n_norm, const glm_vk_kv_rope *rope);
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b);
+/* y = a as float16, two values to a 32-bit word: y a view of 32-bit words with a.cols / 2
+ * columns (a.cols even). */
+glm_status glm_vk_to_half(glm_vk *vk, glm_vk_view y, glm_vk_view a);
 glm_status glm_vk_moe_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                             const glm_vk_weight *bias /* NULL: none */, uint32_t k, uint32_t n_group,
                             uint32_t topk_group, bool sigmoid, bool norm_topk, float scale);
