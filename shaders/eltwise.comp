@@ -3,6 +3,7 @@
 //   op 0: y = a + b        op 1: y = SiLU(a) * b (SwiGLU)        op 2: y = a (copy)
 //   op 3: y = a as float16, two to a 32-bit word (cols and y's offsets count words; a's count
 //         floats, two a word)
+//   op 4: y = Σ_{z < pad} a moved z·b_off floats on, added in order (split products' parts)
 // Push constants mirror glm_vk_eltwise_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -25,6 +26,13 @@ void main()
     if (p.op == 3u) {
         uint o = p.a_off + r * p.a_ld + 2u * i;
         yh[p.y_off + r * p.y_ld + i] = packHalf2x16(vec2(a[o], a[o + 1u]));
+        return;
+    }
+    if (p.op == 4u) {
+        float sum = 0.0;
+        for (uint z = 0u; z < p.pad; z++)
+            sum += a[p.a_off + z * p.b_off + r * p.a_ld + i];
+        y[p.y_off + r * p.y_ld + i] = sum;
         return;
     }
     float av = a[p.a_off + r * p.a_ld + i];

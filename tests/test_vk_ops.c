@@ -552,6 +552,37 @@ START_TEST(test_matmul_all_types)
 }
 END_TEST
 
+START_TEST(test_matmul_split)
+{
+    /* plain products over whole 512-column parts: on tensor cores split 4 ways (2048 columns) and
+     * 2 ways (5120), the parts summed by a second dispatch; with splitting off; the plain kernel */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q5_0, GLM_TYPE_Q8_0, GLM_TYPE_F32 };
+    static const uint32_t shapes[][3] = { { 2048, 200, 70 }, { 5120, 67, 9 } }; /* ncols, nrows, T */
+    uint32_t split_default = glm_vk_coopmat_split(g_vk);
+    bool cm2_default = glm_vk_cm2_enabled(g_vk);
+    for (int cm = 0; cm < (matmul_kernels() > 1 ? 2 : 1); cm++) {
+        matmul_use(cm);
+        for (uint32_t split = 4; split >= 1; split /= 4) {
+            glm_vk_coopmat_set_split(g_vk, split);
+            double worst = 0;
+            for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+                for (size_t si = 0; si < 2; si++) {
+                    double e = product_case(types[ti], shapes[si][0], shapes[si][1], shapes[si][2], true, (ti + si) % 2);
+                    worst = e > worst ? e : worst;
+                    ck_assert_msg(e <= matmul_tol(cm), "matmul%s split %u %s cols=%u nmse %.3g", matmul_name(cm), split,
+                                  glm_type_name(types[ti]), shapes[si][0], e);
+                }
+            printf("vk matmul%s, splits up to %u: worst nmse %.3g\n", matmul_name(cm), split, worst);
+            if (cm == 0)
+                break; /* the plain kernel does not split */
+        }
+    }
+    glm_vk_coopmat_set_split(g_vk, split_default);
+    glm_vk_use_coopmat(g_vk, true);
+    glm_vk_use_cm2(g_vk, cm2_default);
+}
+END_TEST
+
 START_TEST(test_matmul_id_grouped)
 {
     /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
@@ -1100,6 +1131,27 @@ START_TEST(test_eltwise)
             ck_assert_msg(d <= TOL_VK_TO_HALF_ULPS, "to_half row %u col %u: 0x%04x, want 0x%04x", r, i, got, want);
         }
     printf("vk to_half: worst %d ulp\n", worst);
+    /* the sum of 3 parts: rows of 20 columns, parts 70 floats apart inside a */
+    {
+        const uint32_t pr = 3, pc = 20, stride = 70;
+        float want[60];
+        for (uint32_t r = 0; r < pr; r++)
+            for (uint32_t i = 0; i < pc; i++) {
+                float acc = 0;
+                for (uint32_t z = 0; z < 3; z++)
+                    acc += a[2 + z * stride + r * pc + i];
+                want[r * pc + i] = acc;
+            }
+        glm_vk_buffer bs = out_buf(pr * pc);
+        glm_vk_view p0 = { &ba, 2, pr, pc, pc };
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_sum_parts(g_vk, view(&bs, pr, pc), p0, 3, stride) == GLM_OK);
+        run();
+        check_close(&bs, want, pr * pc, TOL_VK_ELEMENTWISE_NMSE, "sum_parts");
+        p0.off = (uint32_t)n - 50; /* the last part past a's end */
+        ck_assert(glm_vk_sum_parts(g_vk, view(&bs, pr, pc), p0, 3, stride) != GLM_OK);
+        glm_vk_buffer_destroy(g_vk, &bs);
+    }
     ck_assert(glm_vk_to_half(g_vk, view(&bh, rows, hw), view(&ba, rows, cols)) != GLM_OK); /* odd columns */
     glm_vk_buffer_destroy(g_vk, &bh);
     glm_vk_buffer_destroy(g_vk, &ba);
@@ -1939,6 +1991,7 @@ int main(void)
     ADD_CASE(test_rms_norm_matvec);
     ADD_CASE(test_matvec_add);
     ADD_CASE(test_matmul_all_types);
+    ADD_CASE(test_matmul_split);
     ADD_CASE(test_matmul_id_grouped);
     ADD_CASE(test_matvec_heads);
     ADD_CASE(test_matvec_swiglu);

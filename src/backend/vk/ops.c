@@ -391,6 +391,32 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
                                    (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
 }
 
+/* How many column parts the tensor-core kernel splits the plain product pc of `rows` token rows
+ * in tiles of bn into (glm_vk_coopmat_set_split); 1: none. */
+static uint32_t matmul_splits(glm_vk *vk, const glm_vk_matmul_push *pc, uint32_t rows, uint32_t bn)
+{
+    if (!glm_vk_coopmat_enabled(vk) || matmul_on_cm2(vk, pc) || pc->mode != 0)
+        return 1;
+    uint64_t groups = (uint64_t)(pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS * ((rows + bn - 1) / bn);
+    uint32_t s = 1, most = glm_vk_coopmat_split(vk);
+    while (2 * s <= most && groups * 2 * s <= 264 && pc->ncols % (2 * s * 512) == 0 &&
+           (uint64_t)rows * pc->nrows * 2 * s * 4 <= GLM_VK_SPLIT_BYTES)
+        s *= 2;
+    return s;
+}
+
+glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
+{
+    glm_vk_view last = part0;
+    last.off += (parts ? parts - 1 : 0) * stride;
+    if (parts == 0 || !view_ok(y) || !view_ok(part0) || !view_ok(last) || part0.rows != y.rows ||
+        part0.cols != y.cols)
+        return bad("sum_parts", "views disagree or overrun their buffers");
+    glm_vk_eltwise_push pc = { 4u, y.rows, y.cols, parts, part0.off, part0.ld, stride, 0, y.off, y.ld, 0, 0 };
+    const glm_vk_buffer *bb[3] = { part0.buf, part0.buf, y.buf };
+    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+}
+
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
 {
     if (!glm_vk_matmul_fits(w))
@@ -401,8 +427,27 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
         return bad("matmul", "x or y view does not match the weight, overruns its buffer, or slab out of range");
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
                               w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
+    uint32_t bn = matmul_tile_rows(vk, &pc, x.rows, 1), parts = matmul_splits(vk, &pc, x.rows, bn);
+    if (parts > 1) {
+        /* column part z as product z of the per-head mode: its weights row_bytes(ks) bytes on, its
+         * x columns ks on, its rows of y one part further in the scratch; then the sum */
+        uint32_t ks = w->ncols / parts, part = x.rows * w->nrows;
+        const glm_vk_buffer *pb;
+        GLM_TRY(glm_vk_split_parts(vk, (uint64_t)part * parts * 4, &pb));
+        glm_vk_matmul_push ps = pc;
+        ps.ncols = ks;
+        ps.mode = 3;
+        ps.k = ks;
+        ps.slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
+        ps.y_off = 0;
+        ps.y_ld = w->nrows;
+        ps.g_off = part;
+        const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
+        GLM_TRY(matmul_record(vk, &ps, bs, x.rows, 0, parts, bn, NULL));
+        return glm_vk_sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part);
+    }
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, x.rows, 0, 1, matmul_tile_rows(vk, &pc, x.rows, 1), NULL);
+    return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL);
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,

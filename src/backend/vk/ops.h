@@ -319,6 +319,9 @@ typedef struct glm_vk_kv_rope {
 glm_status glm_vk_kv_write_rope(glm_vk *vk, glm_vk_view pool, glm_vk_view src, const glm_vk_kv_rows *r,
                                 const glm_vk_weight *g, float eps, uint32_t n_norm, const glm_vk_kv_rope *rope);
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b);
+/* y = Σ_{z < parts} part_z, in order, where part_z is the view part0 moved z·stride floats on
+ * (the partial products of a split plain product). */
+glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride);
 /* y = a as float16, two values to a 32-bit word: y a view of 32-bit words with a.cols / 2
  * columns (a.cols even). */
 glm_status glm_vk_to_half(glm_vk *vk, glm_vk_view y, glm_vk_view a);

@@ -162,6 +162,9 @@ struct glm_vk {
     bool trace;                  /* GLM_VK_TRACE set: each dispatch named on stderr as recorded */
     uint32_t cm2_grouped_tile;   /* see glm_vk_cm2_set_grouped_tile */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
+    uint32_t cm_split_max;       /* see glm_vk_coopmat_set_split */
+    glm_vk_buffer split_parts[2]; /* the partial products of split plain products, used in turn */
+    uint32_t split_next;
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
     uint32_t mv_few_groups;      /* see glm_vk_matvec_set_few_groups */
@@ -597,6 +600,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     const char *gt2 = getenv("GLM_VK_CM2_GROUPED_TILE");
     glm_vk_cm2_set_grouped_tile(vk, gt2 && *gt2 ? (uint32_t)strtoul(gt2, NULL, 10) : GLM_VK_CM2_GROUPED_TILE);
     vk->cm_wide_groups = 256;
+    const char *sp = getenv("GLM_VK_CM_SPLIT");
+    vk->cm_split_max = sp && *sp ? (uint32_t)strtoul(sp, NULL, 10) : GLM_VK_CM_SPLIT;
     const char *gt = getenv("GLM_VK_CM_GROUPED_TILE"), *ah = getenv("GLM_VK_CM_AHEAD");
     const char *ng = getenv("GLM_VK_CM_NARROW_GROUPS");
     glm_vk_coopmat_set_tiling(vk, gt && *gt ? (uint32_t)strtoul(gt, NULL, 10) : 64,
@@ -690,6 +695,8 @@ void glm_vk_destroy(glm_vk *vk)
         return;
     if (vk->dev) {
         vkDeviceWaitIdle(vk->dev);
+        for (int i = 0; i < 2; i++)
+            glm_vk_buffer_destroy(vk, &vk->split_parts[i]);
         for (int i = 0; i < GLM_VK_PIPE_SLOTS; i++)
             if (vk->pipes[i].p)
                 vkDestroyPipeline(vk->dev, vk->pipes[i].p, NULL);
@@ -739,6 +746,20 @@ void glm_vk_cm2_set_grouped_tile(glm_vk *vk, uint32_t rows)
     vk->cm2_grouped_tile = rows == 32 || rows == 128 ? rows : 64;
 }
 uint32_t glm_vk_cm2_grouped_tile(const glm_vk *vk) { return vk->cm2_grouped_tile; }
+void glm_vk_coopmat_set_split(glm_vk *vk, uint32_t max_splits) { vk->cm_split_max = max_splits; }
+uint32_t glm_vk_coopmat_split(const glm_vk *vk) { return vk->cm_split_max; }
+glm_status glm_vk_split_parts(glm_vk *vk, uint64_t bytes, const glm_vk_buffer **buf)
+{
+    if (bytes > GLM_VK_SPLIT_BYTES)
+        return glm_errorf(GLM_ERR_INVALID, "vulkan: %llu bytes of partial products exceed the %u-byte scratch",
+                          (unsigned long long)bytes, GLM_VK_SPLIT_BYTES);
+    glm_vk_buffer *b = &vk->split_parts[vk->split_next];
+    if (!b->buf)
+        GLM_TRY(glm_vk_buffer_create(vk, b, GLM_VK_SPLIT_BYTES, false));
+    vk->split_next ^= 1u;
+    *buf = b;
+    return GLM_OK;
+}
 void glm_vk_coopmat_set_wide_groups(glm_vk *vk, uint32_t groups) { vk->cm_wide_groups = groups; }
 uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk) { return vk->cm_wide_groups; }
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups)

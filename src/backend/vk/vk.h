@@ -98,6 +98,17 @@ uint32_t glm_vk_coopmat_wide_groups(const glm_vk *vk);
  * GLM_VK_CM_AHEAD); and below how many workgroups of 64-row
  * tiles a plain or per-head product takes tiles of 32 rows instead (GLM_VK_CM_NARROW_GROUPS;
  * default 0: never). Tests reach every combination with them. */
+/* GLM_VK_MATMUL_CM splits a plain product over its columns into up to this many partial
+ * products (1, 2 or 4; environment variable GLM_VK_CM_SPLIT at creation): it doubles the
+ * parts while the grid stays within 264 workgroups (two a multiprocessor of a large GPU) and
+ * the parts are whole multiples of 512 columns; a second dispatch sums the parts in order. */
+#define GLM_VK_CM_SPLIT 4u
+void glm_vk_coopmat_set_split(glm_vk *vk, uint32_t max_splits);
+uint32_t glm_vk_coopmat_split(const glm_vk *vk);
+/* The scratch of those partial products: one of two buffers of GLM_VK_SPLIT_BYTES, in turn (so
+ * two split products in a row need no barrier between them); an error past its size. */
+#define GLM_VK_SPLIT_BYTES (32u << 20)
+glm_status glm_vk_split_parts(glm_vk *vk, uint64_t bytes, const glm_vk_buffer **buf);
 #define GLM_VK_CM_AHEAD 0u /* steps of two chunks: +2.6% pp512 over one step ahead on the H100 (bench/RESULTS.md) */
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups);
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
