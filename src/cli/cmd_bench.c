@@ -567,6 +567,21 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
     return o;
 }
 
+/* A probe's list of measurement-switch sets, "b1,b2,..." (each 0..15, at most 8): how many. */
+static unsigned probe_bits_list(const char *q, unsigned out[8])
+{
+    unsigned n = 0;
+    while (q && *q && n < 8) {
+        char *end;
+        unsigned long bits = strtoul(q, &end, 10);
+        if (end == q || bits > 15)
+            break;
+        out[n++] = (unsigned)bits;
+        q = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 static bool print_json(const bench_report *rp)
 {
     cJSON *root = cJSON_CreateObject();
@@ -705,35 +720,24 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     double floor_chained = 0, floor_grouped = 0;
     if (s == GLM_OK && o->profile)
         s = glm_vk_dispatch_floor(vk, 512, &floor_chained, &floor_grouped);
-    /* GLM_BENCH_PROBE=b1,b2,...: the matvec probe with each set of measurement switches */
-    const char *pe = o->profile ? getenv("GLM_BENCH_PROBE") : NULL;
+    /* GLM_BENCH_PROBE=b1,b2,...: the matvec probe with each set of measurement switches;
+     * GLM_BENCH_MMPROBE=b1,b2,...: the grouped-product probe likewise */
+    unsigned pb[8], mb[8], pbits[8], mbits[8], np = 0, nm = 0;
+    unsigned npb = o->profile ? probe_bits_list(getenv("GLM_BENCH_PROBE"), pb) : 0;
+    unsigned nmb = o->profile ? probe_bits_list(getenv("GLM_BENCH_MMPROBE"), mb) : 0;
     glm_vk_probe probe[8] = {0};
-    unsigned pbits[8], np = 0;
-    for (const char *q = pe; s == GLM_OK && q && *q && np < 8;) {
-        char *end;
-        unsigned long bits = strtoul(q, &end, 10);
-        if (end == q || bits > 15)
-            break;
-        glm_vk_matvec_probe_bits((uint32_t)bits);
-        if (glm_vk_matvec_probe(vk, &probe[np]) == GLM_OK)
-            pbits[np++] = (unsigned)bits;
-        glm_vk_matvec_probe_bits(0);
-        q = *end == ',' ? end + 1 : end;
-    }
-    /* GLM_BENCH_MMPROBE=b1,b2,...: the grouped-product probe with each set of measurement switches */
-    const char *me = o->profile ? getenv("GLM_BENCH_MMPROBE") : NULL;
     double mm_us[8];
-    unsigned mbits[8], nm = 0;
-    for (const char *q = me; s == GLM_OK && q && *q && nm < 8;) {
-        char *end;
-        unsigned long bits = strtoul(q, &end, 10);
-        if (end == q || bits > 15)
-            break;
-        glm_vk_matmul_probe_bits((uint32_t)bits);
+    for (unsigned i = 0; s == GLM_OK && i < npb; i++) {
+        glm_vk_matvec_probe_bits(pb[i]);
+        if (glm_vk_matvec_probe(vk, &probe[np]) == GLM_OK)
+            pbits[np++] = pb[i];
+        glm_vk_matvec_probe_bits(0);
+    }
+    for (unsigned i = 0; s == GLM_OK && i < nmb; i++) {
+        glm_vk_matmul_probe_bits(mb[i]);
         if (glm_vk_matmul_id_probe(vk, &mm_us[nm]) == GLM_OK)
-            mbits[nm++] = (unsigned)bits;
+            mbits[nm++] = mb[i];
         glm_vk_matmul_probe_bits(0);
-        q = *end == ',' ? end + 1 : end;
     }
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
