@@ -76,6 +76,13 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
+// Q4_K/Q5_K with XC: the 8 tasks of a block are its 8 columns of 4 bytes in each 32-byte run
+// of codes (task c: bytes [4c, 4c + 4) of runs 0..3), so that the lanes of a block read x in
+// whole 128-byte lines (a quarter subgroup's vec4s consecutive) where the runs of 16 bytes
+// (without XC) spread one vec4 load over 16 lines of a subgroup; a task then holds elements of
+// all 8 sub-blocks.
+const bool XC = ((VAR >> 9) & (uint(TYPE == T_Q4_K) | uint(TYPE == T_Q5_K))) != 0u; // (no &&: it branches)
+
 const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
 // Tasks per lane whose loads go out together. The host sizes the slices for two tasks a lane
 // (ops.c), which a lane then takes in two rounds of one: on the H100 that measured faster
@@ -132,7 +139,16 @@ void load_task(uint rb, uint t, out uint r[NWR])
     uint b = blk(rb, t), j = t & 7u;
     [[unroll]] for (uint k = 0u; k < NWR; k++)
         r[k] = 0u;
-    if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+    if (XC) {
+        bool q5 = TYPE == T_Q5_K;
+        uvec4 hd = w4[b >> 4];
+        uint q0 = (b + (q5 ? 48u : 16u) + 4u * j) >> 2;
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            r[k] = hd[k];
+            r[4u + k] = w[q0 + 8u * k];
+        }
+        r[8] = q5 ? w[(b + 16u + 4u * j) >> 2] : 0u;
+    } else if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
         bool q5 = TYPE == T_Q5_K;
         uvec4 hd = w4[b >> 4], q = w4[(b + (q5 ? 48u : 16u) + 32u * (j >> 1) + 16u * (j & 1u)) >> 4];
         uvec4 qh = q5 ? w4[(b + 16u + 16u * (j & 1u)) >> 4] : uvec4(0u);
@@ -167,6 +183,8 @@ void load_task(uint rb, uint t, out uint r[NWR])
 // Element of the row where the vec4 of x for slot k (0..NX-1) of task t starts.
 uint x_elem(uint t, uint k)
 {
+    if (XC) // sub-block k: run k >> 1, low (even k) or high nibbles, column t & 7
+        return (t >> 3) * 256u + 32u * k + 4u * (t & 7u);
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
         uint j = t & 7u; // sub-block pair j >> 1, half j & 1 of its 32 quant bytes
         return (t >> 3) * 256u + 64u * (j >> 1) + 16u * (j & 1u) + (k < 4u ? 4u * k : 32u + 4u * (k - 4u));
@@ -213,6 +231,30 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
         [[unroll]] for (uint k = 0u; k < NWR; k++)
             f ^= r[k];
         return uintBitsToFloat((f & 0x007FFFFFu) | 0x3F800000u) * (xs.x + xs.y + xs.z + xs.w);
+    }
+    if (XC) {
+        // scales and mins of sub-blocks 0..3 (low 6 bits of bytes 0..7) and 4..7 (bytes 8..11
+        // with the top bits of bytes 0..7), four to a word
+        uint s0 = r[1], s1 = r[2], s2 = r[3];
+        vec4 scA = b4(s0 & 0x3F3F3F3Fu), mA = b4(s1 & 0x3F3F3F3Fu);
+        vec4 scB = b4((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u));
+        vec4 mB = b4(((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u));
+        vec2 dm = unpackHalf2x16(r[0]);
+        float dots[8], sums[8];
+        [[unroll]] for (uint g = 0u; g < 4u; g++) {
+            uint ql = r[4u + g] & 0x0F0F0F0Fu, qu = (r[4u + g] >> 4) & 0x0F0F0F0Fu;
+            if (TYPE == T_Q5_K) {
+                ql |= ((r[8] >> (2u * g)) & 0x01010101u) << 4;
+                qu |= ((r[8] >> (2u * g + 1u)) & 0x01010101u) << 4;
+            }
+            dots[2u * g] = dot(b4(ql), xv[2u * g]);
+            dots[2u * g + 1u] = dot(b4(qu), xv[2u * g + 1u]);
+        }
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            sums[k] = xv[k].x + xv[k].y + xv[k].z + xv[k].w;
+        vec4 dA = vec4(dots[0], dots[1], dots[2], dots[3]), dB = vec4(dots[4], dots[5], dots[6], dots[7]);
+        vec4 xA = vec4(sums[0], sums[1], sums[2], sums[3]), xB = vec4(sums[4], sums[5], sums[6], sums[7]);
+        return dm.x * (dot(scA, dA) + dot(scB, dB)) - dm.y * (dot(mA, xA) + dot(mB, xB));
     }
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
         uint pr = j >> 1;

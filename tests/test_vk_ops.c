@@ -1707,22 +1707,27 @@ START_TEST(test_matvec_fast_variants)
                                       GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
     const uint32_t longc = GLM_VK_MATVEC_FAST_XCOLS + 256;
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        uint32_t t = (uint32_t)types[ti];
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] + 2; ti++) {
+        /* Q4_K and Q5_K twice: tasks as columns of 4 code bytes (+32768, the default), then as runs of 16 */
+        bool again = ti >= sizeof types / sizeof types[0];
+        glm_type ty = again ? types[ti - sizeof types / sizeof types[0]] : types[ti];
+        glm_vk_matvec_set_xc(g_vk, !again);
+        uint32_t t = (uint32_t)ty + (!again && (ty == GLM_TYPE_Q4_K || ty == GLM_TYPE_Q5_K) ? 32768u : 0u);
         /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, 0);
-        fast_case(types[ti], 256, 4100, 4, t + 128);
+        fast_case(ty, 256, 4100, 4, t + 128);
         glm_vk_matvec_set_few_groups(g_vk, 256); /* 2 rows from 256 workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
-        fast_case(types[ti], 256, 4100, 4, t + 512);
-        fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
-        fast_case(types[ti], longc, 2100, 4, t);
-        fast_case(types[ti], longc, 40, 1, t + 128);
+        fast_case(ty, 256, 4100, 4, t + 512);
+        fast_case(ty, GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512); /* staged in two rounds */
+        fast_case(ty, longc, 2100, 4, t);
+        fast_case(ty, longc, 40, 1, t + 128);
         glm_vk_matvec_set_stage_groups(g_vk, 0);
-        fast_case(types[ti], 256, 4100, 4, t);
-        fast_case(types[ti], 512, 40, 1, t + 128);
+        fast_case(ty, 256, 4100, 4, t);
+        fast_case(ty, 512, 40, 1, t + 128);
         glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
+    glm_vk_matvec_set_xc(g_vk, GLM_VK_MATVEC_XC);
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }

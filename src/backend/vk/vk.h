@@ -120,6 +120,12 @@ uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
+/* GLM_VK_MATVEC_FAST lays Q4_K/Q5_K tasks out as columns of 4 code bytes (XC in the shader: a
+ * quarter subgroup reads x in whole lines) when on (default GLM_VK_MATVEC_XC, or the
+ * environment variable GLM_VK_MATVEC_XC at creation), as runs of 16 bytes when off. */
+#define GLM_VK_MATVEC_XC 1
+void glm_vk_matvec_set_xc(glm_vk *vk, bool on);
+bool glm_vk_matvec_xc(const glm_vk *vk);
 /* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
  * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
  * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 mla_split was
