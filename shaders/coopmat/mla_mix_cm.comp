@@ -46,8 +46,10 @@ layout(push_constant) uniform P {
 #define LDA 40u // float16 row stride of the P tile (32 positions + 8)
 #define LDB 136u // float16 row stride of the c tile (128 channels + 8)
 
-shared float16_t ps[2u * TR * LDA]; // ps[b·TR·LDA + r·LDA + j]: P[r0 + r][j0 + j]
-shared float16_t vs[2u * 32u * LDB]; // vs[b·32·LDB + j·LDB + k]: c[position j0 + j][k0 + k]
+// As float16 quadruples (8-byte stores): element (b·TR·LDA + r·LDA + j) / 4 of ps holds
+// P[r0 + r][j0 + j .. +3], element (b·32·LDB + j·LDB + k) / 4 of vs c[position j0 + j][k0 + k .. +3].
+shared f16vec4 ps[2u * TR * LDA / 4u];
+shared f16vec4 vs[2u * 32u * LDB / 4u];
 shared float cs[8u * 256u];        // a 16 × 16 fragment per subgroup, on the way out
 
 vec4 pv[4], cv[4]; // a step's values of the invocation, fetch to stash
@@ -139,12 +141,13 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
                 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
                 // B[position][channel]: row-major
-                coopMatLoad(bf0, vs, ob * 32u * LDB + kk * LDB + sm, LDB, gl_CooperativeMatrixLayoutRowMajor);
-                coopMatLoad(bf1, vs, ob * 32u * LDB + kk * LDB + sm + 16u, LDB, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(bf0, vs, (ob * 32u * LDB + kk * LDB + sm) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(bf1, vs, (ob * 32u * LDB + kk * LDB + sm + 16u) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);
 #define FRAG_ROW(I, A0, A1)                                                                                   \
     {                                                                                                         \
         coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, ps, ob * TR * LDA + (sn + 16u * I) * LDA + kk, LDA, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(af, ps, (ob * TR * LDA + (sn + 16u * I) * LDA + kk) / 4u, LDA / 4u,                         \
+                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
         A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
         A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
     }
@@ -154,21 +157,17 @@ void main()
                 FRAG_ROW(3u, a30, a31)
             }
         }
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
-            uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
-            [[unroll]] for (uint e = 0u; e < 8u; e++) {
-                f16vec2 a = f16vec2(unpackHalf2x16(ph[e / 4u][e % 4u]));
-                f16vec2 v = f16vec2(unpackHalf2x16(ch[e / 4u][e % 4u]));
-                ps[oa + 2u * e] = a.x;
-                ps[oa + 2u * e + 1u] = a.y;
-                vs[ob2 + 2u * e] = v.x;
-                vs[ob2 + 2u * e + 1u] = v.y;
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b: the halves as they are
+            uint oa = (b * TR * LDA + ar * LDA + aq) / 4u, ob2 = (b * 32u * LDB + bj * LDB + bq) / 4u;
+            [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                ps[oa + e] = f16vec4(unpackFloat2x16(ph[e / 2u][2u * (e % 2u)]), unpackFloat2x16(ph[e / 2u][2u * (e % 2u) + 1u]));
+                vs[ob2 + e] = f16vec4(unpackFloat2x16(ch[e / 2u][2u * (e % 2u)]), unpackFloat2x16(ch[e / 2u][2u * (e % 2u) + 1u]));
             }
         } else if (st < nsteps) {
-            uint oa = b * TR * LDA + ar * LDA + aq, ob2 = b * 32u * LDB + bj * LDB + bq;
-            [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                ps[oa + e] = float16_t(pv[e / 4u][e % 4u]);
-                vs[ob2 + e] = float16_t(cv[e / 4u][e % 4u]);
+            uint oa = (b * TR * LDA + ar * LDA + aq) / 4u, ob2 = (b * 32u * LDB + bj * LDB + bq) / 4u;
+            [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                ps[oa + e] = f16vec4(pv[e]);
+                vs[ob2 + e] = f16vec4(cv[e]);
             }
         }
         barrier();

@@ -49,8 +49,10 @@ layout(push_constant) uniform P {
 #define TJ 128u // positions per tile
 #define LDH 40u // float16 row stride of the staging tiles (32 + 8: no bank conflicts)
 
-shared float16_t qs[2u * TR * LDH]; // qs[b·TR·LDH + r·LDH + k]: query row r0 + r, column 32·step + k
-shared float16_t ks[2u * TJ * LDH]; // ks[b·TJ·LDH + j·LDH + k]: position j0 + j
+// As float16 quadruples (8-byte stores): element (b·TR·LDH + r·LDH + k) / 4 holds query row
+// r0 + r, columns 32·step + k .. +3 (k a multiple of 4); ks likewise for position j0 + j.
+shared f16vec4 qs[2u * TR * LDH / 4u];
+shared f16vec4 ks[2u * TJ * LDH / 4u];
 shared float cs[8u * 256u];       // a 16 × 16 fragment per subgroup, on the way out
 
 vec4 qv[4], kv[4]; // a step's 16 columns of the invocation's query row and key, fetch to stash
@@ -157,12 +159,14 @@ void main()
             [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
                 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
                 // B[k][j] = key j's column k: column-major
-                coopMatLoad(bf0, ks, ob * TJ * LDH + sm * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
-                coopMatLoad(bf1, ks, ob * TJ * LDH + (sm + 16u) * LDH + kk, LDH, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf0, ks, (ob * TJ * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(bf1, ks, (ob * TJ * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,
+                            gl_CooperativeMatrixLayoutColumnMajor);
 #define FRAG_ROW(I, A0, A1)                                                                                   \
     {                                                                                                         \
         coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, qs, ob * TR * LDH + (sn + 16u * I) * LDH + kk, LDH, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(af, qs, (ob * TR * LDH + (sn + 16u * I) * LDH + kk) / 4u, LDH / 4u,                         \
+                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
         A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
         A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
     }
@@ -172,21 +176,17 @@ void main()
                 FRAG_ROW(3u, a30, a31)
             }
         }
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
-            uint o = b * TR * LDH + lr * LDH + lc;
-            [[unroll]] for (uint e = 0u; e < 8u; e++) {
-                f16vec2 a = f16vec2(unpackHalf2x16(qh[e / 4u][e % 4u]));
-                f16vec2 bb = f16vec2(unpackHalf2x16(kh[e / 4u][e % 4u]));
-                qs[o + 2u * e] = a.x;
-                qs[o + 2u * e + 1u] = a.y;
-                ks[o + 2u * e] = bb.x;
-                ks[o + 2u * e + 1u] = bb.y;
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b: the halves as they are
+            uint o = (b * TR * LDH + lr * LDH + lc) / 4u;
+            [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                qs[o + e] = f16vec4(unpackFloat2x16(qh[e / 2u][2u * (e % 2u)]), unpackFloat2x16(qh[e / 2u][2u * (e % 2u) + 1u]));
+                ks[o + e] = f16vec4(unpackFloat2x16(kh[e / 2u][2u * (e % 2u)]), unpackFloat2x16(kh[e / 2u][2u * (e % 2u) + 1u]));
             }
         } else if (st < nsteps) {
-            uint o = b * TR * LDH + lr * LDH + lc;
-            [[unroll]] for (uint e = 0u; e < 16u; e++) {
-                qs[o + e] = float16_t(qv[e / 4u][e % 4u]);
-                ks[o + e] = float16_t(kv[e / 4u][e % 4u]);
+            uint o = (b * TR * LDH + lr * LDH + lc) / 4u;
+            [[unroll]] for (uint e = 0u; e < 4u; e++) {
+                qs[o + e] = f16vec4(qv[e]);
+                ks[o + e] = f16vec4(kv[e]);
             }
         }
         barrier();
