@@ -34,14 +34,9 @@
 // are wrong): 1 no products, 2 codes to floats without scales, 4 no x loads, 8 no weight loads.
 // FLAGS bit 8, X16: x is float16, two to a word (x_off, x_ld and the columns count halves; the
 // host converted it, as stash would round it), staged without conversion.
-// FLAGS bits 9-10, PFD: in WIDE steps, each invocation also loads one word of its row's weights
-// PFD steps past the ones in flight (Q4_K: the chunk pair's code bytes; Q6_K: its ql and qh
-// runs), so those lines are in the L2 when their step's loads go out; the words are folded into
-// a value written only under a push-constant bit the host never sets, so that they stay loads.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 const uint X16 = (FLAGS >> 8) & 1u;
-const uint PFD = (FLAGS >> 9) & 3u;
 #define BM 128u
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
 #define WG_SIZE 256u
@@ -234,21 +229,6 @@ void stash(uint b, uint col, Raw r)
         }
 }
 
-// PFD: one word of each run of weights the WIDE step of chunks c, c + 1 reads for this row.
-uint touch_pair(uint c)
-{
-    if (TYPE == T_Q4_K) {
-        uint b = w_bytes + (c / 8u) * 144u;
-        return w[(b + 16u + 32u * ((c % 8u) / 2u) + 16u * w_half) >> 2];
-    }
-    if (TYPE == T_Q6_K) {
-        uint b = w_bytes + (c / 8u) * 210u, h = (c % 8u) / 4u;
-        return w[(b + 64u * h + 16u * w_half) >> 2] ^ w[(b + 64u * h + 32u + 16u * w_half) >> 2] ^
-               w[(b + 128u + 32u * h + 16u * w_half) >> 2];
-    }
-    return 0u;
-}
-
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 
 // Writes the subgroup's fragment (i, j): token slots sn + 16i .. +15 × weight rows
@@ -332,7 +312,7 @@ void main()
     uint nsteps = p.ncols / 32u;
     Raw ra, rb;
     if (WIDE != 0u) { // step st multiplies chunks 2st, 2st + 1 while chunks 2st + 2, 2st + 3 load
-        uint nw = nsteps / 2u, pf_now = 0u, pf_all = 0u;
+        uint nw = nsteps / 2u;
         fetch_pair(0u, ra, rb);
         stash(0u, 0u, ra);
         stash(0u, 32u, rb);
@@ -340,10 +320,6 @@ void main()
         for (uint st = 0u; st < nw; st++) {
             if (st + 1u < nw)
                 fetch_pair(2u * st + 2u, ra, rb);
-            if (PFD != 0u) { // the word touched a step ago has arrived: fold it, touch the next
-                pf_all ^= pf_now;
-                pf_now = st + 1u + PFD < nw ? touch_pair(2u * (st + 1u + PFD)) : 0u;
-            }
             PRODUCTS(0u)
             barrier();
             if (st + 1u < nw) {
@@ -352,8 +328,6 @@ void main()
             }
             barrier();
         }
-        if (PFD != 0u && (p.pad & 0x80000000u) != 0u)
-            y[y_base] = uintBitsToFloat(pf_all ^ pf_now);
         nsteps = 0u; // the loops below are skipped
     }
     if (nsteps > 0u)

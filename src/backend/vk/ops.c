@@ -378,10 +378,8 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
     uint32_t ahead = glm_vk_coopmat_ahead(vk);
     if (ahead == 0 && pc->ncols % 64 != 0)
         ahead = 1;
-    static int64_t pfd_env = -1; /* GLM_VK_CM_PF: + 512 × the touch distance of WIDE steps (0-3) */
-    uint32_t pfd = ahead == 0 ? (uint32_t)env_u64("GLM_VK_CM_PF", &pfd_env, GLM_VK_CM_PF) & 3u : 0u;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
-                     16u * (cm_probe_bits & 15u) + 512u * pfd;
+                     16u * (cm_probe_bits & 15u);
     if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
         const glm_vk_buffer *bh[4] = { b[0], xh->buf, b[2], b[3] };
         pc->x_off = 2 * xh->off;

@@ -109,7 +109,6 @@ uint32_t glm_vk_coopmat_split(const glm_vk *vk);
  * two split products in a row need no barrier between them); an error past its size. */
 #define GLM_VK_SPLIT_BYTES (32u << 20)
 glm_status glm_vk_split_parts(glm_vk *vk, uint64_t bytes, const glm_vk_buffer **buf);
-#define GLM_VK_CM_PF 2u /* WIDE steps touch their rows' weights this many steps past the loads in flight (GLM_VK_CM_PF) */
 #define GLM_VK_CM_AHEAD 0u /* steps of two chunks: +2.6% pp512 over one step ahead on the H100 (bench/RESULTS.md) */
 void glm_vk_coopmat_set_tiling(glm_vk *vk, uint32_t grouped_tile, uint32_t ahead, uint32_t narrow_groups);
 uint32_t glm_vk_coopmat_grouped_tile(const glm_vk *vk);
