@@ -87,12 +87,7 @@ const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
 // Tasks per lane whose loads go out together. The host sizes the slices for two tasks a lane
 // (ops.c), which a lane then takes in two rounds of one: on the H100 that measured faster
 // than one round of two (fewer registers, twice the resident workgroups; bench/RESULTS.md).
-// With PRE (variant bits 10-11: 2^PRE rounds), a lane loads the weight words of that many rounds
-// first and then takes them one at a time, each with its x (and gain) loaded just before its
-// math: the weights' latency is paid once, x comes from the caches.
-const uint PRE = (VAR >> 10) & 3u;
-const bool LATE_X = PRE != 0u && TYPE != T_F32;
-const uint U = TYPE == T_F32 ? 8u : (PRE != 0u ? (1u << PRE) : (X_U2 ? 2u : 1u));
+const uint U = TYPE == T_F32 ? 8u : (X_U2 ? 2u : 1u);
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
 #define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)
@@ -320,19 +315,6 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
     return dot(uintBitsToFloat(uvec4(r[0], r[1], r[2], r[3])), xv[0]); // F32
 }
 
-// The vec4s of x (and of the gain) task t reads, as x_elem lays them out; x from shared memory
-// with STAGE, else from the row at vec4 xo.
-void load_x(uint xo, uint t, out vec4 xv[8], out vec4 gv[8])
-{
-    [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
-        uint e = x_elem(t, kk < NX ? kk : 0u), i = e >> 2;
-        xv[kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
-        if (X_ONEX && kk > 0u)
-            xv[kk] = xv[0] * float(kk); // one x load a task (measurement only)
-        gv[kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
-    }
-}
-
 // X_STREAM: the weight rows streamed end to end by the whole grid (16-byte loads, 4 in flight a
 // lane), nothing computed: what the grid can read at best
 void stream_rows()
@@ -426,15 +408,18 @@ void main()
                     sq += sqsh[s];
             }
         }
-        // 3. x and the gain (the staged x is normed already); LATE_X: in 4, task by task
+        // 3. x and the gain (the staged x is normed already)
         vec4 xv[UMAX][8], gv[UMAX][8];
         [[unroll]] for (uint u = 0u; u < U; u++)
-            if (!LATE_X)
-                load_x(xo, tk[u], xv[u], gv[u]);
+            [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
+                uint e = x_elem(tk[u], kk < NX ? kk : 0u), i = e >> 2;
+                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
+                if (X_ONEX && kk > 0u)
+                    xv[u][kk] = xv[u][0] * float(kk); // one x load a task (measurement only)
+                gv[u][kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
+            }
         // 4. the math
         [[unroll]] for (uint u = 0u; u < U; u++) {
-            if (LATE_X)
-                load_x(xo, tk[u], xv[u], gv[u]);
             vec4 xs = vec4(0.0);
             [[unroll]] for (uint kk = 0u; kk < NX; kk++) {
                 if (NORM && !STAGE) {

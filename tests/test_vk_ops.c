@@ -1630,15 +1630,13 @@ static void chain(glm_vk *vk)
     free(y3);
 }
 
-/* Was a matvec_fast dispatch of `variant` recorded since the last profile reset? With weights
- * loaded ahead (glm_vk_matvec_pre of 2 or more) any number of rounds of them (the 2 bits at
- * 65536) matches. */
+/* Was a matvec_fast dispatch of `variant` recorded since the last profile reset? */
 static bool fast_variant_ran(uint32_t variant)
 {
     const glm_vk_prof_shape *sh;
-    uint32_t n = glm_vk_profile_shapes(g_vk, &sh), mask = glm_vk_matvec_pre(g_vk) >= 2 ? ~(3u << 16) : ~0u;
+    uint32_t n = glm_vk_profile_shapes(g_vk, &sh);
     for (uint32_t i = 0; i < n; i++)
-        if (sh[i].kernel == GLM_VK_MATVEC_FAST && (sh[i].variant & mask) == variant && sh[i].count)
+        if (sh[i].kernel == GLM_VK_MATVEC_FAST && sh[i].variant == variant && sh[i].count)
             return true;
     return false;
 }
@@ -1709,14 +1707,11 @@ START_TEST(test_matvec_fast_variants)
                                       GLM_TYPE_Q8_0, GLM_TYPE_Q5_0, GLM_TYPE_F32 };
     const uint32_t longc = GLM_VK_MATVEC_FAST_XCOLS + 256;
     ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0] + 3; ti++) {
-        /* Q4_K, Q5_K and Q6_K twice: by default (Q4_K, Q5_K: tasks as columns of 4 code bytes,
-         * +32768; weights of several rounds loaded ahead, +65536 · 1..3), then one round at a time
-         * and (Q4_K, Q5_K) as runs of 16 code bytes */
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] + 2; ti++) {
+        /* Q4_K and Q5_K twice: tasks as columns of 4 code bytes (+32768, the default), then as runs of 16 */
         bool again = ti >= sizeof types / sizeof types[0];
         glm_type ty = again ? types[ti - sizeof types / sizeof types[0]] : types[ti];
         glm_vk_matvec_set_xc(g_vk, !again);
-        glm_vk_matvec_set_pre(g_vk, again ? 0 : GLM_VK_MATVEC_PRE);
         uint32_t t = (uint32_t)ty + (!again && (ty == GLM_TYPE_Q4_K || ty == GLM_TYPE_Q5_K) ? 32768u : 0u);
         /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, 0);
@@ -1733,7 +1728,6 @@ START_TEST(test_matvec_fast_variants)
         glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
     glm_vk_matvec_set_xc(g_vk, GLM_VK_MATVEC_XC);
-    glm_vk_matvec_set_pre(g_vk, GLM_VK_MATVEC_PRE);
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }

@@ -227,7 +227,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·PRE) */
+         * + 16·rope + 32·measurement switches + 512·XC layout) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
@@ -245,19 +245,10 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             pc.rope_dim = rope->rope_dim;
             pc.table_positions = rope->table_positions;
         }
-        /* + 1024 · PRE: the weights of 2^PRE rounds of tasks loaded first, each round's x late;
-         * at most glm_vk_matvec_pre tasks' words a lane (rows × SwiGLU partners × rounds) */
-        uint32_t pre = 0, cap = glm_vk_matvec_pre(vk);
-        if (w->type != GLM_TYPE_F32 && !matvec_exp()) {
-            uint32_t rounds = (w->ncols / 32 + lanes - 1) / lanes, per = (pc.swiglu ? 2u : 1u) * (one ? 1u : 2u);
-            while (pre < 3 && (1u << pre) < rounds && (2u << pre) * per <= cap)
-                pre++;
-        }
         GLM_TRY(glm_vk_dispatch_variant(
             vk, GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
-                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
-                                      1024 * pre),
+                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk))),
             b, 7, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;

@@ -126,13 +126,6 @@ uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_XC 1
 void glm_vk_matvec_set_xc(glm_vk *vk, bool on);
 bool glm_vk_matvec_xc(const glm_vk *vk);
-/* GLM_VK_MATVEC_FAST loads the weight words of up to `tasks` tasks a lane (rows × SwiGLU
- * partners × rounds of its tasks, rounds a power of two up to 8) before their x (PRE in the
- * shader); default GLM_VK_MATVEC_PRE, or the environment variable GLM_VK_MATVEC_PRE at
- * creation; below 2: off. */
-#define GLM_VK_MATVEC_PRE 8
-void glm_vk_matvec_set_pre(glm_vk *vk, uint32_t tasks);
-uint32_t glm_vk_matvec_pre(const glm_vk *vk);
 /* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
  * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
  * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 mla_split was
