@@ -76,12 +76,12 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 
-// Q4_K/Q5_K/Q6_K with XC: the 8 tasks of a block are its 8 columns of 4 bytes in each 32-byte
-// run of codes (task c: elements 32k + 4c .. +3 of every run k = 0..7 of the block), so that the
-// lanes of a block read x in whole 128-byte lines (a quarter subgroup's vec4s consecutive) where
-// the runs of 16 bytes (without XC; Q6_K: 8 bytes) spread one vec4 load over 16 (Q6_K: 8) lines
-// of a subgroup; a task then holds elements of all 8 sub-blocks.
-const bool XC = ((VAR >> 9) & (uint(TYPE == T_Q4_K) | uint(TYPE == T_Q5_K) | uint(TYPE == T_Q6_K))) != 0u; // (no &&: it branches)
+// Q4_K/Q5_K with XC: the 8 tasks of a block are its 8 columns of 4 bytes in each 32-byte run
+// of codes (task c: bytes [4c, 4c + 4) of runs 0..3), so that the lanes of a block read x in
+// whole 128-byte lines (a quarter subgroup's vec4s consecutive) where the runs of 16 bytes
+// (without XC) spread one vec4 load over 16 lines of a subgroup; a task then holds elements of
+// all 8 sub-blocks.
+const bool XC = ((VAR >> 9) & (uint(TYPE == T_Q4_K) | uint(TYPE == T_Q5_K))) != 0u; // (no &&: it branches)
 
 const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
 // Tasks per lane whose loads go out together. The host sizes the slices for two tasks a lane
@@ -90,7 +90,7 @@ const uint EPT = TYPE == T_F32 ? 4u : 32u; // elements per task
 const uint U = TYPE == T_F32 ? 8u : (X_U2 ? 2u : 1u);
 const uint NX = TYPE == T_F32 ? 1u : 8u;   // vec4s of x per task
 #define UMAX 8u
-#define NWR 18u // raw weight words per task (Q6_K's with XC; the other types use fewer)
+#define NWR 13u // raw weight words per task (Q6_K's; the other types use fewer)
 // Staged x: vec4 i at i + (i >> XPAD) (one pad vec4 every 2^XPAD), so that the 8 lanes of a
 // quarter subgroup, which read one vec4 each of their tasks' x at a time, hit distinct banks.
 const uint XPAD = TYPE == T_Q4_K || TYPE == T_Q5_K ? 4u : (TYPE == T_Q6_K ? 5u : 3u);
@@ -139,19 +139,7 @@ void load_task(uint rb, uint t, out uint r[NWR])
     uint b = blk(rb, t), j = t & 7u;
     [[unroll]] for (uint k = 0u; k < NWR; k++)
         r[k] = 0u;
-    if (XC && TYPE == T_Q6_K) {
-        // word pairs around the 4 code bytes of column j in each ql run (h, p) and qh run h, the
-        // 16 scale bytes (5 words) and d; a block at b = 2 mod 4 starts its runs mid-word
-        uint i = b >> 2;
-        [[unroll]] for (uint k = 0u; k < 6u; k++) {
-            uint o = k < 4u ? 16u * (k >> 1) + 8u * (k & 1u) : 32u + 8u * (k - 4u); // in words
-            r[2u * k] = w[i + o + j];
-            r[2u * k + 1u] = wcl(i + o + j + 1u);
-        }
-        [[unroll]] for (uint k = 0u; k < 5u; k++)
-            r[12u + k] = wcl(i + 48u + k);
-        r[17] = w[i + 52u];
-    } else if (XC) {
+    if (XC) {
         bool q5 = TYPE == T_Q5_K;
         uvec4 hd = w4[b >> 4];
         uint q0 = (b + (q5 ? 48u : 16u) + 4u * j) >> 2;
@@ -243,26 +231,6 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
         [[unroll]] for (uint k = 0u; k < NWR; k++)
             f ^= r[k];
         return uintBitsToFloat((f & 0x007FFFFFu) | 0x3F800000u) * (xs.x + xs.y + xs.z + xs.w);
-    }
-    if (XC && TYPE == T_Q6_K) {
-        // run k = 4h + q: low (q < 2) or high nibbles of ql run (h, q & 1), bits 2q, 2q + 1 of
-        // qh run h, scale 8h + 2q + (column >> 2)
-        uint sca[4];
-        [[unroll]] for (uint k = 0u; k < 4u; k++)
-            sca[k] = fun(r[12u + k], r[13u + k], odd);
-        uint ssh = 8u * (j >> 2);
-        float acc = 0.0;
-        [[unroll]] for (uint h = 0u; h < 2u; h++) {
-            uint qh = fun(r[8u + 2u * h], r[9u + 2u * h], odd);
-            [[unroll]] for (uint q = 0u; q < 4u; q++) {
-                uint ql = fun(r[4u * h + 2u * (q & 1u)], r[4u * h + 2u * (q & 1u) + 1u], odd);
-                uint code = ((ql >> (4u * (q >> 1))) & 0x0F0F0F0Fu) | (((qh >> (2u * q)) & 0x03030303u) << 4);
-                vec4 xk = xv[4u * h + q];
-                float sc = s1((sca[2u * h + (q >> 1)] >> (16u * (q & 1u) + ssh)) & 255u);
-                acc += sc * (dot(b4(code), xk) - 32.0 * (xk.x + xk.y + xk.z + xk.w));
-            }
-        }
-        return unpackHalf2x16(odd ? r[17] >> 16 : r[17]).x * acc;
     }
     if (XC) {
         // scales and mins of sub-blocks 0..3 (low 6 bits of bytes 0..7) and 4..7 (bytes 8..11

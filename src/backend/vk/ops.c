@@ -248,8 +248,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         GLM_TRY(glm_vk_dispatch_variant(
             vk, GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
-                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K || w->type == GLM_TYPE_Q6_K) &&
-                                                  glm_vk_matvec_xc(vk))),
+                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk))),
             b, 7, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;

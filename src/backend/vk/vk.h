@@ -120,7 +120,7 @@ uint32_t glm_vk_coopmat_narrow_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_FAST_STAGE_WG 256 /* measured faster up to there, slower above (bench/RESULTS.md) */
 void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups);
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
-/* GLM_VK_MATVEC_FAST lays Q4_K/Q5_K/Q6_K tasks out as columns of 4 code bytes (XC in the shader: a
+/* GLM_VK_MATVEC_FAST lays Q4_K/Q5_K tasks out as columns of 4 code bytes (XC in the shader: a
  * quarter subgroup reads x in whole lines) when on (default GLM_VK_MATVEC_XC, or the
  * environment variable GLM_VK_MATVEC_XC at creation), as runs of 16 bytes when off. */
 #define GLM_VK_MATVEC_XC 1
