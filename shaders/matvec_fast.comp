@@ -50,6 +50,11 @@ const uint NR = (VAR & 2u) != 0u ? 1u : 2u; // rows per slice (1 for products of
 const bool NORM = (VAR & 4u) != 0u;          // RMSNorm of x in front (gain and sum of squares)
 const bool STAGE = (VAR & 8u) != 0u;         // x through shared memory (p.ncols <= XCOLS)
 const bool ROPE = (VAR & 16u) != 0u;         // each head's rope channels of y rotated (one row a slice)
+// KS2 (products of few workgroups and rows of several rounds): each row's tasks are split
+// between two slices in the two halves of the workgroup (slice s and s + WG / tpr / 2, in
+// different subgroups), which take alternate rounds; the second half hands its sums to the
+// first through shared memory. Twice the workgroups, half the rounds a lane waits through.
+const bool KS2 = (VAR & 1024u) != 0u;
 #define NRMAX 2u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
@@ -99,6 +104,7 @@ const uint XPAD = TYPE == T_Q4_K || TYPE == T_Q5_K ? 4u : (TYPE == T_Q6_K ? 5u :
 #define XSTEP 5u    // staging loads in flight per lane
 shared vec4 xsh[STAGE ? XV : 1u];
 shared float sqsh[WG];
+shared float kssh[KS2 ? 5u * (WG / 2u) : 1u]; // KS2: a second-half slice's sums (acc, acc2, sq)
 
 // Word i, or the buffer's last word past its end (its bytes are then not used).
 uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
@@ -339,7 +345,9 @@ void main()
     }
     uint tid = gl_LocalInvocationID.x, tpr = p.tpr;
     uint lane = tid % tpr, slice = tid / tpr;
-    uint r0 = (gl_WorkGroupID.x * (WG / tpr) + slice) * NR;
+    uint nsl = KS2 ? WG / tpr / 2u : WG / tpr; // rows (of NR) a workgroup
+    uint half_ = KS2 ? slice / nsl : 0u, rs = KS2 ? slice % nsl : slice;
+    uint r0 = (gl_WorkGroupID.x * nsl + rs) * NR;
     uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     uint wbase = p.w_offset + z * p.slab_bytes;
     uint xrow = v;
@@ -361,12 +369,15 @@ void main()
     }
     float sq = 0.0;
     uint ntask = p.ncols / EPT, n4 = p.ncols / 4u;
-    for (uint t0 = 0u; t0 < ntask; t0 += U * tpr) {
+    // KS2: the halves take alternate rounds of tpr tasks (the host ensures each has one, so
+    // that both reach the staging barrier)
+    uint rstride = KS2 ? 2u * tpr : tpr;
+    for (uint t0 = half_ * tpr, it = 0u; t0 < ntask; t0 += U * rstride, it++) {
         // tasks of this group (past the end: task 0 again, its result dropped)
         uint tk[UMAX];
         float keep[UMAX];
         [[unroll]] for (uint u = 0u; u < U; u++) {
-            uint t = t0 + u * tpr + lane;
+            uint t = t0 + u * rstride + lane;
             keep[u] = t < ntask ? 1.0 : 0.0;
             tk[u] = t < ntask ? t : 0u;
         }
@@ -379,7 +390,7 @@ void main()
                     load_task(w2base + rowb[r], tk[u], raw2[u][r]);
             }
         // 2. (STAGE, first group) the workgroup's row of x into shared memory, normed
-        if (STAGE && t0 == 0u) {
+        if (STAGE && it == 0u) {
             for (uint i0 = 0u; i0 < n4; i0 += XSTEP * WG) {
                 vec4 sx[XSTEP], sg[XSTEP];
                 [[unroll]] for (uint s = 0u; s < XSTEP; s++) {
@@ -450,6 +461,24 @@ void main()
             if (fuse)
                 acc2[r] += subgroupShuffleXor(acc2[r], m);
         }
+    }
+    if (KS2) {
+        if (half_ == 1u && lane == 0u) {
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                kssh[5u * rs + r] = acc[r];
+                kssh[5u * rs + 2u + r] = acc2[r];
+            }
+            kssh[5u * rs + 4u] = sq;
+        }
+        barrier();
+        if (half_ == 1u)
+            return; // whole subgroups (the second half of the workgroup)
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            acc[r] += kssh[5u * rs + r];
+            acc2[r] += kssh[5u * rs + 2u + r];
+        }
+        if (NORM && !STAGE)
+            sq += kssh[5u * rs + 4u];
     }
     float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
     if (ROPE) {

@@ -1630,13 +1630,17 @@ static void chain(glm_vk *vk)
     free(y3);
 }
 
-/* Was a matvec_fast dispatch of `variant` recorded since the last profile reset? */
+/* Was a matvec_fast dispatch of `variant` recorded since the last profile reset? Where rows may
+ * be split over two slices (glm_vk_matvec_ks_groups between 1 and UINT32_MAX - 1) with or
+ * without that split (+65536) matches; at 0 only without, at UINT32_MAX only with. */
 static bool fast_variant_ran(uint32_t variant)
 {
     const glm_vk_prof_shape *sh;
-    uint32_t n = glm_vk_profile_shapes(g_vk, &sh);
+    uint32_t n = glm_vk_profile_shapes(g_vk, &sh), ks = glm_vk_matvec_ks_groups(g_vk);
+    uint32_t mask = ks == 0 || ks == UINT32_MAX ? ~0u : ~65536u;
+    variant |= ks == UINT32_MAX ? 65536u : 0u;
     for (uint32_t i = 0; i < n; i++)
-        if (sh[i].kernel == GLM_VK_MATVEC_FAST && sh[i].variant == variant && sh[i].count)
+        if (sh[i].kernel == GLM_VK_MATVEC_FAST && (sh[i].variant & mask) == (variant & mask) && sh[i].count)
             return true;
     return false;
 }
@@ -1712,6 +1716,7 @@ START_TEST(test_matvec_fast_variants)
         bool again = ti >= sizeof types / sizeof types[0];
         glm_type ty = again ? types[ti - sizeof types / sizeof types[0]] : types[ti];
         glm_vk_matvec_set_xc(g_vk, !again);
+        glm_vk_matvec_set_ks_groups(g_vk, again ? 0 : GLM_VK_MATVEC_KS_WG);
         uint32_t t = (uint32_t)ty + (!again && (ty == GLM_TYPE_Q4_K || ty == GLM_TYPE_Q5_K) ? 32768u : 0u);
         /* the default: 1 row per slice up to GLM_VK_MATVEC_FAST_FEW workgroups */
         glm_vk_matvec_set_stage_groups(g_vk, 0);
@@ -1727,7 +1732,22 @@ START_TEST(test_matvec_fast_variants)
         fast_case(ty, 512, 40, 1, t + 128);
         glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
     }
+    /* rows split over two slices wherever a row has two rounds of tasks: 1 and 2 rows a slice,
+     * x staged and not */
     glm_vk_matvec_set_xc(g_vk, GLM_VK_MATVEC_XC);
+    glm_vk_matvec_set_ks_groups(g_vk, UINT32_MAX);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t t = (uint32_t)types[ti] +
+                     (types[ti] == GLM_TYPE_Q4_K || types[ti] == GLM_TYPE_Q5_K ? 32768u : 0u);
+        glm_vk_matvec_set_stage_groups(g_vk, UINT32_MAX);
+        fast_case(types[ti], GLM_VK_MATVEC_FAST_XCOLS - 256, 40, 1, t + 128 + 512);
+        glm_vk_matvec_set_stage_groups(g_vk, 0);
+        fast_case(types[ti], longc, 40, 1, t + 128);
+        glm_vk_matvec_set_few_groups(g_vk, 256);
+        fast_case(types[ti], longc, 2100, 4, t);
+        glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
+    }
+    glm_vk_matvec_set_ks_groups(g_vk, GLM_VK_MATVEC_KS_WG);
     glm_vk_matvec_set_stage_groups(g_vk, GLM_VK_MATVEC_FAST_STAGE_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
 }

@@ -227,12 +227,19 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·rope + 32·measurement switches + 512·XC layout) */
+         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
+        /* KS2: a row's rounds of tasks split over two slices of the workgroup where each gets
+         * one and the doubled grid stays within glm_vk_matvec_ks_groups */
+        uint32_t per_task = w->type == GLM_TYPE_F32 ? 4 : 32, wrows = GLM_VK_MATVEC_FAST_WG / lanes * (one ? 1 : 2);
+        bool ks2 = wrows >= 2 && w->ncols / per_task > lanes &&
+                   (uint64_t)((w->nrows + wrows / 2 - 1) / (wrows / 2)) * y.rows * heads <= glm_vk_matvec_ks_groups(vk);
+        if (ks2)
+            gx = (w->nrows + wrows / 2 - 1) / (wrows / 2);
         uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         /* the rope in the product: one row a slice, a pair's two rows in neighbouring slices of
          * one subgroup (lanes l and l ^ tpr), no heads or ids */
@@ -248,7 +255,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         GLM_TRY(glm_vk_dispatch_variant(
             vk, GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
-                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk))),
+                                      512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
+                                      1024 * ks2),
             b, 7, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;

@@ -35,7 +35,7 @@ typedef struct kernel_desc {
     bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 65536 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 131072 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 #define GLM_VK_PIPE_SLOTS 1024    /* pipelines built, at most (a hash table of kernel and variant) */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
@@ -168,6 +168,7 @@ struct glm_vk {
     uint32_t cm_grouped_tile, cm_ahead, cm_narrow_groups; /* see glm_vk_coopmat_set_tiling */
     uint32_t mv_stage_groups;    /* see glm_vk_matvec_set_stage_groups */
     bool mv_xc;                  /* see glm_vk_matvec_set_xc */
+    uint32_t mv_ks_groups;       /* see glm_vk_matvec_set_ks_groups */
     uint32_t mv_few_groups;      /* see glm_vk_matvec_set_few_groups */
     /* GLM_VK_PIPELINE_STATS set and VK_KHR_pipeline_executable_properties there: each pipeline's
      * compiler statistics (registers, shared memory, ...) go to stderr when it is built */
@@ -611,6 +612,8 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->mv_stage_groups = stage && *stage ? (uint32_t)strtoul(stage, NULL, 10) : GLM_VK_MATVEC_FAST_STAGE_WG;
     const char *xc = getenv("GLM_VK_MATVEC_XC");
     vk->mv_xc = xc && *xc ? strtoul(xc, NULL, 10) != 0 : GLM_VK_MATVEC_XC;
+    const char *ks = getenv("GLM_VK_MATVEC_KS");
+    vk->mv_ks_groups = ks && *ks ? (uint32_t)strtoul(ks, NULL, 10) : GLM_VK_MATVEC_KS_WG;
     const char *few = getenv("GLM_VK_MATVEC_FEW");
     vk->mv_few_groups = few && *few ? (uint32_t)strtoul(few, NULL, 10) : GLM_VK_MATVEC_FAST_FEW;
     const char *mla_long = getenv("GLM_VK_MLA_LONG");
@@ -778,6 +781,8 @@ void glm_vk_matvec_set_stage_groups(glm_vk *vk, uint32_t groups) { vk->mv_stage_
 uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk) { return vk->mv_stage_groups; }
 void glm_vk_matvec_set_xc(glm_vk *vk, bool on) { vk->mv_xc = on; }
 bool glm_vk_matvec_xc(const glm_vk *vk) { return vk->mv_xc; }
+void glm_vk_matvec_set_ks_groups(glm_vk *vk, uint32_t groups) { vk->mv_ks_groups = groups; }
+uint32_t glm_vk_matvec_ks_groups(const glm_vk *vk) { return vk->mv_ks_groups; }
 void glm_vk_matvec_set_few_groups(glm_vk *vk, uint32_t groups) { vk->mv_few_groups = groups; }
 uint32_t glm_vk_matvec_few_groups(const glm_vk *vk) { return vk->mv_few_groups; }
 void glm_vk_set_mla_long_keys(glm_vk *vk, uint32_t keys) { vk->mla_long_keys = keys; }

@@ -126,6 +126,13 @@ uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_XC 1
 void glm_vk_matvec_set_xc(glm_vk *vk, bool on);
 bool glm_vk_matvec_xc(const glm_vk *vk);
+/* GLM_VK_MATVEC_FAST splits each row's rounds of tasks over two slices of a workgroup (KS2 in the
+ * shader) where each slice gets one and the doubled grid has at most `groups` workgroups
+ * (default GLM_VK_MATVEC_KS_WG, or the environment variable GLM_VK_MATVEC_KS at creation; 0:
+ * never). */
+#define GLM_VK_MATVEC_KS_WG 2048
+void glm_vk_matvec_set_ks_groups(glm_vk *vk, uint32_t groups);
+uint32_t glm_vk_matvec_ks_groups(const glm_vk *vk);
 /* Absorbed MLA runs an item of few rows (decode) whose key bound is at least `keys` through the
  * tiled core (glm_vk_mla_attention in ops.h; default GLM_VK_MLA_LONG_KEYS, or the environment
  * variable GLM_VK_MLA_LONG at creation; 0: never). The default: on the H100 mla_split was
