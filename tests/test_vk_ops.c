@@ -13,6 +13,7 @@
 #include "backend/vk/ops.h"
 #include "backend/vk/parity.h"
 #include "ref/dequant.h"
+#include "ref/matmul.h"
 #include "ref/ops.h"
 #include "tolerances.h"
 #include "util/testutil.h"
@@ -1753,6 +1754,199 @@ START_TEST(test_matvec_fast_variants)
 }
 END_TEST
 
+/* ---- 8-bit x (quant_x8.comp, matvec_q8.comp) ---- */
+
+static bool q8_ran(void)
+{
+    const glm_vk_prof_shape *sh;
+    uint32_t n = glm_vk_profile_shapes(g_vk, &sh);
+    for (uint32_t i = 0; i < n; i++)
+        if (sh[i].kernel == GLM_VK_MATVEC_Q8 && sh[i].count)
+            return true;
+    return false;
+}
+
+/* x8 = quant_x8(x) on the device against glm_ref_quant_x8: scales and sums to float32
+ * rounding, codes within 1 (the device's 127 / max may differ from the host's in the last
+ * place), and at most TOL_VK_X8_CODE_FLIPS of them off at all. Returns the device's words. */
+static uint32_t *x8_case(const float *x, uint32_t rows, uint32_t n, glm_vk_buffer *bq)
+{
+    uint32_t nw = glm_ref_x8_words(n);
+    glm_vk_buffer bx = dev_copy(x, (size_t)rows * n * 4);
+    ck_assert(glm_vk_buffer_create(g_vk, bq, ((size_t)rows * nw + TU_GUARD) * 4, true) == GLM_OK);
+    tu_poison(bq->map, (size_t)rows * nw + TU_GUARD);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert_msg(glm_vk_quant_x8(g_vk, view(bq, rows, nw), view(&bx, rows, n)) == GLM_OK, "%s", glm_last_error());
+    run();
+    check_guard(bq, (size_t)rows * nw, "quant_x8");
+    uint32_t *ref = malloc((size_t)nw * 4), *got = malloc((size_t)rows * nw * 4);
+    memcpy(got, bq->map, (size_t)rows * nw * 4);
+    size_t flips = 0;
+    for (uint32_t t = 0; t < rows; t++) {
+        ck_assert(glm_ref_quant_x8(ref, x + (size_t)t * n, n) == GLM_OK);
+        const uint32_t *g = got + (size_t)t * nw;
+        for (uint32_t i = 0; i < n / 4; i++)
+            for (int b = 0; b < 4; b++) {
+                int d = (int)(int8_t)(uint8_t)(g[i] >> (8 * b)) - (int)(int8_t)(uint8_t)(ref[i] >> (8 * b));
+                ck_assert_msg(d >= -1 && d <= 1, "quant_x8 row %u word %u byte %d: code off by %d", t, i, b, d);
+                flips += d != 0;
+            }
+        for (uint32_t i = n / 4; i < nw; i++) {
+            float a, r;
+            memcpy(&a, &g[i], 4);
+            memcpy(&r, &ref[i], 4);
+            ck_assert_msg(isfinite(a) && fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f,
+                          "quant_x8 row %u: %s %u is %g, reference %g", t, i < n / 4 + n / 32 ? "scale" : "sum",
+                          (i - n / 4) % (n / 32), a, r);
+        }
+    }
+    ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * (size_t)rows * n, "quant_x8: %zu of %zu codes off by one", flips,
+                  (size_t)rows * n);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    free(ref);
+    return got;
+}
+
+START_TEST(test_quant_x8)
+{
+    /* rows with groups of one scale, a group of zeros, a lone large value, and tiny values */
+    if (glm_vk_device_is_cpu(g_vk))
+        ck_assert_msg(glm_vk_idot_available(g_vk), "lavapipe offers the integer dot product");
+    const uint32_t rows = 3, n = 1024;
+    float *x = malloc((size_t)rows * n * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)rows * n, -3, 3);
+    for (uint32_t k = 0; k < 32; k++)
+        x[64 + k] = 0.0f, x[n + 96 + k] *= 1e-6f, x[2 * n + 512 + k] = k == 7 ? 4e3f : x[2 * n + 512 + k];
+    glm_vk_buffer bq;
+    uint32_t *got = x8_case(x, rows, n, &bq);
+    /* the form stands for x to within half a step of each group */
+    float *xd = malloc(n * 4);
+    for (uint32_t t = 0; t < rows; t++) {
+        glm_ref_x8_dequant(xd, got + (size_t)t * glm_ref_x8_words(n), n);
+        for (uint32_t k = 0; k < n; k++) {
+            float m = 0;
+            for (uint32_t j = k / 32 * 32; j < k / 32 * 32 + 32; j++)
+                m = fmaxf(m, fabsf(x[(size_t)t * n + j]));
+            ck_assert_msg(fabsf(xd[k] - x[(size_t)t * n + k]) <= 0.51f * m / 127.0f + 1e-30f,
+                          "x8 row %u column %u: %g stands for %g", t, k, xd[k], x[(size_t)t * n + k]);
+        }
+    }
+    printf("vk quant_x8 %u x %u: codes and scales match the reference\n", rows, n);
+    glm_vk_buffer_destroy(g_vk, &bq);
+    free(got);
+    free(xd);
+    free(x);
+}
+END_TEST
+
+/* One product on matvec_q8.comp: W (slabs E, or 1) against x8 rows made on the device; the
+ * reference is the double-accumulated product of the dequantized W and the dequantized x8
+ * (what the kernel computes, to float32 rounding). mode: 0 plain, 1 SwiGLU pair, 2 accumulate,
+ * 3 routed (x per token), 4 routed (x per pair). Returns the NMSE against the product with
+ * the float32 x (the 8-bit rounding of x). */
+static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, int mode)
+{
+    const uint32_t k = 3, E = 5;
+    bool routed = mode >= 3;
+    uint32_t xrows = mode == 4 ? T * k : T, yrows = routed ? T * k : T, nw = glm_ref_x8_words(ncols);
+    /* gate and up: the two halves of one buffer's slabs */
+    uint32_t S = routed ? E : 1;
+    test_weight tw, tu;
+    make_weight(&tw, t, ncols, nrows, 2 * S);
+    tw.w.nslabs = S;
+    tu = tw;
+    tu.host += (size_t)S * tw.w.slab_bytes;
+    tu.w.offset += S * tw.w.slab_bytes;
+    float *x = malloc((size_t)xrows * ncols * 4), *xd = malloc((size_t)xrows * ncols * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
+    glm_vk_buffer bq;
+    uint32_t *x8 = x8_case(x, xrows, ncols, &bq);
+    for (uint32_t v = 0; v < xrows; v++)
+        glm_ref_x8_dequant(xd + (size_t)v * ncols, x8 + (size_t)v * nw, ncols);
+    int32_t ids[64];
+    for (uint32_t i = 0; i < T * k; i++)
+        ids[i] = (int32_t)(tu_next(&g_rng) % E);
+    size_t ny = (size_t)yrows * nrows;
+    float *ref = malloc(ny * 4), *reff = malloc(ny * 4), *g = malloc(nrows * 4), *u = malloc(nrows * 4);
+    float *init = malloc(ny * 4);
+    tu_fill_uniform(&g_rng, init, ny, -1, 1);
+    for (int pass = 0; pass < 2; pass++) { /* pass 0: x8's own values; 1: the float32 x */
+        float *xs = pass ? x : xd, *out = pass ? reff : ref;
+        for (uint32_t v = 0; v < yrows; v++) {
+            uint32_t slab = routed ? (uint32_t)ids[v] : 0, xr = mode == 4 ? v : routed ? v / k : v;
+            ref_matvec(g, &tw, slab, xs + (size_t)xr * ncols);
+            if (mode == 1) {
+                ref_matvec(u, &tu, slab, xs + (size_t)xr * ncols);
+                glm_ref_swiglu(out + (size_t)v * nrows, g, u, nrows);
+            } else
+                for (uint32_t r = 0; r < nrows; r++)
+                    out[(size_t)v * nrows + r] = g[r] + (mode == 2 ? init[(size_t)v * nrows + r] : 0.0f);
+        }
+    }
+    glm_vk_buffer by = out_buf(ny), bi = dev_copy(ids, sizeof ids);
+    if (mode == 2)
+        memcpy(by.map, init, ny * 4);
+    else
+        tu_poison(by.map, ny);
+    glm_vk_view iv = view(&bi, T, k);
+    glm_vk_profile_reset(g_vk);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert_msg(glm_vk_matvec_x8(g_vk, view(&by, yrows, nrows), &tw.w, mode == 1 ? &tu.w : NULL, view(&bq, xrows, nw),
+                                   routed ? &iv : NULL, mode == 2) == GLM_OK,
+                  "%s", glm_last_error());
+    run();
+    ck_assert_msg(q8_ran(), "%s: no matvec_q8 dispatch", glm_type_name(t));
+    char what[96];
+    snprintf(what, sizeof what, "matvec_q8 %s %ux%u T%u mode %d", glm_type_name(t), nrows, ncols, T, mode);
+    check_close(&by, ref, ny, mode == 1 ? TOL_VK_MATVEC_SWIGLU_NMSE : TOL_VK_MATVEC_NMSE, what);
+    double eq = tu_nmse(reff, by.map, ny);
+    ck_assert_msg(eq <= TOL_VK_X8_ROUNDING_NMSE, "%s: nmse %.3g against the float32 x", what, eq);
+    glm_vk_buffer_destroy(g_vk, &by);
+    glm_vk_buffer_destroy(g_vk, &bi);
+    glm_vk_buffer_destroy(g_vk, &bq);
+    free_weight(&tw);
+    free(x);
+    free(xd);
+    free(x8);
+    free(ref);
+    free(reff);
+    free(g);
+    free(u);
+    free(init);
+    return eq;
+}
+
+START_TEST(test_matvec_q8)
+{
+    /* Q4_K and Q5_K (XC) and Q6_K: plain, SwiGLU pairs, accumulate, routed x per token and per
+     * pair; 1 and 2 rows a slice (few and many workgroups), KS2 forced on and off */
+    if (!glm_vk_idot_available(g_vk)) {
+        ck_assert_msg(!glm_vk_device_is_cpu(g_vk), "lavapipe offers the integer dot product");
+        printf("vk matvec_q8: skipped, no integer dot product on this device\n");
+        return;
+    }
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_K, GLM_TYPE_Q6_K };
+    ck_assert(glm_vk_set_profiling(g_vk, true) == GLM_OK);
+    for (size_t ti = 0; ti < 3; ti++)
+        for (int ks = 0; ks < 2; ks++) {
+            glm_vk_matvec_set_ks_groups(g_vk, ks ? UINT32_MAX : 0);
+            double worst = 0;
+            for (int mode = 0; mode < 5; mode++) {
+                double e = q8_case(types[ti], mode & 1 ? 1536 : 2048, mode == 0 ? 37 : 40, mode >= 3 ? 2 : 1, mode);
+                worst = e > worst ? e : worst;
+            }
+            glm_vk_matvec_set_few_groups(g_vk, 16); /* 2 rows a slice */
+            double e = q8_case(types[ti], 5120, 300, 2, 0);
+            worst = e > worst ? e : worst;
+            glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
+            printf("vk matvec_q8 %s (KS2 %s): matches the dequantized x8; worst nmse against the float32 x %.3g\n",
+                   glm_type_name(types[ti]), ks ? "forced" : "off", worst);
+        }
+    glm_vk_matvec_set_ks_groups(g_vk, GLM_VK_MATVEC_KS_WG);
+    ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
+}
+END_TEST
+
 START_TEST(test_matvec_wide_slices)
 {
     /* 64 invocations per row: wider than lavapipe's subgroups, so the partial sums also go
@@ -2023,6 +2217,8 @@ int main(void)
     ADD_CASE(test_matvec_unaligned);
     ADD_CASE(test_matvec_wide_slices);
     ADD_CASE(test_matvec_fast_variants);
+    ADD_CASE(test_quant_x8);
+    ADD_CASE(test_matvec_q8);
     ADD_CASE(test_dependency_chain);
     ADD_CASE(test_get_rows);
     ADD_CASE(test_rope);

@@ -41,6 +41,13 @@
  * Observed on lavapipe up to 1.13e-9 (seed 556963017409: q5_K, 40 rows × 4864, x staged, 37 of
  * 40 outputs 0 and the rest within 1.5e-5..3.4e-5 relative), 1e-14..1e-13 otherwise. */
 #define TOL_VK_MATVEC_SWIGLU_NMSE 1e-8
+/* 8-bit x (quant_x8.comp): codes that differ by one from glm_ref_quant_x8's, as a fraction of
+ * all codes (the device's 127 / max may round differently from the host's at a half step).
+ * Observed on lavapipe: (pending). */
+#define TOL_VK_X8_CODE_FLIPS 1e-3
+/* matvec_q8 against the same product with the float32 x: the 8-bit rounding of x (a step of
+ * max / 127 in each group of 32, uniform x in [-1, 1]). Observed on lavapipe: (pending). */
+#define TOL_VK_X8_ROUNDING_NMSE 1e-4
 /* The tiled matmul (prefill): float32 like matvec, observed on lavapipe 2e-13..4e-13 over all
  * 16 types and grouped experts 9e-14 (H100: 3.1e-13). On tensor cores (cooperative matrices:
  * float16 operands, float32 accumulation) observed on the H100 3e-8..1.5e-7 over all types,

@@ -346,10 +346,11 @@ static glm_status profile_once(bench_ctx *c, glm_vk *vk, bench_result *r)
                             : run_once(c, r->depth, r->n_pp, r->n_tg, r->batch, &r->prof_wall_s);
     for (int k = 0; s == GLM_OK && k < GLM_VK_KERNEL_COUNT; k++)
         glm_vk_profile(vk, (glm_vk_kernel)k, &r->kns[k], &r->kcalls[k]);
-    /* one matvec row for both matvec kernels (the shape table below tells them apart) */
-    r->kns[GLM_VK_MATVEC] += r->kns[GLM_VK_MATVEC_FAST];
-    r->kcalls[GLM_VK_MATVEC] += r->kcalls[GLM_VK_MATVEC_FAST];
+    /* one matvec row for the three matvec kernels (the shape table below tells them apart) */
+    r->kns[GLM_VK_MATVEC] += r->kns[GLM_VK_MATVEC_FAST] + r->kns[GLM_VK_MATVEC_Q8];
+    r->kcalls[GLM_VK_MATVEC] += r->kcalls[GLM_VK_MATVEC_FAST] + r->kcalls[GLM_VK_MATVEC_Q8];
     r->kns[GLM_VK_MATVEC_FAST] = r->kcalls[GLM_VK_MATVEC_FAST] = 0;
+    r->kns[GLM_VK_MATVEC_Q8] = r->kcalls[GLM_VK_MATVEC_Q8] = 0;
     glm_vk_host_profile(vk, &r->host);
     const glm_vk_prof_shape *sh;
     r->n_shapes = s == GLM_OK ? glm_vk_profile_shapes(vk, &sh) : 0;
@@ -407,7 +408,8 @@ static void print_shapes(const bench_result *r, bool tiled)
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->n_shapes; i++) {
         glm_vk_kernel k = r->shapes[i].kernel;
-        if (tiled ? k == GLM_VK_MATMUL || k == GLM_VK_MATMUL_CM : k == GLM_VK_MATVEC || k == GLM_VK_MATVEC_FAST)
+        if (tiled ? k == GLM_VK_MATMUL || k == GLM_VK_MATMUL_CM
+                  : k == GLM_VK_MATVEC || k == GLM_VK_MATVEC_FAST || k == GLM_VK_MATVEC_Q8)
             sh[n++] = r->shapes[i];
     }
     if (!n)
@@ -423,6 +425,8 @@ static void print_shapes(const bench_result *r, bool tiled)
             extra = v / 64 % 4 == 1   ? (v / 256 % 2 ? " (cm, 128 tokens, 1 ahead)" : " (cm, 128 tokens)")
                     : v / 64 % 4 == 2 ? (v / 256 % 2 ? " (cm, 32 tokens, 1 ahead)" : " (cm, 32 tokens)")
                                       : (v / 256 % 2 ? " (cm, 64 tokens, 1 ahead)" : " (cm, 64 tokens)");
+        else if (sh[i].kernel == GLM_VK_MATVEC_Q8) /* bit 128: one row */
+            extra = v / 128 % 2 ? " (8-bit x, 1 row)" : " (8-bit x)";
         else if (sh[i].kernel == GLM_VK_MATVEC_FAST) /* bits: 128 one row, 512 x staged */
             extra = v / 128 % 2 ? (v / 512 % 2 ? " (fast, 1 row, staged)" : " (fast, 1 row)")
                                 : (v / 512 % 2 ? " (fast, staged)" : " (fast)");
@@ -567,14 +571,15 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
     return o;
 }
 
-/* A probe's list of measurement-switch sets, "b1,b2,..." (each 0..15, at most 8): how many. */
+/* A probe's list of measurement-switch sets, "b1,b2,..." (each 0..31, at most 8; 16: the matvec
+ * probe's products take an 8-bit x): how many. */
 static unsigned probe_bits_list(const char *q, unsigned out[8])
 {
     unsigned n = 0;
     while (q && *q && n < 8) {
         char *end;
         unsigned long bits = strtoul(q, &end, 10);
-        if (end == q || bits > 15)
+        if (end == q || bits > 31)
             break;
         out[n++] = (unsigned)bits;
         q = *end == ',' ? end + 1 : end;

@@ -13,6 +13,7 @@
 #include "backend/vk/ops.h"
 #include "backend/vk/vk.h"
 #include "backend/vk/backend_vk.h"
+#include "ref/matmul.h"
 
 /* Dispatches per recording before an automatic submit (the descriptor pool holds 4096). */
 #define VK_MAX_PENDING 3900
@@ -57,6 +58,8 @@ typedef struct vk_impl {
     glm_vk_buffer route_counts; /* moe_gate_route: a zero per row between dispatches */
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     glm_vk_buffer x_half;  /* the x of a tiled grouped product as float16 (glm_vk_matmul_id_half) */
+    glm_vk_buffer x8;      /* the x of a decode product in 8 bits (glm_vk_quant_x8) */
+    bool x8_on;            /* GLM_VK_X8: decode products of K-quant weights take an 8-bit x */
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
     uint64_t ids_cap;
@@ -383,6 +386,7 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->ids);
         glm_vk_buffer_destroy(v->vk, &v->route_counts);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
+        glm_vk_buffer_destroy(v->vk, &v->x8);
         glm_vk_buffer_destroy(v->vk, &v->x_half);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
@@ -543,6 +547,29 @@ static glm_status fold_view(vk_impl *v, glm_dbuf *d, int64_t rows, int64_t cols,
     return GLM_OK;
 }
 
+/* Decode products with an 8-bit x (GLM_VK_X8): for weights glm_vk_matvec_x8 takes and few rows
+ * of x, x is quantized into v->x8 by a dispatch of its own, which the product then reads.
+ * x8_wanted says whether it applies (before recording: x8_record may have to grow v->x8). */
+#define VK_X8_ROWS 64
+static bool x8_wanted(const vk_impl *v, const glm_vk_weight *w, glm_dview x)
+{
+    return v->x8_on && glm_vk_matvec_x8_ok(v->vk, w) && x.cols % 256 == 0 && x.rows <= VK_X8_ROWS;
+}
+
+static glm_status x8_reserve(vk_impl *v, glm_dview x)
+{
+    return ensure(v, &v->x8, (uint64_t)x.rows * glm_ref_x8_words(x.cols) * 4, false);
+}
+
+/* After recording(v): the quantization of x into v->x8, and its view. */
+static glm_status x8_record(vk_impl *v, glm_dview x, glm_vk_view *q)
+{
+    uint32_t words = glm_ref_x8_words(x.cols);
+    *q = (glm_vk_view){ &v->x8, 0, (uint32_t)x.rows, words, words };
+    v->pending++;
+    return glm_vk_quant_x8(v->vk, *q, vv(x));
+}
+
 /* y = W_slab·x (add: y += W·x), walked by the item runs: items of many rows as tiled products
  * (with add, into a scratch and then added to y), the rows of small items row by row (the add
  * folded into the matvec), exactly as when their item runs alone. */
@@ -558,7 +585,16 @@ static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm
         glm_dview p = ys;
         if (tiled && add)
             GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));
+        bool x8 = !tiled && slab == 0 && x8_wanted(v, &wt, xs);
+        if (x8)
+            GLM_TRY(x8_reserve(v, xs));
         GLM_TRY(recording(v));
+        if (x8) {
+            glm_vk_view q;
+            GLM_TRY(x8_record(v, xs, &q));
+            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, NULL, add));
+            continue;
+        }
         if (!tiled) {
             GLM_TRY(add ? glm_vk_matvec_add(v->vk, vv(ys), &wt, vv(xs)) : glm_vk_matvec(v->vk, vv(ys), &wt, slab, vv(xs)));
             continue;
@@ -640,6 +676,12 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
             GLM_TRY(half_record(v, xh, xs));
             v->pending++; /* two dispatches */
             GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, false));
+        } else if (x8_wanted(v, &wt, xs)) {
+            glm_vk_view q, iv = vv(is);
+            GLM_TRY(x8_reserve(v, xs));
+            GLM_TRY(recording(v));
+            GLM_TRY(x8_record(v, xs, &q));
+            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, &iv, false));
         } else {
             GLM_TRY(recording(v));
             GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
@@ -705,10 +747,18 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
         GLM_TRY(matvec_one(v, uv, u, x, ids, nw, eps));
         return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
     }
+    bool x8 = !nw && x8_wanted(v, g, x);
+    if (x8)
+        GLM_TRY(x8_reserve(v, x));
     GLM_TRY(recording(v));
     glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
     if (nw)
         return glm_vk_rms_norm_matvec(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL, nw, eps);
+    if (x8) {
+        glm_vk_view q;
+        GLM_TRY(x8_record(v, x, &q));
+        return glm_vk_matvec_x8(v->vk, vv(y), g, u, q, ids ? &iv : NULL, false);
+    }
     return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
 }
 
@@ -1064,6 +1114,8 @@ glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int devi
     b->impl = v;
     glm_vk_options o = { .device_index = device_index, .validation = validation };
     glm_status s = glm_vk_create(&v->vk, &o);
+    const char *x8 = getenv("GLM_VK_X8");
+    v->x8_on = x8 && *x8 && strcmp(x8, "0") != 0;
     const glm_tensor *top[] = { m->token_embd, m->output_norm, m->output };
     for (size_t i = 0; s == GLM_OK && i < 3; i++)
         if (top[i])

@@ -4,6 +4,7 @@
  * runs of 8 copies into 8 buffers, a barrier between runs (as ops that may overlap). Not here:
  * the cost of any real kernel. */
 #include "backend/vk/ops.h"
+#include "ref/matmul.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -72,12 +73,26 @@ static glm_status probe_run(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs, 
         if (big) {
             glm_vk_view yb = y;
             yb.cols = big->nrows;
-            s = glm_vk_matvec(vk, yb, big, i % big->nslabs, x);
+            if (x.cols == big->ncols)
+                s = glm_vk_matvec(vk, yb, big, i % big->nslabs, x);
+            else { /* the 8-bit x: the slab as a weight of its own */
+                glm_vk_weight b1 = *big;
+                b1.offset += (i % big->nslabs) * big->slab_bytes;
+                b1.nslabs = 1;
+                s = glm_vk_matvec_x8(vk, yb, &b1, NULL, x, NULL, false);
+            }
         }
         if (s == GLM_OK && w) {
             glm_vk_view ys = y;
             ys.cols = w->nrows;
-            s = glm_vk_matvec(vk, ys, w, i % slabs, x);
+            if (x.cols == w->ncols)
+                s = glm_vk_matvec(vk, ys, w, i % slabs, x);
+            else {
+                glm_vk_weight w1 = *w;
+                w1.offset += (i % slabs) * w->slab_bytes;
+                w1.nslabs = 1;
+                s = glm_vk_matvec_x8(vk, ys, &w1, NULL, x, NULL, false);
+            }
         }
         if (s != GLM_OK) {
             glm_vk_submit_wait(vk);
@@ -109,10 +124,13 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
     const uint64_t bytes = 128ull << 20;
     const uint32_t cols = 5120, rows = 2048, big_rows = 16384;
     uint32_t rb = (uint32_t)glm_row_bytes(GLM_TYPE_Q4_K, cols);
-    glm_vk_buffer wb = {0}, xb = {0}, yb = {0};
+    glm_vk_buffer wb = {0}, xb = {0}, yb = {0}, qb = {0};
+    bool x8 = glm_vk_matvec_probe_x8();
     glm_status s = glm_vk_buffer_create(vk, &wb, bytes, false);
     if (s == GLM_OK)
         s = glm_vk_buffer_create(vk, &xb, cols * sizeof(float), false);
+    if (s == GLM_OK && x8)
+        s = glm_vk_buffer_create(vk, &qb, glm_ref_x8_words(cols) * sizeof(uint32_t), false);
     if (s == GLM_OK)
         s = glm_vk_buffer_create(vk, &yb, big_rows * sizeof(float), false);
     uint32_t *host = s == GLM_OK ? malloc(bytes) : NULL;
@@ -139,6 +157,15 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
     glm_vk_weight big = { &wb, GLM_TYPE_Q4_K, 0, cols, big_rows, 0, rb, rb * big_rows };
     big.nslabs = (uint32_t)(bytes / big.slab_bytes);
     glm_vk_view x = { &xb, 0, 1, cols, cols }, y = { &yb, 0, 1, big_rows, big_rows };
+    if (s == GLM_OK && x8) { /* the products read x in 8 bits, quantized once here */
+        glm_vk_view q = { &qb, 0, 1, glm_ref_x8_words(cols), glm_ref_x8_words(cols) };
+        s = glm_vk_begin(vk);
+        if (s == GLM_OK)
+            s = glm_vk_quant_x8(vk, q, x);
+        if (s == GLM_OK)
+            s = glm_vk_submit_wait(vk);
+        x = q;
+    }
     out->small_bytes = w.slab_bytes;
     out->big_bytes = big.slab_bytes;
     if (s == GLM_OK)
@@ -152,6 +179,7 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
     glm_vk_buffer_destroy(vk, &wb);
     glm_vk_buffer_destroy(vk, &xb);
     glm_vk_buffer_destroy(vk, &yb);
+    glm_vk_buffer_destroy(vk, &qb);
     return s;
 }
 

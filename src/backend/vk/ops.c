@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ref/dequant.h"
+#include "ref/matmul.h"
 
 #define WG 64u /* local_size_x of every kernel */
 
@@ -149,6 +150,7 @@ typedef struct matvec_extra {
     float eps;
     bool accumulate;
     const glm_vk_q_rope *rope;
+    bool x8; /* x in glm_vk_quant_x8's form: matvec_q8.comp */
 } matvec_extra;
 
 /* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
@@ -157,8 +159,10 @@ void glm_vk_matvec_probe_bits(uint32_t bits) { probe_bits = bits, probe_set = 1;
 static uint32_t matvec_exp(void)
 {
     static int64_t c = -1;
-    return probe_set ? probe_bits : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 15u;
+    return probe_set ? probe_bits & 15u : (uint32_t)env_u64("GLM_VK_MATVEC_EXP", &c, 0) & 15u;
 }
+/* Probe switch 16: the products take an 8-bit x (glm_vk_matvec_x8). */
+bool glm_vk_matvec_probe_x8(void) { return probe_set && (probe_bits & 16u); }
 
 /* Measurement switches of matmul_cm.comp (its EXP bits): set by bench's grouped-product probe only. */
 static uint32_t cm_probe_bits;
@@ -170,8 +174,11 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     if (!weight_ok(w))
         return glm_errorf(GLM_ERR_INVALID, "vulkan matvec: %s weight of %u columns is malformed or outside its buffer",
                           glm_type_name(w->type), w->ncols);
-    if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows)
+    bool x8 = e && e->x8;
+    if (!view_ok(x) || !view_ok(y) || x.cols != (x8 ? glm_ref_x8_words(w->ncols) : w->ncols) || y.cols != w->nrows)
         return bad("matvec", "x or y view does not match the weight or overruns its buffer");
+    if (x8 && (!glm_vk_matvec_x8_ok(vk, w) || (e && (e->g || e->rope || e->heads > 1)) || ((x.off | x.ld) & 3)))
+        return bad("matvec_x8", "weight type, shape, device or view alignment unfit for an 8-bit x");
     uint32_t heads = e && e->heads ? e->heads : 1;
     glm_vk_matvec_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, 0, 0, 1, 0,
@@ -225,6 +232,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[7] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
                                   rope ? rope->table : x.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
+    if (x8 && !lanes)
+        return bad("matvec_x8", "weights or views misaligned for the 8-bit x product");
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
          * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2) */
@@ -240,7 +249,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
                    (uint64_t)((w->nrows + wrows / 2 - 1) / (wrows / 2)) * y.rows * heads <= glm_vk_matvec_ks_groups(vk);
         if (ks2)
             gx = (w->nrows + wrows / 2 - 1) / (wrows / 2);
-        uint32_t stage = w->ncols <= GLM_VK_MATVEC_FAST_XCOLS && (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
+        uint32_t stage = !x8 && w->ncols <= GLM_VK_MATVEC_FAST_XCOLS &&
+                         (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         /* the rope in the product: one row a slice, a pair's two rows in neighbouring slices of
          * one subgroup (lanes l and l ^ tpr), no heads or ids */
         uint32_t in_rope = rope && one && 2 * lanes <= glm_vk_subgroup_size(vk) && heads == 1 && !ids && !pc.swiglu;
@@ -253,7 +263,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             pc.table_positions = rope->table_positions;
         }
         GLM_TRY(glm_vk_dispatch_variant(
-            vk, GLM_VK_MATVEC_FAST,
+            vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
                                       512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
                                       1024 * ks2),
@@ -287,14 +297,14 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, false };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, false };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
@@ -303,7 +313,7 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 {
     if (!g)
         return bad("rms_norm_matvec", "no norm gain");
-    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL };
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, false };
     return matvec_any(vk, y, w, 0, x, ids, &e);
 }
 
@@ -317,14 +327,37 @@ glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_w
         !view_ok(rope->pos) || rope->pos.rows != y.rows || rope->pos.cols < 1 ||
         (uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
         return bad("rms_norm_matvec_rope", "the heads, their rope channels, positions or table do not fit y");
-    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope };
+    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope, false };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, false };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
+}
+
+bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w)
+{
+    return glm_vk_idot_available(vk) && w && w->ncols % 256 == 0 &&
+           (w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K || w->type == GLM_TYPE_Q6_K);
+}
+
+glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
+                            const glm_vk_view *ids, bool accumulate)
+{
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true };
+    return matvec_any(vk, y, w, 0, x8, ids, &e);
+}
+
+glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x)
+{
+    if (!view_ok(x) || !view_ok(y) || x.cols == 0 || x.cols % 256 || y.rows != x.rows ||
+        y.cols != glm_ref_x8_words(x.cols) || ((y.off | y.ld) & 3) || (y.buf == x.buf))
+        return bad("quant_x8", "x must have a multiple of 256 columns and y its 8-bit form's words (16-byte aligned rows)");
+    glm_vk_quant_x8_push pc = { x.rows, x.cols, x.off, x.ld, y.off, y.ld, 0, 0 };
+    const glm_vk_buffer *b[2] = { x.buf, y.buf };
+    return glm_vk_dispatch(vk, GLM_VK_QUANT_X8, b, 2, &pc, sizeof pc, x.cols / 256, x.rows, 1);
 }
 
 /* ---- tiled matmul (prefill) ---- */

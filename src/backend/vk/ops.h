@@ -48,6 +48,11 @@ _Static_assert(sizeof(glm_vk_matvec_push) == 128, "mirrors shaders/matvec_fast.c
 /* its longest row of x staged in shared memory (XCOLS in the shader; glm_vk_matvec_set_stage_groups) */
 #define GLM_VK_MATVEC_FAST_XCOLS 5120
 
+typedef struct glm_vk_quant_x8_push {
+    uint32_t rows, cols, x_off, x_ld, y_off, y_ld, pad0, pad1;
+} glm_vk_quant_x8_push;
+_Static_assert(sizeof(glm_vk_quant_x8_push) == 32, "mirrors shaders/quant_x8.comp");
+
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
         pad;
@@ -229,6 +234,7 @@ typedef struct glm_vk_probe {
 glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out);
 /* matvec_fast.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
 void glm_vk_matvec_probe_bits(uint32_t bits);
+bool glm_vk_matvec_probe_x8(void);
 /* bench --profile's grouped-product probe (floor.c): the routed gate product of a prefill of 512
  * tokens (Q4_K 1536 x 2048, 64 experts + the shared one as a 65th, 4 + 1 a token, random
  * distinct ids; x as float16 where the kernel takes it, converted once), µs a product (with its
@@ -268,6 +274,18 @@ typedef struct glm_vk_q_rope {
 glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
                                        const glm_vk_weight *g, float eps, const glm_vk_q_rope *rope);
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
+/* 8-bit x (shaders/quant_x8.comp): y[t] = x[t] in groups of 32 columns, each with its scale
+ * max|x| / 127, its codes and its sum, laid out as GLM_VK_MATVEC_Q8 reads them; x.cols a
+ * multiple of 256, y.cols = glm_vk_x8_words(x.cols) words, y.off and y.ld multiples of 4.
+ * glm_ref_quant_x8 (backend/ref.h) is its scalar reference. */
+glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x);
+/* The products of glm_vk_matvec (slab 0), glm_vk_matvec_id (ids), glm_vk_matvec_swiglu (wu)
+ * and glm_vk_matvec_add (accumulate) with x in glm_vk_quant_x8's form: integer dot products
+ * of the codes (shaders/matvec_q8.comp) where glm_vk_idot_available, for Q4_K, Q5_K and Q6_K
+ * weights of a multiple of 256 columns (glm_vk_matvec_x8_ok). */
+glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
+                            const glm_vk_view *ids, bool accumulate);
+bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
  * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */

@@ -33,9 +33,10 @@ typedef struct kernel_desc {
     uint32_t ro; /* bit i: binding i is only read (others count as written, for barriers) */
     bool coopmat; /* needs VK_KHR_cooperative_matrix: built only where the device has it */
     bool cm2;     /* needs VK_NV_cooperative_matrix2 (glm_vk_cm2_available) */
+    bool idot;    /* needs the integer dot product (glm_vk_idot_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 131072 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 262144 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 #define GLM_VK_PIPE_SLOTS 1024    /* pipelines built, at most (a hash table of kernel and variant) */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
@@ -68,6 +69,8 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
                                  0x7f },
     [GLM_VK_MATMUL_CM2] = { "matmul_cm2", spv_matmul_cm2, sizeof spv_matmul_cm2, 4, 64, true, 0xb, true, true },
     [GLM_VK_MLA_FLASH] = { "mla_flash", spv_mla_flash, sizeof spv_mla_flash, 8, 112, true, 0x7e },
+    [GLM_VK_QUANT_X8] = { "quant_x8", spv_quant_x8, sizeof spv_quant_x8, 2, 32, false, 0x1 },
+    [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 7, 128, true, 0x7b, false, false, true },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
@@ -159,6 +162,7 @@ struct glm_vk {
     uint32_t validation_messages;
     bool coopmat_ok, coopmat_on; /* see glm_vk_coopmat_available / glm_vk_use_coopmat */
     bool cm2_ok, cm2_on;         /* see glm_vk_cm2_available / glm_vk_use_cm2 */
+    bool idot_ok;                /* see glm_vk_idot_available */
     bool trace;                  /* GLM_VK_TRACE set: each dispatch named on stderr as recorded */
     uint32_t cm2_grouped_tile;   /* see glm_vk_cm2_set_grouped_tile */
     uint32_t cm_wide_groups;     /* see glm_vk_coopmat_set_wide_groups */
@@ -379,6 +383,9 @@ static glm_status pipeline_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     if ((k_kernels[k].coopmat && !vk->coopmat_ok) || (k_kernels[k].cm2 && !vk->cm2_ok))
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs cooperative matrices, which %s lacks", k_kernels[k].name,
                           vk->props.deviceName);
+    if (k_kernels[k].idot && !vk->idot_ok)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan: %s needs the integer dot product, which %s lacks",
+                          k_kernels[k].name, vk->props.deviceName);
     uint32_t vals[2] = { variant % 64, variant / 64 };
     VkSpecializationMapEntry me[2] = { { .constantID = 0, .offset = 0, .size = sizeof(uint32_t) },
                                        { .constantID = 1, .offset = sizeof(uint32_t), .size = sizeof(uint32_t) } };
@@ -405,7 +412,7 @@ static glm_status create_pipelines(glm_vk *vk)
 {
     for (int k = 0; k < GLM_VK_KERNEL_COUNT; k++) {
         const kernel_desc *d = &k_kernels[k];
-        if ((d->coopmat && !vk->coopmat_ok) || (d->cm2 && !vk->cm2_ok))
+        if ((d->coopmat && !vk->coopmat_ok) || (d->cm2 && !vk->cm2_ok) || (d->idot && !vk->idot_ok))
             continue;
         VkDescriptorSetLayoutBinding b[GLM_VK_MAX_BINDINGS];
         for (uint32_t i = 0; i < d->bindings; i++)
@@ -587,8 +594,19 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
         .pNext = vk->coopmat_ok ? &f12 : NULL,
         .pipelineExecutableInfo = VK_TRUE
     };
+    /* the integer dot product (GLM_VK_MATVEC_Q8): a Vulkan 1.3 feature */
+    VkPhysicalDeviceVulkan13Features q13 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES };
+    if (vk->props.apiVersion >= VK_API_VERSION_1_3) {
+        VkPhysicalDeviceFeatures2 q2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &q13 };
+        vkGetPhysicalDeviceFeatures2(vk->phys, &q2);
+    }
+    const char *no_idot = getenv("GLM_VK_NO_IDOT");
+    vk->idot_ok = q13.shaderIntegerDotProduct && !(no_idot && *no_idot && strcmp(no_idot, "0") != 0);
+    VkPhysicalDeviceVulkan13Features f13 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
+                                             .pNext = stats ? (void *)&pf : vk->coopmat_ok ? (void *)&f12 : NULL,
+                                             .shaderIntegerDotProduct = VK_TRUE };
     VkDeviceCreateInfo di = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
-                              .pNext = stats ? (void *)&pf : vk->coopmat_ok ? (void *)&f12 : NULL,
+                              .pNext = vk->idot_ok ? (void *)&f13 : f13.pNext,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qi,
                               .enabledExtensionCount = n_ext,
@@ -741,6 +759,7 @@ const char *glm_vk_device_name(const glm_vk *vk) { return vk->props.deviceName; 
 bool glm_vk_coopmat_available(const glm_vk *vk) { return vk->coopmat_ok; }
 bool glm_vk_coopmat_enabled(const glm_vk *vk) { return vk->coopmat_on; }
 bool glm_vk_cm2_available(const glm_vk *vk) { return vk->cm2_ok; }
+bool glm_vk_idot_available(const glm_vk *vk) { return vk->idot_ok; }
 bool glm_vk_cm2_enabled(const glm_vk *vk) { return vk->coopmat_on && vk->cm2_on; }
 bool glm_vk_use_cm2(glm_vk *vk, bool on)
 {

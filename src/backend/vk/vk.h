@@ -58,6 +58,8 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_SCORES_ROWS, /* GLM_VK_MLA_SCORES_TILED for few query rows over many keys (decode) */
     GLM_VK_MATMUL_CM2, /* GLM_VK_MATMUL on workgroup-scope tensor cores; only where glm_vk_cm2_available */
     GLM_VK_MLA_FLASH,  /* GLM_VK_MLA_SPLIT with every head in a workgroup (decode rows) */
+    GLM_VK_QUANT_X8,   /* rows of x quantized to 8 bits for GLM_VK_MATVEC_Q8 */
+    GLM_VK_MATVEC_Q8,  /* GLM_VK_MATVEC_FAST of an 8-bit x; only where glm_vk_idot_available */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -126,6 +128,9 @@ uint32_t glm_vk_matvec_stage_groups(const glm_vk *vk);
 #define GLM_VK_MATVEC_XC 1
 void glm_vk_matvec_set_xc(glm_vk *vk, bool on);
 bool glm_vk_matvec_xc(const glm_vk *vk);
+/* The device runs 4 × int8 dot products (Vulkan 1.3's shaderIntegerDotProduct, enabled at
+ * creation): GLM_VK_MATVEC_Q8 can be built there. */
+bool glm_vk_idot_available(const glm_vk *vk);
 /* GLM_VK_MATVEC_FAST splits each row's rounds of tasks over two slices of a workgroup (KS2 in the
  * shader) where each slice gets one and the doubled grid has at most `groups` workgroups
  * (default GLM_VK_MATVEC_KS_WG, or the environment variable GLM_VK_MATVEC_KS at creation; 0:
