@@ -54,7 +54,7 @@ const bool KS2 = (VAR & 1024u) != 0u;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { vec4 x4[]; };
-layout(std430, binding = 2) buffer Y { float y[]; };
+layout(std430, binding = 2) coherent buffer Y { float y[]; }; // coherent: Q8OUT reads other workgroups' rows
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
 layout(std430, binding = 4) readonly buffer G { uvec4 g4[]; };
 layout(std430, binding = 5) readonly buffer PS { int pos[]; };   // ROPE: each x row's position
@@ -82,7 +82,7 @@ layout(push_constant) uniform P {
     float eps;
     uint accumulate;
     uint pos_off, pos_ld, head_dim, rope_off;
-    uint rope_dim, table_positions, pad0, pad1;
+    uint rope_dim, table_positions, y8_off, y8_ld;
 } p;
 
 #include "dequant.glsl"
@@ -111,6 +111,47 @@ const uint XPAD = TYPE == T_Q4_K || TYPE == T_Q5_K ? 4u : (TYPE == T_Q6_K ? 5u :
 shared vec4 xsh[STAGE ? XV : 1u];
 shared float sqsh[WG];
 shared float kssh[KS2 ? 5u * (WG / 2u) : 1u]; // KS2: a second-half slice's sums (acc, acc2, sq)
+// Q8OUT: y also in the 8-bit form of quant_x8.comp (for a matvec_q8.comp product that reads it):
+// the row of y row v (its heads back to back, gl_NumWorkGroups.z · nrows columns, a multiple of
+// WG) at word y8_off + v · y8_ld of binding 7. Each workgroup counts the rows it wrote into
+// their windows of WG columns (binding 8: one zero a window of each y row between dispatches);
+// the one that completes a window quantizes it (x8.glsl) and puts the count back to zero.
+const bool Q8OUT = (VAR & 2048u) != 0u;
+layout(std430, binding = 7) writeonly buffer X8W { uint x8w[]; };
+layout(std430, binding = 7) writeonly buffer X8F { float x8f[]; };
+layout(std430, binding = 8) coherent buffer C8 { uint cnt8[]; };
+#define X8_WG WG
+#define X8_SH (Q8OUT ? WG : 1u)
+#include "x8.glsl"
+shared uint q8_win[4];
+shared uint q8_nwin;
+
+// The windows the workgroup's rows [r0w, r0w + R) of head z in y row v complete, quantized.
+void q8_out(uint tid, uint r0w, uint R, uint v, uint z)
+{
+    uint n8 = gl_NumWorkGroups.z * p.nrows;
+    memoryBarrierBuffer(); // this workgroup's y out before its count
+    barrier();
+    if (tid == 0u) {
+        uint n = 0u, e0 = z * p.nrows + r0w, e1 = z * p.nrows + min(r0w + R, p.nrows);
+        for (uint w = e0 / WG; w * WG < e1 && n < 4u; w++) {
+            uint lo = max(e0, w * WG), hi = min(e1, w * WG + WG), ci = v * (n8 / WG) + w;
+            if (atomicAdd(cnt8[ci], hi - lo) + (hi - lo) == WG) {
+                cnt8[ci] = 0u;
+                q8_win[n++] = w;
+            }
+        }
+        q8_nwin = n;
+    }
+    barrier();
+    uint nw = q8_nwin;
+    for (uint k = 0u; k < nw; k++) {
+        memoryBarrierBuffer(); // the other workgroups' rows in
+        uint e = q8_win[k] * WG + tid, zz = e / p.nrows;
+        float val = y[p.y_off + zz * p.y_zs + v * p.y_ld + e % p.nrows];
+        x8_quant(tid, val, p.y8_off + v * p.y8_ld, n8, q8_win[k] * WG);
+    }
+}
 
 // Word i, or the buffer's last word past its end (its bytes are then not used).
 uint wcl(uint i) { return w[min(i, uint(w.length()) - 1u)]; }
@@ -554,7 +595,7 @@ void main()
             kssh[5u * rs + 4u] = sq;
         }
         barrier();
-        if (half_ == 1u)
+        if (half_ == 1u && !Q8OUT)
             return; // whole subgroups (the second half of the workgroup)
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             acc[r] += kssh[5u * rs + r];
@@ -563,6 +604,7 @@ void main()
         if (NORM && !STAGE)
             sq += kssh[5u * rs + 4u];
     }
+    bool writer = !KS2 || half_ == 0u; // (Q8OUT: the second half stays for the barriers)
     float scale = NORM ? 1.0 / sqrt(sq / float(p.ncols) + p.eps) : 1.0;
     if (ROPE) {
         // one row a slice: the pair (2i, 2i + 1) of a head's rope channels is two neighbouring
@@ -584,10 +626,12 @@ void main()
         return;
     }
     [[unroll]] for (uint r = 0u; r < NR; r++)
-        if (lane == 0u && r0 + r < p.nrows) {
+        if (writer && lane == 0u && r0 + r < p.nrows) {
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
             float a = acc[r] * scale, a2 = acc2[r] * scale;
             float res = fuse ? (a / (1.0 + exp(-a))) * a2 : a;
             y[yi] = p.accumulate != 0u ? y[yi] + res : res;
         }
+    if (Q8OUT)
+        q8_out(tid, gl_WorkGroupID.x * nsl * NR, nsl * NR, v, z);
 }

@@ -13,7 +13,9 @@
 // last of the token's workgroups to finish (an atomic count per token, reset by that
 // workgroup) then routes them with moe_route.glsl, as moe_route.comp would. The count buffer
 // holds zeros between dispatches.
-// With p.has_xn the dispatch also writes the normed row itself, xn[t] = g ⊙ x[t] / sqrt(mean(x²)
+// With p.has_xn the dispatch also writes the normed row itself (with has_xn & 2 also in the
+// 8-bit form of quant_x8.comp, rows of ncols / 4 + ncols / 16 words from word x8_off of
+// binding 9, for matvec_q8.comp; ncols a multiple of 256 then), xn[t] = g ⊙ x[t] / sqrt(mean(x²)
 // + eps), for the products that follow (the routed experts' gate and up read it instead of
 // norming x once per workgroup): workgroup x writes columns x·ROUTE_WG + tid (+ every
 // ROUTE_WG · workgroups) once its sum of squares is known.
@@ -41,6 +43,8 @@ layout(std430, binding = 5) readonly buffer RW { uint rw[]; }; // router rows
 layout(std430, binding = 6) readonly buffer NG { uint ng[]; }; // norm gain
 layout(std430, binding = 7) coherent buffer C { uint cnt[]; };
 layout(std430, binding = 8) writeonly buffer XN { float xn[]; };
+layout(std430, binding = 9) writeonly buffer X8W { uint x8w[]; }; // has_xn & 2: xn in 8 bits too
+layout(std430, binding = 9) writeonly buffer X8F { float x8f[]; };
 
 layout(push_constant) uniform P {
     uint n_exp, k, n_group, topk_group;
@@ -48,7 +52,7 @@ layout(push_constant) uniform P {
     uint bias_offset, l_off, l_ld, rows;
     uint ids_off, ids_ld, w_off, w_ld;
     float scale;
-    uint has_xn, extra, pad2;
+    uint has_xn, extra, x8_off;
     uint x_off, x_ld, ncols, rw_offset;
     uint rw_row_bytes, rw_type, g_offset, g_type;
     float eps;
@@ -57,6 +61,8 @@ layout(push_constant) uniform P {
 
 #include "dequant.glsl"
 #include "moe_route.glsl"
+#define X8_WG ROUTE_WG
+#include "x8.glsl"
 
 #define GATE_EPW 2u // experts per workgroup
 #define GATE_CPI 8u // columns per invocation and pass
@@ -144,8 +150,13 @@ void main()
     }
     barrier();
     if (p.has_xn != 0u)
-        for (uint i = gl_WorkGroupID.x * ROUTE_WG + tid; i < p.ncols; i += gl_NumWorkGroups.x * ROUTE_WG)
-            xn[p.xn_off + t * p.xn_ld + i] = PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm;
+        for (uint i = gl_WorkGroupID.x * ROUTE_WG + tid; i < p.ncols; i += gl_NumWorkGroups.x * ROUTE_WG) {
+            float v = PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm;
+            xn[p.xn_off + t * p.xn_ld + i] = v;
+            // (ncols a multiple of ROUTE_WG here: the workgroup's invocations loop alike)
+            if ((p.has_xn & 2u) != 0u)
+                x8_quant(tid, v, p.x8_off + t * (p.ncols / 4u + p.ncols / 16u), p.ncols, i - tid);
+        }
     if (!last)
         return;
     memoryBarrierBuffer();

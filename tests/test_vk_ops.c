@@ -822,13 +822,14 @@ START_TEST(test_moe_gate_route)
      * one recording (the second on other rows: the per-row counts must be back at zero). The
      * logits against ref rms_norm + dot; ids exactly and weights against ref routing of the
      * logits the GPU wrote (so that a near-tie in the last bit cannot pass or fail by luck).
-     * The second dispatch also writes the normed x (xn), against ref rms_norm. Odd cases route
+     * The second dispatch also writes the normed x (xn), against ref rms_norm, and where its rows
+     * are a multiple of 256 long also in 8 bits (xn8), against glm_ref_quant_x8. Odd cases route
      * into views of k + 1 columns: the last must hold id E with weight 1 (the shared expert). */
     static const int cases[][8] = {
         /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
         { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
         { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32, 1, 1, 1, 300 }, { 64, 4, GLM_TYPE_F32, GLM_TYPE_F16, 8, 4, 1, 2100 },
-        { 16, 4, GLM_TYPE_BF16, GLM_TYPE_BF16, 4, 2, 0, 302 }
+        { 16, 4, GLM_TYPE_BF16, GLM_TYPE_BF16, 4, 2, 0, 302 }, { 65, 4, GLM_TYPE_F32, GLM_TYPE_F32, 1, 1, 1, 2048 }
     };
     const uint32_t T = 5;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -840,7 +841,7 @@ START_TEST(test_moe_gate_route)
         make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
         /* the bias in each class of the fused kernel: F32, F16, any type (Q8_0), BF16, F16 */
-        static const glm_type btypes[5] = { GLM_TYPE_F32, GLM_TYPE_F16, GLM_TYPE_Q8_0, GLM_TYPE_BF16, GLM_TYPE_F16 };
+        static const glm_type btypes[6] = { GLM_TYPE_F32, GLM_TYPE_F16, GLM_TYPE_Q8_0, GLM_TYPE_BF16, GLM_TYPE_F16, GLM_TYPE_F32 };
         make_weight(&tb, btypes[c], E, 1, 1);
         float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
         float *xn = malloc((size_t)2 * T * N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
@@ -863,12 +864,16 @@ START_TEST(test_moe_gate_route)
         glm_vk_buffer bi = out_buf((size_t)2 * T * kk), bw = out_buf((size_t)2 * T * kk);
         uint32_t zeros[2 * 5] = { 0 };
         glm_vk_buffer bc = dev_copy(zeros, sizeof zeros), bn = out_buf((size_t)T * N);
+        const uint32_t nw8 = glm_ref_x8_words(N);
+        const bool with8 = N % 256 == 0;
+        glm_vk_buffer b8 = out_buf(with8 ? (size_t)T * nw8 : 1);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t half = 0; half < 2; half++) {
             glm_vk_view xv = { &bx, half * T * N, T, N, N }, lv = { &bl, half * T * E, T, E, E };
             glm_vk_view iv = { &bi, half * T * kk, T, kk, kk }, wv = { &bw, half * T * kk, T, kk, kk };
             glm_vk_view nv = half ? view(&bn, T, N) : (glm_vk_view){ 0 };
-            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2, nv };
+            glm_vk_view n8 = half && with8 ? (glm_vk_view){ &b8, 0, T, nw8, nw8 } : (glm_vk_view){ 0 };
+            glm_vk_moe_gate gate = { xv, &tw.w, &tg.w, 1e-6f, &bc, half * 2, nv, n8 };
             ck_assert_msg(glm_vk_moe_gate_route(g_vk, iv, wv, lv, &tb.w, k, ng, kg, sig, true, 2.5f, &gate) == GLM_OK,
                           "%s", glm_last_error());
         }
@@ -879,6 +884,30 @@ START_TEST(test_moe_gate_route)
         double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
         double en = check_close(&bn, xn + (size_t)T * N, (size_t)T * N, TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route xn");
+        if (with8) { /* xn8: the device's xn quantized as the reference quantizes it */
+            check_guard(&b8, (size_t)T * nw8, "moe_gate_route xn8");
+            uint32_t *r8 = malloc((size_t)nw8 * 4);
+            size_t flips = 0;
+            for (uint32_t t = 0; t < T; t++) {
+                ck_assert(glm_ref_quant_x8(r8, (const float *)bn.map + (size_t)t * N, N) == GLM_OK);
+                const uint32_t *g8 = (const uint32_t *)b8.map + (size_t)t * nw8;
+                for (uint32_t i = 0; i < nw8; i++)
+                    if (i < N / 4)
+                        for (int b = 0; b < 4; b++) {
+                            int d = (int)(int8_t)(g8[i] >> (8 * b)) - (int)(int8_t)(r8[i] >> (8 * b));
+                            ck_assert_msg(d >= -1 && d <= 1, "moe_gate_route xn8 row %u word %u: code off by %d", t, i, d);
+                            flips += d != 0;
+                        }
+                    else {
+                        float a, r;
+                        memcpy(&a, &g8[i], 4), memcpy(&r, &r8[i], 4);
+                        ck_assert_msg(fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f, "moe_gate_route xn8 row %u word %u: %g, "
+                                      "reference %g", t, i, a, r);
+                    }
+            }
+            ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * T * N, "moe_gate_route xn8: %zu codes off by one", flips);
+            free(r8);
+        }
         float scratch[512], wref[8];
         int32_t iref[8];
         double ew = 0;
@@ -905,12 +934,12 @@ START_TEST(test_moe_gate_route)
         test_weight tq;
         make_weight(&tq, GLM_TYPE_Q8_0, 320, E, 1);
         ck_assert(!glm_vk_moe_gate_fits(&tq.w, &tg.w));
-        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8, { 0 } };
+        glm_vk_moe_gate gate = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 8, { 0 }, { 0 } };
         ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
                                                1, true, true, 2.5f, &gate),
                          GLM_ERR_INVALID);
         /* refused: xn in x's buffer, or not x's shape */
-        glm_vk_moe_gate gx = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 0, { &bx, T * N, T, N, N } };
+        glm_vk_moe_gate gx = { view(&bx, T, N), &tw.w, &tg.w, 1e-6f, &bc, 0, { &bx, T * N, T, N, N }, { 0 } };
         ck_assert_int_eq(glm_vk_moe_gate_route(g_vk, view(&bi, T, k), view(&bw, T, k), view(&bl, T, E), &tb.w, k, 1,
                                                1, true, true, 2.5f, &gx),
                          GLM_ERR_INVALID);
@@ -922,6 +951,7 @@ START_TEST(test_moe_gate_route)
         free_weight(&tw);
         free_weight(&tg);
         free_weight(&tb);
+        glm_vk_buffer_destroy(g_vk, &b8);
         glm_vk_buffer_destroy(g_vk, &bx);
         glm_vk_buffer_destroy(g_vk, &bl);
         glm_vk_buffer_destroy(g_vk, &bi);
@@ -1892,7 +1922,7 @@ static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, in
     glm_vk_profile_reset(g_vk);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
     ck_assert_msg(glm_vk_matvec_x8(g_vk, view(&by, yrows, nrows), &tw.w, mode == 1 ? &tu.w : NULL, view(&bq, xrows, nw),
-                                   routed ? &iv : NULL, mode == 2) == GLM_OK,
+                                   routed ? &iv : NULL, mode == 2, NULL) == GLM_OK,
                   "%s", glm_last_error());
     run();
     ck_assert_msg(q8_ran(), "%s: no matvec_q8 dispatch", glm_type_name(t));
@@ -1944,6 +1974,115 @@ START_TEST(test_matvec_q8)
         }
     glm_vk_matvec_set_ks_groups(g_vk, GLM_VK_MATVEC_KS_WG);
     ck_assert(glm_vk_set_profiling(g_vk, false) == GLM_OK);
+}
+END_TEST
+
+/* y8 (rows of the 8-bit form) against glm_ref_quant_x8 of the float rows y: codes within 1,
+ * scales and sums to float32 rounding. */
+static void check_y8(const uint32_t *y8, const float *y, uint32_t rows, uint32_t n, const char *what)
+{
+    uint32_t nw = glm_ref_x8_words(n), *r8 = malloc((size_t)nw * 4);
+    size_t flips = 0;
+    for (uint32_t t = 0; t < rows; t++) {
+        ck_assert(glm_ref_quant_x8(r8, y + (size_t)t * n, n) == GLM_OK);
+        const uint32_t *g8 = y8 + (size_t)t * nw;
+        for (uint32_t i = 0; i < nw; i++)
+            if (i < n / 4)
+                for (int b = 0; b < 4; b++) {
+                    int d = (int)(int8_t)(g8[i] >> (8 * b)) - (int)(int8_t)(r8[i] >> (8 * b));
+                    ck_assert_msg(d >= -1 && d <= 1, "%s row %u word %u: code off by %d", what, t, i, d);
+                    flips += d != 0;
+                }
+            else {
+                float a, r;
+                memcpy(&a, &g8[i], 4), memcpy(&r, &r8[i], 4);
+                ck_assert_msg(fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f, "%s row %u word %u: %g, reference %g", what,
+                              t, i, a, r);
+            }
+    }
+    ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * rows * n, "%s: %zu codes off by one", what, flips);
+    free(r8);
+}
+
+START_TEST(test_matvec_x8_out)
+{
+    /* products that also write y in 8 bits (the form the next product reads): routed SwiGLU
+     * pairs on matvec_q8 (the experts' gate/up) and plain products on matvec_fast, with 1 and
+     * 2 rows a slice, KS2 on and off, and short rows (few lanes a row: one workgroup holds 32
+     * rows); each twice in one recording into other outputs (the window counts must be back at
+     * zero), y8 against glm_ref_quant_x8 of the y the device wrote */
+    if (!glm_vk_idot_available(g_vk)) {
+        ck_assert_msg(!glm_vk_device_is_cpu(g_vk), "lavapipe offers the integer dot product");
+        printf("vk matvec x8 out: skipped, no integer dot product on this device\n");
+        return;
+    }
+    static const struct { glm_type t; uint32_t ncols, nrows; int routed, few16, ks; } cases[] = {
+        { GLM_TYPE_Q4_K, 2048, 1536, 1, 0, 0 }, { GLM_TYPE_Q4_K, 2048, 1536, 1, 0, 1 },
+        { GLM_TYPE_Q6_K, 512, 768, 0, 0, 0 },   { GLM_TYPE_Q4_K, 256, 512, 0, 1, 0 },
+        { GLM_TYPE_Q5_0, 4096, 256, 0, 1, 1 },  { GLM_TYPE_Q8_0, 1024, 1536, 0, 0, 1 },
+    };
+    const uint32_t T = 2, k = 3, E = 5;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        glm_type t = cases[c].t;
+        uint32_t ncols = cases[c].ncols, nrows = cases[c].nrows, routed = (uint32_t)cases[c].routed;
+        uint32_t yrows = routed ? T * k : T, nx = glm_ref_x8_words(ncols), ny = glm_ref_x8_words(nrows);
+        glm_vk_matvec_set_ks_groups(g_vk, cases[c].ks ? UINT32_MAX : 0);
+        glm_vk_matvec_set_few_groups(g_vk, cases[c].few16 ? 16 : GLM_VK_MATVEC_FAST_FEW);
+        test_weight tw, tu;
+        make_weight(&tw, t, ncols, nrows, routed ? 2 * E : 2);
+        tw.w.nslabs = routed ? E : 1;
+        tu = tw;
+        tu.host += (size_t)(routed ? E : 1) * tw.w.slab_bytes;
+        tu.w.offset += (routed ? E : 1) * tw.w.slab_bytes;
+        float *x = malloc((size_t)T * ncols * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * ncols, -1, 1);
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * ncols * 4), bq;
+        uint32_t *xq = routed ? x8_case(x, T, ncols, &bq) : NULL;
+        int32_t ids[6];
+        for (uint32_t i = 0; i < T * k; i++)
+            ids[i] = (int32_t)(tu_next(&g_rng) % E);
+        glm_vk_buffer bi = dev_copy(ids, sizeof ids), by = out_buf((size_t)2 * yrows * nrows);
+        glm_vk_buffer b8 = out_buf((size_t)2 * yrows * ny);
+        uint32_t *zeros = calloc((size_t)yrows * nrows / 128, 4);
+        glm_vk_buffer bc = dev_copy(zeros, (size_t)yrows * nrows / 128 * 4);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        for (uint32_t rep = 0; rep < 2; rep++) {
+            glm_vk_view yv = { &by, rep * yrows * nrows, yrows, nrows, nrows }, iv = view(&bi, T, k);
+            glm_vk_x8_out o8 = { { &b8, rep * yrows * ny, yrows, ny, ny }, &bc };
+            glm_status st = routed ? glm_vk_matvec_x8(g_vk, yv, &tw.w, &tu.w, view(&bq, T, nx), &iv, false, &o8)
+                                   : glm_vk_matvec_x8_out(g_vk, yv, &tw.w, view(&bx, T, ncols), &o8);
+            ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
+        }
+        run();
+        check_out(&by, (size_t)2 * yrows * nrows, "matvec x8 out: y");
+        check_guard(&b8, (size_t)2 * yrows * ny, "matvec x8 out: y8");
+        char what[80];
+        for (uint32_t rep = 0; rep < 2; rep++) {
+            snprintf(what, sizeof what, "matvec x8 out case %zu (%s) rep %u", c, glm_type_name(t), rep);
+            check_y8((const uint32_t *)b8.map + (size_t)rep * yrows * ny, (const float *)by.map + (size_t)rep * yrows * nrows,
+                     yrows, nrows, what);
+        }
+        uint32_t *cnt = malloc((size_t)yrows * nrows / 128 * 4);
+        ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, (size_t)yrows * nrows / 128 * 4) == GLM_OK);
+        ck_assert_msg(memcmp(cnt, zeros, (size_t)yrows * nrows / 128 * 4) == 0, "case %zu: a window count left non-zero", c);
+        printf("vk matvec x8 out %s %ux%u%s: y8 matches the reference quantization of y\n", glm_type_name(t), nrows,
+               ncols, routed ? " (routed SwiGLU, 8-bit x)" : "");
+        if (routed) {
+            glm_vk_buffer_destroy(g_vk, &bq);
+            free(xq);
+        }
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bi);
+        glm_vk_buffer_destroy(g_vk, &by);
+        glm_vk_buffer_destroy(g_vk, &b8);
+        glm_vk_buffer_destroy(g_vk, &bc);
+        free_weight(&tw);
+        free(x);
+        free(zeros);
+        free(cnt);
+    }
+    glm_vk_matvec_set_ks_groups(g_vk, GLM_VK_MATVEC_KS_WG);
+    glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);
 }
 END_TEST
 
@@ -2219,6 +2358,7 @@ int main(void)
     ADD_CASE(test_matvec_fast_variants);
     ADD_CASE(test_quant_x8);
     ADD_CASE(test_matvec_q8);
+    ADD_CASE(test_matvec_x8_out);
     ADD_CASE(test_dependency_chain);
     ADD_CASE(test_get_rows);
     ADD_CASE(test_rope);

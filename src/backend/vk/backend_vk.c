@@ -59,7 +59,19 @@ typedef struct vk_impl {
     glm_vk_buffer ffn_up;  /* matmul_swiglu's up product when gate and up lie in two buffers */
     glm_vk_buffer x_half;  /* the x of a tiled grouped product as float16 (glm_vk_matmul_id_half) */
     glm_vk_buffer x8;      /* the x of a decode product in 8 bits (glm_vk_quant_x8) */
-    bool x8_on;            /* GLM_VK_X8: decode products of K-quant weights take an 8-bit x */
+    /* GLM_VK_X8 (x8_mode): 1 = the decode products of K-quant weights whose x an op before wrote
+     * in 8 bits too take it that way; 2 = also others, x quantized in a dispatch of its own
+     * (a measurement); 0 = never */
+    uint32_t x8_mode;
+    glm_vk_buffer x8s[2];   /* 8-bit forms written by producers, used in turn */
+    glm_vk_buffer x8_counts; /* their windows' counts (glm_vk_x8_out), zero between dispatches */
+    uint32_t x8_next;       /* the slot the next producer writes */
+    uint64_t op_seq;        /* recording() calls so far */
+    struct {
+        glm_dview y;  /* the view an op wrote in 8 bits too, into x8s[slot] */
+        uint64_t seq; /* op_seq at that op: valid for the next op only */
+        uint32_t slot;
+    } x8_tag;
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
     uint64_t ids_cap;
@@ -89,6 +101,7 @@ static glm_status recording(vk_impl *v)
     if (!v->pending)
         GLM_TRY(glm_vk_begin(v->vk));
     v->pending++;
+    v->op_seq++;
     return GLM_OK;
 }
 
@@ -387,6 +400,9 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->route_counts);
         glm_vk_buffer_destroy(v->vk, &v->ffn_up);
         glm_vk_buffer_destroy(v->vk, &v->x8);
+        glm_vk_buffer_destroy(v->vk, &v->x8s[0]);
+        glm_vk_buffer_destroy(v->vk, &v->x8s[1]);
+        glm_vk_buffer_destroy(v->vk, &v->x8_counts);
         glm_vk_buffer_destroy(v->vk, &v->x_half);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
@@ -553,7 +569,44 @@ static glm_status fold_view(vk_impl *v, glm_dbuf *d, int64_t rows, int64_t cols,
 #define VK_X8_ROWS 64
 static bool x8_wanted(const vk_impl *v, const glm_vk_weight *w, glm_dview x)
 {
-    return v->x8_on && glm_vk_matvec_x8_ok(v->vk, w) && x.cols % 256 == 0 && x.rows <= VK_X8_ROWS;
+    return v->x8_mode >= 2 && glm_vk_matvec_x8_ok(v->vk, w) && x.cols % 256 == 0 && x.rows <= VK_X8_ROWS;
+}
+
+/* Producers: an op about to record a write of y (at most VK_X8_ROWS rows) reserves its 8-bit
+ * form (before recording(): buffers may grow), then tags y after recording(); the very next op
+ * that reads y as its whole x (x8_in, before its own recording()) may take the 8-bit form. */
+static bool x8_out_wanted(const vk_impl *v, glm_dview y, uint32_t cols_unit)
+{
+    return v->x8_mode >= 1 && y.rows <= VK_X8_ROWS && y.cols % cols_unit == 0 && y.cols % 256 == 0;
+}
+
+static glm_status x8_out_reserve(vk_impl *v, glm_dview y, glm_vk_x8_out *o)
+{
+    uint32_t words = glm_ref_x8_words(y.cols), s = v->x8_next;
+    GLM_TRY(ensure(v, &v->x8s[s], (uint64_t)y.rows * words * 4, false));
+    GLM_TRY(ensure_zeroed(v, &v->x8_counts, (uint64_t)y.rows * ((uint64_t)y.cols / GLM_VK_MATVEC_FAST_WG) * 4));
+    o->y8 = (glm_vk_view){ &v->x8s[s], 0, (uint32_t)y.rows, words, words };
+    o->counts = &v->x8_counts;
+    return GLM_OK;
+}
+
+static void x8_out_tag(vk_impl *v, glm_dview y)
+{
+    v->x8_tag.y = y;
+    v->x8_tag.seq = v->op_seq;
+    v->x8_tag.slot = v->x8_next;
+    v->x8_next ^= 1;
+}
+
+static bool x8_in(const vk_impl *v, glm_dview x, const glm_vk_weight *w, glm_vk_view *q)
+{
+    const glm_dview t = v->x8_tag.y;
+    if (v->x8_mode < 1 || !t.buf || v->x8_tag.seq != v->op_seq || t.buf != x.buf || t.off != x.off ||
+        t.rows != x.rows || t.cols != x.cols || t.ld != x.ld || !glm_vk_matvec_x8_ok(v->vk, w))
+        return false;
+    uint32_t words = glm_ref_x8_words(x.cols);
+    *q = (glm_vk_view){ &v->x8s[v->x8_tag.slot], 0, (uint32_t)x.rows, words, words };
+    return true;
 }
 
 static glm_status x8_reserve(vk_impl *v, glm_dview x)
@@ -592,7 +645,7 @@ static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm
         if (x8) {
             glm_vk_view q;
             GLM_TRY(x8_record(v, xs, &q));
-            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, NULL, add));
+            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, NULL, add, NULL));
             continue;
         }
         if (!tiled) {
@@ -667,6 +720,7 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     glm_vk_stretch s;
     while (next_seg(v, (uint32_t)ids.rows, &c, &s)) {
         glm_dview ys = y, xs = x, is = ids;
+        glm_vk_view q = { 0 };
         seg_views(s, &ys, &xs, &is);
         if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
             glm_vk_view g, xh;
@@ -676,12 +730,15 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
             GLM_TRY(half_record(v, xh, xs));
             v->pending++; /* two dispatches */
             GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, false));
-        } else if (x8_wanted(v, &wt, xs)) {
-            glm_vk_view q, iv = vv(is);
-            GLM_TRY(x8_reserve(v, xs));
+        } else if (x8_in(v, xs, &wt, &q) || x8_wanted(v, &wt, xs)) {
+            glm_vk_view iv = vv(is);
+            bool tagged = q.buf != NULL;
+            if (!tagged)
+                GLM_TRY(x8_reserve(v, xs));
             GLM_TRY(recording(v));
-            GLM_TRY(x8_record(v, xs, &q));
-            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, &iv, false));
+            if (!tagged)
+                GLM_TRY(x8_record(v, xs, &q));
+            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, &iv, false, NULL));
         } else {
             GLM_TRY(recording(v));
             GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
@@ -747,17 +804,25 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
         GLM_TRY(matvec_one(v, uv, u, x, ids, nw, eps));
         return glm_vk_eltwise(v->vk, GLM_VK_SWIGLU, vv(y), vv(y), uv);
     }
-    bool x8 = !nw && x8_wanted(v, g, x);
+    glm_vk_view q = { 0 };
+    bool tagged = !nw && x8_in(v, x, g, &q), x8 = !nw && !tagged && x8_wanted(v, g, x);
+    glm_vk_x8_out o8 = { { 0 }, NULL };
+    bool out = (tagged || x8) && x8_out_wanted(v, y, GLM_VK_MATVEC_FAST_WG);
     if (x8)
         GLM_TRY(x8_reserve(v, x));
+    if (out)
+        GLM_TRY(x8_out_reserve(v, y, &o8));
     GLM_TRY(recording(v));
     glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
     if (nw)
         return glm_vk_rms_norm_matvec(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL, nw, eps);
-    if (x8) {
-        glm_vk_view q;
+    if (x8)
         GLM_TRY(x8_record(v, x, &q));
-        return glm_vk_matvec_x8(v->vk, vv(y), g, u, q, ids ? &iv : NULL, false);
+    if (tagged || x8) {
+        GLM_TRY(glm_vk_matvec_x8(v->vk, vv(y), g, u, q, ids ? &iv : NULL, false, out ? &o8 : NULL));
+        if (out)
+            x8_out_tag(v, y);
+        return GLM_OK;
     }
     return glm_vk_matvec_swiglu(v->vk, vv(y), g, u, vv(x), ids ? &iv : NULL);
 }
@@ -985,11 +1050,18 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
     GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
+    glm_vk_x8_out o8 = { { 0 }, NULL };
+    bool out = xn && x8_out_wanted(v, *xn, 256);
+    if (out)
+        GLM_TRY(x8_out_reserve(v, *xn, &o8));
     GLM_TRY(recording(v));
-    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0, xn ? vv(*xn) : (glm_vk_view){ 0 } };
-    return glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
-                                 (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
-                                 p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate);
+    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0, xn ? vv(*xn) : (glm_vk_view){ 0 }, o8.y8 };
+    GLM_TRY(glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
+                                  (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
+                                  p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate));
+    if (out)
+        x8_out_tag(v, *xn);
+    return GLM_OK;
 }
 
 static bool vk_moe_shared_slab(glm_backend *b, const glm_layer *L)
@@ -1115,7 +1187,7 @@ glm_status glm_backend_vk_create(glm_backend **out, const glm_model *m, int devi
     glm_vk_options o = { .device_index = device_index, .validation = validation };
     glm_status s = glm_vk_create(&v->vk, &o);
     const char *x8 = getenv("GLM_VK_X8");
-    v->x8_on = x8 && *x8 && strcmp(x8, "0") != 0;
+    v->x8_mode = x8 && *x8 ? (uint32_t)strtoul(x8, NULL, 10) : 0;
     const glm_tensor *top[] = { m->token_embd, m->output_norm, m->output };
     for (size_t i = 0; s == GLM_OK && i < 3; i++)
         if (top[i])

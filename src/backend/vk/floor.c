@@ -79,7 +79,7 @@ static glm_status probe_run(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs, 
                 glm_vk_weight b1 = *big;
                 b1.offset += (i % big->nslabs) * big->slab_bytes;
                 b1.nslabs = 1;
-                s = glm_vk_matvec_x8(vk, yb, &b1, NULL, x, NULL, false);
+                s = glm_vk_matvec_x8(vk, yb, &b1, NULL, x, NULL, false, NULL);
             }
         }
         if (s == GLM_OK && w) {
@@ -91,7 +91,7 @@ static glm_status probe_run(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs, 
                 glm_vk_weight w1 = *w;
                 w1.offset += (i % slabs) * w->slab_bytes;
                 w1.nslabs = 1;
-                s = glm_vk_matvec_x8(vk, ys, &w1, NULL, x, NULL, false);
+                s = glm_vk_matvec_x8(vk, ys, &w1, NULL, x, NULL, false, NULL);
             }
         }
         if (s != GLM_OK) {

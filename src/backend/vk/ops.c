@@ -151,6 +151,7 @@ typedef struct matvec_extra {
     bool accumulate;
     const glm_vk_q_rope *rope;
     bool x8; /* x in glm_vk_quant_x8's form: matvec_q8.comp */
+    const glm_vk_x8_out *out; /* y in that form too (NULL: not) */
 } matvec_extra;
 
 /* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
@@ -229,14 +230,25 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     /* the rope's pos and table bindings take buffers the dispatch uses anyway without one */
     const glm_vk_q_rope *rope = e ? e->rope : NULL;
-    const glm_vk_buffer *b[7] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
-                                  rope ? rope->table : x.buf };
+    const glm_vk_buffer *b[9] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
+                                  rope ? rope->table : x.buf, y.buf, y.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (x8 && !lanes)
         return bad("matvec_x8", "weights or views misaligned for the 8-bit x product");
+    const glm_vk_x8_out *out = e ? e->out : NULL;
+    if (out) {
+        uint32_t n8 = heads * w->nrows;
+        glm_vk_view y8 = out->y8;
+        if (!lanes || w->nrows % GLM_VK_MATVEC_FAST_WG || n8 % 256 || (heads > 1 && pc.y_zs != w->nrows) || (e && e->rope) ||
+            !view_ok(y8) || y8.rows != y.rows || y8.cols != glm_ref_x8_words(n8) || ((y8.off | y8.ld) & 3) ||
+            !out->counts || (uint64_t)y.rows * (n8 / GLM_VK_MATVEC_FAST_WG) * 4 > out->counts->size)
+            return bad("matvec x8 out", "y (multiple of 128 columns, heads back to back), its 8-bit view or counts unfit");
+        pc.y8_off = y8.off;
+        pc.y8_ld = y8.ld;
+    }
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2) */
+         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2 + 2048·Q8OUT) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
@@ -262,12 +274,16 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             pc.rope_dim = rope->rope_dim;
             pc.table_positions = rope->table_positions;
         }
+        if (out) {
+            b[7] = out->y8.buf;
+            b[8] = out->counts;
+        }
         GLM_TRY(glm_vk_dispatch_variant(
             vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
                                       512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
-                                      1024 * ks2),
-            b, 7, &pc, sizeof pc, gx, y.rows, heads));
+                                      1024 * ks2 + 2048 * (out != NULL)),
+            b, 9, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;
         return glm_vk_rope(vk, y, rope->table, rope->table_positions, rope->n_heads, rope->head_dim, rope->rope_off,
@@ -297,14 +313,14 @@ glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, false };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, false, NULL };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, false };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, false, NULL };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
@@ -313,7 +329,7 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 {
     if (!g)
         return bad("rms_norm_matvec", "no norm gain");
-    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, false };
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, false, NULL };
     return matvec_any(vk, y, w, 0, x, ids, &e);
 }
 
@@ -327,13 +343,13 @@ glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_w
         !view_ok(rope->pos) || rope->pos.rows != y.rows || rope->pos.cols < 1 ||
         (uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
         return bad("rms_norm_matvec_rope", "the heads, their rope channels, positions or table do not fit y");
-    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope, false };
+    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope, false, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, false };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, false, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
@@ -344,10 +360,17 @@ bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w)
 }
 
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
-                            const glm_vk_view *ids, bool accumulate)
+                            const glm_vk_view *ids, bool accumulate, const glm_vk_x8_out *out)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true, out };
     return matvec_any(vk, y, w, 0, x8, ids, &e);
+}
+
+glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                const glm_vk_x8_out *out)
+{
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, out };
+    return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x)
@@ -703,7 +726,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                  ids.off,     ids.ld,     weights.off,    weights.ld,
                                  scale,       { 0 } };
     pc.pad[1] = extra ? E + 1 : 0; /* the shaders' `extra` */
-    const glm_vk_buffer *b[9] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
+    const glm_vk_buffer *b[10] = { logits.buf, bias ? bias->buf : logits.buf, ids.buf, weights.buf };
     if (!gate)
         return glm_vk_dispatch(vk, GLM_VK_MOE_ROUTE, b, 4, &pc, sizeof pc, logits.rows, 1, 1);
     const glm_vk_weight *w = gate->w, *g = gate->g;
@@ -718,12 +741,18 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
     glm_vk_moe_gate_route_push gp = { pc,          gate->x.off, gate->x.ld,      w->ncols,
                                       w->offset,   w->row_bytes, (uint32_t)w->type, g->offset,
                                       (uint32_t)g->type, gate->eps, gate->counts_off, xn.off, xn.ld };
-    gp.route.pad[0] = xn.buf != NULL;
+    const glm_vk_view xn8 = gate->xn8;
+    if (xn8.buf && (!xn.buf || !view_ok(xn8) || w->ncols % 256 || xn8.rows != xn.rows ||
+                    xn8.cols != glm_ref_x8_words(w->ncols) || xn8.ld != xn8.cols || (xn8.off & 3)))
+        return bad("moe_gate_route", "the 8-bit normed x view does not fit x (or there is no normed x)");
+    gp.route.pad[0] = (xn.buf != NULL) | 2u * (xn8.buf != NULL);
+    gp.route.pad[2] = xn8.off;
     b[4] = gate->x.buf;
     b[5] = w->buf;
     b[6] = g->buf;
     b[7] = gate->counts;
     b[8] = xn.buf ? xn.buf : logits.buf; /* without xn: a buffer the dispatch writes anyway */
+    b[9] = xn8.buf ? xn8.buf : b[8];
     /* one pipeline per (rows' type, gain's type, bias's class): constant_id 0 = the rows' type,
      * 1 = the gain's (0 F32, 1 F16, 2 BF16) + 3 × the bias's (the same, 3 any other type) */
     uint32_t gsel = g->type == GLM_TYPE_F32 ? 0 : g->type == GLM_TYPE_F16 ? 1 : 2;
@@ -732,7 +761,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                       : bias->type == GLM_TYPE_BF16       ? 2
                                                           : 3;
     gsel += 3 * bclass;
-    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 9, &gp, sizeof gp,
+    return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 10, &gp, sizeof gp,
                                    (E + GLM_VK_GATE_EPW - 1) / GLM_VK_GATE_EPW, logits.rows, 1);
 }
 

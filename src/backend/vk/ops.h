@@ -37,7 +37,8 @@ typedef struct glm_vk_matvec_push {
     float eps;
     uint32_t accumulate;
     /* matvec_fast.comp's rope (variant bit ROPE): each head's rope channels of y rotated */
-    uint32_t pos_off, pos_ld, head_dim, rope_off, rope_dim, table_positions, pad0, pad1;
+    uint32_t pos_off, pos_ld, head_dim, rope_off, rope_dim, table_positions;
+    uint32_t y8_off, y8_ld; /* variant bit Q8OUT: y in 8 bits too (glm_vk_x8_out) */
 } glm_vk_matvec_push;
 _Static_assert(sizeof(glm_vk_matvec_push) == 128, "mirrors shaders/matvec_fast.comp (matvec.comp: its first 96 bytes)");
 #define GLM_VK_MATVEC_ROWS 2  /* NR of shaders/matvec.comp: rows per slice */
@@ -283,9 +284,20 @@ glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x);
  * and glm_vk_matvec_add (accumulate) with x in glm_vk_quant_x8's form: integer dot products
  * of the codes (shaders/matvec_q8.comp) where glm_vk_idot_available, for Q4_K, Q5_K and Q6_K
  * weights of a multiple of 256 columns (glm_vk_matvec_x8_ok). */
+/* A product's y also written in glm_vk_quant_x8's form (y8: y.rows rows of
+ * glm_ref_x8_words(y.cols) words, off and ld multiples of 4), for a product with an 8-bit x
+ * that follows; counts: zeros, one for each 128 columns of each row of y (left zero after the
+ * dispatch). y.cols a multiple of 128, on matvec_fast.comp / matvec_q8.comp only. */
+typedef struct glm_vk_x8_out {
+    glm_vk_view y8;
+    const glm_vk_buffer *counts;
+} glm_vk_x8_out;
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
-                            const glm_vk_view *ids, bool accumulate);
+                            const glm_vk_view *ids, bool accumulate, const glm_vk_x8_out *out);
 bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w);
+/* y = W · x (slab 0, float32 x) on matvec_fast.comp, y also written in 8 bits (out). */
+glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                const glm_vk_x8_out *out);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
  * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
@@ -357,6 +369,9 @@ typedef struct glm_vk_moe_gate {
     const glm_vk_buffer *counts;
     uint32_t counts_off;
     glm_vk_view xn;
+    /* xn8 (buf NULL: none; needs xn): xn in glm_vk_quant_x8's form too, rows of
+     * glm_ref_x8_words(x.cols) words back to back (ld that), x.cols a multiple of 256 */
+    glm_vk_view xn8;
 } glm_vk_moe_gate;
 glm_status glm_vk_moe_gate_route(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, glm_vk_view logits,
                                  const glm_vk_weight *bias, uint32_t k, uint32_t n_group, uint32_t topk_group,
