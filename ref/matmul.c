@@ -70,9 +70,10 @@ glm_status glm_ref_matmul(float *y /*[T][rows]*/, const uint8_t *w /*[rows][row_
     return GLM_OK;
 }
 
-uint32_t glm_ref_x8_words(int64_t n) { return (uint32_t)(n / 4 + n / 16); }
+uint32_t glm_ref_x8_words(int64_t n) { return (uint32_t)(n / 2); }
 
-/* Word of the codes region holding columns 4i .. 4i + 3 (natural word i). */
+/* Word of the codes region holding columns 4i .. 4i + 3 (natural word i); its scale is word
+ * n / 4 + that. */
 static int64_t x8_word(int64_t i) { return (i & ~(int64_t)63) + 8 * (i & 7) + ((i >> 3) & 7); }
 
 glm_status glm_ref_quant_x8(uint32_t *y, const float *x, int64_t n)
@@ -82,30 +83,19 @@ glm_status glm_ref_quant_x8(uint32_t *y, const float *x, int64_t n)
     for (int64_t k = 0; k < n; k++)
         if (!isfinite(x[k]))
             return glm_errorf(GLM_ERR_INVALID, "quant_x8: column %lld is not finite", (long long)k);
-    float *sc = (float *)(void *)(y + n / 4), *sums = sc + n / 32;
-    for (int64_t g = 0; g < n / 32; g++) {
-        const float *xg = x + 32 * g;
+    for (int64_t i = 0; i < n / 4; i++) {
+        const float *xw = x + 4 * i;
         float m = 0.0f;
-        for (int k = 0; k < 32; k++)
-            m = fmaxf(m, fabsf(xg[k]));
-        int8_t q[32];
-        int sum = 0;
-        float inv = m > 0.0f ? 127.0f / m : 0.0f;
-        for (int k = 0; k < 32; k++) {
-            long c = m > 0.0f ? lrintf(xg[k] * inv) : 0;
-            q[k] = (int8_t)(c > 127 ? 127 : c < -127 ? -127 : c);
-            sum += q[k];
+        for (int k = 0; k < 4; k++)
+            m = fmaxf(m, fabsf(xw[k]));
+        float inv = m > 0.0f ? 127.0f / m : 0.0f, d = m / 127.0f;
+        uint32_t wd = 0;
+        for (int k = 0; k < 4; k++) {
+            long c = m > 0.0f ? lrintf(xw[k] * inv) : 0;
+            wd |= (uint32_t)(uint8_t)(int8_t)(c > 127 ? 127 : c < -127 ? -127 : c) << (8 * k);
         }
-        for (int k = 0; k < 8; k++) {
-            uint32_t wd = 0;
-            for (int b = 0; b < 4; b++)
-                wd |= (uint32_t)(uint8_t)q[4 * k + b] << (8 * b);
-            y[x8_word(8 * g + k)] = wd;
-        }
-        float d = m / 127.0f;
-        memcpy(&sc[g], &d, sizeof d);
-        float s = d * (float)sum;
-        memcpy(&sums[g], &s, sizeof s);
+        y[x8_word(i)] = wd;
+        memcpy(&y[n / 4 + x8_word(i)], &d, sizeof d);
     }
     return GLM_OK;
 }
@@ -113,9 +103,9 @@ glm_status glm_ref_quant_x8(uint32_t *y, const float *x, int64_t n)
 void glm_ref_x8_dequant(float *x, const uint32_t *x8, int64_t n)
 {
     for (int64_t k = 0; k < n; k++) {
-        uint32_t wd = x8[x8_word(k / 4)];
+        int64_t w = x8_word(k / 4);
         float d;
-        memcpy(&d, &x8[n / 4 + k / 32], sizeof d);
-        x[k] = d * (float)(int8_t)(uint8_t)(wd >> (8 * (k % 4)));
+        memcpy(&d, &x8[n / 4 + w], sizeof d);
+        x[k] = d * (float)(int8_t)(uint8_t)(x8[w] >> (8 * (k % 4)));
     }
 }

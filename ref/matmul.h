@@ -28,12 +28,12 @@ glm_status glm_ref_matmul(float *y /*[T][rows]*/, const uint8_t *w /*[rows][row_
                           float *scratch /*[n]*/);
 
 /* 8-bit activations (the Vulkan decode products' x, shaders/quant_x8.comp): a row of n
- * columns (a multiple of 256) in groups of 32, each group g with scale d = max|x| / 127 (float32
- * division), codes q = x · (127 / max|x|) rounded half to even, clamped to ±127 (all 0 for a
- * group of zeros), and sum d · Σq. Laid out in glm_ref_x8_words(n) 32-bit words: the codes
- * (4 a word, little-endian), the 64 words of each 256 columns the 8 × 8 words of the natural
- * order transposed (word 8c + g of them holds columns 32g + 4c .. 32g + 4c + 3); then the n/32
- * scales; then the n/32 sums (float32 bits). GLM_ERR_INVALID for n not a multiple of 256 or a
+ * columns (a multiple of 256) in words of 4 columns, each with its scale d = max|x| / 127
+ * (float32 division) and codes q = x · (127 / max|x|) rounded half to even, clamped to ±127 (all
+ * 0 where the 4 are 0). Laid out in glm_ref_x8_words(n) = n / 2 32-bit words: the codes (4 a
+ * word, little-endian), then each word's scale (float32 bits) in the same order, where the 64
+ * words of each 256 columns are the 8 × 8 words of the natural order transposed (word 8c + g of
+ * them holds columns 32g + 4c .. 32g + 4c + 3). GLM_ERR_INVALID for n not a multiple of 256 or a
  * non-finite x (y untouched). */
 uint32_t glm_ref_x8_words(int64_t n);
 glm_status glm_ref_quant_x8(uint32_t *y /*[glm_ref_x8_words(n)]*/, const float *x /*[n]*/, int64_t n);

@@ -54,20 +54,18 @@ const bool KS2 = (VAR & 1024u) != 0u;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { vec4 x4[]; };
-layout(std430, binding = 2) coherent buffer Y { float y[]; }; // coherent: Q8OUT reads other workgroups' rows
+layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) readonly buffer I { int ids[]; };
 layout(std430, binding = 4) readonly buffer G { uvec4 g4[]; };
 layout(std430, binding = 5) readonly buffer PS { int pos[]; };   // ROPE: each x row's position
 layout(std430, binding = 6) readonly buffer CS { float cs[]; };  // ROPE: rope.comp's (cos, sin) table
 #ifdef MATVEC_Q8
-// Q8X (matvec_q8.comp): x is a row of quant_x8.comp (binding 1 read as words, vec4s of x4 for its
-// scales): per 256 elements 64 words of int8 codes, word 8c + g holding elements 32g + 4c .. + 3
-// (the 8 × 8 words of the natural order transposed), then the scale of each group of 32 after
-// all the codes, then each group's sum (its codes' sum times its scale). Q4_K and Q5_K in the
-// XC layout and Q6_K only; no NORM, STAGE or ROPE (the host keeps those on matvec_fast.comp).
+// Q8X (matvec_q8.comp): x is a row of quant_x8.comp's 8-bit form (x8.glsl; binding 1 read as
+// words, and its scales as vec4s of x4): words of 4 int8 codes, then each word's scale. Q4_K and
+// Q5_K in the XC layout and Q6_K only; no NORM, STAGE or ROPE (the host keeps those on
+// matvec_fast.comp).
 const bool Q8X = true;
 layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
-layout(std430, binding = 1) readonly buffer XW { float xsc[]; };
 #else
 const bool Q8X = false;
 #endif
@@ -112,45 +110,23 @@ shared vec4 xsh[STAGE ? XV : 1u];
 shared float sqsh[WG];
 shared float kssh[KS2 ? 5u * (WG / 2u) : 1u]; // KS2: a second-half slice's sums (acc, acc2, sq)
 // Q8OUT: y also in the 8-bit form of quant_x8.comp (for a matvec_q8.comp product that reads it):
-// the row of y row v (its heads back to back, gl_NumWorkGroups.z · nrows columns, a multiple of
-// WG) at word y8_off + v · y8_ld of binding 7. Each workgroup counts the rows it wrote into
-// their windows of WG columns (binding 8: one zero a window of each y row between dispatches);
-// the one that completes a window quantizes it (x8.glsl) and puts the count back to zero.
+// the row of y row v (its heads back to back, gl_NumWorkGroups.z · nrows columns) at word
+// y8_off + v · y8_ld of binding 7. A workgroup's rows are whole words of 4 (the host ensures
+// it), so it quantizes its own through shared memory.
 const bool Q8OUT = (VAR & 2048u) != 0u;
 layout(std430, binding = 7) writeonly buffer X8W { uint x8w[]; };
 layout(std430, binding = 7) writeonly buffer X8F { float x8f[]; };
-layout(std430, binding = 8) coherent buffer C8 { uint cnt8[]; };
-#define X8_WG WG
-#define X8_SH (Q8OUT ? WG : 1u)
 #include "x8.glsl"
-shared uint q8_win[4];
-shared uint q8_nwin;
+shared float q8_rows[Q8OUT ? 2u * WG : 1u]; // the workgroup's results (at most 2 rows a lane)
 
-// The windows the workgroup's rows [r0w, r0w + R) of head z in y row v complete, quantized.
+// The workgroup's R rows from r0w of head z in y row v (its results in q8_rows) as words.
 void q8_out(uint tid, uint r0w, uint R, uint v, uint z)
 {
+    barrier();
     uint n8 = gl_NumWorkGroups.z * p.nrows;
-    memoryBarrierBuffer(); // this workgroup's y out before its count
-    barrier();
-    if (tid == 0u) {
-        uint n = 0u, e0 = z * p.nrows + r0w, e1 = z * p.nrows + min(r0w + R, p.nrows);
-        for (uint w = e0 / WG; w * WG < e1 && n < 4u; w++) {
-            uint lo = max(e0, w * WG), hi = min(e1, w * WG + WG), ci = v * (n8 / WG) + w;
-            if (atomicAdd(cnt8[ci], hi - lo) + (hi - lo) == WG) {
-                cnt8[ci] = 0u;
-                q8_win[n++] = w;
-            }
-        }
-        q8_nwin = n;
-    }
-    barrier();
-    uint nw = q8_nwin;
-    for (uint k = 0u; k < nw; k++) {
-        memoryBarrierBuffer(); // the other workgroups' rows in
-        uint e = q8_win[k] * WG + tid, zz = e / p.nrows;
-        float val = y[p.y_off + zz * p.y_zs + v * p.y_ld + e % p.nrows];
-        x8_quant(tid, val, p.y8_off + v * p.y8_ld, n8, q8_win[k] * WG);
-    }
+    for (uint i = tid; 4u * i < R && r0w + 4u * i < p.nrows; i += WG)
+        x8_word(vec4(q8_rows[4u * i], q8_rows[4u * i + 1u], q8_rows[4u * i + 2u], q8_rows[4u * i + 3u]),
+                (z * p.nrows + r0w) / 4u + i, p.y8_off + v * p.y8_ld, n8);
 }
 
 // Word i, or the buffer's last word past its end (its bytes are then not used).
@@ -369,33 +345,35 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
 }
 
 #ifdef MATVEC_Q8
-// Σ W[row at byte rb][task t] · x8 over the task's 32 elements from its raw words r, with the task's x codes
-// qa, qb (Q4_K/Q5_K: the words of groups 0..3 and 4..7; Q6_K: the words of its elements 4k..
-// of the groups 4h + k, then those 4 further), the scales da, db of those groups and (Q4_K/Q5_K)
-// xm, the sum of group j = t & 7, whose min term this task adds for the whole block (the 8
-// tasks of a block take one group each).
-float task_dot_q8(uint rb, uint t, uint r[NWR], uvec4 qa, uvec4 qb, vec4 da, vec4 db, float xm)
+// Σ W[row at byte rb][task t] · x8 over the task's 32 elements from its raw words r, with the
+// task's 8 words of x codes qa, qb (Q4_K/Q5_K: those of sub-blocks 0..3 and 4..7; Q6_K: of its
+// element groups k = 0, 2, 4, 6 and 1, 3, 5, 7) and their scales da, db.
+float task_dot_q8(uint rb, uint t, uint r[NWR], uvec4 qa, uvec4 qb, vec4 da, vec4 db)
 {
     uint j = t & 7u;
+    const int ONES = 0x01010101;
     if (XC) {
         uint s0 = r[1], s1 = r[2], s2 = r[3];
         uint scA = s0 & 0x3F3F3F3Fu, scB = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
-        uint mw = j < 4u ? s1 & 0x3F3F3F3Fu : ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
+        uint mA = s1 & 0x3F3F3F3Fu, mB = ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
         vec2 dm = unpackHalf2x16(r[0]);
         uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w);
         float dx[8] = float[8](da.x, da.y, da.z, da.w, db.x, db.y, db.z, db.w);
-        float acc = 0.0;
+        float acc = 0.0, accm = 0.0;
         [[unroll]] for (uint g = 0u; g < 4u; g++) {
             uint ql = r[4u + g] & 0x0F0F0F0Fu, qu = (r[4u + g] >> 4) & 0x0F0F0F0Fu;
             if (TYPE == T_Q5_K) {
                 ql |= ((r[8] >> (2u * g)) & 0x01010101u) << 4;
                 qu |= ((r[8] >> (2u * g + 1u)) & 0x01010101u) << 4;
             }
-            uint sw = g < 2u ? scA : scB, sh = 16u * (g & 1u);
-            int il = sdot4(int(ql), int(xq[2u * g]), 0), iu = sdot4(int(qu), int(xq[2u * g + 1u]), 0);
+            uint sw = g < 2u ? scA : scB, mw = g < 2u ? mA : mB, sh = 16u * (g & 1u);
+            int xl = int(xq[2u * g]), xu = int(xq[2u * g + 1u]);
+            int il = sdot4(int(ql), xl, 0), iu = sdot4(int(qu), xu, 0);
+            int sl = sdot4(ONES, xl, 0), su = sdot4(ONES, xu, 0);
             acc += dx[2u * g] * float(il * int((sw >> sh) & 63u)) + dx[2u * g + 1u] * float(iu * int((sw >> (sh + 8u)) & 63u));
+            accm += dx[2u * g] * float(sl * int((mw >> sh) & 63u)) + dx[2u * g + 1u] * float(su * int((mw >> (sh + 8u)) & 63u));
         }
-        return dm.x * acc - dm.y * float((mw >> (8u * (j & 3u))) & 63u) * xm;
+        return dm.x * acc - dm.y * accm;
     }
     // Q6_K: as task_dot, the codes 0..63 against x8, less 32 times the x codes' sum
     bool odd = (blk(rb, t) & 2u) != 0u;
@@ -411,10 +389,10 @@ float task_dot_q8(uint rb, uint t, uint r[NWR], uvec4 qa, uvec4 qb, vec4 da, vec
         uint ls = 4u * (gi >> 1), hs = 2u * gi;
         uint c0 = ((Lg[0] >> ls) & 0x0F0F0F0Fu) | (((H[0] >> hs) & 0x03030303u) << 4);
         uint c1 = ((Lg[1] >> ls) & 0x0F0F0F0Fu) | (((H[1] >> hs) & 0x03030303u) << 4);
-        int s = sdot4(int(c0), int(qa[gi]), 0) + sdot4(int(c1), int(qb[gi]), 0) -
-                32 * (sdot4(0x01010101, int(qa[gi]), 0) + sdot4(0x01010101, int(qb[gi]), 0));
+        int xa = int(qa[gi]), xb = int(qb[gi]);
+        int s0 = sdot4(int(c0), xa, 0) - 32 * sdot4(ONES, xa, 0), s1_ = sdot4(int(c1), xb, 0) - 32 * sdot4(ONES, xb, 0);
         uint si = 2u * gi + (l0 >> 4);
-        acc += s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u) * da[gi] * float(s);
+        acc += s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u) * (da[gi] * float(s0) + db[gi] * float(s1_));
     }
     return d * acc;
 }
@@ -519,26 +497,23 @@ void main()
             }
         }
 #ifdef MATVEC_Q8
-        // 3. (Q8X) the tasks' x codes, their groups' scales and (Q4_K/Q5_K) one group's sum
+        // 3. (Q8X) the tasks' 8 words of x codes and their scales
         uvec4 qa[UMAX], qb[UMAX];
         vec4 da[UMAX], db[UMAX];
-        float xm[UMAX];
         [[unroll]] for (uint u = 0u; u < U; u++) {
-            uint sb = tk[u] >> 3, j = tk[u] & 7u, xw = 4u * xo, n = p.ncols;
-            uint qi = XC ? (xw + 64u * sb + 8u * j) >> 2 : (xw + 64u * sb + 16u * (j & 3u) + 4u * (j >> 2)) >> 2;
-            qa[u] = xq4[qi];
-            qb[u] = xq4[qi + (XC ? 1u : 2u)];
-            uint di = (xw + n / 4u + 8u * sb + (XC ? 0u : 4u * (j >> 2))) >> 2;
-            da[u] = x4[di];
-            db[u] = XC ? x4[di + 1u] : vec4(0.0);
-            xm[u] = XC ? xsc[xw + n / 4u + n / 32u + 8u * sb + j] : 0.0;
+            uint sb = tk[u] >> 3, j = tk[u] & 7u;
+            uint wi = 4u * xo + 64u * sb + (XC ? 8u * j : 16u * (j & 3u) + 4u * (j >> 2)), step = XC ? 1u : 2u;
+            qa[u] = xq4[wi >> 2];
+            qb[u] = xq4[(wi >> 2) + step];
+            da[u] = x4[(wi + p.ncols / 4u) >> 2];
+            db[u] = x4[((wi + p.ncols / 4u) >> 2) + step];
         }
         // 4. (Q8X) the math
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r] += keep[u] * task_dot_q8(wbase + rowb[r], tk[u], raw[u][r], qa[u], qb[u], da[u], db[u], xm[u]);
+                acc[r] += keep[u] * task_dot_q8(wbase + rowb[r], tk[u], raw[u][r], qa[u], qb[u], da[u], db[u]);
                 if (fuse)
-                    acc2[r] += keep[u] * task_dot_q8(w2base + rowb[r], tk[u], raw2[u][r], qa[u], qb[u], da[u], db[u], xm[u]);
+                    acc2[r] += keep[u] * task_dot_q8(w2base + rowb[r], tk[u], raw2[u][r], qa[u], qb[u], da[u], db[u]);
             }
         if (Q8X)
             continue;
@@ -630,7 +605,10 @@ void main()
             uint yi = p.y_off + z * p.y_zs + v * p.y_ld + r0 + r;
             float a = acc[r] * scale, a2 = acc2[r] * scale;
             float res = fuse ? (a / (1.0 + exp(-a))) * a2 : a;
-            y[yi] = p.accumulate != 0u ? y[yi] + res : res;
+            float o = p.accumulate != 0u ? y[yi] + res : res;
+            y[yi] = o;
+            if (Q8OUT)
+                q8_rows[rs * NR + r] = o;
         }
     if (Q8OUT)
         q8_out(tid, gl_WorkGroupID.x * nsl * NR, nsl * NR, v, z);

@@ -14,7 +14,7 @@
 // workgroup) then routes them with moe_route.glsl, as moe_route.comp would. The count buffer
 // holds zeros between dispatches.
 // With p.has_xn the dispatch also writes the normed row itself (with has_xn & 2 also in the
-// 8-bit form of quant_x8.comp, rows of ncols / 4 + ncols / 16 words from word x8_off of
+// 8-bit form of quant_x8.comp, rows of ncols / 2 words from word x8_off of
 // binding 9, for matvec_q8.comp; ncols a multiple of 256 then), xn[t] = g ⊙ x[t] / sqrt(mean(x²)
 // + eps), for the products that follow (the routed experts' gate and up read it instead of
 // norming x once per workgroup): workgroup x writes columns x·ROUTE_WG + tid (+ every
@@ -155,7 +155,7 @@ void main()
             xn[p.xn_off + t * p.xn_ld + i] = v;
             // (ncols a multiple of ROUTE_WG here: the workgroup's invocations loop alike)
             if ((p.has_xn & 2u) != 0u)
-                x8_quant(tid, v, p.x8_off + t * (p.ncols / 4u + p.ncols / 16u), p.ncols, i - tid);
+                x8_quant(tid, v, p.x8_off + t * (p.ncols / 2u), p.ncols, i - tid);
         }
     if (!last)
         return;

@@ -1796,8 +1796,7 @@ static bool q8_ran(void)
     return false;
 }
 
-/* x8 = quant_x8(x) on the device against glm_ref_quant_x8: scales and sums to float32
- * rounding, codes within 1 (the device's 127 / max may differ from the host's in the last
+/* x8 = quant_x8(x) on the device against glm_ref_quant_x8: scales to float32 rounding, codes within 1 (the device's 127 / max may differ from the host's in the last
  * place), and at most TOL_VK_X8_CODE_FLIPS of them off at all. Returns the device's words. */
 static uint32_t *x8_case(const float *x, uint32_t rows, uint32_t n, glm_vk_buffer *bq)
 {
@@ -1826,8 +1825,7 @@ static uint32_t *x8_case(const float *x, uint32_t rows, uint32_t n, glm_vk_buffe
             memcpy(&a, &g[i], 4);
             memcpy(&r, &ref[i], 4);
             ck_assert_msg(isfinite(a) && fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f,
-                          "quant_x8 row %u: %s %u is %g, reference %g", t, i < n / 4 + n / 32 ? "scale" : "sum",
-                          (i - n / 4) % (n / 32), a, r);
+                          "quant_x8 row %u: scale %u is %g, reference %g", t, i - n / 4, a, r);
         }
     }
     ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * (size_t)rows * n, "quant_x8: %zu of %zu codes off by one", flips,
@@ -1839,7 +1837,7 @@ static uint32_t *x8_case(const float *x, uint32_t rows, uint32_t n, glm_vk_buffe
 
 START_TEST(test_quant_x8)
 {
-    /* rows with groups of one scale, a group of zeros, a lone large value, and tiny values */
+    /* rows with runs of zeros, a lone large value, and tiny values */
     if (glm_vk_device_is_cpu(g_vk))
         ck_assert_msg(glm_vk_idot_available(g_vk), "lavapipe offers the integer dot product");
     const uint32_t rows = 3, n = 1024;
@@ -1849,13 +1847,13 @@ START_TEST(test_quant_x8)
         x[64 + k] = 0.0f, x[n + 96 + k] *= 1e-6f, x[2 * n + 512 + k] = k == 7 ? 4e3f : x[2 * n + 512 + k];
     glm_vk_buffer bq;
     uint32_t *got = x8_case(x, rows, n, &bq);
-    /* the form stands for x to within half a step of each group */
+    /* the form stands for x to within half a step of each word of 4 */
     float *xd = malloc(n * 4);
     for (uint32_t t = 0; t < rows; t++) {
         glm_ref_x8_dequant(xd, got + (size_t)t * glm_ref_x8_words(n), n);
         for (uint32_t k = 0; k < n; k++) {
             float m = 0;
-            for (uint32_t j = k / 32 * 32; j < k / 32 * 32 + 32; j++)
+            for (uint32_t j = k / 4 * 4; j < k / 4 * 4 + 4; j++)
                 m = fmaxf(m, fabsf(x[(size_t)t * n + j]));
             ck_assert_msg(fabsf(xd[k] - x[(size_t)t * n + k]) <= 0.51f * m / 127.0f + 1e-30f,
                           "x8 row %u column %u: %g stands for %g", t, k, xd[k], x[(size_t)t * n + k]);
@@ -2008,9 +2006,9 @@ START_TEST(test_matvec_x8_out)
 {
     /* products that also write y in 8 bits (the form the next product reads): routed SwiGLU
      * pairs on matvec_q8 (the experts' gate/up) and plain products on matvec_fast, with 1 and
-     * 2 rows a slice, KS2 on and off, and short rows (few lanes a row: one workgroup holds 32
-     * rows); each twice in one recording into other outputs (the window counts must be back at
-     * zero), y8 against glm_ref_quant_x8 of the y the device wrote */
+     * 2 rows a slice, KS2 allowed and not (it gives way where it would leave a workgroup two
+     * rows), and short rows (few lanes a row: one workgroup holds 32 rows); each twice in one
+     * recording into other outputs, y8 against glm_ref_quant_x8 of the y the device wrote */
     if (!glm_vk_idot_available(g_vk)) {
         ck_assert_msg(!glm_vk_device_is_cpu(g_vk), "lavapipe offers the integer dot product");
         printf("vk matvec x8 out: skipped, no integer dot product on this device\n");
@@ -2043,12 +2041,10 @@ START_TEST(test_matvec_x8_out)
             ids[i] = (int32_t)(tu_next(&g_rng) % E);
         glm_vk_buffer bi = dev_copy(ids, sizeof ids), by = out_buf((size_t)2 * yrows * nrows);
         glm_vk_buffer b8 = out_buf((size_t)2 * yrows * ny);
-        uint32_t *zeros = calloc((size_t)yrows * nrows / 128, 4);
-        glm_vk_buffer bc = dev_copy(zeros, (size_t)yrows * nrows / 128 * 4);
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t rep = 0; rep < 2; rep++) {
             glm_vk_view yv = { &by, rep * yrows * nrows, yrows, nrows, nrows }, iv = view(&bi, T, k);
-            glm_vk_x8_out o8 = { { &b8, rep * yrows * ny, yrows, ny, ny }, &bc };
+            glm_vk_x8_out o8 = { { &b8, rep * yrows * ny, yrows, ny, ny } };
             glm_status st = routed ? glm_vk_matvec_x8(g_vk, yv, &tw.w, &tu.w, view(&bq, T, nx), &iv, false, &o8)
                                    : glm_vk_matvec_x8_out(g_vk, yv, &tw.w, view(&bx, T, ncols), &o8);
             ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
@@ -2062,9 +2058,6 @@ START_TEST(test_matvec_x8_out)
             check_y8((const uint32_t *)b8.map + (size_t)rep * yrows * ny, (const float *)by.map + (size_t)rep * yrows * nrows,
                      yrows, nrows, what);
         }
-        uint32_t *cnt = malloc((size_t)yrows * nrows / 128 * 4);
-        ck_assert(glm_vk_download(g_vk, cnt, &bc, 0, (size_t)yrows * nrows / 128 * 4) == GLM_OK);
-        ck_assert_msg(memcmp(cnt, zeros, (size_t)yrows * nrows / 128 * 4) == 0, "case %zu: a window count left non-zero", c);
         printf("vk matvec x8 out %s %ux%u%s: y8 matches the reference quantization of y\n", glm_type_name(t), nrows,
                ncols, routed ? " (routed SwiGLU, 8-bit x)" : "");
         if (routed) {
@@ -2075,11 +2068,8 @@ START_TEST(test_matvec_x8_out)
         glm_vk_buffer_destroy(g_vk, &bi);
         glm_vk_buffer_destroy(g_vk, &by);
         glm_vk_buffer_destroy(g_vk, &b8);
-        glm_vk_buffer_destroy(g_vk, &bc);
         free_weight(&tw);
         free(x);
-        free(zeros);
-        free(cnt);
     }
     glm_vk_matvec_set_ks_groups(g_vk, GLM_VK_MATVEC_KS_WG);
     glm_vk_matvec_set_few_groups(g_vk, GLM_VK_MATVEC_FAST_FEW);

@@ -46,7 +46,7 @@
  * Observed on lavapipe: (pending). */
 #define TOL_VK_X8_CODE_FLIPS 1e-3
 /* matvec_q8 against the same product with the float32 x: the 8-bit rounding of x (a step of
- * max / 127 in each group of 32, uniform x in [-1, 1]). Observed on lavapipe: (pending). */
+ * max / 127 in each word of 4, uniform x in [-1, 1]). Observed on lavapipe: (pending). */
 #define TOL_VK_X8_ROUNDING_NMSE 1e-4
 /* The tiled matmul (prefill): float32 like matvec, observed on lavapipe 2e-13..4e-13 over all
  * 16 types and grouped experts 9e-14 (H100: 3.1e-13). On tensor cores (cooperative matrices:

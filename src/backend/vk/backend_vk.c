@@ -64,7 +64,6 @@ typedef struct vk_impl {
      * (a measurement); 0 = never */
     uint32_t x8_mode;
     glm_vk_buffer x8s[2];   /* 8-bit forms written by producers, used in turn */
-    glm_vk_buffer x8_counts; /* their windows' counts (glm_vk_x8_out), zero between dispatches */
     uint32_t x8_next;       /* the slot the next producer writes */
     uint64_t op_seq;        /* recording() calls so far */
     struct {
@@ -402,7 +401,6 @@ static void vk_destroy(glm_backend *b)
         glm_vk_buffer_destroy(v->vk, &v->x8);
         glm_vk_buffer_destroy(v->vk, &v->x8s[0]);
         glm_vk_buffer_destroy(v->vk, &v->x8s[1]);
-        glm_vk_buffer_destroy(v->vk, &v->x8_counts);
         glm_vk_buffer_destroy(v->vk, &v->x_half);
         glm_vk_buffer_destroy(v->vk, &v->fold_x.b);
         glm_vk_buffer_destroy(v->vk, &v->fold_y.b);
@@ -584,9 +582,7 @@ static glm_status x8_out_reserve(vk_impl *v, glm_dview y, glm_vk_x8_out *o)
 {
     uint32_t words = glm_ref_x8_words(y.cols), s = v->x8_next;
     GLM_TRY(ensure(v, &v->x8s[s], (uint64_t)y.rows * words * 4, false));
-    GLM_TRY(ensure_zeroed(v, &v->x8_counts, (uint64_t)y.rows * ((uint64_t)y.cols / GLM_VK_MATVEC_FAST_WG) * 4));
     o->y8 = (glm_vk_view){ &v->x8s[s], 0, (uint32_t)y.rows, words, words };
-    o->counts = &v->x8_counts;
     return GLM_OK;
 }
 
@@ -806,8 +802,8 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
     }
     glm_vk_view q = { 0 };
     bool tagged = !nw && x8_in(v, x, g, &q), x8 = !nw && !tagged && x8_wanted(v, g, x);
-    glm_vk_x8_out o8 = { { 0 }, NULL };
-    bool out = (tagged || x8) && x8_out_wanted(v, y, GLM_VK_MATVEC_FAST_WG);
+    glm_vk_x8_out o8 = { { 0 } };
+    bool out = (tagged || x8) && x8_out_wanted(v, y, 4);
     if (x8)
         GLM_TRY(x8_reserve(v, x));
     if (out)
@@ -1050,7 +1046,7 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
     GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
-    glm_vk_x8_out o8 = { { 0 }, NULL };
+    glm_vk_x8_out o8 = { { 0 } };
     bool out = xn && x8_out_wanted(v, *xn, 256);
     if (out)
         GLM_TRY(x8_out_reserve(v, *xn, &o8));

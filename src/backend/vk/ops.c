@@ -230,8 +230,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     /* the rope's pos and table bindings take buffers the dispatch uses anyway without one */
     const glm_vk_q_rope *rope = e ? e->rope : NULL;
-    const glm_vk_buffer *b[9] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
-                                  rope ? rope->table : x.buf, y.buf, y.buf };
+    const glm_vk_buffer *b[8] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
+                                  rope ? rope->table : x.buf, y.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (x8 && !lanes)
         return bad("matvec_x8", "weights or views misaligned for the 8-bit x product");
@@ -239,10 +239,9 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     if (out) {
         uint32_t n8 = heads * w->nrows;
         glm_vk_view y8 = out->y8;
-        if (!lanes || w->nrows % GLM_VK_MATVEC_FAST_WG || n8 % 256 || (heads > 1 && pc.y_zs != w->nrows) || (e && e->rope) ||
-            !view_ok(y8) || y8.rows != y.rows || y8.cols != glm_ref_x8_words(n8) || ((y8.off | y8.ld) & 3) ||
-            !out->counts || (uint64_t)y.rows * (n8 / GLM_VK_MATVEC_FAST_WG) * 4 > out->counts->size)
-            return bad("matvec x8 out", "y (multiple of 128 columns, heads back to back), its 8-bit view or counts unfit");
+        if (!lanes || w->nrows % 4 || n8 % 256 || (heads > 1 && pc.y_zs != w->nrows) || (e && e->rope) ||
+            !view_ok(y8) || y8.rows != y.rows || y8.cols != glm_ref_x8_words(n8) || ((y8.off | y8.ld) & 3))
+            return bad("matvec x8 out", "y (multiple of 256 columns, heads back to back) or its 8-bit view unfit");
         pc.y8_off = y8.off;
         pc.y8_ld = y8.ld;
     }
@@ -259,6 +258,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         uint32_t per_task = w->type == GLM_TYPE_F32 ? 4 : 32, wrows = GLM_VK_MATVEC_FAST_WG / lanes * (one ? 1 : 2);
         bool ks2 = wrows >= 2 && w->ncols / per_task > lanes &&
                    (uint64_t)((w->nrows + wrows / 2 - 1) / (wrows / 2)) * y.rows * heads <= glm_vk_matvec_ks_groups(vk);
+        if (ks2 && out && wrows / 2 < 4)
+            ks2 = false; /* Q8OUT: a workgroup's rows whole words of 4 */
         if (ks2)
             gx = (w->nrows + wrows / 2 - 1) / (wrows / 2);
         uint32_t stage = !x8 && w->ncols <= GLM_VK_MATVEC_FAST_XCOLS &&
@@ -274,16 +275,14 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             pc.rope_dim = rope->rope_dim;
             pc.table_positions = rope->table_positions;
         }
-        if (out) {
+        if (out)
             b[7] = out->y8.buf;
-            b[8] = out->counts;
-        }
         GLM_TRY(glm_vk_dispatch_variant(
             vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
                                       512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
                                       1024 * ks2 + 2048 * (out != NULL)),
-            b, 9, &pc, sizeof pc, gx, y.rows, heads));
+            b, 8, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;
         return glm_vk_rope(vk, y, rope->table, rope->table_positions, rope->n_heads, rope->head_dim, rope->rope_off,

@@ -286,11 +286,10 @@ glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x);
  * weights of a multiple of 256 columns (glm_vk_matvec_x8_ok). */
 /* A product's y also written in glm_vk_quant_x8's form (y8: y.rows rows of
  * glm_ref_x8_words(y.cols) words, off and ld multiples of 4), for a product with an 8-bit x
- * that follows; counts: zeros, one for each 128 columns of each row of y (left zero after the
- * dispatch). y.cols a multiple of 128, on matvec_fast.comp / matvec_q8.comp only. */
+ * that follows: y.cols a multiple of 256, on matvec_fast.comp / matvec_q8.comp where a
+ * workgroup's rows are whole words of 4 (not with KS2's two rows a workgroup). */
 typedef struct glm_vk_x8_out {
     glm_vk_view y8;
-    const glm_vk_buffer *counts;
 } glm_vk_x8_out;
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
                             const glm_vk_view *ids, bool accumulate, const glm_vk_x8_out *out);

@@ -63,14 +63,14 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 80, false, 0x1f, true },
     [GLM_VK_MLA_PACK16] = { "mla_pack16", spv_mla_pack16, sizeof spv_mla_pack16, 7, 96, false, 0x7e },
-    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 9, 128, true, 0x7b },
+    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 8, 128, true, 0x7b },
     [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
     [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
                                  0x7f },
     [GLM_VK_MATMUL_CM2] = { "matmul_cm2", spv_matmul_cm2, sizeof spv_matmul_cm2, 4, 64, true, 0xb, true, true },
     [GLM_VK_MLA_FLASH] = { "mla_flash", spv_mla_flash, sizeof spv_mla_flash, 8, 112, true, 0x7e },
     [GLM_VK_QUANT_X8] = { "quant_x8", spv_quant_x8, sizeof spv_quant_x8, 2, 32, false, 0x1 },
-    [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 9, 128, true, 0x7b, false, false, true },
+    [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 8, 128, true, 0x7b, false, false, true },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
