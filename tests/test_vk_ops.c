@@ -1325,6 +1325,33 @@ START_TEST(test_argmax)
 }
 END_TEST
 
+/* y8 (rows of the 8-bit form) against glm_ref_quant_x8 of the float rows y: codes within 1,
+ * scales and sums to float32 rounding. */
+static void check_y8(const uint32_t *y8, const float *y, uint32_t rows, uint32_t n, const char *what)
+{
+    uint32_t nw = glm_ref_x8_words(n), *r8 = malloc((size_t)nw * 4);
+    size_t flips = 0;
+    for (uint32_t t = 0; t < rows; t++) {
+        ck_assert(glm_ref_quant_x8(r8, y + (size_t)t * n, n) == GLM_OK);
+        const uint32_t *g8 = y8 + (size_t)t * nw;
+        for (uint32_t i = 0; i < nw; i++)
+            if (i < n / 4)
+                for (int b = 0; b < 4; b++) {
+                    int d = (int)(int8_t)(g8[i] >> (8 * b)) - (int)(int8_t)(r8[i] >> (8 * b));
+                    ck_assert_msg(d >= -1 && d <= 1, "%s row %u word %u: code off by %d", what, t, i, d);
+                    flips += d != 0;
+                }
+            else {
+                float a, r;
+                memcpy(&a, &g8[i], 4), memcpy(&r, &r8[i], 4);
+                ck_assert_msg(fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f, "%s row %u word %u: %g, reference %g", what,
+                              t, i, a, r);
+            }
+    }
+    ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * rows * n, "%s: %zu codes off by one", what, flips);
+    free(r8);
+}
+
 START_TEST(test_mla_attention)
 {
     /* small shapes of the real layout: H heads, dn nope, dr rope, dv value, Rkv latent. One
@@ -1367,7 +1394,8 @@ START_TEST(test_mla_attention)
                                          { 6200, 9, 3, 2, 16, 8, 12, 40 },     { 3, 1, 2100, 20, 16, 64, 12, 512 },
                                          { 2000, 12, 5, 20, 16, 64, 12, 512 }, { 4000, 1, 3000, 20, 16, 64, 12, 512 },
                                          { 300, 2, 5, 3, 16, 8, 12, 40, 64 },  { 9, 3, 5000, 13, 16, 8, 12, 40, 512 },
-                                         { 20, 1, 1100, 20, 16, 64, 12, 512, 1024 } };
+                                         { 20, 1, 1100, 20, 16, 64, 12, 512, 1024 }, { 40, 1, 200, 16, 16, 8, 16, 64 } };
+    unsigned x8_checked = 0; /* calls whose v_b products also wrote the 8-bit form (H·dv = 256) */
     uint32_t wide_default = glm_vk_coopmat_wide_groups(g_vk), gt = glm_vk_coopmat_grouped_tile(g_vk);
     uint32_t ahead = glm_vk_coopmat_ahead(g_vk), narrow = glm_vk_coopmat_narrow_groups(g_vk);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -1421,12 +1449,25 @@ START_TEST(test_mla_attention)
         ck_assert(glm_vk_buffer_create(g_vk, &bc, ncount * 4, true) == GLM_OK);
         memset(bc.map, 0, ncount * 4);
         glm_vk_view pc = { &bp, 0, prow, rkv, W }, pk = { &bp, rkv, prow, dr, W };
+        /* where H·dv is a multiple of 256, v_b's products also write out in 8 bits */
+        const bool w8 = oc % 256 == 0 && glm_vk_idot_available(g_vk);
+        const uint32_t n8 = glm_ref_x8_words((int64_t)oc);
+        glm_vk_buffer b8 = out_buf(w8 ? (size_t)T * n8 : 1);
+        glm_vk_x8_out o8 = { { &b8, 0, T, n8, n8 }, false };
+        bool wrote8 = false;
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert_msg(glm_vk_mla_attention(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk, &kb.w,
-                                           &vb.w, H, dn, dr, dv, &r, &bs, &bc) == GLM_OK,
+        ck_assert_msg(glm_vk_mla_attention_x8(g_vk, view(&bo, T, (uint32_t)oc), view(&bq, T, (uint32_t)qc), pc, pk,
+                                              &kb.w, &vb.w, H, dn, dr, dv, &r, &bs, &bc, w8 ? &o8 : NULL, &wrote8) ==
+                          GLM_OK,
                       "%s", glm_last_error());
         run();
         check_out(&bo, (size_t)T * oc, "mla_attention");
+        if (wrote8) {
+            check_guard(&b8, (size_t)T * n8, "mla_attention x8");
+            check_y8(b8.map, bo.map, T, (uint32_t)oc, "mla_attention x8");
+            x8_checked++;
+        }
+        glm_vk_buffer_destroy(g_vk, &b8);
         for (uint64_t i = 0; i < ncount; i++) /* left zero for the next call */
             ck_assert_msg(((const uint32_t *)bc.map)[i] == 0, "mla case %zu: arrival count %u is %u", ci, (unsigned)i,
                           ((const uint32_t *)bc.map)[i]);
@@ -1453,6 +1494,9 @@ START_TEST(test_mla_attention)
     }
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
     glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
+    if (glm_vk_idot_available(g_vk))
+        ck_assert_msg(x8_checked > 0, "no case wrote v_b's products in 8 bits");
+    printf("vk paged mla: %u calls also wrote v_b's products in 8 bits, against glm_ref_quant_x8\n", x8_checked);
 }
 END_TEST
 
@@ -1977,33 +2021,6 @@ START_TEST(test_matvec_q8)
 }
 END_TEST
 
-/* y8 (rows of the 8-bit form) against glm_ref_quant_x8 of the float rows y: codes within 1,
- * scales and sums to float32 rounding. */
-static void check_y8(const uint32_t *y8, const float *y, uint32_t rows, uint32_t n, const char *what)
-{
-    uint32_t nw = glm_ref_x8_words(n), *r8 = malloc((size_t)nw * 4);
-    size_t flips = 0;
-    for (uint32_t t = 0; t < rows; t++) {
-        ck_assert(glm_ref_quant_x8(r8, y + (size_t)t * n, n) == GLM_OK);
-        const uint32_t *g8 = y8 + (size_t)t * nw;
-        for (uint32_t i = 0; i < nw; i++)
-            if (i < n / 4)
-                for (int b = 0; b < 4; b++) {
-                    int d = (int)(int8_t)(g8[i] >> (8 * b)) - (int)(int8_t)(r8[i] >> (8 * b));
-                    ck_assert_msg(d >= -1 && d <= 1, "%s row %u word %u: code off by %d", what, t, i, d);
-                    flips += d != 0;
-                }
-            else {
-                float a, r;
-                memcpy(&a, &g8[i], 4), memcpy(&r, &r8[i], 4);
-                ck_assert_msg(fabsf(a - r) <= 4e-6f * fabsf(r) + 1e-30f, "%s row %u word %u: %g, reference %g", what,
-                              t, i, a, r);
-            }
-    }
-    ck_assert_msg(flips <= TOL_VK_X8_CODE_FLIPS * rows * n, "%s: %zu codes off by one", what, flips);
-    free(r8);
-}
-
 START_TEST(test_matvec_x8_out)
 {
     /* products that also write y in 8 bits (the form the next product reads): routed SwiGLU
@@ -2046,10 +2063,11 @@ START_TEST(test_matvec_x8_out)
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         for (uint32_t rep = 0; rep < 2; rep++) {
             glm_vk_view yv = { &by, rep * yrows * nrows, yrows, nrows, nrows }, iv = view(&bi, T, k);
-            glm_vk_x8_out o8 = { { &b8, rep * yrows * ny, yrows, ny, ny } };
+            glm_vk_x8_out o8 = { { &b8, rep * yrows * ny, yrows, ny, ny }, false };
             glm_status st = routed ? glm_vk_matvec_x8(g_vk, yv, &tw.w, &tu.w, view(&bq, T, nx), &iv, false, &o8)
                                    : glm_vk_matvec_x8_out(g_vk, yv, &tw.w, view(&bx, T, ncols), &o8);
             ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
+            ck_assert_msg(o8.written, "case %zu: the 8-bit form was not written", c);
         }
         run();
         check_out(&by, (size_t)2 * yrows * nrows, "matvec x8 out: y");

@@ -634,13 +634,15 @@ static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm
         glm_dview p = ys;
         if (tiled && add)
             GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));
-        bool x8 = !tiled && slab == 0 && x8_wanted(v, &wt, xs);
+        glm_vk_view q = { 0 };
+        bool tagged = !tiled && slab == 0 && x8_in(v, xs, &wt, &q);
+        bool x8 = !tiled && slab == 0 && !tagged && x8_wanted(v, &wt, xs);
         if (x8)
             GLM_TRY(x8_reserve(v, xs));
         GLM_TRY(recording(v));
-        if (x8) {
-            glm_vk_view q;
-            GLM_TRY(x8_record(v, xs, &q));
+        if (x8 || tagged) {
+            if (x8)
+                GLM_TRY(x8_record(v, xs, &q));
             GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, NULL, add, NULL));
             continue;
         }
@@ -802,7 +804,7 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
     }
     glm_vk_view q = { 0 };
     bool tagged = !nw && x8_in(v, x, g, &q), x8 = !nw && !tagged && x8_wanted(v, g, x);
-    glm_vk_x8_out o8 = { { 0 } };
+    glm_vk_x8_out o8 = { { 0 }, false };
     bool out = (tagged || x8) && x8_out_wanted(v, y, 4);
     if (x8)
         GLM_TRY(x8_reserve(v, x));
@@ -816,7 +818,7 @@ static glm_status matvec_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_
         GLM_TRY(x8_record(v, x, &q));
     if (tagged || x8) {
         GLM_TRY(glm_vk_matvec_x8(v->vk, vv(y), g, u, q, ids ? &iv : NULL, false, out ? &o8 : NULL));
-        if (out)
+        if (o8.written)
             x8_out_tag(v, y);
         return GLM_OK;
     }
@@ -1007,10 +1009,18 @@ static glm_status vk_mla(glm_backend *b, glm_dview out, glm_dview q, glm_dview c
     glm_vk_kv_rows rows = vk_rows(v, r);
     GLM_TRY(ensure(v, &v->scratch, glm_vk_mla_scratch_floats(T, H, R, &rows) * 4, false));
     GLM_TRY(ensure_zeroed(v, &v->mla_counts, glm_vk_mla_count_ints(T, H) * 4));
+    glm_vk_x8_out o8 = { { 0 }, false };
+    bool want8 = x8_out_wanted(v, out, 256), wrote8 = false;
+    if (want8)
+        GLM_TRY(x8_out_reserve(v, out, &o8));
     GLM_TRY(recording(v));
     v->pending += glm_vk_mla_dispatches(T, H, R, &rows) - 1; /* the composite records that many dispatches */
-    return glm_vk_mla_attention(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
-                                (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch, &v->mla_counts);
+    GLM_TRY(glm_vk_mla_attention_x8(v->vk, vv(out), vv(q), vv(c), vv(kr), &wk, &wv, H, (uint32_t)s->qk_nope,
+                                    (uint32_t)s->qk_rope, (uint32_t)s->v_head, &rows, &v->scratch, &v->mla_counts,
+                                    want8 ? &o8 : NULL, &wrote8));
+    if (wrote8)
+        x8_out_tag(v, out); /* o_proj may read it in 8 bits */
+    return GLM_OK;
 }
 
 static glm_status vk_moe_route(glm_backend *b, glm_dview ids, glm_dview weights, glm_dview logits,
@@ -1046,7 +1056,7 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
     GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
-    glm_vk_x8_out o8 = { { 0 } };
+    glm_vk_x8_out o8 = { { 0 }, false };
     bool out = xn && x8_out_wanted(v, *xn, 256);
     if (out)
         GLM_TRY(x8_out_reserve(v, *xn, &o8));

@@ -151,7 +151,7 @@ typedef struct matvec_extra {
     bool accumulate;
     const glm_vk_q_rope *rope;
     bool x8; /* x in glm_vk_quant_x8's form: matvec_q8.comp */
-    const glm_vk_x8_out *out; /* y in that form too (NULL: not) */
+    glm_vk_x8_out *out; /* y in that form too where it can be (NULL: not) */
 } matvec_extra;
 
 /* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
@@ -235,15 +235,19 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (x8 && !lanes)
         return bad("matvec_x8", "weights or views misaligned for the 8-bit x product");
-    const glm_vk_x8_out *out = e ? e->out : NULL;
+    glm_vk_x8_out *out = e ? e->out : NULL;
     if (out) {
         uint32_t n8 = heads * w->nrows;
         glm_vk_view y8 = out->y8;
-        if (!lanes || w->nrows % 4 || n8 % 256 || (heads > 1 && pc.y_zs != w->nrows) || (e && e->rope) ||
-            !view_ok(y8) || y8.rows != y.rows || y8.cols != glm_ref_x8_words(n8) || ((y8.off | y8.ld) & 3))
-            return bad("matvec x8 out", "y (multiple of 256 columns, heads back to back) or its 8-bit view unfit");
-        pc.y8_off = y8.off;
-        pc.y8_ld = y8.ld;
+        out->written = false;
+        if (!view_ok(y8) || y8.rows != y.rows || y8.cols != glm_ref_x8_words(n8) || ((y8.off | y8.ld) & 3))
+            return bad("matvec x8 out", "the 8-bit view does not fit y's rows (heads back to back)");
+        if (!lanes || w->nrows % 4 || n8 % 256 || (heads > 1 && pc.y_zs != w->nrows) || (e && e->rope))
+            out = NULL; /* this product writes y only */
+        else {
+            pc.y8_off = y8.off;
+            pc.y8_ld = y8.ld;
+        }
     }
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
@@ -277,6 +281,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         }
         if (out)
             b[7] = out->y8.buf;
+        if (out)
+            out->written = true;
         GLM_TRY(glm_vk_dispatch_variant(
             vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
@@ -359,14 +365,14 @@ bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w)
 }
 
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
-                            const glm_vk_view *ids, bool accumulate, const glm_vk_x8_out *out)
+                            const glm_vk_view *ids, bool accumulate, glm_vk_x8_out *out)
 {
     matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true, out };
     return matvec_any(vk, y, w, 0, x8, ids, &e);
 }
 
 glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
-                                const glm_vk_x8_out *out)
+                                glm_vk_x8_out *out)
 {
     matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, out };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
@@ -1188,6 +1194,16 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                 uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
                                 const glm_vk_buffer *counts)
 {
+    return glm_vk_mla_attention_x8(vk, out, q, c, kr, k_b, v_b, H, dn, dr, dv, r, scratch, counts, NULL, NULL);
+}
+
+glm_status glm_vk_mla_attention_x8(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
+                                   const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn,
+                                   uint32_t dr, uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                   const glm_vk_buffer *counts, glm_vk_x8_out *out8, bool *wrote8)
+{
+    if (wrote8)
+        *wrote8 = false;
     uint32_t T = q.rows, rkv = c.cols;
     if (!H || k_b->nslabs != H || k_b->ncols != dn || k_b->nrows != rkv || v_b->nslabs != H || v_b->ncols != rkv ||
         v_b->nrows != dv || out.rows != T || out.cols != H * dv || q.cols != H * (dn + dr))
@@ -1217,6 +1233,13 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
             GLM_TRY(mla_core_split(vk, q, c, kr, H, dn, dr, r, scratch, counts, T, s.t, s.n));
         glm_vk_view uh = { scratch, T * H * rkv + s.t * H * rkv, s.n, rkv, H * rkv };
         glm_vk_view oh = { out.buf, out.off + s.t * out.ld, s.n, dv, out.ld };
+        if (!mm && out8 && wrote8 && s.t == 0 && s.n == T && dv % 4 == 0 && (H * dv) % 256 == 0) {
+            /* one per-row run over every row: v_b's heads also written in 8 bits */
+            matvec_extra e = { H, rkv, dv, NULL, NULL, 0, false, NULL, false, out8 };
+            GLM_TRY(matvec_any(vk, oh, v_b, 0, uh, NULL, &e));
+            *wrote8 = out8->written;
+            continue;
+        }
         GLM_TRY(mm ? glm_vk_matmul_heads(vk, oh, v_b, uh, H, rkv, dv) : glm_vk_matvec_heads(vk, oh, v_b, 0, uh, H, rkv, dv));
     }
     return GLM_OK;

@@ -286,17 +286,19 @@ glm_status glm_vk_quant_x8(glm_vk *vk, glm_vk_view y, glm_vk_view x);
  * weights of a multiple of 256 columns (glm_vk_matvec_x8_ok). */
 /* A product's y also written in glm_vk_quant_x8's form (y8: y.rows rows of
  * glm_ref_x8_words(y.cols) words, off and ld multiples of 4), for a product with an 8-bit x
- * that follows: y.cols a multiple of 256, on matvec_fast.comp / matvec_q8.comp where a
- * workgroup's rows are whole words of 4 (not with KS2's two rows a workgroup). */
+ * that follows: y.cols a multiple of 256, on matvec_fast.comp / matvec_q8.comp (a workgroup's
+ * rows are whole words of 4: KS2 gives way where it would leave two). */
 typedef struct glm_vk_x8_out {
     glm_vk_view y8;
+    bool written; /* set by the call: the 8-bit form was written (where the product's kernel
+                   * and shape allow it; otherwise only y, and no error) */
 } glm_vk_x8_out;
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
-                            const glm_vk_view *ids, bool accumulate, const glm_vk_x8_out *out);
+                            const glm_vk_view *ids, bool accumulate, glm_vk_x8_out *out);
 bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w);
 /* y = W · x (slab 0, float32 x) on matvec_fast.comp, y also written in 8 bits (out). */
 glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
-                                const glm_vk_x8_out *out);
+                                glm_vk_x8_out *out);
 /* Tiled products for many token rows (prefill; shaders/matmul.comp, or matmul_cm.comp on
  * tensor cores where enabled). glm_vk_matvec takes this path by itself for more than
  * GLM_VK_MATMUL_MIN_ROWS rows when glm_vk_matmul_fits(w). */
@@ -408,5 +410,12 @@ glm_status glm_vk_mla_attention(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_
                                 const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn, uint32_t dr,
                                 uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
                                 const glm_vk_buffer *counts);
+/* The same; where one per-row run covers every row (decode) and out8 is given, v_b's products
+ * also write out in 8 bits (glm_vk_x8_out: out8->y8 has out.rows rows of H·dv columns), and
+ * *wrote8 says so. */
+glm_status glm_vk_mla_attention_x8(glm_vk *vk, glm_vk_view out, glm_vk_view q, glm_vk_view c, glm_vk_view kr,
+                                   const glm_vk_weight *k_b, const glm_vk_weight *v_b, uint32_t H, uint32_t dn,
+                                   uint32_t dr, uint32_t dv, const glm_vk_kv_rows *r, const glm_vk_buffer *scratch,
+                                   const glm_vk_buffer *counts, glm_vk_x8_out *out8, bool *wrote8);
 
 #endif
