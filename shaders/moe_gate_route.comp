@@ -29,10 +29,14 @@
 layout(local_size_x = ROUTE_WG) in;
 layout(constant_id = 0) const uint RTYPE = 0; // T_F32, T_F16 or T_BF16
 layout(constant_id = 1) const uint GSEL3 = 0; // the gain's type + 3 × the bias's class (below)
-const uint GSEL = GSEL3 % 3u;
+const uint GSEL = GSEL3 % 16u % 3u;
+// Measurement switches (GLM_VK_ROUTER_EXP, bits of GSEL3 / 16; the results are wrong): 1 no
+// routing (the last workgroup stops), 2 no normed x written, 4 no router rows loaded (x alone),
+// 8 no count (every workgroup stops after its logits), 16 one expert a workgroup (a right result)
+const uint REXP = GSEL3 / 16u;
 // the correction bias: 0 F32, 1 F16, 2 BF16, 3 another type (moe_route.glsl reads the first
 // three without dequant.glsl's every-type switch: a smaller binary, bench/RESULTS.md)
-#define ROUTE_BIAS_CLASS (GSEL3 / 3u)
+#define ROUTE_BIAS_CLASS (GSEL3 % 16u / 3u)
 
 layout(std430, binding = 0) coherent buffer L { float logits[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; }; // bias in its file type
@@ -64,7 +68,7 @@ layout(push_constant) uniform P {
 #define X8_WG ROUTE_WG
 #include "x8.glsl"
 
-#define GATE_EPW 2u // experts per workgroup
+const uint GATE_EPW = (REXP & 16u) != 0u ? 1u : 2u; // experts per workgroup (REXP 16: 1, a measurement)
 #define GATE_CPI 8u // columns per invocation and pass
 
 const uint GTYPE = GSEL == 0u ? T_F32 : GSEL == 1u ? T_F16 : T_BF16;
@@ -106,7 +110,7 @@ void main()
             xv[u] = x[xo + i];
             gv[u] = PLAIN(ng, p.g_offset, GTYPE, i);
             [[unroll]] for (uint j = 0u; j < GATE_EPW; j++)
-                wv[j][u] = PLAIN(rw, ro[j], RTYPE, i);
+                wv[j][u] = (REXP & 4u) != 0u ? xv[u] : PLAIN(rw, ro[j], RTYPE, i);
         }
         [[unroll]] for (uint u = 0u; u < GATE_CPI; u++) {
             float xu = c0 + u * ROUTE_WG + tid < p.ncols ? xv[u] : 0.0;
@@ -143,13 +147,13 @@ void main()
                 logits[p.l_off + t * p.l_ld + e0 + j] = d[j] * r;
         // the logits out before the count; the last workgroup sees every other one's
         memoryBarrierBuffer();
-        uint done = atomicAdd(cnt[p.c_off + t], 1u);
-        last = done == gl_NumWorkGroups.x - 1u;
+        uint done = (REXP & 8u) != 0u ? 0u : atomicAdd(cnt[p.c_off + t], 1u);
+        last = (REXP & 8u) == 0u && done == gl_NumWorkGroups.x - 1u;
         if (last)
             cnt[p.c_off + t] = 0u;
     }
     barrier();
-    if (p.has_xn != 0u)
+    if (p.has_xn != 0u && (REXP & 2u) == 0u)
         for (uint i = gl_WorkGroupID.x * ROUTE_WG + tid; i < p.ncols; i += gl_NumWorkGroups.x * ROUTE_WG) {
             float v = PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm;
             xn[p.xn_off + t * p.xn_ld + i] = v;
@@ -157,7 +161,7 @@ void main()
             if ((p.has_xn & 2u) != 0u)
                 x8_quant(tid, v, p.x8_off + t * (p.ncols / 2u), p.ncols, i - tid);
         }
-    if (!last)
+    if (!last || (REXP & 1u) != 0u)
         return;
     memoryBarrierBuffer();
     route(t, tid);
