@@ -16,6 +16,9 @@
 // router does it first, so that the bias loads overlap its product).
 
 #define ROUTE_PER (256u / ROUTE_WG) // experts per invocation
+#ifndef ROUTE_SG_OFF
+#define ROUTE_SG_OFF false // an includer's switch: route_sg never (a measurement)
+#endif
 
 shared float s[256];
 shared float sel[256];
@@ -62,7 +65,7 @@ void route_bias(uint tid)
 bool route_sg(uint t, uint tid)
 {
     uint S = gl_SubgroupSize;
-    if (p.sigmoid_gate == 0u || p.n_group > 1u || p.n_exp > 8u * S)
+    if (ROUTE_SG_OFF || p.sigmoid_gate == 0u || p.n_group > 1u || p.n_exp > 8u * S)
         return false;
     if (gl_SubgroupID != 0u)
         return true;
