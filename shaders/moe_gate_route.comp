@@ -32,8 +32,7 @@ layout(constant_id = 1) const uint GSEL3 = 0; // the gain's type + 3 × the bias
 const uint GSEL = GSEL3 % 16u % 3u;
 // Measurement switches (GLM_VK_ROUTER_EXP, bits of GSEL3 / 16; the results are wrong): 1 no
 // routing (the last workgroup stops), 2 no normed x written, 4 no router rows loaded (x alone),
-// 8 no count (every workgroup stops after its logits), 16 one expert a workgroup, 32 the
-// routing of route() for every router (16 and 32 give right results)
+// 8 no count (every workgroup stops after its logits), 16 one expert a workgroup (a right result)
 const uint REXP = GSEL3 / 16u;
 // the correction bias: 0 F32, 1 F16, 2 BF16, 3 another type (moe_route.glsl reads the first
 // three without dequant.glsl's every-type switch: a smaller binary, bench/RESULTS.md)
@@ -65,7 +64,6 @@ layout(push_constant) uniform P {
 } p;
 
 #include "dequant.glsl"
-#define ROUTE_SG_OFF ((REXP & 32u) != 0u)
 #include "moe_route.glsl"
 #define X8_WG ROUTE_WG
 #include "x8.glsl"

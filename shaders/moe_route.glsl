@@ -16,9 +16,6 @@
 // router does it first, so that the bias loads overlap its product).
 
 #define ROUTE_PER (256u / ROUTE_WG) // experts per invocation
-#ifndef ROUTE_SG_OFF
-#define ROUTE_SG_OFF false // an includer's switch: route_sg never (a measurement)
-#endif
 
 shared float s[256];
 shared float sel[256];
@@ -55,81 +52,8 @@ void route_bias(uint tid)
     }
 }
 
-// Sigmoid routing without groups where the token's experts fit 8 a lane in one subgroup (the
-// GLM-4.7-Flash router: 64 experts, top-4): the first subgroup alone, with no barrier or shared
-// memory. Lane l holds experts l, l + S, .. (S the subgroup size) and reads their logits and
-// biases itself; each of the k rounds is a subgroup max / min over the lanes' best free expert
-// (ties to the lower index), and the winner's unbiased score comes back through one more max.
-// Every lane keeps the k winners, sorts them by id and sums their scores in that order (as
-// route() and ref/moe.c do). Returns false where it does not apply (route() does the rest).
-bool route_sg(uint t, uint tid)
-{
-    uint S = gl_SubgroupSize;
-    if (ROUTE_SG_OFF || p.sigmoid_gate == 0u || p.n_group > 1u || p.n_exp > 8u * S)
-        return false;
-    if (gl_SubgroupID != 0u)
-        return true;
-    uint l = gl_SubgroupInvocationID, lb = p.l_off + t * p.l_ld, taken = 0u;
-    float sc[8], sl[8];
-    [[unroll]] for (uint j = 0u; j < 8u; j++) {
-        uint e = min(l + S * j, p.n_exp - 1u);
-        float z = logits[lb + e];
-        sc[j] = 1.0 / (1.0 + exp(-z));
-        sl[j] = sc[j] + (p.has_bias != 0u ? bias_at(e) : 0.0);
-    }
-    uint cid[8];
-    float cs[8];
-    [[unroll]] for (uint n = 0u; n < 8u; n++) {
-        if (n >= p.k)
-            break;
-        bool have = false;
-        float v = 0.0, mine = 0.0;
-        uint idx = 0xFFFFFFFFu;
-        [[unroll]] for (uint j = 0u; j < 8u; j++)
-            if (l + S * j < p.n_exp && (taken & (1u << j)) == 0u && (!have || sl[j] > v)) {
-                have = true;
-                v = sl[j];
-                idx = l + S * j;
-                mine = sc[j];
-            }
-        float m = subgroupMax(have ? v : -1.0 / 0.0);
-        uint best = subgroupMin(have && v == m ? idx : 0xFFFFFFFFu);
-        cs[n] = subgroupMax(idx == best ? mine : -1.0 / 0.0);
-        cid[n] = best;
-        if (best % S == l)
-            taken |= 1u << (best / S);
-    }
-    // the k winners by id (an insertion sort, the same in every lane), their scores summed so
-    for (uint i = 1u; i < p.k; i++)
-        for (uint j = i; j > 0u && cid[j - 1u] > cid[j]; j--) {
-            uint a = cid[j];
-            cid[j] = cid[j - 1u];
-            cid[j - 1u] = a;
-            float b = cs[j];
-            cs[j] = cs[j - 1u];
-            cs[j - 1u] = b;
-        }
-    float denom = 0.0;
-    for (uint r = 0u; r < p.k; r++)
-        denom += cs[r];
-    for (uint r = l; r < p.k; r += S) {
-        float wv = cs[r];
-        if (p.norm_topk != 0u)
-            wv /= denom + 1e-20;
-        ids[p.ids_off + t * p.ids_ld + r] = int(cid[r]);
-        wts[p.w_off + t * p.w_ld + r] = wv * p.scale;
-    }
-    if (p.extra != 0u && l == p.k % S && p.k < 8u * S) {
-        ids[p.ids_off + t * p.ids_ld + p.k] = int(p.extra - 1u);
-        wts[p.w_off + t * p.w_ld + p.k] = 1.0;
-    }
-    return true;
-}
-
 void route(uint t, uint tid)
 {
-    if (route_sg(t, tid))
-        return;
     uint lb = p.l_off + t * p.l_ld;
     float mine[ROUTE_PER]; // selection scores
     bool free_[ROUTE_PER]; // an expert, not taken yet

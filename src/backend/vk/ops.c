@@ -767,7 +767,7 @@ static glm_status route_any(glm_vk *vk, glm_vk_view ids, glm_vk_view weights, gl
                                                           : 3;
     gsel += 3 * bclass;
     static int64_t rexp = -1; /* GLM_VK_ROUTER_EXP: the shader's measurement switches (wrong results) */
-    uint32_t rx = (uint32_t)env_u64("GLM_VK_ROUTER_EXP", &rexp, 0) & 63u, epw = rx & 16u ? 1 : GLM_VK_GATE_EPW;
+    uint32_t rx = (uint32_t)env_u64("GLM_VK_ROUTER_EXP", &rexp, 0) & 31u, epw = rx & 16u ? 1 : GLM_VK_GATE_EPW;
     gsel += 16 * rx;
     return glm_vk_dispatch_variant(vk, GLM_VK_MOE_GATE_ROUTE, (uint32_t)w->type + 64 * gsel, b, 10, &gp, sizeof gp,
                                    (E + epw - 1) / epw, logits.rows, 1);
