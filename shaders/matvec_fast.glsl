@@ -248,6 +248,35 @@ vec2 scmin(uint s0, uint s1, uint s2, uint s)
                 float(((s2 >> (sh + 4u)) & 15u) | (((s1 >> (sh + 6u)) & 3u) << 4)));
 }
 
+// A Q6_K task's words (load_task's 13 raw words, the block at an odd halfword `odd`): two
+// words of low bits of each of its two runs, two of high bits, two of scales, and d.
+struct Q6W {
+    uvec2 L1, L2, H, sc;
+    float d;
+};
+Q6W q6_words(uint r[NWR], bool odd)
+{
+    Q6W q;
+    q.L1 = uvec2(fun(r[0], r[1], odd), fun(r[1], r[2], odd));
+    q.L2 = uvec2(fun(r[3], r[4], odd), fun(r[4], r[5], odd));
+    q.H = uvec2(fun(r[6], r[7], odd), fun(r[7], r[8], odd));
+    q.sc = uvec2(fun(r[9], r[10], odd), fun(r[10], r[11], odd));
+    q.d = unpackHalf2x16(odd ? r[12] >> 16 : r[12]).x;
+    return q;
+}
+// The 4 codes (0..63) of word i of group gi of the task (x_elem's slot 2gi + i).
+uint q6_codes(Q6W q, uint gi, uint i)
+{
+    uvec2 Lg = (gi & 1u) != 0u ? q.L2 : q.L1;
+    return ((Lg[i] >> (4u * (gi >> 1))) & 0x0F0F0F0Fu) | (((q.H[i] >> (2u * gi)) & 0x03030303u) << 4);
+}
+// The signed scale of group gi of task j.
+float q6_scale(Q6W q, uint j, uint gi)
+{
+    uint si = 2u * gi + (j & 3u) / 2u;
+    return s1((q.sc[si >> 2] >> (8u * (si & 3u))) & 255u);
+}
+
 // Σ W[row at byte rb][task t] · x over the task's elements from its raw words r; xv as
 // x_elem lays it out, xs the sums of its groups (Q4_K/Q5_K: the two nibble halves; Q6_K: four
 // runs of 8; else the total).
@@ -301,24 +330,13 @@ float task_dot(uint rb, uint t, uint r[NWR], vec4 xv[8], vec4 xs)
         }
         return dm.x * (a.x * lo + c.x * hi) - dm.y * (a.y * xs.x + c.y * xs.y);
     } else if (TYPE == T_Q6_K) {
-        uint l0 = 8u * (j & 3u);
-        uvec2 L1 = uvec2(fun(r[0], r[1], odd), fun(r[1], r[2], odd));
-        uvec2 L2 = uvec2(fun(r[3], r[4], odd), fun(r[4], r[5], odd));
-        uvec2 H = uvec2(fun(r[6], r[7], odd), fun(r[7], r[8], odd));
-        uvec2 sc = uvec2(fun(r[9], r[10], odd), fun(r[10], r[11], odd));
-        float d = unpackHalf2x16(odd ? r[12] >> 16 : r[12]).x;
+        Q6W q = q6_words(r, odd);
         float acc = 0.0;
         [[unroll]] for (uint gi = 0u; gi < 4u; gi++) {
-            uvec2 Lg = (gi & 1u) != 0u ? L2 : L1;
-            uint ls = 4u * (gi >> 1), hs = 2u * gi;
-            float s = 0.0;
-            [[unroll]] for (uint i = 0u; i < 2u; i++)
-                s += dot(b4(((Lg[i] >> ls) & 0x0F0F0F0Fu) | (((H[i] >> hs) & 0x03030303u) << 4)), xv[2u * gi + i]);
-            uint si = 2u * gi + (l0 >> 4);
-            float scale = s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u);
-            acc += scale * (s - 32.0 * xs[gi]);
+            float s = dot(b4(q6_codes(q, gi, 0u)), xv[2u * gi]) + dot(b4(q6_codes(q, gi, 1u)), xv[2u * gi + 1u]);
+            acc += q6_scale(q, j, gi) * (s - 32.0 * xs[gi]);
         }
-        return d * acc;
+        return q.d * acc;
     } else if (TYPE == T_Q8_0) {
         // scale in the low (even offset) or high half of word 0, codes from byte 2
         float d = unpackHalf2x16(odd ? r[0] >> 16 : r[0]).x;
@@ -376,25 +394,15 @@ float task_dot_q8(uint rb, uint t, uint r[NWR], uvec4 qa, uvec4 qb, vec4 da, vec
         return dm.x * acc - dm.y * accm;
     }
     // Q6_K: as task_dot, the codes 0..63 against x8, less 32 times the x codes' sum
-    bool odd = (blk(rb, t) & 2u) != 0u;
-    uint l0 = 8u * (j & 3u);
-    uvec2 L1 = uvec2(fun(r[0], r[1], odd), fun(r[1], r[2], odd));
-    uvec2 L2 = uvec2(fun(r[3], r[4], odd), fun(r[4], r[5], odd));
-    uvec2 H = uvec2(fun(r[6], r[7], odd), fun(r[7], r[8], odd));
-    uvec2 sc = uvec2(fun(r[9], r[10], odd), fun(r[10], r[11], odd));
-    float d = unpackHalf2x16(odd ? r[12] >> 16 : r[12]).x;
+    Q6W q = q6_words(r, (blk(rb, t) & 2u) != 0u);
     float acc = 0.0;
     [[unroll]] for (uint gi = 0u; gi < 4u; gi++) {
-        uvec2 Lg = (gi & 1u) != 0u ? L2 : L1;
-        uint ls = 4u * (gi >> 1), hs = 2u * gi;
-        uint c0 = ((Lg[0] >> ls) & 0x0F0F0F0Fu) | (((H[0] >> hs) & 0x03030303u) << 4);
-        uint c1 = ((Lg[1] >> ls) & 0x0F0F0F0Fu) | (((H[1] >> hs) & 0x03030303u) << 4);
         int xa = int(qa[gi]), xb = int(qb[gi]);
-        int s0 = sdot4(int(c0), xa, 0) - 32 * sdot4(ONES, xa, 0), s1_ = sdot4(int(c1), xb, 0) - 32 * sdot4(ONES, xb, 0);
-        uint si = 2u * gi + (l0 >> 4);
-        acc += s1((sc[si >> 2] >> (8u * (si & 3u))) & 255u) * (da[gi] * float(s0) + db[gi] * float(s1_));
+        int s0 = sdot4(int(q6_codes(q, gi, 0u)), xa, 0) - 32 * sdot4(ONES, xa, 0);
+        int s1_ = sdot4(int(q6_codes(q, gi, 1u)), xb, 0) - 32 * sdot4(ONES, xb, 0);
+        acc += q6_scale(q, j, gi) * (da[gi] * float(s0) + db[gi] * float(s1_));
     }
-    return d * acc;
+    return q.d * acc;
 }
 #endif
 
