@@ -45,10 +45,15 @@
  * all codes (the device's 127 / max may round differently from the host's at a half step).
  * Observed on lavapipe: 0 of 3072 (test_quant_x8); every check on the H100 passed. */
 #define TOL_VK_X8_CODE_FLIPS 1e-3
-/* matvec_q8 against the same product with the float32 x: the 8-bit rounding of x (a step of
- * max / 127 in each word of 4, uniform x in [-1, 1]; the random K-quant rows' large means make
- * the products sums that cancel, which magnifies it). Observed on lavapipe 9e-6..5.7e-5. */
-#define TOL_VK_X8_ROUNDING_NMSE 1e-4
+/* matvec_q8's linear products against the same products with the float32 x: the 8-bit rounding
+ * of x (a step of max / 127 in each word of 4, uniform x in [-1, 1]; the random K-quant rows'
+ * large means make the products sums that cancel, which magnifies it). ARCHITECTURE.md's
+ * per-kernel bound for matmul-like ops. Observed on lavapipe 8e-6..6.5e-5 over 28 seeds.
+ * SwiGLU pairs are not held to it: their gates sit far below 0 on these rows, where SiLU
+ * magnifies an error in g by |g| (seen up to 5.9e-2 on lavapipe, 1.1e-4 on the H100); the
+ * products themselves are held to TOL_VK_MATVEC_NMSE (SwiGLU: TOL_VK_MATVEC_SWIGLU_NMSE) against
+ * the dequantized 8-bit x. */
+#define TOL_VK_X8_ROUNDING_NMSE 5e-4
 /* The tiled matmul (prefill): float32 like matvec, observed on lavapipe 2e-13..4e-13 over all
  * 16 types and grouped experts 9e-14 (H100: 3.1e-13). On tensor cores (cooperative matrices:
  * float16 operands, float32 accumulation) observed on the H100 3e-8..1.5e-7 over all types,
@@ -75,8 +80,9 @@
  * on the H100 1.6e-6 (dev Q8_0 and Q4_K_M fixtures, vs ref). */
 #define TOL_VK_MODEL_LOGITS_CM_NMSE 1e-5
 /* The same with GLM_VK_X8=1 (decode products on 8-bit x, a scale for each 4 values):
- * ARCHITECTURE.md's whole-model bound. Observed on lavapipe 9.3e-6..1.1e-5 (dev Q6_K, Q5_K_M,
- * Q4_K_M prompts); greedy tokens agreed with the reference 92 of 96 before a first difference. */
+ * ARCHITECTURE.md's whole-model bound. Observed on lavapipe 2.75e-5..2.79e-5 (dev Q6_K, Q5_K_M,
+ * Q4_K_M prompts; 9.3e-6..1.1e-5 before o_proj took 8-bit x too), on the H100 2.77e-5 (Q4_K_M);
+ * greedy tokens agreed with the reference in 93 of 96 steps before a first difference. */
 #define TOL_VK_MODEL_X8_NMSE 1e-3
 
 /* Speculative sampling (tests/test_speculative.c): emitted-token frequencies over
