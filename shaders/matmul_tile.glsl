@@ -23,6 +23,7 @@ layout(push_constant) uniform P {
     uint w_offset, slab_bytes;
     uint x_off, x_ld, y_off, y_ld;
     uint ntok, mode, k, g_off, n_exp, pad;
+    uint w2_offset, pad1, pad2, pad3; // matmul_cm's SWIGLU: the up weights' byte offset
 } p;
 
 #include "dequant.glsl"

@@ -666,6 +666,97 @@ START_TEST(test_matmul_id_grouped)
 }
 END_TEST
 
+START_TEST(test_matmul_swiglu)
+{
+    /* SiLU(G·x) * (U·x) in one tensor-core dispatch (glm_vk_matmul_swiglu): plain products of
+     * token counts within and across tiles (200 rows: a partial last 64-row tile), and grouped
+     * experts per token (mode 1, with and without float16 x) and per pair (mode 2), over the
+     * tilings of test_matmul_id_grouped; gate and up are slabs 0..E-1 and E..2E-1 of one buffer.
+     * Where the device has no tensor cores the fused product is refused (and the backend keeps
+     * its two products and the SwiGLU). */
+    const uint32_t E = 5, k = 4, nrows = 200;
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q5_0, GLM_TYPE_Q8_0 };
+    uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
+    uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk);
+    bool cm2_default = glm_vk_cm2_enabled(g_vk);
+    matmul_use(1);
+    double worst = 0;
+    int cases = 0;
+    for (int round = 0; round < 12; round++) {
+        glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 == 2 ? 0 : round / 4 ? 1 : 2, narrow);
+        glm_type t = types[(size_t)round % 4];
+        uint32_t ncols = round % 3 == 2 ? 512 : 256, T = round % 2 ? 70 : 9 + 13 * (uint32_t)round;
+        int mode = round % 3; /* 0 plain, 1 grouped per token, 2 grouped per pair */
+        test_weight tw;
+        make_weight(&tw, t, ncols, nrows, 2 * E);
+        glm_vk_weight g = tw.w, u = tw.w;
+        g.nslabs = u.nslabs = mode ? E : 1;
+        u.offset += (mode ? E : 1) * tw.w.slab_bytes;
+        if (!glm_vk_matmul_swiglu_fits(g_vk, &g, &u)) {
+            ck_assert(!glm_vk_coopmat_enabled(g_vk) || glm_vk_cm2_enabled(g_vk));
+            free_weight(&tw);
+            continue;
+        }
+        uint32_t yrows = mode ? T * k : T, xrows = mode == 2 ? T * k : T;
+        float *x = malloc((size_t)xrows * ncols * 4), *ref = malloc((size_t)yrows * nrows * 4);
+        float *gr = malloc((size_t)nrows * 4), *ur = malloc((size_t)nrows * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)xrows * ncols, -1, 1);
+        int32_t *ids = malloc((size_t)T * k * 4);
+        for (uint32_t i = 0; i < T * k; i++)
+            ids[i] = (int32_t)(tu_next(&g_rng) % (E - 1)); /* expert E-1 never chosen */
+        for (uint32_t i = 0; i < yrows; i++) {
+            uint32_t e = mode ? (uint32_t)ids[i] : 0, xr = mode == 1 ? i / k : i;
+            ref_matvec(gr, &tw, e, x + (size_t)xr * ncols);
+            ref_matvec(ur, &tw, e + (mode ? E : 1), x + (size_t)xr * ncols);
+            glm_ref_swiglu(ref + (size_t)i * nrows, gr, ur, nrows);
+        }
+        uint64_t ng = glm_vk_moe_group_ints(T, k, E);
+        glm_vk_buffer bx = dev_copy(x, (size_t)xrows * ncols * 4), bi = dev_copy(ids, (size_t)T * k * 4);
+        glm_vk_buffer by = out_buf((size_t)yrows * nrows), bg, bh = { 0 };
+        ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
+        bool half = mode && round % 2 == 0 && glm_vk_matmul_id_takes_half(g_vk, &g);
+        glm_vk_view xh = { 0 }, iv = view(&bi, T, k);
+        if (half) {
+            ck_assert(glm_vk_buffer_create(g_vk, &bh, (size_t)xrows * ncols * 2, false) == GLM_OK);
+            xh = view(&bh, xrows, ncols / 2);
+        }
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        if (half)
+            ck_assert(glm_vk_to_half(g_vk, xh, view(&bx, xrows, ncols)) == GLM_OK);
+        ck_assert_msg(glm_vk_matmul_swiglu(g_vk, view(&by, yrows, nrows), &g, &u, view(&bx, xrows, ncols), xh,
+                                           mode ? &iv : NULL, view(&bg, 1, (uint32_t)ng), false) == GLM_OK,
+                      "%s", glm_last_error());
+        run();
+        check_out(&by, (size_t)yrows * nrows, "matmul_swiglu");
+        double e = tu_nmse(ref, by.map, (size_t)yrows * nrows);
+        worst = e > worst ? e : worst;
+        cases++;
+        ck_assert_msg(e <= TOL_VK_MATMUL_CM_NMSE, "matmul_swiglu %s mode %d T=%u cols=%u%s (tile %u, %u ahead) nmse %.3g",
+                      glm_type_name(t), mode, T, ncols, half ? " float16 x" : "", glm_vk_coopmat_grouped_tile(g_vk),
+                      glm_vk_coopmat_ahead(g_vk), e);
+        if (half)
+            glm_vk_buffer_destroy(g_vk, &bh);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bi);
+        glm_vk_buffer_destroy(g_vk, &by);
+        glm_vk_buffer_destroy(g_vk, &bg);
+        free_weight(&tw);
+        free(x);
+        free(ref);
+        free(gr);
+        free(ur);
+        free(ids);
+    }
+    if (cases)
+        printf("vk matmul_swiglu (tensor cores): %d cases, worst nmse %.3g\n", cases, worst);
+    else
+        printf("vk matmul_swiglu: no tensor cores here, the fused product refused\n");
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
+    glm_vk_use_coopmat(g_vk, true);
+    glm_vk_use_cm2(g_vk, cm2_default);
+}
+END_TEST
+
 START_TEST(test_get_rows)
 {
     static const glm_type types[] = { GLM_TYPE_BF16, GLM_TYPE_Q8_0, GLM_TYPE_Q4_K, GLM_TYPE_Q6_K };
@@ -2365,6 +2456,7 @@ int main(void)
     ADD_CASE(test_matmul_all_types);
     ADD_CASE(test_matmul_split);
     ADD_CASE(test_matmul_id_grouped);
+    ADD_CASE(test_matmul_swiglu);
     ADD_CASE(test_matvec_heads);
     ADD_CASE(test_matvec_swiglu);
     ADD_CASE(test_matvec_unaligned);

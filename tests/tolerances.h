@@ -57,8 +57,8 @@
 /* The tiled matmul (prefill): float32 like matvec, observed on lavapipe 2e-13..4e-13 over all
  * 16 types and grouped experts 9e-14 (H100: 3.1e-13). On tensor cores (cooperative matrices:
  * float16 operands, float32 accumulation) observed on the H100 3e-8..1.5e-7 over all types,
- * grouped experts 8e-8, prefill shapes T512 7e-8..8e-8: float16 rounding of both operands
- * (2^-11 relative each). */
+ * grouped experts 8e-8, prefill shapes T512 7e-8..8e-8, the fused SwiGLU pair (gate and up in
+ * one dispatch) 3.8e-7: float16 rounding of both operands (2^-11 relative each). */
 #define TOL_VK_MATMUL_NMSE 1e-9
 #define TOL_VK_MATMUL_CM_NMSE 1e-5
 /* Float16 copies of the tensor-core MLA operands (mla_pack16.comp, softmax's pack) against

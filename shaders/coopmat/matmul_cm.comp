@@ -34,10 +34,16 @@
 // are wrong): 1 no products, 2 codes to floats without scales, 4 no x loads, 8 no weight loads.
 // FLAGS bit 8, X16: x is float16, two to a word (x_off, x_ld and the columns count halves; the
 // host converted it, as stash would round it), staged without conversion.
+// FLAGS bit 9, SWIGLU: y = SiLU(W·x) * (U·x), U's slabs at w2_offset (same type and layout as
+// W's): a workgroup computes BM / 2 output rows, its tile rows 0..63 being W's and 64..127 U's,
+// and subgroup s multiplies W's rows 16·(s % 4) .. +15 and U's same rows, so that the two
+// accumulators of a fragment hold the gate and up of the same outputs (the invocation's elements
+// of two accumulators of one shape are the same positions) and combine in registers.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
-const uint X16 = (FLAGS >> 8) & 1u;
+const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u;
 #define BM 128u
+const uint BMO = SWIGLU != 0u ? BM / 2u : BM; // output rows a workgroup
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
 #define WG_SIZE 256u
 // float16 row stride of the staging tiles: a step's columns + 8 (no bank conflicts)
@@ -231,12 +237,12 @@ void stash(uint b, uint col, Raw r)
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 
-// Writes the subgroup's fragment (i, j): token slots sn + 16i .. +15 × weight rows
-// m0 + sm + 16j .. +15, straight to y where all are in range and aligned (direct_ok), else
-// through the subgroup's scratch in shared memory.
-void put_frag(ACC a, uint i, uint j, uint sn, uint sm, uint m0, uint nfrag, bool direct_ok)
+// Writes a fragment of the subgroup's row i: token slots sn + 16i .. +15 × output rows
+// r0 .. +15, straight to y where all are in range and aligned (direct_ok), else through the
+// subgroup's scratch in shared memory.
+void put_frag(ACC a, uint i, uint sn, uint r0, uint nfrag, bool direct_ok)
 {
-    uint s0 = sn + 16u * i, r0 = m0 + sm + 16u * j, sg = gl_SubgroupID;
+    uint s0 = sn + 16u * i, sg = gl_SubgroupID;
     if (i >= WT / 16u || i >= nfrag || r0 >= p.nrows)
         return;
     if (direct_ok && tile_n0 + s0 + 16u <= tile_count && r0 + 16u <= p.nrows) {
@@ -261,23 +267,39 @@ void put_frag(ACC a, uint i, uint j, uint sn, uint sm, uint m0, uint nfrag, bool
     subgroupBarrier();
 }
 
+// SiLU(g) * u element by element (as eltwise.comp's SwiGLU): the invocation's elements of two
+// accumulators of one shape sit at the same positions.
+ACC swiglu(ACC g, ACC u)
+{
+    ACC h = u;
+    for (int e = 0; e < h.length(); e++)
+        h[e] = (g[e] / (1.0 + exp(-g[e]))) * u[e];
+    return h;
+}
+
 void main()
 {
     uint wbase;
     if (!tile_rows(wbase))
         return;
     uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
-    uint m0 = gl_WorkGroupID.x * BM;
+    uint m0 = gl_WorkGroupID.x * BMO;
     w_row = tid / 2u;
     w_half = tid % 2u;
-    w_valid = m0 + w_row < p.nrows;
-    w_bytes = wbase + min(m0 + w_row, p.nrows - 1u) * p.row_bytes;
+    // SWIGLU: tile rows 64.. are U's rows (its slab w2_offset - w_offset further on, modulo 2^32)
+    uint orow = m0 + (SWIGLU != 0u ? w_row % 64u : w_row);
+    if (SWIGLU != 0u && w_row >= 64u)
+        wbase += p.w2_offset - p.w_offset;
+    w_valid = orow < p.nrows;
+    w_bytes = wbase + min(orow, p.nrows - 1u) * p.row_bytes;
     x_slot = tid / XTPS;
     x_col = XPT * (tid % XTPS);
     int yr_unused;
     slot_rows(x_slot, x_row, yr_unused);
 
     uint sm = 32u * (sg % 4u), sn = WT * (sg / 4u);
+    // the tile rows of the subgroup's two weight fragments
+    uint smb0 = SWIGLU != 0u ? 16u * (sg % 4u) : sm, smb1 = SWIGLU != 0u ? 64u + 16u * (sg % 4u) : sm + 16u;
     // fragments of this subgroup with at least one filled slot (slots fill from the front)
     int left = int(tile_count) - int(tile_n0 + sn);
     uint nfrag = uint(clamp((left + 15) / 16, 0, int(WT / 16u)));
@@ -292,8 +314,8 @@ void main()
         [[unroll]] for (uint kk = 0u; kk < KSTEP; kk += 16u) {                                                    \
             /* B[k][m] = W[m][k]: column-major */                                                                 \
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                \
-            coopMatLoad(bf0, ws, (B * BM * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor); \
-            coopMatLoad(bf1, ws, (B * BM * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,                          \
+            coopMatLoad(bf0, ws, (B * BM * LDH + smb0 * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor); \
+            coopMatLoad(bf1, ws, (B * BM * LDH + smb1 * LDH + kk) / 4u, LDH / 4u,                                \
                         gl_CooperativeMatrixLayoutColumnMajor);                                                   \
             FRAG_ROW(B, 0u, a00, a01)                                                                             \
             FRAG_ROW(B, 1u, a10, a11)                                                                             \
@@ -369,12 +391,20 @@ void main()
     }
 
     bool direct_ok = (p.mode == 0u || p.mode == 3u) && (p.pad & 2u) != 0u;
-    put_frag(a00, 0u, 0u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a01, 0u, 1u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a10, 1u, 0u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a11, 1u, 1u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a20, 2u, 0u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a21, 2u, 1u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a30, 3u, 0u, sn, sm, m0, nfrag, direct_ok);
-    put_frag(a31, 3u, 1u, sn, sm, m0, nfrag, direct_ok);
+    if (SWIGLU != 0u) {
+        uint r0 = m0 + 16u * (sg % 4u);
+        put_frag(swiglu(a00, a01), 0u, sn, r0, nfrag, direct_ok);
+        put_frag(swiglu(a10, a11), 1u, sn, r0, nfrag, direct_ok);
+        put_frag(swiglu(a20, a21), 2u, sn, r0, nfrag, direct_ok);
+        put_frag(swiglu(a30, a31), 3u, sn, r0, nfrag, direct_ok);
+        return;
+    }
+    put_frag(a00, 0u, sn, m0 + sm, nfrag, direct_ok);
+    put_frag(a01, 0u, sn, m0 + sm + 16u, nfrag, direct_ok);
+    put_frag(a10, 1u, sn, m0 + sm, nfrag, direct_ok);
+    put_frag(a11, 1u, sn, m0 + sm + 16u, nfrag, direct_ok);
+    put_frag(a20, 2u, sn, m0 + sm, nfrag, direct_ok);
+    put_frag(a21, 2u, sn, m0 + sm + 16u, nfrag, direct_ok);
+    put_frag(a30, 3u, sn, m0 + sm, nfrag, direct_ok);
+    put_frag(a31, 3u, sn, m0 + sm + 16u, nfrag, direct_ok);
 }

@@ -755,6 +755,14 @@ static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_v
         GLM_TRY(group_view(v, *ids, g, &gv));
         GLM_TRY(half_view(v, x, g, &xh));
     }
+    if (glm_vk_matmul_swiglu_fits(v->vk, g, u)) { /* one dispatch: both products and the SwiGLU */
+        glm_vk_view iv = ids ? vv(*ids) : (glm_vk_view){ 0 };
+        GLM_TRY(recording(v));
+        if (ids)
+            v->pending++; /* the grouping */
+        GLM_TRY(half_record(v, xh, x));
+        return glm_vk_matmul_swiglu(v->vk, vv(y), g, u, vv(x), xh, ids ? &iv : NULL, gv, false);
+    }
     GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
     glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
     GLM_TRY(recording(v));

@@ -424,7 +424,7 @@ static uint32_t matmul_tile_rows(glm_vk *vk, const glm_vk_matmul_push *pc, uint3
  * alignment bits of pc->pad for the tensor-core kernel: bit 0, every x row starts on 16 bytes;
  * bit 1, every y row does; bit 2, every weight row of every slab does. */
 static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk_buffer *const b[4], uint32_t rows,
-                                uint32_t extra, uint32_t gz, uint32_t bn, const glm_vk_view *xh)
+                                uint32_t extra, uint32_t gz, uint32_t bn, const glm_vk_view *xh, bool swiglu)
 {
     bool heads = pc->mode == 3;
     bool xal = pc->x_off % 4 == 0 && pc->x_ld % 4 == 0 && (!heads || pc->k % 4 == 0);
@@ -448,17 +448,18 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
     if (ahead == 0 && pc->ncols % 64 != 0)
         ahead = 1;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
-                     16u * (cm_probe_bits & 15u);
+                     16u * (cm_probe_bits & 15u) + (swiglu ? 512u : 0u);
+    /* + 512: SiLU(W·x) * (U·x) with U at pc->w2_offset, half the weight rows a workgroup */
+    uint32_t gx = (pc->nrows + MM_CM_ROWS / (swiglu ? 2 : 1) - 1) / (MM_CM_ROWS / (swiglu ? 2 : 1));
     if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
         const glm_vk_buffer *bh[4] = { b[0], xh->buf, b[2], b[3] };
         pc->x_off = 2 * xh->off;
         pc->x_ld = 2 * xh->ld;
         pc->pad = (pc->pad & ~1u) | (pc->x_off % 8 == 0 && pc->x_ld % 8 == 0 ? 1u : 0u);
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * (flags + 256u), bh, 4, pc, sizeof *pc,
-                                       (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
+                                       gx, gy, gz);
     }
-    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * flags, b, 4, pc, sizeof *pc,
-                                   (pc->nrows + MM_CM_ROWS - 1) / MM_CM_ROWS, gy, gz);
+    return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * flags, b, 4, pc, sizeof *pc, gx, gy, gz);
 }
 
 /* How many column parts the tensor-core kernel splits the plain product pc of `rows` token rows
@@ -496,7 +497,7 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
         slab >= (w->nslabs ? w->nslabs : 1))
         return bad("matmul", "x or y view does not match the weight, overruns its buffer, or slab out of range");
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset + slab * w->slab_bytes,
-                              w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0 };
+                              w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
     uint32_t bn = matmul_tile_rows(vk, &pc, x.rows, 1), parts = matmul_splits(vk, &pc, x.rows, bn);
     if (parts > 1) {
         /* column part z as product z of the per-head mode: its weights row_bytes(ks) bytes on, its
@@ -513,11 +514,11 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
         ps.y_ld = w->nrows;
         ps.g_off = part;
         const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
-        GLM_TRY(matmul_record(vk, &ps, bs, x.rows, 0, parts, bn, NULL));
+        GLM_TRY(matmul_record(vk, &ps, bs, x.rows, 0, parts, bn, NULL, false));
         return glm_vk_sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part);
     }
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL);
+    return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL, false);
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
@@ -532,9 +533,9 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
         y.rows != x.rows)
         return bad("matmul_heads", "x or y view does not match the weight or overruns its buffer");
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
-                              x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0 };
+                              x.off, x.ld, y.off, y.ld, x.rows, 3, x_step, y_step, 0, 0, 0, 0, 0, 0 };
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads), NULL);
+    return matmul_record(vk, &pc, b, x.rows, 0, heads, matmul_tile_rows(vk, &pc, x.rows, heads), NULL, false);
 }
 
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp)
@@ -572,7 +573,7 @@ glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight 
         return bad("matmul_id", "more than 256 experts, or the group scratch is too small");
     uint32_t mode = x.rows == ids.rows && ids.cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1); /* as matvec_any */
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
-                              x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0 };
+                              x.off, x.ld, y.off, y.ld, x.rows, mode, ids.cols, group.off, E, 0, 0, 0, 0, 0 };
     uint32_t bn = matmul_tile_rows(vk, &pc, y.rows, 1);
     glm_vk_moe_group_push gp = { ids.rows, ids.cols, E, ids.off, ids.ld, group.off, bn, 0 };
     const glm_vk_buffer *gb[2] = { ids.buf, group.buf };
@@ -582,7 +583,50 @@ glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight 
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, group.buf };
     /* Σ_e ceil(count_e / tile) ≤ pairs / tile + E; surplus workgroups exit at once */
-    return matmul_record(vk, &pc, b, y.rows, E, 1, bn, xh.buf ? &xh : NULL);
+    return matmul_record(vk, &pc, b, y.rows, E, 1, bn, xh.buf ? &xh : NULL, false);
+}
+
+bool glm_vk_matmul_swiglu_fits(glm_vk *vk, const glm_vk_weight *g, const glm_vk_weight *u)
+{
+    static int64_t c = -1;
+    glm_vk_matmul_push pc = { .type = (uint32_t)g->type, .w_offset = g->offset, .slab_bytes = g->slab_bytes, .mode = 1 };
+    return glm_vk_coopmat_enabled(vk) && env_u64("GLM_VK_CM_SWIGLU", &c, 1) != 0 && !matmul_on_cm2(vk, &pc) &&
+           glm_vk_matmul_fits(g) && glm_vk_matmul_fits(u) && g->buf == u->buf && g->type == u->type &&
+           g->ncols == u->ncols && g->nrows == u->nrows && g->row_bytes == u->row_bytes &&
+           g->slab_bytes == u->slab_bytes && (g->nslabs ? g->nslabs : 1) == (u->nslabs ? u->nslabs : 1) &&
+           g->offset % 16 == u->offset % 16;
+}
+
+glm_status glm_vk_matmul_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *g, const glm_vk_weight *u,
+                                glm_vk_view x, glm_vk_view xh, const glm_vk_view *ids, glm_vk_view group,
+                                bool group_ready)
+{
+    if (!glm_vk_matmul_swiglu_fits(vk, g, u))
+        return bad("matmul_swiglu", "no tensor cores, or the gate and up weights differ in buffer, type or shape");
+    uint32_t E = g->nslabs ? g->nslabs : 1;
+    bool grouped = ids != NULL;
+    if (!view_ok(x) || !view_ok(y) || x.cols != g->ncols || y.cols != g->nrows ||
+        (grouped ? !view_ok(*ids) || !view_ok(group) || y.rows != ids->rows * ids->cols ||
+                       (x.rows != ids->rows && x.rows != y.rows)
+                 : y.rows != x.rows))
+        return bad("matmul_swiglu", "x, y and ids row counts disagree or overrun their buffers");
+    if (grouped && (E > 256 || group.ld != group.cols ||
+                    (uint64_t)group.rows * group.cols < glm_vk_moe_group_ints(ids->rows, ids->cols, E)))
+        return bad("matmul_swiglu", "more than 256 experts, or the group scratch is too small");
+    if (xh.buf && (!view_ok(xh) || xh.rows != x.rows || 2 * xh.cols != x.cols))
+        return bad("matmul_swiglu", "the float16 x view does not match x or overruns its buffer");
+    uint32_t mode = !grouped ? 0 : x.rows == ids->rows && ids->cols > 1 ? 1 : (x.rows == y.rows ? 2 : 1);
+    glm_vk_matmul_push pc = { (uint32_t)g->type, g->ncols, g->nrows, g->row_bytes, g->offset, g->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, mode, grouped ? ids->cols : 1, grouped ? group.off : 0,
+                              grouped ? E : 0, 0, u->offset, 0, 0, 0 };
+    uint32_t bn = matmul_tile_rows(vk, &pc, y.rows, 1);
+    if (grouped && !group_ready) {
+        glm_vk_moe_group_push gp = { ids->rows, ids->cols, E, ids->off, ids->ld, group.off, bn, 0 };
+        const glm_vk_buffer *gb[2] = { ids->buf, group.buf };
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MOE_GROUP, gb, 2, &gp, sizeof gp, 1, 1, 1));
+    }
+    const glm_vk_buffer *b[4] = { g->buf, x.buf, y.buf, grouped ? group.buf : x.buf /* unused */ };
+    return matmul_record(vk, &pc, b, y.rows, grouped ? E : 0, 1, bn, xh.buf ? &xh : NULL, true);
 }
 
 glm_status glm_vk_get_rows(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view ids)

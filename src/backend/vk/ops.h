@@ -57,8 +57,9 @@ _Static_assert(sizeof(glm_vk_quant_x8_push) == 32, "mirrors shaders/quant_x8.com
 typedef struct glm_vk_matmul_push {
     uint32_t type, ncols, nrows, row_bytes, w_offset, slab_bytes, x_off, x_ld, y_off, y_ld, ntok, mode, k, g_off, n_exp,
         pad;
+    uint32_t w2_offset, pad1, pad2, pad3; /* GLM_VK_MATMUL_CM's SwiGLU products: the up weights' byte offset */
 } glm_vk_matmul_push;
-_Static_assert(sizeof(glm_vk_matmul_push) == 64, "mirrors shaders/matmul_tile.glsl");
+_Static_assert(sizeof(glm_vk_matmul_push) == 80, "mirrors shaders/matmul_tile.glsl");
 
 typedef struct glm_vk_moe_group_push {
     uint32_t T, k, n_exp, ids_off, ids_ld, g_off, tile, pad;
@@ -321,6 +322,15 @@ uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
 bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w);
 glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
                                  glm_vk_view ids, glm_vk_view group, bool group_ready);
+/* Can glm_vk_matmul_swiglu take gate g and up u? Tensor cores (not matmul_cm2), both in one
+ * buffer with the same type, shape and slab layout; GLM_VK_CM_SWIGLU=0 turns it off. */
+bool glm_vk_matmul_swiglu_fits(glm_vk *vk, const glm_vk_weight *g, const glm_vk_weight *u);
+/* y = SiLU(G·x) * (U·x) as one tiled tensor-core product: plain (ids NULL) or grouped by expert
+ * as glm_vk_matmul_id_half (x, xh, ids, group and group_ready as there). Records one dispatch,
+ * two with the grouping. */
+glm_status glm_vk_matmul_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *g, const glm_vk_weight *u,
+                                glm_vk_view x, glm_vk_view xh, const glm_vk_view *ids, glm_vk_view group,
+                                bool group_ready);
 /* glm_vk_matvec_id's product for many tokens: the (token, slot) pairs are grouped by expert on
  * the device (moe_group.comp, into `group`, an int32 view of glm_vk_moe_group_ints elements)
  * and each expert's rows run as tiles of one matmul dispatch. Records two dispatches. */
