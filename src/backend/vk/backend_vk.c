@@ -71,6 +71,11 @@ typedef struct vk_impl {
         uint64_t seq; /* op_seq at that op: valid for the next op only */
         uint32_t slot;
     } x8_tag;
+    struct {
+        glm_dview ids; /* the ids a tiled grouped product grouped into `group` */
+        uint32_t n_exp, tile;
+        uint64_t seq; /* op_seq at that op: valid for the next op only */
+    } group_tag;
     glm_dbuf fold_x;       /* rms_norm_matmul on items of many rows: the normed rows */
     glm_dbuf fold_y;       /* matmul_add on items of many rows: the product */
     uint64_t ids_cap;
@@ -690,6 +695,25 @@ static glm_status half_view(vk_impl *v, glm_dview x, const glm_vk_weight *w, glm
     return GLM_OK;
 }
 
+/* The grouping of ids for w's experts, which the op just recorded left in `group` (valid for the
+ * next op only: nothing recorded in between can have changed ids or the group). */
+static void group_tag(vk_impl *v, glm_dview ids, const glm_vk_weight *w)
+{
+    v->group_tag.ids = ids;
+    v->group_tag.n_exp = w->nslabs ? w->nslabs : 1;
+    v->group_tag.tile = glm_vk_matmul_id_tile(v->vk, w);
+    v->group_tag.seq = v->op_seq;
+}
+
+/* Is the grouping in `group` the one this op's tiled grouped product of w over ids needs? */
+static bool group_tagged(const vk_impl *v, glm_dview ids, const glm_vk_weight *w)
+{
+    const glm_dview t = v->group_tag.ids;
+    return t.buf && v->group_tag.seq == v->op_seq && t.buf == ids.buf && t.off == ids.off && t.rows == ids.rows &&
+           t.cols == ids.cols && t.ld == ids.ld && v->group_tag.n_exp == (w->nslabs ? w->nslabs : 1) &&
+           v->group_tag.tile == glm_vk_matmul_id_tile(v->vk, w);
+}
+
 static glm_status half_record(vk_impl *v, glm_vk_view xh, glm_dview x)
 {
     if (!xh.buf)
@@ -722,12 +746,15 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
         seg_views(s, &ys, &xs, &is);
         if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
             glm_vk_view g, xh;
+            /* the gate/up product just before grouped the same ids for as many experts: reuse it */
+            bool ready = group_tagged(v, is, &wt);
             GLM_TRY(group_view(v, is, &wt, &g));
             GLM_TRY(half_view(v, xs, &wt, &xh));
             GLM_TRY(recording(v));
             GLM_TRY(half_record(v, xh, xs));
-            v->pending++; /* two dispatches */
-            GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, false));
+            if (!ready)
+                v->pending++; /* the grouping */
+            GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, ready));
         } else if (x8_in(v, xs, &wt, &q) || x8_wanted(v, &wt, xs)) {
             glm_vk_view iv = vv(is);
             bool tagged = q.buf != NULL;
@@ -761,7 +788,10 @@ static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_v
         if (ids)
             v->pending++; /* the grouping */
         GLM_TRY(half_record(v, xh, x));
-        return glm_vk_matmul_swiglu(v->vk, vv(y), g, u, vv(x), xh, ids ? &iv : NULL, gv, false);
+        GLM_TRY(glm_vk_matmul_swiglu(v->vk, vv(y), g, u, vv(x), xh, ids ? &iv : NULL, gv, false));
+        if (ids)
+            group_tag(v, *ids, g);
+        return GLM_OK;
     }
     GLM_TRY(ensure(v, &v->ffn_up, (uint64_t)y.rows * y.cols * 4, false));
     glm_vk_view uv = { &v->ffn_up, 0, (uint32_t)y.rows, (uint32_t)y.cols, (uint32_t)y.cols };
@@ -777,6 +807,7 @@ static glm_status tiled_swiglu(vk_impl *v, glm_dview y, glm_dview x, const glm_v
         GLM_TRY(half_record(v, xh, x));
         GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(y), g, vv(x), xh, vv(*ids), gv, false));
         GLM_TRY(glm_vk_matmul_id_half(v->vk, uv, u, vv(x), xh, vv(*ids), gv, shared));
+        group_tag(v, *ids, u);
     } else {
         GLM_TRY(glm_vk_matmul(v->vk, vv(y), g, 0, vv(x)));
         GLM_TRY(glm_vk_matmul(v->vk, uv, u, 0, vv(x)));

@@ -586,6 +586,12 @@ glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight 
     return matmul_record(vk, &pc, b, y.rows, E, 1, bn, xh.buf ? &xh : NULL, false);
 }
 
+uint32_t glm_vk_matmul_id_tile(glm_vk *vk, const glm_vk_weight *w)
+{
+    glm_vk_matmul_push pc = { .type = (uint32_t)w->type, .w_offset = w->offset, .slab_bytes = w->slab_bytes, .mode = 1 };
+    return matmul_tile_rows(vk, &pc, 0, 1);
+}
+
 bool glm_vk_matmul_swiglu_fits(glm_vk *vk, const glm_vk_weight *g, const glm_vk_weight *u)
 {
     static int64_t c = -1;

@@ -322,6 +322,9 @@ uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
 bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w);
 glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
                                  glm_vk_view ids, glm_vk_view group, bool group_ready);
+/* The token rows a tile of the tiled grouped product of w: two products whose weights give the
+ * same tile (and the same number of experts) can share one grouping of the same ids. */
+uint32_t glm_vk_matmul_id_tile(glm_vk *vk, const glm_vk_weight *w);
 /* Can glm_vk_matmul_swiglu take gate g and up u? Tensor cores (not matmul_cm2), both in one
  * buffer with the same type, shape and slab layout; GLM_VK_CM_SWIGLU=0 turns it off. */
 bool glm_vk_matmul_swiglu_fits(glm_vk *vk, const glm_vk_weight *g, const glm_vk_weight *u);
