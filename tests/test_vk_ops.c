@@ -283,7 +283,8 @@ END_TEST
  * element into their buffers and their rows are one element longer than the data (rows not on
  * 16 bytes: the tensor-core kernel's unaligned paths); the elements between rows must stay
  * untouched. Returns the NMSE. */
-static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, bool tiled, bool skew)
+/* how: 0 matvec, 1 matmul (tiled), 2 matmul_f32 (the float32 tiled kernel, split where small) */
+static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, int how, bool skew)
 {
     test_weight tw;
     make_weight_at(&tw, t, ncols, nrows, 2, skew ? 4 : 0); /* skewed: weight rows off 16 bytes too */
@@ -299,8 +300,13 @@ static double product_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t 
     glm_vk_buffer bx = dev_copy(xs, ((size_t)xld * T + sk) * 4), by = out_buf(ny);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
     glm_vk_view vy = { &by, sk, T, nrows, yld }, vx = { &bx, sk, T, ncols, xld };
-    ck_assert_msg((tiled ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx) : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK, "%s",
-                  glm_last_error());
+    glm_vk_weight w1 = tw.w; /* slab 1 */
+    w1.offset += tw.w.slab_bytes;
+    w1.nslabs = 1;
+    ck_assert_msg((how == 2   ? glm_vk_matmul_f32(g_vk, vy, &w1, vx)
+                   : how == 1 ? glm_vk_matmul(g_vk, vy, &tw.w, 1, vx)
+                              : glm_vk_matvec(g_vk, vy, &tw.w, 1, vx)) == GLM_OK,
+                  "%s", glm_last_error());
     run();
     const float *yb = by.map;
     float poison[1];
@@ -581,6 +587,26 @@ START_TEST(test_matmul_split)
     glm_vk_coopmat_set_split(g_vk, split_default);
     glm_vk_use_coopmat(g_vk, true);
     glm_vk_use_cm2(g_vk, cm2_default);
+}
+END_TEST
+
+START_TEST(test_matmul_f32)
+{
+    /* the float32 tiled product wherever tensor cores are (the MoE router's logits): the router's
+     * shape (64 experts, 2048 columns) at 512 tokens (split 16 ways) and 70 (split over 16 parts
+     * too), a grid too large to split, and a skewed quantized case */
+    static const struct { glm_type t; uint32_t ncols, nrows, T; bool skew; } cases[] = {
+        { GLM_TYPE_F32, 2048, 64, 512, false }, { GLM_TYPE_F32, 2048, 64, 70, true },
+        { GLM_TYPE_F32, 256, 300, 600, false }, { GLM_TYPE_Q4_K, 512, 67, 40, true },
+    };
+    double worst = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double e = product_case(cases[i].t, cases[i].ncols, cases[i].nrows, cases[i].T, 2, cases[i].skew);
+        worst = e > worst ? e : worst;
+        ck_assert_msg(e <= TOL_VK_MATMUL_NMSE, "matmul_f32 %s %ux%u T=%u nmse %.3g", glm_type_name(cases[i].t),
+                      cases[i].nrows, cases[i].ncols, cases[i].T, e);
+    }
+    printf("vk matmul_f32: worst nmse %.3g\n", worst);
 }
 END_TEST
 
@@ -2455,6 +2481,7 @@ int main(void)
     ADD_CASE(test_matvec_add);
     ADD_CASE(test_matmul_all_types);
     ADD_CASE(test_matmul_split);
+    ADD_CASE(test_matmul_f32);
     ADD_CASE(test_matmul_id_grouped);
     ADD_CASE(test_matmul_swiglu);
     ADD_CASE(test_matvec_heads);

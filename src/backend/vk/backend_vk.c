@@ -1092,6 +1092,23 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
         }
         return vk_moe_route(b, ids, weights, logits, bias, p);
     }
+    uint32_t tmin = glm_vk_router_tiled_min();
+    if (tmin && logits.rows >= tmin) {
+        /* many rows: the norm, the router's product as a float32 tiled product and the routing,
+         * each a dispatch of its own (the fused kernel's 32 workgroups a row each read the x row
+         * and two router rows, a traffic that grows with the rows) */
+        glm_dview n;
+        if (xn)
+            n = *xn;
+        else
+            GLM_TRY(fold_view(v, &v->fold_x, x.rows, x.cols, &n));
+        GLM_TRY(recording(v));
+        GLM_TRY(glm_vk_rms_norm(v->vk, vv(n), vv(x), &wg, eps));
+        GLM_TRY(recording(v));
+        v->pending++; /* the parts' sum */
+        GLM_TRY(glm_vk_matmul_f32(v->vk, vv(logits), &ww, vv(n)));
+        return vk_moe_route(b, ids, weights, logits, bias, p);
+    }
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
     GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));

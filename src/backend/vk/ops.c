@@ -521,6 +521,46 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
     return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL, false);
 }
 
+static int64_t router_tiled = -1;
+uint32_t glm_vk_router_tiled_min(void) { return (uint32_t)env_u64("GLM_VK_ROUTER_TILED", &router_tiled, 32); }
+void glm_vk_set_router_tiled_min(uint32_t rows) { router_tiled = rows; }
+
+glm_status glm_vk_matmul_f32(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
+{
+    if (!glm_vk_matmul_fits(w))
+        return glm_errorf(GLM_ERR_INVALID, "vulkan matmul_f32: %s weight of %u columns is malformed, outside its "
+                          "buffer or not a multiple of 32 columns", glm_type_name(w->type), w->ncols);
+    if (!view_ok(x) || !view_ok(y) || x.cols != w->ncols || y.cols != w->nrows || y.rows != x.rows)
+        return bad("matmul_f32", "x or y view does not match the weight or overruns its buffer");
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+    uint32_t gx = (w->nrows + MM_TILE - 1) / MM_TILE, gy = (x.rows + MM_TILE - 1) / MM_TILE, parts = 1;
+    /* a small grid (the router: 64 experts) split over parts of whole blocks and at least 64
+     * columns, up to 16 */
+    uint32_t step = glm_type_info(w->type)->block > 64 ? glm_type_info(w->type)->block : 64;
+    while (parts < 16 && (uint64_t)gx * gy * parts * 2 <= 264 && w->ncols % (parts * 2 * step) == 0 &&
+           (uint64_t)x.rows * w->nrows * parts * 2 * 4 <= GLM_VK_SPLIT_BYTES)
+        parts *= 2;
+    if (parts == 1) {
+        const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, b, 4, &pc, sizeof pc, gx, gy, 1);
+    }
+    /* column part z as product z of the per-head mode (as glm_vk_matmul's split), then the sum */
+    uint32_t ks = w->ncols / parts, part = x.rows * w->nrows;
+    const glm_vk_buffer *pb;
+    GLM_TRY(glm_vk_split_parts(vk, (uint64_t)part * parts * 4, &pb));
+    pc.ncols = ks;
+    pc.mode = 3;
+    pc.k = ks;
+    pc.slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
+    pc.y_off = 0;
+    pc.y_ld = w->nrows;
+    pc.g_off = part;
+    const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
+    GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, bs, 4, &pc, sizeof pc, gx, gy, parts));
+    return glm_vk_sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part);
+}
+
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
                                uint32_t x_step, uint32_t y_step)
 {
