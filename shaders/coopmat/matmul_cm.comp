@@ -39,9 +39,11 @@
 // and subgroup s multiplies W's rows 16·(s % 4) .. +15 and U's same rows, so that the two
 // accumulators of a fragment hold the gate and up of the same outputs (the invocation's elements
 // of two accumulators of one shape are the same positions) and combine in registers.
+// FLAGS bit 10, NOVEC (GLM_VK_CM_VEC_OUT=0, a measurement): fragments through the scratch leave
+// as one float a lane and row, not as 16-byte stores.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
-const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u;
+const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u, NOVEC = (FLAGS >> 10) & 1u;
 #define BM 128u
 const uint BMO = SWIGLU != 0u ? BM / 2u : BM; // output rows a workgroup
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
@@ -57,6 +59,7 @@ layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 b
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer XH { uint xh[]; }; // X16: x's halves in pairs
 layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // X16: 8 halves at a time
+layout(std430, binding = 2) writeonly buffer Y4 { vec4 y4[]; };   // y, 16 bytes at a time
 
 // The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
 // Two buffers of 40-column rows, or (WIDE) one of 72-column rows, which fits in the same space.
@@ -247,6 +250,27 @@ void put_frag(ACC a, uint i, uint sn, uint r0, uint nfrag, bool direct_ok)
         return;
     if (direct_ok && tile_n0 + s0 + 16u <= tile_count && r0 + 16u <= p.nrows) {
         coopMatStore(a, y, y_base + (tile_n0 + s0) * p.y_ld + r0, p.y_ld, gl_CooperativeMatrixLayoutRowMajor);
+        return;
+    }
+    if (NOVEC == 0u && (p.pad & 2u) != 0u && r0 + 16u <= p.nrows) {
+        // aligned y rows, 16 columns in range: lane l writes columns 4 (l % 4) .. +3 of rows l / 4
+        // and l / 4 + 8 as two 16-byte stores (their y rows looked up first, as below)
+        int yv[2];
+        [[unroll]] for (uint i = 0u; i < 2u; i++) {
+            int xr;
+            slot_rows(s0 + gl_SubgroupInvocationID / 4u + 8u * i, xr, yv[i]);
+        }
+        coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        uint c4 = gl_SubgroupInvocationID % 4u;
+        [[unroll]] for (uint i = 0u; i < 2u; i++) {
+            uint o = sg * 256u + (gl_SubgroupInvocationID / 4u + 8u * i) * 16u + 4u * c4;
+            if (yv[i] >= 0)
+                y4[(y_base + uint(yv[i]) * p.y_ld + r0) / 4u + c4] = vec4(cs[o], cs[o + 1u], cs[o + 2u], cs[o + 3u]);
+        }
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
         return;
     }
     // lane l writes column l % 16 of rows l / 16 + 2i: their y rows are looked up first, so the

@@ -449,6 +449,9 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         ahead = 1;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
                      16u * (cm_probe_bits & 15u) + (swiglu ? 512u : 0u);
+    static int64_t vec_out = -1; /* + 1024: the scratch's fragments leave a float at a time */
+    if (env_u64("GLM_VK_CM_VEC_OUT", &vec_out, 1) == 0)
+        flags += 1024u;
     /* + 512: SiLU(W·x) * (U·x) with U at pc->w2_offset, half the weight rows a workgroup */
     uint32_t gx = (pc->nrows + MM_CM_ROWS / (swiglu ? 2 : 1) - 1) / (MM_CM_ROWS / (swiglu ? 2 : 1));
     if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
