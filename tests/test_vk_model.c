@@ -162,10 +162,10 @@ START_TEST(test_model_parity)
         run_backend(ref, m, tokens, T, lr, gr, n);
         /* odd prompts: the MoE routing of every row count as rms_norm, the float32 tiled router
          * product and moe_route (what prefill's many rows take) instead of moe_gate_route */
-        uint32_t tiled_min = glm_vk_router_tiled_min();
-        glm_vk_set_router_tiled_min(p % 2 ? 1 : tiled_min);
+        uint32_t tiled = glm_vk_router_tiled();
+        glm_vk_set_router_tiled(p % 2 ? 2 : tiled);
         run_backend(vk, m, tokens, T, lv, gv, n);
-        glm_vk_set_router_tiled_min(tiled_min);
+        glm_vk_set_router_tiled(tiled);
         ck_assert_msg(tu_all_written(lv, (size_t)T * V), "%s prompt%d: vulkan logits not all written", gc->model, p);
         double e_ref = tu_nmse(lr, lv, (size_t)T * V), e_gold = tu_nmse(gold_logits, lv, (size_t)T * V);
         worst_ref = e_ref > worst_ref ? e_ref : worst_ref;

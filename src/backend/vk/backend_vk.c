@@ -1092,37 +1092,46 @@ static glm_status vk_moe_gate_route(glm_backend *b, glm_dview ids, glm_dview wei
         }
         return vk_moe_route(b, ids, weights, logits, bias, p);
     }
-    uint32_t tmin = glm_vk_router_tiled_min();
-    if (tmin && logits.rows >= tmin) {
-        /* many rows: the norm, the router's product as a float32 tiled product and the routing,
-         * each a dispatch of its own (the fused kernel's 32 workgroups a row each read the x row
-         * and two router rows, a traffic that grows with the rows) */
-        glm_dview n;
-        if (xn)
-            n = *xn;
-        else
-            GLM_TRY(fold_view(v, &v->fold_x, x.rows, x.cols, &n));
-        GLM_TRY(recording(v));
-        GLM_TRY(glm_vk_rms_norm(v->vk, vv(n), vv(x), &wg, eps));
-        GLM_TRY(recording(v));
-        v->pending++; /* the parts' sum */
-        GLM_TRY(glm_vk_matmul_f32(v->vk, vv(logits), &ww, vv(n)));
-        return vk_moe_route(b, ids, weights, logits, bias, p);
-    }
+    /* by the item runs, as the products are, so that a row's routing never depends on the rows
+     * beside it: items of many rows (tiled) take rms_norm, the router's product as a float32
+     * tiled product and moe_route, each a dispatch of its own (the fused kernel's 32 workgroups a
+     * row each read the x row and two router rows: traffic that grows with the rows); short items
+     * take moe_gate_route */
+    uint32_t mode = glm_vk_router_tiled();
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
     if (bias)
         GLM_TRY(weight(v, bias, &wb));
-    GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)logits.rows * 4));
-    glm_vk_x8_out o8 = { { 0 }, false };
-    bool out = xn && x8_out_wanted(v, *xn, 256);
-    if (out)
-        GLM_TRY(x8_out_reserve(v, *xn, &o8));
-    GLM_TRY(recording(v));
-    glm_vk_moe_gate gate = { vv(x), &ww, &wg, eps, &v->route_counts, 0, xn ? vv(*xn) : (glm_vk_view){ 0 }, o8.y8 };
-    GLM_TRY(glm_vk_moe_gate_route(v->vk, vv(ids), vv(weights), vv(logits), bias ? &wb : NULL,
-                                  (uint32_t)p->num_experts_per_tok, (uint32_t)p->n_group, (uint32_t)p->topk_group,
-                                  p->sigmoid, p->norm_topk_prob, p->routed_scaling_factor, &gate));
-    if (out)
-        x8_out_tag(v, *xn);
+    while (next_seg(v, (uint32_t)logits.rows, &c, &s)) {
+        glm_dview is = glm_dview_rows(ids, s.t, s.n), ws = glm_dview_rows(weights, s.t, s.n);
+        glm_dview ls = glm_dview_rows(logits, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n), ns;
+        bool whole = s.t == 0 && s.n == (uint32_t)logits.rows;
+        if (xn)
+            ns = glm_dview_rows(*xn, s.t, s.n);
+        if (mode == 2 || (mode == 1 && s.tiled)) {
+            if (!xn)
+                GLM_TRY(fold_view(v, &v->fold_x, s.n, x.cols, &ns));
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_rms_norm(v->vk, vv(ns), vv(xs), &wg, eps));
+            GLM_TRY(recording(v));
+            v->pending++; /* the parts' sum */
+            GLM_TRY(glm_vk_matmul_f32(v->vk, vv(ls), &ww, vv(ns)));
+            GLM_TRY(vk_moe_route(b, is, ws, ls, bias, p));
+            continue;
+        }
+        GLM_TRY(ensure_zeroed(v, &v->route_counts, (uint64_t)s.n * 4));
+        glm_vk_x8_out o8 = { { 0 }, false };
+        bool out = xn && whole && x8_out_wanted(v, *xn, 256);
+        if (out)
+            GLM_TRY(x8_out_reserve(v, *xn, &o8));
+        GLM_TRY(recording(v));
+        glm_vk_moe_gate gate = { vv(xs), &ww, &wg, eps, &v->route_counts, 0, xn ? vv(ns) : (glm_vk_view){ 0 }, o8.y8 };
+        GLM_TRY(glm_vk_moe_gate_route(v->vk, vv(is), vv(ws), vv(ls), bias ? &wb : NULL, (uint32_t)p->num_experts_per_tok,
+                                      (uint32_t)p->n_group, (uint32_t)p->topk_group, p->sigmoid, p->norm_topk_prob,
+                                      p->routed_scaling_factor, &gate));
+        if (out)
+            x8_out_tag(v, *xn);
+    }
     return GLM_OK;
 }
 

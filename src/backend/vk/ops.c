@@ -525,8 +525,12 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
 }
 
 static int64_t router_tiled = -1;
-uint32_t glm_vk_router_tiled_min(void) { return (uint32_t)env_u64("GLM_VK_ROUTER_TILED", &router_tiled, 32); }
-void glm_vk_set_router_tiled_min(uint32_t rows) { router_tiled = rows; }
+uint32_t glm_vk_router_tiled(void)
+{
+    uint64_t m = env_u64("GLM_VK_ROUTER_TILED", &router_tiled, 1);
+    return m > 2 ? 1 : (uint32_t)m;
+}
+void glm_vk_set_router_tiled(uint32_t mode) { router_tiled = mode; }
 
 glm_status glm_vk_matmul_f32(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
@@ -537,31 +541,44 @@ glm_status glm_vk_matmul_f32(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         return bad("matmul_f32", "x or y view does not match the weight or overruns its buffer");
     glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
                               x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
-    uint32_t gx = (w->nrows + MM_TILE - 1) / MM_TILE, gy = (x.rows + MM_TILE - 1) / MM_TILE, parts = 1;
-    /* a small grid (the router: 64 experts) split over parts of whole blocks and at least 64
-     * columns, up to 16 */
+    uint32_t gx = (w->nrows + MM_TILE - 1) / MM_TILE, parts = 1;
+    /* the columns split into up to 16 parts of whole blocks and at least 64 columns (the router's
+     * 64 experts make a grid of one workgroup a 64 rows), by the shape alone: a row's result does
+     * not depend on how many rows come with it; rows in blocks that fit the parts' scratch */
     uint32_t step = glm_type_info(w->type)->block > 64 ? glm_type_info(w->type)->block : 64;
-    while (parts < 16 && (uint64_t)gx * gy * parts * 2 <= 264 && w->ncols % (parts * 2 * step) == 0 &&
-           (uint64_t)x.rows * w->nrows * parts * 2 * 4 <= GLM_VK_SPLIT_BYTES)
+    while (parts < 16 && w->ncols % (parts * 2 * step) == 0)
         parts *= 2;
     if (parts == 1) {
         const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
-        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, b, 4, &pc, sizeof pc, gx, gy, 1);
+        return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, b, 4, &pc, sizeof pc, gx,
+                                       (x.rows + MM_TILE - 1) / MM_TILE, 1);
     }
     /* column part z as product z of the per-head mode (as glm_vk_matmul's split), then the sum */
-    uint32_t ks = w->ncols / parts, part = x.rows * w->nrows;
-    const glm_vk_buffer *pb;
-    GLM_TRY(glm_vk_split_parts(vk, (uint64_t)part * parts * 4, &pb));
+    uint32_t ks = w->ncols / parts, most = GLM_VK_SPLIT_BYTES / (w->nrows * parts * 4);
     pc.ncols = ks;
     pc.mode = 3;
     pc.k = ks;
     pc.slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
     pc.y_off = 0;
     pc.y_ld = w->nrows;
-    pc.g_off = part;
-    const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
-    GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, bs, 4, &pc, sizeof pc, gx, gy, parts));
-    return glm_vk_sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part);
+    if (most == 0)
+        return bad("matmul_f32", "a row's parts do not fit the split scratch");
+    for (uint32_t r0 = 0; r0 < x.rows; r0 += most) {
+        uint32_t n = x.rows - r0 < most ? x.rows - r0 : most, part = n * w->nrows;
+        const glm_vk_buffer *pb;
+        GLM_TRY(glm_vk_split_parts(vk, (uint64_t)part * parts * 4, &pb));
+        pc.x_off = x.off + r0 * x.ld;
+        pc.ntok = n;
+        pc.g_off = part;
+        const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
+        GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MATMUL, pc.type, bs, 4, &pc, sizeof pc, gx,
+                                        (n + MM_TILE - 1) / MM_TILE, parts));
+        glm_vk_view yr = y;
+        yr.off += r0 * y.ld;
+        yr.rows = n;
+        GLM_TRY(glm_vk_sum_parts(vk, yr, (glm_vk_view){ pb, 0, n, w->nrows, w->nrows }, parts, part));
+    }
+    return GLM_OK;
 }
 
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,

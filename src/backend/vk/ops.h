@@ -322,13 +322,15 @@ uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
 bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w);
 glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
                                  glm_vk_view ids, glm_vk_view group, bool group_ready);
-/* The fewest rows whose MoE routing runs as rms_norm, glm_vk_matmul_f32 and moe_route instead of
- * one moe_gate_route dispatch (GLM_VK_ROUTER_TILED, default 32; 0: never). */
-uint32_t glm_vk_router_tiled_min(void);
-void glm_vk_set_router_tiled_min(uint32_t rows);
+/* Where the MoE routing runs as rms_norm, glm_vk_matmul_f32 and moe_route instead of one
+ * moe_gate_route dispatch (GLM_VK_ROUTER_TILED): 0 never, 1 items of many rows (the tiled
+ * ones; the default), 2 every row (tests). */
+uint32_t glm_vk_router_tiled(void);
+void glm_vk_set_router_tiled(uint32_t mode);
 /* glm_vk_matmul on the float32 kernel (matmul.comp) wherever tensor cores are, for a product whose
- * result must not see float16 operands (the MoE router's logits choose the experts); a small
- * grid is split over its columns, the parts summed in order by a second dispatch. */
+ * result must not see float16 operands (the MoE router's logits choose the experts). The columns
+ * split into up to 16 parts by the weight's shape alone (a row's result is the same whatever rows
+ * come with it), summed in order by a second dispatch (per block of rows the scratch holds). */
 glm_status glm_vk_matmul_f32(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* The token rows a tile of the tiled grouped product of w: two products whose weights give the
  * same tile (and the same number of experts) can share one grouping of the same ids. */
