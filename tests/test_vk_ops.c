@@ -590,6 +590,21 @@ START_TEST(test_matmul_split)
 }
 END_TEST
 
+/* Begins a recording; where `half`, x (bx: xrows × ncols floats) also goes to float16 into a new
+ * *bh first (glm_vk_to_half), whose view it returns (else an empty view). */
+static glm_vk_view begin_half_x(bool half, glm_vk_buffer *bh, const glm_vk_buffer *bx, uint32_t xrows, uint32_t ncols)
+{
+    glm_vk_view xh = { 0 };
+    if (half) {
+        ck_assert(glm_vk_buffer_create(g_vk, bh, (size_t)xrows * ncols * 2, false) == GLM_OK);
+        xh = view(bh, xrows, ncols / 2);
+    }
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    if (half)
+        ck_assert(glm_vk_to_half(g_vk, xh, view(bx, xrows, ncols)) == GLM_OK);
+    return xh;
+}
+
 START_TEST(test_matmul_f32)
 {
     /* the float32 tiled product wherever tensor cores are (the MoE router's logits): the router's
@@ -653,14 +668,7 @@ START_TEST(test_matmul_id_grouped)
                 /* tensor cores, every other case: x also as float16 (glm_vk_matmul_id_half) */
                 bool half = cm == 1 && (round + per_pair) % 2 == 1 && glm_vk_matmul_id_takes_half(g_vk, &tw.w);
                 glm_vk_buffer bh = { 0 };
-                glm_vk_view xh = { 0 };
-                if (half) {
-                    ck_assert(glm_vk_buffer_create(g_vk, &bh, (size_t)xrows * ncols * 2, false) == GLM_OK);
-                    xh = view(&bh, xrows, ncols / 2);
-                }
-                ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-                if (half)
-                    ck_assert(glm_vk_to_half(g_vk, xh, view(&bx, xrows, ncols)) == GLM_OK);
+                glm_vk_view xh = begin_half_x(half, &bh, &bx, xrows, ncols);
                 ck_assert_msg(glm_vk_matmul_id_half(g_vk, view(&by, T * k, nrows), &tw.w, view(&bx, xrows, ncols), xh,
                                                     view(&bi, T, k), view(&bg, 1, (uint32_t)ng), false) == GLM_OK,
                               "%s", glm_last_error());
@@ -741,14 +749,7 @@ START_TEST(test_matmul_swiglu)
         glm_vk_buffer by = out_buf((size_t)yrows * nrows), bg, bh = { 0 };
         ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
         bool half = mode && round % 2 == 0 && glm_vk_matmul_id_takes_half(g_vk, &g);
-        glm_vk_view xh = { 0 }, iv = view(&bi, T, k);
-        if (half) {
-            ck_assert(glm_vk_buffer_create(g_vk, &bh, (size_t)xrows * ncols * 2, false) == GLM_OK);
-            xh = view(&bh, xrows, ncols / 2);
-        }
-        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        if (half)
-            ck_assert(glm_vk_to_half(g_vk, xh, view(&bx, xrows, ncols)) == GLM_OK);
+        glm_vk_view iv = view(&bi, T, k), xh = begin_half_x(half, &bh, &bx, xrows, ncols);
         ck_assert_msg(glm_vk_matmul_swiglu(g_vk, view(&by, yrows, nrows), &g, &u, view(&bx, xrows, ncols), xh,
                                            mode ? &iv : NULL, view(&bg, 1, (uint32_t)ng), false) == GLM_OK,
                       "%s", glm_last_error());

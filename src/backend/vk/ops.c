@@ -479,6 +479,19 @@ static uint32_t matmul_splits(glm_vk *vk, const glm_vk_matmul_push *pc, uint32_t
     return s;
 }
 
+/* pc as column part z of `parts` in the per-head mode: its weights row_bytes(ks) bytes on, its x
+ * columns ks on (ks = ncols / parts), its y one part (g_off, the caller's) further in the scratch */
+static void split_push(glm_vk_matmul_push *pc, const glm_vk_weight *w, uint32_t parts)
+{
+    uint32_t ks = w->ncols / parts;
+    pc->ncols = ks;
+    pc->mode = 3;
+    pc->k = ks;
+    pc->slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
+    pc->y_off = 0;
+    pc->y_ld = w->nrows;
+}
+
 glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
 {
     glm_vk_view last = part0;
@@ -503,18 +516,12 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
                               w->slab_bytes, x.off, x.ld, y.off, y.ld, x.rows, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
     uint32_t bn = matmul_tile_rows(vk, &pc, x.rows, 1), parts = matmul_splits(vk, &pc, x.rows, bn);
     if (parts > 1) {
-        /* column part z as product z of the per-head mode: its weights row_bytes(ks) bytes on, its
-         * x columns ks on, its rows of y one part further in the scratch; then the sum */
-        uint32_t ks = w->ncols / parts, part = x.rows * w->nrows;
+        /* column part z as product z of the per-head mode (split_push); then the sum */
+        uint32_t part = x.rows * w->nrows;
         const glm_vk_buffer *pb;
         GLM_TRY(glm_vk_split_parts(vk, (uint64_t)part * parts * 4, &pb));
         glm_vk_matmul_push ps = pc;
-        ps.ncols = ks;
-        ps.mode = 3;
-        ps.k = ks;
-        ps.slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
-        ps.y_off = 0;
-        ps.y_ld = w->nrows;
+        split_push(&ps, w, parts);
         ps.g_off = part;
         const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
         GLM_TRY(matmul_record(vk, &ps, bs, x.rows, 0, parts, bn, NULL, false));
@@ -554,13 +561,8 @@ glm_status glm_vk_matmul_f32(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
                                        (x.rows + MM_TILE - 1) / MM_TILE, 1);
     }
     /* column part z as product z of the per-head mode (as glm_vk_matmul's split), then the sum */
-    uint32_t ks = w->ncols / parts, most = GLM_VK_SPLIT_BYTES / (w->nrows * parts * 4);
-    pc.ncols = ks;
-    pc.mode = 3;
-    pc.k = ks;
-    pc.slab_bytes = (uint32_t)glm_row_bytes(w->type, ks);
-    pc.y_off = 0;
-    pc.y_ld = w->nrows;
+    uint32_t most = GLM_VK_SPLIT_BYTES / (w->nrows * parts * 4);
+    split_push(&pc, w, parts);
     if (most == 0)
         return bad("matmul_f32", "a row's parts do not fit the split scratch");
     for (uint32_t r0 = 0; r0 < x.rows; r0 += most) {
