@@ -153,13 +153,18 @@ void main()
             cnt[p.c_off + t] = 0u;
     }
     barrier();
+    // the loop's trip count is the workgroup's, not the invocation's, so that the workgroup's
+    // control flow stays uniform up to the routing's barriers (lavapipe cut the last workgroup's
+    // routing short now and then when a row's tail made this loop divergent)
     if (p.has_xn != 0u && (REXP & 2u) == 0u)
-        for (uint i = gl_WorkGroupID.x * ROUTE_WG + tid; i < p.ncols; i += gl_NumWorkGroups.x * ROUTE_WG) {
-            float v = PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm;
-            xn[p.xn_off + t * p.xn_ld + i] = v;
-            // (ncols a multiple of ROUTE_WG here: the workgroup's invocations loop alike)
+        for (uint i0 = gl_WorkGroupID.x * ROUTE_WG; i0 < p.ncols; i0 += gl_NumWorkGroups.x * ROUTE_WG) {
+            uint i = i0 + tid;
+            float v = i < p.ncols ? PLAIN(ng, p.g_offset, GTYPE, i) * x[xo + i] * rnorm : 0.0;
+            if (i < p.ncols)
+                xn[p.xn_off + t * p.xn_ld + i] = v;
+            // (ncols a multiple of ROUTE_WG here: every invocation has a column)
             if ((p.has_xn & 2u) != 0u)
-                x8_quant(tid, v, p.x8_off + t * (p.ncols / 2u), p.ncols, i - tid);
+                x8_quant(tid, v, p.x8_off + t * (p.ncols / 2u), p.ncols, i0);
         }
     if (!last || (REXP & 1u) != 0u)
         return;
