@@ -50,6 +50,13 @@ const bool ROPE = (VAR & 16u) != 0u;         // each head's rope channels of y r
 // first through shared memory. Twice the workgroups, half the rounds a lane waits through.
 const bool KS2 = (VAR & 1024u) != 0u;
 #define NRMAX 2u
+// COMB (routed mode 2 only, one row a slice, none of FUSE, NORM, STAGE, ROPE, Q8OUT): the MoE
+// mixture in the product, y[t][r] += Σ_j wts[t][j] · (W_{ids[t][j]}[r] · x[t·k + j]), y's rows
+// being the tokens (gl_WorkGroupID.y) and wts at float p.g_offset + t · p.g_type of binding 4.
+// A slice walks the k experts' tasks of its row as one list of k · ntask tasks (task T: expert
+// T / ntask), each lane weighting its task sums by its expert's weight, so that every output is
+// written by one lane (no atomics, no second dispatch for the mixture).
+#define KMAX 16u
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
@@ -69,6 +76,11 @@ layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
 #else
 const bool Q8X = false;
 #endif
+const bool COMB = (VAR & 4096u) != 0u; // (never set for matvec_q8.comp)
+layout(std430, binding = 4) readonly buffer GW { float gw[]; }; // COMB: the mixture weights
+shared uint comb_wb[COMB ? KMAX : 1u]; // COMB: expert j's slab (bytes), its x row (vec4s), weight
+shared uint comb_xo[COMB ? KMAX : 1u];
+shared float comb_w[COMB ? KMAX : 1u];
 
 layout(push_constant) uniform P {
     uint type, ncols, nrows, row_bytes;
@@ -436,7 +448,14 @@ void main()
     uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     uint wbase = p.w_offset + z * p.slab_bytes;
     uint xrow = v;
-    if (p.mode != 0u) {
+    if (COMB) { // v is the token: its experts' slabs, x rows and weights for the whole workgroup
+        if (tid < p.k) {
+            comb_wb[tid] = p.w_offset + uint(ids[p.ids_off + v * p.ids_ld + tid]) * p.slab_bytes;
+            comb_xo[tid] = (p.x_off + (v * p.k + tid) * p.x_ld) >> 2;
+            comb_w[tid] = gw[p.g_offset + v * p.g_type + tid];
+        }
+        barrier();
+    } else if (p.mode != 0u) {
         uint t = v / p.k, j = v % p.k;
         wbase = p.w_offset + uint(ids[p.ids_off + t * p.ids_ld + j]) * p.slab_bytes;
         xrow = p.mode == 1u ? t : v;
@@ -454,23 +473,33 @@ void main()
     }
     float sq = 0.0;
     uint ntask = p.ncols / EPT, n4 = p.ncols / 4u;
+    uint ntall = COMB ? p.k * ntask : ntask; // COMB: the k experts' tasks in one list
     // KS2: the halves take alternate rounds of tpr tasks (the host ensures each has one, so
     // that both reach the staging barrier)
     uint rstride = KS2 ? 2u * tpr : tpr;
-    for (uint t0 = half_ * tpr, it = 0u; t0 < ntask; t0 += U * rstride, it++) {
+    for (uint t0 = half_ * tpr, it = 0u; t0 < ntall; t0 += U * rstride, it++) {
         // tasks of this group (past the end: task 0 again, its result dropped)
-        uint tk[UMAX];
+        uint tk[UMAX], wbu[UMAX], xou[UMAX];
         float keep[UMAX];
         [[unroll]] for (uint u = 0u; u < U; u++) {
             uint t = t0 + u * rstride + lane;
-            keep[u] = t < ntask ? 1.0 : 0.0;
-            tk[u] = t < ntask ? t : 0u;
+            keep[u] = t < ntall ? 1.0 : 0.0;
+            tk[u] = t < ntall ? t : 0u;
+            wbu[u] = wbase;
+            xou[u] = xo;
+            if (COMB) { // expert e's task: its slab, its x row, its weight folded into keep
+                uint e = tk[u] / ntask;
+                tk[u] -= e * ntask;
+                wbu[u] = comb_wb[e];
+                xou[u] = comb_xo[e];
+                keep[u] *= comb_w[e];
+            }
         }
         // 1. every weight word of the group
         uint raw[UMAX][NRMAX][NWR], raw2[UMAX][NRMAX][NWR];
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                load_task(wbase + rowb[r], tk[u], raw[u][r]);
+                load_task(wbu[u] + rowb[r], tk[u], raw[u][r]);
                 if (fuse)
                     load_task(w2base + rowb[r], tk[u], raw2[u][r]);
             }
@@ -531,7 +560,7 @@ void main()
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint kk = 0u; kk < 8u; kk++) {
                 uint e = x_elem(tk[u], kk < NX ? kk : 0u), i = e >> 2;
-                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xo + i];
+                xv[u][kk] = kk >= NX ? vec4(0.0) : STAGE ? xsh[i + (i >> XPAD)] : x4[xou[u] + i];
                 if (X_ONEX && kk > 0u)
                     xv[u][kk] = xv[u][0] * float(kk); // one x load a task (measurement only)
                 gv[u][kk] = NORM && !STAGE && kk < NX ? gain4(e) : vec4(1.0);
@@ -553,7 +582,7 @@ void main()
                     xs.x += s;
             }
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r] += keep[u] * task_dot(wbase + rowb[r], tk[u], raw[u][r], xv[u], xs);
+                acc[r] += keep[u] * task_dot(wbu[u] + rowb[r], tk[u], raw[u][r], xv[u], xs);
                 if (fuse)
                     acc2[r] += keep[u] * task_dot(w2base + rowb[r], tk[u], raw2[u][r], xv[u], xs);
             }

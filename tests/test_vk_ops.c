@@ -489,6 +489,96 @@ START_TEST(test_matvec_id)
 }
 END_TEST
 
+START_TEST(test_matvec_id_combine)
+{
+    /* y[t] += Σ_j w[t][j] · W_{ids[t][j]} · x[t·k+j] in one dispatch (the routed down products
+     * with their mixture, glm_vk_matvec_id_combine_add), against the reference and against the
+     * two dispatches it replaces (glm_vk_matvec_id, glm_vk_moe_combine_add); rows of 16 and 48
+     * tasks (fewer and more than a slice's lanes), k of 3 and 5 (the shared expert as the 5th),
+     * the row rounds split over two slices (KS2) and not */
+    static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q6_K, GLM_TYPE_Q5_0, GLM_TYPE_Q8_0 };
+    const uint32_t E = 7, nrows = 70;
+    uint32_t ks_default = glm_vk_matvec_ks_groups(g_vk);
+    for (int c = 0; c < 16; c++) {
+        glm_type t = types[c % 4];
+        uint32_t ncols = c & 4 ? 1536 : 512, k = c & 8 ? 5 : 3, T = c & 8 ? 1 : 3;
+        glm_vk_matvec_set_ks_groups(g_vk, c & 1 ? 0 : 1u << 20);
+        test_weight tw;
+        make_weight(&tw, t, ncols, nrows, E);
+        float *x = malloc((size_t)T * k * ncols * 4), *w = malloc((size_t)T * k * 4);
+        float *res = malloc((size_t)T * nrows * 4), *ref = malloc((size_t)T * nrows * 4), *p = malloc(nrows * 4);
+        tu_fill_uniform(&g_rng, x, (size_t)T * k * ncols, -1, 1);
+        tu_fill_uniform(&g_rng, w, (size_t)T * k, 0.1f, 1);
+        tu_fill_uniform(&g_rng, res, (size_t)T * nrows, -4, 4);
+        int32_t ids[15];
+        for (uint32_t i = 0; i < T; i++) /* distinct experts a token, as the router gives them */
+            for (uint32_t j = 0; j < k; j++) {
+                int32_t e;
+                int dup;
+                do {
+                    e = (int32_t)(tu_next(&g_rng) % E);
+                    dup = 0;
+                    for (uint32_t q = 0; q < j; q++)
+                        dup |= ids[i * k + q] == e;
+                } while (dup);
+                ids[i * k + j] = e;
+            }
+        memcpy(ref, res, (size_t)T * nrows * 4);
+        for (uint32_t i = 0; i < T * k; i++) {
+            ref_matvec(p, &tw, (uint32_t)ids[i], x + (size_t)i * ncols);
+            glm_ref_axpy(ref + (size_t)(i / k) * nrows, w[i], p, nrows);
+        }
+        ck_assert_msg(glm_vk_matvec_id_combine_fits(g_vk, &tw.w, (glm_vk_view){ NULL, 0, T * k, ncols, ncols }, k),
+                      "%s: the fused product does not take this weight", glm_type_name(t));
+        glm_vk_buffer bx = dev_copy(x, (size_t)T * k * ncols * 4), bi = dev_copy(ids, sizeof ids);
+        glm_vk_buffer bw = dev_copy(w, (size_t)T * k * 4);
+        glm_vk_buffer by = out_buf((size_t)T * nrows), by2 = out_buf((size_t)T * nrows);
+        glm_vk_buffer bp = out_buf((size_t)T * k * nrows);
+        memcpy(by.map, res, (size_t)T * nrows * 4);
+        memcpy(by2.map, res, (size_t)T * nrows * 4);
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_matvec_id_combine_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T * k, ncols),
+                                                   view(&bi, T, k), view(&bw, T, k)) == GLM_OK,
+                      "%s", glm_last_error());
+        ck_assert(glm_vk_matvec_id(g_vk, view(&bp, T * k, nrows), &tw.w, view(&bx, T * k, ncols), view(&bi, T, k)) ==
+                  GLM_OK);
+        ck_assert(glm_vk_moe_combine_add(g_vk, view(&by2, T, nrows), view(&bp, T * k, nrows), view(&bw, T, k),
+                                         view(&by2, T, nrows)) == GLM_OK);
+        run();
+        double e = check_close(&by, ref, (size_t)T * nrows, TOL_VK_MATVEC_NMSE, "matvec_id_combine_add");
+        double e2 = tu_nmse(by2.map, by.map, (size_t)T * nrows);
+        ck_assert_msg(e2 <= TOL_VK_MATVEC_NMSE, "matvec_id_combine_add against the two dispatches: nmse %.3g", e2);
+        printf("vk matvec_id_combine_add %s cols %u k %u T %u ks2 %s: nmse %.3g (against two dispatches %.3g)\n",
+               glm_type_name(t), ncols, k, T, c & 1 ? "off" : "allowed", e, e2);
+        glm_vk_buffer_destroy(g_vk, &bx);
+        glm_vk_buffer_destroy(g_vk, &bi);
+        glm_vk_buffer_destroy(g_vk, &bw);
+        glm_vk_buffer_destroy(g_vk, &by);
+        glm_vk_buffer_destroy(g_vk, &by2);
+        glm_vk_buffer_destroy(g_vk, &bp);
+        free_weight(&tw);
+        free(x);
+        free(w);
+        free(res);
+        free(ref);
+        free(p);
+    }
+    glm_vk_matvec_set_ks_groups(g_vk, ks_default);
+    /* refusals: more experts than the kernel holds, y sharing x's buffer */
+    test_weight tw;
+    make_weight(&tw, GLM_TYPE_Q4_K, 512, 8, 2);
+    glm_vk_buffer bb = out_buf(4096);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert(glm_vk_matvec_id_combine_add(g_vk, view(&bb, 1, 8), &tw.w, view(&bb, 17, 512), view(&bb, 1, 17),
+                                           view(&bb, 1, 17)) != GLM_OK);
+    ck_assert(glm_vk_matvec_id_combine_add(g_vk, view(&bb, 1, 8), &tw.w, view(&bb, 2, 512), view(&bb, 1, 2),
+                                           view(&bb, 1, 2)) != GLM_OK);
+    run();
+    glm_vk_buffer_destroy(g_vk, &bb);
+    free_weight(&tw);
+}
+END_TEST
+
 /* ---- tiled matmul (prefill) ---- */
 
 /* The tiled kernels to test: the plain one (cm 0), the tensor-core one where the device has
@@ -2478,6 +2568,7 @@ int main(void)
     ADD_CASE(test_add_rms_norm);
     ADD_CASE(test_matvec_all_types);
     ADD_CASE(test_matvec_id);
+    ADD_CASE(test_matvec_id_combine);
     ADD_CASE(test_rms_norm_matvec);
     ADD_CASE(test_matvec_add);
     ADD_CASE(test_matmul_all_types);

@@ -129,6 +129,12 @@ typedef struct glm_backend_ops {
      * followed by add computes it. */
     glm_status (*moe_combine_add)(glm_backend *b, glm_dview y /*[T][N]*/, glm_dview x /*[T*k][N]*/,
                                   glm_dview w /*[T][k]*/, glm_dview a /*[T][N]*/);
+    /* y += Σ_j w[t][j] · W_{ids[t][j]} · x[t·k+j] in place: matmul_id of x (T·k rows) into tmp
+     * followed by moe_combine_add(y, tmp, w, y), where tmp ([T·k][ne1]) is scratch the backend
+     * may use for the rows it does not fuse. */
+    glm_status (*matmul_id_combine_add)(glm_backend *b, glm_dview y /*[T][ne1]*/, glm_dview x /*[T*k][ne0]*/,
+                                        const glm_tensor *w, glm_dview ids /*[T][k]*/, glm_dview wts /*[T][k]*/,
+                                        glm_dview tmp);
     /* x += t, then y = RMSNorm(x; w, eps): add followed by rms_norm (y apart from x). */
     glm_status (*add_rms_norm)(glm_backend *b, glm_dview y, glm_dview x, glm_dview t, const glm_tensor *w, float eps);
     /* y = W · RMSNorm(x; g, eps): rms_norm into a scratch view followed by matmul (ids NULL,

@@ -212,6 +212,8 @@ static glm_status ffn_fused(glm_forward *f, const glm_layer *L, int T)
         glm_dview a = glm_dview_rows(f->s.a, 0, T);
         GLM_TRY(o->moe_gate_route(b, ids, rw, rl, x, L->ffn_norm, eps, L->ffn_gate_inp, L->exp_probs_b, &rp, &a));
         GLM_TRY(o->matmul_swiglu(b, eg, a, L->ffn_gate_exps, L->ffn_up_exps, &ids));
+        if (o->matmul_id_combine_add) /* the down products and the mixture in one */
+            return o->matmul_id_combine_add(b, x, eg, L->ffn_down_exps, ids, rw, ed);
         GLM_TRY(o->matmul_id(b, ed, eg, L->ffn_down_exps, ids));
         return o->moe_combine_add(b, x, ed, rw, x); /* x = Σ w·expert (shared last, weight 1) + x */
     }

@@ -733,6 +733,40 @@ static void seg_views(glm_vk_stretch s, glm_dview *y, glm_dview *x, glm_dview *i
     *ids = glm_dview_rows(*ids, s.t, s.n);
 }
 
+/* The expert products of stretch s (matmul_id's rows of it). */
+static glm_status id_stretch(vk_impl *v, glm_vk_stretch s, glm_dview y, glm_dview x, const glm_vk_weight *w,
+                             glm_dview ids)
+{
+    glm_dview ys = y, xs = x, is = ids;
+    glm_vk_view q = { 0 };
+    seg_views(s, &ys, &xs, &is);
+    if (s.tiled && glm_vk_matmul_fits(w)) { /* grouped by expert, tiled */
+        glm_vk_view g, xh;
+        /* the gate/up product just before grouped the same ids for as many experts: reuse it */
+        bool ready = group_tagged(v, is, w);
+        GLM_TRY(group_view(v, is, w, &g));
+        GLM_TRY(half_view(v, xs, w, &xh));
+        GLM_TRY(recording(v));
+        GLM_TRY(half_record(v, xh, xs));
+        if (!ready)
+            v->pending++; /* the grouping */
+        GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), w, vv(xs), xh, vv(is), g, ready));
+    } else if (x8_in(v, xs, w, &q) || x8_wanted(v, w, xs)) {
+        glm_vk_view iv = vv(is);
+        bool tagged = q.buf != NULL;
+        if (!tagged)
+            GLM_TRY(x8_reserve(v, xs));
+        GLM_TRY(recording(v));
+        if (!tagged)
+            GLM_TRY(x8_record(v, xs, &q));
+        GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), w, NULL, q, &iv, false, NULL));
+    } else {
+        GLM_TRY(recording(v));
+        GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), w, vv(xs), vv(is)));
+    }
+    return GLM_OK;
+}
+
 static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids)
 {
     vk_impl *v = impl(b);
@@ -740,34 +774,49 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     GLM_TRY(weight(v, w, &wt));
     vk_cursor c = { 0 };
     glm_vk_stretch s;
+    while (next_seg(v, (uint32_t)ids.rows, &c, &s))
+        GLM_TRY(id_stretch(v, s, y, x, &wt, ids));
+    return GLM_OK;
+}
+
+/* GLM_VK_MOE_COMB=0 (read once): the routed down products and their mixture stay two
+ * dispatches (a measurement switch). */
+static bool comb_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GLM_VK_MOE_COMB");
+        on = !(e && *e && strtol(e, NULL, 10) == 0);
+    }
+    return on;
+}
+
+/* y += mixture of the expert products, stretch by stretch: rows of small items whose products
+ * run on matvec_fast in one dispatch with their mixture (matvec_fast's COMB), the others as
+ * matmul_id into tmp and moe_combine_add (exactly as when their item runs alone). */
+static glm_status vk_matmul_id_combine_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids,
+                                           glm_dview wts, glm_dview tmp)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight wt;
+    GLM_TRY(weight(v, w, &wt));
+    vk_cursor c = { 0 };
+    glm_vk_stretch s;
     while (next_seg(v, (uint32_t)ids.rows, &c, &s)) {
-        glm_dview ys = y, xs = x, is = ids;
-        glm_vk_view q = { 0 };
-        seg_views(s, &ys, &xs, &is);
-        if (s.tiled && glm_vk_matmul_fits(&wt)) { /* grouped by expert, tiled */
-            glm_vk_view g, xh;
-            /* the gate/up product just before grouped the same ids for as many experts: reuse it */
-            bool ready = group_tagged(v, is, &wt);
-            GLM_TRY(group_view(v, is, &wt, &g));
-            GLM_TRY(half_view(v, xs, &wt, &xh));
+        glm_dview ys = glm_dview_rows(y, s.t, s.n), ws = glm_dview_rows(wts, s.t, s.n), ts = tmp, xs = x, is = ids;
+        seg_views(s, &ts, &xs, &is);
+        glm_vk_view q;
+        bool fused = comb_on() && !(s.tiled && glm_vk_matmul_fits(&wt)) && !x8_in(v, xs, &wt, &q) &&
+                     !x8_wanted(v, &wt, xs) && glm_vk_matvec_id_combine_fits(v->vk, &wt, vv(xs), (uint32_t)is.cols);
+        if (fused) {
             GLM_TRY(recording(v));
-            GLM_TRY(half_record(v, xh, xs));
-            if (!ready)
-                v->pending++; /* the grouping */
-            GLM_TRY(glm_vk_matmul_id_half(v->vk, vv(ys), &wt, vv(xs), xh, vv(is), g, ready));
-        } else if (x8_in(v, xs, &wt, &q) || x8_wanted(v, &wt, xs)) {
-            glm_vk_view iv = vv(is);
-            bool tagged = q.buf != NULL;
-            if (!tagged)
-                GLM_TRY(x8_reserve(v, xs));
-            GLM_TRY(recording(v));
-            if (!tagged)
-                GLM_TRY(x8_record(v, xs, &q));
-            GLM_TRY(glm_vk_matvec_x8(v->vk, vv(ys), &wt, NULL, q, &iv, false, NULL));
-        } else {
-            GLM_TRY(recording(v));
-            GLM_TRY(glm_vk_matvec_id(v->vk, vv(ys), &wt, vv(xs), vv(is)));
+            GLM_TRY(glm_vk_matvec_id_combine_add(v->vk, vv(ys), &wt, vv(xs), vv(is), vv(ws)));
+            continue;
         }
+        GLM_TRY(id_stretch(v, s, tmp, x, &wt, ids));
+        GLM_TRY(recording(v));
+        GLM_TRY(glm_vk_moe_combine_add(v->vk, vv(ys), vv(glm_dview_rows(tmp, s.t * ids.cols, s.n * ids.cols)), vv(ws),
+                                       vv(ys)));
     }
     return GLM_OK;
 }
@@ -1231,6 +1280,7 @@ static const glm_backend_ops k_vk_ops = {
     .get_rows_dev = vk_get_rows_dev,
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
+    .matmul_id_combine_add = vk_matmul_id_combine_add,
     .add_rms_norm = vk_add_rms_norm,
     .rms_norm_matmul = vk_rms_norm_matmul,
     .matmul_add = vk_matmul_add,

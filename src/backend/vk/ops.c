@@ -152,6 +152,7 @@ typedef struct matvec_extra {
     const glm_vk_q_rope *rope;
     bool x8; /* x in glm_vk_quant_x8's form: matvec_q8.comp */
     glm_vk_x8_out *out; /* y in that form too where it can be (NULL: not) */
+    const glm_vk_view *comb; /* the mixture's weights [T][k]: y[t] += Σ_j w·product (COMB) */
 } matvec_extra;
 
 /* Measurement switches of matvec_fast.comp (its EXP constant): set by bench's probe only. */
@@ -210,7 +211,22 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
         pc.swiglu = 1;
     }
     const glm_vk_buffer *ib = x.buf; /* unused binding when there are no ids */
-    if (ids) {
+    const glm_vk_view *comb = e ? e->comb : NULL;
+    if (comb) {
+        if (!ids || !view_ok(*ids) || !view_ok(*comb) || ids->cols == 0 || ids->cols > GLM_VK_COMB_KMAX ||
+            y.rows != ids->rows || x.rows != ids->rows * ids->cols || comb->rows != ids->rows ||
+            comb->cols != ids->cols || y.buf == x.buf || x8 || pc.norm || pc.swiglu || pc.accumulate || heads != 1 || e->rope || e->out)
+            return bad("matvec_id_combine_add", "ids, weights, x and y row counts disagree or an unsupported option");
+        pc.ids_off = ids->off;
+        pc.ids_ld = ids->ld;
+        pc.k = ids->cols;
+        pc.mode = 2;
+        pc.accumulate = 1;
+        pc.g_offset = comb->off; /* the weights: floats at g_offset + t · g_type of binding 4 */
+        pc.g_type = comb->ld;
+        ib = ids->buf;
+        gb = comb->buf;
+    } else if (ids) {
         if (!view_ok(*ids) || ids->cols == 0 || y.rows != ids->rows * ids->cols ||
             (x.rows != ids->rows && x.rows != y.rows))
             return bad("matvec_id", "ids, x and y row counts disagree");
@@ -233,6 +249,9 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[8] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
                                   rope ? rope->table : x.buf, y.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
+    if (comb && !lanes)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan matvec_id_combine_add: %s weight or views unfit for matvec_fast",
+                          glm_type_name(w->type));
     if (x8 && !lanes)
         return bad("matvec_x8", "weights or views misaligned for the 8-bit x product");
     glm_vk_x8_out *out = e ? e->out : NULL;
@@ -251,22 +270,25 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2 + 2048·Q8OUT) */
+         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2 + 2048·Q8OUT + 4096·COMB) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
-        bool one = (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
+        bool one = comb || (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
         if (one)
             gx = (w->nrows + rows2 / 2 - 1) / (rows2 / 2);
         /* KS2: a row's rounds of tasks split over two slices of the workgroup where each gets
          * one and the doubled grid stays within glm_vk_matvec_ks_groups */
         uint32_t per_task = w->type == GLM_TYPE_F32 ? 4 : 32, wrows = GLM_VK_MATVEC_FAST_WG / lanes * (one ? 1 : 2);
-        bool ks2 = wrows >= 2 && w->ncols / per_task > lanes &&
+        bool ks2 = wrows >= 2 && w->ncols / per_task * (comb ? pc.k : 1) > lanes &&
                    (uint64_t)((w->nrows + wrows / 2 - 1) / (wrows / 2)) * y.rows * heads <= glm_vk_matvec_ks_groups(vk);
+        static int64_t comb_ks = -1; /* GLM_VK_COMB_KS2=0: not for COMB (a measurement switch) */
+        if (comb && env_u64("GLM_VK_COMB_KS2", &comb_ks, 1) == 0)
+            ks2 = false;
         if (ks2 && out && wrows / 2 < 4)
             ks2 = false; /* Q8OUT: a workgroup's rows whole words of 4 */
         if (ks2)
             gx = (w->nrows + wrows / 2 - 1) / (wrows / 2);
-        uint32_t stage = !x8 && w->ncols <= GLM_VK_MATVEC_FAST_XCOLS &&
+        uint32_t stage = !x8 && !comb && w->ncols <= GLM_VK_MATVEC_FAST_XCOLS &&
                          (uint64_t)gx * y.rows * heads <= glm_vk_matvec_stage_groups(vk);
         /* the rope in the product: one row a slice, a pair's two rows in neighbouring slices of
          * one subgroup (lanes l and l ^ tpr), no heads or ids */
@@ -287,7 +309,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
                                       512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
-                                      1024 * ks2 + 2048 * (out != NULL)),
+                                      1024 * ks2 + 2048 * (out != NULL) + 4096 * (comb != NULL)),
             b, 8, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;
@@ -313,19 +335,34 @@ glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, g
     return matvec_any(vk, y, w, 0, x, &ids, NULL);
 }
 
+bool glm_vk_matvec_id_combine_fits(glm_vk *vk, const glm_vk_weight *w, glm_vk_view x, uint32_t k)
+{
+    glm_vk_matvec_push pc = { .type = (uint32_t)w->type, .ncols = w->ncols, .nrows = w->nrows,
+                              .row_bytes = w->row_bytes, .w_offset = w->offset, .slab_bytes = w->slab_bytes,
+                              .x_off = x.off, .x_ld = x.ld, .mode = 2, .w2_offset = w->offset };
+    return weight_ok(w) && k > 0 && k <= GLM_VK_COMB_KMAX && matvec_fast_lanes(vk, w, &pc) > 0;
+}
+
+glm_status glm_vk_matvec_id_combine_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                        glm_vk_view ids, glm_vk_view wts)
+{
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, NULL, &wts };
+    return matvec_any(vk, y, w, 0, x, &ids, &e);
+}
+
 glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
                                uint32_t heads, uint32_t x_hs, uint32_t y_hs)
 {
     if (heads == 0)
         return bad("matvec_heads", "no heads");
-    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, false, NULL };
+    matvec_extra e = { heads, x_hs, y_hs, NULL, NULL, 0, false, NULL, false, NULL, NULL };
     return matvec_any(vk, y, w, slab0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_swiglu(glm_vk *vk, glm_vk_view y, const glm_vk_weight *wg, const glm_vk_weight *wu,
                                 glm_vk_view x, const glm_vk_view *ids)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, false, NULL };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, false, NULL, false, NULL, NULL };
     return matvec_any(vk, y, wg, 0, x, ids, &e);
 }
 
@@ -334,7 +371,7 @@ glm_status glm_vk_rms_norm_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight
 {
     if (!g)
         return bad("rms_norm_matvec", "no norm gain");
-    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, false, NULL };
+    matvec_extra e = { 1, 0, 0, wu, g, eps, false, NULL, false, NULL, NULL };
     return matvec_any(vk, y, w, 0, x, ids, &e);
 }
 
@@ -348,13 +385,13 @@ glm_status glm_vk_rms_norm_matvec_rope(glm_vk *vk, glm_vk_view y, const glm_vk_w
         !view_ok(rope->pos) || rope->pos.rows != y.rows || rope->pos.cols < 1 ||
         (uint64_t)rope->table_positions * rope->rope_dim * 4 > rope->table->size)
         return bad("rms_norm_matvec_rope", "the heads, their rope channels, positions or table do not fit y");
-    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope, false, NULL };
+    matvec_extra e = { 1, 0, 0, NULL, g, eps, false, rope, false, NULL, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
 glm_status glm_vk_matvec_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, false, NULL };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, true, NULL, false, NULL, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
@@ -367,14 +404,14 @@ bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w)
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
                             const glm_vk_view *ids, bool accumulate, glm_vk_x8_out *out)
 {
-    matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true, out };
+    matvec_extra e = { 1, 0, 0, wu, NULL, 0, accumulate, NULL, true, out, NULL };
     return matvec_any(vk, y, w, 0, x8, ids, &e);
 }
 
 glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
                                 glm_vk_x8_out *out)
 {
-    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, out };
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, out, NULL };
     return matvec_any(vk, y, w, 0, x, NULL, &e);
 }
 
@@ -1350,7 +1387,7 @@ glm_status glm_vk_mla_attention_x8(glm_vk *vk, glm_vk_view out, glm_vk_view q, g
         glm_vk_view oh = { out.buf, out.off + s.t * out.ld, s.n, dv, out.ld };
         if (!mm && out8 && wrote8 && s.t == 0 && s.n == T && dv % 4 == 0 && (H * dv) % 256 == 0) {
             /* one per-row run over every row: v_b's heads also written in 8 bits */
-            matvec_extra e = { H, rkv, dv, NULL, NULL, 0, false, NULL, false, out8 };
+            matvec_extra e = { H, rkv, dv, NULL, NULL, 0, false, NULL, false, out8, NULL };
             GLM_TRY(matvec_any(vk, oh, v_b, 0, uh, NULL, &e));
             *wrote8 = out8->written;
             continue;

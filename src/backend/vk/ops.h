@@ -248,6 +248,16 @@ void glm_vk_matmul_probe_bits(uint32_t bits);
 glm_status glm_vk_matvec(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
 /* Routed experts: y[t·k+j] = W_{ids[t][j]} · (x has T rows ? x[t] : x[t·k+j]); ids is an int32 view [T][k]. */
 glm_status glm_vk_matvec_id(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view ids);
+/* Routed experts with their mixture added in the same dispatch (matvec_fast.comp's COMB):
+ * y[t] += Σ_j wts[t][j] · (W_{ids[t][j]} · x[t·k+j]), y [T][nrows] in place, x [T·k][ncols],
+ * ids int32 and wts float views [T][k], k ≤ GLM_VK_COMB_KMAX. The product of every (t, j) is
+ * that of glm_vk_matvec_id; the sums differ from glm_vk_matvec_id + glm_vk_moe_combine_add's in
+ * rounding only (a lane weights its tasks' sums). GLM_ERR_UNSUPPORTED where
+ * glm_vk_matvec_id_combine_fits says no. */
+#define GLM_VK_COMB_KMAX 16u
+bool glm_vk_matvec_id_combine_fits(glm_vk *vk, const glm_vk_weight *w, glm_vk_view x, uint32_t k);
+glm_status glm_vk_matvec_id_combine_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
+                                        glm_vk_view ids, glm_vk_view wts);
 /* Per-head products in one dispatch: for h < heads, y shifted by h·y_hs elements = W_{slab0+h}
  * · (x shifted by h·x_hs elements), every row v of x (e.g. the absorbed-MLA k_b / v_b). */
 glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,
