@@ -132,6 +132,7 @@ struct glm_vk {
     bool in_flight[GLM_VK_RING];
     uint32_t cur, in_cmd; /* ring slot being recorded, dispatches recorded into it */
     uint32_t chunk;       /* dispatches the current command buffer takes before it is submitted */
+    uint32_t first_chunk; /* the first command buffer's (GLM_VK_FIRST_CHUNK, or the environment's) */
     /* host side of the recordings (glm_vk_host_profile): when this one began, its submits */
     uint64_t rec_t0, rec_submits;
     glm_vk_host_prof host;
@@ -622,6 +623,9 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     vk->cm_wide_groups = 256;
     const char *sp = getenv("GLM_VK_CM_SPLIT");
     vk->cm_split_max = sp && *sp ? (uint32_t)strtoul(sp, NULL, 10) : GLM_VK_CM_SPLIT;
+    const char *fc = getenv("GLM_VK_FIRST_CHUNK"); /* a measurement switch: 1 .. GLM_VK_CHUNK */
+    unsigned long fcv = fc && *fc ? strtoul(fc, NULL, 10) : GLM_VK_FIRST_CHUNK;
+    vk->first_chunk = fcv >= 1 && fcv <= GLM_VK_CHUNK ? (uint32_t)fcv : GLM_VK_FIRST_CHUNK;
     const char *gt = getenv("GLM_VK_CM_GROUPED_TILE"), *ah = getenv("GLM_VK_CM_AHEAD");
     const char *ng = getenv("GLM_VK_CM_NARROW_GROUPS");
     glm_vk_coopmat_set_tiling(vk, gt && *gt ? (uint32_t)strtoul(gt, NULL, 10) : 64,
@@ -1168,7 +1172,7 @@ glm_status glm_vk_begin(glm_vk *vk)
     }
     GLM_TRY(begin_cmd(vk));
     vk->recording = true;
-    vk->chunk = GLM_VK_FIRST_CHUNK;
+    vk->chunk = vk->first_chunk;
     vk->rec_t0 = now_ns();
     vk->rec_submits = 0;
     vk->n_stamps = 0;
