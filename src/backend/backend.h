@@ -142,6 +142,11 @@ typedef struct glm_backend_ops {
      * scratch; x is left as it was. */
     glm_status (*rms_norm_matmul)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *g, float eps,
                                   const glm_tensor *w, const glm_tensor *wu, const glm_dview *ids);
+    /* rms_norm_matmul of one x and gain into two products (ids, wu NULL): y1 = W1·RMSNorm(x),
+     * y2 = W2·RMSNorm(x). A backend may compute them as one product where y2's columns follow
+     * y1's in one buffer and its copies of W2's rows follow W1's (the attention's q_a and kv_a). */
+    glm_status (*rms_norm_matmul2)(glm_backend *b, glm_dview y1, glm_dview y2, glm_dview x, const glm_tensor *g,
+                                   float eps, const glm_tensor *w1, const glm_tensor *w2);
     /* y += W·x (slab 0 of w): matmul into a scratch view followed by add(y, y, scratch);
      * y must not share x's buffer. */
     glm_status (*matmul_add)(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w);

@@ -45,8 +45,12 @@ static glm_status attn_in_fused(glm_forward *f, const glm_layer *L, glm_dview x,
     const glm_hparams *hp = &f->m->hp;
     const glm_backend_ops *o = OPS(f);
     glm_dview cc = glm_dview_cols(kva, 0, hp->kv_lora_rank);
-    GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
-    GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
+    if (o->rms_norm_matmul2) { /* both products of the normed x at once where the backend can */
+        GLM_TRY(o->rms_norm_matmul2(B_(f), qa, kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, L->attn_kv_a_mqa));
+    } else {
+        GLM_TRY(o->rms_norm_matmul(B_(f), qa, x, L->attn_norm, hp->rms_norm_eps, L->attn_q_a, NULL, NULL));
+        GLM_TRY(o->rms_norm_matmul(B_(f), kva, x, L->attn_norm, hp->rms_norm_eps, L->attn_kv_a_mqa, NULL, NULL));
+    }
     return latent_norm ? o->rms_norm(B_(f), cc, cc, L->attn_kv_a_norm, qkv_eps(hp)) : GLM_OK;
 }
 
@@ -688,15 +692,28 @@ static glm_status alloc_bufs(glm_forward *f)
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         GLM_TRY(b->ops->alloc(b, t[i].v, t[i].dt, t[i].rows, t[i].cols));
+    if (b->ops->rms_norm_matmul2) { /* q_a's and kv_a's outputs side by side in one buffer */
+        const int64_t ql = hp->q_lora_rank, kvl = hp->kv_lora_rank + hp->qk_rope_head_dim;
+        b->ops->free(b, f->s.qa.buf);
+        b->ops->free(b, f->s.kva.buf);
+        f->s.qa.buf = f->s.kva.buf = NULL;
+        GLM_TRY(b->ops->alloc(b, &f->s.qkva, GLM_DT_F32, B, ql + kvl));
+        f->s.qa = glm_dview_cols(f->s.qkva, 0, ql);
+        f->s.kva = glm_dview_cols(f->s.qkva, ql, kvl);
+    }
     return GLM_OK;
 }
 
 static void free_bufs(glm_forward *f)
 {
     glm_dview *v = (glm_dview *)&f->s;
-    for (size_t i = 0; i < sizeof f->s / sizeof(glm_dview); i++)
-        if (v[i].buf)
+    for (size_t i = 0; i < sizeof f->s / sizeof(glm_dview); i++) {
+        bool seen = false; /* views sharing a buffer (qa, kva in qkva) free it once */
+        for (size_t j = 0; j < i; j++)
+            seen |= v[j].buf == v[i].buf;
+        if (v[i].buf && !seen)
             f->b->ops->free(f->b, v[i].buf);
+    }
 }
 
 glm_status glm_forward_create_pool(glm_forward **out, const glm_model *m, glm_backend *b, int64_t n_ctx, int n_batch,

@@ -194,6 +194,7 @@ glm_status glm_dump_eval(const glm_model *m, glm_backend *b, const int32_t *toke
 /* Scratch activations, each [n_batch][...] (experts [n_batch·k][...]). */
 typedef struct glm_fwd_bufs {
     glm_dview x, a, qa, q, kva, attn, t1, fnorm, cat, logits;
+    glm_dview qkva; /* with rms_norm_matmul2: qa and kva as its columns [q_lora | kv_lora + rope] */
     glm_dview meta, mtp_meta;   /* I32 step rows (glm_kv_rows): main and MTP caches */
     glm_dview amax;             /* I32 [1][1]: glm_forward_eval_argmax's id (on first use) */
     glm_dview dg, du;           /* dense FFN [B][intermediate] */

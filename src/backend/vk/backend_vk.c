@@ -298,6 +298,9 @@ static glm_status upload_pair(vk_impl *v, const glm_tensor *g, const glm_tensor 
 
 static glm_status upload_layer(vk_impl *v, const glm_layer *L)
 {
+    /* q_a's rows then kv_a's, back to back where q_a fills whole alignment units (one product
+     * of both: vk_rms_norm_matmul2) */
+    GLM_TRY(upload_pair(v, L->attn_q_a, L->attn_kv_a_mqa, NULL, NULL));
     GLM_TRY(upload_pair(v, L->ffn_gate, L->ffn_up, NULL, NULL));
     if (shared_fits(L)) {
         GLM_TRY(upload_pair(v, L->ffn_gate_exps, L->ffn_up_exps, L->ffn_gate_shexp, L->ffn_up_shexp));
@@ -987,6 +990,44 @@ static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, c
     return products(v, y, x, &wt, wu ? &ut : NULL, ids, &gt, eps);
 }
 
+/* GLM_VK_QKV_A_ONE=0 (read once): rms_norm_matmul2 as two products (a measurement switch). */
+static bool pair_one_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GLM_VK_QKV_A_ONE");
+        on = !(e && *e && strtol(e, NULL, 10) == 0);
+    }
+    return on;
+}
+
+/* Two products of one normed x: one product over both weights' rows where W2's rows follow
+ * W1's in one buffer (upload_layer puts q_a and kv_a so) and y2's columns follow y1's, else two. */
+static glm_status vk_rms_norm_matmul2(glm_backend *b, glm_dview y1, glm_dview y2, glm_dview x, const glm_tensor *g,
+                                      float eps, const glm_tensor *w1, const glm_tensor *w2)
+{
+    vk_impl *v = impl(b);
+    glm_vk_weight a, c, gt;
+    GLM_TRY(weight(v, w1, &a));
+    GLM_TRY(weight(v, w2, &c));
+    GLM_TRY(weight(v, g, &gt));
+    bool one = pair_one_on() && a.buf == c.buf && a.type == c.type && a.ncols == c.ncols &&
+               a.row_bytes == c.row_bytes && a.nslabs == 1 && c.nslabs == 1 &&
+               (uint64_t)c.offset == (uint64_t)a.offset + (uint64_t)a.nrows * a.row_bytes && y1.buf == y2.buf &&
+               y1.rows == y2.rows && y1.ld == y2.ld && y1.cols == a.nrows && y2.cols == c.nrows &&
+               y2.off == y1.off + y1.cols;
+    if (one) {
+        glm_vk_weight m = a;
+        m.nrows = a.nrows + c.nrows;
+        m.slab_bytes = m.nrows * m.row_bytes;
+        glm_dview y = y1;
+        y.cols = y1.cols + y2.cols;
+        return products(v, y, x, &m, NULL, NULL, &gt, eps);
+    }
+    GLM_TRY(products(v, y1, x, &a, NULL, NULL, &gt, eps));
+    return products(v, y2, x, &c, NULL, NULL, &gt, eps);
+}
+
 static glm_status vk_rope(glm_backend *b, glm_dview x, int n_heads, int head_dim, int rope_off, int rope_dim,
                           glm_dview pos, int64_t max_pos, float theta)
 {
@@ -1280,6 +1321,7 @@ static const glm_backend_ops k_vk_ops = {
     .get_rows_dev = vk_get_rows_dev,
     .matmul_swiglu = vk_matmul_swiglu,
     .moe_combine_add = vk_moe_combine_add,
+    .rms_norm_matmul2 = vk_rms_norm_matmul2,
     .matmul_id_combine_add = vk_matmul_id_combine_add,
     .add_rms_norm = vk_add_rms_norm,
     .rms_norm_matmul = vk_rms_norm_matmul,

@@ -15,7 +15,7 @@
  * waiting) so the device runs while the host records the rest; a ring of GLM_VK_RING command
  * buffers, each with its fence. The first holds GLM_VK_FIRST_CHUNK dispatches, so the device
  * starts early, each next one twice as many, up to GLM_VK_CHUNK. */
-#define GLM_VK_FIRST_CHUNK 16
+#define GLM_VK_FIRST_CHUNK 4 /* tg128 +0.5 to +3.6% over 16 on the H100 (bench/RESULTS.md) */
 #define GLM_VK_CHUNK 128
 #define GLM_VK_RING 8
 /* Downloads up to this size land in a persistent staging buffer (glm_vk_download). */
