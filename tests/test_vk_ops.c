@@ -87,6 +87,13 @@ static double check_close(const glm_vk_buffer *b, const float *ref, size_t n, do
     return e;
 }
 
+/* Destroys the n buffers of a test case. */
+static void destroy_bufs(glm_vk_buffer *const *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        glm_vk_buffer_destroy(g_vk, b[i]);
+}
+
 static glm_vk_view view(const glm_vk_buffer *b, uint32_t rows, uint32_t cols)
 {
     return (glm_vk_view){ b, 0, rows, cols, cols };
@@ -550,12 +557,8 @@ START_TEST(test_matvec_id_combine)
         ck_assert_msg(e2 <= TOL_VK_MATVEC_NMSE, "matvec_id_combine_add against the two dispatches: nmse %.3g", e2);
         printf("vk matvec_id_combine_add %s cols %u k %u T %u ks2 %s: nmse %.3g (against two dispatches %.3g)\n",
                glm_type_name(t), ncols, k, T, c & 1 ? "off" : "allowed", e, e2);
-        glm_vk_buffer_destroy(g_vk, &bx);
-        glm_vk_buffer_destroy(g_vk, &bi);
-        glm_vk_buffer_destroy(g_vk, &bw);
-        glm_vk_buffer_destroy(g_vk, &by);
-        glm_vk_buffer_destroy(g_vk, &by2);
-        glm_vk_buffer_destroy(g_vk, &bp);
+        glm_vk_buffer *bufs[] = { &bx, &bi, &bw, &by, &by2, &bp };
+        destroy_bufs(bufs, sizeof bufs / sizeof bufs[0]);
         free_weight(&tw);
         free(x);
         free(w);

@@ -782,16 +782,22 @@ static glm_status vk_matmul_id(glm_backend *b, glm_dview y, glm_dview x, const g
     return GLM_OK;
 }
 
-/* GLM_VK_MOE_COMB=0 (read once): the routed down products and their mixture stay two
- * dispatches (a measurement switch). */
+/* An on-by-default switch read once into *cache: off where the environment variable is 0. */
+static bool switch_on(const char *name, int *cache)
+{
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = !(e && *e && strtol(e, NULL, 10) == 0);
+    }
+    return *cache;
+}
+
+/* GLM_VK_MOE_COMB=0: the routed down products and their mixture stay two dispatches (a
+ * measurement switch). */
 static bool comb_on(void)
 {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GLM_VK_MOE_COMB");
-        on = !(e && *e && strtol(e, NULL, 10) == 0);
-    }
-    return on;
+    return switch_on("GLM_VK_MOE_COMB", &on);
 }
 
 /* y += mixture of the expert products, stretch by stretch: rows of small items whose products
@@ -990,15 +996,11 @@ static glm_status vk_rms_norm_matmul(glm_backend *b, glm_dview y, glm_dview x, c
     return products(v, y, x, &wt, wu ? &ut : NULL, ids, &gt, eps);
 }
 
-/* GLM_VK_QKV_A_ONE=0 (read once): rms_norm_matmul2 as two products (a measurement switch). */
+/* GLM_VK_QKV_A_ONE=0: rms_norm_matmul2 as two products (a measurement switch). */
 static bool pair_one_on(void)
 {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GLM_VK_QKV_A_ONE");
-        on = !(e && *e && strtol(e, NULL, 10) == 0);
-    }
-    return on;
+    return switch_on("GLM_VK_QKV_A_ONE", &on);
 }
 
 /* Two products of one normed x: one product over both weights' rows where W2's rows follow
