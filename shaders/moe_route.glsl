@@ -4,11 +4,11 @@
 // two largest selection scores, are dropped), top-k with ties to the lower index, weights from
 // the unbiased s, normalized over the k (+1e-20) when norm_topk_prob, then x scaling. ids are
 // written ascending with their weights in the same order. E <= 256, k <= 8.
-// Invocation tid holds experts tid, tid + ROUTE_WG, .. in registers. Sigmoid scores and each
-// of the k arg-max rounds run across the workgroup (subgroup max/min, then the subgroups'
-// winners in order: one barrier a round); the softmax and the group scores stay sequential.
-// The k winners go to shared memory, and invocation r < k writes the id of rank r with its
-// weight (and invocation k the extra column, where p.extra asks for one).
+// Invocation tid holds experts tid, tid + ROUTE_WG, .. in registers. Sigmoid scores and the
+// experts' ranks run across the workgroup (each invocation ranks its experts against all of
+// them); the softmax and the group scores stay sequential. The k winners go to shared memory,
+// and invocation r < k writes the id of rank r with its weight (and invocation k the extra
+// column, where p.extra asks for one).
 // Requires, declared before including this file: `float logits[]`, `uint w[]` (the bias, with
 // dequant.glsl), `int ids[]`, `float wts[]`, push constants p with the fields of
 // glm_vk_moe_route_push (src/backend/vk/ops.h) first, and ROUTE_WG (the workgroup size: 64 or
@@ -21,9 +21,8 @@ shared float s[256];
 shared float sel[256];
 shared float gscore[32];
 shared uint keep; // bitmask of kept groups (n_group <= 32)
-shared float rv[8][64]; // per round, per subgroup: the best score and its expert
-shared uint ri[8][64];
-shared uint chosen[8]; // the k winners in round order
+shared uint chosen[8]; // the k winners in rank order
+shared uint by_id[8];  // and in ascending id order
 
 float rbias[ROUTE_PER]; // this invocation's experts' biases (0 without one)
 
@@ -56,7 +55,7 @@ void route(uint t, uint tid)
 {
     uint lb = p.l_off + t * p.l_ld;
     float mine[ROUTE_PER]; // selection scores
-    bool free_[ROUTE_PER]; // an expert, not taken yet
+    bool free_[ROUTE_PER]; // an expert (id below E)
     if (p.sigmoid_gate != 0u) {
         [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
             uint e = tid + ROUTE_WG * j;
@@ -118,65 +117,44 @@ void route(uint t, uint tid)
             if (free_[j] && (keep & (1u << ((tid + ROUTE_WG * j) / gs))) == 0u)
                 mine[j] = -1.0 / 0.0;
     }
-    // top-k, ties to the lower index: k arg-max rounds over the experts not taken yet. A round
-    // takes the best of an invocation's experts, then the best over the subgroup (max score,
-    // then lowest index among those holding it), then over the subgroups through one shared
-    // slot per (round, subgroup). "Best" is (not taken, higher score, lower index) in that
-    // order, so experts at -inf (dropped groups) are still chosen after all the others, lowest
-    // index first. The barrier of round 0 also makes s visible to every invocation.
-    // The rounds are a loop, not unrolled, and the winners go through shared memory: this
-    // code runs in one workgroup of the token, and a smaller binary is a faster dispatch on the
-    // H100 (bench/RESULTS.md).
-    [[dont_unroll]] for (uint n = 0u; n < p.k; n++) {
-        bool have = false;
-        float v = -1.0 / 0.0;
-        uint idx = 0xFFFFFFFFu;
-        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
-            if (free_[j] && (!have || mine[j] > v)) {
-                have = true;
-                v = mine[j];
-                idx = tid + ROUTE_WG * j;
+    // top-k, ties to the lower index, by rank: an expert's rank is the count of experts ahead of
+    // it in the order (higher score, then lower index), so experts at -inf (dropped groups) still
+    // come after all the others, lowest index first, and the k of rank < k are chosen. Every
+    // invocation ranks its own experts against all of them in shared memory (broadcast reads),
+    // and the one of rank r writes its id to chosen[r]: two barriers whatever k is, where k
+    // arg-max rounds took a barrier and two subgroup reductions each (bench/RESULTS.md). The
+    // barrier after sel also makes s visible to every invocation.
+    [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
+        if (free_[j])
+            sel[tid + ROUTE_WG * j] = mine[j];
+    barrier();
+    [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++) {
+        uint e = tid + ROUTE_WG * j, rk = 0u;
+        float v = mine[j];
+        for (uint e0 = 0u; e0 < p.n_exp; e0 += 8u)
+            [[unroll]] for (uint i = 0u; i < 8u; i++) {
+                uint e2 = e0 + i;
+                float v2 = sel[min(e2, p.n_exp - 1u)];
+                rk += e2 < p.n_exp && (v2 > v || (v2 == v && e2 < e)) ? 1u : 0u;
             }
-        float m = subgroupMax(have ? v : -1.0 / 0.0);
-        uint best = subgroupMin(have && v == m ? idx : 0xFFFFFFFFu);
-        if (subgroupElect()) {
-            rv[n][gl_SubgroupID] = m;
-            ri[n][gl_SubgroupID] = best;
-        }
-        barrier();
-        float bvv = 0.0;
-        uint bix = 0xFFFFFFFFu;
-        for (uint sg = 0u; sg < gl_NumSubgroups; sg++) {
-            float v2 = rv[n][sg];
-            uint i2 = ri[n][sg];
-            if (i2 != 0xFFFFFFFFu && (bix == 0xFFFFFFFFu || v2 > bvv || (v2 == bvv && i2 < bix))) {
-                bvv = v2;
-                bix = i2;
-            }
-        }
-        if (tid == 0u)
-            chosen[n] = bix;
-        [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
-            if (tid + ROUTE_WG * j == bix)
-                free_[j] = false;
+        if (free_[j] && rk < p.k)
+            chosen[rk] = e;
     }
     barrier(); // chosen[] complete
-    // invocation r < k writes the id of rank r (ascending) and its weight; the denominator
-    // sums the scores in ascending id order, as ref/moe.c does
+    // invocation r < k places winner r by its id, then writes the id of rank r (ascending) and
+    // its weight; the denominator sums the scores in ascending id order, as ref/moe.c does
     if (tid < p.k) {
-        uint id = 0u;
+        uint c = chosen[tid], at = 0u;
+        for (uint m = 0u; m < p.k; m++)
+            at += chosen[m] < c ? 1u : 0u;
+        by_id[at] = c;
+    }
+    barrier();
+    if (tid < p.k) {
         float denom = 0.0;
         for (uint r = 0u; r < p.k; r++)
-            for (uint n = 0u; n < p.k; n++) {
-                uint c = chosen[n], rk = 0u;
-                for (uint m = 0u; m < p.k; m++)
-                    rk += chosen[m] < c ? 1u : 0u;
-                if (rk == r) {
-                    denom += s[c];
-                    if (r == tid)
-                        id = c;
-                }
-            }
+            denom += s[by_id[r]];
+        uint id = by_id[tid];
         float wv = s[id];
         if (p.norm_topk != 0u)
             wv /= denom + 1e-20;
