@@ -121,9 +121,9 @@ void route(uint t, uint tid)
     // it in the order (higher score, then lower index), so experts at -inf (dropped groups) still
     // come after all the others, lowest index first, and the k of rank < k are chosen. Every
     // invocation ranks its own experts against all of them in shared memory (broadcast reads),
-    // and the one of rank r writes its id to chosen[r]: two barriers whatever k is, where k
-    // arg-max rounds took a barrier and two subgroup reductions each (bench/RESULTS.md). The
-    // barrier after sel also makes s visible to every invocation.
+    // and the one of rank r writes its id to chosen[r]: three barriers with the placing below,
+    // whatever k is, where k arg-max rounds took a barrier and two subgroup reductions each
+    // (bench/RESULTS.md). The barrier after sel also makes s visible to every invocation.
     [[unroll]] for (uint j = 0u; j < ROUTE_PER; j++)
         if (free_[j])
             sel[tid + ROUTE_WG * j] = mine[j];
