@@ -1040,8 +1040,12 @@ START_TEST(test_moe_gate_route)
         /* E, k, router type, gain type, n_group, topk_group, sigmoid, row length */
         { 64, 4, GLM_TYPE_F32, GLM_TYPE_BF16, 1, 1, 1, 300 },  { 6, 3, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 300 },
         { 256, 8, GLM_TYPE_BF16, GLM_TYPE_F32, 1, 1, 1, 300 }, { 64, 4, GLM_TYPE_F32, GLM_TYPE_F16, 8, 4, 1, 2100 },
-        { 16, 4, GLM_TYPE_BF16, GLM_TYPE_BF16, 4, 2, 0, 302 }, { 65, 4, GLM_TYPE_F32, GLM_TYPE_F32, 1, 1, 1, 2048 }
+        { 16, 4, GLM_TYPE_BF16, GLM_TYPE_BF16, 4, 2, 0, 302 }, { 65, 4, GLM_TYPE_F32, GLM_TYPE_F32, 1, 1, 1, 2048 },
+        { 64, 4, GLM_TYPE_F16, GLM_TYPE_F32, 1, 1, 1, 512 }
     };
+    /* the last case ties its experts in threes (equal router rows and biases, so equal logits
+     * and selection scores; k = 4 then splits a group): the lower index must win */
+    const size_t tie_case = sizeof cases / sizeof cases[0] - 1;
     const uint32_t T = 5;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const uint32_t E = (uint32_t)cases[c][0], k = (uint32_t)cases[c][1], N = (uint32_t)cases[c][7];
@@ -1052,8 +1056,21 @@ START_TEST(test_moe_gate_route)
         make_weight(&tw, (glm_type)cases[c][2], N, E, 1);
         make_weight(&tg, (glm_type)cases[c][3], N, 1, 1);
         /* the bias in each class of the fused kernel: F32, F16, any type (Q8_0), BF16, F16 */
-        static const glm_type btypes[6] = { GLM_TYPE_F32, GLM_TYPE_F16, GLM_TYPE_Q8_0, GLM_TYPE_BF16, GLM_TYPE_F16, GLM_TYPE_F32 };
+        static const glm_type btypes[7] = { GLM_TYPE_F32, GLM_TYPE_F16, GLM_TYPE_Q8_0, GLM_TYPE_BF16,
+                                            GLM_TYPE_F16, GLM_TYPE_F32, GLM_TYPE_F32 };
         make_weight(&tb, btypes[c], E, 1, 1);
+        if (c == tie_case) {
+            for (uint32_t e = 0; e < E; e++)
+                if (e % 3) {
+                    memcpy(tw.host + (size_t)e * tw.w.row_bytes, tw.host + (size_t)(e - e % 3) * tw.w.row_bytes,
+                           tw.w.row_bytes);
+                    memcpy(tb.host + (size_t)e * 4, tb.host + (size_t)(e - e % 3) * 4, 4);
+                }
+            glm_vk_buffer_destroy(g_vk, &tw.dev);
+            glm_vk_buffer_destroy(g_vk, &tb.dev);
+            tw.dev = dev_copy(tw.host, (size_t)tw.w.row_bytes * E);
+            tb.dev = dev_copy(tb.host, (size_t)E * 4);
+        }
         float *x = malloc((size_t)2 * T * N * 4), *wr = malloc((size_t)E * N * 4), *gf = malloc(N * 4);
         float *xn = malloc((size_t)2 * T * N * 4), *want = malloc((size_t)2 * T * E * 4), *bias = malloc(E * 4);
         tu_fill_uniform(&g_rng, x, (size_t)2 * T * N, -2, 2);
@@ -1094,6 +1111,9 @@ START_TEST(test_moe_gate_route)
         check_out(&bw, (size_t)2 * T * kk, "moe_gate_route weights");
         double e = tu_nmse(want, bl.map, (size_t)2 * T * E);
         ck_assert_msg(e <= TOL_VK_MATVEC_NMSE, "moe_gate_route case %zu logits nmse %.3g", c, e);
+        for (uint32_t i = 0; c == tie_case && i < 2 * T * E; i++) /* the ties are there */
+            ck_assert_msg(((const float *)bl.map)[i] == ((const float *)bl.map)[i - i % E % 3],
+                          "moe_gate_route tie case: logit %u differs from its group's first", i);
         double en = check_close(&bn, xn + (size_t)T * N, (size_t)T * N, TOL_VK_ELEMENTWISE_NMSE, "moe_gate_route xn");
         if (with8) { /* xn8: the device's xn quantized as the reference quantizes it */
             check_guard(&b8, (size_t)T * nw8, "moe_gate_route xn8");
