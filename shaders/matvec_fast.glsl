@@ -50,7 +50,7 @@ const bool ROPE = (VAR & 16u) != 0u;         // each head's rope channels of y r
 // first through shared memory. Twice the workgroups, half the rounds a lane waits through.
 const bool KS2 = (VAR & 1024u) != 0u;
 #define NRMAX 2u
-// COMB (routed mode 2 only, one row a slice, none of FUSE, NORM, STAGE, ROPE, Q8OUT): the MoE
+// COMB (routed mode 2 only, one row a slice, none of FUSE, NORM, STAGE, ROPE, Q8OUT; Q8X too): the MoE
 // mixture in the product, y[t][r] += Σ_j wts[t][j] · (W_{ids[t][j]}[r] · x[t·k + j]), y's rows
 // being the tokens (gl_WorkGroupID.y) and wts at float p.g_offset + t · p.g_type of binding 4.
 // A slice walks the k experts' tasks of its row as one list of k · ntask tasks (task T: expert
@@ -76,7 +76,7 @@ layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
 #else
 const bool Q8X = false;
 #endif
-const bool COMB = (VAR & 4096u) != 0u; // (never set for matvec_q8.comp)
+const bool COMB = (VAR & 4096u) != 0u;
 layout(std430, binding = 4) readonly buffer GW { float gw[]; }; // COMB: the mixture weights
 shared uint comb_wb[COMB ? KMAX : 1u]; // COMB: expert j's slab (bytes), its x row (vec4s), weight
 shared uint comb_xo[COMB ? KMAX : 1u];
@@ -539,7 +539,7 @@ void main()
         vec4 da[UMAX], db[UMAX];
         [[unroll]] for (uint u = 0u; u < U; u++) {
             uint sb = tk[u] >> 3, j = tk[u] & 7u;
-            uint wi = 4u * xo + 64u * sb + (XC ? 8u * j : 16u * (j & 3u) + 4u * (j >> 2)), step = XC ? 1u : 2u;
+            uint wi = 4u * xou[u] + 64u * sb + (XC ? 8u * j : 16u * (j & 3u) + 4u * (j >> 2)), step = XC ? 1u : 2u;
             qa[u] = xq4[wi >> 2];
             qb[u] = xq4[(wi >> 2) + step];
             da[u] = x4[(wi + p.ncols / 4u) >> 2];
@@ -548,7 +548,7 @@ void main()
         // 4. (Q8X) the math
         [[unroll]] for (uint u = 0u; u < U; u++)
             [[unroll]] for (uint r = 0u; r < NR; r++) {
-                acc[r] += keep[u] * task_dot_q8(wbase + rowb[r], tk[u], raw[u][r], qa[u], qb[u], da[u], db[u]);
+                acc[r] += keep[u] * task_dot_q8(wbu[u] + rowb[r], tk[u], raw[u][r], qa[u], qb[u], da[u], db[u]);
                 if (fuse)
                     acc2[r] += keep[u] * task_dot_q8(w2base + rowb[r], tk[u], raw2[u][r], qa[u], qb[u], da[u], db[u]);
             }

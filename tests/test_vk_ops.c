@@ -2147,13 +2147,14 @@ END_TEST
 /* One product on matvec_q8.comp: W (slabs E, or 1) against x8 rows made on the device; the
  * reference is the double-accumulated product of the dequantized W and the dequantized x8
  * (what the kernel computes, to float32 rounding). mode: 0 plain, 1 SwiGLU pair, 2 accumulate,
- * 3 routed (x per token), 4 routed (x per pair). Returns the NMSE against the product with
- * the float32 x (the 8-bit rounding of x). */
+ * 3 routed (x per token), 4 routed (x per pair), 5 routed (x per pair) with the mixture added to
+ * y (glm_vk_matvec_x8_combine_add, distinct experts a token). Returns the NMSE against the
+ * product with the float32 x (the 8-bit rounding of x). */
 static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, int mode)
 {
     const uint32_t k = 3, E = 5;
-    bool routed = mode >= 3;
-    uint32_t xrows = mode == 4 ? T * k : T, yrows = routed ? T * k : T, nw = glm_ref_x8_words(ncols);
+    bool routed = mode >= 3, comb = mode == 5;
+    uint32_t xrows = mode >= 4 ? T * k : T, yrows = comb ? T : routed ? T * k : T, nw = glm_ref_x8_words(ncols);
     /* gate and up: the two halves of one buffer's slabs */
     uint32_t S = routed ? E : 1;
     test_weight tw, tu;
@@ -2169,14 +2170,31 @@ static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, in
     for (uint32_t v = 0; v < xrows; v++)
         glm_ref_x8_dequant(xd + (size_t)v * ncols, x8 + (size_t)v * nw, ncols);
     int32_t ids[64];
-    for (uint32_t i = 0; i < T * k; i++)
-        ids[i] = (int32_t)(tu_next(&g_rng) % E);
+    float wts[64];
+    for (uint32_t i = 0; i < T * k; i++) {
+        int dup;
+        do { /* (distinct experts a token) */
+            ids[i] = (int32_t)(tu_next(&g_rng) % E);
+            dup = 0;
+            for (uint32_t q = i - i % k; q < i; q++)
+                dup |= ids[q] == ids[i];
+        } while (dup);
+    }
+    tu_fill_uniform(&g_rng, wts, T * k, 0.1f, 1);
     size_t ny = (size_t)yrows * nrows;
     float *ref = malloc(ny * 4), *reff = malloc(ny * 4), *g = malloc(nrows * 4), *u = malloc(nrows * 4);
     float *init = malloc(ny * 4);
     tu_fill_uniform(&g_rng, init, ny, -1, 1);
     for (int pass = 0; pass < 2; pass++) { /* pass 0: x8's own values; 1: the float32 x */
         float *xs = pass ? x : xd, *out = pass ? reff : ref;
+        if (comb) { /* init + Σ_j w · W_{ids} · x[t·k + j], in pair order */
+            memcpy(out, init, ny * 4);
+            for (uint32_t i = 0; i < T * k; i++) {
+                ref_matvec(g, &tw, (uint32_t)ids[i], xs + (size_t)i * ncols);
+                glm_ref_axpy(out + (size_t)(i / k) * nrows, wts[i], g, nrows);
+            }
+            continue;
+        }
         for (uint32_t v = 0; v < yrows; v++) {
             uint32_t slab = routed ? (uint32_t)ids[v] : 0, xr = mode == 4 ? v : routed ? v / k : v;
             ref_matvec(g, &tw, slab, xs + (size_t)xr * ncols);
@@ -2188,17 +2206,22 @@ static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, in
                     out[(size_t)v * nrows + r] = g[r] + (mode == 2 ? init[(size_t)v * nrows + r] : 0.0f);
         }
     }
-    glm_vk_buffer by = out_buf(ny), bi = dev_copy(ids, sizeof ids);
-    if (mode == 2)
+    glm_vk_buffer by = out_buf(ny), bi = dev_copy(ids, sizeof ids), bw = dev_copy(wts, sizeof wts);
+    if (mode == 2 || comb)
         memcpy(by.map, init, ny * 4);
     else
         tu_poison(by.map, ny);
     glm_vk_view iv = view(&bi, T, k);
     glm_vk_profile_reset(g_vk);
     ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert_msg(glm_vk_matvec_x8(g_vk, view(&by, yrows, nrows), &tw.w, mode == 1 ? &tu.w : NULL, view(&bq, xrows, nw),
-                                   routed ? &iv : NULL, mode == 2, NULL) == GLM_OK,
-                  "%s", glm_last_error());
+    if (comb)
+        ck_assert_msg(glm_vk_matvec_x8_combine_add(g_vk, view(&by, yrows, nrows), &tw.w, view(&bq, xrows, nw), iv,
+                                                   view(&bw, T, k)) == GLM_OK,
+                      "%s", glm_last_error());
+    else
+        ck_assert_msg(glm_vk_matvec_x8(g_vk, view(&by, yrows, nrows), &tw.w, mode == 1 ? &tu.w : NULL,
+                                       view(&bq, xrows, nw), routed ? &iv : NULL, mode == 2, NULL) == GLM_OK,
+                      "%s", glm_last_error());
     run();
     ck_assert_msg(q8_ran(), "%s: no matvec_q8 dispatch", glm_type_name(t));
     char what[96];
@@ -2211,6 +2234,7 @@ static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, in
         ck_assert_msg(eq <= TOL_VK_X8_ROUNDING_NMSE, "%s: nmse %.3g against the float32 x", what, eq);
     glm_vk_buffer_destroy(g_vk, &by);
     glm_vk_buffer_destroy(g_vk, &bi);
+    glm_vk_buffer_destroy(g_vk, &bw);
     glm_vk_buffer_destroy(g_vk, &bq);
     free_weight(&tw);
     free(x);
@@ -2227,7 +2251,8 @@ static double q8_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T, in
 START_TEST(test_matvec_q8)
 {
     /* Q4_K and Q5_K (XC) and Q6_K: plain, SwiGLU pairs, accumulate, routed x per token and per
-     * pair; 1 and 2 rows a slice (few and many workgroups), KS2 forced on and off */
+     * pair, routed with the mixture (COMB); 1 and 2 rows a slice (few and many workgroups), KS2
+     * forced on and off */
     if (!glm_vk_idot_available(g_vk)) {
         ck_assert_msg(!glm_vk_device_is_cpu(g_vk), "lavapipe offers the integer dot product");
         printf("vk matvec_q8: skipped, no integer dot product on this device\n");
@@ -2239,7 +2264,7 @@ START_TEST(test_matvec_q8)
         for (int ks = 0; ks < 2; ks++) {
             glm_vk_matvec_set_ks_groups(g_vk, ks ? UINT32_MAX : 0);
             double worst = 0;
-            for (int mode = 0; mode < 5; mode++) {
+            for (int mode = 0; mode < 6; mode++) {
                 double e = q8_case(types[ti], mode & 1 ? 1536 : 2048, mode == 0 ? 37 : 40, mode >= 3 ? 2 : 1, mode);
                 worst = e > worst && mode != 1 ? e : worst;
             }

@@ -801,7 +801,8 @@ static bool comb_on(void)
 }
 
 /* y += mixture of the expert products, stretch by stretch: rows of small items whose products
- * run on matvec_fast in one dispatch with their mixture (matvec_fast's COMB), the others as
+ * run on matvec_fast (or matvec_q8, where the gate/up wrote x in 8 bits) in one dispatch with
+ * their mixture (COMB), the others as
  * matmul_id into tmp and moe_combine_add (exactly as when their item runs alone). */
 static glm_status vk_matmul_id_combine_add(glm_backend *b, glm_dview y, glm_dview x, const glm_tensor *w, glm_dview ids,
                                            glm_dview wts, glm_dview tmp)
@@ -815,11 +816,14 @@ static glm_status vk_matmul_id_combine_add(glm_backend *b, glm_dview y, glm_dvie
         glm_dview ys = glm_dview_rows(y, s.t, s.n), ws = glm_dview_rows(wts, s.t, s.n), ts = tmp, xs = x, is = ids;
         seg_views(s, &ts, &xs, &is);
         glm_vk_view q;
-        bool fused = comb_on() && !(s.tiled && glm_vk_matmul_fits(&wt)) && !x8_in(v, xs, &wt, &q) &&
-                     !x8_wanted(v, &wt, xs) && glm_vk_matvec_id_combine_fits(v->vk, &wt, vv(xs), (uint32_t)is.cols);
+        /* x as the gate/up wrote it in 8 bits (x8_in), else the float rows unless x8_wanted */
+        bool tagged = x8_in(v, xs, &wt, &q);
+        bool fused = comb_on() && !(s.tiled && glm_vk_matmul_fits(&wt)) && (tagged || !x8_wanted(v, &wt, xs)) &&
+                     glm_vk_matvec_id_combine_fits(v->vk, &wt, vv(xs), (uint32_t)is.cols);
         if (fused) {
             GLM_TRY(recording(v));
-            GLM_TRY(glm_vk_matvec_id_combine_add(v->vk, vv(ys), &wt, vv(xs), vv(is), vv(ws)));
+            GLM_TRY(tagged ? glm_vk_matvec_x8_combine_add(v->vk, vv(ys), &wt, q, vv(is), vv(ws))
+                           : glm_vk_matvec_id_combine_add(v->vk, vv(ys), &wt, vv(xs), vv(is), vv(ws)));
             continue;
         }
         GLM_TRY(id_stretch(v, s, tmp, x, &wt, ids));

@@ -215,7 +215,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     if (comb) {
         if (!ids || !view_ok(*ids) || !view_ok(*comb) || ids->cols == 0 || ids->cols > GLM_VK_COMB_KMAX ||
             y.rows != ids->rows || x.rows != ids->rows * ids->cols || comb->rows != ids->rows ||
-            comb->cols != ids->cols || y.buf == x.buf || x8 || pc.norm || pc.swiglu || pc.accumulate || heads != 1 || e->rope || e->out)
+            comb->cols != ids->cols || y.buf == x.buf || pc.norm || pc.swiglu || pc.accumulate || heads != 1 || e->rope || e->out)
             return bad("matvec_id_combine_add", "ids, weights, x and y row counts disagree or an unsupported option");
         pc.ids_off = ids->off;
         pc.ids_ld = ids->ld;
@@ -348,6 +348,13 @@ glm_status glm_vk_matvec_id_combine_add(glm_vk *vk, glm_vk_view y, const glm_vk_
 {
     matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, false, NULL, &wts };
     return matvec_any(vk, y, w, 0, x, &ids, &e);
+}
+
+glm_status glm_vk_matvec_x8_combine_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x8,
+                                        glm_vk_view ids, glm_vk_view wts)
+{
+    matvec_extra e = { 1, 0, 0, NULL, NULL, 0, false, NULL, true, NULL, &wts };
+    return matvec_any(vk, y, w, 0, x8, &ids, &e);
 }
 
 glm_status glm_vk_matvec_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab0, glm_vk_view x,

@@ -307,6 +307,10 @@ typedef struct glm_vk_x8_out {
 glm_status glm_vk_matvec_x8(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, const glm_vk_weight *wu, glm_vk_view x8,
                             const glm_vk_view *ids, bool accumulate, glm_vk_x8_out *out);
 bool glm_vk_matvec_x8_ok(const glm_vk *vk, const glm_vk_weight *w);
+/* glm_vk_matvec_id_combine_add with x8 in glm_vk_quant_x8's form (matvec_q8.comp's COMB): the
+ * routed down products and their mixture in one dispatch where the gate/up wrote 8 bits. */
+glm_status glm_vk_matvec_x8_combine_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x8,
+                                        glm_vk_view ids, glm_vk_view wts);
 /* y = W · x (slab 0, float32 x) on matvec_fast.comp, y also written in 8 bits (out). */
 glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x,
                                 glm_vk_x8_out *out);
