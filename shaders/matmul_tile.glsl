@@ -130,6 +130,11 @@ void deq8(uint row, uint c, uint q, out float v[8])
 uint x_base, y_base; // x_off and y_off of this workgroup's product
 uint tile_n0, tile_count, tile_first;
 
+// tiles[i] of the grouping (a kernel may define TILES_AT to read a copy in shared memory)
+#ifndef TILES_AT
+#define TILES_AT(i) g[p.g_off + 2u * p.n_exp + (i)]
+#endif
+
 // Sets up the tile: returns false when it is empty (every invocation returns the same value,
 // so the caller may exit before any barrier). Grouped modes: .y numbers the tiles of all
 // experts in turn (tiles[e] .. tiles[e+1]-1 are expert e's, for tiles of BN rows); the grid
@@ -147,18 +152,17 @@ bool tile_rows(out uint wbase)
         x_base += gl_WorkGroupID.z * p.k;
         y_base += gl_WorkGroupID.z * p.g_off;
     } else if (p.mode != 0u) {
-        uint tb = p.g_off + 2u * p.n_exp; // tiles[0 .. E]
-        if (ty >= uint(g[tb + p.n_exp]))
+        if (ty >= uint(TILES_AT(p.n_exp))) // tiles[0 .. E]
             return false;
         uint lo = 0u, hi = p.n_exp - 1u; // the last e with tiles[e] <= ty (empty experts share it)
         while (lo < hi) {
             uint mid = (lo + hi + 1u) / 2u;
-            if (uint(g[tb + mid]) <= ty)
+            if (uint(TILES_AT(mid)) <= ty)
                 lo = mid;
             else
                 hi = mid - 1u;
         }
-        n0 = (ty - uint(g[tb + lo])) * BN;
+        n0 = (ty - uint(TILES_AT(lo))) * BN;
         count = uint(g[p.g_off + lo]);
         first = uint(g[p.g_off + p.n_exp + lo]);
         wbase += lo * p.slab_bytes;

@@ -11,6 +11,9 @@
 // (elements tid, tid + 256, ...) in registers, so a row of up to 256·NPT entries is read and
 // written once; the entries past that go through memory three times. Reductions: subgroup
 // operations, then one value per subgroup in shared memory.
+// With sub set (rows the host knows fit NPT entries a lane), each subgroup takes whole rows
+// instead: entries lane, lane + subgroup size, ..., reductions by subgroup operations alone (no
+// barrier), rows r = workgroup · subgroups + subgroup, stepping by the grid's subgroups.
 // Push constants mirror glm_vk_softmax_push.
 layout(local_size_x = 256) in;
 
@@ -18,7 +21,7 @@ layout(std430, binding = 0) buffer S { float s[]; };
 layout(std430, binding = 0) buffer SU { uint su[]; };
 
 layout(push_constant) uniform P {
-    uint rows, n, s_off, pack;
+    uint rows, n, s_off, pack, sub;
 } p;
 
 #define NPT 24u
@@ -50,8 +53,58 @@ float wg_sum(float v)
     return r;
 }
 
+// The subgroup's row r: the same three passes as main's, at the subgroup's stride.
+void sub_row(uint r)
+{
+    uint lane = gl_SubgroupInvocationID, sgs = gl_SubgroupSize;
+    uint b = p.s_off + r * p.n;
+    float v[NPT];
+    float m = -1.0 / 0.0;
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        uint i = lane + sgs * c;
+        v[c] = i < p.n ? s[b + i] : -1.0 / 0.0;
+        m = max(m, v[c]);
+    }
+    for (uint i = lane + sgs * NPT; i < p.n; i += sgs)
+        m = max(m, s[b + i]);
+    m = subgroupMax(m);
+    float sum = 0.0;
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        v[c] = exp(v[c] - m);
+        sum += v[c];
+    }
+    for (uint i = lane + sgs * NPT; i < p.n; i += sgs) {
+        float e = exp(s[b + i] - m);
+        s[b + i] = e;
+        sum += e;
+    }
+    float inv = 1.0 / subgroupAdd(sum);
+    if (p.pack != 0u) { // every entry is in registers (host-checked); even lanes hold even entries
+        [[unroll]] for (uint c = 0u; c < NPT; c++) {
+            uint i = lane + sgs * c;
+            float x = v[c] * inv, y = subgroupShuffleDown(x, 1u);
+            if (lane % 2u == 0u && i < p.n)
+                su[b + i / 2u] = packHalf2x16(vec2(x, i + 1u < p.n ? y : 0.0));
+        }
+        return;
+    }
+    [[unroll]] for (uint c = 0u; c < NPT; c++) {
+        uint i = lane + sgs * c;
+        if (i < p.n)
+            s[b + i] = v[c] * inv;
+    }
+    for (uint i = lane + sgs * NPT; i < p.n; i += sgs)
+        s[b + i] *= inv;
+}
+
 void main()
 {
+    if (p.sub != 0u) {
+        for (uint r = gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID; r < p.rows;
+             r += gl_NumWorkGroups.x * gl_NumSubgroups)
+            sub_row(r);
+        return;
+    }
     uint r = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
     if (r >= p.rows)
         return;

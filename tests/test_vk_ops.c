@@ -2491,16 +2491,20 @@ END_TEST
  * row's width; query rows [qlat | q_rope]). Both against the host's float16 rounding. */
 START_TEST(test_mla_pack16)
 {
-    /* softmax rows of 517 (odd) and 6,144 (all the registers) entries, with masked tails */
-    static const uint32_t lens[] = { 517, 6144, 40 };
-    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
-        uint32_t n = lens[c], R = 3, off = 8;
+    /* softmax rows of 517 (odd) and 6,144 (all the registers) entries, with masked tails; a
+     * workgroup a row, and a subgroup a row (9 rows) where a row fits its lanes' registers */
+    static const uint32_t lens[] = { 517, 6144, 40, 191 };
+    uint32_t sgs = glm_vk_subgroup_size(g_vk);
+    for (size_t c = 0; c < 2 * sizeof lens / sizeof lens[0]; c++) {
+        uint32_t n = lens[c / 2], sub = c % 2, R = sub ? 9 : 3, off = 8;
+        if (sub && n > GLM_VK_SOFTMAX_NPT * sgs)
+            continue;
         size_t total = off + (size_t)R * n;
         glm_vk_buffer b = out_buf(total);
         float *x = b.map;
         double *ref = malloc(sizeof(double) * R * n);
         for (uint32_t r = 0; r < R; r++) {
-            uint32_t live = n - r * (n / 7); /* the rest masked: −inf */
+            uint32_t live = n - r * (n / (2 * R + 1)); /* the rest masked: −inf */
             double m = -INFINITY, sum = 0;
             for (uint32_t j = 0; j < n; j++) {
                 x[off + r * n + j] = j < live ? 4.0f * tu_normal(&g_rng) : -INFINITY;
@@ -2511,10 +2515,11 @@ START_TEST(test_mla_pack16)
             for (uint32_t j = 0; j < n; j++)
                 ref[r * n + j] /= sum;
         }
-        glm_vk_softmax_push xp = { R, n, off, 1 };
+        glm_vk_softmax_push xp = { R, n, off, 1, sub };
         const glm_vk_buffer *xb[1] = { &b };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert(glm_vk_dispatch(g_vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, R, 1, 1) == GLM_OK);
+        ck_assert(glm_vk_dispatch(g_vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, sub ? (R * sgs + 255) / 256 : R, 1,
+                                  1) == GLM_OK);
         run();
         float *got = malloc(sizeof(float) * R * n), *want = malloc(sizeof(float) * R * n);
         const uint32_t *u = b.map;
@@ -2529,7 +2534,8 @@ START_TEST(test_mla_pack16)
         }
         ck_assert_msg(tu_all_written(got, (size_t)R * n), "softmax pack: entries not written or not finite");
         double e = tu_nmse(want, got, (size_t)R * n);
-        printf("vk softmax pack (%u rows of %u): nmse vs host float16 %.3g\n", R, n, e);
+        printf("vk softmax pack (%u rows of %u, a %s a row): nmse vs host float16 %.3g\n", R, n,
+               sub ? "subgroup" : "workgroup", e);
         ck_assert_msg(e <= TOL_VK_PACK16_NMSE, "softmax pack: nmse %.3g", e);
         check_guard(&b, total, "softmax pack");
         free(got), free(want), free(ref);

@@ -41,9 +41,17 @@
 // of two accumulators of one shape are the same positions) and combine in registers.
 // FLAGS bit 10, NOVEC (GLM_VK_CM_VEC_OUT=0, a measurement): fragments through the scratch leave
 // as one float a lane and row, not as 16-byte stores.
+// Tiles of 64 or 32 token rows keep their bookkeeping in shared memory (SROWS; 128-row tiles
+// use all 48 KiB, and FLAGS bit 11, GLM_VK_CM_SROWS=0, turns it off to measure it): grouped
+// modes copy tiles[0..E] there with one load before the search for the workgroup's expert
+// (instead of a dependent load a step of it), and each slot's y row is looked up once at the
+// start for the x loads and the epilogue (which otherwise looked its rows up again, a
+// dependent load before each fragment's stores).
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u, NOVEC = (FLAGS >> 10) & 1u;
+const uint SRN = TILE == 1u ? 0u : 1u - ((FLAGS >> 11) & 1u); // SROWS as 0 / 1
+const bool SROWS = SRN != 0u;
 #define BM 128u
 const uint BMO = SWIGLU != 0u ? BM / 2u : BM; // output rows a workgroup
 const uint BN = TILE == 1u ? 128u : TILE == 2u ? 32u : 64u;
@@ -53,7 +61,23 @@ const uint LDH = WIDE != 0u ? 72u : 40u;
 const uint KSTEP = WIDE != 0u ? 64u : 32u; // columns a step
 layout(local_size_x = 256) in;
 
+#define MAX_EXP_SHARED 128u // experts whose tiles[] fit gtiles
+shared int gtiles[SRN * MAX_EXP_SHARED + 1u]; // SROWS, grouped modes: tiles[0 .. E]
+shared int srow[SRN * (BN - 1u) + 1u];         // SROWS: slot s's y row, -1 when empty
+bool tiles_shared;
+#define TILES_AT(i) (tiles_shared ? gtiles[i] : g[p.g_off + 2u * p.n_exp + (i)])
+
 #include "../matmul_tile.glsl"
+
+// slot_rows(), from srow where SROWS
+void slot_rows_s(uint s, out int xr, out int yr)
+{
+    if (SROWS) {
+        yr = srow[s];
+        xr = yr >= 0 && p.mode == 1u ? yr / int(p.k) : yr;
+    } else
+        slot_rows(s, xr, yr);
+}
 
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; }; // weights, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; }; // x, 16 bytes at a time
@@ -63,7 +87,9 @@ layout(std430, binding = 2) writeonly buffer Y4 { vec4 y4[]; };   // y, 16 bytes
 
 // The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
 // Two buffers of 40-column rows, or (WIDE) one of 72-column rows, which fits in the same space.
-shared f16vec4 ws[2u * BM * 40u / 4u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][KSTEP·step + k]
+// ws's last two quadruples (the last row's padding) are never used and not declared: TILE 1
+// fills the 48 KiB with them, and the SROWS arrays below take one int each there.
+shared f16vec4 ws[2u * BM * 40u / 4u - 2u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][KSTEP·step + k]
 shared f16vec4 xs[2u * BN * 40u / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][KSTEP·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
@@ -258,7 +284,7 @@ void put_frag(ACC a, uint i, uint sn, uint r0, uint nfrag, bool direct_ok)
         int yv[2];
         [[unroll]] for (uint i = 0u; i < 2u; i++) {
             int xr;
-            slot_rows(s0 + gl_SubgroupInvocationID / 4u + 8u * i, xr, yv[i]);
+            slot_rows_s(s0 + gl_SubgroupInvocationID / 4u + 8u * i, xr, yv[i]);
         }
         coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
         subgroupMemoryBarrierShared();
@@ -278,7 +304,7 @@ void put_frag(ACC a, uint i, uint sn, uint r0, uint nfrag, bool direct_ok)
     int yr[8];
     [[unroll]] for (uint i = 0u; i < 8u; i++) {
         int xr;
-        slot_rows(s0 + gl_SubgroupInvocationID / 16u + 2u * i, xr, yr[i]);
+        slot_rows_s(s0 + gl_SubgroupInvocationID / 16u + 2u * i, xr, yr[i]);
     }
     coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
     subgroupMemoryBarrierShared();
@@ -303,10 +329,24 @@ ACC swiglu(ACC g, ACC u)
 
 void main()
 {
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
+    tiles_shared = SROWS && (p.mode == 1u || p.mode == 2u) && p.n_exp <= MAX_EXP_SHARED;
+    if (tiles_shared) {
+        if (tid <= p.n_exp)
+            gtiles[tid] = g[p.g_off + 2u * p.n_exp + tid];
+        barrier();
+    }
     uint wbase;
     if (!tile_rows(wbase))
         return;
-    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
+    if (SROWS) {
+        if (tid < BN) {
+            int xr, yr;
+            slot_rows(tid, xr, yr);
+            srow[tid] = yr;
+        }
+        barrier();
+    }
     uint m0 = gl_WorkGroupID.x * BMO;
     w_row = tid / 2u;
     w_half = tid % 2u;
@@ -319,7 +359,7 @@ void main()
     x_slot = tid / XTPS;
     x_col = XPT * (tid % XTPS);
     int yr_unused;
-    slot_rows(x_slot, x_row, yr_unused);
+    slot_rows_s(x_slot, x_row, yr_unused);
 
     uint sm = 32u * (sg % 4u), sn = WT * (sg / 4u);
     // the tile rows of the subgroup's two weight fragments

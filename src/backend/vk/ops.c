@@ -493,9 +493,13 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         ahead = 1;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
                      16u * (cm_probe_bits & 15u) + (swiglu ? 512u : 0u);
-    static int64_t vec_out = -1; /* + 1024: the scratch's fragments leave a float at a time */
+    static int64_t vec_out = -1, srows = -1;
+    /* + 1024: the scratch's fragments leave a float at a time */
     if (env_u64("GLM_VK_CM_VEC_OUT", &vec_out, 1) == 0)
         flags += 1024u;
+    /* + 2048: the tile's bookkeeping read from the grouping in global memory (as 128-row tiles do) */
+    if (env_u64("GLM_VK_CM_SROWS", &srows, 1) == 0)
+        flags += 2048u;
     /* + 512: SiLU(W·x) * (U·x) with U at pc->w2_offset, half the weight rows a workgroup */
     uint32_t gx = (pc->nrows + MM_CM_ROWS / (swiglu ? 2 : 1) - 1) / (MM_CM_ROWS / (swiglu ? 2 : 1));
     if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
@@ -1276,6 +1280,16 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     return GLM_OK;
 }
 
+/* Does softmax take a subgroup a score row of L entries? Where they fit its lanes' registers
+ * (GLM_VK_SOFTMAX_SUB=0: a workgroup a row always, to measure the change). */
+static bool softmax_sub(const glm_vk *vk, uint32_t L)
+{
+    static int64_t on = -1;
+    uint32_t sgs = glm_vk_subgroup_size(vk);
+    return env_u64("GLM_VK_SOFTMAX_SUB", &on, 1) != 0 && sgs >= 2 && sgs <= 256 && 256 % sgs == 0 &&
+           L <= GLM_VK_SOFTMAX_NPT * sgs;
+}
+
 /* Query rows (t·H + h) of an item up to which its scores take mla_scores_rows (each key read
  * once for all of them) instead of tiles, on float32 operands. */
 #define SCORES_ROWS_MAX 64u
@@ -1322,9 +1336,12 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                     (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
-        glm_vk_softmax_push xp = { rows * H, L, s_off, p16 };
+        /* rows that fit a subgroup's registers: a subgroup a row, 256 / subgroup size rows a workgroup */
+        bool sub = softmax_sub(vk, L);
+        uint32_t per = sub ? 256 / glm_vk_subgroup_size(vk) : 1;
+        glm_vk_softmax_push xp = { rows * H, L, s_off, p16, sub };
         const glm_vk_buffer *xb[1] = { scratch };
-        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, rows * H, 1, 1));
+        GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, (rows * H + per - 1) / per, 1, 1));
         uint32_t chunk = (L + 31) / 32 * 32, ks = p16 ? 1 : mix_splits(rows * H, rkv, L, &chunk);
         uint32_t u_off = T * H * rkv + b0 * H * rkv, part_off = (s_off + rows * H * L + 3) / 4 * 4;
         uint32_t part_ld = (uint32_t)mix_part_ld(rows * H, rkv);

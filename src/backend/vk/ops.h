@@ -146,11 +146,13 @@ _Static_assert(sizeof(glm_vk_mla_scores_push) == 96, "mirrors shaders/mla_scores
 
 /* Score rows shaders/softmax.comp keeps in registers (256 invocations × NPT). */
 #define GLM_VK_SOFTMAX_REGS 6144u
+#define GLM_VK_SOFTMAX_NPT 24u /* entries a lane keeps in registers (softmax.comp's NPT) */
 
 typedef struct glm_vk_softmax_push {
     uint32_t rows, n, s_off, pack; /* pack: rows written as float16 pairs (mla_mix_cm) */
+    uint32_t sub;                  /* a subgroup a row (n at most GLM_VK_SOFTMAX_NPT a lane) */
 } glm_vk_softmax_push;
-_Static_assert(sizeof(glm_vk_softmax_push) == 16, "mirrors shaders/softmax.comp");
+_Static_assert(sizeof(glm_vk_softmax_push) == 20, "mirrors shaders/softmax.comp");
 
 /* chunk: keys per split (workgroup z sums keys z·chunk .. +chunk-1 and writes at u_off +
  * z·part_ld: u itself with one split, else partials that mla_reduce.comp adds up). */

@@ -58,7 +58,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MATMUL_CM] = { "matmul_cm", spv_matmul_cm, sizeof spv_matmul_cm, 4, 80, true, 0xb, true },
     [GLM_VK_MLA_SCORES_TILED] = { "mla_scores_tiled", spv_mla_scores_tiled, sizeof spv_mla_scores_tiled, 8, 96, false,
                                   0x7f },
-    [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 16, false, 0x0 },
+    [GLM_VK_SOFTMAX] = { "softmax", spv_softmax, sizeof spv_softmax, 1, 20, false, 0x0 },
     [GLM_VK_MLA_MIX_TILED] = { "mla_mix_tiled", spv_mla_mix_tiled, sizeof spv_mla_mix_tiled, 6, 80, false, 0x1f },
     [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 80, false, 0x1f, true },
