@@ -50,6 +50,9 @@
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u, NOVEC = (FLAGS >> 10) & 1u;
+// FLAGS bit 12, NOBAR: a measurement switch (the grouped-product probe's bit 16; results wrong):
+// no barriers in the main loop.
+const uint NOBAR = (FLAGS >> 12) & 1u;
 const uint SRN = TILE == 1u ? 0u : 1u - ((FLAGS >> 11) & 1u); // SROWS as 0 / 1
 const bool SROWS = SRN != 0u;
 #define BM 128u
@@ -395,6 +398,7 @@ void main()
         A0 = coopMatMulAdd(af, bf0, A0);                                                                          \
         A1 = coopMatMulAdd(af, bf1, A1);                                                                          \
     }
+#define LOOP_BARRIER() if (NOBAR == 0u) barrier()
     uint nsteps = p.ncols / 32u;
     Raw ra, rb;
     if (WIDE != 0u) { // step st multiplies chunks 2st, 2st + 1 while chunks 2st + 2, 2st + 3 load
@@ -402,17 +406,17 @@ void main()
         fetch_pair(0u, ra, rb);
         stash(0u, 0u, ra);
         stash(0u, 32u, rb);
-        barrier();
+        LOOP_BARRIER();
         for (uint st = 0u; st < nw; st++) {
             if (st + 1u < nw)
                 fetch_pair(2u * st + 2u, ra, rb);
             PRODUCTS(0u)
-            barrier();
+            LOOP_BARRIER();
             if (st + 1u < nw) {
                 stash(0u, 0u, ra);
                 stash(0u, 32u, rb);
             }
-            barrier();
+            LOOP_BARRIER();
         }
         nsteps = 0u; // the loops below are skipped
     }
@@ -420,7 +424,7 @@ void main()
         fetch(0u, ra);
     if (nsteps > 0u && AHEAD1 != 0u) { // step st multiplies out of buffer st % 2 while step st + 1 loads
         stash(0u, 0u, ra);
-        barrier();
+        LOOP_BARRIER();
         for (uint st = 0u; st < nsteps; st++) {
             uint b = st % 2u;
             if (st + 1u < nsteps)
@@ -428,14 +432,14 @@ void main()
             PRODUCTS(b)
             if (st + 1u < nsteps)
                 stash(1u - b, 0u, ra);
-            barrier();
+            LOOP_BARRIER();
         }
         nsteps = 0u; // the loop below is skipped
     } else if (nsteps > 0u) {
         if (nsteps > 1u)
             fetch(1u, rb);
         stash(0u, 0u, ra);
-        barrier();
+        LOOP_BARRIER();
     }
     for (uint st = 0u; st < nsteps; st += 2u) {
         if (st + 2u < nsteps)
@@ -443,7 +447,7 @@ void main()
         PRODUCTS(0u)
         if (st + 1u < nsteps)
             stash(1u, 0u, rb);
-        barrier();
+        LOOP_BARRIER();
         if (st + 1u >= nsteps)
             break;
         if (st + 3u < nsteps)
@@ -451,7 +455,7 @@ void main()
         PRODUCTS(1u)
         if (st + 2u < nsteps)
             stash(0u, 0u, ra);
-        barrier();
+        LOOP_BARRIER();
     }
 
     bool direct_ok = (p.mode == 0u || p.mode == 3u) && (p.pad & 2u) != 0u;

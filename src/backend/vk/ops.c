@@ -166,7 +166,7 @@ static uint32_t matvec_exp(void)
 /* Probe switch 16: the products take an 8-bit x (glm_vk_matvec_x8). */
 bool glm_vk_matvec_probe_x8(void) { return probe_set && (probe_bits & 16u); }
 
-/* Measurement switches of matmul_cm.comp (its EXP bits): set by bench's grouped-product probe only. */
+/* Measurement switches of matmul_cm.comp (its EXP bits; bit 4: NOBAR): set by bench's grouped-product probe only. */
 static uint32_t cm_probe_bits;
 void glm_vk_matmul_probe_bits(uint32_t bits) { cm_probe_bits = bits; }
 
@@ -492,7 +492,7 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
     if (ahead == 0 && pc->ncols % 64 != 0)
         ahead = 1;
     uint32_t flags = (bn == 128 ? 1u : bn == 32 ? 2u : 0u) + (ahead == 1 ? 4u : ahead == 0 ? 8u : 0u) +
-                     16u * (cm_probe_bits & 15u) + (swiglu ? 512u : 0u);
+                     16u * (cm_probe_bits & 15u) + 4096u * ((cm_probe_bits >> 4) & 1u) + (swiglu ? 512u : 0u);
     static int64_t vec_out = -1, srows = -1;
     /* + 1024: the scratch's fragments leave a float at a time */
     if (env_u64("GLM_VK_CM_VEC_OUT", &vec_out, 1) == 0)
