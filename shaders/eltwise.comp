@@ -3,7 +3,8 @@
 //   op 0: y = a + b        op 1: y = SiLU(a) * b (SwiGLU)        op 2: y = a (copy)
 //   op 3: y = a as float16, two to a 32-bit word (cols and y's offsets count words; a's count
 //         floats, two a word)
-//   op 4: y = Σ_{z < pad} a moved z·b_off floats on, added in order (split products' parts)
+//   op 4: y = Σ_{z < pad} a moved z·b_off floats on, added in order (split products' parts);
+//         with b_ld set, y += that sum (y's old value plus the sum, as op 0 would add them)
 // Push constants mirror glm_vk_eltwise_push in src/backend/vk/ops.h.
 layout(local_size_x = 64) in;
 
@@ -32,7 +33,8 @@ void main()
         float sum = 0.0;
         for (uint z = 0u; z < p.pad; z++)
             sum += a[p.a_off + z * p.b_off + r * p.a_ld + i];
-        y[p.y_off + r * p.y_ld + i] = sum;
+        uint o = p.y_off + r * p.y_ld + i;
+        y[o] = p.b_ld != 0u ? y[o] + sum : sum;
         return;
     }
     float av = a[p.a_off + r * p.a_ld + i];

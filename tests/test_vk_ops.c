@@ -652,6 +652,43 @@ START_TEST(test_matmul_all_types)
 }
 END_TEST
 
+/* y += W·x for a product that splits into column parts (glm_vk_matmul_add): y starts random,
+ * and must end as y + the product of glm_vk_matmul, bit for bit. Returns false (nothing run)
+ * where the product does not split. */
+static bool matmul_add_case(glm_type t, uint32_t ncols, uint32_t nrows, uint32_t T)
+{
+    test_weight tw;
+    make_weight(&tw, t, ncols, nrows, 1);
+    if (glm_vk_matmul_parts(g_vk, &tw.w, T) < 2) {
+        free_weight(&tw);
+        return false;
+    }
+    size_t n = (size_t)nrows * T;
+    float *x = malloc((size_t)ncols * T * 4), *y0 = malloc(n * 4), *want = malloc(n * 4);
+    tu_fill_uniform(&g_rng, x, (size_t)ncols * T, -2, 2);
+    tu_fill_uniform(&g_rng, y0, n, -5, 5);
+    glm_vk_buffer bx = dev_copy(x, (size_t)ncols * T * 4), bp = out_buf(n), by = out_buf(n);
+    memcpy(by.map, y0, n * 4);
+    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+    ck_assert_msg(glm_vk_matmul(g_vk, view(&bp, T, nrows), &tw.w, 0, view(&bx, T, ncols)) == GLM_OK, "%s",
+                  glm_last_error());
+    ck_assert_msg(glm_vk_matmul_add(g_vk, view(&by, T, nrows), &tw.w, view(&bx, T, ncols)) == GLM_OK, "%s",
+                  glm_last_error());
+    run();
+    check_out(&bp, n, "matmul (for matmul_add)");
+    const float *prod = bp.map;
+    for (size_t i = 0; i < n; i++)
+        want[i] = y0[i] + prod[i];
+    ck_assert_msg(memcmp(by.map, want, n * 4) == 0, "matmul_add %s cols=%u: not y + the product, bit for bit",
+                  glm_type_name(t), ncols);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &bp);
+    glm_vk_buffer_destroy(g_vk, &by);
+    free_weight(&tw);
+    free(x), free(y0), free(want);
+    return true;
+}
+
 START_TEST(test_matmul_split)
 {
     /* plain products over whole 512-column parts: on tensor cores split 4 ways (2048 columns) and
@@ -675,6 +712,14 @@ START_TEST(test_matmul_split)
             printf("vk matmul%s, splits up to %u: worst nmse %.3g\n", matmul_name(cm), split, worst);
             if (cm == 0)
                 break; /* the plain kernel does not split */
+            /* y += W·x through the parts' sum, where the product splits */
+            unsigned adds = 0;
+            for (size_t ti = 0; ti < 4; ti++)
+                for (size_t si = 0; si < 2; si++)
+                    adds += matmul_add_case(types[ti], shapes[si][0], shapes[si][1], shapes[si][2]);
+            printf("vk matmul_add%s, splits up to %u: %u products split, each y + the product bit for bit\n",
+                   matmul_name(cm), split, adds);
+            ck_assert_msg(split == 1 || adds > 0, "matmul_add: no product split at splits up to %u", split);
         }
     }
     glm_vk_coopmat_set_split(g_vk, split_default);
@@ -1410,8 +1455,18 @@ START_TEST(test_eltwise)
         ck_assert(glm_vk_sum_parts(g_vk, view(&bs, pr, pc), p0, 3, stride) == GLM_OK);
         run();
         check_close(&bs, want, pr * pc, TOL_VK_ELEMENTWISE_NMSE, "sum_parts");
+        /* y += the sum: y's old value plus the sum, as an add after the sum would give */
+        float *y0 = bs.map, add_want[60];
+        tu_fill_uniform(&g_rng, y0, pr * pc, -3, 3);
+        for (uint32_t i = 0; i < pr * pc; i++)
+            add_want[i] = y0[i] + want[i];
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_sum_parts_add(g_vk, view(&bs, pr, pc), p0, 3, stride) == GLM_OK);
+        run();
+        ck_assert_msg(memcmp(bs.map, add_want, sizeof add_want) == 0, "sum_parts_add: not y + the sum, bit for bit");
         p0.off = (uint32_t)n - 50; /* the last part past a's end */
         ck_assert(glm_vk_sum_parts(g_vk, view(&bs, pr, pc), p0, 3, stride) != GLM_OK);
+        ck_assert(glm_vk_sum_parts_add(g_vk, view(&bs, pr, pc), p0, 3, stride) != GLM_OK);
         glm_vk_buffer_destroy(g_vk, &bs);
     }
     ck_assert(glm_vk_to_half(g_vk, view(&bh, rows, hw), view(&ba, rows, cols)) != GLM_OK); /* odd columns */

@@ -628,8 +628,9 @@ static glm_status x8_record(vk_impl *v, glm_dview x, glm_vk_view *q)
 }
 
 /* y = W_slab·x (add: y += W·x), walked by the item runs: items of many rows as tiled products
- * (with add, into a scratch and then added to y), the rows of small items row by row (the add
- * folded into the matvec), exactly as when their item runs alone. */
+ * (with add, into a scratch and then added to y, or where the product splits into column parts,
+ * their sum added into y), the rows of small items row by row (the add folded into the matvec),
+ * exactly as when their item runs alone. */
 static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm_tensor *w, uint32_t slab, bool add)
 {
     glm_vk_weight wt;
@@ -639,6 +640,13 @@ static glm_status plain_products(vk_impl *v, glm_dview y, glm_dview x, const glm
     while (next_seg(v, (uint32_t)x.rows, &c, &s)) {
         glm_dview ys = glm_dview_rows(y, s.t, s.n), xs = glm_dview_rows(x, s.t, s.n);
         bool tiled = s.tiled && glm_vk_matmul_fits(&wt);
+        if (tiled && add && slab == 0 && glm_vk_matmul_add_on() &&
+            glm_vk_matmul_parts(v->vk, &wt, (uint32_t)xs.rows) > 1) {
+            /* split into column parts: their sum adds into y */
+            GLM_TRY(recording(v));
+            GLM_TRY(glm_vk_matmul_add(v->vk, vv(ys), &wt, vv(xs)));
+            continue;
+        }
         glm_dview p = ys;
         if (tiled && add)
             GLM_TRY(fold_view(v, &v->fold_y, ys.rows, ys.cols, &p));

@@ -540,19 +540,61 @@ static void split_push(glm_vk_matmul_push *pc, const glm_vk_weight *w, uint32_t 
     pc->y_ld = w->nrows;
 }
 
-glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
+/* y = the sum of the parts (add: y += it) */
+static glm_status sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride, bool add)
 {
     glm_vk_view last = part0;
     last.off += (parts ? parts - 1 : 0) * stride;
     if (parts == 0 || !view_ok(y) || !view_ok(part0) || !view_ok(last) || part0.rows != y.rows ||
         part0.cols != y.cols)
         return bad("sum_parts", "views disagree or overrun their buffers");
-    glm_vk_eltwise_push pc = { 4u, y.rows, y.cols, parts, part0.off, part0.ld, stride, 0, y.off, y.ld, 0, 0 };
+    glm_vk_eltwise_push pc = { 4u, y.rows, y.cols, parts, part0.off, part0.ld, stride, add, y.off, y.ld, 0, 0 };
     const glm_vk_buffer *bb[3] = { part0.buf, part0.buf, y.buf };
     return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
 }
 
+glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
+{
+    return sum_parts(vk, y, part0, parts, stride, false);
+}
+
+glm_status glm_vk_sum_parts_add(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
+{
+    return sum_parts(vk, y, part0, parts, stride, true);
+}
+
+/* GLM_VK_ADD_PARTS=0: y += W·x always through a product scratch and an add (to measure the change) */
+bool glm_vk_matmul_add_on(void)
+{
+    static int64_t on = -1;
+    return env_u64("GLM_VK_ADD_PARTS", &on, 1) != 0;
+}
+
+/* The column parts glm_vk_matmul splits W·x of `rows` token rows into (1: none). */
+uint32_t glm_vk_matmul_parts(glm_vk *vk, const glm_vk_weight *w, uint32_t rows)
+{
+    glm_vk_matmul_push pc = { (uint32_t)w->type, w->ncols, w->nrows, w->row_bytes, w->offset, w->slab_bytes,
+                              0, w->ncols, 0, w->nrows, rows, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+    return matmul_splits(vk, &pc, rows, matmul_tile_rows(vk, &pc, rows, 1));
+}
+
+static glm_status matmul_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
+                             bool add);
+
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x)
+{
+    return matmul_any(vk, y, w, slab, x, false);
+}
+
+glm_status glm_vk_matmul_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x)
+{
+    return matmul_any(vk, y, w, 0, x, true);
+}
+
+/* y = W_slab·x; add (products that split into column parts only): y += W·x, the parts' sum
+ * added into y by the dispatch that sums them */
+static glm_status matmul_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x,
+                             bool add)
 {
     if (!glm_vk_matmul_fits(w))
         return glm_errorf(GLM_ERR_INVALID, "vulkan matmul: %s weight of %u columns is malformed, outside its buffer or "
@@ -573,8 +615,10 @@ glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint
         ps.g_off = part;
         const glm_vk_buffer *bs[4] = { w->buf, x.buf, pb, x.buf /* unused */ };
         GLM_TRY(matmul_record(vk, &ps, bs, x.rows, 0, parts, bn, NULL, false));
-        return glm_vk_sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part);
+        return sum_parts(vk, y, (glm_vk_view){ pb, 0, x.rows, w->nrows, w->nrows }, parts, part, add);
     }
+    if (add)
+        return bad("matmul_add", "the product does not split into column parts (glm_vk_matmul_parts)");
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
     return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL, false);
 }

@@ -322,6 +322,11 @@ glm_status glm_vk_matvec_x8_out(glm_vk *vk, glm_vk_view y, const glm_vk_weight *
 #define GLM_VK_MATMUL_MIN_ROWS 8u
 bool glm_vk_matmul_fits(const glm_vk_weight *w);
 glm_status glm_vk_matmul(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, uint32_t slab, glm_vk_view x);
+/* The column parts glm_vk_matmul splits W·x of `rows` token rows into (1: none), and y += W·x
+ * for the products that split (their parts' sum adds into y: no product scratch, no add). */
+uint32_t glm_vk_matmul_parts(glm_vk *vk, const glm_vk_weight *w, uint32_t rows);
+bool glm_vk_matmul_add_on(void); /* the engine's y += W·x takes glm_vk_matmul_add where it can */
+glm_status glm_vk_matmul_add(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x);
 /* Per-head products in one dispatch: for h < heads, rows of y shifted by h·y_step elements
  * = slab h of w · rows of x shifted by h·x_step (absorbed MLA's k_b and v_b in prefill). */
 glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, uint32_t heads,
@@ -392,6 +397,8 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
 /* y = Σ_{z < parts} part_z, in order, where part_z is the view part0 moved z·stride floats on
  * (the partial products of a split plain product). */
 glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride);
+/* y += the same sum (y's old value plus the sum) */
+glm_status glm_vk_sum_parts_add(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride);
 /* y = a as float16, two values to a 32-bit word: y a view of 32-bit words with a.cols / 2
  * columns (a.cols even). */
 glm_status glm_vk_to_half(glm_vk *vk, glm_vk_view y, glm_vk_view a);
