@@ -2540,6 +2540,25 @@ START_TEST(test_rejects_bad_shapes)
 }
 END_TEST
 
+/* The grid-barrier probe (bench's measurement): one workgroup crosses 8 barriers of its grid;
+ * a grid of 2 of which only 1 is dispatched times out and stops instead of waiting forever. */
+START_TEST(test_grid_probe)
+{
+    uint32_t out[3];
+    ck_assert(glm_vk_grid_probe_run(g_vk, 1, 1, 8, 100000, out) == GLM_OK);
+    ck_assert_msg(out[0] == 8 && out[1] == 0 && out[2] == 1, "grid probe, one workgroup: %u arrivals, flag %u, %u done",
+                  out[0], out[1], out[2]);
+    ck_assert(glm_vk_grid_probe_run(g_vk, 2, 1, 8, 1000, out) == GLM_OK);
+    ck_assert_msg(out[0] == 1 && out[1] == 1 && out[2] == 0, "grid probe, one of two: %u arrivals, flag %u, %u done",
+                  out[0], out[1], out[2]);
+    bool resident = false;
+    double us = -1;
+    ck_assert(glm_vk_grid_probe(g_vk, 1, 20, 100000, &resident, &us) == GLM_OK);
+    ck_assert_msg(resident, "grid probe: one workgroup not resident");
+    printf("vk grid probe: one workgroup through 8 barriers; a missing one timed out; %.2f us a barrier\n", us);
+}
+END_TEST
+
 /* The float16 operands of the tensor-core MLA core, checked here on any device: softmax's
  * pack (rows written as float16 pairs over their own storage, an odd row's last pair padded
  * with 0) and mla_pack16 (key rows through a shuffled page table, zero past n_kv and past the
@@ -2705,6 +2724,7 @@ int main(void)
     ADD_CASE(test_argmax);
     ADD_CASE(test_mla_attention);
     ADD_CASE(test_mla_pack16);
+    ADD_CASE(test_grid_probe);
     ADD_CASE(test_kv_write);
     ADD_CASE(test_profiling);
     ADD_CASE(test_rejects_bad_shapes);

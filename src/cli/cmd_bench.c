@@ -747,6 +747,21 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
             pbits[np++] = pb[i];
         glm_vk_matvec_probe_bits(0);
     }
+    /* GLM_BENCH_GRID=n1,n2,...: the grid-barrier probe with n workgroups of 64 (at most 8 counts) */
+    unsigned ng = 0;
+    uint32_t gn[8];
+    bool gres[8];
+    double gus[8];
+    for (const char *q = o->profile ? getenv("GLM_BENCH_GRID") : NULL; s == GLM_OK && q && *q && ng < 8;) {
+        char *end;
+        unsigned long n = strtoul(q, &end, 10);
+        if (end == q || n == 0 || n > 65535)
+            break;
+        gn[ng] = (uint32_t)n;
+        s = glm_vk_grid_probe(vk, gn[ng], 200, 200000, &gres[ng], &gus[ng]);
+        ng += s == GLM_OK;
+        q = *end == ',' ? end + 1 : end;
+    }
     for (unsigned i = 0; s == GLM_OK && i < nmb; i++) {
         glm_vk_matmul_probe_bits(mb[i]);
         if (glm_vk_matmul_id_probe(vk, &mm_us[nm]) == GLM_OK)
@@ -768,6 +783,9 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
                    pbits[i], probe[i].small_bytes / 1e6, probe[i].cold_us, probe[i].hot_us, probe[i].big_bytes / 1e6,
                    probe[i].big_us, probe[i].big_bytes / (probe[i].big_us * 1e3), probe[i].pair_us,
                    probe[i].pair_us - probe[i].big_us);
+        for (unsigned i = 0; !o->json && i < ng; i++)
+            printf("grid barrier, %u workgroups of 64: %s, %.2f us a barrier (200 rounds)\n", gn[i],
+                   gres[i] ? "all resident" : "NOT all resident (a wait timed out)", gus[i]);
         for (unsigned i = 0; !o->json && i < nm; i++)
             printf("grouped-product probe (switches %u), Q4_K 1536x2048 x 65 experts, 512 tokens x (4 + 1): %.1f us "
                    "(%.1f TFLOP/s useful)\n",

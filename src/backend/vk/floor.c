@@ -7,6 +7,7 @@
 #include "ref/matmul.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define FLOOR_BUFS 9 /* the source and 8 destinations */
@@ -271,5 +272,63 @@ glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
     glm_vk_buffer_destroy(vk, &hb);
     if (s == GLM_OK)
         *us = 1e6 * best / n;
+    return s;
+}
+
+/* ---- grid-barrier probe (bench --profile): co-residency and the cost of a barrier over a grid -- */
+
+/* One dispatch of the probe; its counters read back after it. */
+static glm_status grid_run(glm_vk *vk, glm_vk_buffer *cnt, uint32_t groups, uint32_t rounds, uint32_t limit,
+                           uint32_t dispatched, uint32_t out[3], double *secs)
+{
+    uint32_t zero[4] = { 0, 0, 0, 0 };
+    GLM_TRY(glm_vk_upload(vk, cnt, 0, zero, sizeof zero));
+    uint32_t pc[4] = { groups, rounds, limit, 0 };
+    const glm_vk_buffer *bb[1] = { cnt };
+    double t0 = wall_s();
+    GLM_TRY(glm_vk_begin(vk));
+    glm_status s = glm_vk_dispatch(vk, GLM_VK_GRID_PROBE, bb, 1, pc, sizeof pc, dispatched, 1, 1);
+    if (s != GLM_OK) {
+        glm_vk_submit_wait(vk);
+        return s;
+    }
+    GLM_TRY(glm_vk_submit_wait(vk));
+    *secs = wall_s() - t0;
+    return glm_vk_download(vk, out, cnt, 0, 3 * sizeof(uint32_t));
+}
+
+glm_status glm_vk_grid_probe_run(glm_vk *vk, uint32_t groups, uint32_t dispatched, uint32_t rounds, uint32_t limit,
+                                 uint32_t out[3])
+{
+    glm_vk_buffer cnt = {0};
+    double t = 0;
+    glm_status s = glm_vk_buffer_create(vk, &cnt, 4 * sizeof(uint32_t), false);
+    if (s == GLM_OK)
+        s = grid_run(vk, &cnt, groups, rounds, limit, dispatched, out, &t);
+    glm_vk_buffer_destroy(vk, &cnt);
+    return s;
+}
+
+glm_status glm_vk_grid_probe(glm_vk *vk, uint32_t groups, uint32_t rounds, uint32_t limit, bool *resident, double *us)
+{
+    glm_vk_buffer cnt = {0}; /* device memory: the counters' atomics stay in the GPU's L2 */
+    glm_status s = glm_vk_buffer_create(vk, &cnt, 4 * sizeof(uint32_t), false);
+    double best[2] = { 1e30, 1e30 }, t = 0;
+    uint32_t out[3] = { 0, 0, 0 };
+    bool all = true;
+    /* a warm-up of each, then the best of 3: with no rounds, and with `rounds` */
+    for (int rep = 0; s == GLM_OK && rep < 4; rep++)
+        for (int c = 0; s == GLM_OK && c < 2; c++) {
+            s = grid_run(vk, &cnt, groups, c ? rounds : 0, limit, groups, out, &t);
+            if (s == GLM_OK && c)
+                all = all && out[1] == 0 && out[2] == groups && out[0] == groups * rounds;
+            if (s == GLM_OK && rep > 0 && t < best[c])
+                best[c] = t;
+        }
+    glm_vk_buffer_destroy(vk, &cnt);
+    if (s == GLM_OK) {
+        *resident = all;
+        *us = rounds ? 1e6 * (best[1] - best[0]) / rounds : 0;
+    }
     return s;
 }

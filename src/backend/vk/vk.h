@@ -60,6 +60,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MLA_FLASH,  /* GLM_VK_MLA_SPLIT with every head in a workgroup (decode rows) */
     GLM_VK_QUANT_X8,   /* rows of x quantized to 8 bits for GLM_VK_MATVEC_Q8 */
     GLM_VK_MATVEC_Q8,  /* GLM_VK_MATVEC_FAST of an 8-bit x; only where glm_vk_idot_available */
+    GLM_VK_GRID_PROBE, /* a barrier across a whole grid (bench --profile's measurement only) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -238,6 +239,15 @@ void glm_vk_host_profile(const glm_vk *vk, glm_vk_host_prof *out);
 /* The wall time per dispatch of n empty 1-workgroup dispatches, each after a barrier
  * (chained) or in runs of 8 independent ones between barriers (grouped); best of 3 (floor.c). */
 glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, double *grouped_us);
+/* The grid-barrier probe (shaders/grid_probe.comp): one dispatch of `groups` workgroups of 64
+ * invocations crossing `rounds` barriers of the whole grid, each waiting at most `limit` polls.
+ * *resident: every workgroup finished every round (none waited past its limit); *us: the wall
+ * time of that dispatch less that of the same with no rounds, per round (best of 3). */
+glm_status glm_vk_grid_probe(glm_vk *vk, uint32_t groups, uint32_t rounds, uint32_t limit, bool *resident, double *us);
+/* One run of it (dispatched workgroups, possibly fewer than `groups`): the counters after it,
+ * arrivals, the timed-out flag and the workgroups done (tests). */
+glm_status glm_vk_grid_probe_run(glm_vk *vk, uint32_t groups, uint32_t dispatched, uint32_t rounds, uint32_t limit,
+                                 uint32_t out[3]);
 const char *glm_vk_kernel_name(glm_vk_kernel k);
 /* The same for a kernel specialized by constant_id 0 = `variant` % 64 and constant_id 1 =
  * `variant` / 64 (matvec: the weight type, fused SwiGLU; matvec_fast: bit 0 SwiGLU, bit 1 one
