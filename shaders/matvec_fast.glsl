@@ -96,17 +96,6 @@ layout(push_constant) uniform P {
 } p;
 
 #include "dequant.glsl"
-// PERSIST (variant bit 8192; bench's persistent-product probe only, no model product): the
-// dispatch's workgroups, all resident, run p.type rounds of the product; in each, workgroup g
-// takes the product's workgroups g, g + n, ... (n the dispatch's count; p.swiglu of them), round
-// r on slab r % p.norm (z; y and x do not move with it), and then waits at a barrier across the
-// grid (invocation 0: arrive at pcnt[0], poll it; past PERSIST_LIMIT polls pcnt[1] is set and
-// every workgroup stops, so a grid that is not all resident times out instead of hanging).
-const bool PERSIST = (VAR & 8192u) != 0u;
-#define PERSIST_LIMIT 4000000u
-layout(std430, binding = 8) coherent buffer PCNT { uint pcnt[]; };
-uvec3 WGID; // the product's workgroup this invocation computes (gl_WorkGroupID but in PERSIST)
-shared uint persist_stop;
 
 // Q4_K/Q5_K with XC: the 8 tasks of a block are its 8 columns of 4 bytes in each 32-byte run
 // of codes (task c: bytes [4c, 4c + 4) of runs 0..3), so that the lanes of a block read x in
@@ -445,7 +434,7 @@ void stream_rows()
         y[p.y_off] = 1.0;
 }
 
-void mv_main()
+void main()
 {
     if (X_STREAM) {
         stream_rows();
@@ -455,8 +444,8 @@ void mv_main()
     uint lane = tid % tpr, slice = tid / tpr;
     uint nsl = KS2 ? WG / tpr / 2u : WG / tpr; // rows (of NR) a workgroup
     uint half_ = KS2 ? slice / nsl : 0u, rs = KS2 ? slice % nsl : slice;
-    uint r0 = (WGID.x * nsl + rs) * NR;
-    uint v = WGID.y, z = WGID.z;
+    uint r0 = (gl_WorkGroupID.x * nsl + rs) * NR;
+    uint v = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     uint wbase = p.w_offset + z * p.slab_bytes;
     uint xrow = v;
     if (COMB) { // v is the token: its experts' slabs, x rows and weights for the whole workgroup
@@ -659,38 +648,5 @@ void mv_main()
                 q8_rows[rs * NR + r] = o;
         }
     if (Q8OUT)
-        q8_out(tid, WGID.x * nsl * NR, nsl * NR, v, z);
-}
-
-void main()
-{
-    if (!PERSIST) {
-        WGID = gl_WorkGroupID;
-        mv_main();
-        return;
-    }
-    uint tid = gl_LocalInvocationID.x, n = gl_NumWorkGroups.x;
-    for (uint r = 0u; r < p.type; r++) {
-        for (uint g = gl_WorkGroupID.x; g < p.swiglu; g += n) {
-            WGID = uvec3(g, 0u, r % p.norm);
-            mv_main();
-            barrier();
-        }
-        if (tid == 0u) {
-            memoryBarrierBuffer();
-            atomicAdd(pcnt[0], 1u);
-            uint it = 0u;
-            while (atomicAdd(pcnt[0], 0u) < n * (r + 1u) && atomicAdd(pcnt[1], 0u) == 0u && it < PERSIST_LIMIT)
-                it++;
-            if (it >= PERSIST_LIMIT)
-                atomicExchange(pcnt[1], 1u);
-            persist_stop = atomicAdd(pcnt[1], 0u);
-            memoryBarrierBuffer();
-        }
-        barrier();
-        bool quit = persist_stop != 0u;
-        barrier();
-        if (quit)
-            return;
-    }
+        q8_out(tid, gl_WorkGroupID.x * nsl * NR, nsl * NR, v, z);
 }

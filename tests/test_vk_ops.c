@@ -2559,56 +2559,6 @@ START_TEST(test_grid_probe)
 }
 END_TEST
 
-/* The persistent-product probe (bench's GLM_BENCH_PERSIST; ops.h): one dispatch running R
- * products of a Q4_K weight with a barrier across the grid after each, round r on slab r % 2,
- * leaves y bit for bit as the regular product of the last round's slab, every element written,
- * and its counters at R arrivals with no timeout flag. A grid that cannot all run at once (2
- * workgroups where the device runs one at a time) times out and stops instead of hanging. */
-START_TEST(test_matvec_persist)
-{
-    const uint32_t ncols = 512, nrows = 200, R = 6; /* the last round on slab 1 */
-    test_weight tw;
-    make_weight(&tw, GLM_TYPE_Q4_K, ncols, nrows, 2);
-    float *x = malloc(ncols * 4), *y0 = malloc(nrows * 4);
-    tu_fill_uniform(&g_rng, x, ncols, -1, 1);
-    glm_vk_buffer bx = dev_copy(x, ncols * 4), by = out_buf(nrows);
-    glm_vk_buffer *cb = glm_vk_persist_counters(g_vk);
-    tu_poison(by.map, nrows);
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert(glm_vk_matvec(g_vk, view(&by, 1, nrows), &tw.w, (R - 1) % 2, view(&bx, 1, ncols)) == GLM_OK);
-    run();
-    memcpy(y0, by.map, nrows * 4);
-    for (uint32_t groups = 1; groups <= 2; groups++) {
-        uint32_t zero[2] = { 0, 0 }, cnt[2];
-        ck_assert(glm_vk_upload(g_vk, cb, 0, zero, sizeof zero) == GLM_OK);
-        tu_poison(by.map, nrows);
-        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        glm_vk_matvec_persist(groups, R, 2);
-        glm_status st = glm_vk_matvec(g_vk, view(&by, 1, nrows), &tw.w, 0, view(&bx, 1, ncols));
-        glm_vk_matvec_persist(0, 0, 0);
-        ck_assert_msg(st == GLM_OK, "%s", glm_last_error());
-        run();
-        ck_assert(glm_vk_download(g_vk, cnt, cb, 0, sizeof cnt) == GLM_OK);
-        if (groups == 1 || cnt[1] == 0) {
-            ck_assert_msg(cnt[0] == groups * R && cnt[1] == 0, "persist, %u workgroups: %u arrivals, flag %u", groups,
-                          cnt[0], cnt[1]);
-            ck_assert_msg(tu_all_written(by.map, nrows), "persist, %u workgroups: y not all written", groups);
-            ck_assert_msg(memcmp(by.map, y0, nrows * 4) == 0, "persist, %u workgroups: y differs from the product", groups);
-            printf("vk matvec persist: %u workgroups, %u products, y bit-identical\n", groups, R);
-        } else {
-            ck_assert_msg(cnt[0] < groups * R, "persist, %u workgroups: flag set after every arrival", groups);
-            printf("vk matvec persist: %u workgroups not all resident here: timed out after %u arrivals\n", groups,
-                   cnt[0]);
-        }
-    }
-    glm_vk_buffer_destroy(g_vk, &bx);
-    glm_vk_buffer_destroy(g_vk, &by);
-    free_weight(&tw);
-    free(x);
-    free(y0);
-}
-END_TEST
-
 /* The float16 operands of the tensor-core MLA core, checked here on any device: softmax's
  * pack (rows written as float16 pairs over their own storage, an odd row's last pair padded
  * with 0) and mla_pack16 (key rows through a shuffled page table, zero past n_kv and past the
@@ -2775,7 +2725,6 @@ int main(void)
     ADD_CASE(test_mla_attention);
     ADD_CASE(test_mla_pack16);
     ADD_CASE(test_grid_probe);
-    ADD_CASE(test_matvec_persist);
     ADD_CASE(test_kv_write);
     ADD_CASE(test_profiling);
     ADD_CASE(test_rejects_bad_shapes);

@@ -762,22 +762,6 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         ng += s == GLM_OK;
         q = *end == ',' ? end + 1 : end;
     }
-    /* GLM_BENCH_PERSIST=n1,n2,...: the persistent-product probe at n workgroups (at most 8) */
-    uint32_t pn[8];
-    int npn = 0;
-    glm_vk_persist_result pres = {0};
-    for (const char *q = o->profile ? getenv("GLM_BENCH_PERSIST") : NULL; q && *q && npn < 8;) {
-        char *end;
-        unsigned long n = strtoul(q, &end, 10);
-        if (end == q || n == 0 || n > 65535)
-            break;
-        pn[npn++] = (uint32_t)n;
-        q = *end == ',' ? end + 1 : end;
-    }
-    if (s == GLM_OK && npn > 0 && glm_vk_persist_probe(vk, pn, npn, &pres) != GLM_OK) {
-        fprintf(stderr, "glm47 bench: persistent-product probe: %s\n", glm_last_error());
-        npn = 0;
-    }
     for (unsigned i = 0; s == GLM_OK && i < nmb; i++) {
         glm_vk_matmul_probe_bits(mb[i]);
         if (glm_vk_matmul_id_probe(vk, &mm_us[nm]) == GLM_OK)
@@ -802,14 +786,6 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         for (unsigned i = 0; !o->json && i < ng; i++)
             printf("grid barrier, %u workgroups of 64: %s, %.2f us a barrier (200 rounds)\n", gn[i],
                    gres[i] ? "all resident" : "NOT all resident (a wait timed out)", gus[i]);
-        if (!o->json && npn > 0)
-            printf("persistent-product probe, Q4_K 2048x5120, 240 products: a dispatch each %.2f us cold, %.2f us "
-                   "hot\n",
-                   pres.regular_cold_us, pres.regular_hot_us);
-        for (int i = 0; !o->json && i < npn; i++)
-            printf("  one dispatch of %u workgroups: %.2f us cold, %.2f us hot a product; %s; last product %s\n", pn[i],
-                   pres.cold_us[i], pres.hot_us[i], pres.resident[i] ? "all resident" : "NOT all resident (timed out)",
-                   pres.identical[i] ? "bit-identical" : "DIFFERS");
         for (unsigned i = 0; !o->json && i < nm; i++)
             printf("grouped-product probe (switches %u), Q4_K 1536x2048 x 65 experts, 512 tokens x (4 + 1): %.1f us "
                    "(%.1f TFLOP/s useful)\n",

@@ -118,23 +118,6 @@ static glm_status probe_best(glm_vk *vk, const glm_vk_weight *w, uint32_t slabs,
     return GLM_OK;
 }
 
-/* The matvec probes' inputs: bytes of random weight words through host (small codes in every
- * f16, so scales stay finite: the top bit of each half clear), and x of cols (at most 5120). */
-static glm_status probe_fill(glm_vk *vk, glm_vk_buffer *wb, uint32_t *host, uint64_t bytes, glm_vk_buffer *xb,
-                             uint32_t cols)
-{
-    uint64_t st = 0x9E3779B97F4A7C15ull;
-    for (uint64_t i = 0; i < bytes / 4; i++) {
-        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
-        host[i] = (uint32_t)st & 0x3BFF3BFFu;
-    }
-    GLM_TRY(glm_vk_upload(vk, wb, 0, host, bytes));
-    float xs[5120];
-    for (uint32_t i = 0; i < cols && i < 5120; i++)
-        xs[i] = (float)((i * 2654435761u) >> 16) / 65536.0f - 0.5f;
-    return glm_vk_upload(vk, xb, 0, xs, (cols < 5120 ? cols : 5120) * sizeof(float));
-}
-
 glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
 {
     /* one 128 MiB weight buffer of random bytes: the small product's slabs cycle through 120 MB
@@ -154,8 +137,21 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
     uint32_t *host = s == GLM_OK ? malloc(bytes) : NULL;
     if (s == GLM_OK && !host)
         s = glm_errorf(GLM_ERR_NOMEM, "matvec probe: out of memory");
-    if (s == GLM_OK)
-        s = probe_fill(vk, &wb, host, bytes, &xb, cols);
+    if (s == GLM_OK) {
+        uint64_t st = 0x9E3779B97F4A7C15ull;
+        for (uint64_t i = 0; i < bytes / 4; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            /* small codes in every f16 (scales stay finite): the top bit of each half clear */
+            host[i] = (uint32_t)st & 0x3BFF3BFFu;
+        }
+        s = glm_vk_upload(vk, &wb, 0, host, bytes);
+    }
+    if (s == GLM_OK) {
+        float xs[5120];
+        for (uint32_t i = 0; i < cols; i++)
+            xs[i] = (float)((i * 2654435761u) >> 16) / 65536.0f - 0.5f;
+        s = glm_vk_upload(vk, &xb, 0, xs, sizeof xs);
+    }
     free(host);
     glm_vk_weight w = { &wb, GLM_TYPE_Q4_K, 0, cols, rows, 0, rb, rb * rows };
     w.nslabs = (uint32_t)(bytes / w.slab_bytes);
@@ -334,81 +330,5 @@ glm_status glm_vk_grid_probe(glm_vk *vk, uint32_t groups, uint32_t rounds, uint3
         *resident = all;
         *us = rounds ? 1e6 * (best[1] - best[0]) / rounds : 0;
     }
-    return s;
-}
-
-/* ---- persistent-product probe (bench --profile): products inside one dispatch --------------- */
-
-/* One persistent dispatch of `rounds` products over nslab slabs into y; its counters after. */
-static glm_status persist_run(glm_vk *vk, const glm_vk_weight *w, uint32_t nslab, glm_vk_view x, glm_vk_view y,
-                              uint32_t groups, uint32_t rounds, uint32_t cnt[2], double *secs)
-{
-    uint32_t zero[4] = { 0, 0, 0, 0 };
-    glm_vk_buffer *cb = glm_vk_persist_counters(vk);
-    GLM_TRY(glm_vk_upload(vk, cb, 0, zero, sizeof zero));
-    double t0 = wall_s();
-    GLM_TRY(glm_vk_begin(vk));
-    glm_vk_matvec_persist(groups, rounds, nslab);
-    glm_status s = glm_vk_matvec(vk, y, w, 0, x);
-    glm_vk_matvec_persist(0, 0, 0);
-    glm_status ws = glm_vk_submit_wait(vk);
-    *secs = wall_s() - t0;
-    GLM_TRY(s);
-    GLM_TRY(ws);
-    return glm_vk_download(vk, cnt, cb, 0, 2 * sizeof(uint32_t));
-}
-
-glm_status glm_vk_persist_probe(glm_vk *vk, const uint32_t *groups, int n, glm_vk_persist_result *out)
-{
-    /* the matvec probe's product: Q4_K 2048 x 5120 over 128 MiB of random slabs */
-    const uint64_t bytes = 128ull << 20;
-    const uint32_t cols = 5120, rows = 2048, rounds = 240;
-    uint32_t rb = (uint32_t)glm_row_bytes(GLM_TYPE_Q4_K, cols);
-    glm_vk_buffer wb = {0}, xb = {0}, yb = {0};
-    glm_status s = glm_vk_buffer_create(vk, &wb, bytes, false);
-    if (s == GLM_OK)
-        s = glm_vk_buffer_create(vk, &xb, cols * sizeof(float), false);
-    if (s == GLM_OK)
-        s = glm_vk_buffer_create(vk, &yb, rows * sizeof(float), false);
-    uint32_t *host = s == GLM_OK ? malloc(bytes) : NULL;
-    float *y0 = malloc(rows * sizeof(float)), *y1 = malloc(rows * sizeof(float));
-    if (s == GLM_OK && (!host || !y0 || !y1))
-        s = glm_errorf(GLM_ERR_NOMEM, "persistent-product probe: out of memory");
-    if (s == GLM_OK)
-        s = probe_fill(vk, &wb, host, bytes, &xb, cols);
-    free(host);
-    glm_vk_weight w = { &wb, GLM_TYPE_Q4_K, 0, cols, rows, 0, rb, rb * rows };
-    w.nslabs = (uint32_t)(bytes / w.slab_bytes);
-    glm_vk_view x = { &xb, 0, 1, cols, cols }, y = { &yb, 0, 1, rows, rows };
-    for (int hot = 0; s == GLM_OK && hot < 2; hot++) {
-        uint32_t nslab = hot ? 1 : w.nslabs;
-        /* the regular chain: a dispatch a product, a barrier before each; its last product */
-        s = probe_best(vk, &w, nslab, NULL, x, y, rounds, hot ? &out->regular_hot_us : &out->regular_cold_us);
-        if (s == GLM_OK)
-            s = glm_vk_download(vk, y0, &yb, 0, rows * sizeof(float));
-        for (int i = 0; s == GLM_OK && i < n && i < 8; i++) {
-            double best = 1e30, t = 0;
-            uint32_t cnt[2] = { 0, 0 };
-            bool all = true;
-            for (int rep = 0; s == GLM_OK && rep < 4; rep++) {
-                s = persist_run(vk, &w, nslab, x, y, groups[i], rounds, cnt, &t);
-                all = all && cnt[1] == 0 && cnt[0] == groups[i] * rounds;
-                if (rep > 0 && t < best)
-                    best = t;
-            }
-            if (s == GLM_OK)
-                s = glm_vk_download(vk, y1, &yb, 0, rows * sizeof(float));
-            if (s == GLM_OK) {
-                (hot ? out->hot_us : out->cold_us)[i] = 1e6 * best / rounds;
-                out->resident[i] = (hot ? out->resident[i] : true) && all;
-                out->identical[i] = (hot ? out->identical[i] : true) && memcmp(y0, y1, rows * sizeof(float)) == 0;
-            }
-        }
-    }
-    free(y0);
-    free(y1);
-    glm_vk_buffer_destroy(vk, &wb);
-    glm_vk_buffer_destroy(vk, &xb);
-    glm_vk_buffer_destroy(vk, &yb);
     return s;
 }

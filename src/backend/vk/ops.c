@@ -166,17 +166,6 @@ static uint32_t matvec_exp(void)
 /* Probe switch 16: the products take an 8-bit x (glm_vk_matvec_x8). */
 bool glm_vk_matvec_probe_x8(void) { return probe_set && (probe_bits & 16u); }
 
-/* The persistent-product probe's setting (floor.c): while groups is set, a plain one-row
- * matvec_fast product runs as one dispatch of `groups` workgroups doing `rounds` products, round
- * r on slab r % nslab of the weight (shaders/matvec_fast.glsl, PERSIST). */
-static struct {
-    uint32_t groups, rounds, nslab;
-} persist;
-void glm_vk_matvec_persist(uint32_t groups, uint32_t rounds, uint32_t nslab)
-{
-    persist.groups = groups, persist.rounds = rounds, persist.nslab = nslab ? nslab : 1;
-}
-
 /* Measurement switches of matmul_cm.comp (its EXP bits; bit 4: NOBAR): set by bench's grouped-product probe only. */
 static uint32_t cm_probe_bits;
 void glm_vk_matmul_probe_bits(uint32_t bits) { cm_probe_bits = bits; }
@@ -257,8 +246,8 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     /* the rope's pos and table bindings take buffers the dispatch uses anyway without one */
     const glm_vk_q_rope *rope = e ? e->rope : NULL;
-    const glm_vk_buffer *b[9] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
-                                  rope ? rope->table : x.buf, y.buf, glm_vk_persist_counters(vk) };
+    const glm_vk_buffer *b[8] = { w->buf, x.buf, y.buf, ib, gb, rope ? rope->pos.buf : x.buf,
+                                  rope ? rope->table : x.buf, y.buf };
     uint32_t lanes = matvec_fast_lanes(vk, w, &pc);
     if (comb && !lanes)
         return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan matvec_id_combine_add: %s weight or views unfit for matvec_fast",
@@ -281,8 +270,7 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     }
     if (lanes) {
         /* matvec_fast.comp: variant type + 64·(swiglu + 2·(one row per slice) + 4·norm + 8·staged x
-         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2 + 2048·Q8OUT + 4096·COMB
-         * + 8192·PERSIST, the persistent-product probe's) */
+         * + 16·rope + 32·measurement switches + 512·XC layout + 1024·KS2 + 2048·Q8OUT + 4096·COMB) */
         pc.tpr = lanes;
         uint32_t rows2 = GLM_VK_MATVEC_FAST_WG / lanes * 2, gx = (w->nrows + rows2 - 1) / rows2;
         bool one = comb || (uint64_t)gx * y.rows * heads < glm_vk_matvec_few_groups(vk);
@@ -317,22 +305,12 @@ static glm_status matvec_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
             b[7] = out->y8.buf;
         if (out)
             out->written = true;
-        uint32_t variant =
+        GLM_TRY(glm_vk_dispatch_variant(
+            vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST,
             (uint32_t)w->type + 64 * (pc.swiglu + 2 * one + 4 * pc.norm + 8 * stage + 16 * in_rope + 32 * matvec_exp() +
                                       512 * (uint32_t)((w->type == GLM_TYPE_Q4_K || w->type == GLM_TYPE_Q5_K) && glm_vk_matvec_xc(vk)) +
-                                      1024 * ks2 + 2048 * (out != NULL) + 4096 * (comb != NULL));
-        if (persist.groups) { /* the persistent-product probe: one dispatch of persist.rounds products */
-            if (ids || comb || out || in_rope || y.rows != 1 || heads != 1)
-                return bad("matvec persist", "only plain one-row products");
-            variant += 64 * 8192;
-            pc.type = persist.rounds;
-            pc.swiglu = gx;
-            pc.norm = persist.nslab;
-            pc.x_zs = pc.y_zs = 0;
-            gx = persist.groups;
-        }
-        GLM_TRY(glm_vk_dispatch_variant(vk, x8 ? GLM_VK_MATVEC_Q8 : GLM_VK_MATVEC_FAST, variant, b, 9, &pc, sizeof pc,
-                                        gx, y.rows, heads));
+                                      1024 * ks2 + 2048 * (out != NULL) + 4096 * (comb != NULL)),
+            b, 8, &pc, sizeof pc, gx, y.rows, heads));
         if (!rope || in_rope)
             return GLM_OK;
         return glm_vk_rope(vk, y, rope->table, rope->table_positions, rope->n_heads, rope->head_dim, rope->rope_off,

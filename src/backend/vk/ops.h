@@ -231,20 +231,6 @@ glm_status glm_vk_add_rms_norm(glm_vk *vk, glm_vk_view y, glm_vk_view x, glm_vk_
 /* bench --profile's matvec probe (floor.c): a Q4_K product of 2048 x 5120 timed alone with its
  * weights cold (slabs cycling through more than the L2) and hot (one slab), a 16384 x 5120 one
  * cold, and the two alternating (µs a dispatch or a pair, wall time, best of 3). */
-/* bench's persistent-product probe (floor.c; see ops.c): with groups > 0, the next plain
- * one-row product on matvec_fast is one dispatch of `groups` workgroups running `rounds`
- * products back to back with a barrier across the grid after each, round r on slab r % nslab;
- * groups 0 turns it off. */
-void glm_vk_matvec_persist(uint32_t groups, uint32_t rounds, uint32_t nslab);
-/* One run of it over the matvec probe's weights: µs a product (wall, best of 3) at each of
- * n workgroup counts, regular dispatches first (cold and hot), whether every grid was resident
- * and whether each persistent run's last product equals the regular chain's bit for bit. */
-typedef struct glm_vk_persist_result {
-    double regular_cold_us, regular_hot_us;
-    double cold_us[8], hot_us[8];
-    bool resident[8], identical[8];
-} glm_vk_persist_result;
-glm_status glm_vk_persist_probe(glm_vk *vk, const uint32_t *groups, int n, glm_vk_persist_result *out);
 typedef struct glm_vk_probe {
     double cold_us, hot_us, big_us, pair_us;
     uint64_t small_bytes, big_bytes;

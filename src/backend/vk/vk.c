@@ -36,7 +36,7 @@ typedef struct kernel_desc {
     bool idot;    /* needs the integer dot product (glm_vk_idot_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 1048576 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 524288 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 #define GLM_VK_PIPE_SLOTS 1024    /* pipelines built, at most (a hash table of kernel and variant) */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
@@ -63,16 +63,14 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_SCORES_CM] = { "mla_scores_cm", spv_mla_scores_cm, sizeof spv_mla_scores_cm, 8, 96, false, 0x7f, true },
     [GLM_VK_MLA_MIX_CM] = { "mla_mix_cm", spv_mla_mix_cm, sizeof spv_mla_mix_cm, 6, 80, false, 0x1f, true },
     [GLM_VK_MLA_PACK16] = { "mla_pack16", spv_mla_pack16, sizeof spv_mla_pack16, 7, 96, false, 0x7e },
-    /* matvec_fast and matvec_q8: binding 8, the persistent-product probe's counters, counts as
-     * read (only the probe's one dispatch writes it): no barriers between the model's products */
-    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 9, 128, true, 0x17b },
+    [GLM_VK_MATVEC_FAST] = { "matvec_fast", spv_matvec_fast, sizeof spv_matvec_fast, 8, 128, true, 0x7b },
     [GLM_VK_MLA_REDUCE] = { "mla_reduce", spv_mla_reduce, sizeof spv_mla_reduce, 2, 32, false, 0x1 },
     [GLM_VK_MLA_SCORES_ROWS] = { "mla_scores_rows", spv_mla_scores_rows, sizeof spv_mla_scores_rows, 8, 96, false,
                                  0x7f },
     [GLM_VK_MATMUL_CM2] = { "matmul_cm2", spv_matmul_cm2, sizeof spv_matmul_cm2, 4, 80, true, 0xb, true, true },
     [GLM_VK_MLA_FLASH] = { "mla_flash", spv_mla_flash, sizeof spv_mla_flash, 8, 112, true, 0x7e },
     [GLM_VK_QUANT_X8] = { "quant_x8", spv_quant_x8, sizeof spv_quant_x8, 2, 32, false, 0x1 },
-    [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 9, 128, true, 0x17b, false, false, true },
+    [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 8, 128, true, 0x7b, false, false, true },
     [GLM_VK_GRID_PROBE] = { "grid_probe", spv_grid_probe, sizeof spv_grid_probe, 1, 16, false, 0x0 },
 };
 
@@ -184,7 +182,6 @@ struct glm_vk {
     uint32_t mla_long_keys;      /* see glm_vk_set_mla_long_keys */
     bool mla_flash;              /* see glm_vk_set_mla_flash */
     uint32_t mla_flash_split, mla_flash_min;
-    glm_vk_buffer persist_cnt; /* matvec_fast's binding 8: the persistent-product probe's counters */
 };
 
 static glm_status begin_cmd(glm_vk *vk);
@@ -683,7 +680,6 @@ static glm_status create_device(glm_vk *vk, bool allow_push)
     if ((r = vkCreateDescriptorPool(vk->dev, &dpi, NULL, &vk->desc_pool)) != VK_SUCCESS)
         return vkfail(r, "vkCreateDescriptorPool");
     GLM_TRY(create_pipelines(vk));
-    GLM_TRY(glm_vk_buffer_create(vk, &vk->persist_cnt, 16, false));
     /* the driver may still refuse the workgroup-scope kernel (its staging's shared memory, a
      * shape): build one variant now, and keep matmul_cm where that fails */
     if (vk->cm2_on && pipeline_variant(vk, GLM_VK_MATMUL_CM2, GLM_TYPE_Q4_K) != GLM_OK) {
@@ -730,7 +726,6 @@ void glm_vk_destroy(glm_vk *vk)
         vkDeviceWaitIdle(vk->dev);
         for (int i = 0; i < 2; i++)
             glm_vk_buffer_destroy(vk, &vk->split_parts[i]);
-        glm_vk_buffer_destroy(vk, &vk->persist_cnt);
         for (int i = 0; i < GLM_VK_PIPE_SLOTS; i++)
             if (vk->pipes[i].p)
                 vkDestroyPipeline(vk->dev, vk->pipes[i].p, NULL);
@@ -1268,8 +1263,6 @@ glm_status glm_vk_dispatch_variant(glm_vk *vk, glm_vk_kernel k, uint32_t variant
     }
     return GLM_OK;
 }
-
-glm_vk_buffer *glm_vk_persist_counters(glm_vk *vk) { return &vk->persist_cnt; }
 
 glm_status glm_vk_submit_wait(glm_vk *vk)
 {

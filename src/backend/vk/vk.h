@@ -239,9 +239,6 @@ void glm_vk_host_profile(const glm_vk *vk, glm_vk_host_prof *out);
 /* The wall time per dispatch of n empty 1-workgroup dispatches, each after a barrier
  * (chained) or in runs of 8 independent ones between barriers (grouped); best of 3 (floor.c). */
 glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, double *grouped_us);
-/* matvec_fast's binding 8: 16 bytes of counters for the persistent-product probe (ops.h). */
-glm_vk_buffer *glm_vk_persist_counters(glm_vk *vk);
-
 /* The grid-barrier probe (shaders/grid_probe.comp): one dispatch of `groups` workgroups of 64
  * invocations crossing `rounds` barriers of the whole grid, each waiting at most `limit` polls.
  * *resident: every workgroup finished every round (none waited past its limit); *us: the wall
