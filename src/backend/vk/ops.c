@@ -1073,6 +1073,28 @@ static bool flash_on(const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t
     return r->flash_pass && r->flash_split && flash_lanes(H, 32) && rkv <= 512 && rkv + dr <= 576;
 }
 
+/* mla_flash_cm.comp's cut: passes of 32 keys, a split one pass up to 32 · 256 keys */
+#define FLASH_CM_PASS 32u
+#define FLASH_CM_SPLIT 256u
+static int flash_cm_forced = -1;
+void glm_vk_set_mla_flash_cm(int on) { flash_cm_forced = on < 0 ? -1 : on != 0; }
+
+/* Does mla_flash's work take its tensor-core form (mla_flash_cm.comp)? Where mla_flash would
+ * run, tensor cores are on, the heads are GLM-4.7-Flash's shape (Rkv 512, rope 64, at most 32
+ * heads), every row fits 256 splits of 32 keys and the longest has at least GLM_VK_MLA_CM_MIN
+ * keys (default 2048: on the H100 mla_flash_cm takes ~20 µs a call at any length, mla_flash 12
+ * at 512 keys and 30 at 4096). GLM_VK_MLA_CM=0 turns it off; glm_vk_set_mla_flash_cm(1) forces
+ * it on at any length (tests), 0 off. */
+static bool flash_cm_on(glm_vk *vk, const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t dr)
+{
+    static int64_t c = -1, lmin = -1;
+    bool want = flash_cm_forced >= 0 ? flash_cm_forced != 0
+                                     : env_u64("GLM_VK_MLA_CM", &c, 1) != 0 &&
+                                           r->max_len >= env_u64("GLM_VK_MLA_CM_MIN", &lmin, 2048);
+    return want && glm_vk_coopmat_enabled(vk) && flash_on(r, H, rkv, dr) && H <= 32 && rkv == 512 && dr == 64 &&
+           r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT;
+}
+
 
 
 /* Floats of one split's partial [m, l, 0, 0, u[Rkv], padding to 4] (part_stride in
@@ -1223,8 +1245,12 @@ static uint64_t split_floats(const glm_vk_kv_rows *r, uint32_t n, uint32_t H, ui
 {
     uint32_t a = split_count(r->max_len);
     uint64_t need = (uint64_t)block_rows(n, H, rkv, a) * H * a * MLA_PART(rkv);
-    if (flash_on(r, H, rkv, 0)) {
+    if (flash_on(r, H, rkv, 0)) { /* mla_flash's cut, and mla_flash_cm's where rows may take it */
         uint32_t b = split_count_of(r->max_len, r->flash_pass, r->flash_split);
+        if (r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT) {
+            uint32_t c = split_count_of(r->max_len, FLASH_CM_PASS, FLASH_CM_SPLIT);
+            b = c > b ? c : b;
+        }
         uint64_t nb = (uint64_t)block_rows(n, H, rkv, b) * H * b * MLA_PART(rkv);
         need = nb > need ? nb : need;
     }
@@ -1266,6 +1292,10 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
         /* per-row: the more blocks of mla_split's and mla_flash's cuts (dr unknown here) */
         uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, split_count(r->max_len));
         uint32_t fs = flash_on(r, H, rkv, 0) ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : 0;
+        if (fs && r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT) {
+            uint32_t c = split_count_of(r->max_len, FLASH_CM_PASS, FLASH_CM_SPLIT);
+            fs = c > fs ? c : fs;
+        }
         if (!s.tiled && fs && block_rows(s.n, H, rkv, fs) < tb)
             tb = block_rows(s.n, H, rkv, fs);
         uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE || fs > 1 ? 2 : 1;
@@ -1290,12 +1320,14 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     /* mla_flash compiles only the vec4 layout and pages of a power of two rows */
     bool flash = flash_on(r, H, rkv, dr) && vec4_rows && (q.off | q.ld | qh | dn) % 4 == 0 && r->page_size &&
                  !(r->page_size & (r->page_size - 1));
-    uint32_t ns = flash ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : split_count(r->max_len);
+    bool fcm = flash && flash_cm_on(vk, r, H, rkv, dr);
+    uint32_t fpass = fcm ? FLASH_CM_PASS : r->flash_pass, fsplit = fcm ? FLASH_CM_SPLIT : r->flash_split;
+    uint32_t ns = flash ? split_count_of(r->max_len, fpass, fsplit) : split_count(r->max_len);
     uint32_t page_shift = 0;
     while (flash && (1u << page_shift) < r->page_size)
         page_shift++;
     uint32_t tb = block_rows(n, H, rkv, ns), u_off = T * H * rkv;
-    uint32_t pass = flash ? r->flash_pass : GLM_VK_MLA_PASS, max_split = flash ? r->flash_split : GLM_VK_MLA_MAX_SPLIT;
+    uint32_t pass = flash ? fpass : GLM_VK_MLA_PASS, max_split = flash ? fsplit : GLM_VK_MLA_MAX_SPLIT;
     uint32_t max_inline = flash ? 1 : GLM_VK_MLA_MAX_INLINE;
     for (uint32_t row0 = t0; row0 < t0 + n; row0 += tb) {
         uint32_t rows = t0 + n - row0 < tb ? t0 + n - row0 : tb;
@@ -1308,7 +1340,9 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         /* mla_flash: one workgroup per (split, row), every head in it; mla_split: one per
          * (split, row, group of up to MLA_MAX_NH heads). Either way the heads of a workgroup
          * share each cached row read. */
-        if (flash)
+        if (fcm)
+            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_FLASH_CM, sb, 8, &sp, sizeof sp, ns, rows, 1));
+        else if (flash)
             GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass + 64 * (flash_lanes(H, glm_vk_mla_flash_lanes(vk)) / 8),
                                             sb, 8, &sp, sizeof sp, ns, rows, 1));
         else

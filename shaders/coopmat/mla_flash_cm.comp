@@ -1,0 +1,217 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+// mla_flash.comp on tensor cores, for GLM-4.7-Flash's shape (Rkv = 512, dr = 64, at most 32
+// heads): workgroup (s, r) takes query row t = row0 + r and split s of its keys, cut with
+// passes of 32 keys (mla_splits.glsl's split_chunk_of with p.max_split, which the host keeps at
+// least ceil(len / 32): every split is one block of at most 32 keys). For all heads at once:
+//   1. the heads' queries [qlat_h | qr_h] (rows of 576, heads past H zero) go to shared memory
+//      as float16, and each subgroup keeps the 18 query fragments its products need;
+//   2. the split's cached rows [c_j | kr_j] go to shared memory as float16 (rows past the
+//      split zero), each read from memory once for every head;
+//   3. scores S = Q·Kᵀ (32 heads × 32 keys, 36 fragments deep): subgroup g takes heads
+//      16 (g % 2), keys 16 ((g / 2) % 2) and half g / 4 of the depth; the halves add in step 4;
+//   4. softmax of the split: a head's max m and weights exp(score·scale - m) (float16, zero
+//      past the split), their sum l;
+//   5. u = P·C (32 heads × 512 latent columns, 32 keys deep): subgroup g takes columns 64g..+63.
+// Output as mla_flash's: a row of one split writes u / l, else the partial [m, l, 0, 0, u]
+// of (r·H + h, s) for mla_combine.comp. The float16 operands are the only difference in
+// rounding from mla_flash (its scores and weights are float32).
+// Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h; bindings as mla_flash.
+#include "../mla_splits.glsl"
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // unused
+layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };   // row t, head h at q_off + t*q_ld + h*dqk
+layout(std430, binding = 2) readonly buffer C4 { vec4 c4[]; };   // pool rows, c at c_off + row*c_ld
+layout(std430, binding = 3) readonly buffer KR4 { vec4 kr4[]; }; // pool rows, kr at kr_off + row*kr_ld
+layout(std430, binding = 4) readonly buffer POS { int pos[]; };
+layout(std430, binding = 5) readonly buffer PT { int ptab[]; };
+layout(std430, binding = 6) readonly buffer PG { int pages[]; };
+layout(std430, binding = 7) readonly buffer QL4 { vec4 qlat4[]; };  // scratch: qlat [T*H][512] at qlat_off,
+layout(std430, binding = 7) writeonly buffer PART4 { vec4 part4[]; }; // u [T*H][512] at u_off, partials
+
+layout(push_constant) uniform P {
+    uint rows, H, rkv, dr;
+    uint dqk, dn, q_off, q_ld;
+    uint c_off, c_ld, kr_off, kr_ld;
+    uint qlat_off, part_off, pos_off, pos_ld;
+    uint ptab_off, ptab_ld, pages_off, page_size;
+    uint split_ld, row0, u_off;
+    float scale;
+    uint vec4_rows, max_split, flash, page_shift; // page_size = 1 << page_shift
+} p;
+
+const uint KB = 32u;   // keys a split at most
+const uint RV = 144u;  // vec4s of a row [c | kr]: (512 + 64) / 4
+const uint CV = 128u;  // of its c
+const uint LK = 146u;  // f16vec4s a row in shared memory (576 + 8 halves: no bank conflicts)
+const uint LP = 10u;   // f16vec4s a row of the weights P (32 + 8 halves)
+const float NEG_INF = -1.0 / 0.0;
+
+shared f16vec4 ks[32u * LK];     // the queries (step 1), then the split's rows (steps 2-5)
+shared float ss[2u * 32u * 32u]; // the two depth halves of S [half][head][key]; then the output scratch
+shared f16vec4 ps[32u * LP];     // P [head][key] as float16
+shared float sm[32u], sl[32u];   // a head's m and l
+
+#define FA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define FB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+uint pool_row(uint pt, uint j)
+{
+    return (uint(pages[pt + (j >> p.page_shift)]) << p.page_shift) | (j & (p.page_size - 1u));
+}
+
+// Fragment (u = output column group) of u's subgroup: out to the subgroup's scratch, then a
+// lane's 8 floats of row l / 2 to memory (u / l where the row has one split).
+void put_u(ACC a, uint mt, uint col, uint t, uint rl, uint s, bool one)
+{
+    uint sg = gl_SubgroupID, ln = gl_SubgroupInvocationID;
+    coopMatStore(a, ss, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    uint h = 16u * mt + ln / 2u, o = sg * 256u + (ln / 2u) * 16u + 8u * (ln % 2u);
+    if (h < p.H) {
+        vec4 a0 = vec4(ss[o], ss[o + 1u], ss[o + 2u], ss[o + 3u]);
+        vec4 a1 = vec4(ss[o + 4u], ss[o + 5u], ss[o + 6u], ss[o + 7u]);
+        uint d4 = (col + 8u * (ln % 2u)) / 4u; // the lane's first vec4 of u
+        if (one) {
+            float il = 1.0 / sl[h];
+            uint ub = (p.u_off + (t * p.H + h) * p.rkv) / 4u + d4;
+            part4[ub] = a0 * il;
+            part4[ub + 1u] = a1 * il;
+        } else {
+            uint pb = (p.part_off + ((rl * p.H + h) * p.split_ld + s) * part_stride(p.rkv)) / 4u + 1u + d4;
+            part4[pb] = a0;
+            part4[pb + 1u] = a1;
+        }
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+
+void main()
+{
+    uint tid = gl_LocalInvocationID.x, s = gl_WorkGroupID.x, rl = gl_WorkGroupID.y, sg = gl_SubgroupID;
+    if (rl >= p.rows)
+        return;
+    uint t = p.row0 + rl;
+    uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
+    uint chunk = split_chunk_of(len, KB, p.max_split), ns = (len + chunk - 1u) / chunk;
+    if (s >= ns)
+        return; // past the row's last split
+    uint j0 = s * chunk, n = min(KB, len - j0);
+    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
+
+    // 2's loads first (every one issued before any is used; rows past n zero): they are in flight
+    // over step 1. Invocation tid takes the vec4s e = tid + 256k of the 32 rows of 144.
+    vec4 kv[18];
+    [[unroll]] for (uint k = 0u; k < 18u; k++) {
+        uint e = tid + 256u * k, jj = e / RV, v = e - jj * RV;
+        uint row = pool_row(pt, j0 + min(jj, n - 1u));
+        kv[k] = v < CV ? c4[(p.c_off + row * p.c_ld) / 4u + v] : kr4[(p.kr_off + row * p.kr_ld) / 4u + v - CV];
+    }
+    // 1. the queries, as float16 rows of shared memory; heads past H zero
+    uint qb = p.qlat_off / 4u + t * p.H * CV, rb = (p.q_off + t * p.q_ld + p.dn) / 4u;
+    {
+        vec4 qv[18];
+        [[unroll]] for (uint k = 0u; k < 18u; k++) {
+            uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
+            qv[k] = vec4(0.0);
+            if (h < p.H)
+                qv[k] = v < CV ? qlat4[qb + h * CV + v] : q4[rb + h * (p.dqk / 4u) + v - CV];
+        }
+        [[unroll]] for (uint k = 0u; k < 18u; k++) {
+            uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
+            ks[h * LK + v] = f16vec4(qv[k]);
+        }
+    }
+    barrier();
+    uint mt = sg % 2u, nt = (sg / 2u) % 2u, kh = sg / 4u;
+    FA q0, q1, q2, q3, q4_, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, q16, q17;
+#define QLOAD(V, I) coopMatLoad(V, ks, 16u * mt * LK + 4u * (18u * kh + I), LK, gl_CooperativeMatrixLayoutRowMajor);
+    QLOAD(q0, 0u) QLOAD(q1, 1u) QLOAD(q2, 2u) QLOAD(q3, 3u) QLOAD(q4_, 4u) QLOAD(q5, 5u)
+    QLOAD(q6, 6u) QLOAD(q7, 7u) QLOAD(q8, 8u) QLOAD(q9, 9u) QLOAD(q10, 10u) QLOAD(q11, 11u)
+    QLOAD(q12, 12u) QLOAD(q13, 13u) QLOAD(q14, 14u) QLOAD(q15, 15u) QLOAD(q16, 16u) QLOAD(q17, 17u)
+    barrier(); // every subgroup holds its query fragments: the rows may go
+
+    // 2. the split's rows (loaded above); rows past n zero
+    [[unroll]] for (uint k = 0u; k < 18u; k++) {
+        uint e = tid + 256u * k, jj = e / RV, v = e - jj * RV;
+        ks[jj * LK + v] = jj < n ? f16vec4(kv[k]) : f16vec4(0.0);
+    }
+    barrier();
+
+    // 3. S: B[k][key] = K[key][k], column-major out of the key rows
+    ACC sc = ACC(0.0), sd = ACC(0.0); // even and odd fragments of the depth: two shorter chains
+#define SPROD(A, V, I)                                                                                            \
+    {                                                                                                             \
+        FB b;                                                                                                     \
+        coopMatLoad(b, ks, 16u * nt * LK + 4u * (18u * kh + I), LK, gl_CooperativeMatrixLayoutColumnMajor);      \
+        A = coopMatMulAdd(V, b, A);                                                                               \
+    }
+    SPROD(sc, q0, 0u) SPROD(sd, q1, 1u) SPROD(sc, q2, 2u) SPROD(sd, q3, 3u) SPROD(sc, q4_, 4u) SPROD(sd, q5, 5u)
+    SPROD(sc, q6, 6u) SPROD(sd, q7, 7u) SPROD(sc, q8, 8u) SPROD(sd, q9, 9u) SPROD(sc, q10, 10u) SPROD(sd, q11, 11u)
+    SPROD(sc, q12, 12u) SPROD(sd, q13, 13u) SPROD(sc, q14, 14u) SPROD(sd, q15, 15u) SPROD(sc, q16, 16u)
+    SPROD(sd, q17, 17u)
+    sc = sc + sd;
+    coopMatStore(sc, ss, kh * 1024u + 16u * mt * 32u + 16u * nt, 32u, gl_CooperativeMatrixLayoutRowMajor);
+    barrier();
+
+    // 4. softmax of the split: head tid / 8, keys 4 (tid % 8) .. +3, the head's 8 lanes by shuffles
+    {
+        uint h = tid / 8u, k0 = 4u * (tid % 8u);
+        float x[4];
+        float mx = NEG_INF;
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            uint j = k0 + k;
+            x[k] = j < n ? (ss[h * 32u + j] + ss[1024u + h * 32u + j]) * p.scale : NEG_INF;
+            mx = max(mx, x[k]);
+        }
+        [[unroll]] for (uint mk = 1u; mk < 8u; mk <<= 1)
+            mx = max(mx, subgroupShuffleXor(mx, mk));
+        float sum = 0.0;
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            x[k] = k0 + k < n && h < p.H ? exp(x[k] - mx) : 0.0;
+            sum += x[k];
+        }
+        [[unroll]] for (uint mk = 1u; mk < 8u; mk <<= 1)
+            sum += subgroupShuffleXor(sum, mk);
+        ps[h * LP + tid % 8u] = f16vec4(x[0], x[1], x[2], x[3]);
+        if (tid % 8u == 0u) {
+            sm[h] = mx;
+            sl[h] = sum;
+        }
+    }
+    barrier();
+
+    // 5. u = P·C: subgroup sg takes latent columns 64 sg .. +63 (4 fragments) of both head halves
+    FA p00, p01, p10, p11; // P's fragments: heads 16i, keys 16j
+    coopMatLoad(p00, ps, 0u, LP, gl_CooperativeMatrixLayoutRowMajor);
+    coopMatLoad(p01, ps, 4u, LP, gl_CooperativeMatrixLayoutRowMajor);
+    coopMatLoad(p10, ps, 16u * LP, LP, gl_CooperativeMatrixLayoutRowMajor);
+    coopMatLoad(p11, ps, 16u * LP + 4u, LP, gl_CooperativeMatrixLayoutRowMajor);
+    bool one = ns == 1u;
+    if (!one && tid < p.H) {
+        uint pb = (p.part_off + ((rl * p.H + tid) * p.split_ld + s) * part_stride(p.rkv)) / 4u;
+        part4[pb] = vec4(sm[tid], sl[tid], 0.0, 0.0);
+    }
+    [[dont_unroll]] for (uint f = 0u; f < 4u; f++) {
+        uint col = 64u * sg + 16u * f;
+        FB c0, c1; // keys 0..15 and 16..31 of latent columns col .. +15
+        coopMatLoad(c0, ks, col / 4u, LK, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatLoad(c1, ks, 16u * LK + col / 4u, LK, gl_CooperativeMatrixLayoutRowMajor);
+        ACC u0 = coopMatMulAdd(p00, c0, ACC(0.0));
+        u0 = coopMatMulAdd(p01, c1, u0);
+        ACC u1 = coopMatMulAdd(p10, c0, ACC(0.0));
+        u1 = coopMatMulAdd(p11, c1, u1);
+        put_u(u0, 0u, col, t, rl, s, one);
+        put_u(u1, 1u, col, t, rl, s, one);
+    }
+}
