@@ -102,15 +102,24 @@ void main()
     if (rl >= p.rows)
         return;
     uint t = p.row0 + rl;
+    // The loads go out in the order their addresses are known: the queries' (which need nothing),
+    // the page table's and the length's, then the keys' (which wait for those). Invocation tid
+    // takes the vec4s e = tid + 256k of the 32 rows of 144 in both.
+    uint qb = p.qlat_off / 4u + t * p.H * CV, rb = (p.q_off + t * p.q_ld + p.dn) / 4u;
+    vec4 qv[18];
+    [[unroll]] for (uint k = 0u; k < 18u; k++) {
+        uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
+        qv[k] = vec4(0.0);
+        if (h < p.H)
+            qv[k] = v < CV ? qlat4[qb + h * CV + v] : q4[rb + h * (p.dqk / 4u) + v - CV];
+    }
+    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
     uint chunk = split_chunk_of(len, KB, p.max_split), ns = (len + chunk - 1u) / chunk;
     if (s >= ns)
         return; // past the row's last split
     uint j0 = s * chunk, n = min(KB, len - j0);
-    uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
-
-    // 2's loads first (every one issued before any is used; rows past n zero): they are in flight
-    // over step 1. Invocation tid takes the vec4s e = tid + 256k of the 32 rows of 144.
+    // the split's rows (rows past n repeat its last and are zeroed in step 2)
     vec4 kv[18];
     [[unroll]] for (uint k = 0u; k < 18u; k++) {
         uint e = tid + 256u * k, jj = e / RV, v = e - jj * RV;
@@ -118,15 +127,7 @@ void main()
         kv[k] = v < CV ? c4[(p.c_off + row * p.c_ld) / 4u + v] : kr4[(p.kr_off + row * p.kr_ld) / 4u + v - CV];
     }
     // 1. the queries, as float16 rows of shared memory; heads past H zero
-    uint qb = p.qlat_off / 4u + t * p.H * CV, rb = (p.q_off + t * p.q_ld + p.dn) / 4u;
     {
-        vec4 qv[18];
-        [[unroll]] for (uint k = 0u; k < 18u; k++) {
-            uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
-            qv[k] = vec4(0.0);
-            if (h < p.H)
-                qv[k] = v < CV ? qlat4[qb + h * CV + v] : q4[rb + h * (p.dqk / 4u) + v - CV];
-        }
         [[unroll]] for (uint k = 0u; k < 18u; k++) {
             uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
             ks[h * LK + v] = f16vec4(qv[k]);
