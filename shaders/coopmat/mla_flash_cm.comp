@@ -22,9 +22,18 @@
 // Output as mla_flash's: a row of one split writes u / l, else the partial [m, l, 0, 0, u]
 // of (r·H + h, s) for mla_combine.comp. The float16 operands are the only difference in
 // rounding from mla_flash (its scores and weights are float32).
+// Every load of steps 1-2 is unconditional (clamped addresses, selects after them) and each
+// subgroup looks the split's 32 pool rows up once (lane i, key i; the loads take them by
+// shuffle): a page lookup and a branch a load had the compiler wait on them one by one
+// (staging 9.5 → 5.5 µs a call on the H100).
 // Push constants mirror glm_vk_mla_split_push in src/backend/vk/ops.h; bindings as mla_flash.
 #include "../mla_splits.glsl"
 layout(local_size_x = 256) in;
+// constant_id 1, EXP: measurement switches (bench profiles only; the results are wrong): stop
+// after the length (1), after staging the rows (2), after S (3), after the softmax (4); 5 runs
+// the whole kernel and then ~1,500 (5) or ~400 (6) straight-line integer instructions (the cost
+// of code size: none measured on the H100). GLM_VK_MLA_CM_EXP=n selects them.
+layout(constant_id = 1) const uint EXP = 0;
 
 layout(std430, binding = 0) buffer CNT { uint cnt[]; };           // unused
 layout(std430, binding = 1) readonly buffer Q4 { vec4 q4[]; };   // row t, head h at q_off + t*q_ld + h*dqk
@@ -48,7 +57,6 @@ layout(push_constant) uniform P {
 } p;
 
 const uint KB = 32u;   // keys a split at most
-const uint RV = 144u;  // vec4s of a row [c | kr]: (512 + 64) / 4
 const uint CV = 128u;  // of its c
 const uint LK = 146u;  // f16vec4s a row in shared memory (576 + 8 halves: no bank conflicts)
 const uint LP = 10u;   // f16vec4s a row of the weights P (32 + 8 halves)
@@ -103,15 +111,17 @@ void main()
         return;
     uint t = p.row0 + rl;
     // The loads go out in the order their addresses are known: the queries' (which need nothing),
-    // the page table's and the length's, then the keys' (which wait for those). Invocation tid
-    // takes the vec4s e = tid + 256k of the 32 rows of 144 in both.
+    // the page table's and the length's, then the keys' (which wait for those). Every load is
+    // unconditional (a clamped address, a select after it), so they all go out together.
+    // Invocation tid takes vec4s e = tid + 256k: of the 32 rows' latent parts (128 vec4s a row)
+    // for k < 16, of their rope parts (16 a row) for k = 16, 17.
     uint qb = p.qlat_off / 4u + t * p.H * CV, rb = (p.q_off + t * p.q_ld + p.dn) / 4u;
     vec4 qv[18];
     [[unroll]] for (uint k = 0u; k < 18u; k++) {
-        uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
-        qv[k] = vec4(0.0);
-        if (h < p.H)
-            qv[k] = v < CV ? qlat4[qb + h * CV + v] : q4[rb + h * (p.dqk / 4u) + v - CV];
+        uint h = k < 16u ? (tid + 256u * k) >> 7 : (tid + 256u * (k - 16u)) >> 4;
+        uint v = k < 16u ? tid & 127u : tid & 15u, hc = min(h, p.H - 1u);
+        vec4 x = k < 16u ? qlat4[qb + hc * CV + v] : q4[rb + hc * (p.dqk / 4u) + v];
+        qv[k] = h < p.H ? x : vec4(0.0);
     }
     uint pt = p.pages_off + uint(ptab[p.ptab_off + t * p.ptab_ld]);
     uint len = uint(pos[p.pos_off + t * p.pos_ld]) + 1u;
@@ -119,19 +129,26 @@ void main()
     if (s >= ns)
         return; // past the row's last split
     uint j0 = s * chunk, n = min(KB, len - j0);
-    // the split's rows (rows past n repeat its last and are zeroed in step 2)
+    uint sink = (p.part_off + ((rl * p.H) * p.split_ld + s) * part_stride(p.rkv)) / 4u;
+    if (EXP == 1u) {
+        if (tid == 0u)
+            part4[sink] = vec4(float(len), float(pt), 0.0, 0.0);
+        return;
+    }
+    // the split's rows (rows past n repeat its last and are zeroed in step 2): lane i of each
+    // subgroup looks up key i's pool row once, and the loads take it by shuffle
+    uint myrow = pool_row(pt, j0 + min(gl_SubgroupInvocationID, n - 1u));
     vec4 kv[18];
     [[unroll]] for (uint k = 0u; k < 18u; k++) {
-        uint e = tid + 256u * k, jj = e / RV, v = e - jj * RV;
-        uint row = pool_row(pt, j0 + min(jj, n - 1u));
-        kv[k] = v < CV ? c4[(p.c_off + row * p.c_ld) / 4u + v] : kr4[(p.kr_off + row * p.kr_ld) / 4u + v - CV];
+        uint jj = k < 16u ? (tid + 256u * k) >> 7 : (tid + 256u * (k - 16u)) >> 4;
+        uint v = k < 16u ? tid & 127u : tid & 15u, row = subgroupShuffle(myrow, jj);
+        kv[k] = k < 16u ? c4[(p.c_off + row * p.c_ld) / 4u + v] : kr4[(p.kr_off + row * p.kr_ld) / 4u + v];
     }
     // 1. the queries, as float16 rows of shared memory; heads past H zero
-    {
-        [[unroll]] for (uint k = 0u; k < 18u; k++) {
-            uint e = tid + 256u * k, h = e / RV, v = e - h * RV;
-            ks[h * LK + v] = f16vec4(qv[k]);
-        }
+    [[unroll]] for (uint k = 0u; k < 18u; k++) {
+        uint h = k < 16u ? (tid + 256u * k) >> 7 : (tid + 256u * (k - 16u)) >> 4;
+        uint v = k < 16u ? tid & 127u : CV + (tid & 15u);
+        ks[h * LK + v] = f16vec4(qv[k]);
     }
     barrier();
     uint mt = sg % 2u, nt = (sg / 2u) % 2u, kh = sg / 4u;
@@ -144,10 +161,16 @@ void main()
 
     // 2. the split's rows (loaded above); rows past n zero
     [[unroll]] for (uint k = 0u; k < 18u; k++) {
-        uint e = tid + 256u * k, jj = e / RV, v = e - jj * RV;
+        uint jj = k < 16u ? (tid + 256u * k) >> 7 : (tid + 256u * (k - 16u)) >> 4;
+        uint v = k < 16u ? tid & 127u : CV + (tid & 15u);
         ks[jj * LK + v] = jj < n ? f16vec4(kv[k]) : f16vec4(0.0);
     }
     barrier();
+    if (EXP == 2u) {
+        if (tid < 32u)
+            part4[sink + tid] = vec4(ks[tid * LK + 3u]);
+        return;
+    }
 
     // 3. S: B[k][key] = K[key][k], column-major out of the key rows
     ACC sc = ACC(0.0), sd = ACC(0.0); // even and odd fragments of the depth: two shorter chains
@@ -164,6 +187,11 @@ void main()
     sc = sc + sd;
     coopMatStore(sc, ss, kh * 1024u + 16u * mt * 32u + 16u * nt, 32u, gl_CooperativeMatrixLayoutRowMajor);
     barrier();
+    if (EXP == 3u) {
+        if (tid < 32u)
+            part4[sink + tid] = vec4(ss[tid * 33u]);
+        return;
+    }
 
     // 4. softmax of the split: head tid / 8, keys 4 (tid % 8) .. +3, the head's 8 lanes by shuffles
     {
@@ -191,6 +219,11 @@ void main()
         }
     }
     barrier();
+    if (EXP == 4u) {
+        if (tid < 32u)
+            part4[sink + tid] = vec4(ps[tid * LP]);
+        return;
+    }
 
     // 5. u = P·C: subgroup sg takes latent columns 64 sg .. +63 (4 fragments) of both head halves
     FA p00, p01, p10, p11; // P's fragments: heads 16i, keys 16j
@@ -214,5 +247,22 @@ void main()
         u1 = coopMatMulAdd(p11, c1, u1);
         put_u(u0, 0u, col, t, rl, s, one);
         put_u(u1, 1u, col, t, rl, s, one);
+    }
+    if (EXP >= 5u) {
+        uint a = tid, b = tid + 1u, c = tid + 2u, d = tid + 3u;
+#define MIXR(N)                                                                                    \
+    [[unroll]] for (uint i = 0u; i < N; i++) {                                                     \
+        a = (a ^ (a >> 7)) * 0x9E3779B1u + i;                                                      \
+        b = (b ^ (b >> 5)) * 0x85EBCA6Bu + i;                                                      \
+        c = (c ^ (c >> 9)) * 0xC2B2AE35u + i;                                                      \
+        d = (d ^ (d >> 3)) * 0x27D4EB2Fu + i;                                                      \
+    }
+        if (EXP == 5u) {
+            MIXR(128u)
+        } else {
+            MIXR(32u)
+        }
+        if (p.rows == 0x7fffffffu)
+            part4[sink] = vec4(float(a), float(b), float(c), float(d));
     }
 }

@@ -1081,16 +1081,17 @@ void glm_vk_set_mla_flash_cm(int on) { flash_cm_forced = on < 0 ? -1 : on != 0; 
 
 /* Does mla_flash's work take its tensor-core form (mla_flash_cm.comp)? Where mla_flash would
  * run, tensor cores are on, the heads are GLM-4.7-Flash's shape (Rkv 512, rope 64, at most 32
- * heads), every row fits 256 splits of 32 keys and the longest has at least GLM_VK_MLA_CM_MIN
- * keys (default 2048: on the H100 mla_flash_cm takes ~20 µs a call at any length, mla_flash 12
- * at 512 keys and 30 at 4096). GLM_VK_MLA_CM=0 turns it off; glm_vk_set_mla_flash_cm(1) forces
- * it on at any length (tests), 0 off. */
+ * heads) and every row fits 256 splits of 32 keys. On the H100 it costs 13.4 µs a call at depth
+ * 0 and 16.5 at 4,096 keys against mla_flash's 13.8 and 32 (bench/RESULTS.md), and a row of at
+ * most 32 keys needs no mla_combine after it. GLM_VK_MLA_CM=0 turns it off and
+ * GLM_VK_MLA_CM_MIN=n keeps mla_flash for steps whose longest row has fewer than n keys
+ * (measurement switches); glm_vk_set_mla_flash_cm(1) forces it on, 0 off (tests). */
 static bool flash_cm_on(glm_vk *vk, const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t dr)
 {
     static int64_t c = -1, lmin = -1;
     bool want = flash_cm_forced >= 0 ? flash_cm_forced != 0
                                      : env_u64("GLM_VK_MLA_CM", &c, 1) != 0 &&
-                                           r->max_len >= env_u64("GLM_VK_MLA_CM_MIN", &lmin, 2048);
+                                           r->max_len >= env_u64("GLM_VK_MLA_CM_MIN", &lmin, 0);
     return want && glm_vk_coopmat_enabled(vk) && flash_on(r, H, rkv, dr) && H <= 32 && rkv == 512 && dr == 64 &&
            r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT;
 }
@@ -1340,9 +1341,11 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         /* mla_flash: one workgroup per (split, row), every head in it; mla_split: one per
          * (split, row, group of up to MLA_MAX_NH heads). Either way the heads of a workgroup
          * share each cached row read. */
-        if (fcm)
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_FLASH_CM, sb, 8, &sp, sizeof sp, ns, rows, 1));
-        else if (flash)
+        if (fcm) {
+            static int64_t exp = -1; /* GLM_VK_MLA_CM_EXP: the kernel's measurement switches (wrong results) */
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH_CM, 64u * (uint32_t)env_u64("GLM_VK_MLA_CM_EXP", &exp, 0),
+                                            sb, 8, &sp, sizeof sp, ns, rows, 1));
+        } else if (flash)
             GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass + 64 * (flash_lanes(H, glm_vk_mla_flash_lanes(vk)) / 8),
                                             sb, 8, &sp, sizeof sp, ns, rows, 1));
         else

@@ -72,7 +72,7 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_QUANT_X8] = { "quant_x8", spv_quant_x8, sizeof spv_quant_x8, 2, 32, false, 0x1 },
     [GLM_VK_MATVEC_Q8] = { "matvec_q8", spv_matvec_q8, sizeof spv_matvec_q8, 8, 128, true, 0x7b, false, false, true },
     [GLM_VK_GRID_PROBE] = { "grid_probe", spv_grid_probe, sizeof spv_grid_probe, 1, 16, false, 0x0 },
-    [GLM_VK_MLA_FLASH_CM] = { "mla_flash_cm", spv_mla_flash_cm, sizeof spv_mla_flash_cm, 8, 112, false, 0x7e, true },
+    [GLM_VK_MLA_FLASH_CM] = { "mla_flash_cm", spv_mla_flash_cm, sizeof spv_mla_flash_cm, 8, 112, true, 0x7e, true },
 };
 
 /* VK_KHR_cooperative_matrix, declared here because Debian 12's Vulkan headers (1.3.239)
