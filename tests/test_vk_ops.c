@@ -1725,15 +1725,18 @@ START_TEST(test_mla_attention)
                              max_len, runs, ci % 2 || long_keys ? lens : NULL, 2, long_keys, 0, 0 };
         /* the per-row core as mla_split, then as mla_flash with the device's pass and at most
          * 128 splits (one-pass splits up to 128 passes of keys), then with 2 (several passes a
-         * split), then (tensor cores) as mla_flash_cm where the shape fits (splits of 32 keys;
-         * the model's width) */
-        for (int flash = 0; flash < 4; flash++) {
-        bool fcm = flash == 3 && glm_vk_coopmat_enabled(g_vk) && H <= 32 && rkv == 512 && dr == 64 && max_len <= 8192;
-        if (flash == 3 && !fcm)
+         * split), then (tensor cores) as mla_flash_cm where the shape fits (the model's width):
+         * with its default cut (one 32-key block a split up to 8,192 keys), at most 3 splits
+         * (splits of several blocks, their accumulators rescaled per head between blocks) and
+         * 1 split (a whole row of up to 126 blocks in one workgroup, no combine) */
+        for (int flash = 0; flash < 6; flash++) {
+        bool fcm = flash >= 3 && glm_vk_coopmat_enabled(g_vk) && H <= 32 && rkv == 512 && dr == 64;
+        if (flash >= 3 && !fcm)
             continue;
         glm_vk_set_mla_flash_cm(fcm ? 1 : 0);
+        glm_vk_set_mla_flash_cm_split(flash == 4 ? 3 : flash == 5 ? 1 : 0);
         r.flash_pass = flash ? glm_vk_mla_flash_pass(g_vk) : 0;
-        r.flash_split = flash == 1 || flash == 3 ? GLM_VK_MLA_FLASH_SPLIT : flash == 2 ? 2 : 0;
+        r.flash_split = flash == 1 || flash >= 3 ? GLM_VK_MLA_FLASH_SPLIT : flash == 2 ? 2 : 0;
         glm_vk_buffer bo = out_buf((size_t)T * oc), bs, bc;
         ck_assert(glm_vk_buffer_create(g_vk, &bs, glm_vk_mla_scratch_floats(T, H, rkv, &r) * 4, false) == GLM_OK);
         const uint64_t ncount = glm_vk_mla_count_ints(T, H); /* the split kernel's arrival counts: zeros */
@@ -1771,7 +1774,7 @@ START_TEST(test_mla_attention)
         printf("vk paged mla (H %u Rkv %u dr %u; A: pos0 %u T %u, B: pos %u; tiled from %u keys; per-row core %s): "
                "nmse vs ref naive %.3g\n",
                H, rkv, dr, pos0, TA, posB, long_keys,
-               !flash ? "mla_split" : fcm ? "mla_flash_cm (tensor cores)" : r.flash_split == 2 ? "mla_flash where it fits, 2 splits" : "mla_flash where it fits", e);
+               !flash ? "mla_split" : flash == 3 ? "mla_flash_cm (tensor cores)" : flash == 4 ? "mla_flash_cm, at most 3 splits" : fcm ? "mla_flash_cm, one split" : r.flash_split == 2 ? "mla_flash where it fits, 2 splits" : "mla_flash where it fits", e);
         glm_vk_buffer_destroy(g_vk, &bo);
         glm_vk_buffer_destroy(g_vk, &bs);
         glm_vk_buffer_destroy(g_vk, &bc);
@@ -1786,6 +1789,7 @@ START_TEST(test_mla_attention)
     glm_vk_coopmat_set_wide_groups(g_vk, wide_default);
     glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
     glm_vk_set_mla_flash_cm(-1);
+    glm_vk_set_mla_flash_cm_split(0);
     if (glm_vk_idot_available(g_vk))
         ck_assert_msg(x8_checked > 0, "no case wrote v_b's products in 8 bits");
     printf("vk paged mla: %u calls also wrote v_b's products in 8 bits, against glm_ref_quant_x8\n", x8_checked);

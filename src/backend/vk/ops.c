@@ -1073,15 +1073,25 @@ static bool flash_on(const glm_vk_kv_rows *r, uint32_t H, uint32_t rkv, uint32_t
     return r->flash_pass && r->flash_split && flash_lanes(H, 32) && rkv <= 512 && rkv + dr <= 576;
 }
 
-/* mla_flash_cm.comp's cut: passes of 32 keys, a split one pass up to 32 · 256 keys */
+/* mla_flash_cm.comp's cut: blocks of 32 keys, at most FLASH_CM_SPLIT splits of whole blocks
+ * (one block a split up to 32 · 256 keys); GLM_VK_MLA_CM_SPLIT=n or glm_vk_set_mla_flash_cm_split
+ * lowers the bound (n from 1 to 256; the scratch is sized for 256) */
 #define FLASH_CM_PASS 32u
 #define FLASH_CM_SPLIT 256u
 static int flash_cm_forced = -1;
+static uint32_t flash_cm_split_forced;
 void glm_vk_set_mla_flash_cm(int on) { flash_cm_forced = on < 0 ? -1 : on != 0; }
+void glm_vk_set_mla_flash_cm_split(uint32_t n) { flash_cm_split_forced = n > FLASH_CM_SPLIT ? FLASH_CM_SPLIT : n; }
+static uint32_t flash_cm_split(void)
+{
+    static int64_t e = -1;
+    uint64_t n = flash_cm_split_forced ? flash_cm_split_forced : env_u64("GLM_VK_MLA_CM_SPLIT", &e, FLASH_CM_SPLIT);
+    return n < 1 ? 1 : n > FLASH_CM_SPLIT ? FLASH_CM_SPLIT : (uint32_t)n;
+}
 
 /* Does mla_flash's work take its tensor-core form (mla_flash_cm.comp)? Where mla_flash would
- * run, tensor cores are on, the heads are GLM-4.7-Flash's shape (Rkv 512, rope 64, at most 32
- * heads) and every row fits 256 splits of 32 keys. On the H100 it costs 13.4 µs a call at depth
+ * run, tensor cores are on and the heads are GLM-4.7-Flash's shape (Rkv 512, rope 64, at most 32
+ * heads), at any length (a split takes as many blocks of 32 keys as the cut gives it). On the H100 it costs 13.4 µs a call at depth
  * 0 and 16.5 at 4,096 keys against mla_flash's 13.8 and 32 (bench/RESULTS.md), and a row of at
  * most 32 keys needs no mla_combine after it. GLM_VK_MLA_CM=0 turns it off and
  * GLM_VK_MLA_CM_MIN=n keeps mla_flash for steps whose longest row has fewer than n keys
@@ -1092,8 +1102,7 @@ static bool flash_cm_on(glm_vk *vk, const glm_vk_kv_rows *r, uint32_t H, uint32_
     bool want = flash_cm_forced >= 0 ? flash_cm_forced != 0
                                      : env_u64("GLM_VK_MLA_CM", &c, 1) != 0 &&
                                            r->max_len >= env_u64("GLM_VK_MLA_CM_MIN", &lmin, 0);
-    return want && glm_vk_coopmat_enabled(vk) && flash_on(r, H, rkv, dr) && H <= 32 && rkv == 512 && dr == 64 &&
-           r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT;
+    return want && glm_vk_coopmat_enabled(vk) && flash_on(r, H, rkv, dr) && H <= 32 && rkv == 512 && dr == 64;
 }
 
 
@@ -1248,10 +1257,8 @@ static uint64_t split_floats(const glm_vk_kv_rows *r, uint32_t n, uint32_t H, ui
     uint64_t need = (uint64_t)block_rows(n, H, rkv, a) * H * a * MLA_PART(rkv);
     if (flash_on(r, H, rkv, 0)) { /* mla_flash's cut, and mla_flash_cm's where rows may take it */
         uint32_t b = split_count_of(r->max_len, r->flash_pass, r->flash_split);
-        if (r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT) {
-            uint32_t c = split_count_of(r->max_len, FLASH_CM_PASS, FLASH_CM_SPLIT);
-            b = c > b ? c : b;
-        }
+        uint32_t c = split_count_of(r->max_len, FLASH_CM_PASS, FLASH_CM_SPLIT);
+        b = c > b ? c : b;
         uint64_t nb = (uint64_t)block_rows(n, H, rkv, b) * H * b * MLA_PART(rkv);
         need = nb > need ? nb : need;
     }
@@ -1293,7 +1300,7 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
         /* per-row: the more blocks of mla_split's and mla_flash's cuts (dr unknown here) */
         uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, split_count(r->max_len));
         uint32_t fs = flash_on(r, H, rkv, 0) ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : 0;
-        if (fs && r->max_len <= FLASH_CM_PASS * FLASH_CM_SPLIT) {
+        if (fs) {
             uint32_t c = split_count_of(r->max_len, FLASH_CM_PASS, FLASH_CM_SPLIT);
             fs = c > fs ? c : fs;
         }
@@ -1322,7 +1329,7 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
     bool flash = flash_on(r, H, rkv, dr) && vec4_rows && (q.off | q.ld | qh | dn) % 4 == 0 && r->page_size &&
                  !(r->page_size & (r->page_size - 1));
     bool fcm = flash && flash_cm_on(vk, r, H, rkv, dr);
-    uint32_t fpass = fcm ? FLASH_CM_PASS : r->flash_pass, fsplit = fcm ? FLASH_CM_SPLIT : r->flash_split;
+    uint32_t fpass = fcm ? FLASH_CM_PASS : r->flash_pass, fsplit = fcm ? flash_cm_split() : r->flash_split;
     uint32_t ns = flash ? split_count_of(r->max_len, fpass, fsplit) : split_count(r->max_len);
     uint32_t page_shift = 0;
     while (flash && (1u << page_shift) < r->page_size)
@@ -1343,7 +1350,9 @@ static glm_status mla_core_split(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
          * share each cached row read. */
         if (fcm) {
             static int64_t exp = -1; /* GLM_VK_MLA_CM_EXP: the kernel's measurement switches (wrong results) */
-            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH_CM, 64u * (uint32_t)env_u64("GLM_VK_MLA_CM_EXP", &exp, 0),
+            uint32_t multi = r->max_len > FLASH_CM_PASS * max_split; /* splits of several blocks */
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH_CM,
+                                            multi + 64u * (uint32_t)env_u64("GLM_VK_MLA_CM_EXP", &exp, 0),
                                             sb, 8, &sp, sizeof sp, ns, rows, 1));
         } else if (flash)
             GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_FLASH, pass + 64 * (flash_lanes(H, glm_vk_mla_flash_lanes(vk)) / 8),

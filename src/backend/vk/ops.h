@@ -334,9 +334,12 @@ glm_status glm_vk_matmul_heads(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w
 /* int32 scratch elements the grouped glm_vk_matmul_id needs for T tokens, k slots, E experts. */
 uint64_t glm_vk_moe_group_ints(uint32_t T, uint32_t k, uint32_t n_exp);
 /* mla_flash's work on tensor cores (mla_flash_cm.comp) where it fits: 1 on at any length, 0
- * off, -1 the environment's choice (GLM_VK_MLA_CM, on by default for rows of at least
- * GLM_VK_MLA_CM_MIN keys, 2048 by default). */
+ * off, -1 the environment's choice (GLM_VK_MLA_CM, on by default; GLM_VK_MLA_CM_MIN keys at
+ * least, 0 by default). */
 void glm_vk_set_mla_flash_cm(int on);
+/* mla_flash_cm's splits at most (tests: long splits of several blocks at short lengths); 0 the
+ * default (256, or GLM_VK_MLA_CM_SPLIT) */
+void glm_vk_set_mla_flash_cm_split(uint32_t n);
 /* glm_vk_matmul_id with x also given as float16 (xh: glm_vk_to_half of x, x's rows and
  * x.cols / 2 words a row): the tensor-core kernel stages the float16 rows (the same values it
  * would round x to); other kernels read x. Two products over the same ids (gate and up) may
