@@ -769,8 +769,9 @@ START_TEST(test_matmul_id_grouped)
      * in the first round expert 6 chosen by one pair only (a group of one row), in the second
      * round repeated experts within a token (groups of 140 rows: three tiles, the last partial).
      * Tensor cores: tiles of 64 and 32 token rows, each with the loads two steps ahead, one, and
-     * steps of two chunks. */
-    const uint32_t T = 70, k = 4, E = 7, nrows = 67;
+     * steps of two chunks. Rounds of 64-row tiles have 132 weight rows (two row tiles, the
+     * second of 4 rows; rows in 4s, as matmul_gq takes Q4_K on float16 x), the others 67. */
+    const uint32_t T = 70, k = 4, E = 7;
     static const glm_type types[] = { GLM_TYPE_Q4_K, GLM_TYPE_Q5_0, GLM_TYPE_Q6_K };
     uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
     uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk), gt2 = glm_vk_cm2_grouped_tile(g_vk);
@@ -784,7 +785,7 @@ START_TEST(test_matmul_id_grouped)
                 glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 == 2 ? 0 : round / 4 ? 1 : 2, narrow);
                 glm_vk_cm2_set_grouped_tile(g_vk, round / 2 == 1 ? 32 : round / 2 == 2 ? 128 : 64);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
-                uint32_t ncols = 256;
+                uint32_t ncols = 256, nrows = round / 2 % 2 ? 67 : 132;
                 test_weight tw;
                 make_weight(&tw, t, ncols, nrows, E);
                 uint32_t xrows = per_pair ? T * k : T;

@@ -507,6 +507,15 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         pc->x_off = 2 * xh->off;
         pc->x_ld = 2 * xh->ld;
         pc->pad = (pc->pad & ~1u) | (pc->x_off % 8 == 0 && pc->x_ld % 8 == 0 ? 1u : 0u);
+        /* matmul_gq (GLM_VK_CM_GQ=0: off): grouped Q4_K on 64-row tiles, every row and offset
+         * aligned; faster than matmul_cm there on the H100 (bench/RESULTS.md) */
+        static int64_t gq_env = -1;
+        if (env_u64("GLM_VK_CM_GQ", &gq_env, 1) != 0 && pc->type == GLM_TYPE_Q4_K && (pc->mode == 1 || pc->mode == 2) &&
+            bn == 64 && (pc->pad & 7u) == 7u && pc->ncols % 256 == 0 && pc->nrows % 4 == 0 && !cm_probe_bits) {
+            uint32_t bmo = swiglu ? 64u : 128u;
+            return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * (swiglu ? 1u : 0u), bh, 4, pc,
+                                           sizeof *pc, (pc->nrows + bmo - 1) / bmo, gy, gz);
+        }
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * (flags + 256u), bh, 4, pc, sizeof *pc,
                                        gx, gy, gz);
     }

@@ -62,6 +62,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MATVEC_Q8,  /* GLM_VK_MATVEC_FAST of an 8-bit x; only where glm_vk_idot_available */
     GLM_VK_GRID_PROBE, /* a barrier across a whole grid (bench --profile's measurement only) */
     GLM_VK_MLA_FLASH_CM, /* GLM_VK_MLA_FLASH on tensor cores (GLM-4.7-Flash's head shape, splits of 32 keys) */
+    GLM_VK_MATMUL_GQ, /* grouped Q4_K products on tensor cores, each subgroup staging its own weight rows */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 

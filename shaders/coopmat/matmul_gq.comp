@@ -1,0 +1,217 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+// Grouped expert products (matmul_cm.comp's modes 1 and 2) of Q4_K weights on float16 x, with
+// each subgroup staging its own weight rows: a workgroup of 4 subgroups computes 128 tile rows ×
+// 64 token slots; subgroup s owns tile rows 32s .. 32s+31 (SWIGLU: W's rows 16s .. +15 and U's
+// same rows) across all 64 slots, and lane l decodes tile row 32s + l into the subgroup's own
+// staging rows in shared memory. A subgroup therefore waits on no other subgroup for its
+// weights (subgroup barriers only); the token tile (64 slots × 64 columns a step, float16) is
+// staged in two buffers, one workgroup barrier a step. A step is one Q4_K sub-block pair (64
+// columns): the lane's block header and the pair's 32 code bytes (three 16-byte loads) are in
+// flight over the step before. The decoding and its rounding are matmul_cm.comp's (d·q − m in
+// float32, rounded to float16 once), so both kernels stage the same float16 weights.
+// FLAGS (specialization constant 1) bit 0, SWIGLU: y = SiLU(W·x) * (U·x), U at w2_offset (64
+// outputs a workgroup). The host sends only Q4_K with 16-byte aligned weight rows and x rows
+// (float16, offsets in halves), ncols a multiple of 256 and the grouping of 64-row tiles.
+// Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
+layout(constant_id = 1) const uint FLAGS = 0;
+const bool SWIGLU = (FLAGS & 1u) != 0u;
+#define BM 128u
+const uint BMO = SWIGLU ? BM / 2u : BM;
+#define BN 64u
+#define NT 128u
+#define LDH 72u // float16 row stride of the staging tiles: 64 columns + 8
+layout(local_size_x = 128) in;
+
+#define MAX_EXP_SHARED 128u
+shared int gtiles[MAX_EXP_SHARED + 1u];
+shared int srow[BN];
+bool tiles_shared;
+#define TILES_AT(i) (tiles_shared ? gtiles[i] : g[p.g_off + 2u * p.n_exp + (i)])
+
+#include "../matmul_tile.glsl"
+
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
+layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // x: 8 halves at a time
+layout(std430, binding = 2) writeonly buffer Y4 { vec4 y4[]; };
+
+shared f16vec4 xs[2u * BN * LDH / 4u];   // two token tiles: xs[(b·BN·LDH + s·LDH + k) / 4]
+shared f16vec4 ps[4u * 32u * LDH / 4u];  // subgroup s's weight rows: ps[(s·32·LDH + r·LDH + k) / 4]
+shared float cs[4u * 256u];              // a 16 × 16 float fragment per subgroup, on the way out
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+uint x_slot, x_half; // this invocation's token slot and column half (32 columns) of a step
+int x_row;
+uint w_bytes;        // its weight row's byte offset
+bool w_valid;
+
+void fetch_x(uint st, out uvec4 xr[4])
+{
+    [[unroll]] for (uint v = 0u; v < 4u; v++)
+        xr[v] = uvec4(0u);
+    if (x_row >= 0) {
+        uint o = (x_base + uint(x_row) * p.x_ld + 64u * st + 32u * x_half) / 8u;
+        [[unroll]] for (uint v = 0u; v < 4u; v++)
+            xr[v] = xh4[o + v];
+    }
+}
+
+void stash_x(uint b, uvec4 xr[4])
+{
+    uint o = (b * BN * LDH + x_slot * LDH + 32u * x_half) / 4u;
+    [[unroll]] for (uint v = 0u; v < 4u; v++) {
+        xs[o + 2u * v] = f16vec4(unpackFloat2x16(xr[v].x), unpackFloat2x16(xr[v].y));
+        xs[o + 2u * v + 1u] = f16vec4(unpackFloat2x16(xr[v].z), unpackFloat2x16(xr[v].w));
+    }
+}
+
+// the block header and the 32 code bytes of step st (sub-block pair st % 4 of block st / 4)
+void fetch_w(uint st, out uvec4 hd, out uvec4 q0, out uvec4 q1)
+{
+    uint b = w_bytes + (st / 4u) * 144u, q = b + 16u + 32u * (st % 4u);
+    hd = w4[b >> 4];
+    q0 = w4[q >> 4];
+    q1 = w4[(q >> 4) + 1u];
+}
+
+// decodes step st's 64 weights of the lane's row into its staging row
+void stash_w(uint st, uint sg, uint lane, uvec4 hd, uvec4 q0, uvec4 q1)
+{
+    float d0, m0, d1, m1;
+    k4_dm(hd, 2u * (st % 4u), d0, m0);
+    k4_dm(hd, 2u * (st % 4u) + 1u, d1, m1);
+    uint o = (sg * 32u * LDH + lane * LDH) / 4u;
+    uint qw[8] = uint[8](q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w);
+    [[unroll]] for (uint j = 0u; j < 8u; j++) { // code bytes 4j .. 4j+3: columns 4j.. (low), 32+4j.. (high)
+        uint c = qw[j];
+        vec4 lo = vec4(float(c & 15u), float((c >> 8) & 15u), float((c >> 16) & 15u), float((c >> 24) & 15u));
+        vec4 hi = vec4(float((c >> 4) & 15u), float((c >> 12) & 15u), float((c >> 20) & 15u), float(c >> 28));
+        ps[o + j] = w_valid ? f16vec4(d0 * lo - m0) : f16vec4(0.0);
+        ps[o + 8u + j] = w_valid ? f16vec4(d1 * hi - m1) : f16vec4(0.0);
+    }
+}
+
+void put_frag(ACC a, uint i, uint r0, uint sg)
+{
+    uint s0 = 16u * i;
+    if (tile_n0 + s0 >= tile_count || r0 >= p.nrows)
+        return;
+    int yv[2];
+    [[unroll]] for (uint h = 0u; h < 2u; h++)
+        yv[h] = srow[s0 + gl_SubgroupInvocationID / 4u + 8u * h];
+    coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    uint c4 = gl_SubgroupInvocationID % 4u;
+    [[unroll]] for (uint h = 0u; h < 2u; h++) {
+        uint o = sg * 256u + (gl_SubgroupInvocationID / 4u + 8u * h) * 16u + 4u * c4;
+        if (yv[h] >= 0 && r0 + 4u * c4 < p.nrows)
+            y4[(y_base + uint(yv[h]) * p.y_ld + r0) / 4u + c4] = vec4(cs[o], cs[o + 1u], cs[o + 2u], cs[o + 3u]);
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+
+ACC swiglu(ACC g, ACC u)
+{
+    ACC h = u;
+    for (int e = 0; e < h.length(); e++)
+        h[e] = (g[e] / (1.0 + exp(-g[e]))) * u[e];
+    return h;
+}
+
+void main()
+{
+    uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    tiles_shared = p.n_exp <= MAX_EXP_SHARED;
+    if (tiles_shared) {
+        for (uint i = tid; i <= p.n_exp; i += NT)
+            gtiles[i] = g[p.g_off + 2u * p.n_exp + i];
+        barrier();
+    }
+    uint wbase;
+    if (!tile_rows(wbase))
+        return;
+    if (tid < BN) {
+        int xr, yr;
+        slot_rows(tid, xr, yr);
+        srow[tid] = yr;
+    }
+    barrier();
+    uint m0 = gl_WorkGroupID.x * BMO;
+    // the lane's tile row: 32·sg + lane, or (SWIGLU) W's row 16·sg + lane, U's for lanes 16..31
+    uint orow = SWIGLU ? m0 + 16u * sg + lane % 16u : m0 + 32u * sg + lane;
+    if (SWIGLU && lane >= 16u)
+        wbase += p.w2_offset - p.w_offset;
+    w_valid = orow < p.nrows;
+    w_bytes = wbase + min(orow, p.nrows - 1u) * p.row_bytes;
+    x_slot = tid / 2u;
+    x_half = tid % 2u;
+    {
+        int yr = srow[x_slot];
+        x_row = yr >= 0 && p.mode == 1u ? yr / int(p.k) : yr;
+    }
+    int left = int(tile_count) - int(tile_n0);
+    uint nfrag = uint(clamp((left + 15) / 16, 0, 4));
+    ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
+    ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
+    uint nsteps = p.ncols / 64u;
+    uvec4 xr[4], hd, q0, q1;
+    fetch_x(0u, xr);
+    fetch_w(0u, hd, q0, q1);
+    stash_x(0u, xr);
+    barrier();
+    for (uint st = 0u; st < nsteps; st++) {
+        uint b = st % 2u;
+        if (st + 1u < nsteps)
+            fetch_x(st + 1u, xr);
+        stash_w(st, sg, lane, hd, q0, q1);
+        if (st + 1u < nsteps)
+            fetch_w(st + 1u, hd, q0, q1);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+            coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+            coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+#define FRAG_ROW(I, A0, A1)                                                                                       \
+            if (I < nfrag) {                                                                                      \
+                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                   \
+                coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 4u, LDH / 4u,                          \
+                            gl_CooperativeMatrixLayoutRowMajor);                                                  \
+                A0 = coopMatMulAdd(af, bf0, A0);                                                                  \
+                A1 = coopMatMulAdd(af, bf1, A1);                                                                  \
+            }
+            FRAG_ROW(0u, a00, a01)
+            FRAG_ROW(1u, a10, a11)
+            FRAG_ROW(2u, a20, a21)
+            FRAG_ROW(3u, a30, a31)
+        }
+        if (st + 1u < nsteps)
+            stash_x(1u - b, xr);
+        barrier();
+    }
+    if (SWIGLU) {
+        uint r0 = m0 + 16u * sg;
+        put_frag(swiglu(a00, a01), 0u, r0, sg);
+        put_frag(swiglu(a10, a11), 1u, r0, sg);
+        put_frag(swiglu(a20, a21), 2u, r0, sg);
+        put_frag(swiglu(a30, a31), 3u, r0, sg);
+        return;
+    }
+    uint r0 = m0 + 32u * sg;
+    put_frag(a00, 0u, r0, sg);
+    put_frag(a01, 0u, r0 + 16u, sg);
+    put_frag(a10, 1u, r0, sg);
+    put_frag(a11, 1u, r0 + 16u, sg);
+    put_frag(a20, 2u, r0, sg);
+    put_frag(a21, 2u, r0 + 16u, sg);
+    put_frag(a30, 3u, r0, sg);
+    put_frag(a31, 3u, r0 + 16u, sg);
+}
