@@ -16,8 +16,9 @@
 // flight over the step before. The decoding and its rounding are matmul_cm.comp's (d·q − m in
 // float32, rounded to float16 once), so both kernels stage the same float16 weights.
 // FLAGS (specialization constant 1) bit 0, SWIGLU: y = SiLU(W·x) * (U·x), U at w2_offset (64
-// outputs a workgroup). The host sends only Q4_K with 16-byte aligned weight rows and x rows
-// (float16, offsets in halves), ncols a multiple of 256 and the grouping of 64-row tiles.
+// outputs a workgroup). The host sends only Q4_K with 16-byte aligned weight rows, x rows
+// (float16, offsets in halves) and y rows, ncols a multiple of 256, nrows a multiple of 4 (y
+// is written 4 floats at a time) and the grouping of 64-row tiles.
 // Compiled by a glslang that knows GL_KHR_cooperative_matrix (ci/glslang-coopmat.sh).
 layout(constant_id = 1) const uint FLAGS = 0;
 const bool SWIGLU = (FLAGS & 1u) != 0u;
