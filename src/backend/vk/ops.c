@@ -511,10 +511,12 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
          * aligned; faster than matmul_cm there on the H100 (bench/RESULTS.md) */
         static int64_t gq_env = -1;
         if (env_u64("GLM_VK_CM_GQ", &gq_env, 1) != 0 && pc->type == GLM_TYPE_Q4_K && (pc->mode == 1 || pc->mode == 2) &&
-            bn == 64 && (pc->pad & 7u) == 7u && pc->ncols % 256 == 0 && pc->nrows % 4 == 0 && !cm_probe_bits) {
+            bn == 64 && (pc->pad & 7u) == 7u && pc->ncols % 256 == 0 && pc->nrows % 4 == 0) {
             uint32_t bmo = swiglu ? 64u : 128u;
-            return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * (swiglu ? 1u : 0u), bh, 4, pc,
-                                           sizeof *pc, (pc->nrows + bmo - 1) / bmo, gy, gz);
+            /* + 16 × the probe's switches (its bit 4, no barriers, as bit 8) */
+            uint32_t fl = (swiglu ? 1u : 0u) + 16u * (cm_probe_bits & 31u);
+            return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
+                                           (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * (flags + 256u), bh, 4, pc, sizeof *pc,
                                        gx, gy, gz);
