@@ -2570,6 +2570,55 @@ START_TEST(test_grid_probe)
 }
 END_TEST
 
+/* The element map of 16 × 16 cooperative matrices (glm_vk_cm_layout), where the device has them:
+ * each of A, B (loaded column-major) and the float accumulator must hold every one of its 256
+ * elements exactly once across the subgroup's invocations; the maps are printed (the layout that
+ * a kernel building fragments in registers would rely on). Elsewhere the call must refuse. */
+START_TEST(test_cm_layout)
+{
+    float *out = malloc(97 * 16 * sizeof(float));
+    for (size_t i = 0; i < 97 * 16; i++)
+        out[i] = -7.0f; /* poison */
+    glm_status s = glm_vk_cm_layout(g_vk, out);
+    if (!glm_vk_coopmat_available(g_vk) || glm_vk_subgroup_size(g_vk) != 32) {
+        ck_assert_msg(s != GLM_OK, "cm_layout ran without cooperative matrices on subgroups of 32");
+        printf("vk cm_layout: no 16x16 cooperative matrices here (refused: %s)\n", glm_last_error());
+        free(out);
+        return;
+    }
+    ck_assert_msg(s == GLM_OK, "%s", glm_last_error());
+    static const char *names[3] = { "A (row-major)", "B (column-major: value 16n + k)", "accumulator" };
+    for (int m = 0; m < 3; m++) {
+        int len = (int)out[96 * 16 + m], seen[256] = { 0 };
+        ck_assert_msg(len >= 1 && len <= 16, "cm_layout: matrix %d length %d", m, len);
+        for (int l = 0; l < 32; l++)
+            for (int e = 0; e < 16; e++) {
+                float v = out[(m * 32 + l) * 16 + e];
+                if (e >= len) {
+                    ck_assert_msg(v == -1.0f, "cm_layout: matrix %d lane %d element %d past the length not marked", m, l, e);
+                    continue;
+                }
+                ck_assert_msg(v >= 0 && v < 256 && v == (float)(int)v, "cm_layout: matrix %d lane %d element %d = %g", m,
+                              l, e, v);
+                seen[(int)v]++;
+            }
+        for (int i = 0; i < 256; i++)
+            ck_assert_msg(seen[i] == 32 * len / 256, "cm_layout: matrix %d element (%d, %d) held %d times, not %d", m,
+                          i / 16, i % 16, seen[i], 32 * len / 256);
+        printf("vk cm_layout %s, %d elements an invocation; invocation: its elements as row.col\n", names[m], len);
+        for (int l = 0; l < 32; l++) {
+            printf("  %2d:", l);
+            for (int e = 0; e < len; e++) {
+                int v = (int)out[(m * 32 + l) * 16 + e];
+                printf(" %d.%d", v / 16, v % 16);
+            }
+            printf("\n");
+        }
+    }
+    free(out);
+}
+END_TEST
+
 /* The float16 operands of the tensor-core MLA core, checked here on any device: softmax's
  * pack (rows written as float16 pairs over their own storage, an odd row's last pair padded
  * with 0) and mla_pack16 (key rows through a shuffled page table, zero past n_kv and past the
@@ -2736,6 +2785,7 @@ int main(void)
     ADD_CASE(test_mla_attention);
     ADD_CASE(test_mla_pack16);
     ADD_CASE(test_grid_probe);
+    ADD_CASE(test_cm_layout);
     ADD_CASE(test_kv_write);
     ADD_CASE(test_profiling);
     ADD_CASE(test_rejects_bad_shapes);

@@ -332,3 +332,25 @@ glm_status glm_vk_grid_probe(glm_vk *vk, uint32_t groups, uint32_t rounds, uint3
     }
     return s;
 }
+
+/* ---- the element map of 16 × 16 cooperative matrices (cm_layout.comp) ---- */
+
+glm_status glm_vk_cm_layout(glm_vk *vk, float *out)
+{
+    if (!glm_vk_coopmat_available(vk) || glm_vk_subgroup_size(vk) != 32)
+        return glm_errorf(GLM_ERR_UNSUPPORTED, "vulkan cm_layout: no 16x16 cooperative matrices on subgroups of 32");
+    glm_vk_buffer ob = {0};
+    const size_t bytes = 97 * 16 * sizeof(float);
+    GLM_TRY(glm_vk_buffer_create(vk, &ob, bytes, false));
+    const glm_vk_buffer *bb[1] = { &ob };
+    glm_status s = glm_vk_begin(vk);
+    if (s == GLM_OK) {
+        s = glm_vk_dispatch(vk, GLM_VK_CM_LAYOUT, bb, 1, NULL, 0, 1, 1, 1);
+        glm_status w = glm_vk_submit_wait(vk);
+        s = s != GLM_OK ? s : w;
+    }
+    if (s == GLM_OK)
+        s = glm_vk_download(vk, out, &ob, 0, bytes);
+    glm_vk_buffer_destroy(vk, &ob);
+    return s;
+}

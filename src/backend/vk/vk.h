@@ -63,6 +63,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_GRID_PROBE, /* a barrier across a whole grid (bench --profile's measurement only) */
     GLM_VK_MLA_FLASH_CM, /* GLM_VK_MLA_FLASH on tensor cores (GLM-4.7-Flash's head shape, splits of 32 keys) */
     GLM_VK_MATMUL_GQ, /* grouped Q4_K products on tensor cores, each subgroup staging its own weight rows */
+    GLM_VK_CM_LAYOUT, /* the element map of 16 × 16 cooperative matrices (a test's and a probe's only) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
@@ -245,6 +246,11 @@ glm_status glm_vk_dispatch_floor(glm_vk *vk, uint32_t n, double *chained_us, dou
  * invocations crossing `rounds` barriers of the whole grid, each waiting at most `limit` polls.
  * *resident: every workgroup finished every round (none waited past its limit); *us: the wall
  * time of that dispatch less that of the same with no rounds, per round (best of 3). */
+/* The element map of the tensor-core kernels' 16 × 16 cooperative matrices (cm_layout.comp):
+ * out[(m·32 + l)·16 + e] = 16r + c of element e of invocation l of matrix m (0: A row-major,
+ * 1: B loaded column-major, 2: float accumulator; -1 past its length); out[96·16 + m] = the
+ * lengths. out holds 97·16 floats. Needs VK_KHR_cooperative_matrix and subgroups of 32. */
+glm_status glm_vk_cm_layout(glm_vk *vk, float *out);
 glm_status glm_vk_grid_probe(glm_vk *vk, uint32_t groups, uint32_t rounds, uint32_t limit, bool *resident, double *us);
 /* One run of it (dispatched workgroups, possibly fewer than `groups`): the counters after it,
  * arrivals, the timed-out flag and the workgroups done (tests). */
