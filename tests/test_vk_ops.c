@@ -15,6 +15,7 @@
 #include "ref/dequant.h"
 #include "ref/matmul.h"
 #include "ref/ops.h"
+#include "ref/quantize.h"
 #include "tolerances.h"
 #include "util/testutil.h"
 
@@ -920,6 +921,104 @@ START_TEST(test_matmul_swiglu)
     glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
     glm_vk_use_coopmat(g_vk, true);
     glm_vk_use_cm2(g_vk, cm2_default);
+}
+END_TEST
+
+/* Weights as a quantizer writes them (rows of 0.02·(sum of 4 uniforms) around offsets of up to
+ * ±0.03, glm_ref_quantize_row) and x exact in float16 (sixteenths in [-2, 2]): then a
+ * tensor-core product's only error is the rounding of the weights it stages (and the float32
+ * sums). Q4_K and Q6_K plain products (matmul_cm, codes decoded in float32: one rounding a
+ * weight) held to TOL_VK_MATMUL_CM_W16_NMSE; Q4_K grouped experts on float16 x (matmul_gq) with
+ * its codes decoded in float32 (the same bound) and in float16 pairs (TOL_VK_MATMUL_GQ_H2_NMSE). */
+static void make_weight_quantized(test_weight *tw, glm_type t, uint32_t cols, uint32_t rows, uint32_t slabs)
+{
+    uint32_t rb = (uint32_t)glm_row_bytes(t, cols);
+    tw->host = malloc((size_t)rb * rows * slabs);
+    float *v = malloc((size_t)cols * 4);
+    for (uint32_t r = 0; r < rows * slabs; r++) {
+        float off = 0.01f * (float)(r % 7) - 0.03f; /* rows off centre: Q4_K mins of both signs' sizes */
+        for (uint32_t i = 0; i < cols; i++) {
+            float g = 0;
+            for (int j = 0; j < 4; j++)
+                g += tu_uniform(&g_rng, -1, 1);
+            v[i] = off + 0.02f * g;
+        }
+        ck_assert(glm_ref_quantize_row(tw->host + (size_t)r * rb, v, t, cols) == GLM_OK);
+    }
+    free(v);
+    tw->dev = dev_copy(tw->host, (size_t)rb * rows * slabs);
+    tw->w = (glm_vk_weight){ &tw->dev, t, 0, cols, rows, slabs, rb, rb * rows };
+}
+
+static double weight_rounding_case(glm_type t, bool grouped)
+{
+    const uint32_t T = 70, k = 4, E = 5, ncols = 512, nrows = grouped ? 132 : 200;
+    test_weight tw;
+    make_weight_quantized(&tw, t, ncols, nrows, grouped ? E : 1);
+    uint32_t yrows = grouped ? T * k : T;
+    float *x = malloc((size_t)T * ncols * 4), *ref = malloc((size_t)yrows * nrows * 4);
+    for (size_t i = 0; i < (size_t)T * ncols; i++)
+        x[i] = (float)((int)(tu_next(&g_rng) % 65) - 32) / 16.0f;
+    int32_t *ids = malloc((size_t)T * k * 4);
+    for (uint32_t i = 0; i < T * k; i++)
+        ids[i] = (int32_t)(tu_next(&g_rng) % E);
+    for (uint32_t i = 0; i < yrows; i++)
+        ref_matvec(ref + (size_t)i * nrows, &tw, grouped ? (uint32_t)ids[i] : 0, x + (size_t)(grouped ? i / k : i) * ncols);
+    glm_vk_buffer bx = dev_copy(x, (size_t)T * ncols * 4), bi = dev_copy(ids, (size_t)T * k * 4);
+    glm_vk_buffer by = out_buf((size_t)yrows * nrows), bg = { 0 }, bh = { 0 };
+    if (grouped) {
+        uint64_t ng = glm_vk_moe_group_ints(T, k, E);
+        ck_assert(glm_vk_buffer_create(g_vk, &bg, ng * 4, false) == GLM_OK);
+        bool half = glm_vk_coopmat_enabled(g_vk) && glm_vk_matmul_id_takes_half(g_vk, &tw.w);
+        glm_vk_view xh = begin_half_x(half, &bh, &bx, T, ncols);
+        ck_assert_msg(glm_vk_matmul_id_half(g_vk, view(&by, yrows, nrows), &tw.w, view(&bx, T, ncols), xh,
+                                            view(&bi, T, k), view(&bg, 1, (uint32_t)ng), false) == GLM_OK,
+                      "%s", glm_last_error());
+        run();
+        if (half)
+            glm_vk_buffer_destroy(g_vk, &bh);
+        glm_vk_buffer_destroy(g_vk, &bg);
+    } else {
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert_msg(glm_vk_matmul(g_vk, view(&by, T, nrows), &tw.w, 0, view(&bx, T, ncols)) == GLM_OK, "%s",
+                      glm_last_error());
+        run();
+    }
+    check_out(&by, (size_t)yrows * nrows, grouped ? "matmul_id (weight rounding)" : "matmul (weight rounding)");
+    double e = tu_nmse(ref, by.map, (size_t)yrows * nrows);
+    glm_vk_buffer_destroy(g_vk, &bx);
+    glm_vk_buffer_destroy(g_vk, &bi);
+    glm_vk_buffer_destroy(g_vk, &by);
+    free_weight(&tw);
+    free(x);
+    free(ref);
+    free(ids);
+    return e;
+}
+
+START_TEST(test_matmul_weight_rounding)
+{
+    uint32_t gt = glm_vk_coopmat_grouped_tile(g_vk), ahead = glm_vk_coopmat_ahead(g_vk);
+    uint32_t narrow = glm_vk_coopmat_narrow_groups(g_vk);
+    bool h2 = glm_vk_h2(), cm = glm_vk_coopmat_enabled(g_vk);
+    glm_vk_coopmat_set_tiling(g_vk, 64, ahead, narrow);
+    static const struct { glm_type t; bool grouped, pairs; } cases[] = {
+        { GLM_TYPE_Q4_K, false, false }, { GLM_TYPE_Q6_K, false, false },
+        { GLM_TYPE_Q4_K, true, true },   { GLM_TYPE_Q4_K, true, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].pairs && !cm)
+            continue;
+        glm_vk_set_h2(cases[i].pairs);
+        double e = weight_rounding_case(cases[i].t, cases[i].grouped);
+        double tol = !cm ? TOL_VK_MATMUL_NMSE : cases[i].pairs ? TOL_VK_MATMUL_GQ_H2_NMSE : TOL_VK_MATMUL_CM_W16_NMSE;
+        printf("vk matmul%s weight rounding, %s%s%s: nmse %.3g (bound %.3g)\n", cm ? "_cm" : "", glm_type_name(cases[i].t),
+               cases[i].grouped ? " grouped on float16 x" : "", cases[i].pairs ? ", float16 pairs" : "", e, tol);
+        ck_assert_msg(e <= tol, "matmul weight rounding %s%s%s: nmse %.3g", glm_type_name(cases[i].t),
+                      cases[i].grouped ? " grouped" : "", cases[i].pairs ? " float16 pairs" : "", e);
+    }
+    glm_vk_set_h2(h2);
+    glm_vk_coopmat_set_tiling(g_vk, gt, ahead, narrow);
 }
 END_TEST
 
@@ -2764,6 +2863,7 @@ int main(void)
     ADD_CASE(test_matmul_f32);
     ADD_CASE(test_matmul_id_grouped);
     ADD_CASE(test_matmul_swiglu);
+    ADD_CASE(test_matmul_weight_rounding);
     ADD_CASE(test_matvec_heads);
     ADD_CASE(test_matvec_swiglu);
     ADD_CASE(test_matvec_unaligned);

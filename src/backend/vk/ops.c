@@ -515,6 +515,9 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             uint32_t bmo = swiglu ? 64u : 128u;
             /* + 16 × the probe's switches (its bit 4, no barriers, as bit 8) */
             uint32_t fl = (swiglu ? 1u : 0u) + 16u * (cm_probe_bits & 31u);
+            /* + 2: the codes decoded in float16 pairs (GLM_VK_H2=0: in float32) */
+            if (glm_vk_h2())
+                fl += 2u;
             return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
                                            (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
@@ -633,6 +636,10 @@ static glm_status matmul_any(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, 
     const glm_vk_buffer *b[4] = { w->buf, x.buf, y.buf, x.buf /* unused */ };
     return matmul_record(vk, &pc, b, x.rows, 0, 1, bn, NULL, false);
 }
+
+static int64_t h2_mode = -1;
+bool glm_vk_h2(void) { return env_u64("GLM_VK_H2", &h2_mode, 1) != 0; }
+void glm_vk_set_h2(bool on) { h2_mode = on ? 1 : 0; }
 
 static int64_t router_tiled = -1;
 uint32_t glm_vk_router_tiled(void)
