@@ -928,8 +928,9 @@ END_TEST
  * ±0.03, glm_ref_quantize_row) and x exact in float16 (sixteenths in [-2, 2]): then a
  * tensor-core product's only error is the rounding of the weights it stages (and the float32
  * sums). Q4_K and Q6_K plain products (matmul_cm, codes decoded in float32: one rounding a
- * weight) held to TOL_VK_MATMUL_CM_W16_NMSE; Q4_K grouped experts on float16 x (matmul_gq) with
- * its codes decoded in float32 (the same bound) and in float16 pairs (TOL_VK_MATMUL_GQ_H2_NMSE). */
+ * weight) held to TOL_VK_MATMUL_CM_W16_NMSE; grouped experts on float16 x (Q4_K on matmul_gq,
+ * Q6_K on matmul_cm) with their codes decoded in float32 (the same bound) and in float16 pairs
+ * (TOL_VK_MATMUL_GQ_H2_NMSE). */
 static void make_weight_quantized(test_weight *tw, glm_type t, uint32_t cols, uint32_t rows, uint32_t slabs)
 {
     uint32_t rb = (uint32_t)glm_row_bytes(t, cols);
@@ -1005,6 +1006,7 @@ START_TEST(test_matmul_weight_rounding)
     static const struct { glm_type t; bool grouped, pairs; } cases[] = {
         { GLM_TYPE_Q4_K, false, false }, { GLM_TYPE_Q6_K, false, false },
         { GLM_TYPE_Q4_K, true, true },   { GLM_TYPE_Q4_K, true, false },
+        { GLM_TYPE_Q6_K, true, true },   { GLM_TYPE_Q6_K, true, false },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].pairs && !cm)

@@ -47,12 +47,16 @@
 // (instead of a dependent load a step of it), and each slot's y row is looked up once at the
 // start for the x loads and the epilogue (which otherwise looked its rows up again, a
 // dependent load before each fragment's stores).
+// FLAGS bit 13, H2 (Q6_K only; the host sets it for grouped products, GLM_VK_H2=0 turns it
+// off): the codes decoded in float16 pairs (stash_q6_h2), both operands' columns staged in the
+// order (0, 2, 1, 3) within each group of four.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u, NOVEC = (FLAGS >> 10) & 1u;
 // FLAGS bit 12, NOBAR: a measurement switch (the grouped-product probe's bit 16; results wrong):
 // no barriers in the main loop.
 const uint NOBAR = (FLAGS >> 12) & 1u;
+const bool H2F = (FLAGS & 8192u) != 0u;
 const uint SRN = TILE == 1u ? 0u : 1u - ((FLAGS >> 11) & 1u); // SROWS as 0 / 1
 const bool SROWS = SRN != 0u;
 #define BM 128u
@@ -225,10 +229,46 @@ void fetch_x(uint c, inout Raw r)
     }
 }
 
+// stash for H2 and Q6_K: a code word's 4 codes (q + 32, 6 bits each) as two float16 pairs,
+// bytes 0 and 2 then 1 and 3, each ORed into float16's mantissa as 1056 + (q − 32) exactly; one
+// subtraction leaves q − 32 exactly and one product with d rounded to float16 gives the
+// weights (two roundings at the weight's scale where stash has one). x is permuted the same way.
+void stash_q6_h2(uint b, uint col, Raw r)
+{
+    uint kk = r.sub % 4u, sh = 4u * (kk / 2u);
+    float d = 1.0;
+    if ((EXP & 2u) == 0u)
+        d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
+    f16vec2 D = f16vec2(float16_t(d));
+    const f16vec2 K = f16vec2(1056.0);
+    const uint OR = 0x64006400u;
+    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        uint c = ((r.w0[j] >> sh) & 0x0F0F0F0Fu) | (((r.w1[j] >> (2u * kk)) & 0x03030303u) << 4);
+        f16vec2 e = unpackFloat2x16((c & 0x00FF00FFu) | OR) - K, o = unpackFloat2x16(((c >> 8) & 0x00FF00FFu) | OR) - K;
+        ws[wo + j] = w_valid ? f16vec4(e * D, o * D) : f16vec4(0.0);
+    }
+    uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
+    [[unroll]] for (uint j = 0u; j < 4u; j++)
+        if (j < XPT / 4u) {
+            if (X16 != 0u) {
+                f16vec2 a = unpackFloat2x16(r.xq[j / 2u][2u * (j % 2u)]);
+                f16vec2 c = unpackFloat2x16(r.xq[j / 2u][2u * (j % 2u) + 1u]);
+                xs[xo + j] = f16vec4(a.x, c.x, a.y, c.y);
+            } else {
+                xs[xo + j] = f16vec4(r.xv[j].xzyw);
+            }
+        }
+}
+
 // Decodes a fetched chunk into staging buffer b at column col (0, or 32 for a WIDE step's
 // second chunk).
 void stash(uint b, uint col, Raw r)
 {
+    if (H2F && TYPE == T_Q6_K) {
+        stash_q6_h2(b, col, r);
+        return;
+    }
     float v[16];
     if ((EXP & 2u) != 0u) { // measurement: the codes as floats, no scales
         [[unroll]] for (uint j = 0u; j < 16u; j++)

@@ -521,6 +521,9 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
                                            (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
+        /* + 8192: grouped Q6_K decoded in float16 pairs (GLM_VK_H2=0: in float32) */
+        if (glm_vk_h2() && pc->type == GLM_TYPE_Q6_K && (pc->mode == 1 || pc->mode == 2))
+            flags += 8192u;
         return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_CM, pc->type + 64u * (flags + 256u), bh, 4, pc, sizeof *pc,
                                        gx, gy, gz);
     }

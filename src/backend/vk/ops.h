@@ -350,8 +350,9 @@ void glm_vk_set_mla_flash_cm_split(uint32_t n);
 bool glm_vk_matmul_id_takes_half(glm_vk *vk, const glm_vk_weight *w);
 glm_status glm_vk_matmul_id_half(glm_vk *vk, glm_vk_view y, const glm_vk_weight *w, glm_vk_view x, glm_vk_view xh,
                                  glm_vk_view ids, glm_vk_view group, bool group_ready);
-/* Does matmul_gq decode its Q4_K codes in float16 pairs (the default: faster, several roundings a
- * weight instead of one, see test_matmul_weight_rounding; GLM_VK_H2=0: in float32)? */
+/* Do grouped tensor-core products decode their codes in float16 pairs (matmul_gq's Q4_K,
+ * matmul_cm's Q6_K; the default: faster, two or more roundings a weight instead of one, see
+ * test_matmul_weight_rounding; GLM_VK_H2=0: in float32)? */
 bool glm_vk_h2(void);
 void glm_vk_set_h2(bool on);
 /* Where the MoE routing runs as rms_norm, glm_vk_matmul_f32 and moe_route instead of one

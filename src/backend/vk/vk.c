@@ -36,7 +36,7 @@ typedef struct kernel_desc {
     bool idot;    /* needs the integer dot product (glm_vk_idot_available) */
 } kernel_desc;
 
-#define GLM_VK_MAX_VARIANTS 524288 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
+#define GLM_VK_MAX_VARIANTS 1048576 /* variant v: constant_id 0 = v % 64, constant_id 1 = v / 64 */
 #define GLM_VK_PIPE_SLOTS 1024    /* pipelines built, at most (a hash table of kernel and variant) */
 
 /* Push-constant sizes mirror the structs in backend/vk/ops.h (size-asserted there). */
