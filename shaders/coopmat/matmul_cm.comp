@@ -47,9 +47,9 @@
 // (instead of a dependent load a step of it), and each slot's y row is looked up once at the
 // start for the x loads and the epilogue (which otherwise looked its rows up again, a
 // dependent load before each fragment's stores).
-// FLAGS bit 13, H2 (Q6_K only; the host sets it for grouped products, GLM_VK_H2=0 turns it
-// off): the codes decoded in float16 pairs (stash_q6_h2), both operands' columns staged in the
-// order (0, 2, 1, 3) within each group of four.
+// FLAGS bit 13, H2 (Q6_K and Q4_K; the host sets it for grouped Q6_K products, and for Q4_K
+// ones where GLM_VK_H2_DENSE=1; GLM_VK_H2=0 turns it off): the codes decoded in float16 pairs
+// (stash_h2), both operands' columns staged in the order (0, 2, 1, 3) within each group of four.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;
 const uint X16 = (FLAGS >> 8) & 1u, SWIGLU = (FLAGS >> 9) & 1u, NOVEC = (FLAGS >> 10) & 1u;
@@ -229,24 +229,37 @@ void fetch_x(uint c, inout Raw r)
     }
 }
 
-// stash for H2 and Q6_K: a code word's 4 codes (q + 32, 6 bits each) as two float16 pairs,
-// bytes 0 and 2 then 1 and 3, each ORed into float16's mantissa as 1056 + (q − 32) exactly; one
-// subtraction leaves q − 32 exactly and one product with d rounded to float16 gives the
-// weights (two roundings at the weight's scale where stash has one). x is permuted the same way.
-void stash_q6_h2(uint b, uint col, Raw r)
+// stash for H2: a code word's 4 codes as two float16 pairs, bytes 0 and 2 then 1 and 3, each
+// ORed into float16's mantissa and centred by one exact subtraction. Q6_K (codes q + 32, 6 bits):
+// 1056 + (q − 32) less 1056, times d rounded to float16. Q4_K (4 bits): q − 8, then
+// fma(q − 8, D, −C) with D = d and C = m − 8·d rounded to float16. x is permuted the same way.
+void stash_h2(uint b, uint col, Raw r)
 {
-    uint kk = r.sub % 4u, sh = 4u * (kk / 2u);
-    float d = 1.0;
-    if ((EXP & 2u) == 0u)
-        d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
-    f16vec2 D = f16vec2(float16_t(d));
-    const f16vec2 K = f16vec2(1056.0);
+    float d = 1.0, m = 8.0;
+    uint cw[4];
+    if (TYPE == T_Q6_K) {
+        uint kk = r.sub % 4u, sh = 4u * (kk / 2u);
+        if ((EXP & 2u) == 0u)
+            d = unpackHalf2x16((r.dd >> (r.shift >> 8)) & 0xffffu).x * float(sx8((r.sc >> (r.shift & 255u)) & 0xffu));
+        m = 8.0 * d;
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
+            cw[j] = ((r.w0[j] >> sh) & 0x0F0F0F0Fu) | (((r.w1[j] >> (2u * kk)) & 0x03030303u) << 4);
+    } else {
+        if ((EXP & 2u) == 0u)
+            k4_dm(r.w0, r.sub, d, m);
+        uint sh = 4u * (r.sub % 2u);
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
+            cw[j] = (r.w1[j] >> sh) & 0x0F0F0F0Fu;
+    }
+    f16vec2 D = f16vec2(float16_t(d)), C = f16vec2(-float16_t(m - 8.0 * d));
+    const f16vec2 K = f16vec2(TYPE == T_Q6_K ? 1056.0 : 1032.0);
     const uint OR = 0x64006400u;
     uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++) {
-        uint c = ((r.w0[j] >> sh) & 0x0F0F0F0Fu) | (((r.w1[j] >> (2u * kk)) & 0x03030303u) << 4);
+        uint c = cw[j];
         f16vec2 e = unpackFloat2x16((c & 0x00FF00FFu) | OR) - K, o = unpackFloat2x16(((c >> 8) & 0x00FF00FFu) | OR) - K;
-        ws[wo + j] = w_valid ? f16vec4(e * D, o * D) : f16vec4(0.0);
+        ws[wo + j] = w_valid ? (TYPE == T_Q6_K ? f16vec4(e * D, o * D) : f16vec4(fma(e, D, C), fma(o, D, C)))
+                             : f16vec4(0.0);
     }
     uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
@@ -265,8 +278,8 @@ void stash_q6_h2(uint b, uint col, Raw r)
 // second chunk).
 void stash(uint b, uint col, Raw r)
 {
-    if (H2F && TYPE == T_Q6_K) {
-        stash_q6_h2(b, col, r);
+    if (H2F && (TYPE == T_Q6_K || TYPE == T_Q4_K)) {
+        stash_h2(b, col, r);
         return;
     }
     float v[16];
