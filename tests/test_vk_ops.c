@@ -929,8 +929,8 @@ END_TEST
  * tensor-core product's only error is the rounding of the weights it stages (and the float32
  * sums). Q4_K and Q6_K plain products (matmul_cm, codes decoded in float32: one rounding a
  * weight) held to TOL_VK_MATMUL_CM_W16_NMSE; grouped experts on float16 x (Q4_K on matmul_gq,
- * Q6_K on matmul_cm) with their codes decoded in float32 (the same bound) and in float16 pairs
- * (TOL_VK_MATMUL_GQ_H2_NMSE). */
+ * Q6_K on matmul_cm) with their codes decoded in float32 (the same bound); those and the plain
+ * Q4_K product with their codes decoded in float16 pairs (TOL_VK_MATMUL_GQ_H2_NMSE). */
 static void make_weight_quantized(test_weight *tw, glm_type t, uint32_t cols, uint32_t rows, uint32_t slabs)
 {
     uint32_t rb = (uint32_t)glm_row_bytes(t, cols);
@@ -1004,7 +1004,7 @@ START_TEST(test_matmul_weight_rounding)
     bool h2 = glm_vk_h2(), cm = glm_vk_coopmat_enabled(g_vk);
     glm_vk_coopmat_set_tiling(g_vk, 64, ahead, narrow);
     static const struct { glm_type t; bool grouped, pairs; } cases[] = {
-        { GLM_TYPE_Q4_K, false, false }, { GLM_TYPE_Q6_K, false, false },
+        { GLM_TYPE_Q4_K, false, true },  { GLM_TYPE_Q4_K, false, false }, { GLM_TYPE_Q6_K, false, false },
         { GLM_TYPE_Q4_K, true, true },   { GLM_TYPE_Q4_K, true, false },
         { GLM_TYPE_Q6_K, true, true },   { GLM_TYPE_Q6_K, true, false },
     };

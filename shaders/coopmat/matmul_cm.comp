@@ -47,8 +47,8 @@
 // (instead of a dependent load a step of it), and each slot's y row is looked up once at the
 // start for the x loads and the epilogue (which otherwise looked its rows up again, a
 // dependent load before each fragment's stores).
-// FLAGS bit 13, H2 (Q6_K and Q4_K; the host sets it for grouped Q6_K products, and for Q4_K
-// ones where GLM_VK_H2_DENSE=1; GLM_VK_H2=0 turns it off): the codes decoded in float16 pairs
+// FLAGS bit 13, H2 (Q6_K and Q4_K; the host sets it for grouped Q6_K products and for every Q4_K
+// one; GLM_VK_H2_DENSE=0 leaves Q4_K out, GLM_VK_H2=0 turns it off): the codes decoded in float16 pairs
 // (stash_h2), both operands' columns staged in the order (0, 2, 1, 3) within each group of four.
 layout(constant_id = 1) const uint FLAGS = 0;
 const uint TILE = FLAGS & 3u, AHEAD1 = (FLAGS >> 2) & 1u, WIDE = (FLAGS >> 3) & 1u, EXP = (FLAGS >> 4) & 15u;

@@ -502,11 +502,11 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         flags += 2048u;
     /* + 512: SiLU(W·x) * (U·x) with U at pc->w2_offset, half the weight rows a workgroup */
     uint32_t gx = (pc->nrows + MM_CM_ROWS / (swiglu ? 2 : 1) - 1) / (MM_CM_ROWS / (swiglu ? 2 : 1));
-    /* + 8192 for Q4_K where GLM_VK_H2_DENSE=1 (a measurement, off by default): its codes decoded
-     * in float16 pairs, centred (matmul_cm.comp's stash_h2) */
+    /* + 8192 for Q4_K: its codes decoded in float16 pairs, centred (matmul_cm.comp's stash_h2;
+     * GLM_VK_H2_DENSE=0 or GLM_VK_H2=0: in float32) */
     static int64_t h2d_env = -1;
     uint32_t h2_dense =
-        glm_vk_h2() && pc->type == GLM_TYPE_Q4_K && env_u64("GLM_VK_H2_DENSE", &h2d_env, 0) != 0 ? 8192u : 0u;
+        glm_vk_h2() && pc->type == GLM_TYPE_Q4_K && env_u64("GLM_VK_H2_DENSE", &h2d_env, 1) != 0 ? 8192u : 0u;
     if (xh && xh->buf) { /* + 256: x as float16 (offsets in halves), staged without conversion */
         const glm_vk_buffer *bh[4] = { b[0], xh->buf, b[2], b[3] };
         pc->x_off = 2 * xh->off;
