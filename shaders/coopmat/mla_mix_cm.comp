@@ -22,6 +22,11 @@
 // at u_off + z·part_ld (the host splits only float32 operands).
 // Push constants mirror glm_vk_mla_mix_push (vk/ops.h).
 layout(local_size_x = 256) in;
+// constant_id 0, bit 0 AHEAD (GLM_VK_MLA_AHEAD=0 clears it): with pack16, an invocation's loads
+// run two steps ahead of the products (two register sets), where one step's products did not
+// cover their latency.
+layout(constant_id = 0) const uint MODE = 0;
+const bool AHEAD2 = (MODE & 1u) != 0u;
 
 layout(std430, binding = 0) readonly buffer S { float s[]; };  // [T*H][s_ld]
 layout(std430, binding = 0) readonly buffer S4 { vec4 s4[]; };
@@ -80,6 +85,52 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
     subgroupBarrier();
 }
 
+#define FRAG_ROW(OB, I, A0, A1)                                                                               \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, ps, ((OB) * TR * LDA + (sn + 16u * I) * LDA + kk) / 4u, LDA / 4u,                       \
+                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+// The products of the step staged in buffer OB (B[position][channel]: row-major).
+#define MULT(OB)                                                                                              \
+    {                                                                                                         \
+        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                  \
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                             \
+            coopMatLoad(bf0, vs, ((OB) * 32u * LDB + kk * LDB + sm) / 4u, LDB / 4u,                             \
+                        gl_CooperativeMatrixLayoutRowMajor);                                                  \
+            coopMatLoad(bf1, vs, ((OB) * 32u * LDB + kk * LDB + sm + 16u) / 4u, LDB / 4u,                       \
+                        gl_CooperativeMatrixLayoutRowMajor);                                                  \
+            FRAG_ROW(OB, 0u, a00, a01)                                                                        \
+            FRAG_ROW(OB, 1u, a10, a11)                                                                        \
+            FRAG_ROW(OB, 2u, a20, a21)                                                                        \
+            FRAG_ROW(OB, 3u, a30, a31)                                                                        \
+        }                                                                                                     \
+    }
+// pack16: step ST's 8 uints (2 uvec4) of P's row ar and of c16's position bj. Positions j' ..
+// j' + 7 (j' = j + 8v < jend) lie in the padded row, and those at or past jend hold probability
+// 0; past the row would be its stale float32.
+#define FETCH16(ST, PH, CH)                                                                                   \
+    {                                                                                                         \
+        uint j_ = jz + 32u * (ST) + aq, jb_ = jz + 32u * (ST) + bj, k_ = k0 + bq;                             \
+        [[unroll]] for (uint v = 0u; v < 2u; v++) {                                                           \
+            PH[v] = aok && j_ + 8u * v < jend ? sh16[(s_row + j_ / 2u) / 4u + v] : uvec4(0u);                  \
+            CH[v] = jb_ < jend && k_ < p.rkv ? sh16[(p.c16_off + jb_ * p.c16_ld + k_ / 2u) / 4u + v] : uvec4(0u); \
+        }                                                                                                     \
+    }
+// ... stashed into buffer B, the halves as they are
+#define STASH16(B, PH, CH)                                                                                    \
+    {                                                                                                         \
+        uint oa_ = ((B) * TR * LDA + ar * LDA + aq) / 4u, ob_ = ((B) * 32u * LDB + bj * LDB + bq) / 4u;       \
+        [[unroll]] for (uint e = 0u; e < 4u; e++) {                                                           \
+            ps[oa_ + e] = f16vec4(unpackFloat2x16(PH[e / 2u][2u * (e % 2u)]),                                 \
+                                  unpackFloat2x16(PH[e / 2u][2u * (e % 2u) + 1u]));                           \
+            vs[ob_ + e] = f16vec4(unpackFloat2x16(CH[e / 2u][2u * (e % 2u)]),                                 \
+                                  unpackFloat2x16(CH[e / 2u][2u * (e % 2u) + 1u]));                           \
+        }                                                                                                     \
+    }
+
 void main()
 {
     uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID;
@@ -102,16 +153,36 @@ void main()
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
     uint nsteps = jend > jz ? (jend - jz + 31u) / 32u : 0u;
+    if (AHEAD2 && p.pack16 != 0u && nsteps > 0u) {
+        // step st's loads go out while step st - 2's products run: register sets a (even steps)
+        // and b (odd), staging buffers 0 and 1 likewise
+        uvec4 pa[2], ca[2], pb[2], cb[2];
+        FETCH16(0u, pa, ca)
+        if (nsteps > 1u)
+            FETCH16(1u, pb, cb)
+        STASH16(0u, pa, ca)
+        barrier();
+        for (uint st = 0u; st < nsteps; st += 2u) {
+            if (st + 2u < nsteps)
+                FETCH16(st + 2u, pa, ca)
+            MULT(0u)
+            if (st + 1u < nsteps)
+                STASH16(1u, pb, cb)
+            barrier();
+            if (st + 1u < nsteps) {
+                if (st + 3u < nsteps)
+                    FETCH16(st + 3u, pb, cb)
+                MULT(1u)
+                if (st + 2u < nsteps)
+                    STASH16(0u, pa, ca)
+                barrier();
+            }
+        }
+    } else
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps && p.pack16 != 0u) { // fetch step st: 8 uints of P and of c16
-            uint j = jz + 32u * st + aq, jb = jz + 32u * st + bj, k = k0 + bq;
-            [[unroll]] for (uint v = 0u; v < 2u; v++) {
-                // positions j' .. j' + 7 (j' = j + 8v < jend) lie in the padded row, and those
-                // at or past jend hold probability 0; past the row would be its stale float32
-                ph[v] = aok && j + 8u * v < jend ? sh16[(s_row + j / 2u) / 4u + v] : uvec4(0u);
-                ch[v] = jb < jend && k < p.rkv ? sh16[(p.c16_off + jb * p.c16_ld + k / 2u) / 4u + v] : uvec4(0u);
-            }
+            FETCH16(st, ph, ch)
         } else if (st < nsteps) { // fetch step st
             uint j0 = jz + 32u * st, jb = j0 + bj;
             uint cj = min(jb, jend - 1u);
@@ -136,33 +207,10 @@ void main()
                 }
             }
         }
-        if (st > 0u) { // multiply step st - 1 out of buffer 1 - b
-            uint ob = 1u - b;
-            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-                // B[position][channel]: row-major
-                coopMatLoad(bf0, vs, (ob * 32u * LDB + kk * LDB + sm) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);
-                coopMatLoad(bf1, vs, (ob * 32u * LDB + kk * LDB + sm + 16u) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);
-#define FRAG_ROW(I, A0, A1)                                                                                   \
-    {                                                                                                         \
-        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, ps, (ob * TR * LDA + (sn + 16u * I) * LDA + kk) / 4u, LDA / 4u,                         \
-                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
-        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
-        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
-    }
-                FRAG_ROW(0u, a00, a01)
-                FRAG_ROW(1u, a10, a11)
-                FRAG_ROW(2u, a20, a21)
-                FRAG_ROW(3u, a30, a31)
-            }
-        }
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b: the halves as they are
-            uint oa = (b * TR * LDA + ar * LDA + aq) / 4u, ob2 = (b * 32u * LDB + bj * LDB + bq) / 4u;
-            [[unroll]] for (uint e = 0u; e < 4u; e++) {
-                ps[oa + e] = f16vec4(unpackFloat2x16(ph[e / 2u][2u * (e % 2u)]), unpackFloat2x16(ph[e / 2u][2u * (e % 2u) + 1u]));
-                vs[ob2 + e] = f16vec4(unpackFloat2x16(ch[e / 2u][2u * (e % 2u)]), unpackFloat2x16(ch[e / 2u][2u * (e % 2u) + 1u]));
-            }
+        if (st > 0u) // multiply step st - 1 out of buffer 1 - b
+            MULT(1u - b)
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+            STASH16(b, ph, ch)
         } else if (st < nsteps) {
             uint oa = (b * TR * LDA + ar * LDA + aq) / 4u, ob2 = (b * 32u * LDB + bj * LDB + bq) / 4u;
             [[unroll]] for (uint e = 0u; e < 4u; e++) {

@@ -20,6 +20,13 @@
 // half the bytes, two 16-byte loads a step for each of the invocation's query row and key.
 // Push constants mirror glm_vk_mla_scores_push (vk/ops.h).
 layout(local_size_x = 256) in;
+// constant_id 0, AHEAD (bit 0; GLM_VK_MLA_AHEAD=0 clears it): with pack16, an invocation's loads
+// run two steps ahead of the products (two register sets), where one step's products did not
+// cover their latency.
+// Bit 1, DIRECT (GLM_VK_MLA_DIRECT=0 clears it): a fragment wholly inside the rows, the row
+// length and the causal bound goes straight to s (scaled), not through the scratch.
+layout(constant_id = 0) const uint MODE = 0;
+const bool AHEAD2 = (MODE & 1u) != 0u, DIRECT = (MODE & 2u) != 0u;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
 layout(std430, binding = 0) readonly buffer QL4 { vec4 qlat4[]; };
@@ -80,6 +87,12 @@ void put_frag(ACC a, uint rf, uint jf, uint rows, uint pos0)
 {
     if (rf >= rows || jf >= p.s_ld)
         return;
+    if (DIRECT && ((p.s_off | p.s_ld) & 3u) == 0u && rf + 16u <= rows && jf + 16u <= p.s_ld &&
+        jf + 15u <= pos0 + rf / p.H) {
+        a = a * p.scale;
+        coopMatStore(a, s, p.s_off + rf * p.s_ld + jf, p.s_ld, gl_CooperativeMatrixLayoutRowMajor);
+        return;
+    }
     uint sg = gl_SubgroupID;
     coopMatStore(a, cs, sg * 256u, 16u, gl_CooperativeMatrixLayoutRowMajor);
     subgroupMemoryBarrierShared();
@@ -92,6 +105,50 @@ void put_frag(ACC a, uint rf, uint jf, uint rows, uint pos0)
     subgroupMemoryBarrierShared();
     subgroupBarrier();
 }
+
+#define FRAG_ROW(OB, I, A0, A1)                                                                               \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
+        coopMatLoad(af, qs, ((OB) * TR * LDH + (sn + 16u * I) * LDH + kk) / 4u, LDH / 4u,                       \
+                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
+        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
+        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
+    }
+// The products of the step staged in buffer OB (B[k][j] = key j's column k: column-major).
+#define MULT(OB)                                                                                              \
+    {                                                                                                         \
+        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                  \
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                             \
+            coopMatLoad(bf0, ks, ((OB) * TJ * LDH + sm * LDH + kk) / 4u, LDH / 4u,                              \
+                        gl_CooperativeMatrixLayoutColumnMajor);                                               \
+            coopMatLoad(bf1, ks, ((OB) * TJ * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,                      \
+                        gl_CooperativeMatrixLayoutColumnMajor);                                               \
+            FRAG_ROW(OB, 0u, a00, a01)                                                                        \
+            FRAG_ROW(OB, 1u, a10, a11)                                                                        \
+            FRAG_ROW(OB, 2u, a20, a21)                                                                        \
+            FRAG_ROW(OB, 3u, a30, a31)                                                                        \
+        }                                                                                                     \
+    }
+// pack16: step ST's 16 columns (8 uints, 2 uvec4) of the invocation's query row and key
+#define FETCH16(ST, QH, KH)                                                                                   \
+    {                                                                                                         \
+        uint k_ = (32u * (ST) + lc) / 2u;                                                                     \
+        [[unroll]] for (uint v = 0u; v < 2u; v++) {                                                           \
+            QH[v] = rok ? qh16[(p.q16_off + crow * p.ld16 + k_) / 4u + v] : uvec4(0u);                        \
+            KH[v] = jok ? qh16[(p.k16_off + lj * p.ld16 + k_) / 4u + v] : uvec4(0u);                          \
+        }                                                                                                     \
+    }
+// ... stashed into buffer B, the halves as they are
+#define STASH16(B, QH, KH)                                                                                    \
+    {                                                                                                         \
+        uint o_ = ((B) * TR * LDH + lr * LDH + lc) / 4u;                                                      \
+        [[unroll]] for (uint e = 0u; e < 4u; e++) {                                                           \
+            qs[o_ + e] = f16vec4(unpackFloat2x16(QH[e / 2u][2u * (e % 2u)]),                                  \
+                                 unpackFloat2x16(QH[e / 2u][2u * (e % 2u) + 1u]));                            \
+            ks[o_ + e] = f16vec4(unpackFloat2x16(KH[e / 2u][2u * (e % 2u)]),                                  \
+                                 unpackFloat2x16(KH[e / 2u][2u * (e % 2u) + 1u]));                            \
+        }                                                                                                     \
+    }
 
 void main()
 {
@@ -125,15 +182,37 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
+    if (AHEAD2 && p.pack16 != 0u) {
+        // step st's loads go out while step st - 2's products run: register sets a (even steps)
+        // and b (odd), staging buffers 0 and 1 likewise
+        uvec4 qa[2], ka[2], qb[2], kb[2];
+        FETCH16(0u, qa, ka)
+        if (nsteps > 1u)
+            FETCH16(1u, qb, kb)
+        STASH16(0u, qa, ka)
+        barrier();
+        for (uint st = 0u; st < nsteps; st += 2u) {
+            if (st + 2u < nsteps)
+                FETCH16(st + 2u, qa, ka)
+            MULT(0u)
+            if (st + 1u < nsteps)
+                STASH16(1u, qb, kb)
+            barrier();
+            if (st + 1u < nsteps) {
+                if (st + 3u < nsteps)
+                    FETCH16(st + 3u, qb, kb)
+                MULT(1u)
+                if (st + 2u < nsteps)
+                    STASH16(0u, qa, ka)
+                barrier();
+            }
+        }
+    } else
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps) { // fetch step st into registers
             if (p.pack16 != 0u) { // 16 columns = 8 uints = 2 uvec4 of each row
-                uint k = (32u * st + lc) / 2u;
-                [[unroll]] for (uint v = 0u; v < 2u; v++) {
-                    qh[v] = rok ? qh16[(p.q16_off + crow * p.ld16 + k) / 4u + v] : uvec4(0u);
-                    kh[v] = jok ? qh16[(p.k16_off + lj * p.ld16 + k) / 4u + v] : uvec4(0u);
-                }
+                FETCH16(st, qh, kh)
             } else if (vec) {
                 [[unroll]] for (uint v = 0u; v < 4u; v++) {
                     uint k = 32u * st + lc + 4u * v;
@@ -154,34 +233,10 @@ void main()
                 }
             }
         }
-        if (st > 0u) { // multiply step st - 1 out of buffer 1 - b
-            uint ob = 1u - b;
-            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-                // B[k][j] = key j's column k: column-major
-                coopMatLoad(bf0, ks, (ob * TJ * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
-                coopMatLoad(bf1, ks, (ob * TJ * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,
-                            gl_CooperativeMatrixLayoutColumnMajor);
-#define FRAG_ROW(I, A0, A1)                                                                                   \
-    {                                                                                                         \
-        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                       \
-        coopMatLoad(af, qs, (ob * TR * LDH + (sn + 16u * I) * LDH + kk) / 4u, LDH / 4u,                         \
-                    gl_CooperativeMatrixLayoutRowMajor);                                                      \
-        A0 = coopMatMulAdd(af, bf0, A0);                                                                      \
-        A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
-    }
-                FRAG_ROW(0u, a00, a01)
-                FRAG_ROW(1u, a10, a11)
-                FRAG_ROW(2u, a20, a21)
-                FRAG_ROW(3u, a30, a31)
-            }
-        }
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b: the halves as they are
-            uint o = (b * TR * LDH + lr * LDH + lc) / 4u;
-            [[unroll]] for (uint e = 0u; e < 4u; e++) {
-                qs[o + e] = f16vec4(unpackFloat2x16(qh[e / 2u][2u * (e % 2u)]), unpackFloat2x16(qh[e / 2u][2u * (e % 2u) + 1u]));
-                ks[o + e] = f16vec4(unpackFloat2x16(kh[e / 2u][2u * (e % 2u)]), unpackFloat2x16(kh[e / 2u][2u * (e % 2u) + 1u]));
-            }
+        if (st > 0u) // multiply step st - 1 out of buffer 1 - b
+            MULT(1u - b)
+        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+            STASH16(b, qh, kh)
         } else if (st < nsteps) {
             uint o = (b * TR * LDH + lr * LDH + lc) / 4u;
             [[unroll]] for (uint e = 0u; e < 4u; e++) {

@@ -1232,6 +1232,18 @@ static uint32_t mix_splits(uint32_t rowsH, uint32_t rkv, uint32_t L, uint32_t *c
     return (L + *chunk - 1) / *chunk > 1 ? (L + *chunk - 1) / *chunk : 1;
 }
 
+/* Splits over the keys of the tensor-core mix on float16 operands (GLM_VK_MLA_MIX_SPLIT16, at
+ * most GLM_VK_MLA_MIX_MAX_SPLIT): its grid of 128 × 128 tiles is a few waves at most. */
+static uint32_t mix_splits16(uint32_t L, uint32_t *chunk)
+{
+    static int64_t e = -1;
+    uint32_t steps = (L + 31) / 32, ks = (uint32_t)env_u64("GLM_VK_MLA_MIX_SPLIT16", &e, 1);
+    ks = ks < 1 ? 1 : ks > GLM_VK_MLA_MIX_MAX_SPLIT ? GLM_VK_MLA_MIX_MAX_SPLIT : ks;
+    ks = ks < steps ? ks : (steps ? steps : 1);
+    *chunk = (steps + ks - 1) / ks * 32;
+    return (L + *chunk - 1) / *chunk > 1 ? (L + *chunk - 1) / *chunk : 1;
+}
+
 /* Floats between two of the mix's partial sums of rowsH rows (a multiple of 4). */
 static uint64_t mix_part_ld(uint32_t rowsH, uint32_t rkv)
 {
@@ -1308,7 +1320,9 @@ uint64_t glm_vk_mla_scratch_floats(uint32_t T, uint32_t H, uint32_t rkv, const g
                         * sums (the full blocks and the last one: fewer rows, maybe more splits) */
             uint32_t L16 = pack16_len(L), tb16 = tile_rows(s.n, H, L16);
             uint32_t tb = tile_rows(s.n, H, L), last = s.n % tb ? s.n % tb : tb;
-            uint64_t f16 = (uint64_t)tb16 * H * L16 + 4 + ((uint64_t)L16 + (uint64_t)tb16 * H) * pack16_ld(rkv, 128);
+            uint32_t ch16, ks16 = mix_splits16(L16, &ch16);
+            uint64_t f16 = (uint64_t)tb16 * H * L16 + 4 + ((uint64_t)L16 + (uint64_t)tb16 * H) * pack16_ld(rkv, 128) +
+                           (ks16 > 1 ? 3 + ks16 * mix_part_ld(tb16 * H, rkv) : 0);
             uint64_t full = tiled_floats(tb, H, rkv, L), tail = tiled_floats(last, H, rkv, L);
             need = f16 > full ? f16 : full;
             need = need > tail ? need : tail;
@@ -1324,7 +1338,7 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
     uint32_t n = 0, i = 0, t = 0;
     glm_vk_stretch s;
     while (next_seg(r, T, &i, &t, &s)) {
-        /* tiled: float16 packing or the mix's reduce besides scores, softmax and mix */
+        /* tiled: float16 packing and the mix's reduce besides scores, softmax and mix */
         /* per-row: the more blocks of mla_split's and mla_flash's cuts (dr unknown here) */
         uint32_t tb = s.tiled ? tile_rows(s.n, H, pack16_len(stretch_len(r, i))) : block_rows(s.n, H, rkv, split_count(r->max_len));
         uint32_t fs = flash_on(r, H, rkv, 0) ? split_count_of(r->max_len, r->flash_pass, r->flash_split) : 0;
@@ -1334,7 +1348,7 @@ uint32_t glm_vk_mla_dispatches(uint32_t T, uint32_t H, uint32_t rkv, const glm_v
         }
         if (!s.tiled && fs && block_rows(s.n, H, rkv, fs) < tb)
             tb = block_rows(s.n, H, rkv, fs);
-        uint32_t core = s.tiled ? 4 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE || fs > 1 ? 2 : 1;
+        uint32_t core = s.tiled ? 5 : split_count(r->max_len) > GLM_VK_MLA_MAX_INLINE || fs > 1 ? 2 : 1;
         n += 2 + core * ((s.n + tb - 1) / tb); /* k_b and v_b products, the core per block (at most) */
     }
     return n;
@@ -1412,6 +1426,15 @@ static bool softmax_sub(const glm_vk *vk, uint32_t L)
  * once for all of them) instead of tiles, on float32 operands. */
 #define SCORES_ROWS_MAX 64u
 
+/* mla_scores_cm's and mla_mix_cm's specialization (constant_id 0): bit 0, their float16 loads two
+ * steps ahead (GLM_VK_MLA_AHEAD=0: one); bit 1, the scores' whole fragments stored straight to
+ * the score rows (GLM_VK_MLA_DIRECT=0: through shared memory). */
+static uint32_t mla_cm_mode(void)
+{
+    static int64_t ahead = -1, direct = -1;
+    return (env_u64("GLM_VK_MLA_AHEAD", &ahead, 1) ? 1u : 0u) | (env_u64("GLM_VK_MLA_DIRECT", &direct, 1) ? 2u : 0u);
+}
+
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
  * sequence, keys below L): scores, softmax and mix as 64 × 64 tiles (128 × 128 on tensor
  * cores, there on float16 copies of the operands where pack16_on), in blocks of tile_rows rows;
@@ -1450,8 +1473,8 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         if (few) /* decode: 32 keys a workgroup, every query row */
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_ROWS, sb, 8, &sp, sizeof sp, (L + 31) / 32, 1, 1));
         else if (cm)
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_CM, sb, 8, &sp, sizeof sp, (L + 127) / 128,
-                                    (rows * H + 127) / 128, 1));
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_SCORES_CM, mla_cm_mode(), sb, 8, &sp, sizeof sp,
+                                            (L + 127) / 128, (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
         /* rows that fit a subgroup's registers: a subgroup a row, 256 / subgroup size rows a workgroup */
@@ -1460,8 +1483,10 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         glm_vk_softmax_push xp = { rows * H, L, s_off, p16, sub };
         const glm_vk_buffer *xb[1] = { scratch };
         GLM_TRY(glm_vk_dispatch(vk, GLM_VK_SOFTMAX, xb, 1, &xp, sizeof xp, (rows * H + per - 1) / per, 1, 1));
-        uint32_t chunk = (L + 31) / 32 * 32, ks = p16 ? 1 : mix_splits(rows * H, rkv, L, &chunk);
-        uint32_t u_off = T * H * rkv + b0 * H * rkv, part_off = (s_off + rows * H * L + 3) / 4 * 4;
+        uint32_t chunk = (L + 31) / 32 * 32, ks = p16 ? mix_splits16(L, &chunk) : mix_splits(rows * H, rkv, L, &chunk);
+        /* the partial sums after the scores, or after the float16 queries */
+        uint32_t u_off = T * H * rkv + b0 * H * rkv;
+        uint32_t part_off = p16 ? (q16_off + tb * H * ld16 + 3) / 4 * 4 : (s_off + rows * H * L + 3) / 4 * 4;
         uint32_t part_ld = (uint32_t)mix_part_ld(rows * H, rkv);
         glm_vk_mla_mix_push mp = { rows,     H,        rkv,          L,
                                    c.off,    c.ld,     s_off,        ks > 1 ? part_off : u_off,
@@ -1470,8 +1495,8 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                    part_ld,  { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
-            GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_CM, mb, 6, &mp, sizeof mp, (rkv + 127) / 128,
-                                    (rows * H + 127) / 128, ks));
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_MIX_CM, mla_cm_mode() & 1u, mb, 6, &mp, sizeof mp,
+                                            (rkv + 127) / 128, (rows * H + 127) / 128, ks));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ks));
         if (ks == 1)
