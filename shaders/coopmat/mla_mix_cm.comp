@@ -25,8 +25,11 @@ layout(local_size_x = 256) in;
 // constant_id 0, bit 0 AHEAD (GLM_VK_MLA_AHEAD=0 clears it): with pack16, an invocation's loads
 // run two steps ahead of the products (two register sets), where one step's products did not
 // cover their latency.
+// Bit 2, PACK16: the host's pack16, known when the pipeline is built (the float32 paths compile
+// away). Bit 3, ROLL (GLM_VK_MLA_ROLL=1): a step's two 16-position products in a loop that is
+// not unrolled (fewer fragments loaded ahead: fewer registers).
 layout(constant_id = 0) const uint MODE = 0;
-const bool AHEAD2 = (MODE & 1u) != 0u;
+const bool AHEAD2 = (MODE & 1u) != 0u, PACK16 = (MODE & 4u) != 0u, ROLL = (MODE & 8u) != 0u;
 
 layout(std430, binding = 0) readonly buffer S { float s[]; };  // [T*H][s_ld]
 layout(std430, binding = 0) readonly buffer S4 { vec4 s4[]; };
@@ -94,18 +97,24 @@ void put_frag(ACC a, uint rf, uint kf, uint rows, bool direct)
         A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
     }
 // The products of the step staged in buffer OB (B[position][channel]: row-major).
+#define MULT_K(OB)                                                                                            \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                 \
+        coopMatLoad(bf0, vs, ((OB) * 32u * LDB + kk * LDB + sm) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);\
+        coopMatLoad(bf1, vs, ((OB) * 32u * LDB + kk * LDB + sm + 16u) / 4u, LDB / 4u, gl_CooperativeMatrixLayoutRowMajor);\
+        FRAG_ROW(OB, 0u, a00, a01)                                                                            \
+        FRAG_ROW(OB, 1u, a10, a11)                                                                            \
+        FRAG_ROW(OB, 2u, a20, a21)                                                                            \
+        FRAG_ROW(OB, 3u, a30, a31)                                                                            \
+    }
 #define MULT(OB)                                                                                              \
     {                                                                                                         \
-        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                  \
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                             \
-            coopMatLoad(bf0, vs, ((OB) * 32u * LDB + kk * LDB + sm) / 4u, LDB / 4u,                             \
-                        gl_CooperativeMatrixLayoutRowMajor);                                                  \
-            coopMatLoad(bf1, vs, ((OB) * 32u * LDB + kk * LDB + sm + 16u) / 4u, LDB / 4u,                       \
-                        gl_CooperativeMatrixLayoutRowMajor);                                                  \
-            FRAG_ROW(OB, 0u, a00, a01)                                                                        \
-            FRAG_ROW(OB, 1u, a10, a11)                                                                        \
-            FRAG_ROW(OB, 2u, a20, a21)                                                                        \
-            FRAG_ROW(OB, 3u, a30, a31)                                                                        \
+        if (ROLL) {                                                                                           \
+            [[dont_unroll]] for (uint kk = 0u; kk < 32u; kk += 16u)                                           \
+                MULT_K(OB)                                                                                    \
+        } else {                                                                                              \
+            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u)                                                \
+                MULT_K(OB)                                                                                    \
         }                                                                                                     \
     }
 // pack16: step ST's 8 uints (2 uvec4) of P's row ar and of c16's position bj. Positions j' ..
@@ -153,7 +162,7 @@ void main()
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
     uint nsteps = jend > jz ? (jend - jz + 31u) / 32u : 0u;
-    if (AHEAD2 && p.pack16 != 0u && nsteps > 0u) {
+    if (AHEAD2 && PACK16 && nsteps > 0u) {
         // step st's loads go out while step st - 2's products run: register sets a (even steps)
         // and b (odd), staging buffers 0 and 1 likewise
         uvec4 pa[2], ca[2], pb[2], cb[2];
@@ -181,7 +190,7 @@ void main()
     } else
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
-        if (st < nsteps && p.pack16 != 0u) { // fetch step st: 8 uints of P and of c16
+        if (st < nsteps && PACK16) { // fetch step st: 8 uints of P and of c16
             FETCH16(st, ph, ch)
         } else if (st < nsteps) { // fetch step st
             uint j0 = jz + 32u * st, jb = j0 + bj;
@@ -209,7 +218,7 @@ void main()
         }
         if (st > 0u) // multiply step st - 1 out of buffer 1 - b
             MULT(1u - b)
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+        if (st < nsteps && PACK16) { // stash step st into buffer b
             STASH16(b, ph, ch)
         } else if (st < nsteps) {
             uint oa = (b * TR * LDA + ar * LDA + aq) / 4u, ob2 = (b * 32u * LDB + bj * LDB + bq) / 4u;

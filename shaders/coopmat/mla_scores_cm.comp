@@ -25,8 +25,12 @@ layout(local_size_x = 256) in;
 // cover their latency.
 // Bit 1, DIRECT (GLM_VK_MLA_DIRECT=0 clears it): a fragment wholly inside the rows, the row
 // length and the causal bound goes straight to s (scaled), not through the scratch.
+// Bit 2, PACK16: the host's pack16, known when the pipeline is built (the float32 paths compile
+// away). Bit 3, ROLL (GLM_VK_MLA_ROLL=1): a step's two 16-column products in a loop that is not
+// unrolled (fewer fragments loaded ahead: fewer registers).
 layout(constant_id = 0) const uint MODE = 0;
-const bool AHEAD2 = (MODE & 1u) != 0u, DIRECT = (MODE & 2u) != 0u;
+const bool AHEAD2 = (MODE & 1u) != 0u, DIRECT = (MODE & 2u) != 0u, PACK16 = (MODE & 4u) != 0u;
+const bool ROLL = (MODE & 8u) != 0u;
 
 layout(std430, binding = 0) readonly buffer QL { float qlat[]; }; // [T*H][Rkv]
 layout(std430, binding = 0) readonly buffer QL4 { vec4 qlat4[]; };
@@ -115,18 +119,24 @@ void put_frag(ACC a, uint rf, uint jf, uint rows, uint pos0)
         A1 = coopMatMulAdd(af, bf1, A1);                                                                      \
     }
 // The products of the step staged in buffer OB (B[k][j] = key j's column k: column-major).
+#define MULT_K(OB)                                                                                            \
+    {                                                                                                         \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                 \
+        coopMatLoad(bf0, ks, ((OB) * TJ * LDH + sm * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);\
+        coopMatLoad(bf1, ks, ((OB) * TJ * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);\
+        FRAG_ROW(OB, 0u, a00, a01)                                                                            \
+        FRAG_ROW(OB, 1u, a10, a11)                                                                            \
+        FRAG_ROW(OB, 2u, a20, a21)                                                                            \
+        FRAG_ROW(OB, 3u, a30, a31)                                                                            \
+    }
 #define MULT(OB)                                                                                              \
     {                                                                                                         \
-        [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u) {                                                  \
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                             \
-            coopMatLoad(bf0, ks, ((OB) * TJ * LDH + sm * LDH + kk) / 4u, LDH / 4u,                              \
-                        gl_CooperativeMatrixLayoutColumnMajor);                                               \
-            coopMatLoad(bf1, ks, ((OB) * TJ * LDH + (sm + 16u) * LDH + kk) / 4u, LDH / 4u,                      \
-                        gl_CooperativeMatrixLayoutColumnMajor);                                               \
-            FRAG_ROW(OB, 0u, a00, a01)                                                                        \
-            FRAG_ROW(OB, 1u, a10, a11)                                                                        \
-            FRAG_ROW(OB, 2u, a20, a21)                                                                        \
-            FRAG_ROW(OB, 3u, a30, a31)                                                                        \
+        if (ROLL) {                                                                                           \
+            [[dont_unroll]] for (uint kk = 0u; kk < 32u; kk += 16u)                                           \
+                MULT_K(OB)                                                                                    \
+        } else {                                                                                              \
+            [[unroll]] for (uint kk = 0u; kk < 32u; kk += 16u)                                                \
+                MULT_K(OB)                                                                                    \
         }                                                                                                     \
     }
 // pack16: step ST's 16 columns (8 uints, 2 uvec4) of the invocation's query row and key
@@ -182,7 +192,7 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
 
-    if (AHEAD2 && p.pack16 != 0u) {
+    if (AHEAD2 && PACK16) {
         // step st's loads go out while step st - 2's products run: register sets a (even steps)
         // and b (odd), staging buffers 0 and 1 likewise
         uvec4 qa[2], ka[2], qb[2], kb[2];
@@ -211,7 +221,7 @@ void main()
     for (uint st = 0u; st <= nsteps; st++) {
         uint b = st % 2u;
         if (st < nsteps) { // fetch step st into registers
-            if (p.pack16 != 0u) { // 16 columns = 8 uints = 2 uvec4 of each row
+            if (PACK16) { // 16 columns = 8 uints = 2 uvec4 of each row
                 FETCH16(st, qh, kh)
             } else if (vec) {
                 [[unroll]] for (uint v = 0u; v < 4u; v++) {
@@ -235,7 +245,7 @@ void main()
         }
         if (st > 0u) // multiply step st - 1 out of buffer 1 - b
             MULT(1u - b)
-        if (st < nsteps && p.pack16 != 0u) { // stash step st into buffer b
+        if (st < nsteps && PACK16) { // stash step st into buffer b
             STASH16(b, qh, kh)
         } else if (st < nsteps) {
             uint o = (b * TR * LDH + lr * LDH + lc) / 4u;

@@ -1428,11 +1428,13 @@ static bool softmax_sub(const glm_vk *vk, uint32_t L)
 
 /* mla_scores_cm's and mla_mix_cm's specialization (constant_id 0): bit 0, their float16 loads two
  * steps ahead (GLM_VK_MLA_AHEAD=0: one); bit 1, the scores' whole fragments stored straight to
- * the score rows (GLM_VK_MLA_DIRECT=0: through shared memory). */
-static uint32_t mla_cm_mode(void)
+ * the score rows (GLM_VK_MLA_DIRECT=0: through shared memory); bit 2, float16 operands (p16);
+ * bit 3, a step's products in a loop not unrolled (GLM_VK_MLA_ROLL=1). */
+static uint32_t mla_cm_mode(bool p16)
 {
-    static int64_t ahead = -1, direct = -1;
-    return (env_u64("GLM_VK_MLA_AHEAD", &ahead, 1) ? 1u : 0u) | (env_u64("GLM_VK_MLA_DIRECT", &direct, 1) ? 2u : 0u);
+    static int64_t ahead = -1, direct = -1, roll = -1;
+    return (env_u64("GLM_VK_MLA_AHEAD", &ahead, 1) ? 1u : 0u) | (env_u64("GLM_VK_MLA_DIRECT", &direct, 1) ? 2u : 0u) |
+           (p16 ? 4u : 0u) | (env_u64("GLM_VK_MLA_ROLL", &roll, 0) ? 8u : 0u);
 }
 
 /* The tiled core for the rows [t0, t0 + n) of one item (consecutive positions of one
@@ -1473,7 +1475,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
         if (few) /* decode: 32 keys a workgroup, every query row */
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_ROWS, sb, 8, &sp, sizeof sp, (L + 31) / 32, 1, 1));
         else if (cm)
-            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_SCORES_CM, mla_cm_mode(), sb, 8, &sp, sizeof sp,
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_SCORES_CM, mla_cm_mode(p16), sb, 8, &sp, sizeof sp,
                                             (L + 127) / 128, (rows * H + 127) / 128, 1));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_SCORES_TILED, sb, 8, &sp, sizeof sp, groups(L), groups(rows * H), 1));
@@ -1495,7 +1497,7 @@ static glm_status mla_core_tiled(glm_vk *vk, glm_vk_view q, glm_vk_view c, glm_v
                                    part_ld,  { 0 } };
         const glm_vk_buffer *mb[6] = { scratch, c.buf, r->pos.buf, r->ptab.buf, r->pages.buf, scratch };
         if (cm)
-            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_MIX_CM, mla_cm_mode() & 1u, mb, 6, &mp, sizeof mp,
+            GLM_TRY(glm_vk_dispatch_variant(vk, GLM_VK_MLA_MIX_CM, mla_cm_mode(p16) & 13u, mb, 6, &mp, sizeof mp,
                                             (rkv + 127) / 128, (rows * H + 127) / 128, ks));
         else
             GLM_TRY(glm_vk_dispatch(vk, GLM_VK_MLA_MIX_TILED, mb, 6, &mp, sizeof mp, groups(rkv), groups(rows * H), ks));
