@@ -13,7 +13,7 @@
 // weights (subgroup barriers only); the token tile (64 slots × 64 columns a step, float16) is
 // staged in two buffers, one workgroup barrier a step. A step is one Q4_K sub-block pair (64
 // columns): the lane's block header and the pair's 32 code bytes (three 16-byte loads) are in
-// flight over the step before. The decoding and its rounding are matmul_cm.comp's (d·q − m in
+// flight over the two steps before (AHEAD2). The decoding and its rounding are matmul_cm.comp's (d·q − m in
 // float32, rounded to float16 once), so both kernels stage the same float16 weights.
 // FLAGS (specialization constant 1) bit 0, SWIGLU: y = SiLU(W·x) * (U·x), U at w2_offset (64
 // outputs a workgroup). The host sends only Q4_K with 16-byte aligned weight rows, x rows
@@ -29,6 +29,9 @@ const bool H2 = (FLAGS & 2u) != 0u;
 // wrong), matmul_cm's bits: 1 no products, 2 no scale math, 4 no x loads, 8 no weight loads,
 // 16 no workgroup barrier in the loop.
 const uint EXP = (FLAGS >> 4) & 31u;
+// FLAGS bit 2, AHEAD2 (GLM_VK_GQ_AHEAD=1 turns it off): two register sets of weight codes and x
+// alternate, so that step s + 2's loads go out while step s's products run (one set: s + 1's).
+const bool AHEAD2 = (FLAGS & 4u) != 0u;
 #define BM 128u
 const uint BMO = SWIGLU ? BM / 2u : BM;
 #define BN 64u
@@ -176,6 +179,30 @@ ACC swiglu(ACC g, ACC u)
     return h;
 }
 
+// step's products: the subgroup's two weight fragments (its 32 staged rows) against nfrag token
+// fragments of buffer b, 16 columns at a time
+void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout ACC a10, inout ACC a11,
+              inout ACC a20, inout ACC a21, inout ACC a30, inout ACC a31)
+{
+    [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
+        coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+        coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+#define FRAG_ROW(I, A0, A1)                                                                               \
+        if (I < nfrag && (EXP & 1u) == 0u) {                                                              \
+            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                               \
+            coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 4u, LDH / 4u,                      \
+                        gl_CooperativeMatrixLayoutRowMajor);                                              \
+            A0 = coopMatMulAdd(af, bf0, A0);                                                              \
+            A1 = coopMatMulAdd(af, bf1, A1);                                                              \
+        }
+        FRAG_ROW(0u, a00, a01)
+        FRAG_ROW(1u, a10, a11)
+        FRAG_ROW(2u, a20, a21)
+        FRAG_ROW(3u, a30, a31)
+    }
+}
+
 void main()
 {
     uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
@@ -212,44 +239,49 @@ void main()
     ACC a00 = ACC(0.0), a01 = ACC(0.0), a10 = ACC(0.0), a11 = ACC(0.0);
     ACC a20 = ACC(0.0), a21 = ACC(0.0), a30 = ACC(0.0), a31 = ACC(0.0);
     uint nsteps = p.ncols / 64u;
-    uvec4 xr[4], hd, q0, q1;
-    fetch_x(0u, xr);
-    fetch_w(0u, hd, q0, q1);
-    stash_x(0u, xr);
-    barrier();
-    for (uint st = 0u; st < nsteps; st++) {
-        uint b = st % 2u;
-        if (st + 1u < nsteps)
-            fetch_x(st + 1u, xr);
-        if (H2)
-            stash_w_h2(st, sg, lane, hd, q0, q1);
-        else
-            stash_w(st, sg, lane, hd, q0, q1);
-        if (st + 1u < nsteps)
-            fetch_w(st + 1u, hd, q0, q1);
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-            coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
-            coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
-#define FRAG_ROW(I, A0, A1)                                                                                       \
-            if (I < nfrag && (EXP & 1u) == 0u) {                                                                  \
-                coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                                   \
-                coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 4u, LDH / 4u,                          \
-                            gl_CooperativeMatrixLayoutRowMajor);                                                  \
-                A0 = coopMatMulAdd(af, bf0, A0);                                                                  \
-                A1 = coopMatMulAdd(af, bf1, A1);                                                                  \
-            }
-            FRAG_ROW(0u, a00, a01)
-            FRAG_ROW(1u, a10, a11)
-            FRAG_ROW(2u, a20, a21)
-            FRAG_ROW(3u, a30, a31)
+    // one step: st's weights decoded from W (then W refilled with st + AH's codes), st's products
+    // on token buffer st % 2, st + 1's x (in XN) staged into the other; XF takes st + AH's x
+#define GQ_STEP(ST, AH, WH, WQ0, WQ1, XF, XN)                                                             \
+    {                                                                                                     \
+        uint b = (ST) % 2u;                                                                               \
+        if ((ST) + AH < nsteps)                                                                           \
+            fetch_x((ST) + AH, XF);                                                                       \
+        if (H2)                                                                                           \
+            stash_w_h2(ST, sg, lane, WH, WQ0, WQ1);                                                       \
+        else                                                                                              \
+            stash_w(ST, sg, lane, WH, WQ0, WQ1);                                                          \
+        if ((ST) + AH < nsteps)                                                                           \
+            fetch_w((ST) + AH, WH, WQ0, WQ1);                                                             \
+        subgroupMemoryBarrierShared();                                                                    \
+        subgroupBarrier();                                                                                \
+        products(b, sg, nfrag, a00, a01, a10, a11, a20, a21, a30, a31);                                   \
+        if ((ST) + 1u < nsteps)                                                                           \
+            stash_x(1u - b, XN);                                                                          \
+        if ((EXP & 16u) == 0u)                                                                            \
+            barrier();                                                                                    \
+    }
+    uvec4 xa[4], ha, qa0, qa1;
+    fetch_x(0u, xa);
+    fetch_w(0u, ha, qa0, qa1);
+    if (AHEAD2) {
+        // sets a and b: even steps' codes and x in a, odd steps' in b
+        uvec4 xb[4], hb, qb0, qb1;
+        if (nsteps > 1u) {
+            fetch_x(1u, xb);
+            fetch_w(1u, hb, qb0, qb1);
         }
-        if (st + 1u < nsteps)
-            stash_x(1u - b, xr);
-        if ((EXP & 16u) == 0u)
-            barrier();
+        stash_x(0u, xa);
+        barrier();
+        for (uint st = 0u; st < nsteps; st += 2u) {
+            GQ_STEP(st, 2u, ha, qa0, qa1, xa, xb)
+            if (st + 1u < nsteps)
+                GQ_STEP(st + 1u, 2u, hb, qb0, qb1, xb, xa)
+        }
+    } else {
+        stash_x(0u, xa);
+        barrier();
+        for (uint st = 0u; st < nsteps; st++)
+            GQ_STEP(st, 1u, ha, qa0, qa1, xa, xa)
     }
     if (SWIGLU) {
         uint r0 = m0 + 16u * sg;

@@ -523,6 +523,10 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             /* + 2: the codes decoded in float16 pairs (GLM_VK_H2=0: in float32) */
             if (glm_vk_h2())
                 fl += 2u;
+            /* + 4: weight codes and x loaded two steps ahead (GLM_VK_GQ_AHEAD=1: one step) */
+            static int64_t gq_ahead = -1;
+            if (env_u64("GLM_VK_GQ_AHEAD", &gq_ahead, 2) >= 2)
+                fl += 4u;
             return glm_vk_dispatch_variant(vk, GLM_VK_MATMUL_GQ, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
                                            (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
