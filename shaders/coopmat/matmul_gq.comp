@@ -51,8 +51,9 @@ layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // x: 8 halves at a time
 layout(std430, binding = 2) writeonly buffer Y4 { vec4 y4[]; };
 
-shared f16vec4 xs[2u * BN * LDH / 4u];   // two token tiles: xs[(b·BN·LDH + s·LDH + k) / 4]
-shared f16vec4 ps[4u * 32u * LDH / 4u];  // subgroup s's weight rows: ps[(s·32·LDH + r·LDH + k) / 4]
+// float16 octets as uvec4 (16-byte stores; LDH is a multiple of 8 and so is every offset)
+shared uvec4 xs[2u * BN * LDH / 8u];   // two token tiles: xs[(b·BN·LDH + s·LDH + k) / 8]
+shared uvec4 ps[4u * 32u * LDH / 8u];  // subgroup s's weight rows: ps[(s·32·LDH + r·LDH + k) / 8]
 shared float cs[4u * 256u];              // a 16 × 16 float fragment per subgroup, on the way out
 
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
@@ -75,12 +76,13 @@ void fetch_x(uint st, out uvec4 xr[4])
 
 void stash_x(uint b, uvec4 xr[4])
 {
-    uint o = (b * BN * LDH + x_slot * LDH + 32u * x_half) / 4u;
+    uint o = (b * BN * LDH + x_slot * LDH + 32u * x_half) / 8u;
     [[unroll]] for (uint v = 0u; v < 4u; v++) {
-        f16vec2 a = unpackFloat2x16(xr[v].x), c = unpackFloat2x16(xr[v].y);
-        f16vec2 e = unpackFloat2x16(xr[v].z), f = unpackFloat2x16(xr[v].w);
-        xs[o + 2u * v] = H2 ? f16vec4(a.x, c.x, a.y, c.y) : f16vec4(a, c);
-        xs[o + 2u * v + 1u] = H2 ? f16vec4(e.x, f.x, e.y, f.y) : f16vec4(e, f);
+        // H2: halves (0, 1, 2, 3) of each word pair go to (0, 2, 1, 3)
+        uvec4 r = xr[v];
+        xs[o + v] = H2 ? uvec4((r.x & 0xffffu) | (r.y << 16), (r.x >> 16) | (r.y & 0xffff0000u),
+                               (r.z & 0xffffu) | (r.w << 16), (r.z >> 16) | (r.w & 0xffff0000u))
+                       : r;
     }
 }
 
@@ -107,14 +109,23 @@ void stash_w(uint st, uint sg, uint lane, uvec4 hd, uvec4 q0, uvec4 q1)
         k4_dm(hd, 2u * (st % 4u), d0, m0);
         k4_dm(hd, 2u * (st % 4u) + 1u, d1, m1);
     }
-    uint o = (sg * 32u * LDH + lane * LDH) / 4u;
+    if (!w_valid) { // a row past nrows stages zeros
+        d0 = 0.0; m0 = 0.0; d1 = 0.0; m1 = 0.0;
+    }
+    uint o = (sg * 32u * LDH + lane * LDH) / 8u;
     uint qw[8] = uint[8](q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w);
+    uvec2 lw[8], hw[8];
     [[unroll]] for (uint j = 0u; j < 8u; j++) { // code bytes 4j .. 4j+3: columns 4j.. (low), 32+4j.. (high)
         uint c = qw[j];
         vec4 lo = vec4(float(c & 15u), float((c >> 8) & 15u), float((c >> 16) & 15u), float((c >> 24) & 15u));
         vec4 hi = vec4(float((c >> 4) & 15u), float((c >> 12) & 15u), float((c >> 20) & 15u), float(c >> 28));
-        ps[o + j] = w_valid ? f16vec4(d0 * lo - m0) : f16vec4(0.0);
-        ps[o + 8u + j] = w_valid ? f16vec4(d1 * hi - m1) : f16vec4(0.0);
+        f16vec4 l = f16vec4(d0 * lo - m0), h = f16vec4(d1 * hi - m1);
+        lw[j] = uvec2(packFloat2x16(l.xy), packFloat2x16(l.zw));
+        hw[j] = uvec2(packFloat2x16(h.xy), packFloat2x16(h.zw));
+    }
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        ps[o + j] = uvec4(lw[2u * j], lw[2u * j + 1u]);
+        ps[o + 4u + j] = uvec4(hw[2u * j], hw[2u * j + 1u]);
     }
 }
 
@@ -139,14 +150,22 @@ void stash_w_h2(uint st, uint sg, uint lane, uvec4 hd, uvec4 q0, uvec4 q1)
     f16vec2 D1 = f16vec2(float16_t(d1)), M1 = f16vec2(-float16_t(m1 - 8.0 * d1));
     const f16vec2 K = f16vec2(1032.0);
     const uint MK = 0x000F000Fu, OR = 0x64006400u;
-    uint o = (sg * 32u * LDH + lane * LDH) / 4u;
+    if (!w_valid) { // a row past nrows stages zeros: fma(q − 8, 0, 0)
+        D0 = f16vec2(0.0); M0 = f16vec2(0.0); D1 = f16vec2(0.0); M1 = f16vec2(0.0);
+    }
+    uint o = (sg * 32u * LDH + lane * LDH) / 8u;
     uint qw[8] = uint[8](q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w);
+    uvec2 lw[8], hw[8];
     [[unroll]] for (uint j = 0u; j < 8u; j++) {
         uint c = qw[j];
         f16vec2 l02 = unpackFloat2x16((c & MK) | OR) - K, l13 = unpackFloat2x16(((c >> 8) & MK) | OR) - K;
         f16vec2 h02 = unpackFloat2x16(((c >> 4) & MK) | OR) - K, h13 = unpackFloat2x16(((c >> 12) & MK) | OR) - K;
-        ps[o + j] = w_valid ? f16vec4(fma(l02, D0, M0), fma(l13, D0, M0)) : f16vec4(0.0);
-        ps[o + 8u + j] = w_valid ? f16vec4(fma(h02, D1, M1), fma(h13, D1, M1)) : f16vec4(0.0);
+        lw[j] = uvec2(packFloat2x16(fma(l02, D0, M0)), packFloat2x16(fma(l13, D0, M0)));
+        hw[j] = uvec2(packFloat2x16(fma(h02, D1, M1)), packFloat2x16(fma(h13, D1, M1)));
+    }
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        ps[o + j] = uvec4(lw[2u * j], lw[2u * j + 1u]);
+        ps[o + 4u + j] = uvec4(hw[2u * j], hw[2u * j + 1u]);
     }
 }
 
@@ -186,12 +205,12 @@ void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout A
 {
     [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
         coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-        coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
-        coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor);
+        coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
+        coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
 #define FRAG_ROW(I, A0, A1)                                                                               \
         if (I < nfrag && (EXP & 1u) == 0u) {                                                              \
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                               \
-            coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 4u, LDH / 4u,                      \
+            coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 8u, LDH / 8u,                      \
                         gl_CooperativeMatrixLayoutRowMajor);                                              \
             A0 = coopMatMulAdd(af, bf0, A0);                                                              \
             A1 = coopMatMulAdd(af, bf1, A1);                                                              \
