@@ -92,11 +92,12 @@ layout(std430, binding = 1) readonly buffer XH { uint xh[]; }; // X16: x's halve
 layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // X16: 8 halves at a time
 layout(std430, binding = 2) writeonly buffer Y4 { vec4 y4[]; };   // y, 16 bytes at a time
 
-// The staging tiles as float16 quadruples (8-byte stores); LDH / 4 quadruples a row.
+// The staging tiles: ws as float16 octets in uvec4s (16-byte stores; LDH / 8 a row), xs as
+// float16 quadruples (8-byte stores; LDH / 4 a row: 32-row tiles stage 4 halves an invocation).
 // Two buffers of 40-column rows, or (WIDE) one of 72-column rows, which fits in the same space.
-// ws's last two quadruples (the last row's padding) are never used and not declared: TILE 1
-// fills the 48 KiB with them, and the SROWS arrays below take one int each there.
-shared f16vec4 ws[2u * BM * 40u / 4u - 2u]; // ws[(b·BM·LDH + m·LDH + k) / 4] ∋ W[m0 + m][KSTEP·step + k]
+// ws's last octet (the last row's padding) is never used and not declared: TILE 1 fills the
+// 48 KiB with it, and the SROWS arrays below take one int each there.
+shared uvec4 ws[2u * BM * 40u / 8u - 1u]; // ws[(b·BM·LDH + m·LDH + k) / 8] ∋ W[m0 + m][KSTEP·step + k]
 shared f16vec4 xs[2u * BN * 40u / 4u]; // xs[(b·BN·LDH + s·LDH + k) / 4] ∋ x[slot s][KSTEP·step + k]
 shared float cs[8u * 256u];       // a 16 × 16 float fragment per subgroup, on the way out
 
@@ -254,13 +255,20 @@ void stash_h2(uint b, uint col, Raw r)
     f16vec2 D = f16vec2(float16_t(d)), C = f16vec2(-float16_t(m - 8.0 * d));
     const f16vec2 K = f16vec2(TYPE == T_Q6_K ? 1056.0 : 1032.0);
     const uint OR = 0x64006400u;
-    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 4u;
+    if (!w_valid) { // a row past nrows stages zeros
+        D = f16vec2(0.0);
+        C = f16vec2(0.0);
+    }
+    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 8u;
+    uvec2 hw[4];
     [[unroll]] for (uint j = 0u; j < 4u; j++) {
         uint c = cw[j];
         f16vec2 e = unpackFloat2x16((c & 0x00FF00FFu) | OR) - K, o = unpackFloat2x16(((c >> 8) & 0x00FF00FFu) | OR) - K;
-        ws[wo + j] = w_valid ? (TYPE == T_Q6_K ? f16vec4(e * D, o * D) : f16vec4(fma(e, D, C), fma(o, D, C)))
-                             : f16vec4(0.0);
+        hw[j] = TYPE == T_Q6_K ? uvec2(packFloat2x16(e * D), packFloat2x16(o * D))
+                               : uvec2(packFloat2x16(fma(e, D, C)), packFloat2x16(fma(o, D, C)));
     }
+    ws[wo] = uvec4(hw[0], hw[1]);
+    ws[wo + 1u] = uvec4(hw[2], hw[3]);
     uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
         if (j < XPT / 4u) {
@@ -306,9 +314,12 @@ void stash(uint b, uint col, Raw r)
         [[unroll]] for (uint j = 0u; j < 16u; j++)
             v[j] = r.wv[j];
     }
-    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 4u;
-    [[unroll]] for (uint j = 0u; j < 4u; j++)
-        ws[wo + j] = w_valid ? f16vec4(v[4u * j], v[4u * j + 1u], v[4u * j + 2u], v[4u * j + 3u]) : f16vec4(0.0);
+    uint wo = (b * BM * LDH + w_row * LDH + col + 16u * w_half) / 8u;
+    uint hw[8];
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        hw[j] = w_valid ? packFloat2x16(f16vec2(v[2u * j], v[2u * j + 1u])) : 0u;
+    ws[wo] = uvec4(hw[0], hw[1], hw[2], hw[3]);
+    ws[wo + 1u] = uvec4(hw[4], hw[5], hw[6], hw[7]);
     uint xo = (b * BN * LDH + x_slot * LDH + col + x_col) / 4u;
     [[unroll]] for (uint j = 0u; j < 4u; j++)
         if (j < XPT / 4u) {
@@ -434,8 +445,8 @@ void main()
         [[unroll]] for (uint kk = 0u; kk < KSTEP; kk += 16u) {                                                    \
             /* B[k][m] = W[m][k]: column-major */                                                                 \
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                                \
-            coopMatLoad(bf0, ws, (B * BM * LDH + smb0 * LDH + kk) / 4u, LDH / 4u, gl_CooperativeMatrixLayoutColumnMajor); \
-            coopMatLoad(bf1, ws, (B * BM * LDH + smb1 * LDH + kk) / 4u, LDH / 4u,                                \
+            coopMatLoad(bf0, ws, (B * BM * LDH + smb0 * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor); \
+            coopMatLoad(bf1, ws, (B * BM * LDH + smb1 * LDH + kk) / 8u, LDH / 8u,                                \
                         gl_CooperativeMatrixLayoutColumnMajor);                                                   \
             FRAG_ROW(B, 0u, a00, a01)                                                                             \
             FRAG_ROW(B, 1u, a10, a11)                                                                             \
