@@ -786,7 +786,8 @@ START_TEST(test_matmul_id_grouped)
                 glm_vk_coopmat_set_tiling(g_vk, round / 2 % 2 ? 32 : 64, round / 4 == 2 ? 0 : round / 4 ? 1 : 2, narrow);
                 glm_vk_cm2_set_grouped_tile(g_vk, round / 2 == 1 ? 32 : round / 2 == 2 ? 128 : 64);
                 glm_type t = types[(size_t)(2 * round + per_pair) % 3];
-                uint32_t ncols = 256, nrows = round / 2 % 2 ? 67 : 132;
+                /* Q6_K rows of two blocks (the second 2 bytes past a word, 420-byte rows) */
+                uint32_t ncols = t == GLM_TYPE_Q6_K ? 512 : 256, nrows = round / 2 % 2 ? 67 : 132;
                 test_weight tw;
                 make_weight(&tw, t, ncols, nrows, E);
                 uint32_t xrows = per_pair ? T * k : T;

@@ -4,7 +4,6 @@
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 // Grouped expert products (matmul_cm.comp's modes 1 and 2) of Q4_K weights on float16 x, with
 // each subgroup staging its own weight rows: a workgroup of 4 subgroups computes 128 tile rows ×
@@ -33,15 +32,6 @@ const uint EXP = (FLAGS >> 4) & 31u;
 // FLAGS bit 2, AHEAD2 (GLM_VK_GQ_AHEAD=1 turns it off): two register sets of weight codes and x
 // alternate, so that step s + 2's loads go out while step s's products run (one set: s + 1's).
 const bool AHEAD2 = (FLAGS & 4u) != 0u;
-// Q6_K (TYPE, constant_id 0; GLM_VK_GQ_Q6=1, not measured on a GPU yet): the subgroup's 32 staging
-// rows are read four lanes a row. Lane 4a + j takes rows 8g + a (g = 0..3) and, of each row's
-// half block (128 columns, two steps), ql words j, j+4, j+8, j+12 and qh words j, j+4: the codes
-// of columns 4j..4j+3 and 16+4j..+3 of all four quarters (a warp load covers 16 contiguous bytes
-// of 8 rows). It decodes them in float16 pairs ((q − 32)·d·scale, as matmul_cm's stash_h2) to
-// staging columns 8j..8j+7 of each quarter, in the order 4j, 4j+2, 4j+1, 4j+3, 16+4j, 16+4j+2,
-// 16+4j+1, 16+4j+3; stash_x stages x in the same order. The host sends only row_bytes and the
-// weight offsets in multiples of 4, so a block's misalignment (0 or 2 bytes) is the same for the
-// whole dispatch; misaligned words are funnelled with the next lane's word.
 #define BM 128u
 const uint BMO = SWIGLU ? BM / 2u : BM;
 #define BN 64u
@@ -56,7 +46,6 @@ bool tiles_shared;
 #define TILES_AT(i) (tiles_shared ? gtiles[i] : g[p.g_off + 2u * p.n_exp + (i)])
 
 #include "../matmul_tile.glsl"
-const bool Q6 = TYPE == T_Q6_K; // (TYPE is matmul_tile.glsl's)
 
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer XH4 { uvec4 xh4[]; }; // x: 8 halves at a time
@@ -87,17 +76,6 @@ void fetch_x(uint st, out uvec4 xr[4])
 
 void stash_x(uint b, uvec4 xr[4])
 {
-    if (Q6) { // quarter x_half's columns in stash_q6's order: octet j holds 4j.. and 16+4j..
-        uint o6 = (b * BN * LDH + x_slot * LDH + 32u * x_half) / 8u;
-        [[unroll]] for (uint j = 0u; j < 4u; j++) {
-            uvec4 lo = xr[j / 2u], hi = xr[2u + j / 2u];
-            uint w0 = lo[2u * (j % 2u)], w1 = lo[2u * (j % 2u) + 1u];
-            uint w2 = hi[2u * (j % 2u)], w3 = hi[2u * (j % 2u) + 1u];
-            xs[o6 + j] = uvec4((w0 & 0xffffu) | (w1 << 16), (w0 >> 16) | (w1 & 0xffff0000u),
-                               (w2 & 0xffffu) | (w3 << 16), (w2 >> 16) | (w3 & 0xffff0000u));
-        }
-        return;
-    }
     uint o = (b * BN * LDH + x_slot * LDH + 32u * x_half) / 8u;
     [[unroll]] for (uint v = 0u; v < 4u; v++) {
         // H2: halves (0, 1, 2, 3) of each word pair go to (0, 2, 1, 3)
@@ -220,74 +198,6 @@ ACC swiglu(ACC g, ACC u)
     return h;
 }
 
-// Q6_K: a lane's raw words of one half block (two steps) of its four rows
-struct Q6Raw {
-    uvec4 ql[4]; // row g's ql words j, j+4, j+8, j+12
-    uvec2 qh[4]; // its qh words j, j+4
-    uvec2 sc[4]; // its 8 scales of the half
-    vec4 d;      // its d (0 for a row past nrows)
-};
-uint q6_row[4]; // the lane's four rows' byte offsets (clamped rows past nrows)
-vec4 q6_valid;  // 1 for a row in range, 0 past nrows
-
-// half block hb (columns 128·hb ..) of the lane's rows
-void q6_fetch(uint hb, uint lane, out Q6Raw r)
-{
-    uint j = lane % 4u, src = (lane & ~3u) | ((j + 1u) & 3u);
-    [[unroll]] for (uint g = 0u; g < 4u; g++) {
-        uint base = q6_row[g] + (hb / 2u) * 210u, h = hb % 2u;
-        uint iq = (base + 64u * h) >> 2, ih = (base + 128u + 32u * h) >> 2, is = (base + 192u + 8u * h) >> 2;
-        uint sh = (base & 3u) * 8u, od = base + 208u;
-        uvec4 A = uvec4(w[iq + j], w[iq + j + 4u], w[iq + j + 8u], w[iq + j + 12u]);
-        uvec2 H = uvec2(w[ih + j], w[ih + j + 4u]);
-        // the scales' third word and d's word may reach 2 bytes past the block: clamped to the buffer
-        uint n = uint(w.length()) - 1u;
-        uvec3 S = uvec3(w[is], w[is + 1u], w[min(is + 2u, n)]);
-        uint dw = w[min(od >> 2, n)];
-        if (sh != 0u) { // 2 bytes past a word: each word's high half and the next aligned word's low half
-            uint eq = w[iq + 16u], eh = w[ih + 8u];
-            // the next aligned word is lane j + 1's same register, or for j = 3 lane 0's next one
-            uvec4 vA = j == 0u ? uvec4(A.yzw, eq) : A;
-            uvec2 vH = j == 0u ? uvec2(H.y, eh) : H;
-            uvec4 nA = uvec4(subgroupShuffle(vA.x, src), subgroupShuffle(vA.y, src), subgroupShuffle(vA.z, src),
-                             subgroupShuffle(vA.w, src));
-            uvec2 nH = uvec2(subgroupShuffle(vH.x, src), subgroupShuffle(vH.y, src));
-            A = (A >> 16) | (nA << 16);
-            H = (H >> 16) | (nH << 16);
-            S.xy = (S.xy >> 16) | (S.yz << 16);
-        }
-        r.ql[g] = A;
-        r.qh[g] = H;
-        r.sc[g] = S.xy;
-        r.d[g] = q6_valid[g] * unpackHalf2x16(dw >> ((od & 3u) * 8u)).x;
-    }
-}
-
-// step qp (0: quarters 0 and 1 of the half, 1: quarters 2 and 3) of r into the lane's staging rows
-void stash_q6(uint qp, uint sg, uint lane, Q6Raw r)
-{
-    uint a = lane / 4u, j = lane % 4u;
-    const f16vec2 K = f16vec2(1056.0);
-    const uint OR = 0x64006400u;
-    [[unroll]] for (uint g = 0u; g < 4u; g++) {
-        uint o = (sg * 32u * LDH + (8u * g + a) * LDH) / 8u;
-        [[unroll]] for (uint qq = 0u; qq < 2u; qq++) {
-            uint q = 2u * qp + qq, wd[4];
-            [[unroll]] for (uint pp = 0u; pp < 2u; pp++) {
-                uint c = ((r.ql[g][pp + 2u * qq] >> (4u * qp)) & 0x0F0F0F0Fu) |
-                         (((r.qh[g][pp] >> (2u * q)) & 0x03030303u) << 4);
-                uint si = 2u * q + pp; // the scale of columns 16·pp .. of quarter q
-                float dsc = r.d[g] * float(sx8((r.sc[g][si / 4u] >> (8u * (si % 4u))) & 0xffu));
-                f16vec2 D = f16vec2(float16_t(dsc));
-                f16vec2 e = unpackFloat2x16((c & 0x00FF00FFu) | OR) - K, f = unpackFloat2x16(((c >> 8) & 0x00FF00FFu) | OR) - K;
-                wd[2u * pp] = packFloat2x16(e * D);
-                wd[2u * pp + 1u] = packFloat2x16(f * D);
-            }
-            ps[o + 4u * qq + j] = uvec4(wd[0], wd[1], wd[2], wd[3]);
-        }
-    }
-}
-
 // step's products: the subgroup's two weight fragments (its 32 staged rows) against nfrag token
 // fragments of buffer b, 16 columns at a time
 void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout ACC a10, inout ACC a11,
@@ -337,16 +247,6 @@ void main()
         wbase += p.w2_offset - p.w_offset;
     w_valid = orow < p.nrows;
     w_bytes = wbase + min(orow, p.nrows - 1u) * p.row_bytes;
-    if (Q6) { // rows 8g + lane / 4 of the subgroup's 32, as lane 8g + lane / 4 takes them above
-        uint wb = wbase - (SWIGLU && lane >= 16u ? p.w2_offset - p.w_offset : 0u);
-        [[unroll]] for (uint g = 0u; g < 4u; g++) {
-            uint R = 8u * g + lane / 4u;
-            uint rr = SWIGLU ? m0 + 16u * sg + R % 16u : m0 + 32u * sg + R;
-            uint rb = SWIGLU && R >= 16u ? wb + (p.w2_offset - p.w_offset) : wb;
-            q6_valid[g] = rr < p.nrows ? 1.0 : 0.0;
-            q6_row[g] = rb + min(rr, p.nrows - 1u) * p.row_bytes;
-        }
-    }
     x_slot = tid / 2u;
     x_half = tid % 2u;
     {
@@ -381,38 +281,6 @@ void main()
     }
     uvec4 xa[4], ha, qa0, qa1;
     fetch_x(0u, xa);
-    if (Q6) {
-        // a half block (two steps) a raw set: step st decodes quarter pair st % 2 of set
-        // (st / 2) % 2, and the first step of a half fetches the next half into the other set;
-        // x two steps ahead as below. nsteps is a multiple of 4.
-        Q6Raw ra, rb;
-        uvec4 xb[4];
-        q6_fetch(0u, lane, ra);
-        if (nsteps > 1u)
-            fetch_x(1u, xb);
-        stash_x(0u, xa);
-        barrier();
-#define Q6_STEP(ST, QP, RW, XF, XN, NEXT)                                                                 \
-        {                                                                                                 \
-            uint b = (ST) % 2u;                                                                           \
-            if ((ST) + 2u < nsteps)                                                                       \
-                fetch_x((ST) + 2u, XF);                                                                   \
-            stash_q6(QP, sg, lane, RW);                                                                   \
-            NEXT                                                                                          \
-            subgroupMemoryBarrierShared();                                                                \
-            subgroupBarrier();                                                                            \
-            products(b, sg, nfrag, a00, a01, a10, a11, a20, a21, a30, a31);                               \
-            if ((ST) + 1u < nsteps)                                                                       \
-                stash_x(1u - b, XN);                                                                      \
-            barrier();                                                                                    \
-        }
-        for (uint st = 0u; st < nsteps; st += 4u) {
-            Q6_STEP(st, 0u, ra, xa, xb, if (st + 2u < nsteps) q6_fetch(st / 2u + 1u, lane, rb);)
-            Q6_STEP(st + 1u, 1u, ra, xb, xa, ;)
-            Q6_STEP(st + 2u, 0u, rb, xa, xb, if (st + 4u < nsteps) q6_fetch(st / 2u + 2u, lane, ra);)
-            Q6_STEP(st + 3u, 1u, rb, xb, xa, ;)
-        }
-    } else {
     fetch_w(0u, ha, qa0, qa1);
     if (AHEAD2) {
         // sets a and b: even steps' codes and x in a, odd steps' in b
@@ -433,7 +301,6 @@ void main()
         barrier();
         for (uint st = 0u; st < nsteps; st++)
             GQ_STEP(st, 1u, ha, qa0, qa1, xa, xa)
-    }
     }
     if (SWIGLU) {
         uint r0 = m0 + 16u * sg;

@@ -514,15 +514,9 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
         pc->pad = (pc->pad & ~1u) | (pc->x_off % 8 == 0 && pc->x_ld % 8 == 0 ? 1u : 0u);
         /* matmul_gq (GLM_VK_CM_GQ=0: off): grouped Q4_K on 64-row tiles, every row and offset
          * aligned; faster than matmul_cm there on the H100 (bench/RESULTS.md) */
-        static int64_t gq_env = -1, gq_q6 = -1;
-        /* Q6_K there too with GLM_VK_GQ_Q6=1 (not measured on a GPU yet): float16 pairs only, rows
-         * and weight offsets in multiples of 4 bytes (a block's misalignment the same for all) */
-        bool q6 = pc->type == GLM_TYPE_Q6_K && env_u64("GLM_VK_GQ_Q6", &gq_q6, 0) != 0 && glm_vk_h2() &&
-                  pc->row_bytes % 4 == 0 && pc->slab_bytes % 4 == 0 && pc->w_offset % 4 == 0 &&
-                  (!swiglu || pc->w2_offset % 4 == 0);
-        if (env_u64("GLM_VK_CM_GQ", &gq_env, 1) != 0 && (pc->type == GLM_TYPE_Q4_K || q6) &&
-            (pc->mode == 1 || pc->mode == 2) && bn == 64 && (pc->pad & (q6 ? 3u : 7u)) == (q6 ? 3u : 7u) &&
-            pc->ncols % 256 == 0 && pc->nrows % 4 == 0) {
+        static int64_t gq_env = -1;
+        if (env_u64("GLM_VK_CM_GQ", &gq_env, 1) != 0 && pc->type == GLM_TYPE_Q4_K && (pc->mode == 1 || pc->mode == 2) &&
+            bn == 64 && (pc->pad & 7u) == 7u && pc->ncols % 256 == 0 && pc->nrows % 4 == 0) {
             uint32_t bmo = swiglu ? 64u : 128u;
             /* + 16 × the probe's switches (its bit 4, no barriers, as bit 8) */
             uint32_t fl = (swiglu ? 1u : 0u) + 16u * (cm_probe_bits & 31u);
