@@ -27,6 +27,10 @@ out=$("$BIN" info golden/dev/hf); rc=$?
 check hf "$out" "${common[@]}" '^source: hf$' '^architecture: glm4_moe_lite$' '^tensors: 85 ' \
   'type bf16 +84 tensors' 'type f32 +1 tensors' 'vocab 492, merges 236, added tokens 20' 'bos 494'
 
+# -m MODEL as the other commands take it: the same report
+out_m=$("$BIN" info -m golden/dev/dev-Q4_K_M.gguf); rc=$?
+[ $rc -eq 0 ] && [ "$out_m" = "$("$BIN" info golden/dev/dev-Q4_K_M.gguf)" ] || { echo "FAIL info -m: exit $rc"; fail=1; }
+
 err=$("$BIN" info /nonexistent/model.gguf 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] || { echo "FAIL bad path: exit $rc, want 1"; fail=1; }
 [ "$(wc -l <<<"$err")" -eq 1 ] || { echo "FAIL bad path: not one line: $err"; fail=1; }
@@ -45,6 +49,10 @@ rm -rf "$tmp"
 [ $rc -eq 2 ] || { echo "FAIL no argument: exit $rc, want 2"; fail=1; }
 "$BIN" info a b >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] || { echo "FAIL two arguments: exit $rc, want 2"; fail=1; }
+"$BIN" info -m >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || { echo "FAIL -m without a model: exit $rc, want 2"; fail=1; }
+"$BIN" info -x golden/dev/dev-Q4_K_M.gguf >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || { echo "FAIL unknown option: exit $rc, want 2"; fail=1; }
 
 [ $fail -eq 0 ] && echo "test_cli_info: all checks passed"
 exit $fail

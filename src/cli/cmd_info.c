@@ -125,16 +125,21 @@ static void print_hf_tokenizer(const glm_model *m)
 
 int glm_cmd_info(int argc, char **argv)
 {
+    static const char usage[] = "usage: glm47 info [-m] MODEL   (a .gguf file or a Hugging Face directory)\n";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: glm47 info MODEL   (a .gguf file or a Hugging Face directory)\n");
+        fputs(usage, stdout);
         return 0;
     }
-    if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: glm47 info MODEL   (a .gguf file or a Hugging Face directory)\n");
+    /* `info MODEL`, or `info -m MODEL` as the other commands take it */
+    const char *path = argc == 2 && argv[1][0] != '-' ? argv[1]
+                       : argc == 3 && (!strcmp(argv[1], "-m") || !strcmp(argv[1], "--model")) ? argv[2]
+                                                                                                 : NULL;
+    if (!path) {
+        fputs(usage, stderr);
         return 2;
     }
     glm_model *m;
-    if (glm_model_open(&m, argv[1]) != GLM_OK)
+    if (glm_model_open(&m, path) != GLM_OK)
         return glm_cli_fail("info");
     printf("model: %s\n", m->path);
     printf("source: %s\n", m->source == GLM_SOURCE_GGUF ? "gguf" : "hf");

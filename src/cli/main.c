@@ -16,7 +16,7 @@ static const command k_commands[] = {
     { "eval", glm_cmd_eval, "eval -m MODEL (--ids ... | -p TEXT) --dump out.h5         per-layer dump + logits" },
     { "diff", glm_cmd_diff, "diff A.h5 B.h5 [--tol X]                                  first divergence" },
     { "perplexity", glm_cmd_perplexity, "perplexity -m MODEL -f FILE                            perplexity of a text" },
-    { "info", glm_cmd_info, "info MODEL                                                metadata, tensors, sizes" },
+    { "info", glm_cmd_info, "info [-m] MODEL                                           metadata, tensors, sizes" },
     { "tokenize", glm_cmd_tokenize, "tokenize -m MODEL (-f FILE | TEXT)                        text -> ids" },
     { "detokenize", glm_cmd_detokenize, "detokenize -m MODEL IDS                                 ids -> text" },
     { "quantize", glm_cmd_quantize, "quantize IN OUT --type q8_0|q4_k_m|...                    write a GGUF" },
