@@ -200,18 +200,49 @@ ACC swiglu(ACC g, ACC u)
 
 // step's products: the subgroup's two weight fragments (its 32 staged rows) against nfrag token
 // fragments of buffer b, 16 columns at a time
+// GQ_XPROBE (defined only for the probe's own build of this file, spv_matmul_gq_xprobe; the
+// model's products never run it): FLAGS bit 9 loads one x fragment a step and multiplies it in
+// place of every x fragment, bit 3 the subgroup's two weight fragments likewise (wrong results),
+// so that the grouped-product probe can time the fragment loads' share.
+#ifdef GQ_XPROBE
+const bool X_ONCE = (FLAGS & 512u) != 0u, W_ONCE = (FLAGS & 8u) != 0u;
+#define LOAD_B(BF, OFF, BW)                                                                               \
+    if (W_ONCE)                                                                                           \
+        BF = BW;                                                                                          \
+    else                                                                                                  \
+        coopMatLoad(BF, ps, OFF, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor)
+#define LOAD_A(AF, I)                                                                                     \
+    if (X_ONCE)                                                                                           \
+        AF = ax;                                                                                          \
+    else                                                                                                  \
+        coopMatLoad(AF, xs, (b * BN * LDH + 16u * I * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutRowMajor)
+#else
+#define LOAD_B(BF, OFF, BW) coopMatLoad(BF, ps, OFF, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor)
+#define LOAD_A(AF, I)                                                                                     \
+    coopMatLoad(AF, xs, (b * BN * LDH + 16u * I * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutRowMajor)
+#endif
+
 void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout ACC a10, inout ACC a11,
               inout ACC a20, inout ACC a21, inout ACC a30, inout ACC a31)
 {
+#ifdef GQ_XPROBE
+    coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> ax;
+    coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bw0, bw1;
+    if (X_ONCE)
+        coopMatLoad(ax, xs, (b * BN * LDH) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutRowMajor);
+    if (W_ONCE) {
+        coopMatLoad(bw0, ps, (sg * 32u * LDH) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
+        coopMatLoad(bw1, ps, (sg * 32u * LDH + 16u * LDH) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
+    }
+#endif
     [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
         coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-        coopMatLoad(bf0, ps, (sg * 32u * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
-        coopMatLoad(bf1, ps, (sg * 32u * LDH + 16u * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
+        LOAD_B(bf0, (sg * 32u * LDH + kk) / 8u, bw0);
+        LOAD_B(bf1, (sg * 32u * LDH + 16u * LDH + kk) / 8u, bw1);
 #define FRAG_ROW(I, A0, A1)                                                                               \
         if (I < nfrag && (EXP & 1u) == 0u) {                                                              \
             coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                               \
-            coopMatLoad(af, xs, (b * BN * LDH + 16u * I * LDH + kk) / 8u, LDH / 8u,                      \
-                        gl_CooperativeMatrixLayoutRowMajor);                                              \
+            LOAD_A(af, I);                                                                                \
             A0 = coopMatMulAdd(af, bf0, A0);                                                              \
             A1 = coopMatMulAdd(af, bf1, A1);                                                              \
         }

@@ -582,13 +582,13 @@ static cJSON *result_json(const bench_report *rp, const bench_result *r)
 
 /* A probe's list of measurement-switch sets, "b1,b2,..." (each 0..31, at most 8; 16: the matvec
  * probe's products take an 8-bit x): how many. */
-static unsigned probe_bits_list(const char *q, unsigned out[8])
+static unsigned probe_bits_list(const char *q, unsigned long most, unsigned out[8])
 {
     unsigned n = 0;
     while (q && *q && n < 8) {
         char *end;
         unsigned long bits = strtoul(q, &end, 10);
-        if (end == q || bits > 31)
+        if (end == q || bits > most)
             break;
         out[n++] = (unsigned)bits;
         q = *end == ',' ? end + 1 : end;
@@ -737,8 +737,8 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
     /* GLM_BENCH_PROBE=b1,b2,...: the matvec probe with each set of measurement switches;
      * GLM_BENCH_MMPROBE=b1,b2,...: the grouped-product probe likewise */
     unsigned pb[8], mb[8], pbits[8], mbits[8], np = 0, nm = 0;
-    unsigned npb = o->profile ? probe_bits_list(getenv("GLM_BENCH_PROBE"), pb) : 0;
-    unsigned nmb = o->profile ? probe_bits_list(getenv("GLM_BENCH_MMPROBE"), mb) : 0;
+    unsigned npb = o->profile ? probe_bits_list(getenv("GLM_BENCH_PROBE"), 31, pb) : 0;
+    unsigned nmb = o->profile ? probe_bits_list(getenv("GLM_BENCH_MMPROBE"), 127, mb) : 0;
     glm_vk_probe probe[8] = {0};
     double mm_us[8];
     for (unsigned i = 0; s == GLM_OK && i < npb; i++) {

@@ -522,8 +522,11 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             static int64_t gq_pc = -1;
             bool pcw = env_u64("GLM_VK_GQ_PC", &gq_pc, 0) != 0 && glm_vk_h2();
             uint32_t bmo = pcw ? (swiglu ? 32u : 64u) : (swiglu ? 64u : 128u);
-            /* + 16 × the probe's switches (its bit 4, no barriers, as bit 8) */
-            uint32_t fl = (swiglu ? 1u : 0u) + 16u * (cm_probe_bits & 31u);
+            /* + 16 × the probe's switches (its bit 4, no barriers, as bit 8); its switches 32 (one
+             * x fragment a step) and 64 (the weight fragments once a step) take matmul_gq's probe
+             * build, as bits 9 and 3 */
+            uint32_t fl = (swiglu ? 1u : 0u) + 16u * (cm_probe_bits & 63u) + ((cm_probe_bits & 64u) ? 8u : 0u);
+            glm_vk_kernel kq = pcw ? GLM_VK_MATMUL_GQP : (cm_probe_bits & 96u) ? GLM_VK_MATMUL_GQ_XPROBE : GLM_VK_MATMUL_GQ;
             /* + 2: the codes decoded in float16 pairs (GLM_VK_H2=0: in float32) */
             if (glm_vk_h2())
                 fl += 2u;
@@ -531,8 +534,8 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             static int64_t gq_ahead = -1;
             if (env_u64("GLM_VK_GQ_AHEAD", &gq_ahead, 2) >= 2)
                 fl += 4u;
-            return glm_vk_dispatch_variant(vk, pcw ? GLM_VK_MATMUL_GQP : GLM_VK_MATMUL_GQ, pc->type + 64u * fl, bh, 4,
-                                           pc, sizeof *pc, (pc->nrows + bmo - 1) / bmo, gy, gz);
+            return glm_vk_dispatch_variant(vk, kq, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
+                                           (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
         /* + 8192: grouped Q6_K decoded in float16 pairs (GLM_VK_H2=0: in float32) */
         if (glm_vk_h2() && pc->type == GLM_TYPE_Q6_K && (pc->mode == 1 || pc->mode == 2))

@@ -75,6 +75,8 @@ static const kernel_desc k_kernels[GLM_VK_KERNEL_COUNT] = {
     [GLM_VK_MLA_FLASH_CM] = { "mla_flash_cm", spv_mla_flash_cm, sizeof spv_mla_flash_cm, 8, 112, true, 0x7e, true },
     [GLM_VK_MATMUL_GQ] = { "matmul_gq", spv_matmul_gq, sizeof spv_matmul_gq, 4, 80, true, 0xb, true },
     [GLM_VK_MATMUL_GQP] = { "matmul_gqp", spv_matmul_gqp, sizeof spv_matmul_gqp, 4, 80, true, 0xb, true },
+    [GLM_VK_MATMUL_GQ_XPROBE] = { "matmul_gq_xprobe", spv_matmul_gq_xprobe, sizeof spv_matmul_gq_xprobe, 4, 80, true,
+                                  0xb, true },
     [GLM_VK_CM_LAYOUT] = { "cm_layout", spv_cm_layout, sizeof spv_cm_layout, 1, 0, false, 0x0, true },
 };
 

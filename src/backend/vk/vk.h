@@ -65,6 +65,7 @@ typedef enum glm_vk_kernel {
     GLM_VK_MATMUL_GQ, /* grouped Q4_K products on tensor cores, each subgroup staging its own weight rows */
     GLM_VK_CM_LAYOUT, /* the element map of 16 × 16 cooperative matrices (a test's and a probe's only) */
     GLM_VK_MATMUL_GQP, /* GLM_VK_MATMUL_GQ with producer and consumer subgroups (GLM_VK_GQ_PC=1) */
+    GLM_VK_MATMUL_GQ_XPROBE, /* GLM_VK_MATMUL_GQ built with its fragment-load probe switches (bench's only) */
     GLM_VK_KERNEL_COUNT
 } glm_vk_kernel;
 
