@@ -32,6 +32,9 @@ const uint EXP = (FLAGS >> 4) & 31u;
 // FLAGS bit 2, AHEAD2 (GLM_VK_GQ_AHEAD=1 turns it off): two register sets of weight codes and x
 // alternate, so that step s + 2's loads go out while step s's products run (one set: s + 1's).
 const bool AHEAD2 = (FLAGS & 4u) != 0u;
+// FLAGS bit 10, HD1 (GLM_VK_GQ_HD=0 turns it off): a block's 16-byte header loaded once for its
+// four steps (the register set keeps it where the step it refills is in the same block).
+const bool HD1 = (FLAGS & 1024u) != 0u;
 #define BM 128u
 const uint BMO = SWIGLU ? BM / 2u : BM;
 #define BN 64u
@@ -86,8 +89,9 @@ void stash_x(uint b, uvec4 xr[4])
     }
 }
 
-// the block header and the 32 code bytes of step st (sub-block pair st % 4 of block st / 4)
-void fetch_w(uint st, out uvec4 hd, out uvec4 q0, out uvec4 q1)
+// the block header and the 32 code bytes of step st (sub-block pair st % 4 of block st / 4); with
+// HD1 and same (st's block is the one whose header hd holds), hd is kept
+void fetch_w(uint st, inout uvec4 hd, out uvec4 q0, out uvec4 q1, bool same)
 {
     uint b = w_bytes + (st / 4u) * 144u, q = b + 16u + 32u * (st % 4u);
     if ((EXP & 8u) != 0u) {
@@ -96,7 +100,8 @@ void fetch_w(uint st, out uvec4 hd, out uvec4 q0, out uvec4 q1)
         q1 = q0 + st;
         return;
     }
-    hd = w4[b >> 4];
+    if (!(HD1 && same))
+        hd = w4[b >> 4];
     q0 = w4[q >> 4];
     q1 = w4[(q >> 4) + 1u];
 }
@@ -222,6 +227,37 @@ const bool X_ONCE = (FLAGS & 512u) != 0u, W_ONCE = (FLAGS & 8u) != 0u;
     coopMatLoad(AF, xs, (b * BN * LDH + 16u * I * LDH + kk) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutRowMajor)
 #endif
 
+// The x fragments of a 16-column slice are all loaded before its products: where each one's
+// load sat in its own branch (I < nfrag), the compiler issued it right before its two products
+// and exposed every load's latency in turn (the grouped-product probe: 283 -> 240 us). So a step's
+// products take one branch-free body for its fragment count (PRODUCTS_N: N x fragments; nfrag 1
+// takes N = 2, the second fragment's slots being zeros).
+#define PRODUCTS_N(N)                                                                                     \
+    [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {                                                  \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;                             \
+        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af0, af1, af2, af3;                   \
+        LOAD_B(bf0, (sg * 32u * LDH + kk) / 8u, bw0);                                                     \
+        LOAD_B(bf1, (sg * 32u * LDH + 16u * LDH + kk) / 8u, bw1);                                         \
+        LOAD_A(af0, 0u);                                                                                  \
+        LOAD_A(af1, 1u);                                                                                  \
+        if (N > 2u)                                                                                       \
+            LOAD_A(af2, 2u);                                                                              \
+        if (N > 3u)                                                                                       \
+            LOAD_A(af3, 3u);                                                                              \
+        a00 = coopMatMulAdd(af0, bf0, a00);                                                               \
+        a01 = coopMatMulAdd(af0, bf1, a01);                                                               \
+        a10 = coopMatMulAdd(af1, bf0, a10);                                                               \
+        a11 = coopMatMulAdd(af1, bf1, a11);                                                               \
+        if (N > 2u) {                                                                                     \
+            a20 = coopMatMulAdd(af2, bf0, a20);                                                           \
+            a21 = coopMatMulAdd(af2, bf1, a21);                                                           \
+        }                                                                                                 \
+        if (N > 3u) {                                                                                     \
+            a30 = coopMatMulAdd(af3, bf0, a30);                                                           \
+            a31 = coopMatMulAdd(af3, bf1, a31);                                                           \
+        }                                                                                                 \
+    }
+
 void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout ACC a10, inout ACC a11,
               inout ACC a20, inout ACC a21, inout ACC a30, inout ACC a31)
 {
@@ -235,21 +271,14 @@ void products(uint b, uint sg, uint nfrag, inout ACC a00, inout ACC a01, inout A
         coopMatLoad(bw1, ps, (sg * 32u * LDH + 16u * LDH) / 8u, LDH / 8u, gl_CooperativeMatrixLayoutColumnMajor);
     }
 #endif
-    [[unroll]] for (uint kk = 0u; kk < 64u; kk += 16u) {
-        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> bf0, bf1;
-        LOAD_B(bf0, (sg * 32u * LDH + kk) / 8u, bw0);
-        LOAD_B(bf1, (sg * 32u * LDH + 16u * LDH + kk) / 8u, bw1);
-#define FRAG_ROW(I, A0, A1)                                                                               \
-        if (I < nfrag && (EXP & 1u) == 0u) {                                                              \
-            coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> af;                               \
-            LOAD_A(af, I);                                                                                \
-            A0 = coopMatMulAdd(af, bf0, A0);                                                              \
-            A1 = coopMatMulAdd(af, bf1, A1);                                                              \
-        }
-        FRAG_ROW(0u, a00, a01)
-        FRAG_ROW(1u, a10, a11)
-        FRAG_ROW(2u, a20, a21)
-        FRAG_ROW(3u, a30, a31)
+    if (nfrag == 0u || (EXP & 1u) != 0u)
+        return;
+    if (nfrag <= 2u) {
+        PRODUCTS_N(2u)
+    } else if (nfrag == 3u) {
+        PRODUCTS_N(3u)
+    } else {
+        PRODUCTS_N(4u)
     }
 }
 
@@ -301,7 +330,7 @@ void main()
         else                                                                                              \
             stash_w(ST, sg, lane, WH, WQ0, WQ1);                                                          \
         if ((ST) + AH < nsteps)                                                                           \
-            fetch_w((ST) + AH, WH, WQ0, WQ1);                                                             \
+            fetch_w((ST) + AH, WH, WQ0, WQ1, ((ST) + AH) / 4u == (ST) / 4u);                              \
         subgroupMemoryBarrierShared();                                                                    \
         subgroupBarrier();                                                                                \
         products(b, sg, nfrag, a00, a01, a10, a11, a20, a21, a30, a31);                                   \
@@ -312,13 +341,13 @@ void main()
     }
     uvec4 xa[4], ha, qa0, qa1;
     fetch_x(0u, xa);
-    fetch_w(0u, ha, qa0, qa1);
+    fetch_w(0u, ha, qa0, qa1, false);
     if (AHEAD2) {
         // sets a and b: even steps' codes and x in a, odd steps' in b
         uvec4 xb[4], hb, qb0, qb1;
         if (nsteps > 1u) {
             fetch_x(1u, xb);
-            fetch_w(1u, hb, qb0, qb1);
+            fetch_w(1u, hb, qb0, qb1, false);
         }
         stash_x(0u, xa);
         barrier();

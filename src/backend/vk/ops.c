@@ -534,6 +534,10 @@ static glm_status matmul_record(glm_vk *vk, glm_vk_matmul_push *pc, const glm_vk
             static int64_t gq_ahead = -1;
             if (env_u64("GLM_VK_GQ_AHEAD", &gq_ahead, 2) >= 2)
                 fl += 4u;
+            /* + 1024: a block's header loaded once for its four steps (GLM_VK_GQ_HD=0: every step) */
+            static int64_t gq_hd = -1;
+            if (!pcw && env_u64("GLM_VK_GQ_HD", &gq_hd, 1) != 0)
+                fl += 1024u;
             return glm_vk_dispatch_variant(vk, kq, pc->type + 64u * fl, bh, 4, pc, sizeof *pc,
                                            (pc->nrows + bmo - 1) / bmo, gy, gz);
         }
