@@ -1501,59 +1501,75 @@ START_TEST(test_eltwise)
     tu_fill_uniform(&g_rng, a, n, -4, 4);
     tu_fill_uniform(&g_rng, b, n, -4, 4);
     glm_vk_buffer ba = dev_copy(a, n * 4), bb = dev_copy(b, n * 4);
-    for (int op = 0; op < 3; op++) {
-        for (uint32_t r = 0; r < rows; r++) {
-            float *y = ref + (size_t)r * cols;
-            const float *ar = a + (size_t)r * cols, *br = b + (size_t)r * cols;
-            if (op == GLM_VK_ADD)
-                glm_ref_add(y, ar, br, cols);
-            else if (op == GLM_VK_SWIGLU)
-                glm_ref_swiglu(y, ar, br, cols);
-            else
-                memcpy(y, ar, cols * 4);
+    /* shape 0: rows of 131 (one element an invocation); shape 1: rows of 128 from float 4 on,
+     * every offset and stride a multiple of 4 (the vec form, four elements an invocation) */
+    for (int shape = 0; shape < 2; shape++) {
+        uint32_t c = shape ? 128 : cols, off = shape ? 4 : 0;
+        size_t m = (size_t)rows * c;
+        for (int op = 0; op < 3; op++) {
+            for (uint32_t r = 0; r < rows; r++) {
+                float *y = ref + (size_t)r * c;
+                const float *ar = a + off + (size_t)r * c, *br = b + off + (size_t)r * c;
+                if (op == GLM_VK_ADD)
+                    glm_ref_add(y, ar, br, c);
+                else if (op == GLM_VK_SWIGLU)
+                    glm_ref_swiglu(y, ar, br, c);
+                else
+                    memcpy(y, ar, c * 4);
+            }
+            glm_vk_buffer by = out_buf(m);
+            glm_vk_view va = view(&ba, rows, c), vb = view(&bb, rows, c);
+            va.off = vb.off = off;
+            ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+            ck_assert(glm_vk_eltwise(g_vk, (glm_vk_eltwise_op)op, view(&by, rows, c), va, vb) == GLM_OK);
+            run();
+            check_out(&by, m, "eltwise");
+            double e = tu_nmse(ref, by.map, m);
+            ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "eltwise op %d cols %u nmse %.3g", op, c, e);
+            glm_vk_buffer_destroy(g_vk, &by);
         }
-        glm_vk_buffer by = out_buf(n);
-        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-        ck_assert(glm_vk_eltwise(g_vk, (glm_vk_eltwise_op)op, view(&by, rows, cols), view(&ba, rows, cols),
-                                 view(&bb, rows, cols)) == GLM_OK);
-        run();
-        check_out(&by, n, "eltwise");
-        double e = tu_nmse(ref, by.map, n);
-        ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "eltwise op %d nmse %.3g", op, e);
-        glm_vk_buffer_destroy(g_vk, &by);
     }
-    /* to float16, two to a word: rows of 130 of the 131 columns (65 words), from column 1 on */
+    /* to float16, two to a word: rows of 130 of the 131 columns (65 words), from column 1 on;
+     * then (the vec form) rows of 128 of them (64 words) from column 4 on */
     const uint32_t hw = (cols - 1) / 2;
     glm_vk_buffer bh = out_buf((size_t)rows * hw);
-    glm_vk_view av = view(&ba, rows, 2 * hw);
-    av.off = 1, av.ld = cols;
-    ck_assert(glm_vk_begin(g_vk) == GLM_OK);
-    ck_assert(glm_vk_to_half(g_vk, view(&bh, rows, hw), av) == GLM_OK);
-    run();
-    check_guard(&bh, (size_t)rows * hw, "to_half");
     int worst = 0;
-    for (uint32_t r = 0; r < rows; r++)
-        for (uint32_t i = 0; i < 2 * hw; i++) {
-            uint16_t got = ((const uint16_t *)bh.map)[(size_t)r * 2 * hw + i];
-            uint16_t want = glm_fp32_to_fp16(a[(size_t)r * cols + 1 + i]);
-            int d = (got & 0x8000) == (want & 0x8000) ? abs((int)(got & 0x7fff) - (int)(want & 0x7fff)) : 1 << 16;
-            worst = d > worst ? d : worst;
-            ck_assert_msg(d <= TOL_VK_TO_HALF_ULPS, "to_half row %u col %u: 0x%04x, want 0x%04x", r, i, got, want);
-        }
+    glm_vk_buffer bh4 = out_buf((size_t)rows * 64);
+    for (int shape = 0; shape < 2; shape++) {
+        uint32_t w = shape ? 64 : hw, off = shape ? 4 : 1;
+        glm_vk_buffer *out = shape ? &bh4 : &bh;
+        glm_vk_view av = view(&ba, rows, 2 * w);
+        av.off = off, av.ld = shape ? 128 : cols; /* rows 128 apart for the vec form */
+        ck_assert(glm_vk_begin(g_vk) == GLM_OK);
+        ck_assert(glm_vk_to_half(g_vk, view(out, rows, w), av) == GLM_OK);
+        run();
+        check_guard(out, (size_t)rows * w, "to_half");
+        for (uint32_t r = 0; r < rows; r++)
+            for (uint32_t i = 0; i < 2 * w; i++) {
+                uint16_t got = ((const uint16_t *)out->map)[(size_t)r * 2 * w + i];
+                uint16_t want = glm_fp32_to_fp16(a[(size_t)r * av.ld + off + i]);
+                int d = (got & 0x8000) == (want & 0x8000) ? abs((int)(got & 0x7fff) - (int)(want & 0x7fff)) : 1 << 16;
+                worst = d > worst ? d : worst;
+                ck_assert_msg(d <= TOL_VK_TO_HALF_ULPS, "to_half row %u col %u (words %u): 0x%04x, want 0x%04x", r, i,
+                              w, got, want);
+            }
+    }
     printf("vk to_half: worst %d ulp\n", worst);
-    /* the sum of 3 parts: rows of 20 columns, parts 70 floats apart inside a */
-    {
-        const uint32_t pr = 3, pc = 20, stride = 70;
+    glm_vk_buffer_destroy(g_vk, &bh4);
+    /* the sum of 3 parts: rows of 20 columns, parts 70 floats apart inside a from float 2 on; then
+     * (the vec form) 72 apart from float 4 on */
+    for (int shape = 0; shape < 2; shape++) {
+        const uint32_t pr = 3, pc = 20, stride = shape ? 72 : 70, off = shape ? 4 : 2;
         float want[60];
         for (uint32_t r = 0; r < pr; r++)
             for (uint32_t i = 0; i < pc; i++) {
                 float acc = 0;
                 for (uint32_t z = 0; z < 3; z++)
-                    acc += a[2 + z * stride + r * pc + i];
+                    acc += a[off + z * stride + r * pc + i];
                 want[r * pc + i] = acc;
             }
         glm_vk_buffer bs = out_buf(pr * pc);
-        glm_vk_view p0 = { &ba, 2, pr, pc, pc };
+        glm_vk_view p0 = { &ba, off, pr, pc, pc };
         ck_assert(glm_vk_begin(g_vk) == GLM_OK);
         ck_assert(glm_vk_sum_parts(g_vk, view(&bs, pr, pc), p0, 3, stride) == GLM_OK);
         run();

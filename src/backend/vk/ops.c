@@ -13,6 +13,26 @@
 
 static uint32_t groups(uint32_t n) { return (n + WG - 1) / WG; }
 
+static uint64_t env_u64(const char *name, int64_t *cache, int64_t dflt);
+
+/* eltwise.comp's vec form (4 elements an invocation, 16-byte loads and stores) where pc's columns,
+ * offsets and strides allow it (GLM_VK_ELT_VEC=0: one element an invocation); its grid's x. */
+static uint32_t eltwise_vec(glm_vk_eltwise_push *pc)
+{
+    static int64_t on = -1;
+    bool a4 = pc->a_off % 4 == 0 && pc->a_ld % 4 == 0;
+    bool ok;
+    if (pc->op == 3) /* y's words two at a time: a's floats four at a time */
+        ok = a4 && pc->cols % 2 == 0 && pc->y_off % 2 == 0 && pc->y_ld % 2 == 0;
+    else
+        ok = a4 && pc->cols % 4 == 0 && pc->y_off % 4 == 0 && pc->y_ld % 4 == 0 &&
+             (pc->op == 2 || pc->b_off % 4 == 0) && (pc->op == 2 || pc->op == 4 || pc->b_ld % 4 == 0);
+    pc->pad1 = ok && env_u64("GLM_VK_ELT_VEC", &on, 1) != 0 ? 1u : 0u;
+    if (!pc->pad1)
+        return groups(pc->cols);
+    return groups(pc->op == 3 ? pc->cols / 2 : pc->cols / 4);
+}
+
 /* Does the view lie inside its buffer (4-byte elements)? */
 static bool view_ok(glm_vk_view v)
 {
@@ -589,7 +609,8 @@ static glm_status sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32
         return bad("sum_parts", "views disagree or overrun their buffers");
     glm_vk_eltwise_push pc = { 4u, y.rows, y.cols, parts, part0.off, part0.ld, stride, add, y.off, y.ld, 0, 0 };
     const glm_vk_buffer *bb[3] = { part0.buf, part0.buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+    uint32_t gx = eltwise_vec(&pc);
+    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, gx, y.rows, 1);
 }
 
 glm_status glm_vk_sum_parts(glm_vk *vk, glm_vk_view y, glm_vk_view part0, uint32_t parts, uint32_t stride)
@@ -931,7 +952,8 @@ glm_status glm_vk_to_half(glm_vk *vk, glm_vk_view y, glm_vk_view a)
         return bad("to_half", "views disagree or overrun their buffers");
     glm_vk_eltwise_push pc = { 3u, y.rows, y.cols, 0, a.off, a.ld, a.off, a.ld, y.off, y.ld, 0, 0 };
     const glm_vk_buffer *bb[3] = { a.buf, a.buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+    uint32_t gx = eltwise_vec(&pc);
+    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, gx, y.rows, 1);
 }
 
 glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_vk_view a, glm_vk_view b)
@@ -943,7 +965,8 @@ glm_status glm_vk_eltwise(glm_vk *vk, glm_vk_eltwise_op op, glm_vk_view y, glm_v
         return bad("eltwise", "views disagree or overrun their buffers");
     glm_vk_eltwise_push pc = { (uint32_t)op, y.rows, y.cols, 0, a.off, a.ld, b.off, b.ld, y.off, y.ld, 0, 0 };
     const glm_vk_buffer *bb[3] = { a.buf, b.buf, y.buf };
-    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, groups(y.cols), y.rows, 1);
+    uint32_t gx = eltwise_vec(&pc);
+    return glm_vk_dispatch(vk, GLM_VK_ELTWISE, bb, 3, &pc, sizeof pc, gx, y.rows, 1);
 }
 
 /* Experts per workgroup of moe_gate_route (GATE_EPW in shaders/moe_gate_route.comp). */
