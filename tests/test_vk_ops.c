@@ -767,7 +767,8 @@ END_TEST
 START_TEST(test_matmul_id_grouped)
 {
     /* T tokens over two tiles, k slots out of E experts; expert 3 never chosen (an empty group),
-     * in the first round expert 6 chosen by one pair only (a group of one row), in the second
+     * in the first round expert 6 chosen by one pair only (a group of one row) and the others by
+     * set numbers of pairs (tiles of 1 to 4 filled fragments), in the second
      * round repeated experts within a token (groups of 140 rows: three tiles, the last partial).
      * Tensor cores: tiles of 64 and 32 token rows, each with the loads two steps ahead, one, and
      * steps of two chunks. Rounds of 64-row tiles have 132 weight rows (two row tiles, the
@@ -798,8 +799,25 @@ START_TEST(test_matmul_id_grouped)
                     int32_t e = round % 2 ? (int32_t)(tu_next(&g_rng) % 2) : (int32_t)(tu_next(&g_rng) % (E - 2));
                     ids[i] = e >= 3 ? e + 1 : e;
                 }
-                if (round % 2 == 0)
+                if (round % 2 == 0) {
+                    /* experts 0, 1, 2, 4 and 5 with 12, 28, 44, 60 and 136 pairs in a shuffled order, so
+                     * that a 64-row tile holds 1, 2, 3 or 4 filled 16-row fragments (matmul_gq's and
+                     * matmul_cm's product bodies for each count) and 136 takes three tiles */
+                    static const uint32_t counts[5] = { 12, 28, 44, 60, 136 };
+                    static const int32_t experts[5] = { 0, 1, 2, 4, 5 };
+                    uint32_t at = 0;
+                    for (int j = 0; j < 5; j++)
+                        for (uint32_t c = 0; c < counts[j]; c++)
+                            ids[at++] = experts[j];
+                    ck_assert_uint_eq(at, T * k);
+                    for (uint32_t i = T * k - 1; i > 0; i--) {
+                        uint32_t j = (uint32_t)(tu_next(&g_rng) % (i + 1));
+                        int32_t tmp = ids[i];
+                        ids[i] = ids[j];
+                        ids[j] = tmp;
+                    }
                     ids[T * k / 2 + 1] = (int32_t)E - 1;
+                }
                 for (uint32_t i = 0; i < T * k; i++)
                     ref_matvec(ref + (size_t)i * nrows, &tw, (uint32_t)ids[i], x + (size_t)(per_pair ? i : i / k) * ncols);
                 uint64_t ng = glm_vk_moe_group_ints(T, k, E);
