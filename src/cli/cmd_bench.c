@@ -768,6 +768,25 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
             mbits[nm++] = mb[i];
         glm_vk_matmul_probe_bits(0);
     }
+    /* GLM_BENCH_DMPROBE=b1,b2,...: the dense-product probe (prefill's o_proj) with each set of
+     * matmul_cm's switches; GLM_BENCH_DMPROBE_T=n: its token rows (default 512);
+     * GLM_BENCH_DMPROBE_N=n: products a timed recording (default 100) */
+    unsigned db[8], dbits[8], nd = 0;
+    unsigned ndb = o->profile ? probe_bits_list(getenv("GLM_BENCH_DMPROBE"), 31, db) : 0;
+    const char *dt_env = getenv("GLM_BENCH_DMPROBE_T"), *dn_env = getenv("GLM_BENCH_DMPROBE_N");
+    unsigned long dt = dt_env && *dt_env ? strtoul(dt_env, NULL, 10) : 512;
+    unsigned long dn = dn_env && *dn_env ? strtoul(dn_env, NULL, 10) : 100;
+    double dm_us[8];
+    for (unsigned i = 0; s == GLM_OK && i < ndb; i++) {
+        glm_vk_matmul_probe_bits(db[i]);
+        glm_status ps = glm_vk_matmul_dense_probe(vk, (uint32_t)(dt > 4096 ? 0 : dt), (uint32_t)(dn > 1000 ? 0 : dn),
+                                                  &dm_us[nd]);
+        if (ps == GLM_OK)
+            dbits[nd++] = db[i];
+        else
+            fprintf(stderr, "glm47 bench: %s\n", glm_last_error());
+        glm_vk_matmul_probe_bits(0);
+    }
     if (s == GLM_OK) {
         bench_report rp = {o, m, &mi, b->ops->name, device, r, n};
         if (o->json ? !print_json(&rp) : (print_markdown(&rp), false))
@@ -786,6 +805,9 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         for (unsigned i = 0; !o->json && i < ng; i++)
             printf("grid barrier, %u workgroups of 64: %s, %.2f us a barrier (200 rounds)\n", gn[i],
                    gres[i] ? "all resident" : "NOT all resident (a wait timed out)", gus[i]);
+        for (unsigned i = 0; !o->json && i < nd; i++)
+            printf("dense-product probe (switches %u), Q4_K 2048x5120 (o_proj), %lu tokens: %.1f us (%.1f TFLOP/s)\n",
+                   dbits[i], dt, dm_us[i], 2.0 * (double)dt * 2048 * 5120 / (dm_us[i] * 1e6));
         for (unsigned i = 0; !o->json && i < nm; i++)
             printf("grouped-product probe (switches %u), Q4_K 1536x2048 x 65 experts, 512 tokens x (4 + 1): %.1f us "
                    "(%.1f TFLOP/s useful)\n",

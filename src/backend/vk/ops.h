@@ -244,6 +244,11 @@ bool glm_vk_matvec_probe_x8(void);
  * distinct ids; x as float16 where the kernel takes it, converted once), µs a product (with its
  * grouping dispatch; wall time of 100, best of 5). */
 glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us);
+/* bench --profile's dense-product probe (floor.c): prefill's o_proj, y = W·x for T token rows
+ * (Q4_K 2048 x 5120, random codes and finite scales), through glm_vk_matmul as the model runs it
+ * (its column parts and their sum included), µs a product (wall time of n in one recording, each
+ * behind a barrier, best of 5 after one untimed). */
+glm_status glm_vk_matmul_dense_probe(glm_vk *vk, uint32_t T, uint32_t n, double *us);
 /* matmul_cm.comp's measurement switches (EXP) for the dispatches that follow (0: none). */
 void glm_vk_matmul_probe_bits(uint32_t bits);
 /* y[v] = W_slab · x[v] for every row v of x. */
