@@ -216,17 +216,23 @@ END_TEST
 
 START_TEST(test_rms_norm)
 {
-    static const uint32_t ns[] = { 1, 7, 64, 65, 256, 300, 2048 };
+    /* every n in both forms (the vec form takes the multiples of 4 up to 4096: 4096 fills its
+     * four registers a lane, 4100 goes back to the scalar form), gains F32, BF16 and F16 */
+    static const uint32_t ns[] = { 1, 7, 64, 65, 256, 300, 2048, 4096, 4100 };
+    static const glm_type gts[] = { GLM_TYPE_F32, GLM_TYPE_BF16, GLM_TYPE_F16 };
+    bool vec_default = glm_vk_rms_vec();
     double worst = 0;
+    for (int vec = 0; vec < 2; vec++)
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
         for (uint32_t rows = 1; rows <= 3; rows += 2)
-            for (int bf = 0; bf < 2; bf++) {
+            for (int bf = 0; bf < 3; bf++) {
+                glm_vk_set_rms_vec(vec);
                 uint32_t n = ns[a];
                 size_t total = (size_t)n * rows;
                 float *x = malloc(total * 4), *ref = malloc(total * 4), *wf = malloc(n * 4);
                 tu_fill_uniform(&g_rng, x, total, -3.0f, 3.0f);
                 test_weight tw;
-                make_weight(&tw, bf ? GLM_TYPE_BF16 : GLM_TYPE_F32, n, 1, 1);
+                make_weight(&tw, gts[bf], n, 1, 1);
                 glm_ref_dequant_row(wf, tw.host, tw.w.type, n);
                 for (uint32_t i = 0; i < rows; i++)
                     glm_ref_rms_norm(ref + (size_t)i * n, x + (size_t)i * n, wf, n, 1e-5f);
@@ -237,7 +243,8 @@ START_TEST(test_rms_norm)
                 check_out(&bo, total, "rms_norm");
                 double e = tu_nmse(ref, bo.map, total);
                 worst = e > worst ? e : worst;
-                ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "rms_norm n=%u rows=%u nmse %.3g", n, rows, e);
+                ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE, "rms_norm n=%u rows=%u gain %s vec %d nmse %.3g", n, rows,
+                              glm_type_name(gts[bf]), vec, e);
                 glm_vk_buffer_destroy(g_vk, &bx);
                 glm_vk_buffer_destroy(g_vk, &bo);
                 free_weight(&tw);
@@ -245,13 +252,17 @@ START_TEST(test_rms_norm)
                 free(ref);
                 free(wf);
             }
+    glm_vk_set_rms_vec(vec_default);
     printf("vk rms_norm: worst nmse %.3g\n", worst);
 }
 END_TEST
 
-START_TEST(test_add_rms_norm)
+/* x += t written back, then y = rms_norm(x) ⊙ w, as add followed by rms_norm, in rms_norm.comp's
+ * scalar form or (vec) its vec form */
+static void add_rms_norm_case(bool vec)
 {
-    /* x += t written back, then y = rms_norm(x) ⊙ w, as add followed by rms_norm */
+    bool vec_default = glm_vk_rms_vec();
+    glm_vk_set_rms_vec(vec);
     const uint32_t rows = 3, n = 300;
     size_t total = (size_t)rows * n;
     float *x = malloc(total * 4), *t = malloc(total * 4), *ref = malloc(total * 4), *wf = malloc(n * 4);
@@ -274,7 +285,8 @@ START_TEST(test_add_rms_norm)
     run();
     check_out(&bo, total, "add_rms_norm");
     double e = tu_nmse(ref, bo.map, total), ex = tu_nmse(x, bx.map, total);
-    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE && ex <= TOL_VK_ELEMENTWISE_NMSE, "add_rms_norm nmse %.3g, x %.3g", e, ex);
+    ck_assert_msg(e <= TOL_VK_ELEMENTWISE_NMSE && ex <= TOL_VK_ELEMENTWISE_NMSE, "add_rms_norm (vec %d) nmse %.3g, x %.3g",
+                  vec, e, ex);
     glm_vk_buffer_destroy(g_vk, &bx);
     glm_vk_buffer_destroy(g_vk, &bt);
     glm_vk_buffer_destroy(g_vk, &bo);
@@ -283,6 +295,13 @@ START_TEST(test_add_rms_norm)
     free(t);
     free(ref);
     free(wf);
+    glm_vk_set_rms_vec(vec_default);
+}
+
+START_TEST(test_add_rms_norm)
+{
+    add_rms_norm_case(false);
+    add_rms_norm_case(true);
 }
 END_TEST
 

@@ -55,6 +55,10 @@ static bool weight_ok(const glm_vk_weight *w)
            w->row_bytes > 0 && w->offset % 4 == 0 && end <= w->buf->size && end <= UINT32_MAX;
 }
 
+static int64_t rms_vec = -1;
+bool glm_vk_rms_vec(void) { return env_u64("GLM_VK_RMS_VEC", &rms_vec, 0) != 0; }
+void glm_vk_set_rms_vec(bool on) { rms_vec = on ? 1 : 0; }
+
 static glm_status rms_norm_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, const glm_vk_view *t, const glm_vk_weight *w,
                                float eps)
 {
@@ -65,6 +69,13 @@ static glm_status rms_norm_any(glm_vk *vk, glm_vk_view y, glm_vk_view x, const g
         return bad("rms_norm", "weight is not a plain row of x.cols elements");
     glm_vk_rms_norm_push pc = { x.cols, x.rows, eps, (uint32_t)w->type, w->offset, x.off, x.ld, y.off, y.ld,
                                 t != NULL, t ? t->off : 0, t ? t->ld : 0 };
+    /* + 2: rms_norm.comp's vec form (4 elements at a time, the row kept in registers) where the
+     * shapes allow it and GLM_VK_RMS_VEC=1 (glm_vk_set_rms_vec) */
+    bool gal = w->type == GLM_TYPE_F32 ? w->offset % 16 == 0
+                                       : (w->type == GLM_TYPE_F16 || w->type == GLM_TYPE_BF16) && w->offset % 8 == 0;
+    if (glm_vk_rms_vec() && gal && x.cols % 4 == 0 && x.cols <= 4096 && (x.off | x.ld | y.off | y.ld) % 4 == 0 &&
+        (!t || (t->off | t->ld) % 4 == 0))
+        pc.has_add |= 2u;
     const glm_vk_buffer *b[4] = { x.buf, w->buf, y.buf, t ? t->buf : x.buf };
     return glm_vk_dispatch(vk, GLM_VK_RMS_NORM, b, 4, &pc, sizeof pc, x.rows, 1, 1);
 }

@@ -244,6 +244,10 @@ bool glm_vk_matvec_probe_x8(void);
  * distinct ids; x as float16 where the kernel takes it, converted once), µs a product (with its
  * grouping dispatch; wall time of 100, best of 5). */
 glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us);
+/* rms_norm.comp's vec form where the shapes allow it (GLM_VK_RMS_VEC=1 at the first call, or this
+ * setter; default off until measured on a GPU) */
+bool glm_vk_rms_vec(void);
+void glm_vk_set_rms_vec(bool on);
 /* bench --profile's dense-product probe (floor.c): prefill's o_proj, y = W·x for T token rows
  * (Q4_K 2048 x 5120, random codes and finite scales), through glm_vk_matmul as the model runs it
  * (its column parts and their sum included), µs a product (wall time of n in one recording, each
