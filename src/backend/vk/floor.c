@@ -184,6 +184,63 @@ glm_status glm_vk_matvec_probe(glm_vk *vk, glm_vk_probe *out)
     return s;
 }
 
+/* The product probes' inputs: wb's wbytes of random words with finite float16 halves (every Q4_K
+ * scale finite) and xb's xn floats uniform in [-0.5, 0.5), from the xorshift state *st, through
+ * host (room for the larger of the two). */
+static glm_status probe_fill(glm_vk *vk, uint64_t *st, uint32_t *host, glm_vk_buffer *wb, uint64_t wbytes,
+                             glm_vk_buffer *xb, uint64_t xn)
+{
+#define FILL_NEXT() (*st ^= *st << 13, *st ^= *st >> 7, *st ^= *st << 17, (uint32_t)*st)
+    for (uint64_t i = 0; i < wbytes / 4; i++)
+        host[i] = FILL_NEXT() & 0x3BFF3BFFu; /* finite scales: the top bit of each half clear */
+    GLM_TRY(glm_vk_upload(vk, wb, 0, host, wbytes));
+    float *xf = (float *)host;
+    for (uint64_t i = 0; i < xn; i++)
+        xf[i] = (float)(FILL_NEXT() >> 8) / 16777216.0f - 0.5f;
+#undef FILL_NEXT
+    return glm_vk_upload(vk, xb, 0, xf, xn * 4);
+}
+
+/* The product probes' timing: n calls of op(ctx) recorded together (each behind the barrier its
+ * hazard brings), the wall time of the best of 5 recordings after an untimed one, µs a call. */
+typedef glm_status (*probe_op)(glm_vk *vk, const void *ctx);
+static glm_status probe_time(glm_vk *vk, uint32_t n, probe_op op, const void *ctx, double *us)
+{
+    double best = 1e30;
+    glm_status s = GLM_OK;
+    for (int rep = 0; s == GLM_OK && rep < 6; rep++) {
+        double t0 = wall_s();
+        s = glm_vk_begin(vk);
+        for (uint32_t i = 0; s == GLM_OK && i < n; i++)
+            s = op(vk, ctx);
+        glm_status ws = glm_vk_submit_wait(vk);
+        s = s == GLM_OK ? ws : s;
+        double t = wall_s() - t0;
+        if (rep > 0 && t < best)
+            best = t;
+    }
+    if (s == GLM_OK)
+        *us = 1e6 * best / n;
+    return s;
+}
+
+typedef struct {
+    glm_vk_view y, x, xh, ids, group;
+    const glm_vk_weight *w;
+} probe_args;
+
+static glm_status probe_grouped_op(glm_vk *vk, const void *ctx)
+{
+    const probe_args *a = ctx;
+    return glm_vk_matmul_id_half(vk, a->y, a->w, a->x, a->xh, a->ids, a->group, false);
+}
+
+static glm_status probe_dense_op(glm_vk *vk, const void *ctx)
+{
+    const probe_args *a = ctx;
+    return glm_vk_matmul(vk, a->y, a->w, 0, a->x);
+}
+
 /* ---- grouped-product probe (bench --profile): the routed gate product of a 512-token prefill -- */
 
 glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
@@ -205,18 +262,9 @@ glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
     if (s == GLM_OK && !host)
         s = glm_errorf(GLM_ERR_NOMEM, "grouped-product probe: out of memory");
     uint64_t st = 0x2545F4914F6CDD1Dull;
+    if (s == GLM_OK)
+        s = probe_fill(vk, &st, host, &wb, wbytes, &xb, (uint64_t)T * cols);
 #define PROBE_NEXT() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, (uint32_t)st)
-    if (s == GLM_OK) {
-        for (uint64_t i = 0; i < wbytes / 4; i++)
-            host[i] = PROBE_NEXT() & 0x3BFF3BFFu; /* finite scales: the top bit of each half clear */
-        s = glm_vk_upload(vk, &wb, 0, host, wbytes);
-    }
-    if (s == GLM_OK) {
-        float *xf = (float *)host;
-        for (uint32_t i = 0; i < T * cols; i++)
-            xf[i] = (float)(PROBE_NEXT() >> 8) / 16777216.0f - 0.5f;
-        s = glm_vk_upload(vk, &xb, 0, xf, (uint64_t)T * cols * 4);
-    }
     if (s == GLM_OK) {
         int32_t *ids = (int32_t *)host;
         for (uint32_t t = 0; t < T; t++) {
@@ -252,26 +300,15 @@ glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
             s = s == GLM_OK ? ws : s;
         }
     }
-    double best = 1e30;
-    for (int rep = 0; s == GLM_OK && rep < 6; rep++) {
-        double t0 = wall_s();
-        s = glm_vk_begin(vk);
-        for (uint32_t i = 0; s == GLM_OK && i < n; i++)
-            s = glm_vk_matmul_id_half(vk, y, &w, x, xh, ids, group, false);
-        glm_status ws = glm_vk_submit_wait(vk);
-        s = s == GLM_OK ? ws : s;
-        double t = wall_s() - t0;
-        if (rep > 0 && t < best)
-            best = t;
-    }
+    probe_args a = { y, x, xh, ids, group, &w };
+    if (s == GLM_OK)
+        s = probe_time(vk, n, probe_grouped_op, &a, us);
     glm_vk_buffer_destroy(vk, &wb);
     glm_vk_buffer_destroy(vk, &xb);
     glm_vk_buffer_destroy(vk, &yb);
     glm_vk_buffer_destroy(vk, &ib);
     glm_vk_buffer_destroy(vk, &gb);
     glm_vk_buffer_destroy(vk, &hb);
-    if (s == GLM_OK)
-        *us = 1e6 * best / n;
     return s;
 }
 
@@ -294,39 +331,17 @@ glm_status glm_vk_matmul_dense_probe(glm_vk *vk, uint32_t T, uint32_t n, double 
     if (s == GLM_OK && !host)
         s = glm_errorf(GLM_ERR_NOMEM, "dense-product probe: out of memory");
     uint64_t st = 0x9E3779B97F4A7C15ull;
-#define PROBE_NEXT() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, (uint32_t)st)
-    if (s == GLM_OK) {
-        for (uint64_t i = 0; i < wbytes / 4; i++)
-            host[i] = PROBE_NEXT() & 0x3BFF3BFFu; /* finite scales: the top bit of each half clear */
-        s = glm_vk_upload(vk, &wb, 0, host, wbytes);
-    }
-    if (s == GLM_OK) {
-        float *xf = (float *)host;
-        for (uint64_t i = 0; i < (uint64_t)T * cols; i++)
-            xf[i] = (float)(PROBE_NEXT() >> 8) / 16777216.0f - 0.5f;
-        s = glm_vk_upload(vk, &xb, 0, xf, xbytes);
-    }
-#undef PROBE_NEXT
+    if (s == GLM_OK)
+        s = probe_fill(vk, &st, host, &wb, wbytes, &xb, (uint64_t)T * cols);
     free(host);
     glm_vk_weight w = { &wb, GLM_TYPE_Q4_K, 0, cols, rows, 0, rb, rb * rows };
     glm_vk_view x = { &xb, 0, T, cols, cols }, y = { &yb, 0, T, rows, rows };
-    double best = 1e30;
-    for (int rep = 0; s == GLM_OK && rep < 6; rep++) {
-        double t0 = wall_s();
-        s = glm_vk_begin(vk);
-        for (uint32_t i = 0; s == GLM_OK && i < n; i++)
-            s = glm_vk_matmul(vk, y, &w, 0, x);
-        glm_status ws = glm_vk_submit_wait(vk);
-        s = s == GLM_OK ? ws : s;
-        double t = wall_s() - t0;
-        if (rep > 0 && t < best)
-            best = t;
-    }
+    probe_args a = { y, x, { 0 }, { 0 }, { 0 }, &w };
+    if (s == GLM_OK)
+        s = probe_time(vk, n, probe_dense_op, &a, us);
     glm_vk_buffer_destroy(vk, &wb);
     glm_vk_buffer_destroy(vk, &xb);
     glm_vk_buffer_destroy(vk, &yb);
-    if (s == GLM_OK)
-        *us = 1e6 * best / n;
     return s;
 }
 
