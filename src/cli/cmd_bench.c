@@ -762,10 +762,15 @@ static glm_status bench_model(const bench_opts *o, glm_model *m, glm_backend *b)
         ng += s == GLM_OK;
         q = *end == ',' ? end + 1 : end;
     }
+    /* GLM_BENCH_MMPROBE_N=n: the grouped-product probe's products a timed recording (default 100) */
+    const char *mn_env = getenv("GLM_BENCH_MMPROBE_N");
+    unsigned long mn = mn_env && *mn_env ? strtoul(mn_env, NULL, 10) : 100;
     for (unsigned i = 0; s == GLM_OK && i < nmb; i++) {
         glm_vk_matmul_probe_bits(mb[i]);
-        if (glm_vk_matmul_id_probe(vk, &mm_us[nm]) == GLM_OK)
+        if (glm_vk_matmul_id_probe(vk, (uint32_t)(mn > 1000 ? 0 : mn), &mm_us[nm]) == GLM_OK)
             mbits[nm++] = mb[i];
+        else
+            fprintf(stderr, "glm47 bench: %s\n", glm_last_error());
         glm_vk_matmul_probe_bits(0);
     }
     /* GLM_BENCH_DMPROBE=b1,b2,...: the dense-product probe (prefill's o_proj) with each set of

@@ -243,9 +243,11 @@ static glm_status probe_dense_op(glm_vk *vk, const void *ctx)
 
 /* ---- grouped-product probe (bench --profile): the routed gate product of a 512-token prefill -- */
 
-glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us)
+glm_status glm_vk_matmul_id_probe(glm_vk *vk, uint32_t n, double *us)
 {
-    const uint32_t T = 512, k = 5, E = 65, cols = 2048, rows = 1536, n = 100;
+    const uint32_t T = 512, k = 5, E = 65, cols = 2048, rows = 1536;
+    if (n == 0 || n > 1000)
+        return glm_errorf(GLM_ERR_INVALID, "grouped-product probe: %u products out of range", n);
     uint32_t rb = (uint32_t)glm_row_bytes(GLM_TYPE_Q4_K, cols);
     uint64_t wbytes = (uint64_t)rb * rows * E, ng = glm_vk_moe_group_ints(T, k, E);
     glm_vk_buffer wb = {0}, xb = {0}, yb = {0}, ib = {0}, gb = {0};

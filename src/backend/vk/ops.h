@@ -242,8 +242,8 @@ bool glm_vk_matvec_probe_x8(void);
 /* bench --profile's grouped-product probe (floor.c): the routed gate product of a prefill of 512
  * tokens (Q4_K 1536 x 2048, 64 experts + the shared one as a 65th, 4 + 1 a token, random
  * distinct ids; x as float16 where the kernel takes it, converted once), µs a product (with its
- * grouping dispatch; wall time of 100, best of 5). */
-glm_status glm_vk_matmul_id_probe(glm_vk *vk, double *us);
+ * grouping dispatch; wall time of n in one recording, best of 5 after one untimed). */
+glm_status glm_vk_matmul_id_probe(glm_vk *vk, uint32_t n, double *us);
 /* rms_norm.comp's vec form where the shapes allow it (GLM_VK_RMS_VEC=1 at the first call, or this
  * setter; default off until measured on a GPU) */
 bool glm_vk_rms_vec(void);
